@@ -1,0 +1,50 @@
+"""Run one local trial and leave its pid and exit code beside its logs.
+
+TorchX's local scheduler keeps its apps in memory, so after `nasop run` is killed a new run cannot
+ask it about trials that are still running (orphaned) or that finished meanwhile. This wrapper
+(stdlib only, so it starts fast) writes `<dir>/pid` at start and `<dir>/exit` at the end; the local
+runner reads them to re-attach instead of losing or repeating the trial.
+
+Usage: python -m nasop._trialwrap MARKER_DIR -- COMMAND [ARGS...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+
+def _write(path: str, payload: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: python -m nasop._trialwrap MARKER_DIR -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    marker_dir, command = argv[0], argv[2:]
+    os.makedirs(marker_dir, exist_ok=True)
+    proc = subprocess.Popen(command)
+    _write(os.path.join(marker_dir, "pid"), {"wrapper": os.getpid(), "child": proc.pid})
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    rc = proc.wait()
+    _write(os.path.join(marker_dir, "exit"), {"returncode": rc})
+    return 0 if rc == 0 else (rc if rc > 0 else 128 - rc)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,492 @@
+"""One experiment being searched: the Ax experiment, its generation strategy, a runner, a store.
+
+`Search.tick()` is the whole control loop in one non-blocking step: poll running trials, fetch
+their metrics, stop weak ones early, launch what the last generation proposed, and start the
+next generation in a worker thread. The CLI calls it in a loop; the operator's daemon calls it
+from kopf. Generation never runs on the caller's thread, and while it runs the experiment is not
+touched, so the worker sees a consistent experiment.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from ax.core.base_trial import BaseTrial, TrialStatus
+from ax.core.experiment import Experiment
+from ax.core.generator_run import GeneratorRun
+from ax.core.trial import Trial
+from ax.early_stopping.strategies.percentile import PercentileEarlyStoppingStrategy
+from ax.exceptions.core import DataRequiredError, OptimizationComplete
+from ax.exceptions.generation_strategy import MaxParallelismReachedException
+from ax.generation_strategy.generation_strategy import GenerationStrategy
+from ax.utils.common.result import Ok
+
+from nasop import errors, spec
+from nasop.engine import experiment as experiment_mod
+from nasop.engine import pareto, status as status_mod, strategy as strategy_mod
+from nasop.state.base import ExperimentStore, Snapshot
+from nasop.trials.runner import APP_HANDLE, TorchXTrialRunner
+
+log = logging.getLogger(__name__)
+
+PROPS = "nasop"
+MAX_INFRA_RETRIES = 2
+_WAIT_FOR_DATA = (DataRequiredError, MaxParallelismReachedException)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a user should hear about (the operator turns these into Kubernetes Events)."""
+
+    reason: str  # TrialLaunched | TrialCompleted | TrialFailed | TrialEarlyStopped | Phase...
+    message: str
+    trial: int | None = None
+    warning: bool = False
+
+
+@dataclass
+class TickReport:
+    events: list[Event] = field(default_factory=list)
+    changed: bool = False
+    generating: bool = False
+
+
+def configure_torch() -> None:
+    """One torch thread for the Ax process: with two, generation is 3-10x slower beside a trial."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+class Search:
+    """Drives one NASExperiment to its end; all state lives in the Ax experiment."""
+
+    def __init__(
+        self,
+        spec_: spec.NASExperimentSpec,
+        name: str,
+        snapshot: Snapshot,
+        runner: TorchXTrialRunner,
+        store: ExperimentStore | None,
+        clock: Any = time.time,
+    ) -> None:
+        self.spec = spec_
+        self.name = name
+        self.experiment: Experiment = snapshot.experiment
+        self.strategy: GenerationStrategy = snapshot.strategy
+        self.version = snapshot.version
+        self.runner = runner
+        self.experiment.runner = runner
+        self.store = store
+        self.clock = clock
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nasop-gen")
+        self._future: concurrent.futures.Future[list[list[GeneratorRun]]] | None = None
+        self._gen_started = 0.0
+        self.last_generation_seconds: float | None = None
+        configure_torch()
+        props = self.props
+        props.setdefault("startTime", spec.now_rfc3339())
+        props.setdefault("startEpoch", self.clock())
+        props.setdefault("reasons", {})
+        props.setdefault("infra", [])
+        props.setdefault("requeue", [])
+        props.setdefault("phase", spec.Phase.RUNNING.value)
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        spec_: spec.NASExperimentSpec,
+        name: str,
+        runner: TorchXTrialRunner,
+        store: ExperimentStore | None,
+        **kw: Any,
+    ) -> Search:
+        """Resume the stored experiment of this name, or create a new one."""
+        snapshot = store.load(name=name) if store else None
+        if snapshot is None:
+            experiment = experiment_mod.experiment_from_spec(spec_, name, runner)
+            experiment._properties[PROPS] = {"fingerprint": spec_.search_fingerprint()}
+            snapshot = Snapshot(experiment, strategy_mod.strategy_from_spec(spec_))
+        else:
+            stored = snapshot.experiment._properties.get(PROPS, {}).get("fingerprint")
+            if stored is not None and stored != spec_.search_fingerprint():
+                raise errors.SpecError(
+                    "spec.searchSpace/objectives/constraints differ from the stored experiment "
+                    f"{name!r}; they cannot change once a search has started",
+                    hint="revert the change, or use a new name (or state dir) for a new search",
+                )
+        search = cls(spec_, name, snapshot, runner, store, **kw)
+        if store and snapshot.version is None:
+            search.save()
+        return search
+
+    @property
+    def props(self) -> dict[str, Any]:
+        return self.experiment._properties.setdefault(PROPS, {})
+
+    def update_spec(self, spec_: spec.NASExperimentSpec) -> None:
+        """Budget, parallelism and suspend may change mid-search; the search space may not."""
+        if spec_.search_fingerprint() != self.spec.search_fingerprint():
+            raise errors.SpecError(
+                "spec.searchSpace/objectives/constraints cannot change once a search has started",
+                hint="revert the change, or create a new NASExperiment",
+            )
+        self.spec = spec_
+        if self.phase in (spec.Phase.SUCCEEDED,) and self._budget_left() > 0:
+            self.props["phase"] = spec.Phase.RUNNING.value  # maxTrials raised after the end
+            self.props.pop("completionTime", None)
+
+    # -- queries --------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> spec.Phase:
+        return spec.Phase(self.props.get("phase", spec.Phase.RUNNING.value))
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (spec.Phase.SUCCEEDED, spec.Phase.FAILED)
+
+    def trials_in(self, *statuses: TrialStatus) -> list[BaseTrial]:
+        return [t for t in self.experiment.trials.values() if t.status in statuses]
+
+    def _counted_trials(self) -> int:
+        """Trials that use budget: infrastructure failures and interruptions are retried free."""
+        infra = set(self.props["infra"])
+        return sum(
+            1
+            for t in self.experiment.trials.values()
+            if t.index not in infra and t.status is not TrialStatus.ABANDONED
+        )
+
+    def _budget_left(self) -> int:
+        return max(0, self.spec.budget.max_trials - self._counted_trials())
+
+    def _user_failures(self) -> int:
+        infra = set(self.props["infra"])
+        return sum(1 for t in self.trials_in(TrialStatus.FAILED) if t.index not in infra)
+
+    def observations(self) -> list[pareto.Observation]:
+        """Final metric values (last step) of completed trials."""
+        df = self.experiment.lookup_data().full_df
+        out = []
+        completed = {t.index: t for t in self.trials_in(TrialStatus.COMPLETED)}
+        if df.empty or not completed:
+            return out
+        df = df[df["trial_index"].isin(list(completed))]
+        if "step" in df.columns:
+            df = df.sort_values("step")
+        last = df.groupby(["trial_index", "metric_name"])["mean"].last()
+        for idx, trial in sorted(completed.items()):
+            metrics = {m: float(v) for (i, m), v in last.items() if i == idx}
+            out.append(
+                pareto.Observation(
+                    trial=idx,
+                    parameters=dict(trial.arm.parameters),  # type: ignore[attr-defined]
+                    metrics=metrics,
+                    job=trial.run_metadata.get(APP_HANDLE),
+                )
+            )
+        return out
+
+    def front(self) -> pareto.Front:
+        return pareto.front(
+            self.spec.objectives, self.spec.parsed_outcome_constraints, self.observations()
+        )
+
+    def status(self) -> spec.NASExperimentStatus:
+        return status_mod.build(self)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """One non-blocking step; returns what happened."""
+        report = TickReport()
+        if self._future is not None:
+            if not self._future.done():
+                report.generating = True
+                return report
+            self._finish_generation(report)
+        if self.finished:
+            return report
+        self._poll(report)
+        self._early_stop(report)
+        self._relaunch_requeued(report)
+        self._update_phase(report)
+        if self.phase is spec.Phase.RUNNING:
+            self._start_generation(report)
+        if report.changed:
+            self.save()
+        return report
+
+    def _poll(self, report: TickReport) -> None:
+        running = self.trials_in(TrialStatus.RUNNING)
+        if not running:
+            return
+        for index, obs in self.runner.observe(running).items():
+            trial = self.experiment.trials[index]
+            if obs.status is TrialStatus.RUNNING:
+                continue
+            report.changed = True
+            if obs.status is TrialStatus.COMPLETED:
+                self._complete(trial, report)
+            elif obs.status is TrialStatus.ABANDONED:
+                self._record_infra(trial, obs.reason or "cancelled", report, abandon=True)
+            elif obs.infrastructure:
+                self._record_infra(trial, obs.reason, report)
+            else:
+                self._fail(trial, obs.reason, report)
+
+    def _complete(self, trial: BaseTrial, report: TickReport) -> None:
+        """Fetch the trial's metrics; a trial that logged no objective metric failed."""
+        results = self.experiment.fetch_trials_data_results(trial_indices=[trial.index])
+        per_metric = results.get(trial.index, {})
+        objective_names = [o.metric for o in self.spec.objectives]
+        missing = [
+            m for m in objective_names
+            if not isinstance(per_metric.get(m), Ok)
+        ]
+        if missing:
+            reason = (
+                f"trial exited 0 but its TensorBoard logs hold no {missing} "
+                f"(log dir {trial.run_metadata.get('tb_log_dir')})"
+            )
+            self._fail(trial, reason, report)
+            return
+        for res in per_metric.values():
+            if isinstance(res, Ok):
+                self.experiment.attach_data(res.ok)
+        trial.mark_completed()
+        values = self._final_values(trial.index)
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+        report.events.append(Event("TrialCompleted", f"trial {trial.index} completed: {shown}",
+                                   trial.index))
+
+    def _final_values(self, index: int) -> dict[str, float]:
+        df = self.experiment.lookup_data(trial_indices=[index]).full_df
+        if df.empty:
+            return {}
+        if "step" in df.columns:
+            df = df.sort_values("step")
+        return {str(k): float(v) for k, v in df.groupby("metric_name")["mean"].last().items()}
+
+    def _fail(self, trial: BaseTrial, reason: str, report: TickReport) -> None:
+        self.props["reasons"][str(trial.index)] = reason
+        trial.mark_failed(reason=reason, unsafe=True)
+        report.events.append(
+            Event("TrialFailed", f"trial {trial.index} failed: {reason}", trial.index, True)
+        )
+
+    def _record_infra(
+        self, trial: BaseTrial, reason: str, report: TickReport, abandon: bool = False
+    ) -> None:
+        """Not the trainer's fault: does not count against budgets; the arm runs again."""
+        self.props["reasons"][str(trial.index)] = reason
+        self.props["infra"].append(trial.index)
+        if abandon:
+            trial.mark_abandoned(reason=reason, unsafe=True)
+        else:
+            trial.mark_failed(reason=reason, unsafe=True)
+        arm = trial.arm  # type: ignore[attr-defined]
+        retries = sum(
+            1 for i in self.props["infra"]
+            if self.experiment.trials[i].arm.name == arm.name  # type: ignore[attr-defined]
+        )
+        if retries <= MAX_INFRA_RETRIES and not self.spec.suspend:
+            self.props["requeue"].append(trial.index)
+            what = "will be retried"
+        else:
+            what = f"not retried ({retries} infrastructure failures)"
+        report.events.append(
+            Event("TrialInterrupted", f"trial {trial.index}: {reason}; {what}", trial.index, True)
+        )
+
+    def _early_stop(self, report: TickReport) -> None:
+        es = self.spec.early_stopping
+        running = self.trials_in(TrialStatus.RUNNING)
+        if es is None or not running:
+            return
+        results = self.experiment.fetch_trials_data_results(
+            trial_indices=[t.index for t in running]
+        )
+        for per_metric in results.values():
+            for res in per_metric.values():
+                if isinstance(res, Ok):
+                    self.experiment.attach_data(res.ok)
+        strategy = PercentileEarlyStoppingStrategy(
+            metric_signatures=[es.metric],
+            percentile_threshold=es.percentile,
+            min_progression=es.min_progression,
+            min_curves=es.min_curves,
+        )
+        try:
+            decisions = strategy.should_stop_trials_early(
+                trial_indices={t.index for t in running}, experiment=self.experiment
+            )
+        except Exception as e:  # not enough data yet, or a curve Ax cannot align
+            log.debug("early stopping skipped: %s", e)
+            return
+        for index, reason in decisions.items():
+            trial = self.experiment.trials[index]
+            why = reason or f"{es.metric} below the {es.percentile:g}th percentile"
+            self.runner.stop(trial, reason=why)
+            trial.mark_early_stopped(unsafe=True)
+            self.props["reasons"][str(index)] = why
+            report.changed = True
+            report.events.append(
+                Event("TrialEarlyStopped", f"trial {index} stopped early: {why}", index)
+            )
+
+    def _relaunch_requeued(self, report: TickReport) -> None:
+        """Run interrupted arms again (same parameters, new trial index) before new ones."""
+        queue: list[int] = self.props["requeue"]
+        while queue and self._capacity() > 0 and self._budget_left() > 0 and not self.spec.suspend:
+            old = self.experiment.trials[queue.pop(0)]
+            arm = old.arm  # type: ignore[attr-defined]
+            trial = self.experiment.new_trial(
+                generator_run=GeneratorRun(arms=[arm.clone()], generator_key="Retry")
+            )
+            self._launch(trial, report, note=f" (retry of trial {old.index})")
+            report.changed = True
+
+    def _capacity(self) -> int:
+        return self.spec.budget.parallelism - len(self.trials_in(TrialStatus.RUNNING))
+
+    def _launch(self, trial: Trial, report: TickReport, note: str = "") -> None:
+        try:
+            trial.run()
+        except Exception as e:  # e.g. the API server said 500: not the trainer's fault
+            reason = f"launch failed: {e}"
+            if trial.status is TrialStatus.CANDIDATE:
+                trial.mark_running(no_runner_required=True)
+            self._record_infra(trial, reason, report)
+            return
+        handle = trial.run_metadata.get(APP_HANDLE, "")
+        report.events.append(
+            Event("TrialLaunched", f"trial {trial.index} launched as {handle}{note}", trial.index)
+        )
+
+    def _update_phase(self, report: TickReport) -> None:
+        old = self.phase
+        new, message = old, self.props.get("message", "")
+        running = len(self.trials_in(TrialStatus.RUNNING))
+        failures = self._user_failures()
+        limit = self.spec.budget.max_duration_seconds
+        out_of_time = limit is not None and self.clock() - self.props["startEpoch"] > limit
+        if failures > self.spec.budget.max_failed_trials:
+            new = spec.Phase.FAILED
+            message = (
+                f"{failures} trials failed, more than budget.maxFailedTrials="
+                f"{self.spec.budget.max_failed_trials}"
+            )
+            for t in self.trials_in(TrialStatus.RUNNING):
+                self.runner.stop(t, reason="search failed")
+                t.mark_abandoned(reason="search failed", unsafe=True)
+        elif (self._budget_left() == 0 or out_of_time or self.props.get("exhausted")) and not running \
+                and not self.props["requeue"]:
+            new = spec.Phase.SUCCEEDED
+            message = (
+                "budget.maxDuration reached" if out_of_time and self._budget_left() else
+                "search space exhausted" if self.props.get("exhausted") else
+                f"all {self.spec.budget.max_trials} trials done"
+            )
+        elif self.spec.suspend:
+            new, message = spec.Phase.SUSPENDED, "spec.suspend is true: no new trials are launched"
+        else:
+            new, message = spec.Phase.RUNNING, ""
+        if new is not old or message != self.props.get("message", ""):
+            self.props["phase"], self.props["message"] = new.value, message
+            report.changed = True
+            if new is not old:
+                if new in (spec.Phase.SUCCEEDED, spec.Phase.FAILED):
+                    self.props["completionTime"] = spec.now_rfc3339()
+                report.events.append(
+                    Event(f"Search{new.value}", message or f"phase {new.value}",
+                          warning=new is spec.Phase.FAILED)
+                )
+
+    def _start_generation(self, report: TickReport) -> None:
+        limit = self.spec.budget.max_duration_seconds
+        if limit is not None and self.clock() - self.props["startEpoch"] > limit:
+            return
+        n = min(self._capacity(), self._budget_left() - len(self.props["requeue"]))
+        if n <= 0 or self.props.get("exhausted"):
+            return
+        self._gen_started = time.perf_counter()
+        self._future = self._pool.submit(self._generate, n)
+        report.generating = True
+
+    def _generate(self, n: int) -> list[list[GeneratorRun]]:
+        configure_torch()
+        return self.strategy.gen(experiment=self.experiment, n=1, num_trials=n)
+
+    def _finish_generation(self, report: TickReport) -> None:
+        future, self._future = self._future, None
+        assert future is not None  # noqa: S101 - internal invariant, not input validation
+        self.last_generation_seconds = time.perf_counter() - self._gen_started
+        try:
+            proposals = future.result()
+        except _WAIT_FOR_DATA as e:
+            log.debug("generation waits for data: %s", e)
+            return
+        except OptimizationComplete as e:
+            self.props["exhausted"] = True
+            report.changed = True
+            log.info("generation strategy completed: %s", e)
+            return
+        except Exception as e:
+            report.events.append(Event("GenerationFailed", f"generation failed: {e}", warning=True))
+            log.exception("generation failed")
+            return
+        for grs in proposals:
+            if not grs or not grs[0].arms:
+                continue
+            trial = self.experiment.new_trial(generator_run=grs[0])
+            self.props["generator"] = grs[0]._generation_node_name or grs[0]._generator_key
+            self._launch(trial, report)
+            report.changed = True
+        if report.changed:
+            self.save()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def save(self) -> None:
+        if self.store is None:
+            return
+        snapshot = Snapshot(self.experiment, self.strategy, self.version)
+        self.store.save(name=self.name, snapshot=snapshot)
+        self.version = snapshot.version
+
+    def cancel_running(self, reason: str = "interrupted") -> list[int]:
+        """Cancel every running trial (Ctrl-C, delete); they are retried on resume."""
+        if self._future is not None:  # proposals not yet launched are dropped, not run
+            concurrent.futures.wait([self._future])
+            self._future = None
+        stopped = []
+        for t in self.trials_in(TrialStatus.RUNNING):
+            self.runner.stop(t, reason=reason)
+            self._record_infra(t, reason, TickReport(), abandon=True)
+            stopped.append(t.index)
+        self.save()
+        return stopped
+
+    def wait_for_generation(self, timeout: float | None = None) -> None:
+        if self._future is not None:
+            concurrent.futures.wait([self._future], timeout=timeout)
+            if self._future.done():
+                self._finish_generation(TickReport())
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+__all__ = ["Event", "Search", "TickReport", "configure_torch"]

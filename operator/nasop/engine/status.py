@@ -1,0 +1,58 @@
+"""The `status` block of a NASExperiment, built from a Search: the same for CLI and operator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ax.core.base_trial import TrialStatus
+
+from nasop import spec
+
+if TYPE_CHECKING:
+    from nasop.engine.search import Search
+
+MAX_FRONT_IN_STATUS = 50  # keeps the resource small; the full front is in `nasop report`
+
+
+def counts(search: Search) -> spec.TrialCounts:
+    by = {s: len(search.trials_in(s)) for s in TrialStatus}
+    return spec.TrialCounts(
+        total=len(search.experiment.trials),
+        running=by[TrialStatus.RUNNING],
+        completed=by[TrialStatus.COMPLETED],
+        failed=by[TrialStatus.FAILED] + by[TrialStatus.ABANDONED],
+        early_stopped=by[TrialStatus.EARLY_STOPPED],
+    )
+
+
+def build(search: Search) -> spec.NASExperimentStatus:
+    front = search.front()
+    props = search.props
+    points = [
+        spec.ParetoPoint(trial=p.trial, job=p.job, parameters=p.parameters, metrics=p.metrics)
+        for p in front.points[:MAX_FRONT_IN_STATUS]
+    ]
+    phase = search.phase
+    ready = spec.Condition(
+        type="Succeeded" if phase is spec.Phase.SUCCEEDED else "Running",
+        status="True" if phase in (spec.Phase.RUNNING, spec.Phase.SUCCEEDED) else "False",
+        reason=phase.value,
+        message=props.get("message") or "",
+        last_transition_time=props.get("completionTime") or props.get("startTime", ""),
+    )
+    return spec.NASExperimentStatus(
+        phase=phase,
+        message=props.get("message") or None,
+        trials=counts(search),
+        generator=props.get("generator"),
+        hypervolume=round(front.hypervolume, 10) if front.points else 0.0,
+        objective_thresholds=front.reference,
+        pareto_size=len(front.points),
+        pareto_front=points,
+        start_time=props.get("startTime"),
+        completion_time=props.get("completionTime"),
+        conditions=[ready],
+    )
+
+
+__all__ = ["build", "counts"]

@@ -1,0 +1,115 @@
+"""Build the TorchX AppDef of one trial: a pure function, so tests can assert on it.
+
+The trial contract (DESIGN.md): `command + args + --<name>=<value>` per parameter, and the
+environment NASOP_EXPERIMENT, NASOP_TRIAL_INDEX, NASOP_PARAMS (JSON), NASOP_LOG_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Any
+
+from torchx import specs
+
+from nasop import spec
+from nasop.trials import local as local_markers
+
+LOCAL_SCHEDULERS = ("local_cwd", "local_docker")
+
+
+def trial_log_dir(log_root: str, experiment: str, trial_index: int) -> str:
+    """Unique per trial, under the shared log volume."""
+    return os.path.join(log_root, experiment, f"trial-{trial_index:04d}")
+
+
+def app_name(experiment: str, trial_index: int) -> str:
+    """A DNS-1123 name: Volcano job names must be lowercase and short."""
+    base = re.sub(r"[^a-z0-9-]", "-", experiment.lower()).strip("-")[:40] or "nasop"
+    return f"{base}-t{trial_index}"
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def trial_argv(template: spec.TrialTemplate, parameters: dict[str, Any], local: bool) -> list[str]:
+    """The full command line; locally `python` means this interpreter (the venv's)."""
+    command = list(template.command)
+    if local and command[0] in ("python", "python3"):
+        command[0] = sys.executable
+    params = [f"--{k}={format_value(v)}" for k, v in sorted(parameters.items())]
+    return command + list(template.args) + params
+
+
+def trial_env(
+    template: spec.TrialTemplate,
+    *,
+    experiment: str,
+    trial_index: int,
+    parameters: dict[str, Any],
+    log_dir: str,
+) -> dict[str, str]:
+    env = dict(template.env)
+    env.update(
+        {
+            "NASOP_EXPERIMENT": experiment,
+            "NASOP_TRIAL_INDEX": str(trial_index),
+            "NASOP_PARAMS": json.dumps(parameters, sort_keys=True),
+            "NASOP_LOG_DIR": log_dir,
+        }
+    )
+    return env
+
+
+def trial_to_appdef(
+    template: spec.TrialTemplate,
+    *,
+    experiment: str,
+    trial_index: int,
+    parameters: dict[str, Any],
+    log_dir: str,
+    scheduler: str,
+) -> specs.AppDef:
+    """The AppDef of one trial (one role, one replica)."""
+    local = scheduler in LOCAL_SCHEDULERS
+    argv = trial_argv(template, parameters, local)
+    if local:
+        argv = local_markers.wrap(argv, log_dir)
+    mounts: list[Any] = []
+    if not local and template.logs.claim_name:
+        mounts.append(
+            specs.VolumeMount(src=template.logs.claim_name, dst_path=template.logs.mount_path)
+        )
+    res = template.resources
+    role = specs.Role(
+        name="trainer",
+        image=os.getcwd() if scheduler == "local_cwd" else template.image,
+        entrypoint=argv[0],
+        args=argv[1:],
+        env=trial_env(
+            template,
+            experiment=experiment,
+            trial_index=trial_index,
+            parameters=parameters,
+            log_dir=log_dir,
+        ),
+        num_replicas=1,
+        resource=specs.Resource(cpu=max(1, int(res.cpu)), gpu=res.gpu, memMB=res.mem_mb),
+        mounts=mounts,
+        max_retries=0,
+    )
+    return specs.AppDef(
+        name=app_name(experiment, trial_index),
+        roles=[role],
+        metadata={"nasop.dev/experiment": experiment, "nasop.dev/trial": str(trial_index)},
+    )
+
+
+__all__ = ["app_name", "format_value", "trial_argv", "trial_log_dir", "trial_to_appdef"]

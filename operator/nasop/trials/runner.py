@@ -1,0 +1,218 @@
+"""An Ax Runner that launches each trial through TorchX, keeping only strings in trial metadata.
+
+Ax's stock TorchXRunner stores a live runner object in `run_metadata`, so JSON/SQL saves fail and
+nothing can be polled after a restart. Here `run_metadata` holds the app handle and the log
+directory (strings), and the TorchX session is rebuilt lazily, or injected by the operator with a
+Kubernetes client built from its own configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ax.core.base_trial import BaseTrial, TrialStatus
+from ax.core.runner import Runner
+from torchx import runner as torchx_runner
+from torchx import specs
+
+from nasop import spec
+from nasop.trials import appdef
+from nasop.trials import local as local_markers
+from nasop.trials.metric import RUN_METADATA_KEY
+
+log = logging.getLogger(__name__)
+
+APP_HANDLE = "app_handle"
+LOG_DIR = RUN_METADATA_KEY
+
+_RUNNING_STATES = {
+    specs.AppState.UNSUBMITTED,
+    specs.AppState.SUBMITTED,
+    specs.AppState.PENDING,
+    specs.AppState.RUNNING,
+    specs.AppState.UNKNOWN,  # e.g. a Volcano job with no status yet: not a failure
+}
+
+
+@dataclass(frozen=True)
+class TrialObservation:
+    """What the scheduler says about one trial right now."""
+
+    status: TrialStatus
+    reason: str = ""
+    infrastructure: bool = False  # vanished/evicted rather than a non-zero exit
+
+
+TorchXFactory = Callable[[], torchx_runner.Runner]
+
+
+class TorchXTrialRunner(Runner):
+    """Launches trials as TorchX apps (`local_cwd` locally, `kubernetes` in a cluster)."""
+
+    def __init__(
+        self,
+        scheduler: str,
+        template: dict[str, Any],
+        log_root: str,
+        experiment_name: str,
+        scheduler_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.template = template
+        self.log_root = log_root
+        self.experiment_name = experiment_name
+        self.scheduler_cfg = dict(scheduler_cfg or {})
+        self._torchx: torchx_runner.Runner | None = None
+        self._factory: TorchXFactory | None = None
+
+    # -- session -------------------------------------------------------------------------
+
+    def bind(self, factory: TorchXFactory) -> None:
+        """Use this TorchX runner factory (the operator passes one with its own API client)."""
+        self._factory = factory
+        self._torchx = None
+
+    @property
+    def torchx(self) -> torchx_runner.Runner:
+        if self._torchx is None:
+            self._torchx = self._factory() if self._factory else torchx_runner.get_runner("nasop")
+        return self._torchx
+
+    def close(self) -> None:
+        if self._torchx is not None:
+            self._torchx.close()
+            self._torchx = None
+
+    @property
+    def trial_template(self) -> spec.TrialTemplate:
+        return spec.TrialTemplate.model_validate(self.template)
+
+    # -- Ax Runner API -------------------------------------------------------------------
+
+    def run(self, trial: BaseTrial) -> dict[str, Any]:
+        """Submit the trial; returns only strings for `trial.run_metadata`."""
+        parameters = dict(trial.arm.parameters)  # type: ignore[attr-defined]
+        log_dir = appdef.trial_log_dir(self.log_root, self.experiment_name, trial.index)
+        if self.scheduler in appdef.LOCAL_SCHEDULERS:
+            os.makedirs(log_dir, exist_ok=True)
+        app = appdef.trial_to_appdef(
+            self.trial_template,
+            experiment=self.experiment_name,
+            trial_index=trial.index,
+            parameters=parameters,
+            log_dir=log_dir,
+            scheduler=self.scheduler,
+        )
+        handle = self.torchx.run(app, scheduler=self.scheduler, cfg=self.scheduler_cfg)
+        log.info("trial %d launched as %s", trial.index, handle)
+        return {APP_HANDLE: str(handle), LOG_DIR: log_dir}
+
+    def poll_trial_status(self, trials: Iterable[BaseTrial]) -> dict[TrialStatus, set[int]]:
+        out: dict[TrialStatus, set[int]] = {}
+        for trial, obs in self.observe(trials).items():
+            out.setdefault(obs.status, set()).add(trial)
+        return out
+
+    def stop(self, trial: BaseTrial, reason: str | None = None) -> dict[str, Any]:
+        """Cancel the trial's app; idempotent."""
+        handle = trial.run_metadata.get(APP_HANDLE)
+        if handle:
+            try:
+                self.torchx.cancel(handle)
+            except Exception as e:  # cancel must not raise: the app may be gone already
+                log.warning("cancel of trial %d (%s) failed: %s", trial.index, handle, e)
+        if self.is_local and trial.run_metadata.get(LOG_DIR):
+            local_markers.terminate(trial.run_metadata[LOG_DIR])  # an orphan from an earlier run
+        return {"stop_reason": reason or ""}
+
+    @property
+    def run_metadata_report_keys(self) -> list[str]:
+        return [APP_HANDLE, LOG_DIR]
+
+    # -- observation ---------------------------------------------------------------------
+
+    def observe(self, trials: Iterable[BaseTrial]) -> dict[int, TrialObservation]:
+        """Each trial's state; never raises for one bad trial."""
+        out: dict[int, TrialObservation] = {}
+        for trial in trials:
+            handle = trial.run_metadata.get(APP_HANDLE)
+            if not handle:
+                out[trial.index] = TrialObservation(
+                    TrialStatus.FAILED, "trial has no app handle", infrastructure=True
+                )
+                continue
+            try:
+                status = self.torchx.status(handle)
+            except Exception as e:  # scheduler unreachable: keep it running, look again later
+                log.warning("status of %s failed: %s", handle, e)
+                out[trial.index] = TrialObservation(TrialStatus.RUNNING)
+                continue
+            if status is None and self.is_local:
+                out[trial.index] = self._classify_orphan(trial, handle)
+            else:
+                out[trial.index] = self._classify(trial, handle, status)
+        return out
+
+    @property
+    def is_local(self) -> bool:
+        return self.scheduler in appdef.LOCAL_SCHEDULERS
+
+    def _classify_orphan(self, trial: BaseTrial, handle: str) -> TrialObservation:
+        """A local trial started by an earlier process: read the markers it left."""
+        log_dir = trial.run_metadata.get(LOG_DIR, "")
+        rc = local_markers.exit_code(log_dir)
+        if rc == 0:
+            return TrialObservation(TrialStatus.COMPLETED)
+        if rc is not None and rc in (-15, -2, 143, 130):
+            return TrialObservation(TrialStatus.ABANDONED, "cancelled", infrastructure=True)
+        if rc is not None:
+            return TrialObservation(TrialStatus.FAILED, f"trainer exited with code {rc}")
+        if local_markers.is_running(log_dir):
+            return TrialObservation(TrialStatus.RUNNING)
+        return TrialObservation(
+            TrialStatus.FAILED,
+            f"local trial {handle} was interrupted (its process is gone and left no exit code)",
+            infrastructure=True,
+        )
+
+    def _classify(
+        self, trial: BaseTrial, handle: str, status: specs.AppStatus | None
+    ) -> TrialObservation:
+        if status is None:
+            return TrialObservation(
+                TrialStatus.FAILED,
+                f"app {handle} vanished from the scheduler without a cancel",
+                infrastructure=True,
+            )
+        if status.state in _RUNNING_STATES:
+            return TrialObservation(TrialStatus.RUNNING)
+        if status.state == specs.AppState.SUCCEEDED:
+            return TrialObservation(TrialStatus.COMPLETED)
+        if status.state == specs.AppState.CANCELLED:
+            return TrialObservation(TrialStatus.ABANDONED, "cancelled", infrastructure=True)
+        return TrialObservation(TrialStatus.FAILED, self._failure_reason(handle, status))
+
+    def _failure_reason(self, handle: str, status: specs.AppStatus) -> str:
+        """The last stderr line of the trainer is usually the one clear error line."""
+        reason = ""
+        try:
+            lines = list(
+                self.torchx.log_lines(handle, "trainer", k=0, streams=specs.Stream.STDERR)
+            )
+            lines = [ln.rstrip() for ln in lines if ln.strip()]
+            if lines:
+                reason = lines[-1]
+        except Exception:  # logs are best effort
+            pass
+        if not reason:
+            reason = (status.structured_error_msg or status.msg or "").strip()
+            if reason in ("", "<NONE>"):
+                reason = f"trial app {handle} failed"
+        return reason[:500]
+
+
+__all__ = ["APP_HANDLE", "LOG_DIR", "TorchXTrialRunner", "TrialObservation"]
