@@ -79,7 +79,7 @@ class TorchXTrialRunner(Runner):
     @property
     def torchx(self) -> torchx_runner.Runner:
         if self._torchx is None:
-            self._torchx = self._factory() if self._factory else torchx_runner.get_runner("nasop")
+            self._torchx = self._factory() if self._factory else torchx_runner.get_runner()
         return self._torchx
 
     def close(self) -> None:

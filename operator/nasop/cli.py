@@ -1,0 +1,230 @@
+"""`nasop run | status | report | validate | crd | operator`.
+
+Heavy imports (Ax, TorchX, kopf) happen inside the commands that need them, so `nasop validate`
+and `nasop --help` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from nasop import __version__, errors, spec
+
+
+def _print_err(e: errors.NasopError) -> None:
+    print(f"error: {e.message}", file=sys.stderr)
+    if e.hint:
+        print(f"hint: {e.hint}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- validate / crd
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    bad = 0
+    for path in args.files:
+        try:
+            m = spec.load_manifest(path)
+        except errors.SpecError as e:
+            bad += 1
+            print(f"{path}: invalid", file=sys.stderr)
+            for line in e.message.split("; "):
+                print(f"  {line}", file=sys.stderr)
+            continue
+        print(f"{path}: valid ({m.name}: {len(m.spec.search_space)} parameters, "
+              f"{len(m.spec.objectives)} objectives, {m.spec.budget.max_trials} trials)")
+    return 1 if bad else 0
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from nasop import crd
+
+    text = crd.crd_yaml()
+    if args.output:
+        for path in args.output:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    manifest = spec.load_manifest(args.file)
+    from rich.console import Console
+
+    from nasop import local, progress
+
+    console = Console(stderr=True)
+    console.print(f"[bold]nasop[/] {manifest.name}: loading Ax ...")
+    try:
+        from torchx.schedulers.local_scheduler import SignalException
+    except ImportError:  # pragma: no cover - torchx always ships it
+        SignalException = KeyboardInterrupt  # type: ignore[misc,assignment]  # noqa: N806
+    search = local.open_local_search(manifest, args.state_dir, args.state_url)
+    console.print(f"state: {search.store.describe() if search.store else 'none'}; "
+                  f"{len(search.experiment.trials)} trials already recorded")
+    try:
+        with progress.SearchProgress(search, console, quiet=args.quiet) as view:
+            while not search.finished:
+                report = search.tick()
+                view.update(report)
+                time.sleep(args.poll if not report.changed else 0.05)
+    except (KeyboardInterrupt, SignalException):
+        stopped = search.cancel_running("interrupted by Ctrl-C")
+        console.print(f"[yellow]interrupted[/]: cancelled trials {stopped}; state saved. "
+                      f"Run the same command again to resume.")
+        search.runner.close()
+        search.close()
+        return 130
+    search.runner.close()
+    search.close()
+    status = search.status()
+    progress.print_front(status, manifest.spec, console=Console())
+    return 0 if status.phase is spec.Phase.SUCCEEDED else 1
+
+
+# ----------------------------------------------------------------------------- status / report
+
+
+def _load_search_readonly(args: argparse.Namespace):  # noqa: ANN202
+    manifest = spec.load_manifest(args.file)
+    from nasop import local
+
+    paths = local.LocalPaths(args.state_dir or local.DEFAULT_STATE_DIR)
+    store = local.local_store(paths, args.state_url)
+    if store.load(name=manifest.name) is None:
+        raise errors.NasopError(
+            f"no state for experiment {manifest.name!r} in {store.describe()}",
+            hint=f"run `nasop run {args.file}` first (with the same --state-dir)",
+        )
+    from nasop.engine.search import Search
+
+    return manifest, Search.open(
+        manifest.spec, manifest.name, local.local_runner(manifest, paths), _ReadOnly(store)
+    )
+
+
+class _ReadOnly:
+    """Wraps a store so that `status` and `report` never write."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def load(self, *, name: str):  # noqa: ANN201
+        return self._store.load(name=name)
+
+    def save(self, *, name: str, snapshot: Any) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self._store.describe()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    manifest, search = _load_search_readonly(args)
+    status = search.status().dump()
+    if args.output == "json":
+        print(json.dumps(status, indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump({"status": status}, sort_keys=False), end="")
+    else:
+        from rich.console import Console
+
+        from nasop import progress
+
+        progress.print_front(search.status(), manifest.spec, console=Console())
+    search.close()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    manifest, search = _load_search_readonly(args)
+    from nasop import report
+
+    report.write_report(search, args.output)
+    print(f"wrote {args.output}")
+    search.close()
+    return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from nasop.controller import main as controller_main
+
+    return controller_main.run(args)
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nasop", description="Multi-objective neural architecture search (Ax + TorchX)."
+    )
+    p.add_argument("--version", action="version", version=f"nasop {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def state_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--state-dir", default=None,
+                        help="where state, logs and trial output live (default: ./.nasop)")
+        sp.add_argument("--state-url", default=None,
+                        help="keep the Ax state in a database instead, e.g. sqlite:///nasop.db")
+
+    sp = sub.add_parser("run", help="run (or resume) a search on this machine")
+    sp.add_argument("file")
+    state_args(sp)
+    sp.add_argument("--poll", type=float, default=0.5, help="seconds between ticks")
+    sp.add_argument("--quiet", action="store_true", help="no live progress display")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("status", help="print the status block of a local search")
+    sp.add_argument("file")
+    state_args(sp)
+    sp.add_argument("-o", "--output", choices=["json", "yaml", "table"], default="table")
+    sp.set_defaults(func=cmd_status)
+
+    sp = sub.add_parser("report", help="write a self-contained HTML report")
+    sp.add_argument("file")
+    state_args(sp)
+    sp.add_argument("-o", "--output", default="report.html")
+    sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("validate", help="check manifests offline")
+    sp.add_argument("files", nargs="+")
+    sp.set_defaults(func=cmd_validate)
+
+    sp = sub.add_parser("crd", help="print the generated CustomResourceDefinition")
+    sp.add_argument("-o", "--output", action="append", help="write to this file (repeatable)")
+    sp.set_defaults(func=cmd_crd)
+
+    sp = sub.add_parser("operator", help="run the Kubernetes operator")
+    sp.add_argument("--namespace", "-n", action="append", default=None,
+                    help="watch this namespace (repeatable; default: WATCH_NAMESPACES or all)")
+    sp.add_argument("--liveness-port", type=int, default=8080)
+    sp.add_argument("--metrics-port", type=int, default=9090)
+    sp.add_argument("--log-root", default=None,
+                    help="where the shared trial log volume is mounted (default: /logs)")
+    sp.set_defaults(func=cmd_operator)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except errors.NasopError as e:
+        _print_err(e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
