@@ -17,6 +17,21 @@ import yaml
 from nasop import __version__, errors, spec
 
 
+def quiet_libraries() -> None:
+    """Ax logs every generation step at INFO; a user wants nasop's own lines."""
+    import logging
+    import warnings
+
+    from ax.utils.common.logger import set_ax_logger_levels, set_stderr_log_level
+
+    set_ax_logger_levels(logging.WARNING)
+    set_stderr_log_level(logging.WARNING)
+    for name in ("torchx", "lightning", "tensorboard"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="ax")
+
+
 def _print_err(e: errors.NasopError) -> None:
     print(f"error: {e.message}", file=sys.stderr)
     if e.hint:
@@ -66,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     console.print(f"[bold]nasop[/] {manifest.name}: loading Ax ...")
+    quiet_libraries()
     try:
         from torchx.schedulers.local_scheduler import SignalException
     except ImportError:  # pragma: no cover - torchx always ships it
@@ -98,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _load_search_readonly(args: argparse.Namespace):  # noqa: ANN202
     manifest = spec.load_manifest(args.file)
+    quiet_libraries()
     from nasop import local
 
     paths = local.LocalPaths(args.state_dir or local.DEFAULT_STATE_DIR)

@@ -91,7 +91,7 @@ def experiment_from_spec(s: spec.NASExperimentSpec, name: str, runner: Runner | 
                 parameter_constraints=list(s.parameter_constraints),
                 name=name,
                 description=f"nasop experiment {name}",
-                experiment_type="nasop",
+                experiment_type=None,  # Ax SQL storage accepts only its own enum here
                 owner=None,
             )
         )

@@ -40,6 +40,8 @@ class SQLStore(ExperimentStore):
 
     def save(self, *, name: str, snapshot: Snapshot) -> None:
         save_experiment(snapshot.experiment, config=self._config)
+        if snapshot.strategy._experiment is None:  # a strategy that has not generated yet
+            snapshot.strategy.experiment = snapshot.experiment
         save_generation_strategy(snapshot.strategy, config=self._config)
 
     def delete(self, *, name: str) -> None:

@@ -18,6 +18,7 @@ from ax.core.base_trial import BaseTrial, TrialStatus
 from ax.core.runner import Runner
 from torchx import runner as torchx_runner
 from torchx import specs
+from torchx.schedulers.api import Stream
 
 from nasop import spec
 from nasop.trials import appdef
@@ -201,7 +202,7 @@ class TorchXTrialRunner(Runner):
         reason = ""
         try:
             lines = list(
-                self.torchx.log_lines(handle, "trainer", k=0, streams=specs.Stream.STDERR)
+                self.torchx.log_lines(handle, "trainer", k=0, streams=Stream.STDERR)
             )
             lines = [ln.rstrip() for ln in lines if ln.strip()]
             if lines:

@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` runs a real search on bundled data, `make test` runs
+# the tests. Both create .venv and install what they need (torch 2.13.0 CPU first).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast crd bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nasop run examples/quick.yaml --state-dir .nasop-demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not operator"
+
+crd: $(STAMP)
+	$(BIN)/nasop crd -o crds/nasexperiments.yaml -o charts/nasop/crds/nasexperiments.yaml
+
+clean:
+	rm -rf .nasop .nasop-demo report.html

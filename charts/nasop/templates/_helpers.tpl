@@ -1,0 +1,116 @@
+{{/* Chart name, overridable by nameOverride; cut to 63 characters (DNS label limit). */}}
+{{- define "nasop.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full resource name: release name + chart name unless the release name already contains it. */}}
+{{- define "nasop.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Chart name and version, for the helm.sh/chart label. */}}
+{{- define "nasop.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Namespace of the namespaced resources: namespaceOverride or the release namespace. */}}
+{{- define "nasop.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every resource. */}}
+{{- define "nasop.labels" -}}
+helm.sh/chart: {{ include "nasop.chart" . }}
+{{ include "nasop.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: nasop
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels: only name and instance, because Deployment selectors are immutable. */}}
+{{- define "nasop.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "nasop.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Name of the operator's ServiceAccount. */}}
+{{- define "nasop.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "nasop.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the metrics Service (also used by the helm test pod). */}}
+{{- define "nasop.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "nasop.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Operator image reference; the tag defaults to the chart appVersion. */}}
+{{- define "nasop.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Name of the claim mounted as the shared trial log volume; empty when none is used. */}}
+{{- define "nasop.logsClaimName" -}}
+{{- if .Values.logs.existingClaim -}}
+{{- .Values.logs.existingClaim -}}
+{{- else if .Values.logs.persistence.enabled -}}
+{{- printf "%s-logs" (include "nasop.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Comma-separated watched namespaces (WATCH_NAMESPACES); empty means all namespaces. */}}
+{{- define "nasop.watchNamespaces" -}}
+{{- join "," (uniq .Values.watchNamespaces) -}}
+{{- end -}}
+
+{{/*
+Validate values that the JSON schema cannot express; collect every message and fail once
+(the bitnami pattern). Included from NOTES.txt and deployment.yaml.
+*/}}
+{{- define "nasop.validateValues" -}}
+{{- $messages := list -}}
+{{- $messages = append $messages (include "nasop.validateValues.rbacScope" .) -}}
+{{- $messages = append $messages (include "nasop.validateValues.serviceMonitor" .) -}}
+{{- $messages = append $messages (include "nasop.validateValues.ports" .) -}}
+{{- $messages = without $messages "" -}}
+{{- $message := join "\n" $messages -}}
+{{- if $message -}}
+{{- printf "\nVALUES VALIDATION:\n%s" $message | fail -}}
+{{- end -}}
+{{- end -}}
+
+{{/* rbac.scope=namespaced grants nothing unless namespaces are named. */}}
+{{- define "nasop.validateValues.rbacScope" -}}
+{{- if and .Values.rbac.create (eq .Values.rbac.scope "namespaced") (empty .Values.watchNamespaces) -}}
+nasop: rbac.scope=namespaced needs watchNamespaces (the namespaces to grant a Role in); set watchNamespaces or use rbac.scope=cluster
+{{- end -}}
+{{- end -}}
+
+{{/* A ServiceMonitor selects the metrics Service, so the Service must exist. */}}
+{{- define "nasop.validateValues.serviceMonitor" -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) -}}
+nasop: metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the ServiceMonitor scrapes the metrics Service)
+{{- end -}}
+{{- end -}}
+
+{{/* The liveness and metrics servers cannot share a port. */}}
+{{- define "nasop.validateValues.ports" -}}
+{{- if eq (int .Values.health.port) (int .Values.metrics.port) -}}
+nasop: health.port and metrics.port must differ (both are {{ .Values.health.port }})
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,287 @@
+"""`nasop report`: one self-contained HTML page with the views of the Ax multi-objective NAS tutorial.
+
+Why a single file: the report is read long after the search, often copied off a cluster or
+attached to a ticket, and it must open without network access. So plotly.js is inlined once and
+every figure is a `<div>` that uses it; the trial table is plain HTML.
+
+The page shows, in order: a header (phase, counts, hypervolume, reference point); the trade-off
+scatter of the first two objectives (x = objectives[1], y = objectives[0], as in the tutorial's
+num_params vs val_acc), coloured by trial index with the Pareto front as a step line and the
+reference point marked; a scatter matrix when there are 3-4 objectives; Ax's cross-validation
+plot per objective; and a table of every trial. The cross-validation plot needs a fitted model:
+the generation strategy is fit the way `gen` would (moving on from Sobol once its trials are in),
+which mutates only the in-memory strategy; before the model phase a note stands in its place.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from nasop.engine.search import Search
+
+log = logging.getLogger(__name__)
+
+COLORSCALE = "Viridis"
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _hover(trial: int, parameters: dict[str, Any], metrics: dict[str, float]) -> str:
+    lines = [f"<b>trial {trial}</b>"]
+    lines += [f"{k} = {_fmt(v)}" for k, v in metrics.items()]
+    lines += [f"{k} = {_fmt(v)}" for k, v in parameters.items()]
+    return "<br>".join(html.escape(line, quote=False) if i else line for i, line in enumerate(lines))
+
+
+def tradeoff_figure(search: Search) -> go.Figure:
+    """Completed trials in objective space; Pareto points joined by a step line (2 objectives)."""
+    import plotly.graph_objects as go
+
+    objectives = search.spec.objectives
+    status = search.status()
+    obs = [o for o in search.observations() if all(m.metric in o.metrics for m in objectives)]
+    y_obj = objectives[0]
+    x_obj = objectives[1] if len(objectives) > 1 else None
+
+    def xy(metrics: dict[str, float], trial: int) -> tuple[float, float]:
+        return (metrics[x_obj.metric] if x_obj else trial), metrics[y_obj.metric]
+
+    pts = [xy(o.metrics, o.trial) for o in obs]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        name="trials", mode="markers",
+        x=[p[0] for p in pts], y=[p[1] for p in pts],
+        customdata=[o.trial for o in obs],
+        text=[_hover(o.trial, o.parameters, o.metrics) for o in obs],
+        hovertemplate="%{text}<extra></extra>",
+        marker={
+            "size": 10, "color": [o.trial for o in obs], "colorscale": COLORSCALE,
+            "showscale": True, "colorbar": {"title": {"text": "trial"}},
+            "line": {"width": 0.5, "color": "#333"},
+        },
+    ))
+    front = sorted(status.pareto_front, key=lambda p: xy(p.metrics, p.trial))
+    if front:
+        two = len(objectives) == 2
+        fig.add_trace(go.Scatter(
+            name="Pareto front", mode="lines" if two else "markers",
+            x=[xy(p.metrics, p.trial)[0] for p in front],
+            y=[xy(p.metrics, p.trial)[1] for p in front],
+            customdata=[p.trial for p in front],
+            # from one front point to the next (x ascending) through the corner both dominate
+            line={"shape": "hv" if x_obj is not None and x_obj.minimize else "vh",
+                  "color": "#d62728", "width": 2},
+            marker={"symbol": "circle-open", "size": 16, "color": "#d62728"},
+            hoverinfo="skip",
+        ))
+    ref = status.objective_thresholds
+    if x_obj is not None and x_obj.metric in ref and y_obj.metric in ref:
+        fig.add_trace(go.Scatter(
+            name=_ref_label(search), mode="markers",
+            x=[ref[x_obj.metric]], y=[ref[y_obj.metric]],
+            marker={"symbol": "x", "size": 14, "color": "black"},
+            hovertemplate=(f"{_ref_label(search)}<br>{x_obj.metric} = %{{x}}<br>"
+                           f"{y_obj.metric} = %{{y}}<extra></extra>"),
+        ))
+    fig.update_layout(
+        title=f"{y_obj.metric} vs {x_obj.metric if x_obj else 'trial'} ({len(obs)} completed trials)",
+        xaxis_title=_axis(x_obj) if x_obj else "trial index",
+        yaxis_title=_axis(y_obj),
+        legend={"orientation": "h", "y": -0.15}, height=560, template="plotly_white",
+    )
+    return fig
+
+
+def splom_figure(search: Search) -> go.Figure:
+    """Scatter matrix of all objectives (used for 3-4 objectives)."""
+    import plotly.graph_objects as go
+
+    metrics = [o.metric for o in search.spec.objectives]
+    obs = [o for o in search.observations() if all(m in o.metrics for m in metrics)]
+    on_front = {p.trial for p in search.status().pareto_front}
+    fig = go.Figure(go.Splom(
+        dimensions=[{"label": m, "values": [o.metrics[m] for o in obs]} for m in metrics],
+        customdata=[o.trial for o in obs],
+        text=[_hover(o.trial, o.parameters, o.metrics) for o in obs],
+        hovertemplate="%{text}<extra></extra>", diagonal_visible=False,
+        marker={
+            "size": [11 if o.trial in on_front else 7 for o in obs],
+            "color": [o.trial for o in obs], "colorscale": COLORSCALE, "showscale": True,
+            "colorbar": {"title": {"text": "trial"}},
+            "line": {"width": [2 if o.trial in on_front else 0.5 for o in obs], "color": "#d62728"},
+        },
+    ))
+    fig.update_layout(title="Objectives (Pareto points outlined in red)", height=720,
+                      template="plotly_white")
+    return fig
+
+
+def cross_validation(search: Search) -> list[tuple[str, str, go.Figure]] | str:
+    """Ax's leave-one-out CV plot per objective, or a note saying why there is none yet."""
+    try:
+        from ax.analysis.plotly.cross_validation import CrossValidationPlot
+        from ax.analysis.plotly.plotly_analysis import PlotlyAnalysisCard
+
+        adapter = search.strategy.fit(experiment=search.experiment)
+        if adapter is None or not adapter.can_predict:
+            node = search.strategy.current_node_name
+            return (f"Not available yet: the generation strategy is in its {node} phase, which "
+                    "fits no model. Cross-validation appears once the initial trials have "
+                    "completed and the BoTorch model takes over.")
+        card = CrossValidationPlot(
+            metric_names=[o.metric for o in search.spec.objectives], untransform=True
+        ).compute(experiment=search.experiment, generation_strategy=search.strategy,
+                  adapter=adapter)
+        return [
+            (c.title, c.subtitle, c.get_figure())
+            for c in card.flatten()
+            if isinstance(c, PlotlyAnalysisCard) and c.title.startswith("Cross Validation")
+        ] or "Ax produced no cross-validation plot for the objectives."
+    except Exception as e:  # a report must not fail because the model cannot be fit yet
+        log.info("cross-validation not computed: %s", e, exc_info=True)
+        return f"Not available: Ax could not compute cross-validation ({type(e).__name__}: {e})."
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _final_metrics(search: Search) -> dict[int, dict[str, float]]:
+    """Last logged value of every metric for every trial (early-stopped and failed ones too)."""
+    df = search.experiment.lookup_data().full_df
+    if df.empty:
+        return {}
+    if "step" in df.columns:
+        df = df.sort_values("step")
+    out: dict[int, dict[str, float]] = {}
+    for (idx, metric), v in df.groupby(["trial_index", "metric_name"])["mean"].last().items():
+        out.setdefault(int(idx), {})[str(metric)] = float(v)
+    return out
+
+
+def _generator(trial: Any) -> str:
+    for gr in getattr(trial, "generator_runs", []):
+        name = gr._generation_node_name or gr._generator_key
+        if name:
+            return str(name)
+    return "manual"
+
+
+def trial_table(search: Search) -> str:
+    """Every trial as one row of a plain HTML table."""
+    params = [p.name for p in search.spec.search_space]
+    metrics = list(search.spec.metric_names)
+    finals = _final_metrics(search)
+    front = {p.trial for p in search.status().pareto_front}
+    reasons: dict[str, str] = search.props.get("reasons", {})
+    head = ["trial", "status", "generator", *params, *metrics, "Pareto", "reason"]
+    rows = []
+    for idx, trial in sorted(search.experiment.trials.items()):
+        arm = getattr(trial, "arm", None)
+        values = arm.parameters if arm is not None else {}
+        reason = reasons.get(str(idx)) or trial.status_reason or ""
+        cells = [str(idx), trial.status.name.lower().replace("_", " "), _generator(trial)]
+        cells += [_fmt(values.get(p, "")) for p in params]
+        cells += [_fmt(finals.get(idx, {}).get(m, "")) for m in metrics]
+        cells += ["★" if idx in front else "", reason]
+        css = trial.status.name.lower()
+        rows.append(f'<tr class="{css}" data-trial="{idx}">'
+                    + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return (f'<table class="trials"><thead><tr>{header}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _header(search: Search) -> str:
+    st = search.status()
+    c = st.trials
+    objectives = ", ".join(f"{o.metric} ({o.goal.value})" for o in search.spec.objectives)
+    ref = ", ".join(f"{k} = {_fmt(v)}" for k, v in st.objective_thresholds.items()) or "none"
+    items = [
+        ("phase", st.phase.value + (f" — {st.message}" if st.message else "")),
+        ("objectives", objectives),
+        ("trials", f"{c.total} total: {c.completed} completed, {c.running} running, "
+                   f"{c.failed} failed, {c.early_stopped} stopped early "
+                   f"(budget {search.spec.budget.max_trials})"),
+        ("generator", st.generator or "none yet"),
+        ("hypervolume", f"{_fmt(st.hypervolume or 0.0)} ({st.pareto_size} Pareto points)"),
+        (_ref_label(search), ref),
+    ]
+    dl = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items)
+    return f"<h1>{html.escape(search.name)}</h1><dl>{dl}</dl>"
+
+
+# ----------------------------------------------------------------------------- page
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}
+dd{margin:0}.note{background:#f6f6f6;border-left:4px solid #aaa;padding:.6em 1em}
+table.trials{border-collapse:collapse;font-size:.85em;width:100%}
+.trials th,.trials td{border:1px solid #ddd;padding:.25em .5em;text-align:right}
+.trials th{background:#f0f0f0;position:sticky;top:0}.trials td:last-child{text-align:left}
+tr.failed,tr.abandoned{background:#fdecea}tr.early_stopped{background:#fff6e0}
+"""
+
+
+def _div(fig: go.Figure) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%")
+
+
+def render_html(search: Search) -> str:
+    """The whole report page as one string (plotly.js inlined; no network needed to view it)."""
+    from plotly.offline import get_plotlyjs
+
+    parts = [_header(search), "<h2>Trade-off</h2>"]
+    if search.observations():
+        parts.append(_div(tradeoff_figure(search)))
+        if len(search.spec.objectives) >= 3:
+            parts.append(_div(splom_figure(search)))
+    else:
+        parts.append('<p class="note">No completed trials yet.</p>')
+    parts.append("<h2>Model fit (cross-validation)</h2>")
+    cv = cross_validation(search)
+    if isinstance(cv, str):
+        parts.append(f'<p class="note" id="cv-note">{html.escape(cv)}</p>')
+    else:
+        for title, subtitle, fig in cv:
+            parts.append(f'<h3>{html.escape(title)}</h3><p>{html.escape(subtitle)}</p>{_div(fig)}')
+    parts += ["<h2>Trials</h2>", trial_table(search)]
+    title = html.escape(f"nasop report: {search.name}")
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_CSS}</style><script>{get_plotlyjs()}</script></head>"
+        f"<body>{''.join(parts)}</body></html>"
+    )
+
+
+def write_report(search: Search, path: str) -> None:
+    """Render the report and write it to `path` (UTF-8)."""
+    page = render_html(search)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
+
+
+def _ref_label(search: Search) -> str:
+    all_set = all(o.threshold is not None for o in search.spec.objectives)
+    return "objective thresholds" if all_set else "reference point (thresholds, else worst observed)"
+
+
+def _axis(o: Any) -> str:
+    return f"{o.metric} ({'lower' if o.minimize else 'higher'} is better)"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+__all__ = ["cross_validation", "render_html", "splom_figure", "tradeoff_figure", "trial_table",
+           "write_report"]

@@ -1,0 +1,215 @@
+"""`nasop run` end to end: real Ax, real TorchX local_cwd processes, real TensorBoard files.
+
+One search runs the real Lightning trainer on scikit-learn's digits; the kill/resume tests use the
+instant fake trainer (tests/fake_trainer.py) with a sleep so that trials are in flight when the
+run is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nasop import spec
+from nasop.engine import pareto
+from nasop.local import LocalPaths, local_runner, local_store
+from nasop.engine.search import Search
+from stubs import manifest, write_manifest
+
+pytestmark = pytest.mark.slow
+
+NASOP = [sys.executable, "-m", "nasop.cli"]
+
+
+def _run(args, cwd, timeout=600, check=True):
+    p = subprocess.run(NASOP + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"nasop {args} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def _load(tmp_path, path):
+    m = spec.load_manifest(path)
+    paths = LocalPaths(str(tmp_path / "state"))
+    return m, Search.open(m.spec, m.name, local_runner(m, paths), local_store(paths, None))
+
+
+def _status(tmp_path, path):
+    p = _run(["status", path, "--state-dir", str(tmp_path / "state"), "-o", "json"], tmp_path)
+    return json.loads(p.stdout)
+
+
+def test_real_trainer_search_on_digits(tmp_path):
+    data = manifest(
+        "digits-e2e",
+        budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
+        optimizer={"initialTrials": 4, "seed": 1},
+        trial={"command": ["python", "-m", "nasop_trainer"],
+               "args": ["--dataset", "digits", "--subset", "800"]},
+    )
+    path = write_manifest(str(tmp_path / "m.yaml"), data)
+    p = _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"], tmp_path)
+    assert "Pareto front" in p.stdout
+
+    st = _status(tmp_path, path)
+    t = st["trials"]
+    assert st["phase"] == "Succeeded"
+    assert t["total"] == 6 and t["running"] == 0
+    assert t["completed"] + t["failed"] + t["earlyStopped"] == t["total"]
+    assert t["completed"] >= 5
+    assert st["hypervolume"] > 0
+    assert st["objectiveThresholds"] == {"val_acc": 0.5, "num_params": 20000.0}
+    assert st["paretoSize"] == len(st["paretoFront"]) > 0
+    assert st["generator"] == "MBM"  # BoTorch (qLogNEHVI) proposed the last trials
+
+    # the front is truly non-dominated among all completed trials, with exact model sizes
+    _, search = _load(tmp_path, path)
+    obs = search.observations()
+    assert len(obs) == t["completed"]
+    for o in obs:
+        h1, h2 = o.parameters["hidden_size_1"], o.parameters["hidden_size_2"]
+        assert o.metrics["num_params"] == 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10
+        assert 0 < o.metrics["val_acc"] <= 1
+    for pt in st["paretoFront"]:
+        a = (pt["metrics"]["val_acc"], -pt["metrics"]["num_params"])
+        for o in obs:
+            b = (o.metrics["val_acc"], -o.metrics["num_params"])
+            assert not (b[0] >= a[0] and b[1] >= a[1] and b != a), (pt, o)
+    search.close()
+
+    # a second run of a finished search changes nothing
+    p = _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"], tmp_path)
+    assert _status(tmp_path, path)["trials"]["total"] == 6
+
+
+def _slow_manifest(tmp_path, name, max_trials=6):
+    data = manifest(
+        name,
+        budget={"maxTrials": max_trials, "parallelism": 2, "maxFailedTrials": 0},
+        optimizer={"method": "sobol", "seed": 3},
+    )
+    data["spec"]["trial"]["args"] = ["--sleep=0.8"]
+    return write_manifest(str(tmp_path / f"{name}.yaml"), data)
+
+
+def _state_trials(tmp_path, name):
+    try:
+        with open(tmp_path / "state" / "state" / f"{name}.json", encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return {int(k): v["status"]["name"] if isinstance(v["status"], dict) else v["status"]
+            for k, v in ((t["index"], t) for t in doc["experiment"]["trials"].values())}
+
+
+def _start(tmp_path, path):
+    return subprocess.Popen(
+        NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _wait_for_completed(tmp_path, name, n, proc, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        trials = _state_trials(tmp_path, name)
+        done = sum(1 for s in trials.values() if "COMPLETED" in str(s))
+        running = sum(1 for s in trials.values() if "RUNNING" in str(s))
+        if done >= n and running >= 1:
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    raise AssertionError("search did not progress")
+
+
+def _arms_run_to_completion(search):
+    from ax.core.base_trial import TrialStatus
+
+    done = search.trials_in(TrialStatus.COMPLETED)
+    return [t.arm.signature for t in done]
+
+
+def test_kill_minus_9_then_resume_loses_and_repeats_nothing(tmp_path):
+    path = _slow_manifest(tmp_path, "killed")
+    proc = _start(tmp_path, path)
+    _wait_for_completed(tmp_path, "killed", 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _state_trials(tmp_path, "killed")
+    in_flight = [i for i, s in before.items() if "RUNNING" in str(s)]
+    assert in_flight, before
+
+    _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"], tmp_path)
+    _, search = _load(tmp_path, path)
+    arms = _arms_run_to_completion(search)
+    assert len(arms) == 6 and len(set(arms)) == 6  # every trial ran exactly once
+    from ax.core.base_trial import TrialStatus
+
+    # the trials in flight at the kill were re-attached (orphans finished), not re-run
+    for i in in_flight:
+        assert search.experiment.trials[i].status is TrialStatus.COMPLETED
+    assert len(search.experiment.trials) == 6
+    search.close()
+
+
+def test_ctrl_c_cancels_trials_and_resume_reruns_them_once(tmp_path):
+    path = _slow_manifest(tmp_path, "interrupted")
+    proc = _start(tmp_path, path)
+    _wait_for_completed(tmp_path, "interrupted", 1, proc)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "state saved" in out
+    before = _state_trials(tmp_path, "interrupted")
+    cancelled = [i for i, s in before.items() if "ABANDONED" in str(s)]
+    assert cancelled, before
+
+    # the cancelled processes are gone
+    for i in cancelled:
+        marker = tmp_path / "state" / "logs" / "interrupted" / f"trial-{i:04d}" / ".nasop" / "exit"
+        deadline = time.time() + 10
+        while not marker.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert marker.exists()
+
+    _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"], tmp_path)
+    _, search = _load(tmp_path, path)
+    arms = _arms_run_to_completion(search)
+    assert len(arms) == 6 and len(set(arms)) == 6
+    cancelled_arms = {search.experiment.trials[i].arm.signature for i in cancelled}
+    assert cancelled_arms <= set(arms)  # nothing lost: the interrupted arms ran again, once
+    st = search.status()
+    assert st.phase is spec.Phase.SUCCEEDED
+    search.close()
+
+
+def test_failing_trials_fail_the_search_past_max_failed(tmp_path):
+    data = manifest("failing", budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 1},
+                    optimizer={"method": "sobol", "seed": 0})
+    data["spec"]["trial"]["args"] = ["--fail=always"]
+    path = write_manifest(str(tmp_path / "f.yaml"), data)
+    p = _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"], tmp_path,
+             check=False)
+    assert p.returncode == 1
+    st = _status(tmp_path, path)
+    assert st["phase"] == "Failed"
+    assert "maxFailedTrials" in st["message"]
+    _, search = _load(tmp_path, path)
+    assert "asked to fail" in " ".join(search.props["reasons"].values())
+    search.close()
+
+
+def test_validate_cli(tmp_path):
+    good = write_manifest(str(tmp_path / "g.yaml"), manifest("ok"))
+    bad_data = manifest("bad")
+    bad_data["spec"]["searchSpace"][0]["bounds"] = [9, 1]
+    bad = write_manifest(str(tmp_path / "b.yaml"), bad_data)
+    assert _run(["validate", good], tmp_path).returncode == 0
+    p = _run(["validate", bad], tmp_path, check=False)
+    assert p.returncode == 1 and "spec.searchSpace[0]" in p.stderr and "reversed" in p.stderr

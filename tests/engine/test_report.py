@@ -1,0 +1,158 @@
+"""The HTML report on a real search whose trials are created and completed by hand (no training)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from ax.core.arm import Arm
+from ax.core.data import Data
+from ax.core.generator_run import GeneratorRun
+
+from nasop import report, spec
+from nasop.engine.search import Search
+from nasop.trials.runner import TorchXTrialRunner
+
+MANIFEST = yaml.safe_load(
+    """
+apiVersion: nasop.dev/v1alpha1
+kind: NASExperiment
+metadata: {name: report-test}
+spec:
+  searchSpace:
+    - {name: hidden_size_1, type: int,   bounds: [16, 128], log: true}
+    - {name: hidden_size_2, type: int,   bounds: [16, 128], log: true}
+    - {name: learning_rate, type: float, bounds: [1.0e-4, 1.0e-2], log: true}
+  objectives:
+    - {metric: val_acc,    goal: maximize, threshold: 0.5}
+    - {metric: num_params, goal: minimize, threshold: 20000}
+  budget: {maxTrials: 20, parallelism: 2}
+  optimizer: {initialTrials: 6, seed: 0}
+"""
+)
+FAILURE = "trial exited 1: CUDA out of memory <oom>"
+
+
+def synthetic(p: dict[str, Any]) -> dict[str, float]:
+    """Bigger nets are more accurate; a learning rate far from 3e-3 costs accuracy."""
+    h1, h2 = p["hidden_size_1"], p["hidden_size_2"]
+    n = 784 * h1 + h1 * h2 + 10 * h2
+    acc = 0.95 - 0.3 * math.exp(-n / 40000) - 0.1 * (math.log10(p["learning_rate"]) + 2.5) ** 2
+    return {"val_acc": acc, "num_params": float(n)}
+
+
+def make_search(tmp_path: Any, completed: int, manifest: dict[str, Any] = MANIFEST) -> Search:
+    m = spec.parse_manifest(manifest)
+    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
+                               log_root=str(tmp_path), experiment_name=m.name)
+    search = Search.open(m.spec, m.name, runner, store=None)
+    rng = np.random.default_rng(0)
+    for _ in range(completed):
+        params = {"hidden_size_1": int(rng.integers(16, 129)),
+                  "hidden_size_2": int(rng.integers(16, 129)),
+                  "learning_rate": float(10 ** rng.uniform(-4, -2))}
+        trial = search.experiment.new_trial(generator_run=GeneratorRun(arms=[Arm(params)]))
+        trial.mark_running(no_runner_required=True)
+        values = synthetic(params)
+        values.update({o.metric: float(rng.uniform(0, 1)) for o in m.spec.objectives[2:]})
+        search.experiment.attach_data(Data(df=pd.DataFrame([
+            {"trial_index": trial.index, "arm_name": trial.arm.name, "metric_name": k,
+             "metric_signature": k, "mean": v, "sem": float("nan")}
+            for k, v in values.items()
+        ])))
+        trial.mark_completed()
+    failed = search.experiment.new_trial(
+        generator_run=GeneratorRun(arms=[Arm({"hidden_size_1": 128, "hidden_size_2": 128,
+                                              "learning_rate": 1e-3})])
+    )
+    failed.mark_running(no_runner_required=True)
+    search.props["reasons"][str(failed.index)] = FAILURE
+    failed.mark_failed(reason=FAILURE)
+    return search
+
+
+def trace(fig: Any, name: str) -> Any:
+    return next(t for t in fig.data if t.name == name)
+
+
+def check_page(search: Search, page: str) -> None:
+    assert '<script src="http' not in page and "cdn.plot.ly" not in page
+    assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js itself is inlined
+    assert search.name in page
+    rows = re.findall(r'<tr class="(\w+)" data-trial="(\d+)">', page)
+    assert [int(i) for _, i in rows] == sorted(search.experiment.trials)
+    failed = [i for c, i in rows if c == "failed"]
+    assert failed == [str(len(search.experiment.trials) - 1)]
+    assert "CUDA out of memory &lt;oom&gt;" in page
+
+
+def test_tradeoff_figure_has_every_completed_trial_front_and_threshold(tmp_path: Any) -> None:
+    search = make_search(tmp_path, completed=12)
+    fig = report.tradeoff_figure(search)
+    points = trace(fig, "trials")
+    completed = [o.trial for o in search.observations()]
+    assert len(completed) == 12 and sorted(points.customdata) == completed
+    obs = {o.trial: o.metrics for o in search.observations()}
+    assert [(x, y) for x, y in zip(points.x, points.y)] == [
+        (obs[i]["num_params"], obs[i]["val_acc"]) for i in points.customdata
+    ]
+    assert points.marker.showscale and list(points.marker.color) == list(points.customdata)
+    assert "hidden_size_1" in points.text[0]
+
+    front = trace(fig, "Pareto front")
+    expected = {p.trial for p in search.status().pareto_front}
+    assert sorted(front.customdata) == sorted(expected) and 1 < len(expected) < 12
+    assert list(front.x) == sorted(front.x) and front.line.shape == "hv"
+
+    ref = trace(fig, "objective thresholds")
+    assert (ref.x[0], ref.y[0]) == (20000, 0.5)
+
+
+def test_early_report_shows_note_instead_of_cross_validation(tmp_path: Any) -> None:
+    search = make_search(tmp_path, completed=3)
+    assert isinstance(report.cross_validation(search), str)
+    out = tmp_path / "report.html"
+    report.write_report(search, str(out))
+    page = out.read_text(encoding="utf-8")
+    check_page(search, page)
+    assert 'id="cv-note"' in page and "Sobol" in page
+
+
+def test_no_completed_trials_still_renders(tmp_path: Any) -> None:
+    search = make_search(tmp_path, completed=0)
+    page = report.render_html(search)
+    assert "No completed trials yet" in page and 'id="cv-note"' in page
+
+
+@pytest.mark.slow
+def test_report_with_model_shows_cross_validation_per_objective(tmp_path: Any) -> None:
+    search = make_search(tmp_path, completed=12)
+    grs = search.strategy.gen(experiment=search.experiment, n=1, num_trials=1)
+    assert grs[0][0]._generation_node_name == "MBM"
+    cv = report.cross_validation(search)
+    assert not isinstance(cv, str), cv
+    assert [t.split(" (")[0] for t, _, _ in cv] == [
+        "Cross Validation for val_acc", "Cross Validation for num_params"
+    ]
+    assert all(len(fig.data[0].x) == 12 for _, _, fig in cv)  # leave-one-out: one per trial
+    out = tmp_path / "report.html"
+    report.write_report(search, str(out))
+    page = out.read_text(encoding="utf-8")
+    check_page(search, page)
+    assert 'id="cv-note"' not in page and "Cross Validation for val_acc" in page
+
+
+def test_three_objectives_add_a_scatter_matrix(tmp_path: Any) -> None:
+    manifest = yaml.safe_load(yaml.safe_dump(MANIFEST))
+    manifest["spec"]["objectives"].append({"metric": "latency", "goal": "minimize"})
+    search = make_search(tmp_path, completed=8, manifest=manifest)
+    splom = report.splom_figure(search)
+    assert [d.label for d in splom.data[0].dimensions] == ["val_acc", "num_params", "latency"]
+    assert sorted(splom.data[0].customdata) == [o.trial for o in search.observations()]
+    assert trace(report.tradeoff_figure(search), "Pareto front").mode == "markers"
+    assert "reference point" in report.render_html(search)  # latency has no threshold

@@ -1,0 +1,213 @@
+"""Fixtures for operator tests: a Kubernetes API emulator on 127.0.0.1 and an in-process kopf.
+
+- ``emulator``: a started :class:`emulator.Emulator` (one per test) serving core, events.k8s.io,
+  coordination.k8s.io, kopf.dev, Volcano and ``nasexperiments`` (from ``crds/nasexperiments.yaml``
+  when it exists, else a schema-less stand-in with the same names).
+- ``kubeconfig``: a kubeconfig file for it, exported as ``KUBECONFIG`` for the test.
+- ``k8s_api``: a ``kubernetes.client.ApiClient`` for it.
+- ``run_operator``: ``await run_operator(registry_or_None, paths=..., modules=..., ...)`` starts
+  kopf as an asyncio task on the test's loop and returns an :class:`OperatorHandle`; stop it with
+  ``await handle.stop()`` (graceful) or by cancelling ``handle.task``; leftovers are cancelled
+  at teardown.
+
+This folder must not get an ``__init__.py``: the package would be named ``operator`` and shadow the
+standard library. The helpers are imported as top-level modules (``import emulator``).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import pathlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # works in every pytest import mode
+
+import emulator as k8s  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+NASEXPERIMENTS_CRD_PATH = REPO / "crds" / "nasexperiments.yaml"
+
+
+@pytest.fixture()
+def emulator() -> Iterator[k8s.Emulator]:
+    """A running emulator on a free 127.0.0.1 port, stopped (watch streams ended) after the test."""
+    emu = k8s.Emulator()
+    emu.register_crd(NASEXPERIMENTS_CRD_PATH if NASEXPERIMENTS_CRD_PATH.exists()
+                     else k8s.NASEXPERIMENTS_TEST_CRD)
+    with emu.running():
+        yield emu
+
+
+@pytest.fixture()
+def kubeconfig(emulator: k8s.Emulator, tmp_path: pathlib.Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[pathlib.Path]:
+    """A kubeconfig (context namespace ``default``) pointing at the emulator; sets KUBECONFIG."""
+    import kubernetes.client
+    import kubernetes.config.kube_config
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": emulator.url}}],
+        "users": [{"name": "tester", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "emulator",
+                      "context": {"cluster": "emulator", "user": "tester", "namespace": "default"}}],
+    }))
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    # The client reads $KUBECONFIG once, at import time: point its default there too.
+    monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    # load_kube_config() (e.g. in kopf.login_via_client) replaces the client's global default.
+    default = getattr(kubernetes.client.Configuration, "_default", None)
+    yield path
+    kubernetes.client.Configuration.set_default(default)
+
+
+@pytest.fixture()
+def k8s_api(emulator: k8s.Emulator) -> Iterator[Any]:
+    """A ``kubernetes.client.ApiClient`` talking to the emulator."""
+    import kubernetes.client
+
+    client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=emulator.url))
+    yield client
+    client.close()
+
+
+# ------------------------------------------------------------------------------------ kopf
+
+
+def apply_test_settings(settings: Any) -> None:
+    """Fast retries and reconnects: the emulator is local, waiting only slows the tests."""
+    settings.networking.error_backoffs = [0.1, 0.2, 0.5, 1.0]
+    settings.watching.reconnect_backoff = 0.05
+    settings.posting.level = logging.INFO
+
+
+def load_registry(paths: Iterable[str | pathlib.Path] = (), modules: Iterable[str] = ()) -> Any:
+    """Import kopf handler files/modules into a fresh registry (re-executing imported modules)."""
+    import kopf
+
+    registry = kopf.OperatorRegistry()
+    previous = kopf.get_default_registry()
+    kopf.set_default_registry(registry)
+    try:
+        for module in modules:
+            if module in sys.modules:
+                importlib.reload(sys.modules[module])
+            else:
+                importlib.import_module(module)
+        for index, path in enumerate(paths):
+            spec = importlib.util.spec_from_file_location(f"_kopf_handlers_{index}", path)
+            assert spec is not None and spec.loader is not None, path
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    finally:
+        kopf.set_default_registry(previous)
+    return registry
+
+
+@dataclasses.dataclass
+class OperatorHandle:
+    """A kopf operator running as a task on the test's event loop."""
+    task: asyncio.Task[None]
+    stop_flag: asyncio.Event
+    registry: Any
+    settings: Any
+    emulator: k8s.Emulator
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """Graceful stop via kopf's stop flag (kopf waits up to 5 s for its streams)."""
+        self.stop_flag.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+    async def cancel(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def wait_watching(self, *resources: str, timeout: float = 10.0) -> None:
+        """Wait until kopf has an open watch stream on each resource (``'group/version/plural'``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not all(self.emulator.active_watches(r) for r in resources):
+            if self.task.done():
+                self.task.result()  # re-raise why it died
+                raise RuntimeError("the operator exited")
+            if loop.time() > deadline:
+                raise TimeoutError(f"kopf is not watching {resources} after {timeout}s")
+            await asyncio.sleep(0.02)
+
+
+OperatorStarter = Callable[..., Awaitable[OperatorHandle]]
+
+
+@pytest_asyncio.fixture()
+async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]:
+    """Start kopf in-process against the emulator: ``handle = await run_operator(registry, ...)``.
+
+    Args (of the returned coroutine function):
+        registry: a ``kopf.OperatorRegistry``; or None to load ``paths``/``modules`` into a new one.
+        namespaces: the namespaces to serve (default ``["default"]``); or ``clusterwide=True``.
+        configure: ``fn(settings)`` after the test defaults (:func:`apply_test_settings`).
+        login: ``"emulator"`` (a login handler returning the emulator's URL) or ``"kubeconfig"``
+            (``kopf.login_via_client``: needs the ``kubeconfig`` fixture) or None (the registry's).
+        watching: resources to wait for kopf to watch before returning.
+    """
+    import kopf
+
+    handles: list[OperatorHandle] = []
+
+    async def start(registry: Any = None, *, paths: Iterable[str | pathlib.Path] = (),
+                    modules: Iterable[str] = (), namespaces: Iterable[str] = ("default",),
+                    clusterwide: bool = False, configure: Callable[[Any], None] | None = None,
+                    login: str | None = "emulator", watching: Iterable[str] = (),
+                    ready_timeout: float = 10.0) -> OperatorHandle:
+        registry = registry if registry is not None else load_registry(paths, modules)
+        if login == "emulator":
+            @kopf.on.login(registry=registry, id="emulator_login")
+            def _login(**_: Any) -> kopf.ConnectionInfo:
+                return kopf.ConnectionInfo(server=emulator.url, default_namespace="default",
+                                           priority=1000)
+        elif login == "kubeconfig":
+            kopf.on.login(registry=registry, id="kubeconfig_login")(kopf.login_via_client)
+        settings = kopf.OperatorSettings()
+        apply_test_settings(settings)
+        if configure is not None:
+            configure(settings)
+        ready, stop_flag = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(kopf.operator(
+            registry=registry, settings=settings, standalone=True, clusterwide=clusterwide,
+            namespaces=[] if clusterwide else list(namespaces), ready_flag=ready, stop_flag=stop_flag))
+        handle = OperatorHandle(task, stop_flag, registry, settings, emulator)
+        handles.append(handle)
+        ready_waiter = asyncio.ensure_future(ready.wait())
+        await asyncio.wait([ready_waiter, task], timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
+        ready_waiter.cancel()
+        if task.done():
+            task.result()
+            raise RuntimeError("the operator exited during startup")
+        if not ready.is_set():
+            raise TimeoutError(f"the operator was not ready in {ready_timeout}s")
+        if watching:
+            await handle.wait_watching(*watching)
+        return handle
+
+    yield start
+
+    for handle in handles:
+        if not handle.task.done():
+            await handle.cancel()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # kopf installs them in the main thread
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,300 @@
+"""A Volcano player for operator tests: moves ``batch.volcano.sh/v1alpha1`` jobs through their phases.
+
+No Volcano controller runs against the emulator, so a submitted job would stay status-less forever.
+:class:`VolcanoPlayer` polls the emulator's jobs (in-process, not over HTTP, so its traffic neither
+shows in ``emulator.calls`` nor eats injected faults) and, per new job, in a worker thread:
+
+1. writes ``status.state.phase: Pending`` (every task's pods ``Pending``);
+2. creates one Pod per task replica, named as Volcano does (``<job>-<task>-<index>``) and owned by
+   the job (so deleting the job deletes them), and writes ``Running``;
+3. asks the ``outcome`` callback how the job ends (it may run the job's command for real);
+4. optionally writes ``Completing``, then ``Completed`` or ``Failed`` (or what the callback says),
+   with the pods' final phases and logs (readable through ``pods/log`` and TorchX ``log_iter``).
+
+The status has the fields TorchX 0.7.0's ``KubernetesScheduler.describe()`` reads:
+``status.state.phase`` (a key of its ``JOB_STATE``) and ``status.taskStatusCount``
+(``{"<role>-<replica>": {"phase": {"<PodPhase>": n}}}``), plus Volcano's counters
+(``pending``/``running``/``succeeded``/``failed``/...), ``minAvailable``, ``version`` and
+``conditions``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import inspect
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import emulator as k8s
+
+JOBS = k8s.VOLCANO_JOBS
+PODS = "v1/pods"
+TERMINAL = ("Completed", "Failed", "Aborted", "Terminated")
+
+
+@dataclasses.dataclass
+class JobOutcome:
+    """How a job ends: its final Volcano phase, and per task its exit code and log text."""
+    phase: str = "Completed"
+    exit_codes: dict[str, int] = dataclasses.field(default_factory=dict)
+    logs: dict[str, str] = dataclasses.field(default_factory=dict)
+    message: str = ""
+
+
+#: The callback: ``outcome(job)`` or ``outcome(job, cancelled: threading.Event)``; it returns a
+#: JobOutcome, a bool (success), an int (exit code), a phase name, or None (= Completed).
+Outcome = Callable[..., Any]
+
+
+def succeed(job: Mapping[str, Any]) -> JobOutcome:
+    return JobOutcome("Completed")
+
+
+def fail(job: Mapping[str, Any]) -> JobOutcome:
+    return JobOutcome("Failed", message="failed by the test")
+
+
+def tasks_of(job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list(job.get("spec", {}).get("tasks") or [])
+
+
+def run_command(cwd: str | None = None, timeout: float = 120.0, env: Mapping[str, str] | None = None,
+                ) -> Outcome:
+    """Build an outcome that runs each task's first container (command + args + env) locally.
+
+    The task's pod spec is TorchX's: ``template.spec.containers[0]`` with ``command``, ``args`` and
+    ``env: [{name, value}]``. Tasks run one after another; the job fails if any exits non-zero.
+    The process is killed if the job is deleted meanwhile (then the phase is ``Aborted``).
+    """
+    def outcome(job: Mapping[str, Any], cancelled: threading.Event) -> JobOutcome:
+        result = JobOutcome("Completed")
+        for task in tasks_of(job):
+            container = task["template"]["spec"]["containers"][0]
+            argv = list(container.get("command") or []) + list(container.get("args") or [])
+            task_env = {**os.environ, **(env or {}),
+                        **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
+            proc = subprocess.Popen(argv, cwd=cwd, env=task_env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None:
+                if cancelled.is_set() or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    result.phase = "Aborted" if cancelled.is_set() else "Failed"
+                    break
+                time.sleep(0.02)
+            result.exit_codes[task["name"]] = proc.returncode
+            result.logs[task["name"]] = proc.stdout.read() if proc.stdout else ""
+            if result.phase != "Completed":
+                return result
+            if proc.returncode != 0:
+                result.phase = "Failed"
+                result.message = f"task {task['name']} exited with {proc.returncode}"
+                return result
+        return result
+    return outcome
+
+
+def _as_outcome(value: Any) -> JobOutcome:
+    if isinstance(value, JobOutcome):
+        return value
+    if value is None or value is True or value == 0:
+        return JobOutcome("Completed")
+    if value is False or isinstance(value, int):
+        return JobOutcome("Failed", message=f"exit code {int(value)}")
+    if isinstance(value, str):
+        return JobOutcome(value)
+    raise TypeError(f"unsupported outcome: {value!r}")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class VolcanoPlayer:
+    """Plays Volcano for the jobs in an :class:`emulator.Emulator`; start/stop or use as ``with``.
+
+    Args:
+        emulator: the emulator whose jobs to play.
+        outcome: decides each job's end (see :data:`Outcome`); default: succeed at once.
+        namespace: only jobs in this namespace (default: all).
+        poll_interval: seconds between scans for new or deleted jobs.
+        pending_seconds: how long a new job stays Pending before Running.
+        completing: also pass through Volcano's ``Completing`` phase before ``Completed``.
+        create_pods: create Pods for the tasks (owned by the job) and record their logs.
+    """
+
+    def __init__(self, emulator: k8s.Emulator, outcome: Outcome = succeed, *,
+                 namespace: str | None = None, poll_interval: float = 0.02,
+                 pending_seconds: float = 0.0, completing: bool = False,
+                 create_pods: bool = True) -> None:
+        self.emulator = emulator
+        self.outcome = outcome
+        self.namespace = namespace
+        self.poll_interval = poll_interval
+        self.pending_seconds = pending_seconds
+        self.completing = completing
+        self.create_pods = create_pods
+        #: Final phases of the jobs played so far: ``{(namespace, name): phase}``.
+        self.results: dict[tuple[str, str], str] = {}
+        self.errors: list[BaseException] = []
+        self._seen: dict[str, threading.Event] = {}  # uid -> "cancelled" flag
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+
+    def __enter__(self) -> VolcanoPlayer:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+    def start(self) -> VolcanoPlayer:
+        self._thread = threading.Thread(target=self._scan_forever, name="volcano-player", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for cancelled in self._seen.values():
+            cancelled.set()
+        for thread in [self._thread, *self._workers]:
+            if thread is not None:
+                thread.join(timeout=timeout)
+
+    def wait_for(self, namespace: str, name: str, timeout: float = 10.0) -> str:
+        """Wait until the job has reached a terminal phase; return that phase."""
+        deadline = time.monotonic() + timeout
+        while (namespace, name) not in self.results:
+            if self.errors:
+                raise self.errors[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {namespace}/{name} did not finish in {timeout}s")
+            time.sleep(0.01)
+        return self.results[(namespace, name)]
+
+    # ------------------------------------------------------------------ internals
+
+    def _scan_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                jobs = self.emulator.list_objects(JOBS, self.namespace)
+            except Exception as e:  # the emulator is gone: nothing more to play
+                self.errors.append(e)
+                return
+            live = {job["metadata"]["uid"] for job in jobs}
+            for uid, cancelled in self._seen.items():
+                if uid not in live:
+                    cancelled.set()
+            for job in jobs:
+                uid = job["metadata"]["uid"]
+                if uid in self._seen or job.get("status", {}).get("state", {}).get("phase") in TERMINAL:
+                    continue
+                self._seen[uid] = threading.Event()
+                worker = threading.Thread(target=self._play, args=(job, self._seen[uid]),
+                                          name=f"volcano-{job['metadata']['name']}", daemon=True)
+                self._workers.append(worker)
+                worker.start()
+            self._stop.wait(self.poll_interval)
+
+    def _play(self, job: dict[str, Any], cancelled: threading.Event) -> None:
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        try:
+            tasks = [(t["name"], int(t.get("replicas", 1))) for t in tasks_of(job)]
+            self._set_status(job, "Pending", {t: {"Pending": n} for t, n in tasks})
+            if self._stop.wait(self.pending_seconds) or cancelled.is_set():
+                return
+            if self.create_pods:
+                self._create_pods(job)
+            self._set_status(job, "Running", {t: {"Running": n} for t, n in tasks})
+            if len(inspect.signature(self.outcome).parameters) >= 2:
+                result = _as_outcome(self.outcome(job, cancelled))
+            else:
+                result = _as_outcome(self.outcome(job))
+            if cancelled.is_set() and self.emulator.get_object(JOBS, ns, name) is None:
+                self.results[(ns, name)] = "Deleted"
+                return
+            pod_phase = "Succeeded" if result.phase == "Completed" else "Failed"
+            if self.create_pods:
+                self._finish_pods(job, result, pod_phase)
+            if self.completing and result.phase == "Completed":
+                self._set_status(job, "Completing", {t: {"Succeeded": n} for t, n in tasks})
+            self._set_status(job, result.phase, {t: {pod_phase: n} for t, n in tasks}, result.message)
+            self.results[(ns, name)] = result.phase
+        except k8s.ApiError as e:
+            if e.code != 404:  # a job deleted mid-play is normal (TorchX cancel); anything else is not
+                self.errors.append(e)
+            self.results[(ns, name)] = "Deleted"
+        except BaseException as e:  # surfaced by wait_for()
+            self.errors.append(e)
+            raise
+
+    def _set_status(self, job: Mapping[str, Any], phase: str, counts: dict[str, dict[str, int]],
+                    message: str = "") -> None:
+        totals = {key: 0 for key in ("pending", "running", "succeeded", "failed", "terminating", "unknown")}
+        for phases in counts.values():
+            for pod_phase, n in phases.items():
+                key = {"Pending": "pending", "Running": "running", "Succeeded": "succeeded",
+                       "Failed": "failed"}.get(pod_phase, "unknown")
+                totals[key] += n
+        now = _now()
+        status = {
+            "state": {"phase": phase, "reason": "", "message": message, "lastTransitionTime": now},
+            "minAvailable": int(job.get("spec", {}).get("minAvailable") or sum(
+                sum(p.values()) for p in counts.values())),
+            "taskStatusCount": {task: {"phase": phases} for task, phases in counts.items()},
+            "version": 1, "retryCount": 0, **totals,
+        }
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        for _ in range(20):  # Volcano replaces the whole status (a merge would keep old phase keys)
+            current = self.emulator.get_object(JOBS, ns, name)
+            if current is None:
+                raise k8s.ApiError(404, f"job {ns}/{name} is gone")
+            conditions = list((current.get("status") or {}).get("conditions") or [])
+            current["status"] = {**status, "conditions": conditions + [
+                {"status": phase, "lastTransitionTime": now}]}
+            try:
+                self.emulator.replace_object(JOBS, ns, name, current, subresource="status")
+                return
+            except k8s.ApiError as e:
+                if e.code != 409:
+                    raise
+        raise RuntimeError(f"job {ns}/{name}: status conflicts did not stop")
+
+    def _pod_names(self, job: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+        name = job["metadata"]["name"]
+        return [(task["name"], f"{name}-{task['name']}-{i}", task.get("template") or {})
+                for task in tasks_of(job) for i in range(int(task.get("replicas", 1)))]
+
+    def _create_pods(self, job: Mapping[str, Any]) -> None:
+        meta = job["metadata"]
+        owner = {"apiVersion": job["apiVersion"], "kind": job["kind"], "name": meta["name"],
+                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+        for task, pod_name, template in self._pod_names(job):
+            labels = dict((template.get("metadata") or {}).get("labels") or {})
+            labels.update({"volcano.sh/job-name": meta["name"], "volcano.sh/task-spec": task})
+            pod = {"apiVersion": "v1", "kind": "Pod", "spec": template.get("spec") or {},
+                   "metadata": {"name": pod_name, "namespace": meta["namespace"], "labels": labels,
+                                "annotations": dict((template.get("metadata") or {}).get("annotations") or {}),
+                                "ownerReferences": [owner]}}
+            self.emulator.create_object(PODS, pod)
+            self.emulator.patch_object(PODS, meta["namespace"], pod_name,
+                                       {"status": {"phase": "Running", "startTime": _now()}},
+                                       subresource="status")
+
+    def _finish_pods(self, job: Mapping[str, Any], result: JobOutcome, pod_phase: str) -> None:
+        ns = job["metadata"]["namespace"]
+        for task, pod_name, template in self._pod_names(job):
+            containers = (template.get("spec") or {}).get("containers") or [{}]
+            code = result.exit_codes.get(task, 0 if pod_phase == "Succeeded" else 1)
+            self.emulator.set_pod_log(ns, pod_name, result.logs.get(task, ""))
+            terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                          "finishedAt": _now()}
+            status = {"phase": pod_phase, "containerStatuses": [
+                {"name": containers[0].get("name", "main"), "ready": False, "restartCount": 0, "state": {"terminated": terminated}}]}
+            if self.emulator.get_object(PODS, ns, pod_name) is not None:
+                self.emulator.patch_object(PODS, ns, pod_name, {"status": status}, subresource="status")

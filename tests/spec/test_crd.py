@@ -1,0 +1,85 @@
+"""The committed CRD is the one generated from spec.py, and every example validates against it."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import jsonschema
+import pytest
+import yaml
+
+from nasop import crd, spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CRD_PATH = os.path.join(ROOT, "crds", "nasexperiments.yaml")
+
+
+def test_committed_crd_matches_models():
+    with open(CRD_PATH, encoding="utf-8") as fh:
+        committed = fh.read()
+    assert committed == crd.crd_yaml(), "crds/ is stale: run `nasop crd -o crds/nasexperiments.yaml`"
+
+
+def _walk(node, path="$"):
+    if isinstance(node, dict):
+        yield path, node
+        for k, v in node.items():
+            yield from _walk(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk(v, f"{path}[{i}]")
+
+
+def test_schema_is_structural():
+    schema = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        assert "$ref" not in node and "title" not in node and "default" not in node, path
+        assert node.get("additionalProperties") is not False, path
+        assert "anyOf" not in node and "oneOf" not in node, path
+        if "properties" in node or "items" in node:
+            assert node.get("type") in ("object", "array"), path
+
+
+def test_crd_surface():
+    c = crd.crd()
+    v = c["spec"]["versions"][0]
+    assert c["spec"]["names"]["shortNames"] == ["nasx"]
+    assert v["subresources"] == {"status": {}}
+    cols = [col["name"] for col in v["additionalPrinterColumns"]]
+    for name in ("Phase", "Trials", "Pareto", "Hypervolume", "Age"):
+        assert name in cols
+    props = v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert props["searchSpace"]["x-kubernetes-validations"][0]["rule"] == "self == oldSelf"
+    assert "x-kubernetes-validations" not in props["budget"]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "examples", "**", "*.yaml"),
+                                                  recursive=True)))
+def test_examples_validate_against_crd_schema_and_models(path):
+    schema = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    with open(path, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    jsonschema.validate(doc, _to_jsonschema(schema))
+    spec.parse_manifest(doc)
+
+
+def test_crd_schema_rejects_what_models_reject():
+    schema = _to_jsonschema(crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    bad = {"apiVersion": "nasop.dev/v1alpha1", "kind": "NASExperiment", "metadata": {"name": "x"},
+           "spec": {"searchSpace": [], "objectives": [{"metric": "a", "goal": "up"}],
+                    "budget": {"maxTrials": 0}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def _to_jsonschema(node):
+    """OpenAPI `nullable` -> JSON Schema null type, so jsonschema can check examples."""
+    if isinstance(node, dict):
+        out = {k: _to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+        if out.pop("nullable", False) and "type" in out:
+            out["type"] = [out["type"], "null"]
+        return out
+    if isinstance(node, list):
+        return [_to_jsonschema(v) for v in node]
+    return node

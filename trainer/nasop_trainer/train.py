@@ -1,0 +1,110 @@
+"""One trial end to end: data -> model -> Lightning fit -> metrics in TensorBoard -> result.
+
+Lightning runs with its per-run overheads off (no logger of its own, checkpoints, model summary,
+sanity validation, or progress bar unless stdout is a terminal) and its INFO banners silenced, so
+stdout carries only the final JSON line that ``__main__`` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+import lightning.pytorch as pl
+import torch
+
+from nasop_trainer import batches, cli, data, errors, latency, metrics, model
+
+VAL_BATCH_SIZE = 4096  # validation has no gradients: few large batches are fastest
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from lightning.fabric.utilities.warnings import disable_possible_user_warnings
+
+    disable_possible_user_warnings()  # e.g. "no workers" advice, which does not apply here
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def resolve_device(accelerator: str) -> torch.device:
+    """``auto`` picks CUDA when visible; ``gpu`` without CUDA is a usage error, not a CPU run."""
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise errors.UsageError("--accelerator gpu: no CUDA device is visible",
+                                hint="use --accelerator cpu or auto")
+    if accelerator in ("gpu", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def build_trainer(config: cli.Config, device: torch.device,
+                  callbacks: list[pl.Callback]) -> pl.Trainer:
+    """A Lightning Trainer for one trial with everything the trial does not need switched off."""
+    return pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_epochs=config.params.epochs,
+        logger=False,
+        enable_checkpointing=config.checkpoint,
+        enable_progress_bar=sys.stdout.isatty(),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        default_root_dir=str(config.log_dir),
+        callbacks=callbacks,
+    )
+
+
+def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str, float | int]:
+    """Trains one trial and writes its TensorBoard scalars.
+
+    Args:
+        config: the parsed flags and environment.
+        callbacks: extra Lightning callbacks (the benchmark's epoch timer).
+
+    Returns:
+        The final ``val_acc``, ``num_params`` and ``latency_ms``.
+
+    Raises:
+        errors.UsageError: the requested accelerator is not there.
+        errors.DataMissingError: the data set is not there.
+    """
+    torch.set_num_threads(config.threads)
+    device = resolve_device(config.accelerator)
+    dataset = data.load(config.dataset, config.data_dir, download=config.download,
+                        subset=config.subset, device=device)
+    _quiet_lightning()
+    pl.seed_everything(config.seed, verbose=False)
+    p = config.params
+    module = model.MLP(dataset.input_dim, p.hidden_size_1, p.hidden_size_2, p.learning_rate,
+                       p.dropout, dataset.num_classes)
+    num_params = model.count_parameters(module)
+    print(f"nasop-trainer: experiment={config.experiment} trial={config.trial_index} "
+          f"dataset={dataset.name} (train {len(dataset.train)}, val {len(dataset.val)}) "
+          f"device={device} params={json.dumps(dataclasses.asdict(p))} "
+          f"num_params={num_params} log_dir={config.log_dir}", file=sys.stderr, flush=True)
+
+    writer = metrics.open_writer(config.log_dir)
+    try:
+        writer.add_text("params", json.dumps(dataclasses.asdict(p)), global_step=0)
+        metrics.write_final(writer, "num_params", num_params)
+        scalars = metrics.EpochScalars(writer)
+        trainer = build_trainer(config, device, [scalars, *callbacks])
+        trainer.fit(
+            module,
+            train_dataloaders=batches.Batches(dataset.train, p.batch_size, shuffle=True,
+                                              seed=config.seed),
+            val_dataloaders=batches.Batches(dataset.val, VAL_BATCH_SIZE, shuffle=False),
+        )
+        latency_ms = latency.measure_ms(module.model, dataset.input_dim, runs=config.latency_runs)
+        metrics.write_final(writer, "latency_ms", latency_ms)
+    finally:
+        writer.close()
+    return {"val_acc": scalars.history[-1]["val_acc"], "num_params": num_params,
+            "latency_ms": latency_ms}
+
+
+__all__ = ["VAL_BATCH_SIZE", "build_trainer", "resolve_device", "train"]
