@@ -34,7 +34,7 @@ COLORSCALE = "Viridis"
 
 def _hover(trial: int, parameters: dict[str, Any], metrics: dict[str, float]) -> str:
     lines = [f"<b>trial {trial}</b>"]
-    lines += [f"{k} = {_fmt(v)}" for k, v in metrics.items()]
+    lines += [f"{k} = {_fmt(v)}" for k, v in sorted(metrics.items())]
     lines += [f"{k} = {_fmt(v)}" for k, v in parameters.items()]
     return "<br>".join(html.escape(line, quote=False) if i else line for i, line in enumerate(lines))
 
@@ -279,7 +279,7 @@ def _axis(o: Any) -> str:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.6g}"
     return str(v)
 
 

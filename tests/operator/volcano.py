@@ -24,6 +24,7 @@ import datetime
 import inspect
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -77,18 +78,20 @@ def run_command(cwd: str | None = None, timeout: float = 120.0, env: Mapping[str
             argv = list(container.get("command") or []) + list(container.get("args") or [])
             task_env = {**os.environ, **(env or {}),
                         **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
-            proc = subprocess.Popen(argv, cwd=cwd, env=task_env, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + timeout
-            while proc.poll() is None:
-                if cancelled.is_set() or time.monotonic() > deadline:
-                    proc.kill()
-                    proc.wait()
-                    result.phase = "Aborted" if cancelled.is_set() else "Failed"
-                    break
-                time.sleep(0.02)
+            with tempfile.TemporaryFile("w+") as output:  # a file: a pipe could fill up and block
+                with subprocess.Popen(argv, cwd=cwd, env=task_env, stdout=output,
+                                      stderr=subprocess.STDOUT) as proc:
+                    deadline = time.monotonic() + timeout
+                    while proc.poll() is None:
+                        if cancelled.is_set() or time.monotonic() > deadline:
+                            proc.kill()
+                            proc.wait()
+                            result.phase = "Aborted" if cancelled.is_set() else "Failed"
+                            break
+                        time.sleep(0.02)
+                output.seek(0)
+                result.logs[task["name"]] = output.read()
             result.exit_codes[task["name"]] = proc.returncode
-            result.logs[task["name"]] = proc.stdout.read() if proc.stdout else ""
             if result.phase != "Completed":
                 return result
             if proc.returncode != 0:

@@ -1,8 +1,10 @@
 """The tutorial's MLP (input -> h1 -> h2 -> 10 with ReLU and dropout, Adam) as a LightningModule.
 
-Per-epoch metrics are summed on the device inside the steps and read once per epoch by
-``epoch_metrics()``: calling ``self.log`` or ``.item()`` every step would cost more than a
-small MLP's step itself.
+Two things keep a small MLP's step cheap. Training uses Lightning's manual optimization over
+chunks of mini-batches (``batches.Chunks``): one optimizer step per mini-batch as usual, but
+Lightning's per-step hooks and closures run once per chunk, which at batch 32 otherwise cost as
+much as the step itself. And per-epoch metrics stay on the device until ``epoch_metrics()``
+reads them once: ``self.log`` or ``.item()`` on every step would force a sync each time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from nasop_trainer import batches
 
 
 def build_network(input_dim: int, hidden_size_1: int, hidden_size_2: int, dropout: float,
@@ -45,55 +49,61 @@ class MLP(pl.LightningModule):
         hidden_size_2: width of the second hidden layer.
         learning_rate: Adam's learning rate.
         dropout: dropout probability after each hidden layer.
+        batch_size: samples per optimizer step (training items are chunks of such batches).
         num_classes: output classes.
     """
 
     def __init__(self, input_dim: int, hidden_size_1: int, hidden_size_2: int,
-                 learning_rate: float, dropout: float, num_classes: int = 10) -> None:
+                 learning_rate: float, dropout: float, batch_size: int,
+                 num_classes: int = 10) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.automatic_optimization = False  # one Lightning step = one chunk of mini-batches
         self.learning_rate = learning_rate
+        self.batch_size = batch_size
         self.model = build_network(input_dim, hidden_size_1, hidden_size_2, dropout, num_classes)
-        self._sums: dict[str, torch.Tensor] = {}  # on the device; read once per epoch
-        self._counts: dict[str, int] = {}
+        self._train_losses: list[torch.Tensor] = []  # on the device; read once per epoch
+        self._train_sizes: list[int] = []
+        self._val_sums: dict[str, torch.Tensor] = {}
+        self._val_count = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _accumulate(self, name: str, value: torch.Tensor) -> None:
-        self._sums[name] = self._sums[name] + value if name in self._sums else value
-
     def on_train_epoch_start(self) -> None:
-        self._sums, self._counts = {}, {}
+        self._train_losses, self._train_sizes = [], []
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = F.nll_loss(self(x), y)
-        self._accumulate("train_loss", loss.detach() * y.shape[0])
-        self._counts["train"] = self._counts.get("train", 0) + y.shape[0]
-        return loss
+    def training_step(self, chunk: batches.Batch, chunk_idx: int) -> None:
+        optimizer = self.optimizers()
+        for x, y in batches.mini_batches(chunk, self.batch_size):
+            loss = F.nll_loss(self(x), y)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            self._train_losses.append(loss.detach())
+            self._train_sizes.append(int(y.shape[0]))
 
     def on_validation_epoch_start(self) -> None:
-        self._sums.pop("val_loss", None)
-        self._sums.pop("val_correct", None)
-        self._counts["val"] = 0
+        self._val_sums, self._val_count = {}, 0
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: batches.Batch, batch_idx: int) -> None:
         x, y = batch
         log_probs = self(x)
-        self._accumulate("val_loss", F.nll_loss(log_probs, y, reduction="sum"))
-        self._accumulate("val_correct", (log_probs.argmax(dim=1) == y).sum())
-        self._counts["val"] = self._counts.get("val", 0) + y.shape[0]
+        for name, value in (("loss", F.nll_loss(log_probs, y, reduction="sum")),
+                            ("correct", (log_probs.argmax(dim=1) == y).sum())):
+            self._val_sums[name] = self._val_sums[name] + value if name in self._val_sums else value
+        self._val_count += int(y.shape[0])
 
     def epoch_metrics(self) -> dict[str, float]:
         """This epoch's ``train_loss``, ``val_loss`` and ``val_acc`` (means over samples)."""
-        sums = {name: float(value) for name, value in self._sums.items()}
         metrics = {}
-        if self._counts.get("train"):
-            metrics["train_loss"] = sums["train_loss"] / self._counts["train"]
-        if self._counts.get("val"):
-            metrics["val_loss"] = sums["val_loss"] / self._counts["val"]
-            metrics["val_acc"] = sums["val_correct"] / self._counts["val"]
+        if self._train_sizes:
+            losses = torch.stack(self._train_losses).double()
+            sizes = torch.tensor(self._train_sizes, dtype=torch.float64, device=losses.device)
+            metrics["train_loss"] = float(losses @ sizes) / sum(self._train_sizes)
+        if self._val_count:
+            metrics["val_loss"] = float(self._val_sums["loss"]) / self._val_count
+            metrics["val_acc"] = float(self._val_sums["correct"]) / self._val_count
         return metrics
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

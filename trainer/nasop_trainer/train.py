@@ -80,7 +80,7 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
     pl.seed_everything(config.seed, verbose=False)
     p = config.params
     module = model.MLP(dataset.input_dim, p.hidden_size_1, p.hidden_size_2, p.learning_rate,
-                       p.dropout, dataset.num_classes)
+                       p.dropout, p.batch_size, dataset.num_classes)
     num_params = model.count_parameters(module)
     print(f"nasop-trainer: experiment={config.experiment} trial={config.trial_index} "
           f"dataset={dataset.name} (train {len(dataset.train)}, val {len(dataset.val)}) "
@@ -95,9 +95,10 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
         trainer = build_trainer(config, device, [scalars, *callbacks])
         trainer.fit(
             module,
-            train_dataloaders=batches.Batches(dataset.train, p.batch_size, shuffle=True,
-                                              seed=config.seed),
-            val_dataloaders=batches.Batches(dataset.val, VAL_BATCH_SIZE, shuffle=False),
+            train_dataloaders=batches.Chunks(dataset.train, p.batch_size, shuffle=True,
+                                             seed=config.seed,
+                                             per_chunk=batches.batches_per_chunk(p.batch_size)),
+            val_dataloaders=batches.Chunks(dataset.val, VAL_BATCH_SIZE, shuffle=False),
         )
         latency_ms = latency.measure_ms(module.model, dataset.input_dim, runs=config.latency_runs)
         metrics.write_final(writer, "latency_ms", latency_ms)

@@ -126,6 +126,21 @@ class Search:
             search.save()
         return search
 
+    def _recover_candidates(self, report: TickReport) -> None:
+        """Trials saved just before launch: adopt the app if it exists, else launch it now.
+        This is what makes a launch exactly-once across crashes."""
+        for trial in self.trials_in(TrialStatus.CANDIDATE):
+            meta = self.runner.adopt(trial)
+            report.changed = True
+            if meta:
+                trial.update_run_metadata(meta)
+                trial.mark_running(no_runner_required=True)
+                report.events.append(Event(
+                    "TrialAdopted", f"trial {trial.index} re-attached to {meta['app_handle']}",
+                    trial.index))
+            else:
+                self._launch(trial, report)  # type: ignore[arg-type]
+
     @property
     def props(self) -> dict[str, Any]:
         return self.experiment._properties.setdefault(PROPS, {})
@@ -214,6 +229,7 @@ class Search:
             self._finish_generation(report)
         if self.finished:
             return report
+        self._recover_candidates(report)
         self._poll(report)
         self._early_stop(report)
         self._relaunch_requeued(report)
@@ -358,6 +374,8 @@ class Search:
         return self.spec.budget.parallelism - len(self.trials_in(TrialStatus.RUNNING))
 
     def _launch(self, trial: Trial, report: TickReport, note: str = "") -> None:
+        if self.store is not None:  # record the trial first: a crash now leaves a CANDIDATE
+            self.save()
         try:
             trial.run()
         except Exception as e:  # e.g. the API server said 500: not the trainer's fault

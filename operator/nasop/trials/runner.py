@@ -69,13 +69,28 @@ class TorchXTrialRunner(Runner):
         self.scheduler_cfg = dict(scheduler_cfg or {})
         self._torchx: torchx_runner.Runner | None = None
         self._factory: TorchXFactory | None = None
+        self._finder: Callable[[int], str | None] | None = None
 
     # -- session -------------------------------------------------------------------------
 
-    def bind(self, factory: TorchXFactory) -> None:
-        """Use this TorchX runner factory (the operator passes one with its own API client)."""
+    def bind(
+        self, factory: TorchXFactory, finder: Callable[[int], str | None] | None = None
+    ) -> None:
+        """Use this TorchX runner factory (the operator passes one with its own API client),
+        and `finder(trial_index)` to look up a job launched before a crash lost its record."""
         self._factory = factory
+        self._finder = finder
         self._torchx = None
+
+    def adopt(self, trial: BaseTrial) -> dict[str, Any] | None:
+        """Run metadata of an already-launched app for this trial, if one exists."""
+        log_dir = appdef.trial_log_dir(self.log_root, self.experiment_name, trial.index)
+        if self.is_local:
+            if local_markers.exit_code(log_dir) is not None or local_markers.is_running(log_dir):
+                return {APP_HANDLE: f"local_cwd://nasop/orphan-{trial.index}", LOG_DIR: log_dir}
+            return None
+        handle = self._finder(trial.index) if self._finder else None
+        return {APP_HANDLE: handle, LOG_DIR: log_dir} if handle else None
 
     @property
     def torchx(self) -> torchx_runner.Runner:
@@ -149,6 +164,9 @@ class TorchXTrialRunner(Runner):
             try:
                 status = self.torchx.status(handle)
             except Exception as e:  # scheduler unreachable: keep it running, look again later
+                if getattr(e, "status", None) == 404:
+                    out[trial.index] = self._classify(trial, handle, None)
+                    continue
                 log.warning("status of %s failed: %s", handle, e)
                 out[trial.index] = TrialObservation(TrialStatus.RUNNING)
                 continue
@@ -200,15 +218,15 @@ class TorchXTrialRunner(Runner):
     def _failure_reason(self, handle: str, status: specs.AppStatus) -> str:
         """The last stderr line of the trainer is usually the one clear error line."""
         reason = ""
-        try:
-            lines = list(
-                self.torchx.log_lines(handle, "trainer", k=0, streams=Stream.STDERR)
-            )
+        for stream in (Stream.STDERR, Stream.COMBINED):
+            try:
+                lines = list(self.torchx.log_lines(handle, "trainer", k=0, streams=stream))
+            except Exception:  # logs are best effort (kubernetes has only COMBINED)
+                continue
             lines = [ln.rstrip() for ln in lines if ln.strip()]
             if lines:
                 reason = lines[-1]
-        except Exception:  # logs are best effort
-            pass
+                break
         if not reason:
             reason = (status.structured_error_msg or status.msg or "").strip()
             if reason in ("", "<NONE>"):
