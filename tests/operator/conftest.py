@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.util
-import logging
 import pathlib
 import signal
 import sys
@@ -90,7 +89,7 @@ def apply_test_settings(settings: Any) -> None:
     """Fast retries and reconnects: the emulator is local, waiting only slows the tests."""
     settings.networking.error_backoffs = [0.1, 0.2, 0.5, 1.0]
     settings.watching.reconnect_backoff = 0.05
-    settings.posting.level = logging.INFO
+    settings.posting.default_backoffs = [0.1, 0.2, 0.5]
 
 
 def load_registry(paths: Iterable[str | pathlib.Path] = (), modules: Iterable[str] = ()) -> Any:

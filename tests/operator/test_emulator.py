@@ -226,8 +226,9 @@ def toy_registry(log: list[str]) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.create(*NX, "nasexperiments", registry=registry, id="created")
-    def created(patch: kopf.Patch, name: str, **_: Any) -> str:
+    def created(patch: kopf.Patch, name: str, body: kopf.Body, **_: Any) -> str:
         log.append(f"created {name}")
+        kopf.info(body, reason="Created", message=f"{name} is seen")  # posts a core/v1 Event
         patch.status["phase"] = "Created"
         return "done"  # kopf stores it as status.created
 
@@ -265,6 +266,8 @@ async def test_kopf_operator_lifecycle(emulator: k8s.Emulator, run_operator: Any
     await eventually(lambda: emulator.get_object(k8s.NASEXPERIMENTS, "default", "toy") is None,
                      what="kopf to release the finalizer")
     assert {"created toy", "daemon toy", "deleted toy"} <= set(log)
+    events = await eventually(lambda: emulator.list_objects("v1/events", "default"), what="a kopf event")
+    assert events[0]["reason"] == "Created" and events[0]["involvedObject"]["name"] == "toy"
 
     started = time.monotonic()
     handle.task.cancel()
@@ -368,3 +371,4 @@ def test_injected_fault_then_recovery(emulator: k8s.Emulator, k8s_api: Any) -> N
     with pytest.raises(urllib.error.HTTPError) as http_exc:  # unknown resources are 404s
         http_json(f"{emulator.url}/apis/nasop.dev/v1alpha1/namespaces/default/unknowns")
     assert http_exc.value.code == 404
+    http_exc.value.close()

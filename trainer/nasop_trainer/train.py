@@ -2,7 +2,9 @@
 
 Lightning runs with its per-run overheads off (no logger of its own, checkpoints, model summary,
 sanity validation, or progress bar unless stdout is a terminal) and its INFO banners silenced, so
-stdout carries only the final JSON line that ``__main__`` prints.
+stdout carries only the final JSON line that ``__main__`` prints. Training items are chunks of
+mini-batches (``batches.Chunks``), so Lightning's progress bar and ``batch_idx`` count chunks;
+``global_step`` still counts optimizer steps.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+
 import lightning.pytorch as pl
 import torch
 
@@ -28,6 +31,8 @@ def _quiet_lightning() -> None:
 
     disable_possible_user_warnings()  # e.g. "no workers" advice, which does not apply here
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # Lightning 2.6 on torch 2.13 calls a deprecated pytree API on every step; not ours to fix.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated", category=FutureWarning)
 
 
 def resolve_device(accelerator: str) -> torch.device:

@@ -396,7 +396,12 @@ class Search:
         failures = self._user_failures()
         limit = self.spec.budget.max_duration_seconds
         out_of_time = limit is not None and self.clock() - self.props["startEpoch"] > limit
-        if failures > self.spec.budget.max_failed_trials:
+        infra = len(self.props["infra"])
+        if infra > max(10, 2 * self.spec.budget.max_trials) and not running:
+            last = self.props["reasons"].get(str(self.props["infra"][-1]), "")
+            new = spec.Phase.FAILED
+            message = f"{infra} trials could not run for infrastructure reasons; last: {last}"
+        elif failures > self.spec.budget.max_failed_trials:
             new = spec.Phase.FAILED
             message = (
                 f"{failures} trials failed, more than budget.maxFailedTrials="

@@ -68,7 +68,8 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         if self.owner:
             meta["ownerReferences"] = [copy.deepcopy(self.owner)]  # type: ignore[index]
         for task in resource["spec"]["tasks"]:  # type: ignore[index]
-            task["template"]["metadata"].setdefault("labels", {}).update(labels)
+            pod_meta = task["template"].metadata  # a V1PodTemplateSpec, not a dict
+            pod_meta.labels = {**(pod_meta.labels or {}), **labels}
         return info
 
     def describe(self, app_id: str) -> DescribeAppResponse | None:

@@ -1,0 +1,31 @@
+"""A Kubernetes API client from the operator's own configuration (in-cluster or KUBECONFIG)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def api_client() -> Any:
+    """TorchX alone reads only ~/.kube/config; the operator hands this client to it instead."""
+    from kubernetes import client, config
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()
+        return client.ApiClient()
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+def owner_reference(body: Any) -> dict[str, Any]:
+    """An ownerReference to the NASExperiment: its jobs and ConfigMap go when it goes."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": body.get("apiVersion", "nasop.dev/v1alpha1"),
+        "kind": body.get("kind", "NASExperiment"),
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }

@@ -1,0 +1,34 @@
+"""`nasop operator`: run the kopf operator with liveness and Prometheus endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import kopf
+
+from nasop.controller import handlers, kube, metrics
+from nasop.controller.settings import Settings
+
+
+@kopf.on.login()
+def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+    """In-cluster service account, else KUBECONFIG / ~/.kube/config."""
+    return kopf.login_via_client(**kwargs)  # type: ignore[arg-type]
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.load(args)
+    handlers.SETTINGS["current"] = settings
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    kube.api_client()  # fail fast with a clear error when no cluster configuration exists
+    metrics.serve(settings.metrics_port)
+    asyncio.run(kopf.operator(
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces or None,
+        liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+    ))
+    return 0

@@ -1,0 +1,39 @@
+"""The operator's settings, loaded once at startup from flags and the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: namespaces to watch; empty means all (cluster-wide)
+    namespaces: list[str] = field(default_factory=list)
+    #: where the shared trial log volume is mounted in the operator pod
+    log_root: str = "/logs"
+    #: seconds between ticks of one experiment
+    tick_seconds: float = 2.0
+    liveness_port: int = 8080
+    metrics_port: int = 9090
+    #: kopf peering name (several replicas: only the highest-priority one is active)
+    peering: str | None = None
+
+    @classmethod
+    def load(cls, args: object | None = None) -> Settings:
+        env = os.environ
+        ns = list(getattr(args, "namespace", None) or [])
+        if not ns and env.get("WATCH_NAMESPACES"):
+            ns = [n.strip() for n in env["WATCH_NAMESPACES"].split(",") if n.strip()]
+        log_root = getattr(args, "log_root", None) or env.get("NASOP_LOG_ROOT") or "/logs"
+        tick = float(env.get("NASOP_TICK_SECONDS", "2.0"))
+        if tick <= 0:
+            raise ValueError("NASOP_TICK_SECONDS must be > 0")
+        return cls(
+            namespaces=ns,
+            log_root=log_root,
+            tick_seconds=tick,
+            liveness_port=int(getattr(args, "liveness_port", 8080) or 8080),
+            metrics_port=int(getattr(args, "metrics_port", 9090) or 9090),
+            peering=env.get("NASOP_PEERING") or None,
+        )

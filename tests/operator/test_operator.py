@@ -1,0 +1,138 @@
+"""The real operator (kopf + engine + TorchX kubernetes scheduler) against the API emulator.
+
+The tests play Volcano: `volcano.VolcanoPlayer` watches the jobs the operator creates and runs
+each job's real container command (the fake trainer) on this machine, then sets the job's
+status as Volcano would. Trial logs go to a tmp directory that stands in for the shared volume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+import volcano
+from stubs import FAKE_TRAINER, manifest
+
+pytestmark = [pytest.mark.operator, pytest.mark.timeout(240)]
+
+EXP = "nasop.dev/v1alpha1/nasexperiments"
+JOBS = "batch.volcano.sh/v1alpha1/jobs"
+HANDLERS = ["nasop.controller.handlers"]
+
+
+def _resource(tmp_path, name, **spec):
+    m = manifest(name, **spec)
+    m["metadata"]["namespace"] = "default"
+    m["spec"]["trial"]["command"] = [sys.executable, FAKE_TRAINER]
+    m["spec"]["trial"]["logs"] = {"claimName": "nasop-logs", "mountPath": str(tmp_path / "logs")}
+    return m
+
+
+async def _wait_phase(emulator, name, phases, timeout=150.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        obj = emulator.get_object(EXP, "default", name)
+        status = (obj or {}).get("status") or {}
+        if status.get("phase") in phases:
+            return obj
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} never reached {phases}: {status}")
+
+
+@pytest.fixture()
+def fast_ticks(monkeypatch):
+    monkeypatch.setenv("NASOP_TICK_SECONDS", "0.1")
+
+
+@pytest.mark.asyncio
+async def test_search_runs_to_succeeded_with_pareto_front(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    with volcano.VolcanoPlayer(emulator, volcano.run_command(), completing=True):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, _resource(
+            tmp_path, "mnist-a", budget={"maxTrials": 5, "parallelism": 2},
+            optimizer={"initialTrials": 3, "seed": 0}))
+        obj = await _wait_phase(emulator, "mnist-a", {"Succeeded", "Failed"})
+    st = obj["status"]
+    assert st["phase"] == "Succeeded", st
+    assert st["trials"]["total"] == 5 and st["trials"]["completed"] == 5
+    assert st["paretoSize"] == len(st["paretoFront"]) > 0 and st["hypervolume"] > 0
+    assert st["observedGeneration"] == obj["metadata"]["generation"]
+    jobs = emulator.list_objects(JOBS, "default")
+    assert len(jobs) == 5
+    uid = obj["metadata"]["uid"]
+    for job in jobs:
+        assert job["metadata"]["labels"]["nasop.dev/experiment"] == "mnist-a"
+        assert job["metadata"]["ownerReferences"][0]["uid"] == uid
+        assert job["spec"]["queue"] == "default"
+    trials = sorted(int(j["metadata"]["labels"]["nasop.dev/trial"]) for j in jobs)
+    assert trials == [0, 1, 2, 3, 4]  # every trial index launched exactly once
+    cms = emulator.list_objects("v1/configmaps", "default")
+    assert [c["metadata"]["ownerReferences"][0]["uid"] for c in cms] == [uid]
+    reasons = {e.get("reason") for e in emulator.list_objects("v1/events", "default")}
+    assert {"TrialLaunched", "TrialCompleted", "SearchSucceeded"} <= reasons
+
+
+@pytest.mark.asyncio
+async def test_invalid_manifest_is_marked_invalid_and_others_still_run(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    bad = _resource(tmp_path, "bad")
+    bad["spec"]["searchSpace"][0]["bounds"] = [128, 16]
+    with volcano.VolcanoPlayer(emulator, volcano.run_command()):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, bad)
+        emulator.create_object(EXP, _resource(
+            tmp_path, "good", budget={"maxTrials": 2, "parallelism": 2},
+            optimizer={"method": "sobol", "seed": 0}))
+        obj = await _wait_phase(emulator, "bad", {"Invalid"})
+        assert "spec.searchSpace[0]" in obj["status"]["message"]
+        assert "reversed" in obj["status"]["message"]
+        cond = obj["status"]["conditions"][0]
+        assert cond["type"] == "Valid" and cond["status"] == "False"
+        await _wait_phase(emulator, "good", {"Succeeded"})
+    assert not [j for j in emulator.list_objects(JOBS, "default")
+                if j["metadata"]["labels"]["nasop.dev/experiment"] == "bad"]
+    warnings = [e for e in emulator.list_objects("v1/events", "default")
+                if e.get("reason") == "InvalidSpec"]
+    assert warnings
+
+
+@pytest.mark.asyncio
+async def test_failed_jobs_fail_the_search_past_max_failed(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    with volcano.VolcanoPlayer(emulator, volcano.fail):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, _resource(
+            tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
+            optimizer={"method": "sobol", "seed": 0}))
+        obj = await _wait_phase(emulator, "doomed", {"Failed"})
+    assert "maxFailedTrials" in obj["status"]["message"]
+    assert obj["status"]["trials"]["failed"] >= 2
+
+
+@pytest.mark.asyncio
+async def test_operator_killed_and_restarted_runs_every_trial_once(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    def slow(job, cancelled):
+        return volcano.run_command()(job, cancelled)
+
+    res = _resource(tmp_path, "restarts", budget={"maxTrials": 8, "parallelism": 2},
+                    optimizer={"method": "sobol", "seed": 1})
+    res["spec"]["trial"]["args"] = ["--sleep=0.3"]
+    with volcano.VolcanoPlayer(emulator, slow):
+        emulator.create_object(EXP, res)
+        for kill in range(5):
+            handle = await run_operator(modules=HANDLERS, watching=[EXP])
+            await asyncio.sleep(1.0 + 0.7 * kill)
+            await handle.cancel()  # a crash: no graceful shutdown
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        obj = await _wait_phase(emulator, "restarts", {"Succeeded", "Failed"}, timeout=200)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    jobs = emulator.list_objects(JOBS, "default")
+    indexes = sorted(int(j["metadata"]["labels"]["nasop.dev/trial"]) for j in jobs)
+    assert indexes == list(range(8)), indexes  # no index launched twice, none lost
+    assert obj["status"]["trials"]["completed"] == 8
+
