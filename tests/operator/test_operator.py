@@ -72,7 +72,11 @@ async def test_search_runs_to_succeeded_with_pareto_front(
     assert trials == [0, 1, 2, 3, 4]  # every trial index launched exactly once
     cms = emulator.list_objects("v1/configmaps", "default")
     assert [c["metadata"]["ownerReferences"][0]["uid"] for c in cms] == [uid]
-    reasons = {e.get("reason") for e in emulator.list_objects("v1/events", "default")}
+    for _ in range(100):  # kopf posts events in the background
+        reasons = {e.get("reason") for e in emulator.list_objects("v1/events", "default")}
+        if {"TrialLaunched", "TrialCompleted", "SearchSucceeded"} <= reasons:
+            break
+        await asyncio.sleep(0.05)
     assert {"TrialLaunched", "TrialCompleted", "SearchSucceeded"} <= reasons
 
 
