@@ -140,3 +140,31 @@ async def test_operator_killed_and_restarted_runs_every_trial_once(
     assert indexes == list(range(8)), indexes  # no index launched twice, none lost
     assert obj["status"]["trials"]["completed"] == 8
 
+
+
+@pytest.mark.asyncio
+async def test_rbac_in_the_chart_covers_every_call_the_operator_makes(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    """Derive the operator's API calls from a real run and check the chart's list covers them."""
+    import pathlib
+
+    import yaml
+
+    with volcano.VolcanoPlayer(emulator, volcano.run_command(), completing=True):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, _resource(
+            tmp_path, "rbac", budget={"maxTrials": 2, "parallelism": 2},
+            optimizer={"method": "sobol", "seed": 0}))
+        await _wait_phase(emulator, "rbac", {"Succeeded"})
+    required_file = pathlib.Path(__file__).parents[1] / "packaging" / "required_api_calls.yaml"
+    required = yaml.safe_load(required_file.read_text())["calls"]
+    granted = {(c["group"], c["resource"], v) for c in required for v in c["verbs"]}
+    used = {(r["apiGroups"][0], r["resources"][0], v)
+            for r in emulator.rbac_rules() for v in r["verbs"]}
+    missing = sorted(used - granted)
+    assert not missing, f"the operator made calls the chart does not grant: {missing}"
+    # the calls at the heart of the operator were really observed
+    for call in [("nasop.dev", "nasexperiments/status", "patch"),
+                 ("batch.volcano.sh", "jobs", "create"), ("", "configmaps", "create"),
+                 ("", "configmaps", "update")]:
+        assert call in used, (call, sorted(used))
