@@ -197,6 +197,7 @@ async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]
             raise RuntimeError("the operator exited during startup")
         if not ready.is_set():
             raise TimeoutError(f"the operator was not ready in {ready_timeout}s")
+        _restore_signals()  # kopf took SIGINT/SIGTERM: give them back to pytest and `timeout`
         if watching:
             await handle.wait_watching(*watching)
         return handle
@@ -206,7 +207,12 @@ async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]
     for handle in handles:
         if not handle.task.done():
             await handle.cancel()
+    _restore_signals()
+
+
+def _restore_signals() -> None:
+    """Undo kopf's ``loop.add_signal_handler`` for SIGINT/SIGTERM (it does so in the main thread)."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # kopf installs them in the main thread
+    for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(Exception):
             loop.remove_signal_handler(sig)

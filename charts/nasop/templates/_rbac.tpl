@@ -48,6 +48,10 @@ when the two drift in either direction (a missing grant or an extra one).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+# kopf watches CRDs to discover the resources it serves (seen in the operator tests' recorded calls).
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
 # kopf cluster-wide peering.
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
