@@ -406,6 +406,10 @@ class Emulator(kmock.KubernetesEmulator):
             raise KeyError(f"resource {resource!r} is not served by the emulator")
         return found
 
+    def _get_resources(self) -> list[kmock.resource]:
+        with self._state_lock:  # kmock's discovery iterates the objects, which other threads change
+            return super()._get_resources()
+
     def _lookup(self, group: str, version: str | None, plural: str | None) -> ResourceSpec | None:
         spec = self._specs.get((group, plural or ""))
         if spec is not None:
@@ -492,7 +496,11 @@ class Emulator(kmock.KubernetesEmulator):
 
     def inject(self, method: str | None, path: str, status: int = 500, *, count: int | None = 1,
                message: str = "injected fault") -> Fault:
-        """Answer the next ``count`` requests whose method and path-with-query match with ``status``."""
+        """Answer the next ``count`` requests whose method and path-with-query match with ``status``.
+
+        ``method`` None matches any method; ``path`` is a substring of the path and query as sent
+        (e.g. ``"/nasexperiments/"``, ``"watch=true"``); ``count`` None: until :meth:`clear_faults`.
+        """
         fault = Fault(method, path, status, count, message)
         with self._state_lock:
             self.faults.append(fault)
@@ -506,8 +514,8 @@ class Emulator(kmock.KubernetesEmulator):
         """End the open watch streams (of one resource, or all); return how many were dropped."""
         spec = self.spec(resource) if resource else None
         with self._state_lock:
-            dropped = [w for w in self._watches
-                       if spec is None or (w.group, w.plural) == (spec.group, spec.plural)]
+            dropped = [w for w in self._watches if not w.dropped and
+                       (spec is None or (w.group, w.plural) == (spec.group, spec.plural))]
             for watch in dropped:
                 watch.dropped = True
         self._notify()
