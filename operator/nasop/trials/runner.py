@@ -51,6 +51,14 @@ class TrialObservation:
 TorchXFactory = Callable[[], torchx_runner.Runner]
 
 
+def is_interrupt(e: BaseException) -> bool:
+    """TorchX's local scheduler turns Ctrl-C into SignalException, an ordinary Exception:
+    a broad `except Exception` must let it through, or Ctrl-C is lost."""
+    from torchx.schedulers.local_scheduler import SignalException
+
+    return isinstance(e, (KeyboardInterrupt, SignalException))
+
+
 class TorchXTrialRunner(Runner):
     """Launches trials as TorchX apps (`local_cwd` locally, `kubernetes` in a cluster)."""
 
@@ -140,6 +148,8 @@ class TorchXTrialRunner(Runner):
             try:
                 self.torchx.cancel(handle)
             except Exception as e:  # cancel must not raise: the app may be gone already
+                if is_interrupt(e):
+                    raise
                 log.warning("cancel of trial %d (%s) failed: %s", trial.index, handle, e)
         if self.is_local and trial.run_metadata.get(LOG_DIR):
             local_markers.terminate(trial.run_metadata[LOG_DIR])  # an orphan from an earlier run
@@ -164,6 +174,8 @@ class TorchXTrialRunner(Runner):
             try:
                 status = self.torchx.status(handle)
             except Exception as e:  # scheduler unreachable: keep it running, look again later
+                if is_interrupt(e):
+                    raise
                 if getattr(e, "status", None) == 404:
                     out[trial.index] = self._classify(trial, handle, None)
                     continue
@@ -234,4 +246,4 @@ class TorchXTrialRunner(Runner):
         return reason[:500]
 
 
-__all__ = ["APP_HANDLE", "LOG_DIR", "TorchXTrialRunner", "TrialObservation"]
+__all__ = ["APP_HANDLE", "LOG_DIR", "TorchXTrialRunner", "TrialObservation", "is_interrupt"]
