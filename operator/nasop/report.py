@@ -151,19 +151,6 @@ def cross_validation(search: Search) -> list[tuple[str, str, go.Figure]] | str:
 # ----------------------------------------------------------------------------- tables
 
 
-def _final_metrics(search: Search) -> dict[int, dict[str, float]]:
-    """Last logged value of every metric for every trial (early-stopped and failed ones too)."""
-    df = search.experiment.lookup_data().full_df
-    if df.empty:
-        return {}
-    if "step" in df.columns:
-        df = df.sort_values("step")
-    out: dict[int, dict[str, float]] = {}
-    for (idx, metric), v in df.groupby(["trial_index", "metric_name"])["mean"].last().items():
-        out.setdefault(int(idx), {})[str(metric)] = float(v)
-    return out
-
-
 def _generator(trial: Any) -> str:
     for gr in getattr(trial, "generator_runs", []):
         name = gr._generation_node_name or gr._generator_key
@@ -176,7 +163,7 @@ def trial_table(search: Search) -> str:
     """Every trial as one row of a plain HTML table."""
     params = [p.name for p in search.spec.search_space]
     metrics = list(search.spec.metric_names)
-    finals = _final_metrics(search)
+    finals = search.final_values()
     front = {p.trial for p in search.status().pareto_front}
     reasons: dict[str, str] = search.props.get("reasons", {})
     head = ["trial", "status", "generator", *params, *metrics, "Pareto", "reason"]

@@ -186,28 +186,33 @@ class Search:
         infra = set(self.props["infra"])
         return sum(1 for t in self.trials_in(TrialStatus.FAILED) if t.index not in infra)
 
-    def observations(self) -> list[pareto.Observation]:
-        """Final metric values (last step) of completed trials."""
-        df = self.experiment.lookup_data().full_df
-        out = []
-        completed = {t.index: t for t in self.trials_in(TrialStatus.COMPLETED)}
-        if df.empty or not completed:
-            return out
-        df = df[df["trial_index"].isin(list(completed))]
+    def final_values(self, trial_indices: list[int] | None = None) -> dict[int, dict[str, float]]:
+        """The last logged value (highest step) of every metric, per trial."""
+        df = self.experiment.lookup_data(trial_indices=trial_indices).full_df
+        if df.empty:
+            return {}
         if "step" in df.columns:
             df = df.sort_values("step")
-        last = df.groupby(["trial_index", "metric_name"])["mean"].last()
-        for idx, trial in sorted(completed.items()):
-            metrics = {m: float(v) for (i, m), v in last.items() if i == idx}
-            out.append(
-                pareto.Observation(
-                    trial=idx,
-                    parameters=dict(trial.arm.parameters),  # type: ignore[attr-defined]
-                    metrics=metrics,
-                    job=trial.run_metadata.get(APP_HANDLE),
-                )
-            )
+        out: dict[int, dict[str, float]] = {}
+        for (idx, metric), v in df.groupby(["trial_index", "metric_name"])["mean"].last().items():
+            out.setdefault(int(idx), {})[str(metric)] = float(v)
         return out
+
+    def observations(self) -> list[pareto.Observation]:
+        """Final metric values of completed trials."""
+        completed = {t.index: t for t in self.trials_in(TrialStatus.COMPLETED)}
+        values = self.final_values() if completed else {}
+        if not values:
+            return []
+        return [
+            pareto.Observation(
+                trial=idx,
+                parameters=dict(trial.arm.parameters),  # type: ignore[attr-defined]
+                metrics=values.get(idx, {}),
+                job=trial.run_metadata.get(APP_HANDLE),
+            )
+            for idx, trial in sorted(completed.items())
+        ]
 
     def front(self) -> pareto.Front:
         return pareto.front(
@@ -274,22 +279,12 @@ class Search:
             )
             self._fail(trial, reason, report)
             return
-        for res in per_metric.values():
-            if isinstance(res, Ok):
-                self.experiment.attach_data(res.ok)
+        self._attach(results)
         trial.mark_completed()
-        values = self._final_values(trial.index)
+        values = self.final_values([trial.index]).get(trial.index, {})
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
         report.events.append(Event("TrialCompleted", f"trial {trial.index} completed: {shown}",
                                    trial.index))
-
-    def _final_values(self, index: int) -> dict[str, float]:
-        df = self.experiment.lookup_data(trial_indices=[index]).full_df
-        if df.empty:
-            return {}
-        if "step" in df.columns:
-            df = df.sort_values("step")
-        return {str(k): float(v) for k, v in df.groupby("metric_name")["mean"].last().items()}
 
     def _fail(self, trial: BaseTrial, reason: str, report: TickReport) -> None:
         self.props["reasons"][str(trial.index)] = reason
@@ -322,18 +317,21 @@ class Search:
             Event("TrialInterrupted", f"trial {trial.index}: {reason}; {what}", trial.index, True)
         )
 
+    def _attach(self, results: dict[int, dict[str, Any]]) -> None:
+        """Keep what was fetched; a metric not logged yet is simply absent."""
+        for per_metric in results.values():
+            for res in per_metric.values():
+                if isinstance(res, Ok):
+                    self.experiment.attach_data(res.ok)
+
     def _early_stop(self, report: TickReport) -> None:
         es = self.spec.early_stopping
         running = self.trials_in(TrialStatus.RUNNING)
         if es is None or not running:
             return
-        results = self.experiment.fetch_trials_data_results(
+        self._attach(self.experiment.fetch_trials_data_results(
             trial_indices=[t.index for t in running]
-        )
-        for per_metric in results.values():
-            for res in per_metric.values():
-                if isinstance(res, Ok):
-                    self.experiment.attach_data(res.ok)
+        ))
         strategy = PercentileEarlyStoppingStrategy(
             metric_signatures=[es.metric],
             percentile_threshold=es.percentile,
@@ -396,8 +394,7 @@ class Search:
         new, message = old, self.props.get("message", "")
         running = len(self.trials_in(TrialStatus.RUNNING))
         failures = self._user_failures()
-        limit = self.spec.budget.max_duration_seconds
-        out_of_time = limit is not None and self.clock() - self.props["startEpoch"] > limit
+        out_of_time = self._out_of_time()
         infra = len(self.props["infra"])
         if infra > max(10, 2 * self.spec.budget.max_trials) and not running:
             last = self.props["reasons"].get(str(self.props["infra"][-1]), "")
@@ -435,9 +432,12 @@ class Search:
                           warning=new is spec.Phase.FAILED)
                 )
 
-    def _start_generation(self, report: TickReport) -> None:
+    def _out_of_time(self) -> bool:
         limit = self.spec.budget.max_duration_seconds
-        if limit is not None and self.clock() - self.props["startEpoch"] > limit:
+        return limit is not None and self.clock() - self.props["startEpoch"] > limit
+
+    def _start_generation(self, report: TickReport) -> None:
+        if self._out_of_time():
             return
         n = min(self._capacity(), self._budget_left() - len(self.props["requeue"]))
         if n <= 0 or self.props.get("exhausted"):
@@ -499,12 +499,6 @@ class Search:
             stopped.append(t.index)
         self.save()
         return stopped
-
-    def wait_for_generation(self, timeout: float | None = None) -> None:
-        if self._future is not None:
-            concurrent.futures.wait([self._future], timeout=timeout)
-            if self._future.done():
-                self._finish_generation(TickReport())
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from ax.core.base_trial import TrialStatus
@@ -15,7 +16,7 @@ MAX_FRONT_IN_STATUS = 50  # keeps the resource small; the full front is in `naso
 
 
 def counts(search: Search) -> spec.TrialCounts:
-    by = {s: len(search.trials_in(s)) for s in TrialStatus}
+    by = Counter(t.status for t in search.experiment.trials.values())
     return spec.TrialCounts(
         total=len(search.experiment.trials),
         running=by[TrialStatus.RUNNING],
