@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -82,10 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(f"[bold]nasop[/] {manifest.name}: loading Ax ...")
     quiet_libraries()
-    try:
-        from torchx.schedulers.local_scheduler import SignalException
-    except ImportError:  # pragma: no cover - torchx always ships it
-        SignalException = KeyboardInterrupt  # type: ignore[misc,assignment]  # noqa: N806
+    # `kill PID` behaves like Ctrl-C: cancel the running trials and save (TorchX's local
+    # scheduler would otherwise install its own handlers; see trials.runner).
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     search = local.open_local_search(manifest, args.state_dir, args.state_url)
     console.print(f"state: {search.store.describe() if search.store else 'none'}; "
                   f"{len(search.experiment.trials)} trials already recorded")
@@ -95,18 +95,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                 report = search.tick()
                 view.update(report)
                 time.sleep(args.poll if not report.changed else 0.05)
-    except (KeyboardInterrupt, SignalException):
+    except KeyboardInterrupt:
         stopped = search.cancel_running("interrupted by Ctrl-C")
         console.print(f"[yellow]interrupted[/]: cancelled trials {stopped}; state saved. "
                       f"Run the same command again to resume.")
+        return 130
+    finally:
         search.runner.close()
         search.close()
-        return 130
-    search.runner.close()
-    search.close()
     status = search.status()
     progress.print_front(status, manifest.spec, console=Console())
     return 0 if status.phase is spec.Phase.SUCCEEDED else 1
+
+
+def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # ----------------------------------------------------------------------------- status / report

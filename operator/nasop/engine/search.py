@@ -30,7 +30,7 @@ from nasop import errors, spec
 from nasop.engine import experiment as experiment_mod
 from nasop.engine import pareto, status as status_mod, strategy as strategy_mod
 from nasop.state.base import ExperimentStore, Snapshot
-from nasop.trials.runner import APP_HANDLE, TorchXTrialRunner, is_interrupt
+from nasop.trials.runner import APP_HANDLE, TorchXTrialRunner
 
 log = logging.getLogger(__name__)
 
@@ -377,8 +377,6 @@ class Search:
         try:
             trial.run()
         except Exception as e:  # e.g. the API server said 500: not the trainer's fault
-            if is_interrupt(e):
-                raise
             reason = f"launch failed: {e}"
             if trial.status is TrialStatus.CANDIDATE:
                 trial.mark_running(no_runner_required=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ from ax.core.base_trial import BaseTrial, TrialStatus
 from ax.core.runner import Runner
 from torchx import runner as torchx_runner
 from torchx import specs
+from torchx.schedulers import get_scheduler_factories
 from torchx.schedulers.api import Stream
 
 from nasop import spec
@@ -51,12 +54,31 @@ class TrialObservation:
 TorchXFactory = Callable[[], torchx_runner.Runner]
 
 
-def is_interrupt(e: BaseException) -> bool:
-    """TorchX's local scheduler turns Ctrl-C into SignalException, an ordinary Exception:
-    a broad `except Exception` must let it through, or Ctrl-C is lost."""
-    from torchx.schedulers.local_scheduler import SignalException
+def _keeping_signal_handlers(make: Callable[..., Any]) -> Callable[..., Any]:
+    """TorchX's local scheduler replaces SIGINT/SIGTERM with handlers that raise SignalException,
+    an ordinary Exception that any broad `except Exception` swallows, so Ctrl-C could be lost.
+    Put the caller's handlers back once the scheduler exists: Ctrl-C stays a KeyboardInterrupt."""
 
-    return isinstance(e, (KeyboardInterrupt, SignalException))
+    def wrapped(session_name: str, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return make(session_name, **kwargs)  # only the main thread can (re)set handlers
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return make(session_name, **kwargs)
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+    return wrapped
+
+
+def default_torchx_runner() -> torchx_runner.Runner:
+    """TorchX's stock schedulers, the local ones without their signal handlers."""
+    factories = get_scheduler_factories()
+    for name in appdef.LOCAL_SCHEDULERS:
+        if name in factories:
+            factories[name] = _keeping_signal_handlers(factories[name])
+    return torchx_runner.Runner("torchx", scheduler_factories=factories)
 
 
 class TorchXTrialRunner(Runner):
@@ -103,7 +125,7 @@ class TorchXTrialRunner(Runner):
     @property
     def torchx(self) -> torchx_runner.Runner:
         if self._torchx is None:
-            self._torchx = self._factory() if self._factory else torchx_runner.get_runner()
+            self._torchx = self._factory() if self._factory else default_torchx_runner()
         return self._torchx
 
     def close(self) -> None:
@@ -121,7 +143,7 @@ class TorchXTrialRunner(Runner):
         """Submit the trial; returns only strings for `trial.run_metadata`."""
         parameters = dict(trial.arm.parameters)  # type: ignore[attr-defined]
         log_dir = appdef.trial_log_dir(self.log_root, self.experiment_name, trial.index)
-        if self.scheduler in appdef.LOCAL_SCHEDULERS:
+        if self.is_local:
             os.makedirs(log_dir, exist_ok=True)
         app = appdef.trial_to_appdef(
             self.trial_template,
@@ -148,8 +170,6 @@ class TorchXTrialRunner(Runner):
             try:
                 self.torchx.cancel(handle)
             except Exception as e:  # cancel must not raise: the app may be gone already
-                if is_interrupt(e):
-                    raise
                 log.warning("cancel of trial %d (%s) failed: %s", trial.index, handle, e)
         if self.is_local and trial.run_metadata.get(LOG_DIR):
             local_markers.terminate(trial.run_metadata[LOG_DIR])  # an orphan from an earlier run
@@ -174,11 +194,6 @@ class TorchXTrialRunner(Runner):
             try:
                 status = self.torchx.status(handle)
             except Exception as e:  # scheduler unreachable: keep it running, look again later
-                if is_interrupt(e):
-                    raise
-                if getattr(e, "status", None) == 404:
-                    out[trial.index] = self._classify(trial, handle, None)
-                    continue
                 log.warning("status of %s failed: %s", handle, e)
                 out[trial.index] = TrialObservation(TrialStatus.RUNNING)
                 continue
@@ -246,4 +261,5 @@ class TorchXTrialRunner(Runner):
         return reason[:500]
 
 
-__all__ = ["APP_HANDLE", "LOG_DIR", "TorchXTrialRunner", "TrialObservation", "is_interrupt"]
+__all__ = ["APP_HANDLE", "LOG_DIR", "TorchXTrialRunner", "TrialObservation",
+           "default_torchx_runner"]
