@@ -26,6 +26,9 @@ KIND = "NASExperiment"
 PLURAL = "nasexperiments"
 SINGULAR = "nasexperiment"
 SHORT_NAMES = ["nasx"]
+#: labels on everything nasop creates for an experiment (jobs, pods, state ConfigMap)
+EXPERIMENT_LABEL = f"{GROUP}/experiment"
+TRIAL_LABEL = f"{GROUP}/trial"
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -36,7 +36,7 @@ def open_search(
         experiment_name=name,
         scheduler_cfg={"namespace": namespace, "queue": manifest.spec.trial.queue},
     )
-    labels = {volcano.EXPERIMENT_LABEL: name, "app.kubernetes.io/managed-by": "nasop"}
+    labels = {"app.kubernetes.io/managed-by": "nasop"}  # + experiment/trial from the AppDef
     runner.bind(
         lambda: volcano.runner_factory(api, owner=owner, labels=labels),
         finder=lambda index: volcano.find_job(api, namespace, name, index),
@@ -72,44 +72,49 @@ async def drive(
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     api = api or await asyncio.to_thread(kube.api_client)
-    writer = statuses.StatusWriter(api, namespace, name, body.get("status"))
+    writer = statuses.StatusWriter(api, namespace, name, _plain(body.get("status")))
     search: Search | None = None
     seen_generation: int | None = None
+    refused: spec.Condition | None = None  # a refused spec change, shown until it is reverted
+    stale = True  # the written status may lag the search (first tick, failed write)
+
+    async def mark_invalid(message: str, generation: int | None) -> None:
+        await _write(writer, statuses.invalid(message, generation))
+        emit("Warning", "InvalidSpec", message[:1000])
+        metrics.set_phase(namespace, name, "Invalid")
+
     try:
         while not stopped:
             generation = body["metadata"].get("generation")
-            if generation != seen_generation:
+            dirty = generation != seen_generation  # status must show the new generation
+            if dirty:
+                seen_generation = generation
                 try:
                     manifest = parse(body)
                 except errors.SpecError as e:
-                    if seen_generation != generation:
-                        await _write(writer, statuses.invalid(e.message, generation))
-                        emit("Warning", "InvalidSpec", e.message[:1000])
-                        metrics.set_phase(namespace, name, "Invalid")
-                    seen_generation = generation
+                    await mark_invalid(e.message, generation)
                     await _sleep(stopped, settings.tick_seconds)
                     continue
                 if search is None:
                     try:
                         search = await asyncio.to_thread(open_search, body, manifest, settings, api)
                     except errors.SpecError as e:  # e.g. search space changed vs stored state
-                        await _write(writer, statuses.invalid(e.message, generation))
-                        emit("Warning", "InvalidSpec", e.message[:1000])
-                        seen_generation = generation
+                        await mark_invalid(e.message, generation)
                         continue
                     emit("Normal", "SearchStarted",
                          f"{len(search.experiment.trials)} trials recorded; state in ConfigMap")
                 else:
                     try:
                         search.update_spec(manifest.spec)
+                        refused = None
                     except errors.SpecError as e:
                         emit("Warning", "SpecChangeRefused", e.message)
-                        cond = spec.Condition(type="SpecAccepted", status="False",
-                                              reason="ImmutableField", message=e.message,
-                                              last_transition_time=spec.now_rfc3339())
-                        await _write(writer, statuses.with_condition(writer.last, cond))
-                seen_generation = generation
-            assert search is not None  # noqa: S101 - set above
+                        refused = spec.Condition(type="SpecAccepted", status="False",
+                                                 reason="ImmutableField", message=e.message,
+                                                 last_transition_time=spec.now_rfc3339())
+            if search is None:  # still invalid: wait for the next spec change
+                await _sleep(stopped, settings.tick_seconds)
+                continue
 
             try:
                 report = await asyncio.to_thread(search.tick)
@@ -128,36 +133,44 @@ async def drive(
                 search.last_generation_seconds = None
             for ev in report.events:
                 _emit(emit, ev)
-            status = search.status().dump()
-            status["observedGeneration"] = seen_generation
-            await _write(writer, status)
-            metrics.set_phase(namespace, name, status["phase"])
-            metrics.set_trials(namespace, name, status["trials"])
+            # The status is a function of the search and the spec: rebuild it only when either
+            # changed (or the last write failed), not on every tick.
+            stale = stale or report.changed or dirty
+            if stale:
+                status = search.status().dump()
+                status["observedGeneration"] = seen_generation
+                if refused is not None:
+                    status = statuses.with_condition(status, refused)
+                stale = not await _write(writer, status)
+                metrics.set_phase(namespace, name, status["phase"])
+                metrics.set_trials(namespace, name, status["trials"])
             if search.finished:
                 return
             await _sleep(stopped, 0.2 if report.generating else settings.tick_seconds)
     finally:
         if search is not None:
-            if getattr(stopped, "reason", None) is not None and _deleted(stopped):
+            if _deleted(stopped):
                 await asyncio.to_thread(search.cancel_running, "experiment deleted")
             search.close()
 
 
 def _deleted(stopped: Any) -> bool:
-    reason = getattr(stopped, "reason", None)
-    return reason is not None and "DELETED" in str(reason).upper()
+    return "DELETED" in str(getattr(stopped, "reason", None)).upper()
 
 
 def _emit(emit: EventSink, ev: Event) -> None:
     emit("Warning" if ev.warning else "Normal", ev.reason, ev.message)
 
 
-async def _write(writer: statuses.StatusWriter, status: dict[str, Any]) -> None:
+async def _write(writer: statuses.StatusWriter, status: dict[str, Any]) -> bool:
+    """False when the API server hiccuped: the caller writes again next tick."""
     try:
         await asyncio.to_thread(writer.write, status)
-    except Exception as e:  # the API server hiccuped: write again next tick
+    except Exception as e:
         metrics.RECONCILE_ERRORS.labels(kind="status").inc()
         logging.getLogger(__name__).warning("status write failed: %s", e)
+        return False
+    return True
 
 
 async def _sleep(stopped: Any, seconds: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ax.storage.registry_bundle import RegistryBundleBase
 
-from nasop import errors
+from nasop import errors, spec
 from nasop.state import codec
 from nasop.state.base import ExperimentStore, Snapshot
 
@@ -71,7 +71,7 @@ class ConfigMapStore(ExperimentStore):
         meta: dict[str, Any] = {
             "name": configmap_name(name),
             "namespace": self.namespace,
-            "labels": {"app.kubernetes.io/managed-by": "nasop", "nasop.dev/experiment": name},
+            "labels": {"app.kubernetes.io/managed-by": "nasop", spec.EXPERIMENT_LABEL: name},
         }
         if self.owner:
             meta["ownerReferences"] = [self.owner]

@@ -108,7 +108,7 @@ def trial_to_appdef(
     return specs.AppDef(
         name=app_name(experiment, trial_index),
         roles=[role],
-        metadata={"nasop.dev/experiment": experiment, "nasop.dev/trial": str(trial_index)},
+        metadata={spec.EXPERIMENT_LABEL: experiment, spec.TRIAL_LABEL: str(trial_index)},
     )
 
 

@@ -17,8 +17,7 @@ from torchx.schedulers import kubernetes_scheduler as ks
 from torchx.schedulers.api import DescribeAppResponse
 from torchx.specs import AppDef, AppDryRunInfo, AppState
 
-EXPERIMENT_LABEL = "nasop.dev/experiment"
-TRIAL_LABEL = "nasop.dev/trial"
+from nasop import spec
 
 # Every Volcano job phase (volcano.sh/apis batch/v1alpha1 JobPhase): anything not finished is
 # running, so a queued or restarting job is never taken for a failed one.
@@ -63,7 +62,7 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         info = super()._submit_dryrun(app, cfg)
         resource = info.request.resource
         meta = resource.setdefault("metadata", {})  # type: ignore[union-attr]
-        labels = {**self.labels, **{k: v for k, v in app.metadata.items() if k.startswith("nasop.")}}
+        labels = {**self.labels, **{k: v for k, v in app.metadata.items() if k.startswith(spec.GROUP)}}
         meta.setdefault("labels", {}).update(labels)  # type: ignore[union-attr]
         if self.owner:
             meta["ownerReferences"] = [copy.deepcopy(self.owner)]  # type: ignore[index]
@@ -117,7 +116,7 @@ def find_job(client: Any, namespace: str, experiment: str, trial: int) -> str | 
 
     jobs = k8s.CustomObjectsApi(client).list_namespaced_custom_object(
         group="batch.volcano.sh", version="v1alpha1", namespace=namespace, plural="jobs",
-        label_selector=f"{EXPERIMENT_LABEL}={experiment},{TRIAL_LABEL}={trial}",
+        label_selector=f"{spec.EXPERIMENT_LABEL}={experiment},{spec.TRIAL_LABEL}={trial}",
     )
     items = jobs.get("items") or []
     if not items:
@@ -125,5 +124,4 @@ def find_job(client: Any, namespace: str, experiment: str, trial: int) -> str | 
     return f"kubernetes://nasop/{namespace}:{items[0]['metadata']['name']}"
 
 
-__all__ = ["EXPERIMENT_LABEL", "TRIAL_LABEL", "VolcanoScheduler", "find_job", "job_state",
-           "runner_factory"]
+__all__ = ["VolcanoScheduler", "find_job", "job_state", "runner_factory"]
