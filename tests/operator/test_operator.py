@@ -42,6 +42,15 @@ async def _wait_phase(emulator, name, phases, timeout=150.0):
     raise AssertionError(f"{name} never reached {phases}: {status}")
 
 
+async def _run_to(emulator, run_operator, resource, phases, outcome=None, completing=False):
+    """Play Volcano (default: run each job's command), start the operator, apply one
+    experiment and wait until it reaches one of `phases`."""
+    with volcano.VolcanoPlayer(emulator, outcome or volcano.run_command(), completing=completing):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, resource)
+        return await _wait_phase(emulator, resource["metadata"]["name"], phases)
+
+
 @pytest.fixture()
 def fast_ticks(monkeypatch):
     monkeypatch.setenv("NASOP_TICK_SECONDS", "0.1")
@@ -50,12 +59,9 @@ def fast_ticks(monkeypatch):
 @pytest.mark.asyncio
 async def test_search_runs_to_succeeded_with_pareto_front(
         emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
-    with volcano.VolcanoPlayer(emulator, volcano.run_command(), completing=True):
-        await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, _resource(
-            tmp_path, "mnist-a", budget={"maxTrials": 5, "parallelism": 2},
-            optimizer={"initialTrials": 3, "seed": 0}))
-        obj = await _wait_phase(emulator, "mnist-a", {"Succeeded", "Failed"})
+    obj = await _run_to(emulator, run_operator, _resource(
+        tmp_path, "mnist-a", budget={"maxTrials": 5, "parallelism": 2},
+        optimizer={"initialTrials": 3, "seed": 0}), {"Succeeded", "Failed"}, completing=True)
     st = obj["status"]
     assert st["phase"] == "Succeeded", st
     assert st["trials"]["total"] == 5 and st["trials"]["completed"] == 5
@@ -107,12 +113,9 @@ async def test_invalid_manifest_is_marked_invalid_and_others_still_run(
 @pytest.mark.asyncio
 async def test_failed_jobs_fail_the_search_past_max_failed(
         emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
-    with volcano.VolcanoPlayer(emulator, volcano.fail):
-        await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, _resource(
-            tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
-            optimizer={"method": "sobol", "seed": 0}))
-        obj = await _wait_phase(emulator, "doomed", {"Failed"})
+    obj = await _run_to(emulator, run_operator, _resource(
+        tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
+        optimizer={"method": "sobol", "seed": 0}), {"Failed"}, outcome=volcano.fail)
     assert "maxFailedTrials" in obj["status"]["message"]
     assert obj["status"]["trials"]["failed"] >= 2
 
@@ -120,13 +123,10 @@ async def test_failed_jobs_fail_the_search_past_max_failed(
 @pytest.mark.asyncio
 async def test_operator_killed_and_restarted_runs_every_trial_once(
         emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
-    def slow(job, cancelled):
-        return volcano.run_command()(job, cancelled)
-
     res = _resource(tmp_path, "restarts", budget={"maxTrials": 8, "parallelism": 2},
                     optimizer={"method": "sobol", "seed": 1})
     res["spec"]["trial"]["args"] = ["--sleep=0.3"]
-    with volcano.VolcanoPlayer(emulator, slow):
+    with volcano.VolcanoPlayer(emulator, volcano.run_command()):
         emulator.create_object(EXP, res)
         for kill in range(5):
             handle = await run_operator(modules=HANDLERS, watching=[EXP])
@@ -150,12 +150,9 @@ async def test_rbac_in_the_chart_covers_every_call_the_operator_makes(
 
     import yaml
 
-    with volcano.VolcanoPlayer(emulator, volcano.run_command(), completing=True):
-        await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, _resource(
-            tmp_path, "rbac", budget={"maxTrials": 2, "parallelism": 2},
-            optimizer={"method": "sobol", "seed": 0}))
-        await _wait_phase(emulator, "rbac", {"Succeeded"})
+    await _run_to(emulator, run_operator, _resource(
+        tmp_path, "rbac", budget={"maxTrials": 2, "parallelism": 2},
+        optimizer={"method": "sobol", "seed": 0}), {"Succeeded"}, completing=True)
     required_file = pathlib.Path(__file__).parents[1] / "packaging" / "required_api_calls.yaml"
     required = yaml.safe_load(required_file.read_text())["calls"]
     granted = {(c["group"], c["resource"], v) for c in required for v in c["verbs"]}
@@ -168,3 +165,39 @@ async def test_rbac_in_the_chart_covers_every_call_the_operator_makes(
                  ("batch.volcano.sh", "jobs", "create"), ("", "configmaps", "create"),
                  ("", "configmaps", "update")]:
         assert call in used, (call, sorted(used))
+
+
+@pytest.mark.asyncio
+async def test_max_trials_raised_after_success_resumes_the_search(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    with volcano.VolcanoPlayer(emulator, volcano.run_command()):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, _resource(
+            tmp_path, "grow", budget={"maxTrials": 2, "parallelism": 2},
+            optimizer={"method": "sobol", "seed": 0}))
+        await _wait_phase(emulator, "grow", {"Succeeded"})
+        emulator.patch_object(EXP, "default", "grow", {"spec": {"budget": {"maxTrials": 4}}})
+        await _wait_phase(emulator, "grow", {"Running"}, timeout=30)
+        obj = await _wait_phase(emulator, "grow", {"Succeeded"})
+    assert obj["status"]["trials"]["completed"] == 4
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+
+@pytest.mark.asyncio
+async def test_search_space_change_is_refused_and_the_condition_stays(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    res = _resource(tmp_path, "frozen", budget={"maxTrials": 4, "parallelism": 1},
+                    optimizer={"method": "sobol", "seed": 0})
+    res["spec"]["trial"]["args"] = ["--sleep=0.3"]
+    with volcano.VolcanoPlayer(emulator, volcano.run_command()):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, res)
+        await _wait_phase(emulator, "frozen", {"Running"})
+        space = res["spec"]["searchSpace"]
+        space[0] = {**space[0], "bounds": [16, 64]}
+        emulator.patch_object(EXP, "default", "frozen", {"spec": {"searchSpace": space}})
+        obj = await _wait_phase(emulator, "frozen", {"Succeeded"})
+    conds = {c["type"]: c for c in obj["status"]["conditions"]}
+    assert conds["SpecAccepted"]["status"] == "False", conds  # still there after many ticks
+    assert "cannot change" in conds["SpecAccepted"]["message"]
+    assert obj["status"]["trials"]["completed"] == 4  # the search went on with the old space

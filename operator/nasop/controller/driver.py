@@ -144,8 +144,7 @@ async def drive(
                 stale = not await _write(writer, status)
                 metrics.set_phase(namespace, name, status["phase"])
                 metrics.set_trials(namespace, name, status["trials"])
-            if search.finished:
-                return
+            # A finished search stays watched: raising budget.maxTrials resumes it.
             await _sleep(stopped, 0.2 if report.generating else settings.tick_seconds)
     finally:
         if search is not None:
