@@ -119,50 +119,51 @@ def _load_search_readonly(args: argparse.Namespace):  # noqa: ANN202
     manifest = spec.load_manifest(args.file)
     quiet_libraries()
     from nasop import local
+    from nasop.engine.search import Search
 
     paths = local.LocalPaths(args.state_dir or local.DEFAULT_STATE_DIR)
     store = local.local_store(paths, args.state_url)
-    if store.load(name=manifest.name) is None:
+    snapshot = store.load(name=manifest.name)
+    if snapshot is None:
         raise errors.NasopError(
             f"no state for experiment {manifest.name!r} in {store.describe()}",
             hint=f"run `nasop run {args.file}` first (with the same --state-dir)",
         )
-    from nasop.engine.search import Search
-
     return manifest, Search.open(
-        manifest.spec, manifest.name, local.local_runner(manifest, paths), _ReadOnly(store)
+        manifest.spec, manifest.name, local.local_runner(manifest, paths), _frozen(snapshot)
     )
 
 
-class _ReadOnly:
-    """Wraps a store so that `status` and `report` never write."""
+def _frozen(snapshot: Any) -> Any:
+    """A store holding the snapshot just read: `status` and `report` read once, never write."""
+    from nasop.state.base import ExperimentStore
 
-    def __init__(self, store: Any) -> None:
-        self._store = store
+    class Frozen(ExperimentStore):
+        def load(self, *, name: str) -> Any:
+            return snapshot
 
-    def load(self, *, name: str):  # noqa: ANN201
-        return self._store.load(name=name)
+        def save(self, *, name: str, snapshot: Any) -> None:
+            pass
 
-    def save(self, *, name: str, snapshot: Any) -> None:
-        pass
+        def delete(self, *, name: str) -> None:
+            pass
 
-    def describe(self) -> str:
-        return self._store.describe()
+    return Frozen()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     manifest, search = _load_search_readonly(args)
-    status = search.status().dump()
+    status = search.status()
     if args.output == "json":
-        print(json.dumps(status, indent=2))
+        print(json.dumps(status.dump(), indent=2))
     elif args.output == "yaml":
-        print(yaml.safe_dump({"status": status}, sort_keys=False), end="")
+        print(yaml.safe_dump({"status": status.dump()}, sort_keys=False), end="")
     else:
         from rich.console import Console
 
         from nasop import progress
 
-        progress.print_front(search.status(), manifest.spec, console=Console())
+        progress.print_front(status, manifest.spec, console=Console())
     search.close()
     return 0
 
