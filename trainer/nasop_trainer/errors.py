@@ -1,24 +1,19 @@
 """The trainer's errors: each maps to an exit code and prints as one line on stderr.
 
 The operator records a failed trial's stderr, so a failure must say what was wrong and how to fix
-it in one line, not as a traceback. Modelled on nasop's ``NasopError(message, hint)``.
+it in one line, not as a traceback. They are nasop's ``NasopError(message, hint)`` (the same
+distribution ships both packages) with an exit code.
 """
 
 from __future__ import annotations
 
+from nasop.errors import NasopError
 
-class TrainerError(Exception):
+
+class TrainerError(NasopError):
     """Base of every trainer error; ``exit_code`` is what the process exits with."""
 
     exit_code = 1
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
 
 class UsageError(TrainerError):
