@@ -17,8 +17,9 @@ import subprocess
 import sys
 
 
-def _write(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp"
+def write_marker(path: str, payload: dict) -> None:
+    """Atomic, and safe when the wrapper and the runner both record the same cancel."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(payload, fh)
     os.replace(tmp, path)
@@ -29,20 +30,30 @@ def main(argv: list[str]) -> int:
         print("usage: python -m nasop._trialwrap MARKER_DIR -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     marker_dir, command = argv[0], argv[2:]
-    os.makedirs(marker_dir, exist_ok=True)
-    proc = subprocess.Popen(command)
-    _write(os.path.join(marker_dir, "pid"), {"wrapper": os.getpid(), "child": proc.pid})
+    received: list[int] = []
+    proc: subprocess.Popen[bytes] | None = None
 
     def forward(signum: int, _frame: object) -> None:
-        try:
-            proc.send_signal(signum)
-        except ProcessLookupError:
-            pass
+        received.append(signum)
+        if proc is not None:
+            try:
+                proc.send_signal(signum)
+            except ProcessLookupError:
+                pass
 
+    # Handlers first: a cancel that arrives before the trainer starts is still recorded.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    os.makedirs(marker_dir, exist_ok=True)
+    if received:
+        write_marker(os.path.join(marker_dir, "exit"), {"returncode": -received[0]})
+        return 128 + received[0]
+    proc = subprocess.Popen(command)
+    if received:
+        proc.send_signal(received[0])
+    write_marker(os.path.join(marker_dir, "pid"), {"wrapper": os.getpid(), "child": proc.pid})
     rc = proc.wait()
-    _write(os.path.join(marker_dir, "exit"), {"returncode": rc})
+    write_marker(os.path.join(marker_dir, "exit"), {"returncode": rc})
     return 0 if rc == 0 else (rc if rc > 0 else 128 - rc)
 
 

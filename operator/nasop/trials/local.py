@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 
+from nasop._trialwrap import write_marker
+
 MARKER_DIR = ".nasop"
 
 
@@ -55,6 +57,14 @@ def is_running(log_dir: str) -> bool:
     return bool(pid) and exit_code(log_dir) is None and _alive(pid)  # type: ignore[arg-type]
 
 
+def record_cancelled(log_dir: str) -> None:
+    """A trial cancelled while its wrapper was still starting up leaves no markers at all;
+    record the cancel, so that every local trial that ended has an exit code."""
+    if exit_code(log_dir) is None and not _pids(log_dir):
+        os.makedirs(marker_dir(log_dir), exist_ok=True)
+        write_marker(os.path.join(marker_dir(log_dir), "exit"), {"returncode": -signal.SIGTERM})
+
+
 def terminate(log_dir: str) -> None:
     """Stop an orphaned trial (its wrapper forwards the signal to the trainer)."""
     for key in ("wrapper", "child"):
@@ -66,4 +76,4 @@ def terminate(log_dir: str) -> None:
                 pass
 
 
-__all__ = ["exit_code", "is_running", "marker_dir", "terminate", "wrap"]
+__all__ = ["exit_code", "is_running", "marker_dir", "record_cancelled", "terminate", "wrap"]

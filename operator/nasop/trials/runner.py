@@ -173,6 +173,7 @@ class TorchXTrialRunner(Runner):
                 log.warning("cancel of trial %d (%s) failed: %s", trial.index, handle, e)
         if self.is_local and trial.run_metadata.get(LOG_DIR):
             local_markers.terminate(trial.run_metadata[LOG_DIR])  # an orphan from an earlier run
+            local_markers.record_cancelled(trial.run_metadata[LOG_DIR])
         return {"stop_reason": reason or ""}
 
     @property
