@@ -237,6 +237,14 @@ class Budget(_Model):
     max_duration: str | None = Field(
         default=None, description="Wall-clock limit, e.g. 90m, 2h, 3600s; no new trials after it."
     )
+    stop_when_improvement_below: float | None = Field(
+        default=None, ge=0,
+        description="End the search when the hypervolume grew by less than this fraction "
+        "(e.g. 0.01) over the last improvementWindow completed trials.",
+    )
+    improvement_window: int = Field(
+        default=10, ge=1, description="Completed trials over which improvement is measured."
+    )
 
     @field_validator("max_duration")
     @classmethod
@@ -278,19 +286,109 @@ class Optimizer(_Model):
     seed: int | None = Field(default=None, description="Seed for reproducible proposals.")
 
 
-class EarlyStopping(_Model):
-    """Percentile rule on a learning curve: stop a trial whose metric is in the bottom part."""
+class StoppingRule(_Model):
+    """One rule on one learning curve, as in Ax's early-stopping strategies: a percentile rule
+    (below the given percentile of the other trials at the same epoch) or a threshold rule
+    (worse than a fixed value once past minProgression)."""
 
     metric: str = Field(description="Learning-curve metric (logged every epoch), e.g. val_acc.")
-    percentile: float = Field(
-        default=50, gt=0, lt=100, description="Stop when below this percentile of other trials."
+    percentile: float | None = Field(
+        default=None, gt=0, lt=100,
+        description="Stop when below this percentile of other trials (default 50).",
+    )
+    threshold: float | None = Field(
+        default=None, description="Stop when worse than this value (instead of a percentile)."
+    )
+    goal: Goal | None = Field(
+        default=None,
+        description="Direction of a metric that is neither objective nor constraint "
+        "(e.g. val_loss: minimize); taken from the objective otherwise.",
     )
     min_progression: float = Field(
         default=1, ge=0, description="Do not judge a trial before this step (epoch)."
     )
+    max_progression: float | None = Field(
+        default=None, gt=0, description="Never stop a trial past this step (nearly done)."
+    )
     min_curves: int = Field(
         default=5, ge=1, description="Completed curves needed before any trial is stopped."
     )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StoppingRule:
+        if self.percentile is not None and self.threshold is not None:
+            raise ValueError(
+                "give either percentile or threshold, not both; compose two rules with "
+                "earlyStopping.rules to use both"
+            )
+        if self.max_progression is not None and self.max_progression <= self.min_progression:
+            raise ValueError(
+                f"maxProgression ({self.max_progression:g}) must be above minProgression "
+                f"({self.min_progression:g})"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["percentile", "threshold"]:
+        return "threshold" if self.threshold is not None else "percentile"
+
+    def describe(self) -> str:
+        if self.threshold is not None:
+            return f"{self.metric} worse than {self.threshold:g}"
+        return f"{self.metric} below the {self.percentile or 50:g}th percentile"
+
+
+class EarlyStopping(StoppingRule):
+    """One rule written inline (`metric`, `percentile`, ...) or several under `rules`, combined
+    with `combine: any` (stop when any rule says so) or `all` (only when every rule agrees)."""
+
+    metric: str | None = Field(  # type: ignore[assignment]
+        default=None, description="Inline single rule: the learning-curve metric."
+    )
+    rules: list[StoppingRule] = Field(
+        default_factory=list, description="Several rules, combined by `combine`."
+    )
+    combine: Literal["any", "all"] = Field(
+        default="any", description="any: stop when one rule says so (or); all: when all do (and)."
+    )
+
+    @model_validator(mode="after")
+    def _inline_or_rules(self) -> EarlyStopping:
+        if (self.metric is None) == (not self.rules):
+            raise ValueError(
+                "give either one inline rule (metric: ...) or a list under rules, not "
+                + ("both" if self.rules else "neither")
+            )
+        return self
+
+    @property
+    def all_rules(self) -> list[StoppingRule]:
+        if self.rules:
+            return list(self.rules)
+        fields = self.model_dump(exclude={"rules", "combine"})
+        return [StoppingRule.model_validate(fields)]
+
+
+class WarmStartSource(_Model):
+    """Where earlier trials come from: an experiment in the same store, or a state file."""
+
+    experiment: str | None = Field(
+        default=None,
+        description="Earlier experiment's name: same state dir locally, same namespace in a "
+        "cluster.",
+    )
+    state_file: str | None = Field(
+        default=None, description="Path of a state file written by `nasop run` (local runs)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WarmStartSource:
+        if (self.experiment is None) == (self.state_file is None):
+            raise ValueError("give exactly one of experiment or stateFile")
+        return self
+
+    def describe(self) -> str:
+        return self.experiment or str(self.state_file)
 
 
 class Resources(_Model):
@@ -358,6 +456,11 @@ class NASExperimentSpec(_Model):
     early_stopping: EarlyStopping | None = Field(
         default=None, description="Optional early stopping on learning curves."
     )
+    warm_start: list[WarmStartSource] = Field(
+        default_factory=list,
+        description="Earlier experiments whose completed, compatible trials seed this search "
+        "(read once, when the search starts; they cost no budget).",
+    )
     trial: TrialTemplate = Field(default_factory=TrialTemplate, description="Trial launch template.")
     suspend: bool = Field(
         default=False, description="Stop launching new trials; running trials finish."
@@ -409,11 +512,20 @@ class NASExperimentSpec(_Model):
                 )
         if self.early_stopping is not None:
             known = set(metrics) | {c.metric for c in self.parsed_outcome_constraints}
-            if self.early_stopping.metric not in known:
-                raise ValueError(
-                    f"earlyStopping.metric: {self.early_stopping.metric!r} is neither an objective "
-                    f"nor a constrained metric; choose one of {sorted(known)}"
-                )
+            for i, rule in enumerate(self.early_stopping.all_rules):
+                where = f"earlyStopping.rules[{i}]" if self.early_stopping.rules else "earlyStopping"
+                if rule.metric not in known and rule.goal is None:
+                    raise ValueError(
+                        f"{where}.metric: {rule.metric!r} is neither an objective nor a "
+                        f"constrained metric ({sorted(known)}); add goal: minimize|maximize "
+                        "to stop on another logged curve"
+                    )
+                direction = self._direction(rule.metric)
+                if rule.goal is not None and direction is not None and rule.goal is not direction:
+                    raise ValueError(
+                        f"{where}.goal: {rule.metric!r} is to {direction.value} elsewhere in the "
+                        f"spec; drop goal or use {direction.value}"
+                    )
         if self.optimizer.initial_trials and self.optimizer.initial_trials > self.budget.max_trials:
             raise ValueError(
                 f"optimizer.initialTrials ({self.optimizer.initial_trials}) exceeds "
@@ -427,10 +539,30 @@ class NASExperimentSpec(_Model):
 
     @property
     def metric_names(self) -> list[str]:
-        """Every metric the trial must log: objectives first, then constrained metrics."""
+        """Every metric read from the trial: objectives, constrained metrics, then curves that
+        only early stopping reads."""
         out = [o.metric for o in self.objectives]
         out += [c.metric for c in self.parsed_outcome_constraints if c.metric not in out]
-        return out
+        if self.early_stopping is not None:
+            out += [r.metric for r in self.early_stopping.all_rules if r.metric not in out]
+        return list(dict.fromkeys(out))
+
+    def _direction(self, metric: str) -> Goal | None:
+        for o in self.objectives:
+            if o.metric == metric:
+                return o.goal
+        for c in self.parsed_outcome_constraints:
+            if c.metric == metric:
+                return Goal.MINIMIZE if c.op == "<=" else Goal.MAXIMIZE
+        return None
+
+    def lower_is_better(self, metric: str) -> bool:
+        """Direction of any metric in metric_names (early-stopping rules may name their own)."""
+        goal = self._direction(metric)
+        if goal is None and self.early_stopping is not None:
+            goal = next((r.goal for r in self.early_stopping.all_rules
+                         if r.metric == metric and r.goal is not None), None)
+        return goal is Goal.MINIMIZE
 
     def search_fingerprint(self) -> dict[str, Any]:
         """The parts that may not change once a search has started."""
@@ -457,6 +589,9 @@ class TrialCounts(_Model):
     completed: int = Field(default=0, description="Trials that finished with data.")
     failed: int = Field(default=0, description="Trials that failed.")
     early_stopped: int = Field(default=0, description="Trials stopped early.")
+    warm_started: int = Field(
+        default=0, description="Completed trials copied from spec.warmStart (not run here)."
+    )
 
 
 class ParetoPoint(_Model):
@@ -587,6 +722,8 @@ __all__ = [
     "Budget",
     "Condition",
     "EarlyStopping",
+    "StoppingRule",
+    "WarmStartSource",
     "GROUP",
     "Goal",
     "KIND",

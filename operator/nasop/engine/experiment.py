@@ -104,12 +104,9 @@ def experiment_from_spec(s: spec.NASExperimentSpec, name: str, runner: Runner | 
         if p.type is spec.ParameterType.FIXED:
             experiment.search_space.add_parameter(_fixed(p))
 
-    lower_is_better = {o.metric: o.minimize for o in s.objectives}
-    for c in s.parsed_outcome_constraints:
-        lower_is_better.setdefault(c.metric, c.op == "<=")
     for metric_name in s.metric_names:
         experiment.add_tracking_metric(
-            TrialMetric(name=metric_name, lower_is_better=lower_is_better[metric_name])
+            TrialMetric(name=metric_name, lower_is_better=s.lower_is_better(metric_name))
         )
     try:
         experiment.optimization_config = optimization_config_from_string(

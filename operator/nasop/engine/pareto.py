@@ -47,6 +47,8 @@ def hypervolume(y: np.ndarray, ref: np.ndarray) -> float:
     better = (y_t > ref_t).all(dim=-1)
     if not bool(better.any()):
         return 0.0
+    if y_t.shape[-1] == 1:  # one objective: the best value's distance above the reference
+        return float((y_t[better] - ref_t).max())
     return float(DominatedPartitioning(ref_point=ref_t, Y=y_t[better]).compute_hypervolume())
 
 
@@ -86,15 +88,17 @@ def front(
     objectives: list[spec.Objective],
     constraints: list[spec.OutcomeConstraint],
     observations: list[Observation],
+    reference: dict[str, float] | None = None,
 ) -> Front:
-    """The observed Pareto front (feasible, non-dominated) and its hypervolume."""
+    """The observed Pareto front (feasible, non-dominated) and its hypervolume (w.r.t.
+    `reference`, else the thresholds and the observed nadir)."""
     metrics = [o.metric for o in objectives]
     complete = [
         ob for ob in observations
         if all(m in ob.metrics and np.isfinite(ob.metrics[m]) for m in metrics)
     ]
     ok = [ob for ob in complete if feasible(ob, constraints)]
-    ref = reference_point(objectives, complete)
+    ref = reference if reference is not None else reference_point(objectives, complete)
     if not ok:
         return Front([], 0.0, ref)
     sign = np.array([-1.0 if o.minimize else 1.0 for o in objectives])

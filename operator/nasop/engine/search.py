@@ -20,7 +20,6 @@ from ax.core.base_trial import BaseTrial, TrialStatus
 from ax.core.experiment import Experiment
 from ax.core.generator_run import GeneratorRun
 from ax.core.trial import Trial
-from ax.early_stopping.strategies.percentile import PercentileEarlyStoppingStrategy
 from ax.exceptions.core import DataRequiredError, OptimizationComplete
 from ax.exceptions.generation_strategy import MaxParallelismReachedException
 from ax.generation_strategy.generation_strategy import GenerationStrategy
@@ -28,7 +27,8 @@ from ax.utils.common.result import Ok
 
 from nasop import errors, spec
 from nasop.engine import experiment as experiment_mod
-from nasop.engine import pareto, status as status_mod, strategy as strategy_mod
+from nasop.engine import pareto, status as status_mod, stopping, strategy as strategy_mod
+from nasop.engine import warmstart
 from nasop.state.base import ExperimentStore, Snapshot
 from nasop.trials.runner import APP_HANDLE, TorchXTrialRunner
 
@@ -87,6 +87,7 @@ class Search:
         self._future: concurrent.futures.Future[list[list[GeneratorRun]]] | None = None
         self._gen_started = 0.0
         self.last_generation_seconds: float | None = None
+        self._pending_events: list[Event] = []
         configure_torch()
         props = self.props
         props.setdefault("startTime", spec.now_rfc3339())
@@ -95,6 +96,7 @@ class Search:
         props.setdefault("infra", [])
         props.setdefault("requeue", [])
         props.setdefault("phase", spec.Phase.RUNNING.value)
+        props.setdefault("warm", {})
 
     # -- construction ---------------------------------------------------------------------
 
@@ -109,9 +111,16 @@ class Search:
     ) -> Search:
         """Resume the stored experiment of this name, or create a new one."""
         snapshot = store.load(name=name) if store else None
+        warm: warmstart.WarmStartResult | None = None
         if snapshot is None:
             experiment = experiment_mod.experiment_from_spec(spec_, name, runner)
             experiment._properties[PROPS] = {"fingerprint": spec_.search_fingerprint()}
+            if spec_.warm_start:
+                sources = warmstart.load_sources(spec_.warm_start, store)
+                warm = warmstart.seed(experiment, spec_, sources)
+                experiment._properties[PROPS]["warm"] = {
+                    str(i): src for i, src in warm.copied.items()
+                }
             snapshot = Snapshot(experiment, strategy_mod.strategy_from_spec(spec_))
         else:
             stored = snapshot.experiment._properties.get(PROPS, {}).get("fingerprint")
@@ -122,6 +131,8 @@ class Search:
                     hint="revert the change, or use a new name (or state dir) for a new search",
                 )
         search = cls(spec_, name, snapshot, runner, store, **kw)
+        if warm is not None:
+            search._pending_events.append(Event("WarmStarted", f"warm start: {warm.summary()}"))
         if store and snapshot.version is None:
             search.save()
         return search
@@ -152,8 +163,12 @@ class Search:
                 "spec.searchSpace/objectives/constraints cannot change once a search has started",
                 hint="revert the change, or create a new NASExperiment",
             )
+        if spec_.budget.stop_when_improvement_below != self.spec.budget.stop_when_improvement_below \
+                or spec_.budget.improvement_window != self.spec.budget.improvement_window:
+            self.props.pop("converged", None)  # judged again under the new rule
         self.spec = spec_
-        if self.phase in (spec.Phase.SUCCEEDED,) and self._budget_left() > 0:
+        if self.phase in (spec.Phase.SUCCEEDED,) and self._budget_left() > 0 \
+                and not self.props.get("converged"):
             self.props["phase"] = spec.Phase.RUNNING.value  # maxTrials raised after the end
             self.props.pop("completionTime", None)
 
@@ -172,11 +187,11 @@ class Search:
 
     def _counted_trials(self) -> int:
         """Trials that use budget: infrastructure failures and interruptions are retried free."""
-        infra = set(self.props["infra"])
+        free = set(self.props["infra"]) | {int(i) for i in self.props["warm"]}
         return sum(
             1
             for t in self.experiment.trials.values()
-            if t.index not in infra and t.status is not TrialStatus.ABANDONED
+            if t.index not in free and t.status is not TrialStatus.ABANDONED
         )
 
     def _budget_left(self) -> int:
@@ -226,7 +241,8 @@ class Search:
 
     def tick(self) -> TickReport:
         """One non-blocking step; returns what happened."""
-        report = TickReport()
+        report = TickReport(events=self._pending_events)
+        self._pending_events = []
         if self._future is not None:
             if not self._future.done():
                 report.generating = True
@@ -237,6 +253,7 @@ class Search:
         self._recover_candidates(report)
         self._poll(report)
         self._early_stop(report)
+        self._check_convergence(report)
         self._relaunch_requeued(report)
         self._update_phase(report)
         if self.phase is spec.Phase.RUNNING:
@@ -332,29 +349,31 @@ class Search:
         self._attach(self.experiment.fetch_trials_data_results(
             trial_indices=[t.index for t in running]
         ))
-        strategy = PercentileEarlyStoppingStrategy(
-            metric_signatures=[es.metric],
-            percentile_threshold=es.percentile,
-            min_progression=es.min_progression,
-            min_curves=es.min_curves,
-        )
-        try:
-            decisions = strategy.should_stop_trials_early(
-                trial_indices={t.index for t in running}, experiment=self.experiment
-            )
-        except Exception as e:  # not enough data yet, or a curve Ax cannot align
-            log.debug("early stopping skipped: %s", e)
-            return
-        for index, reason in decisions.items():
+        decisions = stopping.trials_to_stop(es, self.experiment, [t.index for t in running])
+        for index, why in decisions.items():
             trial = self.experiment.trials[index]
-            why = reason or f"{es.metric} below the {es.percentile:g}th percentile"
-            self.runner.stop(trial, reason=why)
+            self.runner.stop(trial, reason=f"stopped early: {why}")
             trial.mark_early_stopped(unsafe=True)
             self.props["reasons"][str(index)] = why
             report.changed = True
             report.events.append(
                 Event("TrialEarlyStopped", f"trial {index} stopped early: {why}", index)
             )
+
+    def _check_convergence(self, report: TickReport) -> None:
+        """Global stopping: no new trials once the hypervolume has stalled (running ones finish)."""
+        if self.spec.budget.stop_when_improvement_below is None or self.props.get("converged"):
+            return
+        if not any(e.reason == "TrialCompleted" for e in report.events):
+            return
+        why = stopping.improvement_stall(
+            self.spec, self.observations(), strategy_mod.initial_trials(self.spec)
+        )
+        if why:
+            self.props["converged"] = why
+            self.props["requeue"] = []
+            report.changed = True
+            report.events.append(Event("SearchConverged", why))
 
     def _relaunch_requeued(self, report: TickReport) -> None:
         """Run interrupted arms again (same parameters, new trial index) before new ones."""
@@ -407,10 +426,11 @@ class Search:
             for t in self.trials_in(TrialStatus.RUNNING):
                 self.runner.stop(t, reason="search failed")
                 t.mark_abandoned(reason="search failed", unsafe=True)
-        elif (self._budget_left() == 0 or out_of_time or self.props.get("exhausted")) and not running \
-                and not self.props["requeue"]:
+        elif (self._budget_left() == 0 or out_of_time or self.props.get("exhausted")
+              or self.props.get("converged")) and not running and not self.props["requeue"]:
             new = spec.Phase.SUCCEEDED
             message = (
+                self.props["converged"] if self.props.get("converged") else
                 "budget.maxDuration reached" if out_of_time and self._budget_left() else
                 "search space exhausted" if self.props.get("exhausted") else
                 f"all {self.spec.budget.max_trials} trials done"
@@ -438,7 +458,7 @@ class Search:
         if self._out_of_time():
             return
         n = min(self._capacity(), self._budget_left() - len(self.props["requeue"]))
-        if n <= 0 or self.props.get("exhausted"):
+        if n <= 0 or self.props.get("exhausted") or self.props.get("converged"):
             return
         self._gen_started = time.perf_counter()
         self._future = self._pool.submit(self._generate, n)

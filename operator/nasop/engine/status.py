@@ -23,6 +23,7 @@ def counts(search: Search) -> spec.TrialCounts:
         completed=by[TrialStatus.COMPLETED],
         failed=by[TrialStatus.FAILED] + by[TrialStatus.ABANDONED],
         early_stopped=by[TrialStatus.EARLY_STOPPED],
+        warm_started=len(search.props.get("warm", {})),
     )
 
 
