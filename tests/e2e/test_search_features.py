@@ -1,0 +1,199 @@
+"""Search features end to end, in process: real Ax, real TorchX local_cwd processes running the
+fake trainer (tests/fake_trainer.py), real TensorBoard files, the file store.
+
+Early stopping must kill the losing trial's process; a constraint keeps violating trials off the
+front; warm start reuses an earlier search's trials without running them; a stalled hypervolume
+ends the search; a trial interrupted by the infrastructure is retried and not counted as a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+from ax.core.base_trial import TrialStatus
+
+from nasop import spec
+from nasop.engine.search import Event, Search
+from nasop.local import LocalPaths, local_runner, local_store
+from nasop.trials import local as markers
+from stubs import BASE, manifest
+
+pytestmark = pytest.mark.slow
+
+SPACE = [p for p in BASE["spec"]["searchSpace"] if p["name"] != "epochs"]
+
+
+def _space(epochs: int, **bounds: list[int]) -> list[dict[str, Any]]:
+    out = [dict(p, bounds=bounds[p["name"]]) if p["name"] in bounds else dict(p) for p in SPACE]
+    return out + [{"name": "epochs", "type": "fixed", "value": epochs}]
+
+
+def _open(tmp_path: Any, data: dict[str, Any]) -> Search:
+    m = spec.parse_manifest(data)
+    paths = LocalPaths(str(tmp_path / "state"))
+    return Search.open(m.spec, m.name, local_runner(m, paths), local_store(paths, None))
+
+
+def _run(search: Search, timeout: float = 240) -> list[Event]:
+    events: list[Event] = []
+    deadline = time.time() + timeout
+    try:
+        while not search.finished:
+            assert time.time() < deadline, f"search did not finish: {search.status().dump()}"
+            events += search.tick().events
+            time.sleep(0.1)
+    finally:
+        search.close()
+    return events
+
+
+def _launched(events: list[Event]) -> list[int]:
+    return [e.trial for e in events if e.reason == "TrialLaunched"]  # type: ignore[misc]
+
+
+def _val_acc_steps(log_dir: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(log_dir)
+    acc.Reload()
+    return [ev.step for ev in acc.Scalars("val_acc")]
+
+
+def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
+    search = _open(tmp_path, manifest(
+        "es", searchSpace=_space(8),
+        budget={"maxTrials": 8, "parallelism": 3, "maxFailedTrials": 0},
+        optimizer={"method": "sobol", "seed": 3},
+        earlyStopping={"metric": "val_acc", "threshold": 0.65, "minProgression": 1,
+                       "minCurves": 1},
+        trial={"command": manifest()["spec"]["trial"]["command"], "args": ["--sleep=0.5"]},
+    ))
+    events = _run(search)
+    stopped = search.trials_in(TrialStatus.EARLY_STOPPED)
+    completed = search.trials_in(TrialStatus.COMPLETED)
+    assert stopped and completed and search.phase is spec.Phase.SUCCEEDED
+    assert {e.trial for e in events if e.reason == "TrialEarlyStopped"} == {t.index for t in stopped}
+    status = search.status()
+    assert status.trials.early_stopped == len(stopped)
+    for trial in stopped:
+        log_dir = trial.run_metadata["tb_log_dir"]
+        # the process was killed: the wrapper recorded a signal, and no pid it ran is alive
+        assert markers.exit_code(log_dir) in (-signal.SIGTERM, 128 + signal.SIGTERM)
+        pids = json.load(open(os.path.join(markers.marker_dir(log_dir), "pid")))
+        assert not any(markers._alive(p) for p in pids.values())
+        steps = _val_acc_steps(log_dir)
+        assert steps and max(steps) < 7, f"trial {trial.index} ran to the end: {steps}"
+        assert "val_acc worse than 0.65" in search.props["reasons"][str(trial.index)]
+        assert trial.index not in {p.trial for p in status.pareto_front}
+    for trial in completed:
+        assert max(_val_acc_steps(trial.run_metadata["tb_log_dir"])) == 7
+
+
+def test_outcome_constraint_keeps_violating_trials_off_the_front(tmp_path: Any) -> None:
+    search = _open(tmp_path, manifest(
+        "constrained", outcomeConstraints=["latency_ms <= 1.2"],
+        budget={"maxTrials": 8, "parallelism": 4, "maxFailedTrials": 0},
+        optimizer={"method": "sobol", "seed": 0},
+    ))
+    _run(search)
+    obs = search.observations()
+    violating = [o.trial for o in obs if o.metrics["latency_ms"] > 1.2]
+    front = search.status().pareto_front
+    assert len(obs) == 8 and violating and front
+    assert all(p.metrics["latency_ms"] <= 1.2 for p in front)
+    assert not set(violating) & {p.trial for p in front}
+
+
+def test_warm_start_reuses_compatible_trials_and_does_not_run_them(tmp_path: Any) -> None:
+    narrow = _space(2, hidden_size_1=[16, 48])
+    source = _open(tmp_path, manifest(
+        "ws-src", searchSpace=narrow, budget={"maxTrials": 4, "parallelism": 4},
+        optimizer={"method": "sobol", "seed": 0}))
+    _run(source)
+    src_values = {tuple(sorted(o.parameters.items())): o.metrics for o in source.observations()}
+    assert len(src_values) == 4
+
+    wide = _space(2, hidden_size_1=[16, 128])
+    target = _open(tmp_path, manifest(
+        "ws-dst", searchSpace=wide, budget={"maxTrials": 2, "parallelism": 2},
+        optimizer={"method": "sobol", "seed": 1}, warmStart=[{"experiment": "ws-src"}]))
+    events = _run(target)
+    st = target.status()
+    assert st.trials.warm_started == 4 and st.trials.completed == 6 and st.trials.total == 6
+    assert len(_launched(events)) == 2  # maxTrials counts only trials run here
+    assert any(e.reason == "WarmStarted" and "reused 4 trials" in e.message for e in events)
+    warm = {int(i) for i in target.props["warm"]}
+    assert warm == {0, 1, 2, 3} and not set(_launched(events)) & warm
+    for o in target.observations():
+        if o.trial in warm:  # same parameters, same metrics, nothing re-run
+            assert src_values[tuple(sorted(o.parameters.items()))] == pytest.approx(o.metrics, rel=1e-9)
+
+    # a state file works as a source too; trials outside the new space are skipped, not copied
+    far = _space(2, hidden_size_1=[64, 128])
+    third = _open(tmp_path, manifest(
+        "ws-far", searchSpace=far, budget={"maxTrials": 1, "parallelism": 1},
+        optimizer={"method": "sobol", "seed": 2},
+        warmStart=[{"stateFile": str(tmp_path / "state" / "state" / "ws-src.json")}]))
+    events = _run(third)
+    summary = next(e.message for e in events if e.reason == "WarmStarted")
+    assert summary == "warm start: reused 0 trials; skipped 4 outside the search space"
+    assert third.status().trials.warm_started == 0
+
+
+def test_warm_start_from_a_missing_experiment_names_the_field(tmp_path: Any) -> None:
+    from nasop import errors
+
+    with pytest.raises(errors.SpecError, match=r"spec.warmStart\[0\]: 'nope' not found"):
+        _open(tmp_path, manifest("ws-missing", warmStart=[{"experiment": "nope"}]))
+
+
+def test_stalled_hypervolume_ends_the_search_with_the_reason(tmp_path: Any) -> None:
+    search = _open(tmp_path, manifest(
+        "stall", budget={"maxTrials": 40, "parallelism": 2, "stopWhenImprovementBelow": 1.0,
+                         "improvementWindow": 2},
+        optimizer={"method": "sobol", "seed": 0, "initialTrials": 4}))
+    events = _run(search)
+    st = search.status()
+    assert st.phase is spec.Phase.SUCCEEDED and st.message.startswith("converged:")
+    assert 6 <= st.trials.completed < 40
+    assert any(e.reason == "SearchConverged" for e in events)
+
+
+def test_interrupted_trial_is_retried_and_not_counted_as_a_failure(tmp_path: Any) -> None:
+    data = manifest(
+        "infra", budget={"maxTrials": 3, "parallelism": 2, "maxFailedTrials": 0},
+        optimizer={"method": "sobol", "seed": 0},
+        trial={"command": manifest()["spec"]["trial"]["command"], "args": ["--sleep=1.5"]})
+    first = _open(tmp_path, data)
+    deadline = time.time() + 60
+    victim = None
+    while victim is None:
+        assert time.time() < deadline
+        first.tick()
+        for t in first.trials_in(TrialStatus.RUNNING):
+            pid_file = os.path.join(markers.marker_dir(t.run_metadata["tb_log_dir"]), "pid")
+            if os.path.exists(pid_file):
+                victim = t
+                break
+        time.sleep(0.1)
+    pids = json.load(open(pid_file))
+    for pid in (pids["wrapper"], pids["child"]):  # the node died: no exit code is written
+        os.kill(pid, signal.SIGKILL)
+    first._pool.shutdown(wait=True)  # the process driving the search dies without a word
+
+    second = _open(tmp_path, data)  # a new process: it finds orphans, one of them interrupted
+    events = _run(second)
+    st = second.status()
+    assert st.phase is spec.Phase.SUCCEEDED, st.message
+    assert victim.index in second.props["infra"]
+    assert "interrupted" in second.props["reasons"][str(victim.index)]
+    arm = victim.arm.parameters
+    rerun = [t for t in second.trials_in(TrialStatus.COMPLETED) if t.arm.parameters == arm]
+    assert rerun and rerun[0].index > victim.index
+    assert any(e.reason == "TrialInterrupted" and "will be retried" in e.message for e in events)
+    assert st.trials.completed == 3  # the budget is three trials that ran, the retry included
