@@ -8,14 +8,21 @@ completed and stopped early, and the final hypervolume w.r.t. the tutorial's thr
 (val_acc 0.94, num_params 80000); then the early-stopping run as ratios of the baseline run.
 
 Usage (repo root): python bench/tutorial_search.py [--data ../shared/data/mnist.npz]
-    [--trials 48] [--cores 0,1] [--only none|es] [--out DIR]
-`--cores` pins each search (nasop and its trials) to those CPUs with taskset (default: 2 cores).
+    [--trials 48] [--seeds 0] [--cores-per-run 2] [--parallel] [--only none|es] [--out DIR]
+Each search (nasop and its trials) is pinned with taskset to its own `--cores-per-run` CPUs (2 by
+default, the cores of the machines this project targets). On a machine with many cores,
+`--parallel` runs the searches side by side, each on its own cores; otherwise one after another.
+Hypervolumes differ between runs of the same configuration (which trials have finished when
+BoTorch proposes depends on timing), so use several seeds to compare the two modes.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
+import signal
+import statistics
 import json
 import os
 import shutil
@@ -31,13 +38,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "mnist-tutorial.yaml"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist.npz"
-EARLY_STOPPING = {"metric": "val_acc", "percentile": 50, "minProgression": 1, "minCurves": 5}
+EARLY_STOPPING = {"metric": "val_acc", "percentile": 50, "minProgression": 0, "minCurves": 5}
 
 
-def manifest(trials: int, early_stopping: bool) -> dict[str, Any]:
+def manifest(trials: int, early_stopping: bool, seed: int) -> dict[str, Any]:
     m = yaml.safe_load(MANIFEST.read_text())
     m = copy.deepcopy(m)
-    m["metadata"]["name"] = "tutorial-es" if early_stopping else "tutorial"
+    m["metadata"]["name"] = f"tutorial-{'es' if early_stopping else 'none'}-s{seed}"
+    m["spec"]["optimizer"]["seed"] = seed
     m["spec"]["budget"]["maxTrials"] = trials
     m["spec"]["optimizer"]["initialTrials"] = min(9, max(1, trials // 2))
     m["spec"]["trial"]["command"] = [sys.executable, "-m", "nasop_trainer"]
@@ -56,25 +64,34 @@ def trainer_seconds(log_root: Path) -> list[float]:
     return out
 
 
-def run_one(trials: int, early_stopping: bool, data: str, cores: str, out: Path) -> dict[str, Any]:
-    m = manifest(trials, early_stopping)
+def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str, out: Path,
+            timeout: float) -> dict[str, Any]:
+    m = manifest(trials, early_stopping, seed)
     name = m["metadata"]["name"]
     work = out / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     path = work / "manifest.yaml"
     path.write_text(yaml.safe_dump(m, sort_keys=False))
-    env = dict(os.environ, NASOP_DATA_DIR=data, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, NASOP_DATA_DIR=data, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", "nasop.cli", "run", str(path), "--state-dir", str(work / "state"),
            "--quiet"]
     if cores and shutil.which("taskset"):
         cmd = ["taskset", "-c", cores, *cmd]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    timed_out = False
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # like Ctrl-C: trials cancelled, state saved
+        timed_out = True
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate()
     wall = time.perf_counter() - start
-    (work / "run.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name}: nasop run exited {proc.returncode}\n{proc.stderr[-3000:]}")
+    (work / "run.log").write_text(output)
+    if proc.returncode != 0 and not timed_out:
+        raise SystemExit(f"{name}: nasop run exited {proc.returncode}\n{output[-3000:]}")
     status = json.loads(subprocess.run(
         [sys.executable, "-m", "nasop.cli", "status", str(path), "--state-dir",
          str(work / "state"), "-o", "json"],
@@ -86,6 +103,7 @@ def run_one(trials: int, early_stopping: bool, data: str, cores: str, out: Path)
         "early_stopped": status["trials"].get("earlyStopped", 0),
         "failed": status["trials"]["failed"], "hypervolume": status.get("hypervolume") or 0.0,
         "pareto": status.get("paretoSize", 0), "phase": status["phase"],
+        "mode": "es" if early_stopping else "none", "seed": seed, "timed_out": timed_out,
     }
 
 
@@ -93,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="mnist.npz or a torchvision dir")
     ap.add_argument("--trials", type=int, default=48)
-    ap.add_argument("--cores", default="0,1", help="taskset CPU list per search ('' = no pin)")
-    ap.add_argument("--only", choices=["none", "es"], help="run just one of the two searches")
+    ap.add_argument("--seeds", default="0", help="comma-separated optimizer seeds")
+    ap.add_argument("--cores-per-run", type=int, default=2, help="CPUs per search (0 = no pin)")
+    ap.add_argument("--parallel", action="store_true", help="run searches side by side")
+    ap.add_argument("--only", choices=["none", "es"], help="run just one of the two modes")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per search")
     ap.add_argument("--out", default="", help="keep run directories here (default: temp)")
     ap.add_argument("--json", default="", help="also write the results to this file")
     args = ap.parse_args(argv)
@@ -102,23 +123,45 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no MNIST at {args.data}: pass --data (an mnist.npz)")
     out = Path(args.out or tempfile.mkdtemp(prefix="nasop-tutorial-"))
     modes = [m == "es" for m in ([args.only] if args.only else ["none", "es"])]
-    rows = [run_one(args.trials, es, args.data, args.cores, out) for es in modes]
-    print(f"tutorial search, {args.trials} trials, cores {args.cores or 'all'} "
-          f"({os.cpu_count()} on the machine), runs in {out}")
-    print(f"{'run':<12} {'wall s':>8} {'trainer s':>10} {'trials':>7} {'completed':>10} "
+    jobs = [(es, int(seed)) for seed in args.seeds.split(",") for es in modes]
+    k = args.cores_per_run
+    ncpu = os.cpu_count() or 1
+    slots = max(1, ncpu // k) if (args.parallel and k) else 1
+
+    def cores(i: int) -> str:
+        return "" if not k else ",".join(str((i % slots) * k + c) for c in range(k))
+
+    with concurrent.futures.ThreadPoolExecutor(slots) as pool:
+        rows = list(pool.map(
+            lambda ij: run_one(args.trials, ij[1][0], ij[1][1], args.data, cores(ij[0]), out,
+                               args.timeout),
+            enumerate(jobs)))
+    print(f"tutorial search, {args.trials} trials, {k or 'all'} cores per search, "
+          f"{slots} at a time ({ncpu} CPUs), runs in {out}")
+    print(f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'trials':>7} {'completed':>10} "
           f"{'stopped':>8} {'failed':>7} {'HV':>10} {'front':>6}")
     for r in rows:
-        print(f"{r['name']:<12} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['trials']:7d} "
+        flag = " (timed out)" if r["timed_out"] else ""
+        print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['trials']:7d} "
               f"{r['completed']:10d} {r['early_stopped']:8d} {r['failed']:7d} "
-              f"{r['hypervolume']:10.1f} {r['pareto']:6d}")
-    if len(rows) == 2:
-        base, es = rows
+              f"{r['hypervolume']:10.1f} {r['pareto']:6d}{flag}")
+    by = {m: [r for r in rows if r["mode"] == m] for m in ("none", "es")}
+    if by["none"] and by["es"]:
+        mean = {m: {key: statistics.mean(r[key] for r in rs)
+                    for key in ("wall_s", "trainer_s", "hypervolume", "early_stopped")}
+                for m, rs in by.items()}
+        base, es = mean["none"], mean["es"]
         saved = 1 - es["trainer_s"] / base["trainer_s"]
         hv = es["hypervolume"] / base["hypervolume"] - 1 if base["hypervolume"] else float("nan")
+        print(f"means over {len(by['none'])} seed(s): without early stopping wall "
+              f"{base['wall_s']:.0f} s, HV {base['hypervolume']:.1f}; with: wall "
+              f"{es['wall_s']:.0f} s, HV {es['hypervolume']:.1f}, "
+              f"{es['early_stopped']:.1f} trials stopped")
         print(f"early stopping: trainer time saved {saved:.1%} (target >= 25%), "
-              f"hypervolume change {hv:+.1%} (target >= -1%), wall {es['wall_s'] / base['wall_s']:.2f}x")
-    for r in rows:
-        print(f"{r['name']}: wall {r['wall_s'] / 60:.1f} min (target < 10 min)")
+              f"hypervolume change {hv:+.1%} (target >= -1%), "
+              f"wall {es['wall_s'] / base['wall_s']:.2f}x")
+    worst = max(r["wall_s"] for r in rows)
+    print(f"slowest search: {worst / 60:.1f} min (target < 10 min)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
