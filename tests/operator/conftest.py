@@ -82,6 +82,12 @@ def k8s_api(emulator: k8s.Emulator) -> Iterator[Any]:
     client.close()
 
 
+@pytest.fixture()
+def fast_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator ticks every 0.1 s instead of 2 s."""
+    monkeypatch.setenv("NASOP_TICK_SECONDS", "0.1")
+
+
 # ------------------------------------------------------------------------------------ kopf
 
 
@@ -161,6 +167,8 @@ async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]
         login: ``"emulator"`` (a login handler returning the emulator's URL) or ``"kubeconfig"``
             (``kopf.login_via_client``: needs the ``kubeconfig`` fixture) or None (the registry's).
         watching: resources to wait for kopf to watch before returning.
+        peering: a kopf peering name: run as one of several replicas (not standalone), with
+            ``priority`` and ``identity`` (the namespaced KopfPeering object must exist).
     """
     import kopf
 
@@ -170,7 +178,8 @@ async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]
                     modules: Iterable[str] = (), namespaces: Iterable[str] = ("default",),
                     clusterwide: bool = False, configure: Callable[[Any], None] | None = None,
                     login: str | None = "emulator", watching: Iterable[str] = (),
-                    ready_timeout: float = 10.0) -> OperatorHandle:
+                    ready_timeout: float = 10.0, peering: str | None = None, priority: int = 0,
+                    identity: str | None = None) -> OperatorHandle:
         registry = registry if registry is not None else load_registry(paths, modules)
         if login == "emulator":
             @kopf.on.login(registry=registry, id="emulator_login")
@@ -184,9 +193,13 @@ async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]
         if configure is not None:
             configure(settings)
         ready, stop_flag = asyncio.Event(), asyncio.Event()
+        peers = {"standalone": True} if peering is None else {
+            "standalone": False, "peering_name": peering, "priority": priority,
+            "identity": identity}
         task = asyncio.create_task(kopf.operator(
-            registry=registry, settings=settings, standalone=True, clusterwide=clusterwide,
-            namespaces=[] if clusterwide else list(namespaces), ready_flag=ready, stop_flag=stop_flag))
+            registry=registry, settings=settings, clusterwide=clusterwide,
+            namespaces=[] if clusterwide else list(namespaces), ready_flag=ready, stop_flag=stop_flag,
+            **peers))
         handle = OperatorHandle(task, stop_flag, registry, settings, emulator)
         handles.append(handle)
         ready_waiter = asyncio.ensure_future(ready.wait())

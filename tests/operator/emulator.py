@@ -748,11 +748,11 @@ class Emulator(kmock.KubernetesEmulator):
                 new["status"] = candidate["status"]
         else:
             new = candidate
-            new.pop("status", None)
+            written_status = new.pop("status", None)  # without the subresource, status is data
             if spec.status and "status" in current:
                 new["status"] = copy.deepcopy(current["status"])
-            elif not spec.status and candidate.get("status") is not None:
-                new["status"] = candidate["status"]
+            elif not spec.status and written_status is not None:
+                new["status"] = written_status
             new_meta = new.setdefault("metadata", {})
             if not isinstance(new_meta, dict):
                 raise ApiError(422, "metadata must be an object")

@@ -8,52 +8,16 @@ status as Volcano would. Trial logs go to a tmp directory that stands in for the
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import pytest
 
 import volcano
-from stubs import FAKE_TRAINER, manifest
+from scenario import EXP, HANDLERS, JOBS
+from scenario import resource as _resource
+from scenario import run_to as _run_to
+from scenario import wait_phase as _wait_phase
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(240)]
-
-EXP = "nasop.dev/v1alpha1/nasexperiments"
-JOBS = "batch.volcano.sh/v1alpha1/jobs"
-HANDLERS = ["nasop.controller.handlers"]
-
-
-def _resource(tmp_path, name, **spec):
-    m = manifest(name, **spec)
-    m["metadata"]["namespace"] = "default"
-    m["spec"]["trial"]["command"] = [sys.executable, FAKE_TRAINER]
-    m["spec"]["trial"]["logs"] = {"claimName": "nasop-logs", "mountPath": str(tmp_path / "logs")}
-    return m
-
-
-async def _wait_phase(emulator, name, phases, timeout=150.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        obj = emulator.get_object(EXP, "default", name)
-        status = (obj or {}).get("status") or {}
-        if status.get("phase") in phases:
-            return obj
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name} never reached {phases}: {status}")
-
-
-async def _run_to(emulator, run_operator, resource, phases, outcome=None, completing=False):
-    """Play Volcano (default: run each job's command), start the operator, apply one
-    experiment and wait until it reaches one of `phases`."""
-    with volcano.VolcanoPlayer(emulator, outcome or volcano.run_command(), completing=completing):
-        await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, resource)
-        return await _wait_phase(emulator, resource["metadata"]["name"], phases)
-
-
-@pytest.fixture()
-def fast_ticks(monkeypatch):
-    monkeypatch.setenv("NASOP_TICK_SECONDS", "0.1")
 
 
 @pytest.mark.asyncio

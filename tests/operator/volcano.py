@@ -102,6 +102,26 @@ def run_command(cwd: str | None = None, timeout: float = 120.0, env: Mapping[str
     return outcome
 
 
+class Gate:
+    """An outcome that holds every job Running until :meth:`open` (or until it is cancelled),
+    then ends it with ``then`` (default: run its command). Lets a test act while trials run."""
+
+    def __init__(self, then: Outcome | None = None) -> None:
+        self.then = then or run_command()
+        self.opened = threading.Event()
+
+    def open(self) -> None:
+        self.opened.set()
+
+    def __call__(self, job: Mapping[str, Any], cancelled: threading.Event) -> Any:
+        while not self.opened.wait(0.02):
+            if cancelled.is_set():
+                return JobOutcome("Aborted", message="cancelled while held")
+        if len(inspect.signature(self.then).parameters) >= 2:
+            return self.then(job, cancelled)
+        return self.then(job)
+
+
 def _as_outcome(value: Any) -> JobOutcome:
     if isinstance(value, JobOutcome):
         return value

@@ -67,24 +67,38 @@ async def drive(
     logger: logging.Logger,
     emit: EventSink,
     api: Any | None = None,
+    deleted: asyncio.Event | None = None,
 ) -> None:
-    """Run until the search ends or the daemon is stopped; state survives either."""
+    """Run until the experiment is deleted or the daemon is stopped; state survives a stop.
+
+    A finished search stays watched (raising budget.maxTrials resumes it). On deletion (the
+    `deleted` event, kopf's stop reason, or the object found gone after a failed write) the
+    search stops launching and the experiment's running jobs are cancelled at once.
+    """
     meta = body["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    deleted = deleted if deleted is not None else asyncio.Event()
     api = api or await asyncio.to_thread(kube.api_client)
     writer = statuses.StatusWriter(api, namespace, name, _plain(body.get("status")))
     search: Search | None = None
     seen_generation: int | None = None
     refused: spec.Condition | None = None  # a refused spec change, shown until it is reverted
     stale = True  # the written status may lag the search (first tick, failed write)
+    ticking: asyncio.Future[Any] | None = None
 
     async def mark_invalid(message: str, generation: int | None) -> None:
         await _write(writer, statuses.invalid(message, generation))
         emit("Warning", "InvalidSpec", message[:1000])
         metrics.set_phase(namespace, name, "Invalid")
 
+    async def gone() -> bool:
+        """After a failed write: is the experiment itself gone (deleted, maybe recreated)?"""
+        if not await asyncio.to_thread(kube.experiment_exists, api, namespace, name, uid):
+            deleted.set()
+        return deleted.is_set()
+
     try:
-        while not stopped:
+        while not stopped and not deleted.is_set():
             generation = body["metadata"].get("generation")
             dirty = generation != seen_generation  # status must show the new generation
             if dirty:
@@ -93,13 +107,20 @@ async def drive(
                     manifest = parse(body)
                 except errors.SpecError as e:
                     await mark_invalid(e.message, generation)
-                    await _sleep(stopped, settings.tick_seconds)
+                    await _sleep(stopped, settings.tick_seconds, deleted)
                     continue
                 if search is None:
                     try:
                         search = await asyncio.to_thread(open_search, body, manifest, settings, api)
                     except errors.SpecError as e:  # e.g. search space changed vs stored state
                         await mark_invalid(e.message, generation)
+                        continue
+                    except errors.BackendUnavailable as e:  # reading the state failed: retry
+                        metrics.RECONCILE_ERRORS.labels(kind="state").inc()
+                        logger.warning("%s; retrying", e)
+                        seen_generation = None
+                        if not await gone():
+                            await _sleep(stopped, settings.tick_seconds, deleted)
                         continue
                     emit("Normal", "SearchStarted",
                          f"{len(search.experiment.trials)} trials recorded; state in ConfigMap")
@@ -113,16 +134,26 @@ async def drive(
                                                  reason="ImmutableField", message=e.message,
                                                  last_transition_time=spec.now_rfc3339())
             if search is None:  # still invalid: wait for the next spec change
-                await _sleep(stopped, settings.tick_seconds)
+                await _sleep(stopped, settings.tick_seconds, deleted)
                 continue
 
             try:
-                report = await asyncio.to_thread(search.tick)
+                # shielded: a cancelled daemon still lets the tick's thread finish (see _finish)
+                ticking = asyncio.ensure_future(asyncio.to_thread(search.tick))
+                report = await asyncio.shield(ticking)
             except errors.StateConflict as e:
                 metrics.RECONCILE_ERRORS.labels(kind="conflict").inc()
                 logger.warning("%s; reloading", e)
                 search.close()
                 search, seen_generation = None, None
+                continue
+            except errors.BackendUnavailable as e:  # the API server failed a state write
+                metrics.RECONCILE_ERRORS.labels(kind="state").inc()
+                logger.warning("%s; reloading", e)
+                search.close()
+                search, seen_generation = None, None
+                if not await gone():
+                    await _sleep(stopped, settings.tick_seconds, deleted)
                 continue
             except errors.StateTooLarge as e:
                 emit("Warning", "StateTooLarge", str(e))
@@ -142,19 +173,51 @@ async def drive(
                 if refused is not None:
                     status = statuses.with_condition(status, refused)
                 stale = not await _write(writer, status)
+                if stale and await gone():
+                    break
                 metrics.set_phase(namespace, name, status["phase"])
                 metrics.set_trials(namespace, name, status["trials"])
             # A finished search stays watched: raising budget.maxTrials resumes it.
-            await _sleep(stopped, 0.2 if report.generating else settings.tick_seconds)
+            await _sleep(stopped, 0.2 if report.generating else settings.tick_seconds, deleted)
     finally:
-        if search is not None:
-            if _deleted(stopped):
-                await asyncio.to_thread(search.cancel_running, "experiment deleted")
-            search.close()
+        # kopf cancels the daemon to stop it (and may cancel again): finish the cleanup anyway.
+        await asyncio.shield(asyncio.ensure_future(_finish(
+            search, ticking, deleted.is_set() or _deleted(stopped), api, namespace, name, uid,
+            emit, logger)))
+
+
+async def _finish(search: Search | None, ticking: asyncio.Future[Any] | None, deleted: bool,
+                  api: Any, namespace: str, name: str, uid: str, emit: EventSink,
+                  logger: logging.Logger) -> None:
+    """Stop the search (no launch after this) and, if it was deleted, cancel its jobs."""
+    if ticking is not None:
+        await asyncio.wait([ticking])  # a tick in its thread may be launching a trial
+        if not ticking.cancelled() and ticking.exception() is not None:
+            logger.debug("the last tick failed: %s", ticking.exception())
+    if search is not None:
+        await asyncio.to_thread(search.close)  # waits for a generation; launches nothing more
+    if deleted:
+        await _cancel_jobs(api, namespace, name, uid, emit, logger)
 
 
 def _deleted(stopped: Any) -> bool:
     return "DELETED" in str(getattr(stopped, "reason", None)).upper()
+
+
+async def _cancel_jobs(api: Any, namespace: str, name: str, uid: str, emit: EventSink,
+                       logger: logging.Logger) -> None:
+    """Cancel the deleted experiment's jobs now (the garbage collector would, later).
+
+    The state ConfigMap is left to the garbage collector: writing it now could only recreate it.
+    """
+    try:
+        cancelled = await asyncio.to_thread(volcano.cancel_jobs, api, namespace, name, uid)
+    except Exception as e:  # the garbage collector still removes them
+        logger.warning("cancelling the jobs of deleted %s failed: %s", name, e)
+        return
+    emit("Normal", "SearchDeleted",
+         f"experiment deleted: {len(cancelled)} running trial jobs cancelled"
+         + (f" ({', '.join(cancelled)})" if cancelled else ""))
 
 
 def _emit(emit: EventSink, ev: Event) -> None:
@@ -172,11 +235,18 @@ async def _write(writer: statuses.StatusWriter, status: dict[str, Any]) -> bool:
     return True
 
 
-async def _sleep(stopped: Any, seconds: float) -> None:
+async def _sleep(stopped: Any, seconds: float, deleted: asyncio.Event | None = None) -> None:
+    """Sleep `seconds`, waking early when the daemon is stopped or the experiment deleted."""
+    waits = [asyncio.ensure_future(deleted.wait())] if deleted is not None else []
     if hasattr(stopped, "wait"):
-        await stopped.wait(seconds)
+        waits.append(asyncio.ensure_future(stopped.wait(seconds)))
     else:
-        await asyncio.sleep(seconds)
+        waits.append(asyncio.ensure_future(asyncio.sleep(seconds)))
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 __all__ = ["drive", "open_search", "parse"]

@@ -29,3 +29,23 @@ def owner_reference(body: Any) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": False,
     }
+
+
+def experiment_exists(api: Any, namespace: str, name: str, uid: str) -> bool:
+    """False when the NASExperiment is gone (or replaced by a new one of the same name).
+
+    Any other failure answers True: only a definite 404 or another uid means deleted.
+    """
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from nasop import spec
+
+    try:
+        obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            spec.GROUP, spec.VERSION, namespace, spec.PLURAL, name)
+    except ApiException as e:
+        return e.status != 404
+    except Exception:
+        return True
+    return bool(obj.get("metadata", {}).get("uid") == uid)

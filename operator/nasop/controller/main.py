@@ -30,5 +30,6 @@ def run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
         standalone=settings.peering is None,
         peering_name=settings.peering,
+        priority=settings.peering_priority,
     ))
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -18,6 +20,9 @@ class Settings:
     metrics_port: int = 9090
     #: kopf peering name (several replicas: only the highest-priority one is active)
     peering: str | None = None
+    #: this replica's kopf peering priority. kopf pauses *every* operator that sees a live peer
+    #: of equal priority, so replicas must differ: NASOP_PEERING_PRIORITY, else a random one
+    peering_priority: int | None = None
 
     @classmethod
     def load(cls, args: object | None = None) -> Settings:
@@ -36,4 +41,11 @@ class Settings:
             liveness_port=int(getattr(args, "liveness_port", 8080) or 8080),
             metrics_port=int(getattr(args, "metrics_port", 9090) or 9090),
             peering=env.get("NASOP_PEERING") or None,
+            peering_priority=_priority(env) if env.get("NASOP_PEERING") else None,
         )
+
+
+def _priority(env: Mapping[str, str]) -> int:
+    if env.get("NASOP_PEERING_PRIORITY"):
+        return int(env["NASOP_PEERING_PRIORITY"])
+    return random.SystemRandom().randint(1, 2**31 - 1)

@@ -15,7 +15,7 @@ from typing import Any
 from torchx import runner as torchx_runner
 from torchx.schedulers import kubernetes_scheduler as ks
 from torchx.schedulers.api import DescribeAppResponse
-from torchx.specs import AppDef, AppDryRunInfo, AppState
+from torchx.specs import AppDef, AppDryRunInfo, AppState, is_terminal
 
 from nasop import spec
 
@@ -124,4 +124,38 @@ def find_job(client: Any, namespace: str, experiment: str, trial: int) -> str | 
     return f"kubernetes://nasop/{namespace}:{items[0]['metadata']['name']}"
 
 
-__all__ = ["VolcanoScheduler", "find_job", "job_state", "runner_factory"]
+def cancel_jobs(client: Any, namespace: str, experiment: str, owner_uid: str) -> list[str]:
+    """Delete the unfinished jobs of a deleted experiment; return their names.
+
+    Only jobs owned by that experiment (by uid): a new experiment of the same name keeps its own.
+    Finished jobs are left to the garbage collector. Idempotent (a job already gone is skipped).
+    """
+    from kubernetes import client as k8s
+    from kubernetes.client.rest import ApiException
+
+    api = k8s.CustomObjectsApi(client)
+    jobs = api.list_namespaced_custom_object(
+        group="batch.volcano.sh", version="v1alpha1", namespace=namespace, plural="jobs",
+        label_selector=f"{spec.EXPERIMENT_LABEL}={experiment}",
+    )
+    cancelled = []
+    for job in jobs.get("items") or []:
+        meta = job["metadata"]
+        if not any(ref.get("uid") == owner_uid for ref in meta.get("ownerReferences") or []):
+            continue
+        if is_terminal(job_state(job)):
+            continue
+        try:
+            api.delete_namespaced_custom_object(
+                group="batch.volcano.sh", version="v1alpha1", namespace=namespace, plural="jobs",
+                name=meta["name"], propagation_policy="Background",
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            continue
+        cancelled.append(meta["name"])
+    return cancelled
+
+
+__all__ = ["VolcanoScheduler", "cancel_jobs", "find_job", "job_state", "runner_factory"]

@@ -1,0 +1,84 @@
+"""Helpers shared by the operator scenarios (and bench/operator_scale.py): manifests that run
+the fake trainer, and pollers that wait for a state of the emulator with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import volcano
+from stubs import FAKE_TRAINER, manifest
+
+EXP = "nasop.dev/v1alpha1/nasexperiments"
+JOBS = "batch.volcano.sh/v1alpha1/jobs"
+CONFIGMAPS = "v1/configmaps"
+HANDLERS = ["nasop.controller.handlers"]
+
+
+def resource(tmp_path: Any, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    """A NASExperiment that runs the fake trainer, logging under `tmp_path`/logs."""
+    m = manifest(name, **spec)
+    m["metadata"]["namespace"] = namespace
+    m["spec"]["trial"]["command"] = [sys.executable, FAKE_TRAINER]
+    m["spec"]["trial"]["logs"] = {"claimName": "nasop-logs", "mountPath": str(tmp_path / "logs")}
+    return m
+
+
+async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0,
+                   interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; return that. Fail after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def wait_phase(emulator: Any, name: str, phases: set[str], timeout: float = 150.0,
+                     namespace: str = "default") -> dict[str, Any]:
+    def phase_reached() -> dict[str, Any] | None:
+        obj = emulator.get_object(EXP, namespace, name)
+        return obj if ((obj or {}).get("status") or {}).get("phase") in phases else None
+    try:
+        return await wait_for(phase_reached, f"{name} in {phases}", timeout, 0.1)
+    except AssertionError:
+        obj = emulator.get_object(EXP, namespace, name) or {}
+        raise AssertionError(f"{name} never reached {phases}: {obj.get('status')}") from None
+
+
+async def run_to(emulator: Any, run_operator: Any, res: dict[str, Any], phases: set[str],
+                 outcome: Any = None, completing: bool = False) -> dict[str, Any]:
+    """Play Volcano (default: run each job's command), start the operator, apply one
+    experiment and wait until it reaches one of `phases`."""
+    with volcano.VolcanoPlayer(emulator, outcome or volcano.run_command(), completing=completing):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, res)
+        return await wait_phase(emulator, res["metadata"]["name"], phases)
+
+
+def jobs_of(emulator: Any, name: str, namespace: str = "default") -> list[dict[str, Any]]:
+    return [j for j in emulator.list_objects(JOBS, namespace)
+            if j["metadata"].get("labels", {}).get("nasop.dev/experiment") == name]
+
+
+def trial_indexes(emulator: Any, name: str, namespace: str = "default") -> list[int]:
+    """The trial index of every job of the experiment, sorted (duplicates kept)."""
+    return sorted(int(j["metadata"]["labels"]["nasop.dev/trial"])
+                  for j in jobs_of(emulator, name, namespace))
+
+
+def job_phase(job: dict[str, Any]) -> str | None:
+    return ((job.get("status") or {}).get("state") or {}).get("phase")
+
+
+def events(emulator: Any, reason: str, name: str | None = None,
+           namespace: str = "default") -> list[dict[str, Any]]:
+    return [e for e in emulator.list_objects("v1/events", namespace)
+            if e.get("reason") == reason
+            and (name is None or (e.get("involvedObject") or {}).get("name") == name)]
