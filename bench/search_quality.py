@@ -1,0 +1,167 @@
+"""Hypervolume reached after 24 and 48 trials, 4 at a time: nasop against other optimisers.
+
+Columns (all run here, same problems, same seeds, same batch loop):
+- nasop: the GenerationStrategy that `nasop run` builds from the manifest
+  (`nasop.engine.strategy.strategy_from_spec`: Sobol initialTrials, then BoTorch qLogNEHVI with
+  nasop's generation settings), one torch thread, driven through Ax's own API.
+- Ax default: Ax's default strategy (`choose_generation_strategy` with a default
+  `GenerationStrategyDispatchStruct`: center point, 5 Sobol, BoTorch with Ax's settings), Ax's
+  default torch threads. nasop's tuning must not score lower than this.
+- Sobol: nasop's `method: sobol`.
+- NSGA-II, TPE: Optuna's multi-objective samplers through ask/tell in batches of 4 (seeded;
+  NSGA-II with population_size 16, since Optuna's default of 50 would never leave its random
+  first generation within 48 trials; TPE with its defaults).
+
+Each batch is 4 proposals, evaluated, then all 4 results told/attached before the next batch.
+The score is the hypervolume above the manifest's thresholds as a fraction of the maximum (the
+exact front of the whole NAS-Bench-201 table; BoTorch's max_hv for BraninCurrin).
+
+Usage (from the repo root, needs `pip install -e '.[engine,bench]'`):
+    python bench/search_quality.py                 # 5 seeds, both problems (~20 min on 2 cores)
+    python bench/search_quality.py --quick         # 1 seed, 24 trials: a smoke run
+    python bench/search_quality.py --seeds 3 --problems nb201 --methods nasop,sobol
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _problems  # noqa: E402
+
+BATCH = 4
+BUDGETS = (24, 48)
+TARGET_FRACTION = 0.97
+METHODS = ("nasop", "ax_default", "sobol", "nsga2", "tpe")
+LABELS = {"nasop": "nasop", "ax_default": "Ax default", "sobol": "Sobol", "nsga2": "NSGA-II",
+          "tpe": "TPE"}
+DEFAULT_THREADS = __import__("torch").get_num_threads()
+
+
+def run_ax(problem: _problems.Problem, method: str, seed: int, budget: int) -> list[dict[str, float]]:
+    import torch
+    from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
+    from ax.api.utils.structs import GenerationStrategyDispatchStruct
+
+    from nasop.engine import experiment as experiment_mod, search, strategy
+
+    s = problem.spec(seed=seed, method="sobol" if method == "sobol" else "auto")
+    exp = experiment_mod.experiment_from_spec(s, f"{problem.name}-{method}-{seed}", None)
+    if method == "ax_default":
+        torch.set_num_threads(DEFAULT_THREADS)
+        gs = choose_generation_strategy(GenerationStrategyDispatchStruct(initialization_random_seed=seed))
+    else:
+        search.configure_torch()
+        gs = strategy.strategy_from_spec(s)
+    loop = _problems.AxLoop(exp, gs)
+    results: list[dict[str, float]] = []
+    while len(results) < budget:
+        for t in loop.propose(min(BATCH, budget - len(results))):
+            metrics = problem.evaluate(t.arm.parameters)
+            loop.complete(t, metrics)
+            results.append(metrics)
+    return results
+
+
+def _suggest(trial: Any, p: Any) -> Any:
+    if p.type.value == "choice":
+        return trial.suggest_categorical(p.name, list(p.values))
+    if p.type.value == "int":
+        return trial.suggest_int(p.name, int(p.bounds[0]), int(p.bounds[1]), log=p.log)
+    return trial.suggest_float(p.name, float(p.bounds[0]), float(p.bounds[1]), log=p.log)
+
+
+def run_optuna(problem: _problems.Problem, method: str, seed: int, budget: int) -> list[dict[str, float]]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = problem.spec()
+    sampler = (
+        optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+        if method == "nsga2" else optuna.samplers.TPESampler(seed=seed)
+    )
+    study = optuna.create_study(directions=[o.goal.value for o in s.objectives], sampler=sampler)
+    results: list[dict[str, float]] = []
+    while len(results) < budget:
+        batch = [study.ask() for _ in range(min(BATCH, budget - len(results)))]
+        for trial in batch:
+            metrics = problem.evaluate({p.name: _suggest(trial, p) for p in s.search_space})
+            results.append(metrics)
+            study.tell(trial, [metrics[o.metric] for o in s.objectives])
+    return results
+
+
+RUNNERS: dict[str, Callable[..., list[dict[str, float]]]] = {
+    "nasop": run_ax, "ax_default": run_ax, "sobol": run_ax, "nsga2": run_optuna, "tpe": run_optuna,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--trials", type=int, default=BUDGETS[-1])
+    ap.add_argument("--problems", default=",".join(_problems.PROBLEMS))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--quick", action="store_true", help="1 seed, 24 trials")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.trials = 1, 24
+    methods = [m for m in args.methods.split(",") if m]
+    budgets = [b for b in BUDGETS if b <= args.trials] or [args.trials]
+    logging.getLogger("ax").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+    print(f"search quality: hypervolume / max after N trials, batches of {BATCH}, "
+          f"seeds 0..{args.seeds - 1}, mean ± std")
+    ok = True
+    for key in args.problems.split(","):
+        problem = _problems.PROBLEMS[key]()
+        frac: dict[str, dict[int, list[float]]] = {m: {b: [] for b in budgets} for m in methods}
+        secs: dict[str, float] = {m: 0.0 for m in methods}
+        for seed in range(args.seeds):
+            for m in methods:
+                t0 = time.perf_counter()
+                res = RUNNERS[m](problem, m, seed, max(budgets))
+                secs[m] += time.perf_counter() - t0
+                for b in budgets:
+                    frac[m][b].append(problem.hv_fraction(res[:b]))
+                print(f"  [{problem.name} seed {seed}] {LABELS[m]:<10} "
+                      + "  ".join(f"{b}: {frac[m][b][-1]:.4f}" for b in budgets)
+                      + f"  ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        print(f"\n{problem.name} (max hypervolume {problem.max_hv:.4f})")
+        header = f"| {'trials':>6} | " + " | ".join(f"{LABELS[m]:>15}" for m in methods) + " |"
+        print(header)
+        print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
+        for b in budgets:
+            cells = [f"{np.mean(frac[m][b]):.3f} ± {np.std(frac[m][b]):.3f}" for m in methods]
+            print(f"| {b:>6} | " + " | ".join(f"{c:>15}" for c in cells) + " |")
+        print(f"| {'s/run':>6} | " + " | ".join(f"{secs[m] / args.seeds:>15.1f}" for m in methods) + " |")
+        if "nasop" in methods:
+            for b in budgets:
+                others = {m: float(np.mean(frac[m][b])) for m in methods if m != "nasop"}
+                mine = float(np.mean(frac["nasop"][b]))
+                behind = [LABELS[m] for m, v in others.items() if v > mine]
+                line = f"  nasop ahead of every other column at {b} trials: {'yes' if not behind else 'NO, behind ' + ', '.join(behind)}"
+                ok &= not behind
+                print(line)
+            if key == "nb201" and BUDGETS[-1] in budgets:
+                mine = float(np.mean(frac["nasop"][BUDGETS[-1]]))
+                hit = mine >= TARGET_FRACTION
+                ok &= hit
+                print(f"  target nasop >= {TARGET_FRACTION} at {BUDGETS[-1]} trials: "
+                      f"{mine:.3f} {'MET' if hit else 'MISSED'}")
+    print(f"\nall targets met: {'yes' if ok else 'no'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
