@@ -36,6 +36,14 @@ import emulator as k8s  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NASEXPERIMENTS_CRD_PATH = REPO / "crds" / "nasexperiments.yaml"
+REQUIRED_CALLS_PATH = REPO / "tests" / "packaging" / "required_api_calls.yaml"
+RECORDED_CALLS_PATH = REPO / "tests" / "packaging" / "recorded_api_calls.yaml"
+RECORDED_HEADER = """\
+# The Kubernetes API calls the operator made in each operator scenario, as recorded by the API
+# emulator. WRITTEN BY THE TESTS (tests/operator/conftest.py::record_api_calls) after each passing
+# scenario: do not edit. tests/packaging/test_rbac.py checks that required_api_calls.yaml (and so
+# the chart's RBAC) is exactly the union of these, plus the few calls it justifies as unrecorded.
+"""
 
 
 @pytest.fixture()
@@ -86,6 +94,54 @@ def k8s_api(emulator: k8s.Emulator) -> Iterator[Any]:
 def fast_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The operator ticks every 0.1 s instead of 2 s."""
     monkeypatch.setenv("NASOP_TICK_SECONDS", "0.1")
+
+
+# ------------------------------------------------------------------------------------ API calls
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    """Keep each phase's report on the item: fixtures read whether the test passed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+
+
+def recorded_calls(emulator: k8s.Emulator) -> list[dict[str, Any]]:
+    """The emulator's recorded API calls as required_api_calls.yaml entries (without scope)."""
+    return [{"group": r["apiGroups"][0], "resource": r["resources"][0], "verbs": r["verbs"]}
+            for r in emulator.rbac_rules()]
+
+
+def _granted() -> set[tuple[str, str, str]]:
+    entries = yaml.safe_load(REQUIRED_CALLS_PATH.read_text())["calls"]
+    return {(e["group"], e["resource"], v) for e in entries for v in e["verbs"]}
+
+
+@pytest.fixture()
+def record_api_calls(request: pytest.FixtureRequest, emulator: k8s.Emulator) -> Iterator[None]:
+    """Every HTTP call to the emulator in this test is the operator's (test helpers call it
+    in-process). After a passing test: fail if the chart does not grant a call, and write the
+    scenario's calls into tests/packaging/recorded_api_calls.yaml."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.passed:
+        return
+    calls = recorded_calls(emulator)
+    granted = _granted()
+    missing = [(c["group"], c["resource"], v) for c in calls for v in c["verbs"]
+               if (c["group"], c["resource"], v) not in granted]
+    assert not missing, f"the operator made calls the chart does not grant: {missing}"
+    data = yaml.safe_load(RECORDED_CALLS_PATH.read_text()) if RECORDED_CALLS_PATH.exists() else None
+    scenarios = dict((data or {}).get("scenarios") or {})
+    if scenarios.get(request.node.name) != calls:
+        scenarios[request.node.name] = calls
+        lines = [RECORDED_HEADER + "scenarios:"]
+        for name, entries in sorted(scenarios.items()):
+            lines.append(f"  {name}:")
+            lines += [f"    - {yaml.safe_dump(e, default_flow_style=True, width=200).strip()}"
+                      for e in entries]
+        RECORDED_CALLS_PATH.write_text("\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------ kopf

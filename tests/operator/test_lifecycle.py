@@ -21,7 +21,8 @@ import volcano
 from scenario import (CONFIGMAPS, EXP, HANDLERS, JOBS, events, job_phase, jobs_of, resource,
                       trial_indexes, wait_for, wait_phase)
 
-pytestmark = [pytest.mark.operator, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.operator, pytest.mark.timeout(240),
+              pytest.mark.usefixtures("record_api_calls")]
 FINALIZER = "nasop.dev/finalizer"
 
 

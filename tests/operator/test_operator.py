@@ -17,7 +17,8 @@ from scenario import resource as _resource
 from scenario import run_to as _run_to
 from scenario import wait_phase as _wait_phase
 
-pytestmark = [pytest.mark.operator, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.operator, pytest.mark.timeout(240),
+              pytest.mark.usefixtures("record_api_calls")]
 
 
 @pytest.mark.asyncio

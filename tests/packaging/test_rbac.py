@@ -11,6 +11,7 @@ the calls the operator tests make against the API emulator) can reuse them.
 from __future__ import annotations
 
 import pathlib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -89,13 +90,47 @@ def test_required_file_is_well_formed() -> None:
     assert entries
     seen = set()
     for entry in entries:
-        assert set(entry) == {"group", "resource", "verbs", "scope"}, entry
+        assert {"group", "resource", "verbs", "scope"} <= set(entry) <= {
+            "group", "resource", "verbs", "scope", "unrecorded"}, entry
+        assert set(entry.get("unrecorded") or {}) <= set(entry["verbs"]), entry
+        assert all(str(why).strip() for why in (entry.get("unrecorded") or {}).values()), entry
         assert entry["scope"] in SCOPES, entry
         assert entry["verbs"] and len(set(entry["verbs"])) == len(entry["verbs"]), entry
         assert "*" not in entry["verbs"] and entry["resource"] != "*", entry
         key = (entry["group"], entry["resource"])
         assert key not in seen, f"{key} listed twice"
         seen.add(key)
+
+
+# ---------------------------------------------------------------- derived from the tests
+
+RECORDED_FILE = REQUIRED_FILE.with_name("recorded_api_calls.yaml")
+OPERATOR_TESTS = REQUIRED_FILE.parents[1] / "operator"
+
+
+def _scenario_names() -> set[str]:
+    """The operator tests that record their API calls (modules using `record_api_calls`)."""
+    names: set[str] = set()
+    for path in OPERATOR_TESTS.glob("test_*.py"):
+        text = path.read_text()
+        if '"record_api_calls"' in text:
+            names |= set(re.findall(r"^(?:async )?def (test_\w+)\(", text, flags=re.MULTILINE))
+    return names
+
+
+def test_required_calls_are_the_recorded_union_plus_justified_extras() -> None:
+    """required_api_calls.yaml == the union of what the operator scenarios recorded, plus the
+    `unrecorded` verbs (each with the code path that needs it), and nothing else."""
+    scenarios = yaml.safe_load(RECORDED_FILE.read_text())["scenarios"]
+    assert set(scenarios) == _scenario_names(), "re-run tests/operator to refresh the record"
+    recorded = {(c["group"], c["resource"], v)
+                for calls in scenarios.values() for c in calls for v in c["verbs"]}
+    entries = yaml.safe_load(REQUIRED_FILE.read_text())["calls"]
+    justified = {(e["group"], e["resource"], v) for e in entries for v in e.get("unrecorded") or {}}
+    assert not justified & recorded, f"recorded now, drop from `unrecorded`: {justified & recorded}"
+    assert set(load_required()) == recorded | justified, (
+        f"granted but never made: {sorted(set(load_required()) - recorded - justified)}; "
+        f"made but not granted: {sorted(recorded - set(load_required()))}")
 
 
 # ---------------------------------------------------------------- the helpers

@@ -1,59 +1,55 @@
 {{/*
 The ONE list of Kubernetes API calls the operator makes. rbac.yaml renders it into a
 ClusterRole (rbac.scope=cluster) or into a Role per watched namespace (rbac.scope=namespaced).
-tests/packaging/required_api_calls.yaml holds the same list; tests/packaging/test_rbac.py fails
-when the two drift in either direction (a missing grant or an extra one).
+tests/packaging/required_api_calls.yaml holds the same list, derived from the calls the operator
+tests record; tests/packaging/test_rbac.py fails when they drift in either direction.
 */}}
 
 {{/* Rules for namespaced resources: granted in every watched namespace, or cluster-wide. */}}
 {{- define "nasop.rbac.namespacedRules" -}}
-# NASExperiments: kopf watches them and patches finalizers/annotations; spec is never edited.
+# NASExperiments: kopf lists/watches them; get checks one still exists after a failed write;
+# patch only removes the finalizer older nasop builds added. The spec is never written.
 - apiGroups: ["nasop.dev"]
   resources: ["nasexperiments"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["nasop.dev"]
   resources: ["nasexperiments/status"]
-  verbs: ["get", "patch", "update"]
-# Trials: TorchX's kubernetes scheduler submits, polls and cancels Volcano jobs.
+  verbs: ["patch"]
+# Trials: TorchX submits and polls Volcano jobs; list finds a trial's job by label (adoption,
+# cancellation on delete); delete cancels.
 - apiGroups: ["batch.volcano.sh"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list", "watch", "delete", "patch"]
-# Trial pods and their logs (failure messages for status and Events).
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["create", "get", "list", "delete"]
+# A failed trial's log tail (its failure message in status and Events).
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
-# The ConfigMap state store (one ConfigMap per experiment, owned by it).
+# The ConfigMap state store (one per experiment, owned by it, removed by garbage collection).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "get", "list", "watch", "update", "patch", "delete"]
-# Events on NASExperiments (kopf posts core Events; events.k8s.io for newer clients).
+  verbs: ["create", "get", "update"]
+# Events on NASExperiments (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create"]
-# kopf peering in the watched namespaces (used when the kopf peering CRDs are installed).
+# kopf peering in the watched namespaces (NASOP_PEERING with watched namespaces).
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end -}}
 
 {{/* Rules that only a ClusterRole can grant: cluster-scoped resources. */}}
 {{- define "nasop.rbac.clusterRules" -}}
-# kopf discovers namespaces when it watches all of them.
+# kopf's namespace observer.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-# kopf watches CRDs to discover the resources it serves (seen in the operator tests' recorded calls).
+# kopf watches CRDs to discover the resources it serves.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
-# kopf cluster-wide peering.
+# kopf cluster-wide peering (NASOP_PEERING, all namespaces watched).
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end -}}

@@ -1,0 +1,213 @@
+"""How the operator scales with the number of experiments: reconcile latency and memory.
+
+For each N (default 1, 10, 50; N=1 is the baseline measured in the same run) this starts a
+fresh Kubernetes API emulator (tests/operator/emulator.py) in this process, a real
+`nasop operator` in a subprocess pointed at it, and a Volcano player whose trials complete
+instantly (the player writes the trial's TensorBoard scalars itself, then marks the job
+Completed). It creates N experiments of `--trials` Sobol trials each and waits until all are
+Succeeded. It prints:
+
+- start latency: experiment created -> first status written by the operator (p50/p99);
+- reconcile latency: a trial's job written Completed by "Volcano" -> the experiment's
+  status.trials.completed counting it (p50/p99 over all trials);
+- total: first create -> last experiment Succeeded;
+- operator RSS per experiment: (RSS with N finished experiments - RSS of the idle operator) / N,
+  read from /proc of the operator process (finished experiments stay watched, so this is what
+  each one keeps);
+- each number's ratio to the N=1 baseline.
+
+Run: `.venv/bin/python bench/operator_scale.py [--sizes 1 10 50] [--trials 2] [--tick 0.5]`.
+Linux only (/proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests" / "operator"), str(REPO / "tests")]
+
+import emulator as k8s  # noqa: E402
+import volcano  # noqa: E402
+from scenario import EXP, resource  # noqa: E402
+
+CRD = REPO / "crds" / "nasexperiments.yaml"
+
+
+def write_scalars(job: dict[str, Any]) -> volcano.JobOutcome:
+    """An instantly completing trial: the contract's TensorBoard scalars, written in-process."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    env = {e["name"]: e.get("value", "")
+           for e in job["spec"]["tasks"][0]["template"]["spec"]["containers"][0].get("env") or []}
+    p = json.loads(env.get("NASOP_PARAMS") or "{}")
+    h1, h2 = float(p.get("hidden_size_1", 32)), float(p.get("hidden_size_2", 32))
+    lr = float(p.get("learning_rate", 1e-3))
+    w = SummaryWriter(env["NASOP_LOG_DIR"])
+    w.add_scalar("num_params", 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10, 0)
+    acc = 1 - 0.6 / math.sqrt(1 + h1 * h2 / 64) - 0.05 * abs(math.log10(lr) + 2.5)
+    for epoch in range(int(p.get("epochs", 2))):
+        w.add_scalar("val_acc", acc * (1 - 0.5 ** (epoch + 1)), epoch)
+    w.close()
+    return volcano.JobOutcome("Completed")
+
+
+class TimedPlayer(volcano.VolcanoPlayer):
+    """Records when each job's final status was written: {(experiment, trial): monotonic s}."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.finished: dict[tuple[str, int], float] = {}
+
+    def _set_status(self, job: Any, phase: str, counts: Any, message: str = "") -> None:
+        super()._set_status(job, phase, counts, message)
+        if phase in volcano.TERMINAL:
+            labels = job["metadata"]["labels"]
+            key = (labels["nasop.dev/experiment"], int(labels["nasop.dev/trial"]))
+            self.finished[key] = time.monotonic()
+
+
+def rss_mib(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, math.ceil(q / 100 * len(values)) - 1))]
+
+
+def run_size(n: int, trials: int, tick: float, workdir: pathlib.Path) -> dict[str, float]:
+    emu = k8s.Emulator()
+    emu.register_crd(CRD)
+    with emu.running():
+        kubeconfig = workdir / f"kubeconfig-{n}"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+            "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
+            "users": [{"name": "bench", "user": {"token": "bench"}}],
+            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "bench"}}]}))
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NASOP_TICK_SECONDS": str(tick)}
+        env.pop("NASOP_PEERING", None)
+        log = open(workdir / f"operator-{n}.log", "w")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from nasop.cli import main; sys.exit(main())",
+             "operator", "--namespace", "default", f"--liveness-port={free_port()}",
+             f"--metrics-port={free_port()}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        player = TimedPlayer(emu, write_scalars, poll_interval=0.01).start()
+        try:
+            deadline = time.monotonic() + 120
+            while not emu.active_watches(EXP):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the operator did not start; see {log.name}")
+                time.sleep(0.05)
+            time.sleep(1.0)  # settle: the idle operator, everything imported
+            rss_idle = rss_mib(proc.pid)
+
+            names = [f"exp-{i:03d}" for i in range(n)]
+            created: dict[str, float] = {}
+            first_status: dict[str, float] = {}
+            counted: dict[tuple[str, int], float] = {}  # (experiment, k-th completion) -> time
+            done: dict[str, float] = {}
+            t0 = time.monotonic()
+            for name in names:
+                emu.create_object(EXP, resource(workdir, name, budget={
+                    "maxTrials": trials, "parallelism": trials, "maxFailedTrials": 0},
+                    optimizer={"method": "sobol", "seed": 0}))
+                created[name] = time.monotonic()
+            deadline = t0 + 120 + 10 * n
+            while len(done) < n:
+                now = time.monotonic()
+                if now > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{n - len(done)} experiments unfinished; see {log.name}")
+                for name in names:
+                    status = (emu.get_object(EXP, "default", name) or {}).get("status") or {}
+                    if status and name not in first_status:
+                        first_status[name] = now
+                    completed = (status.get("trials") or {}).get("completed", 0)
+                    for k in range(1, completed + 1):
+                        counted.setdefault((name, k), now)
+                    if status.get("phase") in ("Succeeded", "Failed") and name not in done:
+                        done[name] = now
+                        if status["phase"] != "Succeeded":
+                            raise RuntimeError(f"{name}: {status.get('message')}")
+                time.sleep(0.01)
+            total = max(done.values()) - t0
+            rss_full = rss_mib(proc.pid)
+
+            reconcile = []
+            for name in names:  # the k-th finished job of an experiment <-> its k-th count
+                ends = sorted(t for (exp, _), t in player.finished.items() if exp == name)
+                reconcile += [counted[(name, k + 1)] - t for k, t in enumerate(ends)]
+            start = [first_status[name] - created[name] for name in names]
+        finally:
+            player.stop()
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+    return {"n": n, "start_p50": pct(start, 50), "start_p99": pct(start, 99),
+            "reconcile_p50": pct(reconcile, 50), "reconcile_p99": pct(reconcile, 99),
+            "total": total, "rss_idle": rss_idle, "rss_full": rss_full,
+            "rss_per_exp": (rss_full - rss_idle) / n, "trials": len(reconcile)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
+    ap.add_argument("--trials", type=int, default=2, help="trials per experiment")
+    ap.add_argument("--tick", type=float, default=0.5, help="NASOP_TICK_SECONDS")
+    args = ap.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nasop-scale-") as tmp:
+        for n in args.sizes:
+            row = run_size(n, args.trials, args.tick, pathlib.Path(tmp))
+            rows.append(row)
+            print(f"N={n}: done in {row['total']:.1f}s", flush=True)
+    base = rows[0]
+    print(f"\noperator scale: {args.trials} instant Sobol trials per experiment, "
+          f"tick {args.tick}s, {os.cpu_count()} CPUs; ratios vs N={base['n']}")
+    head = (f"{'N':>4} {'start p50':>10} {'start p99':>10} {'reconcile p50':>14} "
+            f"{'reconcile p99':>14} {'total s':>8} {'RSS idle MiB':>13} {'RSS/exp MiB':>12}")
+    print(head)
+    for r in rows:
+        print(f"{r['n']:>4} {r['start_p50']:>9.2f}s {r['start_p99']:>9.2f}s "
+              f"{r['reconcile_p50']:>13.2f}s {r['reconcile_p99']:>13.2f}s {r['total']:>8.1f} "
+              f"{r['rss_idle']:>13.0f} {r['rss_per_exp']:>12.1f}")
+    for r in rows[1:]:
+        print(f"N={r['n']} vs N={base['n']}: reconcile p50 x{r['reconcile_p50'] / base['reconcile_p50']:.2f}, "
+              f"p99 x{r['reconcile_p99'] / base['reconcile_p99']:.2f}, "
+              f"start p50 x{r['start_p50'] / base['start_p50']:.2f}, "
+              f"RSS/exp x{r['rss_per_exp'] / base['rss_per_exp']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
