@@ -1,0 +1,62 @@
+"""nasop's generation settings: set on the model-based node, accepted by Ax, kept in saved state."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from ax.core.arm import Arm
+from ax.core.data import Data
+
+from nasop import spec
+from nasop.engine import experiment, strategy
+from nasop.state import codec
+from nasop.state.base import Snapshot
+from nasop.trials import registry
+from stubs import manifest
+
+
+def _spec(**kw):
+    return spec.parse_manifest(manifest(**kw)).spec
+
+
+def _options(gs):
+    return gs.nodes_by_name["MBM"].generator_specs[0].generator_gen_kwargs.get("model_gen_options")
+
+
+def test_generation_options_on_model_node_only():
+    gs = strategy.strategy_from_spec(_spec())
+    assert _options(gs) == strategy.GENERATION_OPTIONS
+    assert _options(gs) is not strategy.GENERATION_OPTIONS  # a copy: strategies do not share it
+    assert "model_gen_options" not in gs.nodes_by_name["Sobol"].generator_specs[0].generator_gen_kwargs
+    sobol = strategy.strategy_from_spec(_spec(optimizer={"method": "sobol"}))
+    assert "MBM" not in sobol.nodes_by_name
+
+
+def test_generation_options_survive_saved_state():
+    s = _spec()
+    snap = Snapshot(experiment.experiment_from_spec(s, "x", None), strategy.strategy_from_spec(s))
+    back = codec.from_bytes(codec.to_bytes(snap, registry.bundle()), registry.bundle())
+    assert _options(back.strategy) == strategy.GENERATION_OPTIONS
+
+
+@pytest.mark.parametrize("accuracies", [(0.80, 0.90, 0.93, 0.95), (0.1, 0.2, 0.3, 0.4)])
+def test_model_node_generates_with_options(accuracies):
+    """Ax accepts the options after 4 completed trials, also while no trial beats the val_acc
+    threshold (0.5), when Ax switches to qLogProbabilityOfFeasibility."""
+    s = _spec(optimizer={"initialTrials": 4, "seed": 0})
+    exp = experiment.experiment_from_spec(s, "x", None)
+    gs = strategy.strategy_from_spec(s)
+    for i, (h1, acc) in enumerate(zip([16, 32, 64, 128], accuracies)):
+        t = exp.new_trial()
+        t.add_arm(Arm(parameters={"hidden_size_1": h1, "hidden_size_2": 16, "learning_rate": 1e-3,
+                                  "dropout": 0.1, "batch_size": 64, "epochs": 2}))
+        t.mark_running(no_runner_required=True)
+        n = 784 * h1 + h1 * 16 + 170
+        exp.attach_data(Data(df=pd.DataFrame([
+            {"trial_index": i, "arm_name": t.arm.name, "metric_name": k, "metric_signature": k,
+             "mean": v, "sem": float("nan"), "step": 0.0}
+            for k, v in (("val_acc", acc), ("num_params", float(n)))
+        ])))
+        t.mark_completed()
+    (grs,) = gs.gen(experiment=exp, n=1, num_trials=1)
+    assert grs[0]._generation_node_name == "MBM" and len(grs[0].arms) == 1
