@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not Path(args.data).exists():
         raise SystemExit(f"no MNIST at {args.data}: pass --data (an mnist.npz)")
+    args.data = str(Path(args.data).resolve())  # trials run in their own directories
     out = Path(args.out or tempfile.mkdtemp(prefix="nasop-tutorial-"))
     modes = [m == "es" for m in ([args.only] if args.only else ["none", "es"])]
     jobs = [(es, int(seed)) for seed in args.seeds.split(",") for es in modes]

@@ -486,7 +486,11 @@ class Search:
             report.events.append(Event("GenerationFailed", f"generation failed: {e}", warning=True))
             log.exception("generation failed")
             return
-        for grs in proposals:
+        if self.spec.suspend or self.props.get("converged") or self.finished:
+            log.info("dropping %d proposals: the search stopped launching meanwhile", len(proposals))
+            return  # proposals are not part of the experiment until a trial is made of them
+        room = min(self._capacity(), self._budget_left() - len(self.props["requeue"]))
+        for grs in proposals[:max(0, room)]:  # maxTrials/parallelism may have been lowered
             if not grs or not grs[0].arms:
                 continue
             trial = self.experiment.new_trial(generator_run=grs[0])

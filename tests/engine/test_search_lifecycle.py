@@ -1,0 +1,51 @@
+"""Proposals that arrive after the search stopped launching are dropped, not launched."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+import pytest
+
+from nasop import spec
+from nasop.engine.search import Search
+from nasop.trials.runner import TorchXTrialRunner
+from stubs import manifest
+
+
+def _search(tmp_path: Any, **overrides: Any) -> Search:
+    m = spec.parse_manifest(manifest("lifecycle", optimizer={"method": "sobol", "seed": 0},
+                                     **overrides))
+    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
+                               log_root=str(tmp_path), experiment_name=m.name)
+    return Search.open(m.spec, m.name, runner, store=None)
+
+
+def _generation_lands(search: Search) -> None:
+    assert search._future is not None
+    concurrent.futures.wait([search._future])
+
+
+@pytest.mark.parametrize("change", ["suspend", "maxTrials"])
+def test_generation_in_flight_when_launching_stops_launches_nothing(tmp_path: Any, change: str) -> None:
+    search = _search(tmp_path, budget={"maxTrials": 6, "parallelism": 2})
+    try:
+        assert search.tick().generating  # two proposals are being generated
+        data = search.spec.dump()
+        if change == "suspend":
+            data["suspend"] = True
+        else:
+            data["budget"]["maxTrials"] = 1  # room for one trial only
+        search.update_spec(spec.parse_spec(data))
+        _generation_lands(search)
+        report = search.tick()  # a launch here is a real fake-trainer process
+        launched = [e.trial for e in report.events if e.reason == "TrialLaunched"]
+        if change == "suspend":
+            assert not search.experiment.trials and not launched
+            assert search.phase is spec.Phase.SUSPENDED
+        else:
+            assert len(search.experiment.trials) == 1 and launched == [0]
+    finally:
+        for t in search.experiment.trials.values():
+            search.runner.stop(t)
+        search.close()
