@@ -23,6 +23,8 @@ def quiet_libraries() -> None:
     import logging
     import warnings
 
+    # logged while Ax is imported, before its levels can be set: drop that one logger's records
+    logging.getLogger("ax.storage.sqa_store.with_db_settings_base").disabled = True
     from ax.utils.common.logger import set_ax_logger_levels, set_stderr_log_level
 
     set_ax_logger_levels(logging.WARNING)
@@ -78,11 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     manifest = spec.load_manifest(args.file)
     from rich.console import Console
 
-    from nasop import local, progress
-
     console = Console(stderr=True)
     console.print(f"[bold]nasop[/] {manifest.name}: loading Ax ...")
     quiet_libraries()
+    from nasop import local, progress
+
     # `kill PID` behaves like Ctrl-C: cancel the running trials and save (TorchX's local
     # scheduler would otherwise install its own handlers; see trials.runner).
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
