@@ -79,6 +79,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
+"true" when kopf peering is on, "" when off. peering.enabled=auto turns it on whenever two
+operators can run at once: replicaCount > 1, or a RollingUpdate (old and new pod overlap).
+*/}}
+{{- define "nasop.peeringEnabled" -}}
+{{- $enabled := toString .Values.peering.enabled -}}
+{{- if eq $enabled "auto" -}}
+{{- if or (gt (int .Values.replicaCount) 1) (eq .Values.updateStrategy.type "RollingUpdate") -}}true{{- end -}}
+{{- else if eq $enabled "true" -}}true{{- end -}}
+{{- end -}}
+
+{{/* Name of the kopf peering object (NASOP_PEERING): peering.name or the full name. */}}
+{{- define "nasop.peeringName" -}}
+{{- default (include "nasop.fullname" .) .Values.peering.name -}}
+{{- end -}}
+
+{{/*
 Validate values that the JSON schema cannot express; collect every message and fail once
 (the bitnami pattern). Included from NOTES.txt and deployment.yaml.
 */}}
@@ -87,6 +103,8 @@ Validate values that the JSON schema cannot express; collect every message and f
 {{- $messages = append $messages (include "nasop.validateValues.rbacScope" .) -}}
 {{- $messages = append $messages (include "nasop.validateValues.serviceMonitor" .) -}}
 {{- $messages = append $messages (include "nasop.validateValues.ports" .) -}}
+{{- $messages = append $messages (include "nasop.validateValues.peering" .) -}}
+{{- $messages = append $messages (include "nasop.validateValues.peeringEnv" .) -}}
 {{- $messages = without $messages "" -}}
 {{- $message := join "\n" $messages -}}
 {{- if $message -}}
@@ -113,4 +131,41 @@ nasop: metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the Servi
 {{- if eq (int .Values.health.port) (int .Values.metrics.port) -}}
 nasop: health.port and metrics.port must differ (both are {{ .Values.health.port }})
 {{- end -}}
+{{- end -}}
+
+{{/*
+Two operators at once without peering would both drive every experiment (double trials,
+racing status writes): replicaCount > 1 or a RollingUpdate needs peering.enabled auto or true.
+*/}}
+{{- define "nasop.validateValues.peering" -}}
+{{- if not (include "nasop.peeringEnabled" .) -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+nasop: replicaCount={{ .Values.replicaCount }} needs kopf peering, else every replica drives every experiment; set peering.enabled=auto (or true), or replicaCount=1
+{{- else if eq .Values.updateStrategy.type "RollingUpdate" -}}
+nasop: updateStrategy.type=RollingUpdate runs the old and the new operator together during a rollout and needs kopf peering; set peering.enabled=auto (or true), or updateStrategy.type=Recreate
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The chart owns the peering variables: a second NASOP_PEERING or POD_ID in extraEnv would shadow
+them, and one NASOP_PEERING_PRIORITY for all replicas makes kopf pause every one of them (it pauses
+all peers of equal priority; without the variable each replica draws a random priority).
+*/}}
+{{- define "nasop.validateValues.peeringEnv" -}}
+{{- $names := list -}}
+{{- range .Values.extraEnv }}{{ $names = append $names .name }}{{ end -}}
+{{- $lines := list -}}
+{{- if include "nasop.peeringEnabled" . -}}
+{{- $owned := dict "NASOP_PEERING" "set peering.name to name the peering object" "POD_ID" "the chart sets it to the pod name" -}}
+{{- range $name := list "NASOP_PEERING" "POD_ID" -}}
+{{- if has $name $names -}}
+{{- $lines = append $lines (printf "nasop: extraEnv sets %s, which the chart sets when peering is on; remove it from extraEnv (%s)" $name (get $owned $name)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (has "NASOP_PEERING_PRIORITY" $names) -}}
+{{- $lines = append $lines (printf "nasop: extraEnv sets NASOP_PEERING_PRIORITY with replicaCount=%v: every replica would get the same priority and kopf pauses all peers of equal priority; remove it (each replica then draws a random priority)" .Values.replicaCount) -}}
+{{- end -}}
+{{- join "\n" $lines -}}
 {{- end -}}
