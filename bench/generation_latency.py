@@ -53,10 +53,11 @@ LOAD = (
 
 def history(n: int) -> list[tuple[dict[str, Any], dict[str, float]]]:
     """n Sobol points of the tutorial space with their synthetic outcomes (same for every config)."""
+    from nasop import spec
     from nasop.engine import experiment as experiment_mod, strategy
 
     s = _problems.tutorial_spec()
-    s = s.model_copy(update={"optimizer": s.optimizer.model_copy(update={"method": "sobol", "seed": 7})})
+    s = s.model_copy(update={"optimizer": s.optimizer.model_copy(update={"method": spec.Method.SOBOL, "seed": 7})})
     loop = _problems.AxLoop(experiment_mod.experiment_from_spec(s, "history", None),
                             strategy.strategy_from_spec(s))
     rng = np.random.default_rng(0)

@@ -8,6 +8,9 @@ Columns (all run here, same problems, same seeds, same batch loop):
   `GenerationStrategyDispatchStruct`: center point, 5 Sobol, BoTorch with Ax's settings), Ax's
   default torch threads. nasop's tuning must not score lower than this.
 - Sobol: nasop's `method: sobol`.
+- nasop, Ax optimiser (only with --methods ...,nasop_ax_opt): nasop's strategy with Ax's default
+  acquisition-optimiser settings instead of nasop's (`GENERATION_OPTIONS`), the ablation of the
+  tuning.
 - NSGA-II, TPE: Optuna's multi-objective samplers through ask/tell in batches of 4 (seeded;
   NSGA-II with population_size 16, since Optuna's default of 50 would never leave its random
   first generation within 48 trials; TPE with its defaults).
@@ -43,7 +46,7 @@ BUDGETS = (24, 48)
 TARGET_FRACTION = 0.97
 METHODS = ("nasop", "ax_default", "sobol", "nsga2", "tpe")
 LABELS = {"nasop": "nasop", "ax_default": "Ax default", "sobol": "Sobol", "nsga2": "NSGA-II",
-          "tpe": "TPE"}
+          "tpe": "TPE", "nasop_ax_opt": "nasop, Ax optim."}
 DEFAULT_THREADS = __import__("torch").get_num_threads()
 
 
@@ -62,6 +65,8 @@ def run_ax(problem: _problems.Problem, method: str, seed: int, budget: int) -> l
     else:
         search.configure_torch()
         gs = strategy.strategy_from_spec(s)
+        if method == "nasop_ax_opt":
+            strategy.apply_generation_options(gs, {})
     loop = _problems.AxLoop(exp, gs)
     results: list[dict[str, float]] = []
     while len(results) < budget:
@@ -102,6 +107,7 @@ def run_optuna(problem: _problems.Problem, method: str, seed: int, budget: int) 
 
 RUNNERS: dict[str, Callable[..., list[dict[str, float]]]] = {
     "nasop": run_ax, "ax_default": run_ax, "sobol": run_ax, "nsga2": run_optuna, "tpe": run_optuna,
+    "nasop_ax_opt": run_ax,
 }
 
 
@@ -138,16 +144,17 @@ def main(argv: list[str] | None = None) -> int:
                       + "  ".join(f"{b}: {frac[m][b][-1]:.4f}" for b in budgets)
                       + f"  ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
         print(f"\n{problem.name} (max hypervolume {problem.max_hv:.4f})")
-        header = f"| {'trials':>6} | " + " | ".join(f"{LABELS[m]:>15}" for m in methods) + " |"
+        header = f"| {'trials':>6} | " + " | ".join(f"{LABELS[m]:>16}" for m in methods) + " |"
         print(header)
         print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
         for b in budgets:
             cells = [f"{np.mean(frac[m][b]):.3f} ± {np.std(frac[m][b]):.3f}" for m in methods]
-            print(f"| {b:>6} | " + " | ".join(f"{c:>15}" for c in cells) + " |")
-        print(f"| {'s/run':>6} | " + " | ".join(f"{secs[m] / args.seeds:>15.1f}" for m in methods) + " |")
+            print(f"| {b:>6} | " + " | ".join(f"{c:>16}" for c in cells) + " |")
+        print(f"| {'s/run':>6} | " + " | ".join(f"{secs[m] / args.seeds:>16.1f}" for m in methods) + " |")
         if "nasop" in methods:
             for b in budgets:
-                others = {m: float(np.mean(frac[m][b])) for m in methods if m != "nasop"}
+                others = {m: float(np.mean(frac[m][b])) for m in methods
+                          if m not in ("nasop", "nasop_ax_opt")}
                 mine = float(np.mean(frac["nasop"][b]))
                 behind = [LABELS[m] for m, v in others.items() if v > mine]
                 line = f"  nasop ahead of every other column at {b} trials: {'yes' if not behind else 'NO, behind ' + ', '.join(behind)}"
