@@ -5,8 +5,10 @@ Columns (all run here, same problems, same seeds, same batch loop):
   (`nasop.engine.strategy.strategy_from_spec`: Sobol initialTrials, then BoTorch qLogNEHVI with
   nasop's generation settings), one torch thread, driven through Ax's own API.
 - Ax default: Ax's default strategy (`choose_generation_strategy` with a default
-  `GenerationStrategyDispatchStruct`: center point, 5 Sobol, BoTorch with Ax's settings), Ax's
-  default torch threads. nasop's tuning must not score lower than this.
+  `GenerationStrategyDispatchStruct`: center point, 5 Sobol, BoTorch with Ax's settings).
+  nasop's tuning must not score lower than this. It runs with one torch thread like every
+  column: the thread count changes only the time, and with two on these shared 2-core machines
+  one Ax-default NAS-Bench-201 run took 324 s (bench/generation_latency.py measures the time).
 - Sobol: nasop's `method: sobol`.
 - nasop, Ax optimiser (only with --methods ...,nasop_ax_opt): nasop's strategy with Ax's default
   acquisition-optimiser settings instead of nasop's (`GENERATION_OPTIONS`), the ablation of the
@@ -20,7 +22,7 @@ The score is the hypervolume above the manifest's thresholds as a fraction of th
 exact front of the whole NAS-Bench-201 table; BoTorch's max_hv for BraninCurrin).
 
 Usage (from the repo root, needs `pip install -e '.[engine,bench]'`):
-    python bench/search_quality.py                 # 5 seeds, both problems (~20 min on 2 cores)
+    python bench/search_quality.py                 # 5 seeds, both problems (~25 min on 2 cores)
     python bench/search_quality.py --quick         # 1 seed, 24 trials: a smoke run
     python bench/search_quality.py --seeds 3 --problems nb201 --methods nasop,sobol
 """
@@ -47,11 +49,9 @@ TARGET_FRACTION = 0.97
 METHODS = ("nasop", "ax_default", "sobol", "nsga2", "tpe")
 LABELS = {"nasop": "nasop", "ax_default": "Ax default", "sobol": "Sobol", "nsga2": "NSGA-II",
           "tpe": "TPE", "nasop_ax_opt": "nasop, Ax optim."}
-DEFAULT_THREADS = __import__("torch").get_num_threads()
 
 
 def run_ax(problem: _problems.Problem, method: str, seed: int, budget: int) -> list[dict[str, float]]:
-    import torch
     from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
     from ax.api.utils.structs import GenerationStrategyDispatchStruct
 
@@ -59,11 +59,10 @@ def run_ax(problem: _problems.Problem, method: str, seed: int, budget: int) -> l
 
     s = problem.spec(seed=seed, method="sobol" if method == "sobol" else "auto")
     exp = experiment_mod.experiment_from_spec(s, f"{problem.name}-{method}-{seed}", None)
+    search.configure_torch()
     if method == "ax_default":
-        torch.set_num_threads(DEFAULT_THREADS)
         gs = choose_generation_strategy(GenerationStrategyDispatchStruct(initialization_random_seed=seed))
     else:
-        search.configure_torch()
         gs = strategy.strategy_from_spec(s)
         if method == "nasop_ax_opt":
             strategy.apply_generation_options(gs, {})
