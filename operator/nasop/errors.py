@@ -23,7 +23,7 @@ class SpecError(NasopError):
 
 
 class MissingDependencyError(NasopError):
-    """An optional dependency (e.g. pyro-ppl for SAASBO) is not installed."""
+    """An optional dependency (e.g. jax and numpyro for SAASBO) is not installed."""
 
 
 class StateConflict(NasopError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from ax.core.parameter import ChoiceParameter, FixedParameter, RangeParameter
 
@@ -59,16 +61,12 @@ def test_strategies():
     assert [n.name for n in gs._nodes] == ["Sobol"]
 
 
-def test_saasbo_without_pyro_is_a_clear_error():
+def test_saasbo_without_its_extra_is_a_clear_error(monkeypatch):
     pytest.importorskip("ax")
-    try:
-        import pyro  # noqa: F401
-    except ImportError:
-        with pytest.raises(errors.MissingDependencyError, match="pyro-ppl"):
-            strategy.strategy_from_spec(_spec(optimizer={"method": "saasbo"}))
-    else:
-        gs = strategy.strategy_from_spec(_spec(optimizer={"method": "saasbo"}))
-        assert gs._nodes[-1].name == "MBM"
+    monkeypatch.setitem(sys.modules, "numpyro", None)  # as if nasop[saasbo] were not installed
+    with pytest.raises(errors.MissingDependencyError, match="jax and numpyro") as e:
+        strategy.strategy_from_spec(_spec(optimizer={"method": "saasbo"}))
+    assert "nasop[saasbo]" in e.value.hint
 
 
 def test_initial_trials_default():

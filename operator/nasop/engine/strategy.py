@@ -38,12 +38,13 @@ def initial_trials(s: spec.NASExperimentSpec) -> int:
 
 
 def _saas_model_config():  # noqa: ANN202 - Ax type imported lazily
-    try:
-        import pyro  # noqa: F401
+    try:  # BoTorch's fully Bayesian GPs run NUTS through NumPyro on JAX
+        import jax  # noqa: F401
+        import numpyro  # noqa: F401
     except ImportError:
         raise errors.MissingDependencyError(
-            "optimizer.method: saasbo needs the optional dependency pyro-ppl",
-            hint="pip install 'nasop[saasbo]' (or pyro-ppl), or use method: botorch",
+            "optimizer.method: saasbo needs the optional dependencies jax and numpyro",
+            hint="pip install 'nasop[saasbo]' (botorch[fully_bayesian]), or use method: botorch",
         ) from None
     from ax.generators.torch.botorch_modular.surrogate import ModelConfig
     from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
