@@ -166,3 +166,48 @@ async def test_search_space_change_is_refused_and_the_condition_stays(
     assert conds["SpecAccepted"]["status"] == "False", conds  # still there after many ticks
     assert "cannot change" in conds["SpecAccepted"]["message"]
     assert obj["status"]["trials"]["completed"] == 4  # the search went on with the old space
+
+
+@pytest.mark.asyncio
+async def test_failed_and_vanished_jobs_and_the_search_carries_on(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    """Trial 1's trainer exits non-zero (counts against maxFailedTrials=1, the search goes on);
+    trial 2's job disappears while running (an infrastructure failure: retried with the same
+    parameters under a new index, not counted)."""
+    run = volcano.run_command()
+
+    def outcome(job, cancelled):
+        index = job["metadata"]["labels"]["nasop.dev/trial"]
+        if index == "1":
+            return volcano.JobOutcome("Failed", exit_codes={"trainer-0": 3},
+                                      logs={"trainer-0": "boom: trainer exited 3\n"})
+        if index == "2":
+            emulator.delete_object(JOBS, "default", job["metadata"]["name"])
+            return volcano.JobOutcome("Aborted")
+        return run(job, cancelled)
+
+    obj = await _run_to(emulator, run_operator, _resource(
+        tmp_path, "bumpy", budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 1},
+        optimizer={"method": "sobol", "seed": 0}), {"Succeeded", "Failed"}, outcome=outcome)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    trials = obj["status"]["trials"]
+    assert trials["completed"] == 3 and trials["failed"] == 2 and trials["total"] == 5
+
+    def params(job):
+        env = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["env"]
+        return next(e["value"] for e in env if e["name"] == "NASOP_PARAMS")
+
+    jobs = {int(j["metadata"]["labels"]["nasop.dev/trial"]): j
+            for j in emulator.list_objects(JOBS, "default")}
+    assert 2 not in jobs  # it vanished
+    events = emulator.list_objects("v1/events", "default")
+    vanished = [e for e in events if e.get("reason") == "TrialInterrupted"]
+    assert vanished and "vanished" in vanished[0]["message"] and "retried" in vanished[0]["message"]
+    failed = [e for e in events if e.get("reason") == "TrialFailed"]
+    assert len(failed) == 1 and "trial 1 failed" in failed[0]["message"]
+    assert "boom: trainer exited 3" in failed[0]["message"]  # the last log line, via pods/log
+    launched = [e["message"] for e in events if e.get("reason") == "TrialLaunched"]
+    retry = [m for m in launched if "retry of trial 2" in m]
+    assert len(retry) == 1
+    retry_index = int(retry[0].split()[1])
+    assert retry_index > 2 and retry_index in jobs
