@@ -39,9 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "mnist-tutorial.yaml"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist.npz"
 EARLY_STOPPING = {"metric": "val_acc", "percentile": 50, "minProgression": 0, "minCurves": 5}
+#: an alternative for --early-stopping: also stop a first epoch far below the 0.94 threshold
+EARLY_STOPPING_ANY = {"combine": "any", "rules": [
+    {"metric": "val_acc", "percentile": 50, "minProgression": 0, "minCurves": 5},
+    {"metric": "val_acc", "threshold": 0.9, "minProgression": 0, "minCurves": 1}]}
 
 
-def manifest(trials: int, early_stopping: bool, seed: int) -> dict[str, Any]:
+def manifest(trials: int, early_stopping: bool, seed: int,
+             rule: dict[str, Any] | None = None) -> dict[str, Any]:
     m = yaml.safe_load(MANIFEST.read_text())
     m = copy.deepcopy(m)
     m["metadata"]["name"] = f"tutorial-{'es' if early_stopping else 'none'}-s{seed}"
@@ -50,7 +55,7 @@ def manifest(trials: int, early_stopping: bool, seed: int) -> dict[str, Any]:
     m["spec"]["optimizer"]["initialTrials"] = min(9, max(1, trials // 2))
     m["spec"]["trial"]["command"] = [sys.executable, "-m", "nasop_trainer"]
     if early_stopping:
-        m["spec"]["earlyStopping"] = dict(EARLY_STOPPING)
+        m["spec"]["earlyStopping"] = copy.deepcopy(rule or EARLY_STOPPING)
     return m
 
 
@@ -65,8 +70,8 @@ def trainer_seconds(log_root: Path) -> list[float]:
 
 
 def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str, out: Path,
-            timeout: float) -> dict[str, Any]:
-    m = manifest(trials, early_stopping, seed)
+            timeout: float, rule: dict[str, Any] | None = None) -> dict[str, Any]:
+    m = manifest(trials, early_stopping, seed, rule)
     name = m["metadata"]["name"]
     work = out / name
     shutil.rmtree(work, ignore_errors=True)
@@ -116,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel", action="store_true", help="run searches side by side")
     ap.add_argument("--only", choices=["none", "es"], help="run just one of the two modes")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per search")
+    ap.add_argument("--early-stopping", default="",
+                    help="spec.earlyStopping as JSON, or 'any' for EARLY_STOPPING_ANY")
     ap.add_argument("--out", default="", help="keep run directories here (default: temp)")
     ap.add_argument("--json", default="", help="also write the results to this file")
     args = ap.parse_args(argv)
@@ -124,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args.data = str(Path(args.data).resolve())  # trials run in their own directories
     out = Path(args.out or tempfile.mkdtemp(prefix="nasop-tutorial-"))
     modes = [m == "es" for m in ([args.only] if args.only else ["none", "es"])]
+    rule = (EARLY_STOPPING_ANY if args.early_stopping == "any" else
+            json.loads(args.early_stopping) if args.early_stopping else EARLY_STOPPING)
     jobs = [(es, int(seed)) for seed in args.seeds.split(",") for es in modes]
     k = args.cores_per_run
     ncpu = os.cpu_count() or 1
@@ -135,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     with concurrent.futures.ThreadPoolExecutor(slots) as pool:
         rows = list(pool.map(
             lambda ij: run_one(args.trials, ij[1][0], ij[1][1], args.data, cores(ij[0]), out,
-                               args.timeout),
+                               args.timeout, rule),
             enumerate(jobs)))
     print(f"tutorial search, {args.trials} trials, {k or 'all'} cores per search, "
           f"{slots} at a time ({ncpu} CPUs), runs in {out}")
