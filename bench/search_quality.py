@@ -150,18 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     keys = args.problems.split(",")
     tasks = [(k, m, seed, max(budgets)) for k in keys for seed in range(args.seeds) for m in methods]
-    # heaviest first, so the pool does not end on one long run
-    tasks.sort(key=lambda t: t[1] not in ("nasop", "ax_default", "nasop_ax_opt"))
+    # seed by seed (a stopped run still has whole seeds), model-based runs first within a seed
+    tasks.sort(key=lambda t: (t[2], t[1] not in ("nasop", "ax_default", "nasop_ax_opt")))
     done: dict[tuple[str, str, int], tuple[list[dict[str, float]], float]] = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(_task, *t): t for t in tasks}
         for fut in concurrent.futures.as_completed(futures):
             k, m, seed, _ = futures[fut]
-            done[k, m, seed] = fut.result()
-            print(f"  [{k} seed {seed}] {LABELS[m]:<10} ({done[k, m, seed][1]:.0f} s)",
-                  file=sys.stderr, flush=True)
+            done[k, m, seed] = res, dt = fut.result()
+            p = _problem(k)
+            print(f"  [{p.name} seed {seed}] {LABELS[m]:<16} "
+                  + "  ".join(f"{b}: {p.hv_fraction(res[:b]):.4f}" for b in budgets)
+                  + f"  ({dt:.0f} s)", file=sys.stderr, flush=True)
     for key in keys:
-        problem = _problems.PROBLEMS[key]()
+        problem = _problem(key)
         frac: dict[str, dict[int, list[float]]] = {m: {b: [] for b in budgets} for m in methods}
         secs: dict[str, float] = {m: 0.0 for m in methods}
         for seed in range(args.seeds):
@@ -170,8 +172,6 @@ def main(argv: list[str] | None = None) -> int:
                 secs[m] += dt
                 for b in budgets:
                     frac[m][b].append(problem.hv_fraction(res[:b]))
-                print(f"  [{problem.name} seed {seed}] {LABELS[m]:<16} "
-                      + "  ".join(f"{b}: {frac[m][b][-1]:.4f}" for b in budgets), file=sys.stderr)
         print(f"\n{problem.name} (max hypervolume {problem.max_hv:.4f})")
         header = f"| {'trials':>6} | " + " | ".join(f"{LABELS[m]:>16}" for m in methods) + " |"
         print(header)
