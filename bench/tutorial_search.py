@@ -69,6 +69,20 @@ def trainer_seconds(log_root: Path) -> list[float]:
     return out
 
 
+def epochs_trained(log_root: Path) -> int:
+    """Epochs actually trained, summed over trials: val_acc is logged once per epoch. Unlike
+    trainer seconds this does not depend on how loaded the machine was."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    total = 0
+    for trial in sorted(log_root.glob("trial-*")):
+        acc = EventAccumulator(str(trial))
+        acc.Reload()
+        if "val_acc" in acc.Tags().get("scalars", []):
+            total += len({ev.step for ev in acc.Scalars("val_acc")})
+    return total
+
+
 def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str, out: Path,
             timeout: float, rule: dict[str, Any] | None = None) -> dict[str, Any]:
     m = manifest(trials, early_stopping, seed, rule)
@@ -104,6 +118,7 @@ def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str,
     per_trial = trainer_seconds(work / "state" / "logs" / name)
     return {
         "name": name, "wall_s": wall, "trainer_s": sum(per_trial), "trials": len(per_trial),
+        "epochs": epochs_trained(work / "state" / "logs" / name),
         "completed": status["trials"]["completed"],
         "early_stopped": status["trials"].get("earlyStopped", 0),
         "failed": status["trials"]["failed"], "hypervolume": status.get("hypervolume") or 0.0,
@@ -148,17 +163,17 @@ def main(argv: list[str] | None = None) -> int:
             enumerate(jobs)))
     print(f"tutorial search, {args.trials} trials, {k or 'all'} cores per search, "
           f"{slots} at a time ({ncpu} CPUs), runs in {out}")
-    print(f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'trials':>7} {'completed':>10} "
+    print(f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'epochs':>7} {'trials':>7} {'completed':>10} "
           f"{'stopped':>8} {'failed':>7} {'HV':>10} {'front':>6}")
     for r in rows:
         flag = " (timed out)" if r["timed_out"] else ""
-        print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['trials']:7d} "
+        print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['epochs']:7d} {r['trials']:7d} "
               f"{r['completed']:10d} {r['early_stopped']:8d} {r['failed']:7d} "
               f"{r['hypervolume']:10.1f} {r['pareto']:6d}{flag}")
     by = {m: [r for r in rows if r["mode"] == m] for m in ("none", "es")}
     if by["none"] and by["es"]:
         mean = {m: {key: statistics.mean(r[key] for r in rs)
-                    for key in ("wall_s", "trainer_s", "hypervolume", "early_stopped")}
+                    for key in ("wall_s", "trainer_s", "epochs", "hypervolume", "early_stopped")}
                 for m, rs in by.items()}
         base, es = mean["none"], mean["es"]
         saved = 1 - es["trainer_s"] / base["trainer_s"]
@@ -167,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{base['wall_s']:.0f} s, HV {base['hypervolume']:.1f}; with: wall "
               f"{es['wall_s']:.0f} s, HV {es['hypervolume']:.1f}, "
               f"{es['early_stopped']:.1f} trials stopped")
-        print(f"early stopping: trainer time saved {saved:.1%} (target >= 25%), "
+        print(f"early stopping: epochs trained {1 - es['epochs'] / base['epochs']:.1%} fewer; "
+              f"trainer time saved {saved:.1%} (target >= 25%), "
               f"hypervolume change {hv:+.1%} (target >= -1%), "
               f"wall {es['wall_s'] / base['wall_s']:.2f}x")
     worst = max(r["wall_s"] for r in rows)

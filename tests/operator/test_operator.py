@@ -211,3 +211,30 @@ async def test_failed_and_vanished_jobs_and_the_search_carries_on(
     assert len(retry) == 1
     retry_index = int(retry[0].split()[1])
     assert retry_index > 2 and retry_index in jobs
+
+
+@pytest.mark.asyncio
+async def test_warm_start_from_an_experiment_in_the_same_namespace(
+        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    """spec.warmStart names an earlier NASExperiment: its trials come from its state ConfigMap,
+    are not run again and cost no budget."""
+    with volcano.VolcanoPlayer(emulator, volcano.run_command()):
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        emulator.create_object(EXP, _resource(
+            tmp_path, "first", budget={"maxTrials": 3, "parallelism": 3},
+            optimizer={"method": "sobol", "seed": 0}))
+        first = await _wait_phase(emulator, "first", {"Succeeded", "Failed"})
+        assert first["status"]["trials"]["completed"] == 3
+        emulator.create_object(EXP, _resource(
+            tmp_path, "second", budget={"maxTrials": 2, "parallelism": 2},
+            optimizer={"method": "sobol", "seed": 1}, warmStart=[{"experiment": "first"}]))
+        second = await _wait_phase(emulator, "second", {"Succeeded", "Failed"})
+    trials = second["status"]["trials"]
+    assert second["status"]["phase"] == "Succeeded", second["status"]
+    assert trials["warmStarted"] == 3 and trials["completed"] == 5 and trials["total"] == 5
+    jobs = [j for j in emulator.list_objects(JOBS, "default")
+            if j["metadata"]["labels"]["nasop.dev/experiment"] == "second"]
+    assert sorted(int(j["metadata"]["labels"]["nasop.dev/trial"]) for j in jobs) == [3, 4]
+    events = [e["message"] for e in emulator.list_objects("v1/events", "default")
+              if e.get("reason") == "WarmStarted"]
+    assert events == ["warm start: reused 3 trials"]
