@@ -466,6 +466,9 @@ class Search:
 
     def _generate(self, n: int) -> list[list[GeneratorRun]]:
         configure_torch()
+        if self.spec.optimizer.seed is not None:  # optimizer.seed seeds Sobol only; BoTorch's
+            # raw samples and MC draws come from torch's global generator
+            torch.manual_seed(self.spec.optimizer.seed + len(self.experiment.trials))
         return self.strategy.gen(experiment=self.experiment, n=1, num_trials=n)
 
     def _finish_generation(self, report: TickReport) -> None:
