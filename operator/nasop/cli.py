@@ -10,7 +10,7 @@ import argparse
 import json
 import signal
 import sys
-import time
+import threading
 from typing import Any
 
 import yaml
@@ -85,18 +85,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     quiet_libraries()
     from nasop import local, progress
 
-    # `kill PID` behaves like Ctrl-C: cancel the running trials and save (TorchX's local
-    # scheduler would otherwise install its own handlers; see trials.runner).
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Ctrl-C and `kill PID`: cancel the running trials and save. The signal only sets a flag
+    # that the loop checks: a KeyboardInterrupt raised at an arbitrary point can be swallowed by
+    # library code (TensorBoard's reader has bare excepts). A second signal interrupts at once.
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt(f"signal {signum}")
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     search = local.open_local_search(manifest, args.state_dir, args.state_url)
     console.print(f"state: {search.store.describe() if search.store else 'none'}; "
                   f"{len(search.experiment.trials)} trials already recorded")
     try:
         with progress.SearchProgress(search, console, quiet=args.quiet) as view:
             while not search.finished:
+                if stop.is_set():
+                    raise KeyboardInterrupt("stop requested")
                 report = search.tick()
                 view.update(report)
-                time.sleep(args.poll if not report.changed else 0.05)
+                stop.wait(args.poll if not report.changed else 0.05)
     except KeyboardInterrupt:
         stopped = search.cancel_running("interrupted by Ctrl-C")
         console.print(f"[yellow]interrupted[/]: cancelled trials {stopped}; state saved. "
@@ -108,10 +119,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = search.status()
     progress.print_front(status, manifest.spec, console=Console())
     return 0 if status.phase is spec.Phase.SUCCEEDED else 1
-
-
-def _raise_keyboard_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # ----------------------------------------------------------------------------- status / report
