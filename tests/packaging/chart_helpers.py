@@ -65,3 +65,17 @@ def one(objects: list[Manifest], kind: str) -> Manifest:
     found = of_kind(objects, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def assert_rejected_once(render: Any, values: dict[str, Any], messages: list[str]) -> None:
+    """The chart's validateValues fails the render once, with every expected message in it."""
+    import helm_python as helm
+    import pytest
+
+    with pytest.raises(helm.HelmRenderError) as info:
+        render(values)
+    text = str(info.value)
+    assert text.count("VALUES VALIDATION:") == 1
+    for message in messages:
+        assert message in text
+

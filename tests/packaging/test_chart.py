@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from chart_helpers import (
+    assert_rejected_once,
     CHART_DIR,
     NAMESPACE,
     REPO_ROOT,
@@ -482,12 +483,7 @@ VALIDATION_CASES = {
 def test_validate_values_fails_once_with_every_message(
     render: Render, values: dict[str, Any], messages: list[str]
 ) -> None:
-    with pytest.raises(helm.HelmRenderError) as info:
-        render(values)
-    text = str(info.value)
-    assert text.count("VALUES VALIDATION:") == 1
-    for message in messages:
-        assert message in text
+    assert_rejected_once(render, values, messages)
 
 
 def test_namespaced_scope_without_rbac_needs_no_namespaces(render: Render) -> None:
