@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("pyro", reason="pip install 'nasop[saasbo]'")
+pytest.importorskip("numpyro", reason="pip install 'nasop[saasbo]'")
 
 from ax.core.arm import Arm  # noqa: E402
 from ax.core.generator_run import GeneratorRun  # noqa: E402
