@@ -328,10 +328,6 @@ class StoppingRule(_Model):
             )
         return self
 
-    @property
-    def kind(self) -> Literal["percentile", "threshold"]:
-        return "threshold" if self.threshold is not None else "percentile"
-
     def describe(self) -> str:
         if self.threshold is not None:
             return f"{self.metric} worse than {self.threshold:g}"
@@ -542,10 +538,10 @@ class NASExperimentSpec(_Model):
         """Every metric read from the trial: objectives, constrained metrics, then curves that
         only early stopping reads."""
         out = [o.metric for o in self.objectives]
-        out += [c.metric for c in self.parsed_outcome_constraints if c.metric not in out]
+        out += [c.metric for c in self.parsed_outcome_constraints]
         if self.early_stopping is not None:
-            out += [r.metric for r in self.early_stopping.all_rules if r.metric not in out]
-        return list(dict.fromkeys(out))
+            out += [r.metric for r in self.early_stopping.all_rules]
+        return list(dict.fromkeys(out))  # first mention wins the order
 
     def _direction(self, metric: str) -> Goal | None:
         for o in self.objectives:

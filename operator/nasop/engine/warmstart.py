@@ -10,6 +10,7 @@ budget; the generation strategy counts them towards its initial (Sobol) trials.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ax.core.arm import Arm
@@ -29,7 +30,7 @@ GENERATOR_KEY = "WarmStart"
 @dataclass
 class WarmStartResult:
     copied: dict[int, str] = field(default_factory=dict)  # new trial index -> "source#index"
-    skipped: dict[str, int] = field(default_factory=dict)  # why -> how many
+    skipped: Counter[str] = field(default_factory=Counter)  # why -> how many
 
     def summary(self) -> str:
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
@@ -72,21 +73,19 @@ def seed(target: Experiment, s: spec.NASExperimentSpec,
         full = data.full_df
         for trial in source.trials.values():
             if trial.status is not TrialStatus.COMPLETED:
-                result.skipped["not completed"] = result.skipped.get("not completed", 0) + 1
+                result.skipped["not completed"] += 1
                 continue
             params = dict(trial.arm.parameters)  # type: ignore[attr-defined]
             if not target.search_space.check_membership(params):
-                result.skipped["outside the search space"] = (
-                    result.skipped.get("outside the search space", 0) + 1)
+                result.skipped["outside the search space"] += 1
                 continue
             rows = full[(full["trial_index"] == trial.index) & full["metric_name"].isin(wanted)]
             if not objectives <= set(rows["metric_name"]):
-                result.skipped["missing an objective"] = (
-                    result.skipped.get("missing an objective", 0) + 1)
+                result.skipped["missing an objective"] += 1
                 continue
             key = tuple(sorted(params.items()))
             if key in seen:  # the same arm from two sources: keep the first
-                result.skipped["duplicate"] = result.skipped.get("duplicate", 0) + 1
+                result.skipped["duplicate"] += 1
                 continue
             seen.add(key)
             new = target.new_trial(
