@@ -19,6 +19,7 @@ from ax.api.utils.structs import GenerationStrategyDispatchStruct
 from ax.generation_strategy.generation_strategy import GenerationStrategy
 
 from nasop import errors, spec
+from nasop.generators.surrogate import WarmStartSurrogate
 
 MODEL_NODE = "MBM"
 # Ax's defaults: 1024 raw samples, 20 restarts. No acquisition-function kwargs (e.g. fewer MC
@@ -70,6 +71,21 @@ def apply_generation_options(gs: GenerationStrategy, options: dict[str, dict[str
         generator_spec.generator_gen_kwargs["model_gen_options"] = copy.deepcopy(options)
 
 
+def use_warm_start_surrogate(gs: GenerationStrategy) -> None:
+    """Swap the model node's surrogate spec for a `WarmStartSurrogate` holding the same spec.
+
+    The surrogate lives in the strategy's generator kwargs, so it is saved and restored with the
+    strategy (nasop's storage registry knows the class) and persists across generation steps.
+    """
+    node = gs.nodes_by_name.get(MODEL_NODE)
+    if node is None:
+        return
+    for generator_spec in node.generator_specs:
+        kwargs = generator_spec.generator_kwargs
+        if "surrogate" not in kwargs:
+            kwargs["surrogate"] = WarmStartSurrogate(surrogate_spec=kwargs.pop("surrogate_spec", None))
+
+
 def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     """One GenerationStrategy per experiment; its state is saved with the experiment."""
     method = s.optimizer.method
@@ -92,9 +108,11 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     model_config = _saas_model_config() if method is spec.Method.SAASBO else None
     gs = choose_generation_strategy(struct, model_config=model_config)
     apply_generation_options(gs, GENERATION_OPTIONS)
+    use_warm_start_surrogate(gs)
     return gs
 
 
 __all__ = [
     "GENERATION_OPTIONS", "apply_generation_options", "initial_trials", "strategy_from_spec",
+    "use_warm_start_surrogate",
 ]
