@@ -69,6 +69,22 @@ def trainer_seconds(log_root: Path) -> list[float]:
     return out
 
 
+def startup_seconds(log_root: Path) -> list[float]:
+    """Per trial: from the trainer's start (pid marker) to its first TensorBoard event
+    (num_params, written once imports, data and model are ready). Early stopping cannot save
+    this part of a trial: it is spent before the first epoch."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = []
+    for trial in sorted(log_root.glob("trial-*")):
+        pid = trial / ".nasop" / "pid"
+        acc = EventAccumulator(str(trial))
+        acc.Reload()
+        if pid.exists() and "num_params" in acc.Tags().get("scalars", []):
+            out.append(acc.Scalars("num_params")[0].wall_time - pid.stat().st_mtime)
+    return out
+
+
 def epochs_trained(log_root: Path) -> int:
     """Epochs actually trained, summed over trials: val_acc is logged once per epoch. Unlike
     trainer seconds this does not depend on how loaded the machine was."""
@@ -118,6 +134,7 @@ def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str,
     per_trial = trainer_seconds(work / "state" / "logs" / name)
     return {
         "name": name, "wall_s": wall, "trainer_s": sum(per_trial), "trials": len(per_trial),
+        "startup_s": sum(startup_seconds(work / "state" / "logs" / name)),
         "epochs": epochs_trained(work / "state" / "logs" / name),
         "completed": status["trials"]["completed"],
         "early_stopped": status["trials"].get("earlyStopped", 0),
@@ -163,17 +180,18 @@ def main(argv: list[str] | None = None) -> int:
             enumerate(jobs)))
     print(f"tutorial search, {args.trials} trials, {k or 'all'} cores per search, "
           f"{slots} at a time ({ncpu} CPUs), runs in {out}")
-    print(f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'epochs':>7} {'trials':>7} {'completed':>10} "
+    print(f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'startup s':>10} {'epochs':>7} {'trials':>7} {'completed':>10} "
           f"{'stopped':>8} {'failed':>7} {'HV':>10} {'front':>6}")
     for r in rows:
         flag = " (timed out)" if r["timed_out"] else ""
-        print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['epochs']:7d} {r['trials']:7d} "
+        print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['startup_s']:10.1f} {r['epochs']:7d} {r['trials']:7d} "
               f"{r['completed']:10d} {r['early_stopped']:8d} {r['failed']:7d} "
               f"{r['hypervolume']:10.1f} {r['pareto']:6d}{flag}")
     by = {m: [r for r in rows if r["mode"] == m] for m in ("none", "es")}
     if by["none"] and by["es"]:
         mean = {m: {key: statistics.mean(r[key] for r in rs)
-                    for key in ("wall_s", "trainer_s", "epochs", "hypervolume", "early_stopped")}
+                    for key in ("wall_s", "trainer_s", "startup_s", "epochs", "hypervolume",
+                                "early_stopped")}
                 for m, rs in by.items()}
         base, es = mean["none"], mean["es"]
         saved = 1 - es["trainer_s"] / base["trainer_s"]
@@ -186,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
               f"trainer time saved {saved:.1%} (target >= 25%), "
               f"hypervolume change {hv:+.1%} (target >= -1%), "
               f"wall {es['wall_s'] / base['wall_s']:.2f}x")
+        share = base["startup_s"] / base["trainer_s"]
+        print(f"startup (process start to first TensorBoard event: imports, data, model) is "
+              f"{share:.0%} of trainer time without early stopping; early stopping can save at most "
+              f"the other {1 - share:.0%}")
     worst = max(r["wall_s"] for r in rows)
     print(f"slowest search: {worst / 60:.1f} min (target < 10 min)")
     if args.json:
