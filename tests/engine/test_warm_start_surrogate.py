@@ -99,3 +99,31 @@ def test_strategy_with_warm_surrogate_survives_saved_state():
     kwargs = back.strategy.nodes_by_name["MBM"].generator_specs[0].generator_kwargs
     assert isinstance(kwargs["surrogate"], WarmStartSurrogate)
     assert kwargs["surrogate"].surrogate_spec == snap.strategy.nodes_by_name["MBM"].generator_specs[0].generator_kwargs["surrogate"].surrogate_spec
+
+
+def test_a_state_saved_before_warm_start_resumes_with_it(tmp_path):
+    """A strategy stored by an older nasop (Ax's plain surrogate spec) gains the warm-starting
+    surrogate when its search is resumed."""
+    from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
+    from ax.api.utils.structs import GenerationStrategyDispatchStruct
+
+    from nasop.engine.search import PROPS, Search
+    from nasop.state.files import FileStore
+    from nasop.trials.runner import TorchXTrialRunner
+
+    m = spec.parse_manifest(manifest("older"))
+    exp = experiment.experiment_from_spec(m.spec, m.name, None)
+    exp._properties[PROPS] = {"fingerprint": m.spec.search_fingerprint()}
+    old_gs = choose_generation_strategy(GenerationStrategyDispatchStruct(method="fast"))
+    assert "surrogate" not in old_gs.nodes_by_name["MBM"].generator_specs[0].generator_kwargs
+    store = FileStore(str(tmp_path / "state"), registry=registry.bundle())
+    store.save(name=m.name, snapshot=Snapshot(exp, old_gs))
+
+    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
+                               log_root=str(tmp_path), experiment_name=m.name)
+    search = Search.open(m.spec, m.name, runner, store=store)
+    try:
+        kwargs = search.strategy.nodes_by_name["MBM"].generator_specs[0].generator_kwargs
+        assert isinstance(kwargs["surrogate"], WarmStartSurrogate) and "surrogate_spec" not in kwargs
+    finally:
+        search.close()
