@@ -44,6 +44,9 @@ EARLY_STOPPING_ANY = {"combine": "any", "rules": [
     {"metric": "val_acc", "percentile": 50, "minProgression": 0, "minCurves": 5},
     {"metric": "val_acc", "threshold": 0.9, "minProgression": 0, "minCurves": 1}]}
 
+#: the Pareto rule: stop a trial once another trial beats it on both objectives at the same epoch
+EARLY_STOPPING_PARETO = {"metric": "val_acc", "dominatedBy": 1, "minProgression": 0, "minCurves": 5}
+
 
 def manifest(trials: int, early_stopping: bool, seed: int,
              rule: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=["none", "es"], help="run just one of the two modes")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per search")
     ap.add_argument("--early-stopping", default="",
-                    help="spec.earlyStopping as JSON, or 'any' for EARLY_STOPPING_ANY")
+                    help="spec.earlyStopping as JSON, 'any' (EARLY_STOPPING_ANY) or 'pareto' "
+                         "(EARLY_STOPPING_PARETO); default EARLY_STOPPING (percentile)")
     ap.add_argument("--out", default="", help="keep run directories here (default: temp)")
     ap.add_argument("--json", default="", help="also write the results to this file")
     args = ap.parse_args(argv)
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="nasop-tutorial-"))
     modes = [m == "es" for m in ([args.only] if args.only else ["none", "es"])]
     rule = (EARLY_STOPPING_ANY if args.early_stopping == "any" else
+            EARLY_STOPPING_PARETO if args.early_stopping == "pareto" else
             json.loads(args.early_stopping) if args.early_stopping else EARLY_STOPPING)
     jobs = [(es, int(seed)) for seed in args.seeds.split(",") for es in modes]
     k = args.cores_per_run

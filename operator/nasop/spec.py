@@ -287,9 +287,10 @@ class Optimizer(_Model):
 
 
 class StoppingRule(_Model):
-    """One rule on one learning curve, as in Ax's early-stopping strategies: a percentile rule
-    (below the given percentile of the other trials at the same epoch) or a threshold rule
-    (worse than a fixed value once past minProgression)."""
+    """One rule on one learning curve: a percentile rule (below the given percentile of the
+    other trials at the same epoch) or a threshold rule (worse than a fixed value once past
+    minProgression), both Ax's strategies; or nasop's Pareto rule (`dominatedBy`: stop a trial
+    that other trials already beat on every objective at the same epoch)."""
 
     metric: str = Field(description="Learning-curve metric (logged every epoch), e.g. val_acc.")
     percentile: float | None = Field(
@@ -298,6 +299,12 @@ class StoppingRule(_Model):
     )
     threshold: float | None = Field(
         default=None, description="Stop when worse than this value (instead of a percentile)."
+    )
+    dominated_by: int | None = Field(
+        default=None, ge=1,
+        description="Pareto rule: stop when at least this many other trials dominate the trial "
+        "(this objective's curve at the trial's latest epoch against theirs at the same epoch; "
+        "every other objective at its latest value). Needs two or more objectives.",
     )
     goal: Goal | None = Field(
         default=None,
@@ -316,10 +323,12 @@ class StoppingRule(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> StoppingRule:
-        if self.percentile is not None and self.threshold is not None:
+        kinds = [k for k, v in (("percentile", self.percentile), ("threshold", self.threshold),
+                                ("dominatedBy", self.dominated_by)) if v is not None]
+        if len(kinds) > 1:
             raise ValueError(
-                "give either percentile or threshold, not both; compose two rules with "
-                "earlyStopping.rules to use both"
+                f"give one of percentile, threshold or dominatedBy, not {' and '.join(kinds)}; "
+                "compose several rules with earlyStopping.rules to use more than one"
             )
         if self.max_progression is not None and self.max_progression <= self.min_progression:
             raise ValueError(
@@ -331,6 +340,10 @@ class StoppingRule(_Model):
     def describe(self) -> str:
         if self.threshold is not None:
             return f"{self.metric} worse than {self.threshold:g}"
+        if self.dominated_by is not None:
+            n = self.dominated_by
+            return (f"dominated by {n} trial{'s' if n > 1 else ''} on every objective "
+                    f"({self.metric} at the same epoch)")
         return f"{self.metric} below the {self.percentile or 50:g}th percentile"
 
 
@@ -515,6 +528,14 @@ class NASExperimentSpec(_Model):
                         f"{where}.metric: {rule.metric!r} is neither an objective nor a "
                         f"constrained metric ({sorted(known)}); add goal: minimize|maximize "
                         "to stop on another logged curve"
+                    )
+                if rule.dominated_by is not None and (
+                    rule.metric not in metrics or len(self.objectives) < 2
+                ):
+                    raise ValueError(
+                        f"{where}.dominatedBy: the Pareto rule compares trials on every objective,"
+                        f" so {rule.metric!r} must be one of two or more objectives "
+                        f"({sorted(metrics)}); use percentile for one objective or another curve"
                     )
                 direction = self._direction(rule.metric)
                 if rule.goal is not None and direction is not None and rule.goal is not direction:

@@ -134,3 +134,63 @@ def test_single_objective_hypervolume_is_the_best_value_above_the_reference() ->
     import numpy as np
     assert pareto.hypervolume(np.array([[0.7], [0.9], [0.4]]), np.array([0.5])) == \
         pytest.approx(0.4)
+
+
+def _pareto_population(experiment) -> tuple[int, int, int]:
+    """Five completed mid-size curves; running: a small model with low accuracy (the cheap end
+    of the front), a big model below all of them, and a big model above them."""
+    for k in range(5):
+        base = 0.6 + 0.05 * k
+        _add(experiment, 32 + k, [base, base + 0.1, base + 0.15], True)
+    small = _add(experiment, 20, [0.3, 0.35], False)
+    big_poor = _add(experiment, 100, [0.5, 0.55], False)
+    big_good = _add(experiment, 101, [0.8, 0.95], False)
+    return small, big_poor, big_good
+
+
+def test_pareto_rule_keeps_the_small_model_that_percentile_stops() -> None:
+    rule = {"metric": "val_acc", "minProgression": 1, "minCurves": 5}
+    s, experiment = _experiment(earlyStopping={**rule, "percentile": 50})
+    small, big_poor, big_good = _pareto_population(experiment)
+    running = [small, big_poor, big_good]
+    assert set(stopping.trials_to_stop(s.early_stopping, experiment, running, s.objectives)) == {
+        small, big_poor}
+    s, experiment = _experiment(earlyStopping={**rule, "dominatedBy": 3})
+    small, big_poor, big_good = _pareto_population(experiment)
+    # big_poor: all 5 completed trials are smaller and more accurate at epoch 1; small is the
+    # smallest model, so no trial dominates it; big_good is the most accurate
+    assert stopping.trials_to_stop(s.early_stopping, experiment, running, s.objectives) == {
+        big_poor: "dominated by 3 trials on every objective (val_acc at the same epoch)"}
+
+
+@pytest.mark.parametrize("overrides", [
+    {"dominatedBy": 6},       # 5 trials beat big_poor (big_good is bigger)
+    {"minCurves": 8},         # 7 other trials have a point at epoch 1
+    {"minProgression": 2},    # running trials are at epoch 1
+    {"maxProgression": 0.5},  # ... past the last epoch this rule judges
+])
+def test_pareto_rule_thresholds(overrides: dict[str, Any]) -> None:
+    rule = {"metric": "val_acc", "dominatedBy": 1, "minProgression": 0, "minCurves": 5, **overrides}
+    s, experiment = _experiment(earlyStopping=rule)
+    small, big_poor, big_good = _pareto_population(experiment)
+    assert stopping.trials_to_stop(s.early_stopping, experiment, [small, big_poor, big_good],
+                                   s.objectives) == {}
+
+
+@pytest.mark.parametrize("rule, field, words", [
+    ({"metric": "val_acc", "dominatedBy": 1, "percentile": 50}, "earlyStopping",
+     "one of percentile, threshold or dominatedBy"),
+    ({"metric": "val_loss", "goal": "minimize", "dominatedBy": 1}, "earlyStopping.dominatedBy",
+     "must be one of two or more objectives"),
+])
+def test_pareto_rule_errors_name_the_field(rule: dict[str, Any], field: str, words: str) -> None:
+    with pytest.raises(Exception) as e:
+        spec.parse_manifest(manifest("curves", earlyStopping=rule))
+    assert field in str(e.value) and words in str(e.value)
+
+
+def test_pareto_rule_needs_two_objectives() -> None:
+    with pytest.raises(Exception) as e:
+        spec.parse_manifest(manifest("curves", objectives=[{"metric": "val_acc", "goal": "maximize"}],
+                                     earlyStopping={"metric": "val_acc", "dominatedBy": 1}))
+    assert "earlyStopping.dominatedBy" in str(e.value)
