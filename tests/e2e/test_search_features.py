@@ -1,7 +1,8 @@
 """Search features end to end, in process: real Ax, real TorchX local_cwd processes running the
 fake trainer (tests/fake_trainer.py), real TensorBoard files, the file store.
 
-Early stopping must kill the losing trial's process; a constraint keeps violating trials off the
+Early stopping must kill the losing trial's process (and the Pareto rule stop only dominated
+trials); a constraint keeps violating trials off the
 front; warm start reuses an earlier search's trials without running them; a stalled hypervolume
 ends the search; a trial interrupted by the infrastructure is retried and not counted as a failure.
 """
@@ -9,6 +10,7 @@ ends the search; a trial interrupted by the infrastructure is retried and not co
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -92,6 +94,38 @@ def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
         assert trial.index not in {p.trial for p in status.pareto_front}
     for trial in completed:
         assert max(_val_acc_steps(trial.run_metadata["tb_log_dir"])) == 7
+
+
+def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
+    """The fake trainer's accuracy at every epoch is its final accuracy times the same factor,
+    so a trial dominated at one epoch is dominated at the end: every trial the rule stops must
+    be dominated by another trial's final result, and the smallest model is never stopped."""
+    search = _open(tmp_path, manifest(
+        "pareto", searchSpace=_space(8),
+        budget={"maxTrials": 8, "parallelism": 2, "maxFailedTrials": 0},
+        optimizer={"method": "sobol", "seed": 0},
+        earlyStopping={"metric": "val_acc", "dominatedBy": 1, "minProgression": 1,
+                       "minCurves": 1},
+        trial={"command": manifest()["spec"]["trial"]["command"], "args": ["--sleep=0.4"]},
+    ))
+    _run(search)
+    stopped = {t.index for t in search.trials_in(TrialStatus.EARLY_STOPPED)}
+    assert stopped and search.phase is spec.Phase.SUCCEEDED
+    num_params: dict[int, float] = {}
+    final: dict[int, float] = {}
+    for t in search.experiment.trials.values():  # what each trial would have reached
+        p = t.arm.parameters
+        h1, h2 = p["hidden_size_1"], p["hidden_size_2"]
+        num_params[t.index] = 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10
+        final[t.index] = (1 - 0.6 / (1 + h1 * h2 / 64) ** 0.5
+                          - 0.05 * abs(math.log10(p["learning_rate"]) + 2.5))
+    for i in stopped:
+        assert any(num_params[j] <= num_params[i] and final[j] >= final[i]
+                   for j in final if j != i), f"trial {i} was not dominated"
+        assert "dominated by 1 trial on every objective" in search.props["reasons"][str(i)]
+        assert markers.exit_code(search.experiment.trials[i].run_metadata["tb_log_dir"]) in (
+            -signal.SIGTERM, 128 + signal.SIGTERM)
+    assert min(num_params, key=num_params.get) not in stopped
 
 
 def test_outcome_constraint_keeps_violating_trials_off_the_front(tmp_path: Any) -> None:
