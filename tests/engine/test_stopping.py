@@ -61,7 +61,7 @@ def test_percentile_rule_stops_only_the_losing_curve() -> None:
     s, experiment = _experiment(earlyStopping={"metric": "val_acc", "percentile": 50,
                                                "minProgression": 1, "minCurves": 5})
     low, high = _population(experiment)
-    decisions = stopping.trials_to_stop(s.early_stopping, experiment, [low, high])
+    decisions = stopping.trials_to_stop(s, experiment, [low, high])
     assert decisions == {low: "val_acc below the 50th percentile"}
 
 
@@ -69,11 +69,11 @@ def test_percentile_rule_waits_for_min_curves_and_min_progression() -> None:
     s, experiment = _experiment(earlyStopping={"metric": "val_acc", "minCurves": 6,
                                                "minProgression": 1})
     low, high = _population(experiment)
-    assert stopping.trials_to_stop(s.early_stopping, experiment, [low, high]) == {}
+    assert stopping.trials_to_stop(s, experiment, [low, high]) == {}
     s, experiment = _experiment(earlyStopping={"metric": "val_acc", "minCurves": 5,
                                                "minProgression": 2})
     low, high = _population(experiment)
-    assert stopping.trials_to_stop(s.early_stopping, experiment, [low, high]) == {}
+    assert stopping.trials_to_stop(s, experiment, [low, high]) == {}
 
 
 @pytest.mark.parametrize("combine, threshold, stopped", [
@@ -87,7 +87,7 @@ def test_rules_combine_with_any_and_all(combine: str, threshold: float, stopped:
         {"metric": "val_acc", "threshold": threshold, "minProgression": 1, "minCurves": 1},
     ]})
     low, high = _population(experiment)
-    decisions = stopping.trials_to_stop(s.early_stopping, experiment, [low, high])
+    decisions = stopping.trials_to_stop(s, experiment, [low, high])
     assert high not in decisions
     assert (low in decisions) is stopped
     if stopped and combine == "all":
@@ -101,7 +101,7 @@ def test_rule_on_a_curve_that_is_not_an_objective_uses_its_own_goal() -> None:
          "minCurves": 1}]})
     assert "val_loss" in experiment.metrics and experiment.metrics["val_loss"].lower_is_better
     low, high = _population(experiment, loss=True)
-    assert stopping.trials_to_stop(s.early_stopping, experiment, [low, high]) == {
+    assert stopping.trials_to_stop(s, experiment, [low, high]) == {
         low: "val_loss worse than 0.5"}
 
 
@@ -153,13 +153,13 @@ def test_pareto_rule_keeps_the_small_model_that_percentile_stops() -> None:
     s, experiment = _experiment(earlyStopping={**rule, "percentile": 50})
     small, big_poor, big_good = _pareto_population(experiment)
     running = [small, big_poor, big_good]
-    assert set(stopping.trials_to_stop(s.early_stopping, experiment, running, s.objectives)) == {
+    assert set(stopping.trials_to_stop(s, experiment, running)) == {
         small, big_poor}
     s, experiment = _experiment(earlyStopping={**rule, "dominatedBy": 3})
     small, big_poor, big_good = _pareto_population(experiment)
     # big_poor: all 5 completed trials are smaller and more accurate at epoch 1; small is the
     # smallest model, so no trial dominates it; big_good is the most accurate
-    assert stopping.trials_to_stop(s.early_stopping, experiment, running, s.objectives) == {
+    assert stopping.trials_to_stop(s, experiment, running) == {
         big_poor: "dominated by 3 trials on every objective (val_acc at the same epoch)"}
 
 
@@ -173,8 +173,7 @@ def test_pareto_rule_thresholds(overrides: dict[str, Any]) -> None:
     rule = {"metric": "val_acc", "dominatedBy": 1, "minProgression": 0, "minCurves": 5, **overrides}
     s, experiment = _experiment(earlyStopping=rule)
     small, big_poor, big_good = _pareto_population(experiment)
-    assert stopping.trials_to_stop(s.early_stopping, experiment, [small, big_poor, big_good],
-                                   s.objectives) == {}
+    assert stopping.trials_to_stop(s, experiment, [small, big_poor, big_good]) == {}
 
 
 @pytest.mark.parametrize("rule, field, words", [

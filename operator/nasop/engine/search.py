@@ -350,8 +350,9 @@ class Search:
         self._attach(self.experiment.fetch_trials_data_results(
             trial_indices=[t.index for t in running]
         ))
-        decisions = stopping.trials_to_stop(es, self.experiment, [t.index for t in running],
-                                            self.spec.objectives)
+        decisions = stopping.trials_to_stop(
+            self.spec, self.experiment, [t.index for t in running]
+        )
         for index, why in decisions.items():
             trial = self.experiment.trials[index]
             self.runner.stop(trial, reason=f"stopped early: {why}")

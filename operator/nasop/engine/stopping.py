@@ -96,21 +96,20 @@ def dominated_trials(
 
 
 def trials_to_stop(
-    es: spec.EarlyStopping,
-    experiment: Experiment,
-    running: Iterable[int],
-    objectives: Sequence[spec.Objective] = (),
+    s: spec.NASExperimentSpec, experiment: Experiment, running: Iterable[int]
 ) -> dict[int, str]:
-    """Running trials the rules say to stop, each with the rules that fired."""
+    """Running trials `s.earlyStopping`'s rules say to stop, each with the rules that fired
+    (the Pareto rule also needs `s.objectives`)."""
+    es = s.early_stopping
     candidates = set(running)
-    if not candidates:
+    if es is None or not candidates:
         return {}
     fired: dict[int, list[str]] = {}
     rules = es.all_rules
     for rule in rules:
         try:
             if rule.dominated_by is not None:
-                decisions = dict.fromkeys(dominated_trials(rule, objectives, experiment, candidates))
+                decisions = dict.fromkeys(dominated_trials(rule, s.objectives, experiment, candidates))
             else:
                 decisions = rule_strategy(rule).should_stop_trials_early(
                     trial_indices=candidates, experiment=experiment
