@@ -66,15 +66,28 @@ def _val_acc_steps(log_dir: str) -> list[int]:
     return [ev.step for ev in acc.Scalars("val_acc")]
 
 
-def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
-    search = _open(tmp_path, manifest(
-        "es", searchSpace=_space(8),
-        budget={"maxTrials": 8, "parallelism": 3, "maxFailedTrials": 0},
-        optimizer={"method": "sobol", "seed": 3},
-        earlyStopping={"metric": "val_acc", "threshold": 0.65, "minProgression": 1,
-                       "minCurves": 1},
-        trial={"command": manifest()["spec"]["trial"]["command"], "args": ["--sleep=0.5"]},
+def _stopping_search(tmp_path: Any, name: str, rule: dict[str, Any], *, parallelism: int,
+                     seed: int, sleep: float) -> Search:
+    """8 Sobol trials of 8 epochs (`sleep` s each) under one val_acc rule judged from epoch 1."""
+    return _open(tmp_path, manifest(
+        name, searchSpace=_space(8),
+        budget={"maxTrials": 8, "parallelism": parallelism, "maxFailedTrials": 0},
+        optimizer={"method": "sobol", "seed": seed},
+        earlyStopping={"metric": "val_acc", "minProgression": 1, "minCurves": 1, **rule},
+        trial={"command": manifest()["spec"]["trial"]["command"], "args": [f"--sleep={sleep}"]},
     ))
+
+
+def _assert_killed(log_dir: str) -> None:
+    """The trial's process was killed: the wrapper recorded a signal, and no pid it ran is alive."""
+    assert markers.exit_code(log_dir) in (-signal.SIGTERM, 128 + signal.SIGTERM)
+    pids = json.load(open(os.path.join(markers.marker_dir(log_dir), "pid")))
+    assert not any(markers._alive(p) for p in pids.values())
+
+
+def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
+    search = _stopping_search(tmp_path, "es", {"threshold": 0.65}, parallelism=3, seed=3,
+                              sleep=0.5)
     events = _run(search)
     stopped = search.trials_in(TrialStatus.EARLY_STOPPED)
     completed = search.trials_in(TrialStatus.COMPLETED)
@@ -84,10 +97,7 @@ def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
     assert status.trials.early_stopped == len(stopped)
     for trial in stopped:
         log_dir = trial.run_metadata["tb_log_dir"]
-        # the process was killed: the wrapper recorded a signal, and no pid it ran is alive
-        assert markers.exit_code(log_dir) in (-signal.SIGTERM, 128 + signal.SIGTERM)
-        pids = json.load(open(os.path.join(markers.marker_dir(log_dir), "pid")))
-        assert not any(markers._alive(p) for p in pids.values())
+        _assert_killed(log_dir)
         steps = _val_acc_steps(log_dir)
         assert steps and max(steps) < 7, f"trial {trial.index} ran to the end: {steps}"
         assert "val_acc worse than 0.65" in search.props["reasons"][str(trial.index)]
@@ -100,14 +110,8 @@ def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
     """The fake trainer's accuracy at every epoch is its final accuracy times the same factor,
     so a trial dominated at one epoch is dominated at the end: every trial the rule stops must
     be dominated by another trial's final result, and the smallest model is never stopped."""
-    search = _open(tmp_path, manifest(
-        "pareto", searchSpace=_space(8),
-        budget={"maxTrials": 8, "parallelism": 2, "maxFailedTrials": 0},
-        optimizer={"method": "sobol", "seed": 0},
-        earlyStopping={"metric": "val_acc", "dominatedBy": 1, "minProgression": 1,
-                       "minCurves": 1},
-        trial={"command": manifest()["spec"]["trial"]["command"], "args": ["--sleep=0.4"]},
-    ))
+    search = _stopping_search(tmp_path, "pareto", {"dominatedBy": 1}, parallelism=2, seed=0,
+                              sleep=0.4)
     _run(search)
     stopped = {t.index for t in search.trials_in(TrialStatus.EARLY_STOPPED)}
     assert stopped and search.phase is spec.Phase.SUCCEEDED
@@ -123,8 +127,7 @@ def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
         assert any(num_params[j] <= num_params[i] and final[j] >= final[i]
                    for j in final if j != i), f"trial {i} was not dominated"
         assert "dominated by 1 trial on every objective" in search.props["reasons"][str(i)]
-        assert markers.exit_code(search.experiment.trials[i].run_metadata["tb_log_dir"]) in (
-            -signal.SIGTERM, 128 + signal.SIGTERM)
+        _assert_killed(search.experiment.trials[i].run_metadata["tb_log_dir"])
     assert min(num_params, key=num_params.get) not in stopped
 
 
