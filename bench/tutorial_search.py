@@ -72,34 +72,25 @@ def trainer_seconds(log_root: Path) -> list[float]:
     return out
 
 
-def startup_seconds(log_root: Path) -> list[float]:
-    """Per trial: from the trainer's start (pid marker) to its first TensorBoard event
-    (num_params, written once imports, data and model are ready). Early stopping cannot save
-    this part of a trial: it is spent before the first epoch."""
+def curve_stats(log_root: Path) -> tuple[list[float], int]:
+    """One read of each trial's TensorBoard events, two numbers from it:
+    - start-up per trial: from the trainer's start (pid marker) to its first event (num_params,
+      written once imports, data and model are ready); early stopping cannot save this part;
+    - epochs actually trained, summed over trials (val_acc is logged once per epoch); unlike
+      trainer seconds this does not depend on how loaded the machine was."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = []
+    startup, epochs = [], 0
     for trial in sorted(log_root.glob("trial-*")):
         pid = trial / ".nasop" / "pid"
         acc = EventAccumulator(str(trial))
         acc.Reload()
-        if pid.exists() and "num_params" in acc.Tags().get("scalars", []):
-            out.append(acc.Scalars("num_params")[0].wall_time - pid.stat().st_mtime)
-    return out
-
-
-def epochs_trained(log_root: Path) -> int:
-    """Epochs actually trained, summed over trials: val_acc is logged once per epoch. Unlike
-    trainer seconds this does not depend on how loaded the machine was."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    total = 0
-    for trial in sorted(log_root.glob("trial-*")):
-        acc = EventAccumulator(str(trial))
-        acc.Reload()
-        if "val_acc" in acc.Tags().get("scalars", []):
-            total += len({ev.step for ev in acc.Scalars("val_acc")})
-    return total
+        scalars = acc.Tags().get("scalars", [])
+        if pid.exists() and "num_params" in scalars:
+            startup.append(acc.Scalars("num_params")[0].wall_time - pid.stat().st_mtime)
+        if "val_acc" in scalars:
+            epochs += len({ev.step for ev in acc.Scalars("val_acc")})
+    return startup, epochs
 
 
 def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str, out: Path,
@@ -135,10 +126,10 @@ def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str,
          str(work / "state"), "-o", "json"],
         cwd=work, env=env, capture_output=True, text=True, check=True).stdout)
     per_trial = trainer_seconds(work / "state" / "logs" / name)
+    startup, epochs = curve_stats(work / "state" / "logs" / name)
     return {
         "name": name, "wall_s": wall, "trainer_s": sum(per_trial), "trials": len(per_trial),
-        "startup_s": sum(startup_seconds(work / "state" / "logs" / name)),
-        "epochs": epochs_trained(work / "state" / "logs" / name),
+        "startup_s": sum(startup), "epochs": epochs,
         "completed": status["trials"]["completed"],
         "early_stopped": status["trials"].get("earlyStopped", 0),
         "failed": status["trials"]["failed"], "hypervolume": status.get("hypervolume") or 0.0,
