@@ -15,6 +15,8 @@ import time
 
 
 def main(argv: list[str]) -> int:
+    # a trial forked by `nasop run --preload torch...` starts with torch imported (e2e checks it)
+    print(f"fake trainer: torch imported at start: {'torch' in sys.modules}", file=sys.stderr)
     params = json.loads(os.environ.get("NASOP_PARAMS", "{}"))
     opts = {}
     for a in argv:

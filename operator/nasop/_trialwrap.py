@@ -5,6 +5,9 @@ ask it about trials that are still running (orphaned) or that finished meanwhile
 (stdlib only, so it starts fast) writes `<dir>/pid` at start and `<dir>/exit` at the end; the local
 runner reads them to re-attach instead of losing or repeating the trial.
 
+With `NASOP_FORKSERVER` set (`nasop run --preload`), a Python trial is forked by that server
+(`nasop._forkserver`) instead of started fresh; the markers are the same, `child` is its pid.
+
 Usage: python -m nasop._trialwrap MARKER_DIR -- COMMAND [ARGS...]
 """
 
@@ -15,6 +18,8 @@ import os
 import signal
 import subprocess
 import sys
+
+from nasop import _forkserver
 
 
 def write_marker(path: str, payload: dict) -> None:
@@ -31,7 +36,7 @@ def main(argv: list[str]) -> int:
         return 2
     marker_dir, command = argv[0], argv[2:]
     received: list[int] = []
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | _forkserver.Launched | None = None
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
@@ -48,11 +53,15 @@ def main(argv: list[str]) -> int:
     if received:
         write_marker(os.path.join(marker_dir, "exit"), {"returncode": -received[0]})
         return 128 + received[0]
-    proc = subprocess.Popen(command)
+    server = os.environ.pop(_forkserver.ENV_VAR, "")
+    forked = server and _forkserver.launch(server, command, dict(os.environ), os.getcwd())
+    proc = forked or subprocess.Popen(command)
     if received:
         proc.send_signal(received[0])
     write_marker(os.path.join(marker_dir, "pid"), {"wrapper": os.getpid(), "child": proc.pid})
     rc = proc.wait()
+    if rc is None:  # a forked trial that died without reporting: killed
+        rc = -(received[0] if received else signal.SIGKILL)
     write_marker(os.path.join(marker_dir, "exit"), {"returncode": rc})
     return 0 if rc == 0 else (rc if rc > 0 else 128 - rc)
 

@@ -97,7 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    search = local.open_local_search(manifest, args.state_dir, args.state_url)
+    preload = [m for m in (args.preload or "").split(",") if m]
+    search = local.open_local_search(manifest, args.state_dir, args.state_url, preload)
     console.print(f"state: {search.store.describe() if search.store else 'none'}; "
                   f"{len(search.experiment.trials)} trials already recorded")
     try:
@@ -214,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     state_args(sp)
     sp.add_argument("--poll", type=float, default=0.5, help="seconds between ticks")
     sp.add_argument("--quiet", action="store_true", help="no live progress display")
+    sp.add_argument("--preload", default="", metavar="MODULES",
+                    help="comma-separated modules (e.g. lightning.pytorch) that a fork server "
+                         "imports once; `python -m`/`python FILE` trials are forked from it "
+                         "instead of importing them again")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("status", help="print the status block of a local search")

@@ -8,6 +8,7 @@ trial's TensorBoard files), `torchx/` (each trial's stdout and stderr).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nasop import spec
@@ -36,13 +37,17 @@ class LocalPaths:
         return os.path.join(self.root, "torchx")
 
 
-def local_runner(manifest: spec.NASExperiment, paths: LocalPaths) -> TorchXTrialRunner:
+def local_runner(
+    manifest: spec.NASExperiment, paths: LocalPaths, preload: Sequence[str] = ()
+) -> TorchXTrialRunner:
+    """`preload`: modules a fork server imports once, so Python trials skip importing them."""
     return TorchXTrialRunner(
         scheduler="local_cwd",
         template=manifest.spec.trial.dump(),
         log_root=os.path.abspath(paths.logs),
         experiment_name=manifest.name,
         scheduler_cfg={"log_dir": os.path.abspath(paths.torchx)},
+        preload=preload,
     )
 
 
@@ -51,14 +56,17 @@ def local_store(paths: LocalPaths, state_url: str | None) -> base.ExperimentStor
 
 
 def open_local_search(
-    manifest: spec.NASExperiment, state_dir: str | None = None, state_url: str | None = None
+    manifest: spec.NASExperiment,
+    state_dir: str | None = None,
+    state_url: str | None = None,
+    preload: Sequence[str] = (),
 ) -> Search:
     """Resume or start the search of this manifest on this machine."""
     paths = LocalPaths(state_dir or DEFAULT_STATE_DIR)
     return Search.open(
         manifest.spec,
         manifest.name,
-        local_runner(manifest, paths),
+        local_runner(manifest, paths, preload),
         local_store(paths, state_url),
     )
 

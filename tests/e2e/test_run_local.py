@@ -19,6 +19,7 @@ import pytest
 from nasop import spec
 from nasop.engine import pareto
 from nasop.local import LocalPaths, local_runner, local_store
+from nasop.trials import local as local_markers
 from nasop.engine.search import Search
 from stubs import manifest, write_manifest
 
@@ -54,7 +55,9 @@ def test_real_trainer_search_on_digits(tmp_path):
                "args": ["--dataset", "digits", "--subset", "800"]},
     )
     path = write_manifest(str(tmp_path / "m.yaml"), data)
-    p = _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"], tmp_path)
+    # the trainers are forked from a server that imported Lightning once (as the README's demo)
+    p = _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet",
+              "--preload", "lightning.pytorch"], tmp_path)
     assert "Pareto front" in p.stdout
 
     st = _status(tmp_path, path)
@@ -108,9 +111,9 @@ def _state_trials(tmp_path, name):
             for k, v in ((t["index"], t) for t in doc["experiment"]["trials"].values())}
 
 
-def _start(tmp_path, path):
+def _start(tmp_path, path, *extra):
     return subprocess.Popen(
-        NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
+        NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet", *extra],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -135,9 +138,13 @@ def _arms_run_to_completion(search):
     return [t.arm.signature for t in done]
 
 
-def test_kill_minus_9_then_resume_loses_and_repeats_nothing(tmp_path):
+@pytest.mark.parametrize("preload", [(), ("--preload", "torch.utils.tensorboard")],
+                         ids=["fresh-processes", "fork-server"])
+def test_kill_minus_9_then_resume_loses_and_repeats_nothing(tmp_path, preload):
+    """With --preload the trials in flight are children of the fork server, which exits with
+    the killed run: they must go on and be re-attached all the same."""
     path = _slow_manifest(tmp_path, "killed")
-    proc = _start(tmp_path, path)
+    proc = _start(tmp_path, path, *preload)
     _wait_for_completed(tmp_path, "killed", 2, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -187,6 +194,23 @@ def test_ctrl_c_cancels_trials_and_resume_reruns_them_once(tmp_path):
     st = search.status()
     assert st.phase is spec.Phase.SUCCEEDED
     search.close()
+
+
+def test_preload_forks_every_python_trial_from_one_server(tmp_path):
+    data = manifest("preloaded", budget={"maxTrials": 3, "parallelism": 2, "maxFailedTrials": 0},
+                    optimizer={"method": "sobol", "seed": 2})
+    path = write_manifest(str(tmp_path / "p.yaml"), data)
+    _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet",
+          "--preload", "torch.utils.tensorboard"], tmp_path)
+    assert _status(tmp_path, path)["trials"]["completed"] == 3
+    lines = [line for f in (tmp_path / "state" / "torchx").rglob("stderr.log")
+             for line in f.read_text().splitlines() if "torch imported at start" in line]
+    assert lines == ["fake trainer: torch imported at start: True"] * 3
+    log = (tmp_path / "state" / "logs" / "preloaded" / "forkserver.log").read_text()
+    server_pid = int(log.split("pid ")[1].split()[0])
+    socket_path = log.split(" on ")[1].split(",")[0]
+    assert not local_markers._alive(server_pid)  # nasop run stopped it at the end
+    assert not os.path.exists(socket_path)
 
 
 def test_failing_trials_fail_the_search_past_max_failed(tmp_path):

@@ -76,8 +76,10 @@ def trial_to_appdef(
     parameters: dict[str, Any],
     log_dir: str,
     scheduler: str,
+    local_env: dict[str, str] | None = None,
 ) -> specs.AppDef:
-    """The AppDef of one trial (one role, one replica)."""
+    """The AppDef of one trial (one role, one replica); `local_env` is added to a local trial's
+    environment (the fork server's socket), never to a cluster's."""
     local = scheduler in LOCAL_SCHEDULERS
     argv = trial_argv(template, parameters, local)
     if local:
@@ -93,13 +95,16 @@ def trial_to_appdef(
         image=os.getcwd() if scheduler == "local_cwd" else template.image,
         entrypoint=argv[0],
         args=argv[1:],
-        env=trial_env(
-            template,
-            experiment=experiment,
-            trial_index=trial_index,
-            parameters=parameters,
-            log_dir=log_dir,
-        ),
+        env={
+            **trial_env(
+                template,
+                experiment=experiment,
+                trial_index=trial_index,
+                parameters=parameters,
+                log_dir=log_dir,
+            ),
+            **(local_env or {} if local else {}),
+        },
         num_replicas=1,
         resource=specs.Resource(cpu=max(1, int(res.cpu)), gpu=res.gpu, memMB=res.mem_mb),
         mounts=mounts,

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from torchx.schedulers.api import Stream
 from nasop import spec
 from nasop.trials import appdef
 from nasop.trials import local as local_markers
+from nasop.trials.forkserver import ForkServer
 from nasop.trials.metric import RUN_METADATA_KEY
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class TorchXTrialRunner(Runner):
         log_root: str,
         experiment_name: str,
         scheduler_cfg: dict[str, Any] | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         self.scheduler = scheduler
         self.template = template
@@ -100,6 +102,11 @@ class TorchXTrialRunner(Runner):
         self._torchx: torchx_runner.Runner | None = None
         self._factory: TorchXFactory | None = None
         self._finder: Callable[[int], str | None] | None = None
+        self.preload = list(preload)  # modules the local fork server imports once for all trials
+        self.fork_server = (
+            ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
+            if self.preload and self.is_local else None
+        )
 
     # -- session -------------------------------------------------------------------------
 
@@ -129,6 +136,8 @@ class TorchXTrialRunner(Runner):
         return self._torchx
 
     def close(self) -> None:
+        if self.fork_server is not None:
+            self.fork_server.close()
         if self._torchx is not None:
             self._torchx.close()
             self._torchx = None
@@ -152,6 +161,7 @@ class TorchXTrialRunner(Runner):
             parameters=parameters,
             log_dir=log_dir,
             scheduler=self.scheduler,
+            local_env=self.fork_server.env() if self.fork_server else None,
         )
         handle = self.torchx.run(app, scheduler=self.scheduler, cfg=self.scheduler_cfg)
         log.info("trial %d launched as %s", trial.index, handle)

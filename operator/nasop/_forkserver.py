@@ -1,0 +1,275 @@
+"""A fork server for local Python trials: import torch and Lightning once, fork every trial.
+
+A local trial (`python -m nasop_trainer ...`) spends ~3 s of CPU importing torch and Lightning
+before its first epoch — half of a tutorial trial's time on 2 cores, and time that early
+stopping cannot save. `nasop run --preload lightning.pytorch` starts this server, which imports
+the named modules once and then forks a child per trial; the child takes the trial's stdio
+(passed over a Unix socket), environment, working directory and argv, and runs the module
+or script as `python -m`/`python FILE` would.
+
+Stdlib only until the preload imports, like `nasop._trialwrap`, whose trials it runs. The
+protocol on one connection: the wrapper sends an 8-byte length and a JSON request
+(`argv`, `env`, `cwd`) with its fds 0, 1, 2 attached; the child answers `pid N` and, when
+the trial ends, `exit N`. A wrapper that dies (EOF) takes its child with it.
+
+Differences from a fresh interpreter, by design: the preloaded modules are already imported,
+so environment variables that they read at import time (e.g. `OMP_NUM_THREADS` for torch)
+keep the server's values; set thread counts in code (the trainer's `--threads`).
+
+Usage: python -m nasop._forkserver SOCKET_PATH MODULE [MODULE ...]
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+from typing import Any
+
+ENV_VAR = "NASOP_FORKSERVER"  # the socket path, in a trial wrapper's environment
+_HEADER = struct.Struct("!Q")
+_POLL_S = 1.0  # how often the server checks that `nasop run` (its parent) is still alive
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def program(argv: list[str]) -> tuple[str, str] | None:
+    """`("module", name)` or `("path", file)` for a command this server can run, else None.
+
+    Only `<this interpreter> -m MODULE ...` and `<this interpreter> FILE ...`: other flags
+    or another Python would change what the trial runs, so those start a fresh process.
+    """
+    if len(argv) < 2 or not _same_interpreter(argv[0]):
+        return None
+    if argv[1] == "-m":
+        return ("module", argv[2]) if len(argv) > 2 and argv[2] else None
+    return None if argv[1].startswith("-") else ("path", argv[1])
+
+
+def _same_interpreter(exe: str) -> bool:
+    try:
+        return os.path.samefile(exe, sys.executable)
+    except OSError:
+        return False
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = conn.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("fork server connection closed mid-request")
+        buf += chunk
+    return buf
+
+
+# ----------------------------------------------------------------------------- client (wrapper)
+
+
+class Launched:
+    """A trial running in a child of the fork server, as seen by its wrapper."""
+
+    def __init__(self, conn: socket.socket, pid: int) -> None:
+        self._conn = conn
+        self.pid = pid
+
+    def send_signal(self, signum: int) -> None:
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> int | None:
+        """The child's exit code; None when it died without reporting one (killed)."""
+        rest = self._conn.makefile("r", encoding="utf-8")
+        try:
+            for line in rest:
+                if line.startswith("exit "):
+                    return int(line.split()[1])
+            return None
+        except (OSError, ValueError):
+            return None
+        finally:
+            self._conn.close()
+
+
+def launch(path: str, argv: list[str], env: dict[str, str], cwd: str) -> Launched | None:
+    """Ask the server at `path` to run `argv`; None when it cannot (the caller starts a process)."""
+    if program(argv) is None:
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+        body = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode()
+        socket.send_fds(conn, [_HEADER.pack(len(body))], [0, 1, 2])
+        conn.sendall(body)
+        line = conn.makefile("r", encoding="utf-8").readline()
+        if not line.startswith("pid "):
+            raise ConnectionError(f"unexpected answer {line!r}")
+        return Launched(conn, int(line.split()[1]))
+    except (OSError, ValueError):
+        conn.close()
+        return None
+
+
+# ----------------------------------------------------------------------------- server
+
+
+def _child(conn: socket.socket, fds: list[int], request: dict[str, Any], listener: socket.socket) -> None:
+    """In the forked child: become the trial, run it, report its exit code. Never returns."""
+    code = 1
+    try:
+        listener.close()
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.setsid()  # its own session, like a fresh trial process, apart from the server's
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        conn.sendall(f"pid {os.getpid()}\n".encode())
+        threading.Thread(target=_die_with_wrapper, args=(conn,), daemon=True).start()
+        code = _run_trial(request)
+    except BaseException:  # noqa: BLE001 - the child must report and exit, whatever happened
+        traceback.print_exc()
+    try:
+        atexit._run_exitfuncs()  # what a fresh interpreter runs at exit (e.g. flushing writers)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.sendall(f"exit {code}\n".encode())
+    finally:
+        os._exit(code & 0xFF if code >= 0 else 128 - code)
+
+
+def _die_with_wrapper(conn: socket.socket) -> None:
+    """The wrapper never writes after its request: EOF means it died, so the trial ends too."""
+    try:
+        while conn.recv(64):
+            pass
+    except OSError:
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _run_trial(request: dict[str, Any]) -> int:
+    """Run the module or script like the interpreter would; returns the process exit code."""
+    import runpy
+
+    argv, cwd = list(request["argv"]), request["cwd"]
+    kind, target = program(argv)  # type: ignore[misc]
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    first = os.path.dirname(os.path.abspath(target)) if kind == "path" else os.getcwd()
+    sys.path[:] = [first, *extra, *[p for p in sys.path[1:] if p not in extra]]
+    _reseed()
+    sys.argv = argv[2:] if kind == "module" else argv[1:]  # argv[0]: runpy sets the file's path
+    try:
+        if kind == "module":
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(target, run_name="__main__")
+    except SystemExit as e:
+        if e.code is None:
+            return 0
+        if isinstance(e.code, int):
+            return e.code
+        print(e.code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        return -signal.SIGINT
+    except BaseException:  # noqa: BLE001 - an uncaught error: traceback and 1, as python does
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _reseed() -> None:
+    """A fresh process draws new seeds; a fork would repeat the server's random streams."""
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+    if "torch" in sys.modules:
+        sys.modules["torch"].seed()
+    # `random` reseeds itself after fork (os.register_at_fork)
+
+
+def _handle(conn: socket.socket, listener: socket.socket) -> None:
+    """Read one request and fork its trial; the parent keeps nothing of it."""
+    fds: list[int] = []
+    try:
+        header, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, 3)
+        if len(header) < _HEADER.size:
+            header += _recv_exact(conn, _HEADER.size - len(header))
+        (length,) = _HEADER.unpack(header)
+        request = json.loads(_recv_exact(conn, length))
+        if len(fds) != 3 or program(request["argv"]) is None:
+            raise ValueError("request needs fds 0, 1, 2 and a python -m / python FILE argv")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork() == 0:
+            _child(conn, fds, request, listener)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"nasop fork server: bad request: {e}", file=sys.stderr, flush=True)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+
+
+def serve(path: str, preload: list[str]) -> int:
+    """Listen first (a trial that connects early waits for the imports), then import, then serve
+    until `nasop run` (the parent) is gone or sends SIGTERM."""
+    parent = os.getppid()
+    if os.path.exists(path):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(64)
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _f: stop.append(signum))
+    try:
+        for name in preload:
+            try:
+                importlib.import_module(name)
+            except Exception as e:  # noqa: BLE001 - trials then start as fresh processes
+                print(f"nasop fork server: cannot preload {name}: {e}", file=sys.stderr, flush=True)
+                return 1
+        print(f"nasop fork server: pid {os.getpid()} on {path}, preloaded {', '.join(preload)}",
+              file=sys.stderr, flush=True)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+        server.settimeout(_POLL_S)
+        while not stop and os.getppid() == parent:
+            try:
+                conn, _ = server.accept()
+            except (TimeoutError, InterruptedError):
+                continue
+            conn.settimeout(None)
+            _handle(conn, server)
+        return 0
+    finally:
+        server.close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 1:
+        print("usage: python -m nasop._forkserver SOCKET_PATH [MODULE ...]", file=sys.stderr)
+        return 2
+    return serve(argv[0], argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

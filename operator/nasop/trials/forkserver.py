@@ -1,0 +1,65 @@
+"""The local runner's side of `nasop._forkserver`: start it, hand its socket to trials, stop it.
+
+The server outlives nothing: it exits when `nasop run` closes the runner or dies. Trials it
+forked are independent processes, so stopping the server leaves running trials running (an
+interrupted `nasop run` re-attaches to them, as to any local trial).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from nasop import _forkserver
+
+
+class ForkServer:
+    """One server process per local runner, started on the first trial."""
+
+    def __init__(self, preload: Sequence[str], log_path: str) -> None:
+        self.preload = list(preload)
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: str | None = None
+
+    @property
+    def socket_path(self) -> str | None:
+        return os.path.join(self._dir, "fork.sock") if self._dir else None
+
+    def env(self) -> dict[str, str]:
+        """What a trial wrapper needs to use the server (started on first use)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        return {_forkserver.ENV_VAR: self.socket_path or ""}
+
+    def _start(self) -> None:
+        self.close()
+        # a short private path: Unix socket paths are limited to 108 bytes
+        self._dir = tempfile.mkdtemp(prefix="nasop-fork-")
+        os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "nasop._forkserver", self.socket_path or "", *self.preload],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            self._proc = None
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+__all__ = ["ForkServer"]

@@ -1,0 +1,188 @@
+"""The fork server runs a wrapped Python trial as a fresh interpreter would, minus the imports.
+
+Every test starts the real server process (`ForkServer`, as `nasop run --preload` does) and the
+real trial wrapper; the preloaded module is a stdlib one that Python does not import at start
+(`wave`), so a trial can tell whether it was forked (already imported) or started fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from nasop import _forkserver
+from nasop.trials import local
+from nasop.trials.forkserver import ForkServer
+
+PROBE = textwrap.dedent("""
+    import json, os, sys
+    preloaded = "wave" in sys.modules
+    print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "preloaded": preloaded,
+                      "path0": sys.path[0], "x": os.environ.get("PROBE_X"),
+                      "server_var": os.environ.get("NASOP_FORKSERVER")}))
+    print("to stderr", file=sys.stderr)
+    sys.exit(int(os.environ.get("PROBE_RC", "0")))
+""")
+
+
+@pytest.fixture
+def server(tmp_path):
+    fs = ForkServer(["wave"], str(tmp_path / "server.log"))
+    fs.env()  # starts it
+    yield fs
+    fs.close()
+
+
+def _wrapped(tmp_path, argv, server=None, name="t", **env):
+    """Start the wrapper as TorchX would (own session); stdout/stderr go to files."""
+    full_env = {**os.environ, **env}
+    full_env.pop(_forkserver.ENV_VAR, None)
+    if server is not None:
+        full_env.update(server.env())
+    with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w") as err:
+        return subprocess.Popen(local.wrap(argv, str(tmp_path / name)), cwd=tmp_path,
+                                env=full_env, stdout=out, stderr=err, start_new_session=True)
+
+
+def _probe_result(tmp_path, name="t"):
+    return json.loads((tmp_path / f"{name}.out").read_text().strip().splitlines()[-1])
+
+
+def _pids(tmp_path, name="t", timeout=30.0):
+    path = tmp_path / name / ".nasop" / "pid"
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    return json.loads(path.read_text())
+
+
+def _gone(pid, timeout=10.0):
+    deadline = time.time() + timeout
+    while local._alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    return not local._alive(pid)
+
+
+def test_script_trial_is_forked_with_its_argv_env_cwd_stdio_and_exit_code(tmp_path, server):
+    (tmp_path / "probe.py").write_text(PROBE)
+    script = str(tmp_path / "probe.py")
+    p = _wrapped(tmp_path, [sys.executable, script, "--a=1", "b"], server, PROBE_X="y", PROBE_RC="3")
+    assert p.wait(timeout=60) == 3
+    got = _probe_result(tmp_path)
+    assert got == {"argv": [script, "--a=1", "b"], "cwd": str(tmp_path), "preloaded": True,
+                   "path0": str(tmp_path), "x": "y", "server_var": None}
+    assert (tmp_path / "t.err").read_text() == "to stderr\n"
+    assert local.exit_code(str(tmp_path / "t")) == 3
+    pids = _pids(tmp_path)
+    assert pids["child"] != p.pid and pids["wrapper"] == p.pid
+
+
+def test_module_trial_is_forked_like_python_dash_m(tmp_path, server):
+    (tmp_path / "probe_mod.py").write_text(PROBE)
+    p = _wrapped(tmp_path, [sys.executable, "-m", "probe_mod", "--k=v"], server)
+    assert p.wait(timeout=60) == 0
+    got = _probe_result(tmp_path)
+    assert got["preloaded"] is True
+    assert got["argv"] == [str(tmp_path / "probe_mod.py"), "--k=v"]
+    assert got["path0"] == str(tmp_path)  # python -m puts the working directory first
+
+
+def test_without_a_server_the_same_trial_starts_fresh(tmp_path):
+    (tmp_path / "probe.py").write_text(PROBE)
+    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], PROBE_RC="4")
+    assert p.wait(timeout=60) == 4
+    assert _probe_result(tmp_path)["preloaded"] is False
+
+
+def test_other_commands_start_fresh_even_with_a_server(tmp_path, server):
+    code = "import sys, json; print(json.dumps({'preloaded': 'wave' in sys.modules}))"
+    p = _wrapped(tmp_path, [sys.executable, "-c", code], server)  # -c: not a module or file
+    assert p.wait(timeout=60) == 0
+    assert _probe_result(tmp_path)["preloaded"] is False
+    assert _forkserver.program(["/bin/sh", "x.py"]) is None
+    assert _forkserver.program([sys.executable, "-u", "x.py"]) is None
+
+
+def test_uncaught_exception_prints_the_traceback_and_exits_1(tmp_path, server):
+    (tmp_path / "boom.py").write_text("raise RuntimeError('boom in trial')\n")
+    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "boom.py")], server)
+    assert p.wait(timeout=60) == 1
+    err = (tmp_path / "t.err").read_text()
+    assert "Traceback" in err and "RuntimeError: boom in trial" in err
+    assert local.exit_code(str(tmp_path / "t")) == 1
+
+
+def test_sigterm_to_the_wrapper_stops_the_forked_trial(tmp_path, server):
+    (tmp_path / "sleepy.py").write_text("import time\ntime.sleep(120)\n")
+    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "sleepy.py")], server)
+    child = _pids(tmp_path)["child"]
+    assert local._alive(child) and child != p.pid
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
+    assert local.exit_code(str(tmp_path / "t")) == -signal.SIGTERM
+    assert _gone(child)
+
+
+def test_a_killed_wrapper_takes_its_forked_trial_with_it(tmp_path, server):
+    (tmp_path / "sleepy.py").write_text("import time\ntime.sleep(120)\n")
+    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "sleepy.py")], server)
+    child = _pids(tmp_path)["child"]
+    os.killpg(p.pid, signal.SIGKILL)  # what TorchX does after its SIGTERM grace period
+    p.wait(timeout=30)
+    assert _gone(child)
+
+
+def test_forked_trials_draw_fresh_random_numbers(tmp_path):
+    fs = ForkServer(["numpy", "torch"], str(tmp_path / "server.log"))
+    try:
+        (tmp_path / "rng.py").write_text(
+            "import json, random, numpy, torch\n"
+            "print(json.dumps([random.random(), float(numpy.random.rand()), float(torch.rand(1))]))\n"
+        )
+        draws = []
+        for name in ("a", "b"):
+            p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "rng.py")], fs, name=name)
+            assert p.wait(timeout=120) == 0
+            draws.append(_probe_result(tmp_path, name))
+        assert all(x != y for x, y in zip(*draws))
+    finally:
+        fs.close()
+
+
+def test_a_module_that_cannot_be_preloaded_leaves_trials_starting_fresh(tmp_path):
+    fs = ForkServer(["no_such_module_nasop"], str(tmp_path / "server.log"))
+    try:
+        (tmp_path / "probe.py").write_text(PROBE)
+        p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], fs)
+        assert p.wait(timeout=60) == 0
+        assert _probe_result(tmp_path)["preloaded"] is False
+        assert "cannot preload no_such_module_nasop" in (tmp_path / "server.log").read_text()
+    finally:
+        fs.close()
+
+
+def test_the_server_exits_with_nasop_run(tmp_path):
+    """Its parent gone (a `nasop run` killed with SIGKILL), the server stops and cleans up."""
+    sock = tmp_path / "s.sock"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'nasop._forkserver', {str(sock)!r}])\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )], stdout=subprocess.PIPE, text=True)
+    server_pid = int(parent.stdout.readline())
+    deadline = time.time() + 30
+    while not sock.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert sock.exists()
+    parent.kill()
+    parent.wait()
+    assert _gone(server_pid)
+    assert not sock.exists()
