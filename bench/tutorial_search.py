@@ -8,7 +8,10 @@ completed and stopped early, and the final hypervolume w.r.t. the tutorial's thr
 (val_acc 0.94, num_params 80000); then the early-stopping run as ratios of the baseline run.
 
 Usage (repo root): python bench/tutorial_search.py [--data ../shared/data/mnist.npz]
-    [--trials 48] [--seeds 0] [--cores-per-run 2] [--parallel] [--only none|es] [--out DIR]
+    [--trials 48] [--seeds 0] [--cores-per-run 2] [--parallel] [--modes none,es,fresh]
+    [--preload MODULES] [--out DIR]
+Both modes run `nasop run --preload lightning.pytorch,torch.utils.tensorboard` (trials forked
+from a server that imported them once); mode `fresh` is the no-early-stopping run without it.
 Each search (nasop and its trials) is pinned with taskset to its own `--cores-per-run` CPUs (2 by
 default, the cores of the machines this project targets). On a machine with many cores,
 `--parallel` runs the searches side by side, each on its own cores; otherwise one after another.
@@ -48,11 +51,15 @@ EARLY_STOPPING_ANY = {"combine": "any", "rules": [
 EARLY_STOPPING_PARETO = {"metric": "val_acc", "dominatedBy": 1, "minProgression": 0, "minCurves": 5}
 
 
+#: what `nasop run --preload` imports once in its fork server (the trainer's heavy imports)
+PRELOAD = "lightning.pytorch,torch.utils.tensorboard"
+
+
 def manifest(trials: int, early_stopping: bool, seed: int,
-             rule: dict[str, Any] | None = None) -> dict[str, Any]:
+             rule: dict[str, Any] | None = None, mode: str = "") -> dict[str, Any]:
     m = yaml.safe_load(MANIFEST.read_text())
     m = copy.deepcopy(m)
-    m["metadata"]["name"] = f"tutorial-{'es' if early_stopping else 'none'}-s{seed}"
+    m["metadata"]["name"] = f"tutorial-{mode or ('es' if early_stopping else 'none')}-s{seed}"
     m["spec"]["optimizer"]["seed"] = seed
     m["spec"]["budget"]["maxTrials"] = trials
     m["spec"]["optimizer"]["initialTrials"] = min(9, max(1, trials // 2))
@@ -93,9 +100,11 @@ def curve_stats(log_root: Path) -> tuple[list[float], int]:
     return startup, epochs
 
 
-def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str, out: Path,
-            timeout: float, rule: dict[str, Any] | None = None) -> dict[str, Any]:
-    m = manifest(trials, early_stopping, seed, rule)
+def run_one(trials: int, mode: str, seed: int, data: str, cores: str, out: Path,
+            timeout: float, rule: dict[str, Any] | None = None, preload: str = "") -> dict[str, Any]:
+    """mode: none (no early stopping), es (with), fresh (none, every trial a fresh process)."""
+    early_stopping = mode == "es"
+    m = manifest(trials, early_stopping, seed, rule, mode)
     name = m["metadata"]["name"]
     work = out / name
     shutil.rmtree(work, ignore_errors=True)
@@ -105,6 +114,8 @@ def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str,
     env = dict(os.environ, NASOP_DATA_DIR=data, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", "nasop.cli", "run", str(path), "--state-dir", str(work / "state"),
            "--quiet"]
+    if preload and mode != "fresh":
+        cmd += ["--preload", preload]
     if cores and shutil.which("taskset"):
         cmd = ["taskset", "-c", cores, *cmd]
     start = time.perf_counter()
@@ -134,7 +145,7 @@ def run_one(trials: int, early_stopping: bool, seed: int, data: str, cores: str,
         "early_stopped": status["trials"].get("earlyStopped", 0),
         "failed": status["trials"]["failed"], "hypervolume": status.get("hypervolume") or 0.0,
         "pareto": status.get("paretoSize", 0), "phase": status["phase"],
-        "mode": "es" if early_stopping else "none", "seed": seed, "timed_out": timed_out,
+        "mode": mode, "seed": seed, "timed_out": timed_out,
     }
 
 
@@ -145,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0", help="comma-separated optimizer seeds")
     ap.add_argument("--cores-per-run", type=int, default=2, help="CPUs per search (0 = no pin)")
     ap.add_argument("--parallel", action="store_true", help="run searches side by side")
-    ap.add_argument("--only", choices=["none", "es"], help="run just one of the two modes")
+    ap.add_argument("--modes", default="none,es",
+                    help="comma-separated: none (no early stopping), es (with), fresh (none, "
+                         "without the fork server: every trial imports torch and Lightning)")
+    ap.add_argument("--preload", default=PRELOAD,
+                    help="nasop run --preload for the none/es runs ('' = fresh processes)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per search")
     ap.add_argument("--early-stopping", default="",
                     help="spec.earlyStopping as JSON, 'any' (EARLY_STOPPING_ANY) or 'pareto' "
@@ -157,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no MNIST at {args.data}: pass --data (an mnist.npz)")
     args.data = str(Path(args.data).resolve())  # trials run in their own directories
     out = Path(args.out or tempfile.mkdtemp(prefix="nasop-tutorial-"))
-    modes = [m == "es" for m in ([args.only] if args.only else ["none", "es"])]
+    modes = [m for m in args.modes.split(",") if m]
+    if set(modes) - {"none", "es", "fresh"}:
+        raise SystemExit(f"--modes: none, es or fresh, not {args.modes}")
     rule = (EARLY_STOPPING_ANY if args.early_stopping == "any" else
             EARLY_STOPPING_PARETO if args.early_stopping == "pareto" else
             json.loads(args.early_stopping) if args.early_stopping else EARLY_STOPPING)
@@ -172,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     with concurrent.futures.ThreadPoolExecutor(slots) as pool:
         rows = list(pool.map(
             lambda ij: run_one(args.trials, ij[1][0], ij[1][1], args.data, cores(ij[0]), out,
-                               args.timeout, rule),
+                               args.timeout, rule, args.preload),
             enumerate(jobs)))
     print(f"tutorial search, {args.trials} trials, {k or 'all'} cores per search, "
           f"{slots} at a time ({ncpu} CPUs), runs in {out}")
@@ -183,12 +200,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['startup_s']:10.1f} {r['epochs']:7d} {r['trials']:7d} "
               f"{r['completed']:10d} {r['early_stopped']:8d} {r['failed']:7d} "
               f"{r['hypervolume']:10.1f} {r['pareto']:6d}{flag}")
-    by = {m: [r for r in rows if r["mode"] == m] for m in ("none", "es")}
+    by = {m: [r for r in rows if r["mode"] == m] for m in ("none", "es", "fresh")}
+    mean = {m: {key: statistics.mean(r[key] for r in rs)
+                for key in ("wall_s", "trainer_s", "startup_s", "epochs", "hypervolume",
+                            "early_stopped")}
+            for m, rs in by.items() if rs}
+    if by["none"] and by["fresh"]:
+        base, fresh = mean["none"], mean["fresh"]
+        print(f"fork server (--preload {args.preload}) vs fresh processes, no early stopping: "
+              f"trainer time {base['trainer_s'] / fresh['trainer_s']:.2f}x, start-up "
+              f"{base['startup_s'] / fresh['startup_s']:.2f}x, wall "
+              f"{base['wall_s'] / fresh['wall_s']:.2f}x, HV {base['hypervolume']:.1f} vs "
+              f"{fresh['hypervolume']:.1f}")
     if by["none"] and by["es"]:
-        mean = {m: {key: statistics.mean(r[key] for r in rs)
-                    for key in ("wall_s", "trainer_s", "startup_s", "epochs", "hypervolume",
-                                "early_stopped")}
-                for m, rs in by.items()}
         base, es = mean["none"], mean["es"]
         saved = 1 - es["trainer_s"] / base["trainer_s"]
         hv = es["hypervolume"] / base["hypervolume"] - 1 if base["hypervolume"] else float("nan")
