@@ -34,6 +34,7 @@ import traceback
 from typing import Any
 
 ENV_VAR = "NASOP_FORKSERVER"  # the socket path, in a trial wrapper's environment
+PARENT_ENV_VAR = "NASOP_FORKSERVER_PARENT"  # the pid the server lives for (`nasop run`)
 _HEADER = struct.Struct("!Q")
 _POLL_S = 1.0  # how often the server checks that `nasop run` (its parent) is still alive
 
@@ -229,7 +230,8 @@ def _handle(conn: socket.socket, listener: socket.socket) -> None:
 def serve(path: str, preload: list[str]) -> int:
     """Listen first (a trial that connects early waits for the imports), then import, then serve
     until `nasop run` (the parent) is gone or sends SIGTERM."""
-    parent = os.getppid()
+    # `nasop run` passes its pid: a parent that died before this line must still stop the server
+    parent = int(os.environ.pop(PARENT_ENV_VAR, "") or os.getppid())
     if os.path.exists(path):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -186,3 +186,15 @@ def test_the_server_exits_with_nasop_run(tmp_path):
     parent.wait()
     assert _gone(server_pid)
     assert not sock.exists()
+
+
+def test_a_server_whose_parent_died_before_it_looked_exits(tmp_path):
+    """The parent's pid comes from `nasop run`, so a server that starts after its parent died
+    (and was re-parented at once) does not serve forever."""
+    sock = tmp_path / "s.sock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    server = subprocess.Popen([sys.executable, "-m", "nasop._forkserver", str(sock)],
+                              env={**os.environ, _forkserver.PARENT_ENV_VAR: str(dead.pid)})
+    assert server.wait(timeout=30) == 0
+    assert not sock.exists()

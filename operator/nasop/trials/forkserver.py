@@ -12,9 +12,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 
 from nasop import _forkserver
+
+
+START_TIMEOUT_S = 30.0  # Python start-up to listening socket (tens of ms on an idle machine)
 
 
 class ForkServer:
@@ -45,7 +49,14 @@ class ForkServer:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "nasop._forkserver", self.socket_path or "", *self.preload],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env={**os.environ, _forkserver.PARENT_ENV_VAR: str(os.getpid())},
             )
+        # it listens before importing: wait for the socket, so the first trial can connect
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not os.path.exists(self.socket_path or "") and time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                break  # failed to start: trials start fresh, forkserver.log says why
+            time.sleep(0.01)
 
     def close(self) -> None:
         if self._proc is not None:
