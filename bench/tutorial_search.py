@@ -79,25 +79,43 @@ def trainer_seconds(log_root: Path) -> list[float]:
     return out
 
 
-def curve_stats(log_root: Path) -> tuple[list[float], int]:
-    """One read of each trial's TensorBoard events, two numbers from it:
+def stopped_plans(state_file: Path) -> dict[int, int]:
+    """The `epochs` parameter of each early-stopped trial, from the saved Ax experiment."""
+    doc = json.loads(state_file.read_text())
+    return {int(t["index"]): int(t["generator_run"]["arms"][0]["parameters"]["epochs"])
+            for t in doc["experiment"]["trials"].values()
+            if t.get("generator_run") and "EARLY_STOPPED" in json.dumps(t["status"])}
+
+
+def curve_stats(log_root: Path, planned: dict[int, int] | None = None) -> tuple[list[float], int, float]:
+    """One read of each trial's TensorBoard events, three numbers from it:
     - start-up per trial: from the trainer's start (pid marker) to its first event (num_params,
       written once imports, data and model are ready); early stopping cannot save this part;
     - epochs actually trained, summed over trials (val_acc is logged once per epoch); unlike
-      trainer seconds this does not depend on how loaded the machine was."""
+      trainer seconds this does not depend on how loaded the machine was;
+    - seconds the stopped trials would still have trained: their epochs not run (`planned`)
+      times their own seconds per epoch (first event to last val_acc, over epochs run; `planned`:
+      the stopped trials' epochs parameter, see `stopped_plans`). An
+      estimate inside one run, so it does not depend on which trials BoTorch proposed."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    startup, epochs = [], 0
+    startup, epochs, unrun = [], 0, 0.0
     for trial in sorted(log_root.glob("trial-*")):
         pid = trial / ".nasop" / "pid"
         acc = EventAccumulator(str(trial))
         acc.Reload()
         scalars = acc.Tags().get("scalars", [])
-        if pid.exists() and "num_params" in scalars:
-            startup.append(acc.Scalars("num_params")[0].wall_time - pid.stat().st_mtime)
+        first = acc.Scalars("num_params")[0].wall_time if "num_params" in scalars else None
+        if pid.exists() and first is not None:
+            startup.append(first - pid.stat().st_mtime)
         if "val_acc" in scalars:
-            epochs += len({ev.step for ev in acc.Scalars("val_acc")})
-    return startup, epochs
+            curve = acc.Scalars("val_acc")
+            done = len({ev.step for ev in curve})
+            epochs += done
+            todo = (planned or {}).get(int(trial.name.split("-")[1]), done) - done
+            if todo > 0 and first is not None:
+                unrun += todo * (max(ev.wall_time for ev in curve) - first) / done
+    return startup, epochs, unrun
 
 
 def run_one(trials: int, mode: str, seed: int, data: str, cores: str, out: Path,
@@ -137,10 +155,11 @@ def run_one(trials: int, mode: str, seed: int, data: str, cores: str, out: Path,
          str(work / "state"), "-o", "json"],
         cwd=work, env=env, capture_output=True, text=True, check=True).stdout)
     per_trial = trainer_seconds(work / "state" / "logs" / name)
-    startup, epochs = curve_stats(work / "state" / "logs" / name)
+    planned = stopped_plans(work / "state" / "state" / f"{name}.json")
+    startup, epochs, unrun = curve_stats(work / "state" / "logs" / name, planned)
     return {
         "name": name, "wall_s": wall, "trainer_s": sum(per_trial), "trials": len(per_trial),
-        "startup_s": sum(startup), "epochs": epochs,
+        "startup_s": sum(startup), "epochs": epochs, "unrun_s": unrun,
         "completed": status["trials"]["completed"],
         "early_stopped": status["trials"].get("earlyStopped", 0),
         "failed": status["trials"]["failed"], "hypervolume": status.get("hypervolume") or 0.0,
@@ -193,17 +212,17 @@ def main(argv: list[str] | None = None) -> int:
             enumerate(jobs)))
     print(f"tutorial search, {args.trials} trials, {k or 'all'} cores per search, "
           f"{slots} at a time ({ncpu} CPUs), runs in {out}")
-    print(f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'startup s':>10} {'epochs':>7} {'trials':>7} {'completed':>10} "
+    print(f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'startup s':>10} {'unrun s':>8} {'epochs':>7} {'trials':>7} {'completed':>10} "
           f"{'stopped':>8} {'failed':>7} {'HV':>10} {'front':>6}")
     for r in rows:
         flag = " (timed out)" if r["timed_out"] else ""
-        print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['startup_s']:10.1f} {r['epochs']:7d} {r['trials']:7d} "
+        print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['startup_s']:10.1f} {r['unrun_s']:8.1f} {r['epochs']:7d} {r['trials']:7d} "
               f"{r['completed']:10d} {r['early_stopped']:8d} {r['failed']:7d} "
               f"{r['hypervolume']:10.1f} {r['pareto']:6d}{flag}")
     by = {m: [r for r in rows if r["mode"] == m] for m in ("none", "es", "fresh")}
     mean = {m: {key: statistics.mean(r[key] for r in rs)
                 for key in ("wall_s", "trainer_s", "startup_s", "epochs", "hypervolume",
-                            "early_stopped")}
+                            "early_stopped", "unrun_s")}
             for m, rs in by.items() if rs}
     if by["none"] and by["fresh"]:
         base, fresh = mean["none"], mean["fresh"]
@@ -224,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
               f"trainer time saved {saved:.1%} (target >= 25%), "
               f"hypervolume change {hv:+.1%} (target >= -1%), "
               f"wall {es['wall_s'] / base['wall_s']:.2f}x")
+        print(f"within the early-stopping runs: the stopped trials' unrun epochs would have cost "
+              f"{es['unrun_s']:.0f} s, so the rule cut {es['unrun_s'] / (es['trainer_s'] + es['unrun_s']):.1%} "
+              f"of what those runs would have trained (an estimate free of the between-run spread)")
         share = base["startup_s"] / base["trainer_s"]
         print(f"startup (process start to first TensorBoard event: imports, data, model) is "
               f"{share:.0%} of trainer time without early stopping; early stopping can save at most "
