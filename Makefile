@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nasop run examples/quick.yaml --state-dir .nasop-demo
+	$(BIN)/nasop run examples/quick.yaml --state-dir .nasop-demo --preload lightning.pytorch,torch.utils.tensorboard
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning
