@@ -8,6 +8,7 @@ status as Volcano would. Trial logs go to a tmp directory that stands in for the
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -15,6 +16,7 @@ import volcano
 from scenario import EXP, HANDLERS, JOBS
 from scenario import resource as _resource
 from scenario import run_to as _run_to
+from scenario import trial_indexes as _trial_indexes
 from scenario import wait_phase as _wait_phase
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(240),
@@ -78,11 +80,24 @@ async def test_invalid_manifest_is_marked_invalid_and_others_still_run(
 @pytest.mark.asyncio
 async def test_failed_jobs_fail_the_search_past_max_failed(
         emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+    """Trial 0 runs until cancelled, every other trial fails: the second failure fails the
+    search, and trial 0's job is cancelled (deleted), not left running."""
+    hold = volcano.Gate()  # never opened
+
+    def outcome(job, cancelled):
+        if job["metadata"]["labels"]["nasop.dev/trial"] == "0":
+            return hold(job, cancelled)
+        return volcano.fail(job)
+
     obj = await _run_to(emulator, run_operator, _resource(
         tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
-        optimizer={"method": "sobol", "seed": 0}), {"Failed"}, outcome=volcano.fail)
+        optimizer={"method": "sobol", "seed": 0}), {"Failed"}, outcome=outcome)
     assert "maxFailedTrials" in obj["status"]["message"]
     assert obj["status"]["trials"]["failed"] >= 2
+    deadline = time.monotonic() + 20
+    while 0 in _trial_indexes(emulator, "doomed") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert 0 not in _trial_indexes(emulator, "doomed")  # the running trial's job was deleted
 
 
 @pytest.mark.asyncio
