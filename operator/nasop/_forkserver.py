@@ -36,7 +36,9 @@ from typing import Any
 ENV_VAR = "NASOP_FORKSERVER"  # the socket path, in a trial wrapper's environment
 PARENT_ENV_VAR = "NASOP_FORKSERVER_PARENT"  # the pid the server lives for (`nasop run`)
 _HEADER = struct.Struct("!Q")
-_POLL_S = 1.0  # how often the server checks that `nasop run` (its parent) is still alive
+_POLL_S = 0.2  # how often the server reaps children and checks that `nasop run` is alive
+HANDSHAKE_TIMEOUT_S = 120.0  # for the server's answer: it may still be importing under load
+_REQUEST_TIMEOUT_S = 10.0  # for a wrapper's request, so one stalled wrapper cannot block others
 
 
 # ----------------------------------------------------------------------------- requests
@@ -78,27 +80,29 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 class Launched:
     """A trial running in a child of the fork server, as seen by its wrapper."""
 
-    def __init__(self, conn: socket.socket, pid: int) -> None:
+    def __init__(self, conn: socket.socket, answers: Any, pid: int) -> None:
         self._conn = conn
+        self._answers = answers  # the one buffered reader: `exit N` may arrive with `pid N`
         self.pid = pid
 
     def send_signal(self, signum: int) -> None:
+        """To the trial's process group (it leads one), like a signal to a fresh trial's group."""
         try:
-            os.kill(self.pid, signum)
+            os.killpg(self.pid, signum)
         except ProcessLookupError:
             pass
 
     def wait(self) -> int | None:
         """The child's exit code; None when it died without reporting one (killed)."""
-        rest = self._conn.makefile("r", encoding="utf-8")
         try:
-            for line in rest:
+            for line in self._answers:
                 if line.startswith("exit "):
                     return int(line.split()[1])
             return None
         except (OSError, ValueError):
             return None
         finally:
+            self._answers.close()
             self._conn.close()
 
 
@@ -107,15 +111,18 @@ def launch(path: str, argv: list[str], env: dict[str, str], cwd: str) -> Launche
     if program(argv) is None:
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(HANDSHAKE_TIMEOUT_S)  # a wedged server: start fresh rather than wait
     try:
         conn.connect(path)
         body = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode()
         socket.send_fds(conn, [_HEADER.pack(len(body))], [0, 1, 2])
         conn.sendall(body)
-        line = conn.makefile("r", encoding="utf-8").readline()
-        if not line.startswith("pid "):
-            raise ConnectionError(f"unexpected answer {line!r}")
-        return Launched(conn, int(line.split()[1]))
+        answers = conn.makefile("r", encoding="utf-8")
+        line = answers.readline()
+        if not line.startswith("pid "):  # e.g. `fresh <why>`: the server declined
+            raise ConnectionError(f"fork server answered {line!r}")
+        conn.settimeout(None)  # the trial may run for hours
+        return Launched(conn, answers, int(line.split()[1]))
     except (OSError, ValueError):
         conn.close()
         return None
@@ -124,40 +131,78 @@ def launch(path: str, argv: list[str], env: dict[str, str], cwd: str) -> Launche
 # ----------------------------------------------------------------------------- server
 
 
-def _child(conn: socket.socket, fds: list[int], request: dict[str, Any], listener: socket.socket) -> None:
-    """In the forked child: become the trial, run it, report its exit code. Never returns."""
+def _child(conn: socket.socket, fds: list[int], request: dict[str, Any],
+           inherited: list[socket.socket]) -> None:
+    """In the forked child: become the trial, run it, report its exit code. Never returns.
+    `inherited`: the server's sockets (listener, other trials' connections) to close."""
     code = 1
     try:
-        listener.close()
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        for sock in inherited:
+            sock.close()
+        # as a fresh interpreter has them (SIGPIPE stays ignored, as Python sets it at start)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.setsid()  # its own session, like a fresh trial process, apart from the server's
+        # its own session and process group: the wrapper signals the group, so processes the
+        # trial starts are reached too, as TorchX's killpg reaches a fresh trial's
+        os.setsid()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
+        _fresh_stdio(request["env"])
+        conn.settimeout(None)
+        # processes the trial forks (workers) must not hold the wrapper's connection open
+        os.register_at_fork(after_in_child=conn.close)
         conn.sendall(f"pid {os.getpid()}\n".encode())
         threading.Thread(target=_die_with_wrapper, args=(conn,), daemon=True).start()
         code = _run_trial(request)
     except BaseException:  # noqa: BLE001 - the child must report and exit, whatever happened
         traceback.print_exc()
     try:
-        atexit._run_exitfuncs()  # what a fresh interpreter runs at exit (e.g. flushing writers)
+        # what a fresh interpreter does at exit: join non-daemon threads (executors' work
+        # included), then atexit handlers (e.g. flushing writers), then flush stdio
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
         conn.sendall(f"exit {code}\n".encode())
     finally:
-        os._exit(code & 0xFF if code >= 0 else 128 - code)
+        os._exit(code if code >= 0 else 128 - code)
+
+
+def _fresh_stdio(env: dict[str, str]) -> None:
+    """sys.stdout/stderr as a fresh interpreter builds them for these fds: unbuffered with
+    PYTHONUNBUFFERED (TorchX sets it for every local trial), else line-buffered on a terminal
+    (stderr always), block-buffered otherwise."""
+    import io
+
+    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+
+    def stream(fd: int, line: bool, errors: str) -> io.TextIOWrapper:
+        raw = io.FileIO(fd, "wb", closefd=False)
+        return io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw),  # type: ignore[arg-type]
+                                encoding=sys.stdout.encoding, errors=errors,
+                                line_buffering=line and not unbuffered, write_through=unbuffered)
+
+    sys.stdout = sys.__stdout__ = stream(1, os.isatty(1), "strict")
+    sys.stderr = sys.__stderr__ = stream(2, True, "backslashreplace")
 
 
 def _die_with_wrapper(conn: socket.socket) -> None:
     """The wrapper never writes after its request: EOF means it died, so the trial ends too."""
+    import select
+
     try:
-        while conn.recv(64):
-            pass
+        while True:
+            select.select([conn], [], [])  # robust to O_NONBLOCK, which the server shares
+            try:
+                if not conn.recv(64):
+                    break
+            except BlockingIOError:
+                continue
     except OSError:
         pass
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.killpg(0, signal.SIGKILL)  # the trial and whatever it started
 
 
 def _run_trial(request: dict[str, Any]) -> int:
@@ -170,7 +215,7 @@ def _run_trial(request: dict[str, Any]) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    first = os.path.dirname(os.path.abspath(target)) if kind == "path" else os.getcwd()
+    first = os.path.dirname(os.path.realpath(target)) if kind == "path" else os.getcwd()
     sys.path[:] = [first, *extra, *[p for p in sys.path[1:] if p not in extra]]
     _reseed()
     sys.argv = argv[2:] if kind == "module" else argv[1:]  # argv[0]: runpy sets the file's path
@@ -183,14 +228,14 @@ def _run_trial(request: dict[str, Any]) -> int:
         if e.code is None:
             return 0
         if isinstance(e.code, int):
-            return e.code
+            return e.code & 0xFF  # as the OS reports it: sys.exit(-1) is 255
         print(e.code, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        traceback.print_exc()
-        return -signal.SIGINT
-    except BaseException:  # noqa: BLE001 - an uncaught error: traceback and 1, as python does
-        traceback.print_exc()
+        sys.excepthook(*sys.exc_info())
+        return -signal.SIGINT  # Python re-raises SIGINT on itself: killed by it
+    except BaseException:  # noqa: BLE001 - an uncaught error: the hook (traceback) and 1
+        sys.excepthook(*sys.exc_info())
         return 1
     return 0
 
@@ -204,8 +249,16 @@ def _reseed() -> None:
     # `random` reseeds itself after fork (os.register_at_fork)
 
 
-def _handle(conn: socket.socket, listener: socket.socket) -> None:
-    """Read one request and fork its trial; the parent keeps nothing of it."""
+def _interpreter_env(env: Any) -> set[str]:
+    """Variables Python reads at start-up (PYTHONHASHSEED, PYTHONWARNINGS, ...), which a forked
+    child cannot honour; PYTHONPATH and PYTHONUNBUFFERED are applied per trial."""
+    return {k for k in env if k.startswith("PYTHON") and k not in ("PYTHONPATH", "PYTHONUNBUFFERED")}
+
+
+def _handle(conn: socket.socket, listener: socket.socket,
+            children: dict[int, socket.socket]) -> None:
+    """Read one request and fork its trial; the parent keeps a copy of the connection in
+    `children`, to report the exit status that only a parent can read (see `_reap`)."""
     fds: list[int] = []
     try:
         header, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, 3)
@@ -215,16 +268,46 @@ def _handle(conn: socket.socket, listener: socket.socket) -> None:
         request = json.loads(_recv_exact(conn, length))
         if len(fds) != 3 or program(request["argv"]) is None:
             raise ValueError("request needs fds 0, 1, 2 and a python -m / python FILE argv")
+        differ = sorted(k for k in {*_interpreter_env(request["env"]), *_interpreter_env(os.environ)}
+                        if request["env"].get(k) != os.environ.get(k))
+        if differ:  # read at interpreter start: only a fresh interpreter honours them
+            conn.sendall(f"fresh {','.join(differ)} differ\n".encode())
+            return
         sys.stdout.flush()
         sys.stderr.flush()
-        if os.fork() == 0:
-            _child(conn, fds, request, listener)
+        pid = os.fork()
+        if pid == 0:
+            _child(conn, fds, request, [listener, *children.values()])
+        # blocking, as the child sets it: the two share the socket's file status flags, and a
+        # timeout here would make the child's reads non-blocking under its feet
+        conn.settimeout(None)
+        children[pid] = conn.dup()
     except (OSError, ValueError, KeyError) as e:
         print(f"nasop fork server: bad request: {e}", file=sys.stderr, flush=True)
     finally:
         for fd in fds:
             os.close(fd)
         conn.close()
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    """Report each ended child's exit status to its wrapper. A child reports its own exit code
+    too; this covers the ends it cannot report (os._exit, a signal, a crash). The wrapper takes
+    the first `exit` line and closes: a send that fails is one it no longer needs."""
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is not None:
+            try:
+                conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
+            except OSError:
+                pass
+            conn.close()
 
 
 def serve(path: str, preload: list[str]) -> int:
@@ -248,15 +331,16 @@ def serve(path: str, preload: list[str]) -> int:
                 return 1
         print(f"nasop fork server: pid {os.getpid()} on {path}, preloaded {', '.join(preload)}",
               file=sys.stderr, flush=True)
-        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+        children: dict[int, socket.socket] = {}
         server.settimeout(_POLL_S)
         while not stop and os.getppid() == parent:
+            _reap(children)
             try:
                 conn, _ = server.accept()
             except (TimeoutError, InterruptedError):
                 continue
-            conn.settimeout(None)
-            _handle(conn, server)
+            conn.settimeout(_REQUEST_TIMEOUT_S)
+            _handle(conn, server, children)
         return 0
     finally:
         server.close()

@@ -22,11 +22,12 @@ from nasop.trials import local
 from nasop.trials.forkserver import ForkServer
 
 PROBE = textwrap.dedent("""
-    import json, os, sys
+    import json, os, signal, sys
     preloaded = "wave" in sys.modules
     print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "preloaded": preloaded,
                       "path0": sys.path[0], "x": os.environ.get("PROBE_X"),
-                      "server_var": os.environ.get("NASOP_FORKSERVER")}))
+                      "server_var": os.environ.get("NASOP_FORKSERVER"),
+                      "sigpipe_ignored": signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN}))
     print("to stderr", file=sys.stderr)
     sys.exit(int(os.environ.get("PROBE_RC", "0")))
 """)
@@ -77,7 +78,8 @@ def test_script_trial_is_forked_with_its_argv_env_cwd_stdio_and_exit_code(tmp_pa
     assert p.wait(timeout=60) == 3
     got = _probe_result(tmp_path)
     assert got == {"argv": [script, "--a=1", "b"], "cwd": str(tmp_path), "preloaded": True,
-                   "path0": str(tmp_path), "x": "y", "server_var": None}
+                   "path0": str(tmp_path), "x": "y", "server_var": None,
+                   "sigpipe_ignored": True}  # as Python sets it at start
     assert (tmp_path / "t.err").read_text() == "to stderr\n"
     assert local.exit_code(str(tmp_path / "t")) == 3
     pids = _pids(tmp_path)
@@ -98,7 +100,63 @@ def test_without_a_server_the_same_trial_starts_fresh(tmp_path):
     (tmp_path / "probe.py").write_text(PROBE)
     p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], PROBE_RC="4")
     assert p.wait(timeout=60) == 4
-    assert _probe_result(tmp_path)["preloaded"] is False
+    got = _probe_result(tmp_path)
+    assert got["preloaded"] is False and got["sigpipe_ignored"] is True
+
+
+def test_trials_that_exit_at_once_report_their_own_exit_codes(tmp_path, server):
+    """`pid` and `exit` can arrive in one read; neither may be lost (a lost exit reads as killed)."""
+    (tmp_path / "quick.py").write_text("import sys\nsys.exit(int(sys.argv[1]))\n")
+    procs = {code: _wrapped(tmp_path, [sys.executable, str(tmp_path / "quick.py"), str(code)],
+                            server, name=f"q{code}") for code in (0, 1, 7, 255, 256 + 9)}
+    for code, p in procs.items():
+        assert p.wait(timeout=60) == code & 0xFF
+        assert local.exit_code(str(tmp_path / f"q{code}")) == code & 0xFF
+
+
+def test_ends_only_the_parent_sees_are_reported_by_the_server(tmp_path, server):
+    """os._exit and death by a signal leave the child no chance to report: the server, its
+    parent, reads the status and reports it, as waitpid would for a fresh process."""
+    (tmp_path / "hard.py").write_text(
+        "import os, signal, sys\n"
+        "if sys.argv[1] == 'exit': os._exit(3)\n"
+        "os.kill(os.getpid(), signal.SIGUSR1)\n")
+    for how, code in (("exit", 3), ("signal", -signal.SIGUSR1)):
+        p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "hard.py"), how], server, name=how)
+        p.wait(timeout=60)
+        assert local.exit_code(str(tmp_path / how)) == code
+
+
+def test_exit_runs_executor_work_and_atexit_handlers(tmp_path, server):
+    (tmp_path / "tail.py").write_text(textwrap.dedent("""
+        import atexit, concurrent.futures, pathlib, time
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        pool.submit(lambda: (time.sleep(0.3), pathlib.Path("executor.done").write_text("x")))
+        atexit.register(lambda: pathlib.Path("atexit.done").write_text("x"))
+        print("main done", flush=True)
+    """))
+    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "tail.py")], server)
+    assert p.wait(timeout=60) == 0
+    assert (tmp_path / "executor.done").exists() and (tmp_path / "atexit.done").exists()
+
+
+def test_interpreter_settings_in_the_environment_are_honoured(tmp_path, server):
+    """PYTHONUNBUFFERED (TorchX sets it) is applied to the forked trial's stdout; a variable
+    only a new interpreter can apply (PYTHONHASHSEED) makes the trial start fresh."""
+    (tmp_path / "probe.py").write_text(
+        "import json, os, sys\n"
+        "print(json.dumps({'preloaded': 'wave' in sys.modules}))\n"
+        "print('after', end='')\n"
+        "os._exit(0)  # no flush at exit: only an unbuffered stdout has written 'after'\n")
+    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], server,
+                 name="u", PYTHONUNBUFFERED="x")
+    assert p.wait(timeout=60) == 0
+    out = (tmp_path / "u.out").read_text()
+    assert out.endswith("after") and json.loads(out.splitlines()[0])["preloaded"] is True
+    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], server,
+                 name="h", PYTHONHASHSEED="123")
+    assert p.wait(timeout=60) == 0
+    assert json.loads((tmp_path / "h.out").read_text().splitlines()[0])["preloaded"] is False
 
 
 def test_other_commands_start_fresh_even_with_a_server(tmp_path, server):
@@ -160,10 +218,13 @@ def test_a_module_that_cannot_be_preloaded_leaves_trials_starting_fresh(tmp_path
     fs = ForkServer(["no_such_module_nasop"], str(tmp_path / "server.log"))
     try:
         (tmp_path / "probe.py").write_text(PROBE)
-        p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], fs)
-        assert p.wait(timeout=60) == 0
-        assert _probe_result(tmp_path)["preloaded"] is False
-        assert "cannot preload no_such_module_nasop" in (tmp_path / "server.log").read_text()
+        for name in ("a", "b"):
+            p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], fs, name=name)
+            assert p.wait(timeout=60) == 0
+            assert _probe_result(tmp_path, name)["preloaded"] is False
+        log = (tmp_path / "server.log").read_text()
+        assert log.count("cannot preload no_such_module_nasop") == 1  # not restarted per trial
+        assert fs.env() == {}
     finally:
         fs.close()
 

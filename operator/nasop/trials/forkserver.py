@@ -29,15 +29,20 @@ class ForkServer:
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
+        self._exited = False
 
     @property
     def socket_path(self) -> str | None:
         return os.path.join(self._dir, "fork.sock") if self._dir else None
 
     def env(self) -> dict[str, str]:
-        """What a trial wrapper needs to use the server (started on first use)."""
-        if self._proc is None or self._proc.poll() is not None:
+        """What a trial wrapper needs to use the server (started on first use); nothing once
+        the server has exited (a failed import: trials start fresh, forkserver.log says why)."""
+        if self._proc is None and not self._exited:
             self._start()
+        if self._proc is None or self._proc.poll() is not None:
+            self._exited = True
+            return {}
         return {_forkserver.ENV_VAR: self.socket_path or ""}
 
     def _start(self) -> None:
