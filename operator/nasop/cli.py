@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -76,12 +77,25 @@ def cmd_crd(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- run
 
 
+def preload_hint(command: list[str], preload: list[str]) -> str | None:
+    """A Python trial started fresh imports torch/Lightning each time: say how to avoid it."""
+    if preload or not command or not os.path.basename(command[0]).startswith("python"):
+        return None
+    return ("hint: each Python trial imports its libraries anew; `--preload MODULES` (e.g. "
+            "lightning.pytorch: ~3 s of CPU per trial) forks them from one server that "
+            "imported them once")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     manifest = spec.load_manifest(args.file)
     from rich.console import Console
 
     console = Console(stderr=True)
     console.print(f"[bold]nasop[/] {manifest.name}: loading Ax ...")
+    preload = [m for m in (args.preload or "").split(",") if m]
+    hint = preload_hint(list(manifest.spec.trial.command), preload)
+    if hint:
+        console.print(f"[dim]{hint}[/]")
     quiet_libraries()
     from nasop import local, progress
 
@@ -97,7 +111,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    preload = [m for m in (args.preload or "").split(",") if m]
     search = local.open_local_search(manifest, args.state_dir, args.state_url, preload)
     console.print(f"state: {search.store.describe() if search.store else 'none'}; "
                   f"{len(search.experiment.trials)} trials already recorded")

@@ -259,3 +259,12 @@ def test_a_server_whose_parent_died_before_it_looked_exits(tmp_path):
                               env={**os.environ, _forkserver.PARENT_ENV_VAR: str(dead.pid)})
     assert server.wait(timeout=30) == 0
     assert not sock.exists()
+
+
+def test_nasop_run_hints_at_preload_for_python_trials_only():
+    from nasop.cli import preload_hint
+
+    assert "--preload" in preload_hint([sys.executable, "-m", "nasop_trainer"], [])
+    assert "--preload" in preload_hint(["python3", "train.py"], [])
+    assert preload_hint(["python", "-m", "nasop_trainer"], ["lightning.pytorch"]) is None
+    assert preload_hint(["/bin/train"], []) is None
