@@ -10,7 +10,10 @@ or script as `python -m`/`python FILE` would.
 Stdlib only until the preload imports, like `nasop._trialwrap`, whose trials it runs. The
 protocol on one connection: the wrapper sends an 8-byte length and a JSON request
 (`argv`, `env`, `cwd`) with its fds 0, 1, 2 attached; the child answers `pid N` and, when
-the trial ends, `exit N`. A wrapper that dies (EOF) takes its child with it.
+the trial ends, `exit N` (the server, its parent, sends `exit N` too once it has reaped it:
+that covers os._exit and signals; the wrapper takes the first). A server that will not run
+the request answers `fresh <why>`. A wrapper that dies (EOF) takes its child's process group
+with it.
 
 Differences from a fresh interpreter, by design: the preloaded modules are already imported,
 so environment variables that they read at import time (e.g. `OMP_NUM_THREADS` for torch)
