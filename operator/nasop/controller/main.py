@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
         standalone=settings.peering is None,
         peering_name=settings.peering,
-        priority=settings.peering_priority,
+        # the replica's priority is set by the startup handler (handlers.configure), which kopf
+        # runs before peering starts, whichever way the handlers are run
     ))
     return 0
