@@ -103,7 +103,7 @@ def trial_to_appdef(
                 parameters=parameters,
                 log_dir=log_dir,
             ),
-            **(local_env or {} if local else {}),
+            **((local_env or {}) if local else {}),
         },
         num_replicas=1,
         resource=specs.Resource(cpu=max(1, int(res.cpu)), gpu=res.gpu, memMB=res.mem_mb),

@@ -29,7 +29,6 @@ class ForkServer:
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
-        self._exited = False
 
     @property
     def socket_path(self) -> str | None:
@@ -38,15 +37,13 @@ class ForkServer:
     def env(self) -> dict[str, str]:
         """What a trial wrapper needs to use the server (started on first use); nothing once
         the server has exited (a failed import: trials start fresh, forkserver.log says why)."""
-        if self._proc is None and not self._exited:
+        if self._proc is None:
             self._start()
         if self._proc is None or self._proc.poll() is not None:
-            self._exited = True
             return {}
         return {_forkserver.ENV_VAR: self.socket_path or ""}
 
     def _start(self) -> None:
-        self.close()
         # a short private path: Unix socket paths are limited to 108 bytes
         self._dir = tempfile.mkdtemp(prefix="nasop-fork-")
         os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
