@@ -55,16 +55,16 @@ EARLY_STOPPING_PARETO = {"metric": "val_acc", "dominatedBy": 1, "minProgression"
 PRELOAD = "lightning.pytorch,torch.utils.tensorboard"
 
 
-def manifest(trials: int, early_stopping: bool, seed: int,
-             rule: dict[str, Any] | None = None, mode: str = "") -> dict[str, Any]:
+def manifest(trials: int, mode: str, seed: int,
+             rule: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The tutorial manifest for one run; mode `es` adds the early-stopping rule."""
     m = yaml.safe_load(MANIFEST.read_text())
-    m = copy.deepcopy(m)
-    m["metadata"]["name"] = f"tutorial-{mode or ('es' if early_stopping else 'none')}-s{seed}"
+    m["metadata"]["name"] = f"tutorial-{mode}-s{seed}"
     m["spec"]["optimizer"]["seed"] = seed
     m["spec"]["budget"]["maxTrials"] = trials
     m["spec"]["optimizer"]["initialTrials"] = min(9, max(1, trials // 2))
     m["spec"]["trial"]["command"] = [sys.executable, "-m", "nasop_trainer"]
-    if early_stopping:
+    if mode == "es":
         m["spec"]["earlyStopping"] = copy.deepcopy(rule or EARLY_STOPPING)
     return m
 
@@ -93,10 +93,10 @@ def curve_stats(log_root: Path, planned: dict[int, int] | None = None) -> tuple[
       written once imports, data and model are ready); early stopping cannot save this part;
     - epochs actually trained, summed over trials (val_acc is logged once per epoch); unlike
       trainer seconds this does not depend on how loaded the machine was;
-    - seconds the stopped trials would still have trained: their epochs not run (`planned`)
-      times their own seconds per epoch (first event to last val_acc, over epochs run; `planned`:
-      the stopped trials' epochs parameter, see `stopped_plans`). An
-      estimate inside one run, so it does not depend on which trials BoTorch proposed."""
+    - seconds the stopped trials would still have trained: their epochs not run (`planned`: the
+      stopped trials' epochs parameter, see `stopped_plans`) times their own seconds per epoch
+      (first event to last val_acc, over epochs run). An estimate inside one run, so it does
+      not depend on which trials BoTorch proposed."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     startup, epochs, unrun = [], 0, 0.0
@@ -121,8 +121,7 @@ def curve_stats(log_root: Path, planned: dict[int, int] | None = None) -> tuple[
 def run_one(trials: int, mode: str, seed: int, data: str, cores: str, out: Path,
             timeout: float, rule: dict[str, Any] | None = None, preload: str = "") -> dict[str, Any]:
     """mode: none (no early stopping), es (with), fresh (none, every trial a fresh process)."""
-    early_stopping = mode == "es"
-    m = manifest(trials, early_stopping, seed, rule, mode)
+    m = manifest(trials, mode, seed, rule)
     name = m["metadata"]["name"]
     work = out / name
     shutil.rmtree(work, ignore_errors=True)
