@@ -9,6 +9,7 @@ ends the search; a trial interrupted by the infrastructure is retried and not co
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import os
@@ -106,6 +107,65 @@ def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
         assert max(_val_acc_steps(trial.run_metadata["tb_log_dir"])) == 7
 
 
+def _fake_final(p: dict[str, Any]) -> tuple[float, float]:
+    """The fake trainer's final (val_acc, num_params); val_acc at epoch e is
+    final * (1 - 0.5 ** (e + 1))."""
+    h1, h2 = p["hidden_size_1"], p["hidden_size_2"]
+    acc = 1 - 0.6 / (1 + h1 * h2 / 64) ** 0.5 - 0.05 * abs(math.log10(p["learning_rate"]) + 2.5)
+    return acc, 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10
+
+
+def test_early_stopping_acts_while_a_generation_runs(tmp_path: Any) -> None:
+    """A generation step takes seconds on a loaded machine, longer than a small model's epoch:
+    the loop stops a losing trial while a (held) generation is in flight, and saves only once
+    that generation lands, since the worker is updating the strategy meanwhile."""
+    search = _stopping_search(tmp_path, "es-gen", {"threshold": 0.65}, parallelism=3, seed=3,
+                              sleep=1.0)
+    try:
+        deadline = time.time() + 120
+        while True:  # Ax's rules judge once a trial has completed: wait for a loser after that
+            assert time.time() < deadline, "no losing trial ran after a completed one"
+            search.tick()
+            running = search.trials_in(TrialStatus.RUNNING)
+            losers = [t.index for t in running
+                      if 0.75 * _fake_final(t.arm.parameters)[0] < 0.65]  # epoch 1
+            if search.trials_in(TrialStatus.COMPLETED) and losers and search._future is None:
+                break
+            time.sleep(0.05)
+        held: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+        search._future = held  # a generation step that has not landed
+
+        def stored_status(index: int) -> TrialStatus:
+            snapshot = search.store.load(name=search.name)  # type: ignore[union-attr]
+            return snapshot.experiment.trials[index].status  # type: ignore[union-attr]
+
+        stopped: list[int] = []
+        while not stopped:
+            assert time.time() < deadline, f"trials {losers} were not stopped while generating"
+            report = search.tick()
+            assert report.generating and not held.done()
+            stopped = [e.trial for e in report.events if e.reason == "TrialEarlyStopped"]
+            time.sleep(0.1)
+        assert set(stopped) <= set(losers)
+        # not saved while the worker could be writing the strategy
+        assert stored_status(stopped[0]) is TrialStatus.RUNNING
+        trial = search.experiment.trials[stopped[0]]
+        assert trial.status is TrialStatus.EARLY_STOPPED
+        log_dir = trial.run_metadata["tb_log_dir"]
+        while markers.exit_code(log_dir) is None:  # the wrapper records the signal
+            assert time.time() < deadline
+            time.sleep(0.05)
+        _assert_killed(log_dir)
+        assert max(_val_acc_steps(log_dir)) < 7
+        held.set_result([])
+        search.tick()  # the generation lands: saved now, with the stop in it
+        assert stored_status(stopped[0]) is TrialStatus.EARLY_STOPPED and search._future is not held
+    finally:
+        for t in search.trials_in(TrialStatus.RUNNING):
+            search.runner.stop(t)
+        search.close()
+
+
 def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
     """The fake trainer's accuracy at every epoch is its final accuracy times the same factor,
     so a trial dominated at one epoch is dominated at the end: every trial the rule stops must
@@ -118,11 +178,7 @@ def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
     num_params: dict[int, float] = {}
     final: dict[int, float] = {}
     for t in search.experiment.trials.values():  # what each trial would have reached
-        p = t.arm.parameters
-        h1, h2 = p["hidden_size_1"], p["hidden_size_2"]
-        num_params[t.index] = 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10
-        final[t.index] = (1 - 0.6 / (1 + h1 * h2 / 64) ** 0.5
-                          - 0.05 * abs(math.log10(p["learning_rate"]) + 2.5))
+        final[t.index], num_params[t.index] = _fake_final(t.arm.parameters)
     for i in stopped:
         assert any(num_params[j] <= num_params[i] and final[j] >= final[i]
                    for j in final if j != i), f"trial {i} was not dominated"

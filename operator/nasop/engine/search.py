@@ -3,13 +3,17 @@
 `Search.tick()` is the whole control loop in one non-blocking step: poll running trials, fetch
 their metrics, stop weak ones early, launch what the last generation proposed, and start the
 next generation in a worker thread. The CLI calls it in a loop; the operator's daemon calls it
-from kopf. Generation never runs on the caller's thread, and while it runs the experiment is not
-touched, so the worker sees a consistent experiment.
+from kopf. Generation never runs on the caller's thread, and it works on a copy of the
+experiment taken when it starts, so the loop goes on polling and stopping trials meanwhile
+(a generation step takes seconds on a loaded machine, longer than a small model's epoch; early
+stopping that waited for it would come an epoch or more late). While a generation runs the loop
+launches nothing and defers saving: the worker is updating the generation strategy.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -88,6 +92,7 @@ class Search:
         self._gen_started = 0.0
         self.last_generation_seconds: float | None = None
         self._pending_events: list[Event] = []
+        self._unsaved = False  # changed while a generation ran; saved once it lands
         configure_torch()
         props = self.props
         props.setdefault("startTime", spec.now_rfc3339())
@@ -244,23 +249,31 @@ class Search:
         """One non-blocking step; returns what happened."""
         report = TickReport(events=self._pending_events)
         self._pending_events = []
-        if self._future is not None:
-            if not self._future.done():
-                report.generating = True
-                return report
+        if self._future is not None and self._future.done():
             self._finish_generation(report)
         if self.finished:
             return report
-        self._recover_candidates(report)
+        generating = self._future is not None
+        if not generating:  # launching saves first, which must not race the worker
+            self._recover_candidates(report)
         self._poll(report)
         self._early_stop(report)
         self._check_convergence(report)
-        self._relaunch_requeued(report)
+        if not generating:
+            self._relaunch_requeued(report)
         self._update_phase(report)
+        if generating:
+            self._unsaved |= report.changed
+            if self.finished:  # no tick follows: let the step land (its proposals are dropped)
+                concurrent.futures.wait([self._future])  # type: ignore[list-item]
+                self._finish_generation(report)
+            else:
+                report.generating = True
+            return report
+        if report.changed or self._unsaved:
+            self.save()  # before the worker starts changing the strategy
         if self.phase is spec.Phase.RUNNING:
             self._start_generation(report)
-        if report.changed:
-            self.save()
         return report
 
     def _poll(self, report: TickReport) -> None:
@@ -464,19 +477,28 @@ class Search:
         if n <= 0 or self.props.get("exhausted") or self.props.get("converged"):
             return
         self._gen_started = time.perf_counter()
-        self._future = self._pool.submit(self._generate, n)
+        self._future = self._pool.submit(self._generate, n, generation_copy(self.experiment))
         report.generating = True
 
-    def _generate(self, n: int) -> list[list[GeneratorRun]]:
+    def _generate(self, n: int, experiment: Experiment) -> list[list[GeneratorRun]]:
         configure_torch()
         if self.spec.optimizer.seed is not None:  # optimizer.seed seeds Sobol only; BoTorch's
             # raw samples and MC draws come from torch's global generator
-            torch.manual_seed(self.spec.optimizer.seed + len(self.experiment.trials))
-        return self.strategy.gen(experiment=self.experiment, n=1, num_trials=n)
+            torch.manual_seed(self.spec.optimizer.seed + len(experiment.trials))
+        return self.strategy.gen(experiment=experiment, n=1, num_trials=n)
 
-    def _finish_generation(self, report: TickReport) -> None:
+    def _end_generation(self) -> concurrent.futures.Future[list[list[GeneratorRun]]]:
+        """Take the finished future; the strategy is bound to the live experiment again."""
         future, self._future = self._future, None
         assert future is not None  # noqa: S101 - internal invariant, not input validation
+        self.strategy.experiment = self.experiment  # the copy had its name: allowed
+        if self._unsaved:
+            self._unsaved = False
+            self.save()
+        return future
+
+    def _finish_generation(self, report: TickReport) -> None:
+        future = self._end_generation()
         self.last_generation_seconds = time.perf_counter() - self._gen_started
         try:
             proposals = future.result()
@@ -519,7 +541,7 @@ class Search:
         """Cancel every running trial (Ctrl-C, delete); they are retried on resume."""
         if self._future is not None:  # proposals not yet launched are dropped, not run
             concurrent.futures.wait([self._future])
-            self._future = None
+            self._end_generation()
         stopped = []
         for t in self.trials_in(TrialStatus.RUNNING):
             self.runner.stop(t, reason=reason)
@@ -532,8 +554,16 @@ class Search:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def generation_copy(experiment: Experiment) -> Experiment:
+    """A copy of the experiment for one generation step, sharing its runner (which holds
+    processes, sockets and API clients; generation never calls it; trials use the experiment's).
+    About 12 ms for 48 trials."""
+    runner = experiment.runner
+    return copy.deepcopy(experiment, memo={} if runner is None else {id(runner): runner})
+
+
 def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-__all__ = ["Event", "Search", "TickReport", "configure_torch"]
+__all__ = ["Event", "Search", "TickReport", "configure_torch", "generation_copy"]
