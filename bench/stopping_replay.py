@@ -1,0 +1,176 @@
+"""Early-stopping rules replayed on recorded searches: what a rule would save, what it would cost.
+
+A real run of the tutorial search takes minutes and mixes a rule's effect with which trials BoTorch
+proposed next (hypervolume std over seeds: 5%). This replays rules on the learning curves of
+searches run *without* early stopping (`bench/tutorial_search.py --modes none --out DIR`), in the
+order their epochs were logged: at each epoch event a rule sees only what had been logged by
+then; a stopped trial keeps its value at that epoch and saves its remaining epochs at its own
+seconds per epoch. The proposals stay those of the recorded run (no feedback to BoTorch) and a
+stop takes effect at once, so a replayed saving is an upper bound for the same rule in a real run.
+
+Printed per recorded run and as means: trainer time saved, hypervolume change, trials stopped, for
+- `oracle`: stops, after epoch 1, the trials that give up the least hypervolume per second saved,
+  knowing every final value, until 1% of the hypervolume is gone; no rule can do better on these
+  trials at that cost;
+- `percentile`: below the median of the other trials' values at the same epoch (as the bench's
+  default rule: minCurves 5);
+- `pareto need=N d=D`: N other trials at least as small and at least D more accurate at the same
+  epoch (nasop's `dominatedBy: N` is d=0).
+
+Usage (repo root): python bench/stopping_replay.py DIR [DIR ...]  (each a run directory
+    tutorial-none-sN made by tutorial_search.py, or a folder holding them)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "operator"))
+from nasop.engine import pareto  # noqa: E402
+
+#: the tutorial's objectives: val_acc >= 0.94 (maximised), num_params <= 80000 (minimised)
+REFERENCE = np.array([0.94, -80000.0])
+BUDGET = 0.01  # hypervolume the oracle may give up
+
+
+@dataclass
+class Trial:
+    num_params: float
+    curve: list[float]  # val_acc per epoch
+    logged: list[float]  # wall time of each epoch's val_acc
+    seconds: float  # process start to exit
+    per_epoch: float  # seconds per epoch, first event to last val_acc over epochs run
+
+
+def load_run(log_root: Path) -> list[Trial]:
+    """The trials of one recorded search from their TensorBoard files and wrapper markers."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trials = []
+    for d in sorted(log_root.glob("trial-*")):
+        pid, end = d / ".nasop" / "pid", d / ".nasop" / "exit"
+        acc = EventAccumulator(str(d))
+        acc.Reload()
+        tags = acc.Tags().get("scalars", [])
+        if "val_acc" not in tags or "num_params" not in tags or not end.exists():
+            continue
+        first = acc.Scalars("num_params")[0]
+        events = sorted({e.step: e for e in acc.Scalars("val_acc")}.items())
+        trials.append(Trial(
+            num_params=first.value,
+            curve=[e.value for _, e in events],
+            logged=[e.wall_time for _, e in events],
+            seconds=end.stat().st_mtime - pid.stat().st_mtime,
+            per_epoch=(events[-1][1].wall_time - first.wall_time) / len(events),
+        ))
+    return trials
+
+
+def hypervolume(points: list[tuple[float, float]]) -> float:
+    return pareto.hypervolume(np.array([[a, -n] for a, n in points]), REFERENCE)
+
+
+def outcome(trials: list[Trial], stopped: dict[int, int]) -> tuple[float, float]:
+    """(fraction of trainer time saved, relative hypervolume change) of stopping trial i after
+    epoch index stopped[i]."""
+    saved = sum((len(trials[i].curve) - 1 - k) * trials[i].per_epoch for i, k in stopped.items())
+    full = hypervolume([(t.curve[-1], t.num_params) for t in trials])
+    kept = hypervolume([(t.curve[stopped.get(i, len(t.curve) - 1)], t.num_params)
+                        for i, t in enumerate(trials)])
+    return saved / sum(t.seconds for t in trials), kept / full - 1
+
+
+Rule = Callable[[list[Trial], dict[int, list[float]], int, int], bool]
+
+
+def replay(trials: list[Trial], rule: Rule) -> dict[int, int]:
+    """Epoch events in logged order; `rule(trials, seen, i, k)` sees the values logged so far."""
+    events = sorted((t.logged[k], i, k) for i, t in enumerate(trials) for k in range(len(t.curve)))
+    seen: dict[int, list[float]] = {}
+    stopped: dict[int, int] = {}
+    for _, i, k in events:
+        if i in stopped:
+            continue
+        seen.setdefault(i, []).append(trials[i].curve[k])
+        if k < len(trials[i].curve) - 1 and rule(trials, seen, i, k):
+            stopped[i] = k
+    return stopped
+
+
+def percentile(min_curves: int = 5) -> Rule:
+    def rule(trials: list[Trial], seen: dict[int, list[float]], i: int, k: int) -> bool:
+        others = [v[k] for j, v in seen.items() if j != i and len(v) > k]
+        return len(others) >= min_curves and seen[i][k] < np.percentile(others + [seen[i][k]], 50)
+    return rule
+
+
+def dominated(need: int = 1, margin: float = 0.0, min_curves: int = 5) -> Rule:
+    def rule(trials: list[Trial], seen: dict[int, list[float]], i: int, k: int) -> bool:
+        rivals = [(v[k], trials[j].num_params) for j, v in seen.items() if j != i and len(v) > k]
+        if len(rivals) < min_curves:
+            return False
+        mine, size = seen[i][k], trials[i].num_params
+        return sum(a >= mine + margin and n <= size for a, n in rivals) >= need
+    return rule
+
+
+def oracle(trials: list[Trial]) -> dict[int, int]:
+    """Greedy: the trial whose stop after epoch 1 costs least hypervolume per second saved,
+    while the hypervolume stays within BUDGET of the full one."""
+    stopped: dict[int, int] = {}
+    while True:
+        best: tuple[float, int] | None = None
+        base = outcome(trials, stopped)
+        for i, t in enumerate(trials):
+            if i in stopped or len(t.curve) < 2:
+                continue
+            saved, hv = outcome(trials, {**stopped, i: 0})
+            if hv < -BUDGET:
+                continue
+            score = (saved - base[0]) / max(base[1] - hv, 1e-12)
+            if best is None or score > best[0]:
+                best = (score, i)
+        if best is None:
+            return stopped
+        stopped[best[1]] = 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="tutorial-none-sN run directories or their parents")
+    args = ap.parse_args(argv)
+    dirs = []
+    for arg in map(Path, args.runs):
+        dirs += [arg] if (arg / "state").is_dir() else sorted(arg.glob("tutorial-none-s*"))
+    runs = {d.name: load_run(d / "state" / "logs" / d.name) for d in dirs}
+    runs = {k: v for k, v in runs.items() if v}
+    if not runs:
+        raise SystemExit("no recorded runs: pass tutorial_search.py --modes none --out DIR runs")
+    policies: dict[str, Callable[[list[Trial]], dict[int, int]]] = {
+        f"oracle (<= {BUDGET:.0%} HV)": oracle,
+        "percentile 50": lambda ts: replay(ts, percentile()),
+    }
+    for need in (1, 2, 3):
+        for margin in (0.0, 0.001, 0.003):
+            policies[f"pareto need={need} d={margin:g}"] = (
+                lambda ts, n=need, m=margin: replay(ts, dominated(n, m)))
+    print(f"replayed on {len(runs)} recorded run(s): {', '.join(runs)}")
+    print(f"{'policy':<24} {'saved':>7} {'HV':>8} {'worst HV':>9} {'stopped':>8}")
+    for name, policy in policies.items():
+        rows = [(*outcome(ts, stops := policy(ts)), len(stops)) for ts in runs.values()]
+        saved, hv, n = (np.mean([r[c] for r in rows]) for c in range(3))
+        worst = min(r[1] for r in rows)
+        print(f"{name:<24} {saved:7.1%} {hv:+8.2%} {worst:+9.2%} {n:8.1f}")
+    print("target: saved >= 25% for HV >= -1% (bench/tutorial_search.py measures real runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
