@@ -60,3 +60,51 @@ def test_model_node_generates_with_options(accuracies):
         t.mark_completed()
     (grs,) = gs.gen(experiment=exp, n=1, num_trials=1)
     assert grs[0]._generation_node_name == "MBM" and len(grs[0].arms) == 1
+
+
+def _curve_trial(exp, params, values, status):
+    t = exp.new_trial()
+    t.add_arm(Arm(parameters=params))
+    t.mark_running(no_runner_required=True)
+    n = 784 * params["hidden_size_1"] + params["hidden_size_1"] * 16 + 170
+    rows = [{"trial_index": t.index, "arm_name": t.arm.name, "metric_name": "num_params",
+             "metric_signature": "num_params", "mean": float(n), "sem": float("nan"), "step": 0.0}]
+    rows += [{"trial_index": t.index, "arm_name": t.arm.name, "metric_name": "val_acc",
+              "metric_signature": "val_acc", "mean": v, "sem": float("nan"), "step": float(k)}
+             for k, v in enumerate(values)]
+    exp.attach_data(Data(df=pd.DataFrame(rows)))
+    t.mark_completed() if status == "completed" else t.mark_early_stopped()
+    return t
+
+
+@pytest.mark.parametrize("last_values", [True, False])
+def test_early_stopped_curves_do_not_lift_short_trials(last_values):
+    """With `epochs` searched, Ax's default model takes the curve's step as an input and predicts
+    every candidate at the largest step: early-stopped 4-epoch trials (data at step 0 only) then
+    teach it that the step lifts accuracy, and a 1-epoch configuration is predicted at 4-epoch
+    accuracy. nasop models last values: it predicts what a 1-epoch trial reached."""
+    space = [p for p in manifest()["spec"]["searchSpace"] if p["name"] != "epochs"]
+    s = _spec(searchSpace=space + [{"name": "epochs", "type": "int", "bounds": [1, 4]}],
+              optimizer={"initialTrials": 4, "seed": 0})
+    exp = experiment.experiment_from_spec(s, "x", None)
+    gs = strategy.strategy_from_spec(s)
+    if not last_values:  # Ax's default transforms, for contrast
+        for g in gs.nodes_by_name["MBM"].generator_specs:
+            g.generator_kwargs.pop("transforms")
+    base = {"hidden_size_2": 16, "learning_rate": 1e-3, "dropout": 0.1, "batch_size": 64}
+    curve = [0.90, 0.93, 0.95, 0.96]  # the same curve for every model; epochs decide the end
+    for h1 in (16, 32, 64, 128):
+        for epochs in (1, 4):
+            _curve_trial(exp, {**base, "hidden_size_1": h1, "epochs": epochs}, curve[:epochs],
+                         "completed")
+        _curve_trial(exp, {**base, "hidden_size_1": h1 + 8, "epochs": 4}, curve[:1], "stopped")
+    gs.gen(experiment=exp, n=1, num_trials=1)  # fits the model
+    from ax.core.observation import ObservationFeatures
+
+    one_epoch = ObservationFeatures(parameters={**base, "hidden_size_1": 48, "epochs": 1})
+    mean, _ = gs.adapter.predict([one_epoch])
+    predicted = mean["val_acc"][0]
+    if last_values:
+        assert predicted < 0.93, predicted  # a 1-epoch trial reaches 0.90
+    else:
+        assert predicted > 0.93, predicted  # the defect this setting avoids

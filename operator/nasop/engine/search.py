@@ -135,7 +135,8 @@ class Search:
                     f"{name!r}; they cannot change once a search has started",
                     hint="revert the change, or use a new name (or state dir) for a new search",
                 )
-            strategy_mod.use_warm_start_surrogate(snapshot.strategy)  # states saved before it
+            strategy_mod.use_warm_start_surrogate(snapshot.strategy)  # states saved before
+            strategy_mod.model_last_values(snapshot.strategy)  # these two settings
         search = cls(spec_, name, snapshot, runner, store, **kw)
         if warm is not None:
             search._pending_events.append(Event("WarmStarted", f"warm start: {warm.summary()}"))

@@ -6,7 +6,8 @@ The model-based node takes Ax's modular BoTorch defaults with nasop's generation
 samples and 5 restarts instead of 1024 and 20). Measured on 2 cores with a trial training
 beside the controller (bench/generation_latency.py), they cut the seconds per proposal;
 bench/search_quality.py checks that the hypervolume reached does not drop. The options are plain dicts stored in the strategy's
-`generator_gen_kwargs`, so they round-trip through the saved state with the rest of it.
+`generator_gen_kwargs`, so they round-trip through the saved state with the rest of it. The GP
+models each trial's last logged value (`model_last_values`), not the learning curve by step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ax.adapter.registry import MBM_X_trans, Y_trans
+from ax.adapter.transforms.map_key_to_float import MapKeyToFloat
 from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
 from ax.api.utils.structs import GenerationStrategyDispatchStruct
 from ax.generation_strategy.generation_strategy import GenerationStrategy
@@ -86,6 +89,25 @@ def use_warm_start_surrogate(gs: GenerationStrategy) -> None:
             kwargs["surrogate"] = WarmStartSurrogate(surrogate_spec=kwargs.pop("surrogate_spec", None))
 
 
+def model_last_values(gs: GenerationStrategy) -> None:
+    """Model each trial's last logged value, without the learning curve's step as a GP input.
+
+    Ax's default (the `MapKeyToFloat` transform) makes the step an input and predicts every
+    candidate at the largest step seen. Where the number of epochs is itself searched (the
+    tutorial's `epochs`), completed trials tie the step to that parameter, and early-stopped ones
+    (4 epochs planned, data at step 0) teach the GP that the step, not the parameter, raises the
+    accuracy: it then predicts 1-epoch candidates at 4-epoch accuracy. Measured on the tutorial
+    search with the percentile rule (5 seeds): BoTorch proposed 1-epoch models for 8-24 of its 39
+    trials (4-6 without early stopping) and the hypervolume fell 11.5%.
+    """
+    node = gs.nodes_by_name.get(MODEL_NODE)
+    if node is None:
+        return
+    transforms = [t for t in MBM_X_trans + Y_trans if t is not MapKeyToFloat]
+    for generator_spec in node.generator_specs:
+        generator_spec.generator_kwargs["transforms"] = list(transforms)
+
+
 def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     """One GenerationStrategy per experiment; its state is saved with the experiment."""
     method = s.optimizer.method
@@ -109,10 +131,11 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     gs = choose_generation_strategy(struct, model_config=model_config)
     apply_generation_options(gs, GENERATION_OPTIONS)
     use_warm_start_surrogate(gs)
+    model_last_values(gs)
     return gs
 
 
 __all__ = [
-    "GENERATION_OPTIONS", "apply_generation_options", "initial_trials", "strategy_from_spec",
-    "use_warm_start_surrogate",
+    "GENERATION_OPTIONS", "apply_generation_options", "initial_trials", "model_last_values",
+    "strategy_from_spec", "use_warm_start_surrogate",
 ]
