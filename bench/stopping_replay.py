@@ -5,8 +5,9 @@ proposed next (hypervolume std over seeds: 5%). This replays rules on the learni
 searches run *without* early stopping (`bench/tutorial_search.py --modes none --out DIR`), in the
 order their epochs were logged: at each epoch event a rule sees only what had been logged by
 then; a stopped trial keeps its value at that epoch and saves its remaining epochs at its own
-seconds per epoch. The proposals stay those of the recorded run (no feedback to BoTorch) and a
-stop takes effect at once, so a replayed saving is an upper bound for the same rule in a real run.
+seconds per epoch. The proposals stay those of the recorded run (no feedback to BoTorch: a real
+run that stops trials models them by their last values and proposes differently) and a stop
+takes effect at once, so on those trials a replayed saving is the most the rule could save.
 
 Printed per recorded run and as means: trainer time saved, hypervolume change, trials stopped, for
 - `oracle`: stops, after epoch 1, the trials that give up the least hypervolume per second saved,
