@@ -73,11 +73,8 @@ def _curve_trial(exp, params, values, status):
               "metric_signature": "val_acc", "mean": v, "sem": float("nan"), "step": float(k)}
              for k, v in enumerate(values)]
     exp.attach_data(Data(df=pd.DataFrame(rows)))
-    if status == "completed":
-        t.mark_completed()
-    elif status == "stopped":
-        t.mark_early_stopped()
-    return t  # else still running
+    t.mark_completed() if status == "completed" else t.mark_early_stopped()
+    return t
 
 
 @pytest.mark.parametrize("last_values", [True, False])
@@ -111,26 +108,3 @@ def test_early_stopped_curves_do_not_lift_short_trials(last_values):
         assert predicted < 0.93, predicted  # a 1-epoch trial reaches 0.90
     else:
         assert predicted > 0.93, predicted  # the defect this setting avoids
-
-
-def test_generation_copy_leaves_running_curves_to_the_stopping_rules():
-    """A running trial's partial curve would be fitted as its outcome (and the trial no longer
-    pending): the generation step's copy drops it; the live experiment keeps it, and the copy
-    keeps completed and early-stopped trials' data and shares the runner."""
-    from ax.core.base_trial import TrialStatus
-
-    from nasop.engine.search import generation_copy
-
-    space = [p for p in manifest()["spec"]["searchSpace"] if p["name"] != "epochs"]
-    s = _spec(searchSpace=space + [{"name": "epochs", "type": "int", "bounds": [1, 4]}])
-    exp = experiment.experiment_from_spec(s, "x", None)
-    base = {"hidden_size_2": 16, "learning_rate": 1e-3, "dropout": 0.1, "batch_size": 64,
-            "epochs": 4}
-    done = _curve_trial(exp, {**base, "hidden_size_1": 16}, [0.9, 0.93, 0.95, 0.96], "completed")
-    stopped = _curve_trial(exp, {**base, "hidden_size_1": 32}, [0.85], "stopped")
-    running = _curve_trial(exp, {**base, "hidden_size_1": 64}, [0.9], "running")  # epoch 1 in
-    clone = generation_copy(exp)
-    assert clone.lookup_data().trial_indices == {done.index, stopped.index}
-    assert exp.lookup_data().trial_indices == {done.index, stopped.index, running.index}
-    assert clone.trials[running.index].status is TrialStatus.RUNNING
-    assert clone.runner is exp.runner and clone is not exp

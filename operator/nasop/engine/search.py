@@ -558,19 +558,9 @@ class Search:
 def generation_copy(experiment: Experiment) -> Experiment:
     """A copy of the experiment for one generation step, sharing its runner (which holds
     processes, sockets and API clients; generation never calls it; trials use the experiment's).
-    About 12 ms for 48 trials.
-
-    Running trials' partial curves (fetched for the early-stopping rules) are left out of the
-    copy: Ax would fit a running trial's latest value as its outcome and stop treating it as
-    pending, so a trial at its first epoch would count as a finished, weaker model. Without
-    them running trials are pending, as in a search without early stopping.
-    """
+    About 12 ms for 48 trials."""
     runner = experiment.runner
-    clone = copy.deepcopy(experiment, memo={} if runner is None else {id(runner): runner})
-    running = {i for i, t in clone.trials.items() if t.status is TrialStatus.RUNNING}
-    if running & clone.data.trial_indices:
-        clone.data = clone.data.filter(trial_indices=clone.data.trial_indices - running)
-    return clone
+    return copy.deepcopy(experiment, memo={} if runner is None else {id(runner): runner})
 
 
 def _fmt(v: float) -> str:
