@@ -32,12 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "operator"))
-from nasop.engine import pareto  # noqa: E402
+from nasop.engine import pareto
 
-#: the tutorial's objectives: val_acc >= 0.94 (maximised), num_params <= 80000 (minimised)
-REFERENCE = np.array([0.94, -80000.0])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _problems  # noqa: E402
+
+#: the tutorial manifest's thresholds, as (val_acc, -num_params): both larger-is-better
+_OBJECTIVES = {o.metric: o for o in _problems.tutorial_spec().objectives}
+REFERENCE = np.array([_OBJECTIVES["val_acc"].threshold, -_OBJECTIVES["num_params"].threshold])
 BUDGET = 0.01  # hypervolume the oracle may give up
 
 
@@ -78,11 +80,15 @@ def hypervolume(points: list[tuple[float, float]]) -> float:
     return pareto.hypervolume(np.array([[a, -n] for a, n in points]), REFERENCE)
 
 
-def outcome(trials: list[Trial], stopped: dict[int, int]) -> tuple[float, float]:
-    """(fraction of trainer time saved, relative hypervolume change) of stopping trial i after
-    epoch index stopped[i]."""
+def full_hypervolume(trials: list[Trial]) -> float:
+    """The run's hypervolume as recorded (every trial at its last epoch)."""
+    return hypervolume([(t.curve[-1], t.num_params) for t in trials])
+
+
+def outcome(trials: list[Trial], stopped: dict[int, int], full: float) -> tuple[float, float]:
+    """(fraction of trainer time saved, hypervolume change relative to `full`) of stopping
+    trial i after epoch index stopped[i]."""
     saved = sum((len(trials[i].curve) - 1 - k) * trials[i].per_epoch for i, k in stopped.items())
-    full = hypervolume([(t.curve[-1], t.num_params) for t in trials])
     kept = hypervolume([(t.curve[stopped.get(i, len(t.curve) - 1)], t.num_params)
                         for i, t in enumerate(trials)])
     return saved / sum(t.seconds for t in trials), kept / full - 1
@@ -126,13 +132,14 @@ def oracle(trials: list[Trial]) -> dict[int, int]:
     """Greedy: the trial whose stop after epoch 1 costs least hypervolume per second saved,
     while the hypervolume stays within BUDGET of the full one."""
     stopped: dict[int, int] = {}
+    full = full_hypervolume(trials)
     while True:
         best: tuple[float, int] | None = None
-        base = outcome(trials, stopped)
+        base = outcome(trials, stopped, full)
         for i, t in enumerate(trials):
             if i in stopped or len(t.curve) < 2:
                 continue
-            saved, hv = outcome(trials, {**stopped, i: 0})
+            saved, hv = outcome(trials, {**stopped, i: 0}, full)
             if hv < -BUDGET:
                 continue
             score = (saved - base[0]) / max(base[1] - hv, 1e-12)
@@ -152,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         dirs += [arg] if (arg / "state").is_dir() else sorted(arg.glob("tutorial-none-s*"))
     runs = {d.name: load_run(d / "state" / "logs" / d.name) for d in dirs}
     runs = {k: v for k, v in runs.items() if v}
+    full = {k: full_hypervolume(v) for k, v in runs.items()}
     if not runs:
         raise SystemExit("no recorded runs: pass tutorial_search.py --modes none --out DIR runs")
     policies: dict[str, Callable[[list[Trial]], dict[int, int]]] = {
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"replayed on {len(runs)} recorded run(s): {', '.join(runs)}")
     print(f"{'policy':<24} {'saved':>7} {'HV':>8} {'worst HV':>9} {'stopped':>8}")
     for name, policy in policies.items():
-        rows = [(*outcome(ts, stops := policy(ts)), len(stops)) for ts in runs.values()]
+        rows = [(*outcome(ts, stops := policy(ts), full[k]), len(stops)) for k, ts in runs.items()]
         saved, hv, n = (np.mean([r[c] for r in rows]) for c in range(3))
         worst = min(r[1] for r in rows)
         print(f"{name:<24} {saved:7.1%} {hv:+8.2%} {worst:+9.2%} {n:8.1f}")

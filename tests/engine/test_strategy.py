@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from ax.core.arm import Arm
 from ax.core.data import Data
+from ax.core.observation import ObservationFeatures
 
 from nasop import spec
 from nasop.engine import experiment, strategy
@@ -99,8 +100,6 @@ def test_early_stopped_curves_do_not_lift_short_trials(last_values):
                          "completed")
         _curve_trial(exp, {**base, "hidden_size_1": h1 + 8, "epochs": 4}, curve[:1], "stopped")
     gs.gen(experiment=exp, n=1, num_trials=1)  # fits the model
-    from ax.core.observation import ObservationFeatures
-
     one_epoch = ObservationFeatures(parameters={**base, "hidden_size_1": 48, "epochs": 1})
     mean, _ = gs.adapter.predict([one_epoch])
     predicted = mean["val_acc"][0]

@@ -135,8 +135,9 @@ class Search:
                     f"{name!r}; they cannot change once a search has started",
                     hint="revert the change, or use a new name (or state dir) for a new search",
                 )
-            strategy_mod.use_warm_start_surrogate(snapshot.strategy)  # states saved before
-            strategy_mod.model_last_values(snapshot.strategy)  # these two settings
+            # states saved before these settings existed get them on resume
+            strategy_mod.use_warm_start_surrogate(snapshot.strategy)
+            strategy_mod.model_last_values(snapshot.strategy)
         search = cls(spec_, name, snapshot, runner, store, **kw)
         if warm is not None:
             search._pending_events.append(Event("WarmStarted", f"warm start: {warm.summary()}"))
@@ -489,7 +490,8 @@ class Search:
         return self.strategy.gen(experiment=experiment, n=1, num_trials=n)
 
     def _end_generation(self) -> concurrent.futures.Future[list[list[GeneratorRun]]]:
-        """Take the finished future; the strategy is bound to the live experiment again."""
+        """Take the finished future, bind the strategy to the live experiment again, and save
+        what changed while the worker ran."""
         future, self._future = self._future, None
         assert future is not None  # noqa: S101 - internal invariant, not input validation
         self.strategy.experiment = self.experiment  # the copy had its name: allowed

@@ -103,9 +103,11 @@ def model_last_values(gs: GenerationStrategy) -> None:
     node = gs.nodes_by_name.get(MODEL_NODE)
     if node is None:
         return
-    transforms = [t for t in MBM_X_trans + Y_trans if t is not MapKeyToFloat]
     for generator_spec in node.generator_specs:
-        generator_spec.generator_kwargs["transforms"] = list(transforms)
+        kwargs = generator_spec.generator_kwargs
+        # the node's own transforms if Ax set any, else the BoTorch generator's defaults
+        kwargs["transforms"] = [t for t in kwargs.get("transforms") or MBM_X_trans + Y_trans
+                                if t is not MapKeyToFloat]
 
 
 def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
