@@ -1,9 +1,11 @@
 """Generate the NASExperiment CRD from the pydantic models in `spec.py`.
 
 The API server wants a structural schema: no `$ref`, no titles, no `additionalProperties: false`
-beside `properties` (kubernetes/kubernetes#94593), `nullable` instead of `anyOf: [.., null]`, and no
-defaults it would write back into stored objects. `nasop crd` writes the result into `crds/` and a
-test fails when the committed file drifts from the models.
+beside `properties` (kubernetes/kubernetes#94593), `nullable` instead of `anyOf: [.., null]`, no
+defaults it would write back into stored objects, and OpenAPI 3.0's boolean exclusive bounds
+(`minimum: 0` + `exclusiveMinimum: true`) where pydantic writes JSON Schema 2020's numeric ones.
+`nasop crd` writes the result into `crds/` and a test fails when the committed file drifts from the
+models.
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def _structural(node: Any) -> Any:
                 out[k] = {name: _structural(sub) for name, sub in v.items()}
             else:
                 out[k] = _structural(v)
+        for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+            if isinstance(out.get(flag), (int, float)) and not isinstance(out[flag], bool):
+                out[bound] = out[flag]
+                out[flag] = True
         if "const" in out:  # Literal fields: an enum of one is structural, const is not
             out["enum"] = [out.pop("const")]
         if "enum" in out and "type" not in out:

@@ -74,12 +74,50 @@ def test_crd_schema_rejects_what_models_reject():
 
 
 def _to_jsonschema(node):
-    """OpenAPI `nullable` -> JSON Schema null type, so jsonschema can check examples."""
+    """OpenAPI 3.0 (`nullable`, boolean exclusive bounds) -> JSON Schema, so jsonschema can check."""
     if isinstance(node, dict):
         out = {k: _to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
         if out.pop("nullable", False) and "type" in out:
             out["type"] = [out["type"], "null"]
+        for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+            if out.get(flag) is True:  # OpenAPI 3.0 -> JSON Schema 2020
+                out[flag] = out.pop(bound)
+            else:
+                out.pop(flag, None)
         return out
     if isinstance(node, list):
         return [_to_jsonschema(v) for v in node]
     return node
+
+
+SHIPPED_CRDS = sorted({*glob.glob(os.path.join(ROOT, "crds", "*.yaml")),
+                       *glob.glob(os.path.join(ROOT, "charts", "nasop", "crds", "*.yaml"))})
+
+
+@pytest.mark.parametrize("path", SHIPPED_CRDS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_crds_load_into_the_kubernetes_client_model(path):
+    """`apiextensions.k8s.io/v1` types every field (exclusive bounds are booleans, say): the
+    official client's model refuses what an API server would refuse for the same reason."""
+    from kubernetes.client import ApiClient, V1CustomResourceDefinition
+
+    with open(path, encoding="utf-8") as fh:
+        docs = [d for d in yaml.safe_load_all(fh) if d]
+    assert docs, path
+    for doc in docs:
+        assert doc["apiVersion"] == "apiextensions.k8s.io/v1" and doc["kind"] == "CustomResourceDefinition"
+        model = ApiClient()._ApiClient__deserialize(doc, V1CustomResourceDefinition)
+        assert model.metadata.name == doc["metadata"]["name"]
+
+
+def test_exclusive_bounds_are_openapi_v3_booleans():
+    """pydantic's `gt=0` is JSON Schema 2020's `exclusiveMinimum: 0`; the CRD says `minimum: 0`
+    and `exclusiveMinimum: true`."""
+    props = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    percentile = props["properties"]["earlyStopping"]["properties"]["percentile"]
+    assert (percentile["minimum"], percentile["exclusiveMinimum"]) == (0, True)
+    assert (percentile["maximum"], percentile["exclusiveMaximum"]) == (100, True)
+    cpu = props["properties"]["trial"]["properties"]["resources"]["properties"]["cpu"]
+    assert (cpu["minimum"], cpu["exclusiveMinimum"]) == (0, True)
+    for path, node in _walk(crd.crd()):
+        for flag in ("exclusiveMinimum", "exclusiveMaximum"):
+            assert isinstance(node.get(flag, False), bool), path
