@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WHEELS := $(wildcard ../shared/wheels)
 FIND_LINKS := $(if $(WHEELS),--find-links $(WHEELS))
 
-.PHONY: demo test test-fast crd bench clean
+.PHONY: demo test test-fast crd bench clean cluster
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,3 +33,10 @@ crd: $(STAMP)
 
 clean:
 	rm -rf .nasop .nasop-demo report.html
+
+# A real control plane (etcd, kube-apiserver, kube-controller-manager built from Go modules, cached
+# by version in ~/.cache/nasop/cluster) in the foreground; Ctrl-C stops it. KUBECONFIG=FILE gets
+# an admin kubeconfig.
+KUBECONFIG ?= $(CURDIR)/.nasop-cluster.kubeconfig
+cluster: $(STAMP)
+	$(BIN)/python tests/cluster/controlplane.py --kubeconfig $(KUBECONFIG)

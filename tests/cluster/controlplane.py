@@ -1,0 +1,313 @@
+"""A real Kubernetes control plane for the tests: etcd, kube-apiserver and kube-controller-manager.
+
+The binaries are built from Go modules by ``build.sh`` (versions pinned in ``go/*/go.mod``, cached
+by version outside the checkout). :class:`ControlPlane` starts them on 127.0.0.1 the way
+controller-runtime's envtest does, with what it generates itself: a CA and the API server's serving
+certificate (openssl), a service-account signing key (TokenRequest works), a static admin token
+(``system:masters``) and an audit log of every request (who called what, and the answer).
+
+- authorization is RBAC: a client holding a ServiceAccount token can do only what it is granted;
+- the controller manager runs the garbage collector (ownerReferences), the namespace controller,
+  the service-account controllers and the Job controller;
+- no kubelet: pods are stored, not run (the next issue adds a node).
+
+Run by hand (``make cluster KUBECONFIG=FILE``)::
+
+    python tests/cluster/controlplane.py --kubeconfig FILE
+
+builds what is missing, starts everything, writes an admin kubeconfig to FILE and stays in the
+foreground until Ctrl-C or SIGTERM, then stops what it started.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+HERE = pathlib.Path(__file__).resolve().parent
+ADMIN = "nasop-test-admin"
+#: Service and pod addresses are never routed here (no kube-proxy, no pod network), but keep them
+#: off the private ranges all the same (RFC 2544 benchmarking range).
+SERVICE_RANGE = "198.18.0.0/24"
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}
+
+
+def build() -> pathlib.Path:
+    """Build (once per version) and return the folder holding etcd, kube-apiserver, kcm."""
+    out = subprocess.run(["bash", str(HERE / "build.sh")], check=True, text=True,
+                         stdout=subprocess.PIPE).stdout
+    return pathlib.Path(out.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_certs(folder: pathlib.Path) -> None:
+    """A CA, the API server's certificate for 127.0.0.1/localhost, a service-account key pair."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj",
+             "/CN=nasop-test-ca", "-keyout", str(ca_key), "-out", str(ca_crt))
+    ext = folder / "server.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
+                   "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+                   "extendedKeyUsage=serverAuth\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
+             "-keyout", str(folder / "server.key"), "-out", str(folder / "server.csr"))
+    _openssl("x509", "-req", "-in", str(folder / "server.csr"), "-CA", str(ca_crt), "-CAkey",
+             str(ca_key), "-CAcreateserial", "-days", "30", "-extfile", str(ext),
+             "-out", str(folder / "server.crt"))
+    _openssl("genrsa", "-out", str(folder / "sa.key"), "2048")
+    _openssl("rsa", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
+
+
+def kubeconfig(server: str, token: str, ca_file: str | None, namespace: str = "default",
+               user: str = "nasop") -> dict[str, Any]:
+    """A kubeconfig for one token (the admin's, or a ServiceAccount's from TokenRequest)."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_file and server.startswith("https"):
+        cluster["certificate-authority"] = ca_file
+    return {"apiVersion": "v1", "kind": "Config", "current-context": user,
+            "clusters": [{"name": "nasop-test", "cluster": cluster}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": user, "context": {"cluster": "nasop-test", "user": user,
+                                                    "namespace": namespace}}]}
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager in ``workdir``; ``start()`` / ``stop()``."""
+
+    def __init__(self, bin_dir: pathlib.Path, workdir: pathlib.Path) -> None:
+        self.bin_dir = bin_dir
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.token = secrets.token_hex(16)
+        self.ca_file = str(workdir / "pki" / "ca.crt")
+        self.audit_log = workdir / "audit.log"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.started_in: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 180.0) -> ControlPlane:
+        begin = time.monotonic()
+        pki = self.workdir / "pki"
+        make_certs(pki)
+        (self.workdir / "tokens.csv").write_text(f'{self.token},{ADMIN},{ADMIN},"system:masters"\n')
+        (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
+        etcd_client, etcd_peer = free_port(), free_port()
+        self._spawn("etcd", [
+            "--name=nasop-test", f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=nasop-test=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync=true", "--log-level=warn"])
+        self._spawn("kube-apiserver", [
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            f"--secure-port={self.port}", "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--token-auth-file={self.workdir / 'tokens.csv'}",
+            "--authorization-mode=RBAC", "--anonymous-auth=false",
+            f"--service-cluster-ip-range={SERVICE_RANGE}", "--allow-privileged=true",
+            # no ServiceAccount admission, as envtest: trial pods are stored, not run
+            "--disable-admission-plugins=ServiceAccount",
+            f"--service-account-issuer={self.url}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.audit_log}", "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=0.2s", "--audit-log-format=json",
+            "--enable-priority-and-fairness=false", "--profiling=false",
+            "--endpoint-reconciler-type=none", "--v=0"])
+        self._wait_ready(timeout)
+        admin = self.workdir / "admin.kubeconfig"
+        admin.write_text(yaml.safe_dump(self.admin_kubeconfig()))
+        self._spawn("kube-controller-manager", [
+            f"--kubeconfig={admin}", "--leader-elect=false", "--secure-port=0",
+            "--controllers=garbage-collector-controller,namespace-controller,"
+            "serviceaccount-token-controller,serviceaccount-controller,"
+            "root-ca-certificate-publisher-controller,job-controller",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}", "--concurrent-gc-syncs=5",
+            "--v=0"])
+        self._wait_default_serviceaccount(timeout - (time.monotonic() - begin))
+        self.started_in = time.monotonic() - begin
+        return self
+
+    def stop(self) -> None:
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.procs.clear()
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ access
+
+    def admin_kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
+        return kubeconfig(self.url, self.token, self.ca_file, namespace, user=ADMIN)
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None,
+                content_type: str = "application/json", timeout: float = 30.0) -> Any:
+        """One API call as the admin (or ``token``); returns the decoded JSON answer.
+
+        Raises :class:`ApiError` with the server's status and message on a non-2xx answer.
+        """
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {token or self.token}", "Content-Type": content_type,
+            "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                status = json.loads(raw)
+            except ValueError:
+                status = {"message": raw.decode(errors="replace")}
+            raise ApiError(e.code, status.get("message", ""), status) from None
+        return json.loads(raw) if raw else None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Every request the API server has logged so far (batched: ~0.2 s behind)."""
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
+
+    # ------------------------------------------------------------------ internals
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - the process holds it
+        self.procs[name] = subprocess.Popen([str(self.bin_dir / name), *args], stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            with contextlib.suppress(OSError, ApiError, ValueError):
+                req = urllib.request.Request(self.url + "/readyz", headers={
+                    "Authorization": f"Bearer {self.token}"})
+                with urllib.request.urlopen(req, context=self.ssl_context(), timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"kube-apiserver not ready after {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def _wait_default_serviceaccount(self, timeout: float) -> None:
+        """The controller manager is working once it has made `default`'s ServiceAccount."""
+        deadline = time.monotonic() + max(timeout, 10)
+        while True:
+            self._check_alive()
+            with contextlib.suppress(ApiError):
+                self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("kube-controller-manager made no default ServiceAccount")
+            time.sleep(0.2)
+
+
+class ApiError(Exception):
+    """A non-2xx answer of the API server: its HTTP status and message."""
+
+    def __init__(self, code: int, message: str, status: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status or {}
+
+
+@contextlib.contextmanager
+def running(workdir: pathlib.Path | None = None) -> Iterator[ControlPlane]:
+    """Build if needed, start, yield, stop (and remove a temporary workdir)."""
+    bin_dir = build()
+    owned = workdir is None
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="nasop-cluster-")) if owned else workdir
+    assert folder is not None
+    plane = ControlPlane(bin_dir, folder)
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kubeconfig", required=True, help="write the admin kubeconfig here")
+    args = parser.parse_args(argv)
+    stop = False
+
+    def on_signal(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with running() as plane:
+        path = pathlib.Path(args.kubeconfig)
+        path.write_text(yaml.safe_dump(plane.admin_kubeconfig()))
+        print(f"control plane up in {plane.started_in:.1f}s at {plane.url}; "
+              f"admin kubeconfig: {path}\n  export KUBECONFIG={path.resolve()}\n"
+              "Ctrl-C stops it.", flush=True)
+        while not stop:
+            time.sleep(0.2)
+            plane._check_alive()
+    print("control plane stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

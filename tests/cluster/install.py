@@ -1,0 +1,151 @@
+"""Install nasop on the test control plane the way a user does, and mint the operator's tokens.
+
+- Volcano's own CRDs (Job, Queue, PodGroup, Command) from Volcano's Go module at the pinned release
+  (``go mod download``: the files are in the module zip), and the ``default`` Queue;
+- the chart, by the embedded Helm engine (helm-python-sdk: Helm 4, server-side apply, CRDs from the
+  chart's crds/), twice: release ``nasop`` with cluster-wide RBAC and release ``nasop-ns`` with a Role
+  in ``default`` only; the operator runs as either release's ServiceAccount with a token from the
+  TokenRequest API, so the server grants exactly what that release's RBAC grants.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import time
+from typing import Any
+
+import yaml
+
+from controlplane import ApiError, ControlPlane
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CHART_DIR = REPO / "charts" / "nasop"
+#: Volcano's release whose CRDs the trial jobs are checked against (its go.mod needs Kubernetes 1.35).
+VOLCANO_VERSION = "v1.15.1"
+VOLCANO_CRDS = ("batch.volcano.sh_jobs.yaml", "scheduling.volcano.sh_queues.yaml",
+                "scheduling.volcano.sh_podgroups.yaml", "bus.volcano.sh_commands.yaml")
+WATCHED = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """One installed release of the chart: who its operator is and what it may do."""
+    name: str
+    namespace: str
+    scope: str  # "cluster" | "namespaced"
+
+    @property
+    def service_account(self) -> str:
+        return self.name
+
+    @property
+    def username(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+
+RELEASES = {"cluster": Release("nasop", "nasop-system", "cluster"),
+            "namespaced": Release("nasop-ns", "nasop-ns-system", "namespaced")}
+
+
+def volcano_crd_dir() -> pathlib.Path:
+    out = subprocess.run(["go", "mod", "download", "-json", f"volcano.sh/volcano@{VOLCANO_VERSION}"],
+                         check=True, capture_output=True, text=True,
+                         env={**os.environ, "GOFLAGS": "-mod=mod", "GOWORK": "off"}).stdout
+    return pathlib.Path(json.loads(out)["Dir"]) / "config" / "crd" / "volcano" / "bases"
+
+
+def apply(plane: ControlPlane, obj: dict[str, Any], manager: str = "nasop-tests") -> dict[str, Any]:
+    """Server-side apply (as `kubectl apply --server-side`): large CRDs have no size trouble."""
+    meta = obj["metadata"]
+    group_version = obj["apiVersion"]
+    plural = {"CustomResourceDefinition": "customresourcedefinitions", "Queue": "queues",
+              "Namespace": "namespaces"}[obj["kind"]]
+    base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+    ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+    return plane.request("PATCH", f"{base}{ns}/{plural}/{meta['name']}?fieldManager={manager}&force=true",
+                         obj, content_type="application/apply-patch+yaml")
+
+
+def wait_established(plane: ControlPlane, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crd = plane.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        conds = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
+        if conds.get("Established") == "True":
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"CRD {name} not established")
+
+
+def install_volcano_crds(plane: ControlPlane) -> list[str]:
+    names = []
+    folder = volcano_crd_dir()
+    for file in VOLCANO_CRDS:
+        crd = yaml.safe_load((folder / file).read_text())
+        apply(plane, crd)
+        names.append(crd["metadata"]["name"])
+    for name in names:
+        wait_established(plane, name)
+    apply(plane, {"apiVersion": "scheduling.volcano.sh/v1beta1", "kind": "Queue",
+                  "metadata": {"name": "default"}, "spec": {"weight": 1, "reclaimable": True}})
+    return names
+
+
+def helm_install(plane: ControlPlane, kubeconfig: pathlib.Path, release: Release,
+                 values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`helm install RELEASE charts/nasop -n NAMESPACE --create-namespace` through Helm's SDK."""
+    import helm_python as helm
+
+    helm.disable_logging()
+    chart_values = {"rbac": {"scope": release.scope}, "watchNamespaces": [WATCHED],
+                    "tests": {"enabled": False}, **(values or {})}
+    with helm.Config(kubeconfig_path=str(kubeconfig), namespace=release.namespace) as cfg, \
+            helm.Chart.load(CHART_DIR) as chart:
+        return cfg.install(chart, release.name, chart_values, namespace=release.namespace,
+                           create_namespace=True, timeout=120)
+
+
+def service_account_token(plane: ControlPlane, release: Release, seconds: int = 7200) -> str:
+    """A token for the release's ServiceAccount from the TokenRequest API (as a pod gets one)."""
+    answer = plane.request(
+        "POST", f"/api/v1/namespaces/{release.namespace}/serviceaccounts/"
+                f"{release.service_account}/token",
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+         "spec": {"expirationSeconds": seconds}})
+    return str(answer["status"]["token"])
+
+
+def install_all(plane: ControlPlane, workdir: pathlib.Path) -> dict[str, str]:
+    """Volcano's CRDs, both releases of the chart; returns a token per RBAC scope."""
+    admin = workdir / "admin.kubeconfig"
+    admin.write_text(yaml.safe_dump(plane.admin_kubeconfig()))
+    install_volcano_crds(plane)
+    tokens = {}
+    for scope, release in RELEASES.items():
+        helm_install(plane, admin, release)
+        tokens[scope] = service_account_token(plane, release)
+    for crd in ("nasexperiments.nasop.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        wait_established(plane, crd)
+    wait_served(plane, "/apis/nasop.dev/v1alpha1/nasexperiments")
+    wait_served(plane, "/apis/batch.volcano.sh/v1alpha1/jobs")
+    return tokens
+
+
+def wait_served(plane: ControlPlane, path: str, timeout: float = 60) -> None:
+    """An Established CRD can still answer 429 'storage is (re)initializing' for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            plane.request("GET", path)
+            return
+        except ApiError as e:
+            if e.code != 429 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
+__all__ = ["ApiError", "RELEASES", "Release", "apply", "helm_install", "install_all",
+           "install_volcano_crds", "service_account_token", "volcano_crd_dir"]
