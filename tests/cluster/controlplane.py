@@ -191,8 +191,20 @@ class ControlPlane:
                 content_type: str = "application/json", timeout: float = 30.0) -> Any:
         """One API call as the admin (or ``token``); returns the decoded JSON answer.
 
-        Raises :class:`ApiError` with the server's status and message on a non-2xx answer.
+        Raises :class:`ApiError` with the server's status and message on a non-2xx answer. A 429
+        (a CRD's storage still initializing) is retried for a few seconds, as client-go does.
         """
+        for attempt in range(50):
+            try:
+                return self._request(method, path, body, token, content_type, timeout)
+            except ApiError as e:
+                if e.code != 429 or attempt == 49:
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
+
+    def _request(self, method: str, path: str, body: Any, token: str | None, content_type: str,
+                 timeout: float) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method, headers={
             "Authorization": f"Bearer {token or self.token}", "Content-Type": content_type,
@@ -296,8 +308,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    path = pathlib.Path(args.kubeconfig)
+    if path.exists() and (yaml.safe_load(path.read_text()) or {}).get("current-context") != ADMIN:
+        parser.error(f"{path} exists and is not a kubeconfig this command wrote: name another file")
     with running() as plane:
-        path = pathlib.Path(args.kubeconfig)
         path.write_text(yaml.safe_dump(plane.admin_kubeconfig()))
         print(f"control plane up in {plane.started_in:.1f}s at {plane.url}; "
               f"admin kubeconfig: {path}\n  export KUBECONFIG={path.resolve()}\n"

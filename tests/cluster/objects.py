@@ -41,6 +41,11 @@ class Cluster:
     def __init__(self, plane: ControlPlane, proxy: FaultProxy) -> None:
         self.plane = plane
         self.proxy = proxy
+        #: who the operator is: its ServiceAccount token and user name (set by the fixture)
+        self.operator_token = ""
+        self.operator_user = ""
+        #: how many audit events the log held when the test began
+        self.audit_start = 0
 
     @property
     def url(self) -> str:
@@ -94,18 +99,27 @@ class Cluster:
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
         self.proxy.set_pod_log(namespace, name, text)
 
+    def operator_calls(self) -> list[AuditedCall]:
+        """The operator's calls since the test began (waits out the audit log's batching)."""
+        import time
+        time.sleep(0.5)
+        return self.audited_calls(self.operator_user, self.plane.audit_events()[self.audit_start:])
+
     # ------------------------------------------------------------------ what the server saw
 
-    def audited_calls(self, user: str) -> list[AuditedCall]:
+    def audited_calls(self, user: str, events: list[dict[str, Any]] | None = None,
+                      ) -> list[AuditedCall]:
         """The calls ``user`` made, from the API server's audit log (batched: ~0.2 s behind)."""
         calls = []
-        for event in self.plane.audit_events():
+        for event in self.plane.audit_events() if events is None else events:
             if event.get("stage") != "ResponseComplete" or event["user"].get("username") != user:
                 continue
             ref = event.get("objectRef") or {}
             resource = ref.get("resource", "")
             if ref.get("subresource"):
                 resource += "/" + ref["subresource"]
+            if not ref:  # discovery (/apis, /version, ...)
+                resource = "nonResourceURL:" + event["requestURI"].split("?")[0]
             calls.append(AuditedCall(user, event["verb"], ref.get("apiGroup", ""), resource,
                                      ref.get("namespace", ""), ref.get("name", ""),
                                      int((event.get("responseStatus") or {}).get("code", 0))))

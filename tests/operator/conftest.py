@@ -1,17 +1,19 @@
-"""Fixtures for operator tests: a Kubernetes API emulator on 127.0.0.1 and an in-process kopf.
+"""Fixtures for operator tests: a real API server (session-wide) and an in-process kopf.
 
-- ``emulator``: a started :class:`emulator.Emulator` (one per test) serving core, events.k8s.io,
-  coordination.k8s.io, kopf.dev, Volcano and ``nasexperiments`` (from ``crds/nasexperiments.yaml``
-  when it exists, else a schema-less stand-in with the same names).
-- ``kubeconfig``: a kubeconfig file for it, exported as ``KUBECONFIG`` for the test.
-- ``k8s_api``: a ``kubernetes.client.ApiClient`` for it.
+- ``control_plane`` (session): etcd, kube-apiserver and kube-controller-manager built from Go
+  modules (tests/cluster), with Volcano's CRDs and the chart installed twice by Helm's SDK
+  (cluster-wide RBAC, and a Role in ``default`` only); see tests/cluster/install.py.
+- ``rbac_scope``: ``"cluster"`` unless a test parametrizes it (``indirect``) with ``"namespaced"``.
+- ``cluster``: a :class:`objects.Cluster` for one test: the tests' admin view of the server and a
+  fresh fault proxy in front of it; the ``default`` namespace is emptied after the test.
+- ``kubeconfig``: a kubeconfig for the operator (the proxy, the chart's ServiceAccount token),
+  exported as ``KUBECONFIG`` for the test.
 - ``run_operator``: ``await run_operator(registry_or_None, paths=..., modules=..., ...)`` starts
-  kopf as an asyncio task on the test's loop and returns an :class:`OperatorHandle`; stop it with
-  ``await handle.stop()`` (graceful) or by cancelling ``handle.task``; leftovers are cancelled
-  at teardown.
+  kopf as an asyncio task on the test's loop, logged in as the chart's ServiceAccount through the
+  proxy, and returns an :class:`OperatorHandle`; leftovers are cancelled at teardown.
 
 This folder must not get an ``__init__.py``: the package would be named ``operator`` and shadow the
-standard library. The helpers are imported as top-level modules (``import emulator``).
+standard library. The helpers are imported as top-level modules (``import volcano``).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import importlib.util
 import pathlib
 import signal
 import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -30,47 +34,92 @@ import pytest
 import pytest_asyncio
 import yaml
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # works in every pytest import mode
-
-import emulator as k8s  # noqa: E402
-
 REPO = pathlib.Path(__file__).resolve().parents[2]
-NASEXPERIMENTS_CRD_PATH = REPO / "crds" / "nasexperiments.yaml"
+sys.path[:0] = [str(pathlib.Path(__file__).parent), str(REPO / "tests" / "cluster")]
+
+import controlplane  # noqa: E402
+import install  # noqa: E402
+from objects import Cluster  # noqa: E402
+from proxy import FaultProxy  # noqa: E402
+
 REQUIRED_CALLS_PATH = REPO / "tests" / "packaging" / "required_api_calls.yaml"
 RECORDED_CALLS_PATH = REPO / "tests" / "packaging" / "recorded_api_calls.yaml"
 RECORDED_HEADER = """\
-# The Kubernetes API calls the operator made in each operator scenario, as recorded by the API
-# emulator. WRITTEN BY THE TESTS (tests/operator/conftest.py::record_api_calls) after each passing
-# scenario: do not edit. tests/packaging/test_rbac.py checks that required_api_calls.yaml (and so
-# the chart's RBAC) is exactly the union of these, plus the few calls it justifies as unrecorded.
+# The Kubernetes API calls the operator made in each operator scenario, as the API server's audit
+# log recorded them. WRITTEN BY THE TESTS (tests/operator/conftest.py::record_api_calls) after each
+# passing scenario: do not edit. tests/packaging/test_rbac.py checks that required_api_calls.yaml
+# (and so the chart's RBAC) is exactly the union of these, plus the few calls it justifies as
+# unrecorded.
 """
+#: What the tests leave in ``default`` and remove after each test (the GC would take its time).
+LEFTOVERS = ("nasop.dev/v1alpha1/nasexperiments", "batch.volcano.sh/v1alpha1/jobs", "v1/pods",
+             "v1/configmaps", "v1/events", "kopf.dev/v1/kopfpeerings")
+
+
+@dataclasses.dataclass
+class ControlPlaneSession:
+    plane: controlplane.ControlPlane
+    tokens: dict[str, str]  # RBAC scope -> the release's ServiceAccount token
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlaneSession]:
+    """The real control plane with nasop installed, for the whole session."""
+    with tempfile.TemporaryDirectory(prefix="nasop-cluster-") as folder, \
+            controlplane.running(pathlib.Path(folder)) as plane:
+        yield ControlPlaneSession(plane, install.install_all(plane, plane.workdir))
 
 
 @pytest.fixture()
-def emulator() -> Iterator[k8s.Emulator]:
-    """A running emulator on a free 127.0.0.1 port, stopped (watch streams ended) after the test."""
-    emu = k8s.Emulator()
-    emu.register_crd(NASEXPERIMENTS_CRD_PATH if NASEXPERIMENTS_CRD_PATH.exists()
-                     else k8s.NASEXPERIMENTS_TEST_CRD)
-    with emu.running():
-        yield emu
+def rbac_scope(request: pytest.FixtureRequest) -> str:
+    """Which release's ServiceAccount the operator runs as (parametrize indirectly to change)."""
+    return getattr(request, "param", "cluster")
 
 
 @pytest.fixture()
-def kubeconfig(emulator: k8s.Emulator, tmp_path: pathlib.Path,
+def cluster(control_plane: ControlPlaneSession, rbac_scope: str) -> Iterator[Cluster]:
+    proxy = FaultProxy(control_plane.plane.url, control_plane.plane.ssl_context())
+    with proxy.running():
+        view = Cluster(control_plane.plane, proxy)
+        view.operator_token = control_plane.tokens[rbac_scope]
+        view.operator_user = install.RELEASES[rbac_scope].username
+        view.audit_start = len(control_plane.plane.audit_events())
+        try:
+            yield view
+        finally:
+            empty_namespace(view, "default")
+
+
+def empty_namespace(view: Cluster, namespace: str, timeout: float = 30) -> None:
+    """Delete what a test left (finalizers first, so nothing stays Terminating) and wait."""
+    for resource in LEFTOVERS:
+        for obj in view.list_objects(resource, namespace):
+            meta = obj["metadata"]
+            if resource.startswith("v1/configmaps") and meta["name"] == "kube-root-ca.crt":
+                continue
+            if meta.get("finalizers"):
+                with contextlib.suppress(controlplane.ApiError):
+                    view.patch_object(resource, namespace, meta["name"],
+                                      {"metadata": {"finalizers": None}})
+            view.delete_object(resource, namespace, meta["name"])
+    deadline = time.monotonic() + timeout
+    for resource in LEFTOVERS:
+        while [o for o in view.list_objects(resource, namespace)
+               if o["metadata"]["name"] != "kube-root-ca.crt"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{resource} in {namespace} not emptied")
+            time.sleep(0.05)
+
+
+@pytest.fixture()
+def kubeconfig(cluster: Cluster, tmp_path: pathlib.Path,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[pathlib.Path]:
-    """A kubeconfig (context namespace ``default``) pointing at the emulator; sets KUBECONFIG."""
+    """A kubeconfig for the operator (through the proxy, as the chart's ServiceAccount)."""
     import kubernetes.client
     import kubernetes.config.kube_config
 
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": emulator.url}}],
-        "users": [{"name": "tester", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "emulator",
-                      "context": {"cluster": "emulator", "user": "tester", "namespace": "default"}}],
-    }))
+    path.write_text(yaml.safe_dump(controlplane.kubeconfig(cluster.url, cluster.operator_token, None)))
     monkeypatch.setenv("KUBECONFIG", str(path))
     # The client reads $KUBECONFIG once, at import time: point its default there too.
     monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
@@ -78,16 +127,6 @@ def kubeconfig(emulator: k8s.Emulator, tmp_path: pathlib.Path,
     default = getattr(kubernetes.client.Configuration, "_default", None)
     yield path
     kubernetes.client.Configuration.set_default(default)
-
-
-@pytest.fixture()
-def k8s_api(emulator: k8s.Emulator) -> Iterator[Any]:
-    """A ``kubernetes.client.ApiClient`` talking to the emulator."""
-    import kubernetes.client
-
-    client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=emulator.url))
-    yield client
-    client.close()
 
 
 @pytest.fixture()
@@ -107,38 +146,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     setattr(item, f"rep_{report.when}", report)
 
 
-def recorded_calls(emulator: k8s.Emulator) -> list[dict[str, Any]]:
-    """The emulator's recorded API calls as required_api_calls.yaml entries (without scope)."""
-    return [{"group": r["apiGroups"][0], "resource": r["resources"][0], "verbs": r["verbs"]}
-            for r in emulator.rbac_rules()]
-
-
-def _granted() -> set[tuple[str, str, str]]:
-    entries = yaml.safe_load(REQUIRED_CALLS_PATH.read_text())["calls"]
-    return {(e["group"], e["resource"], v) for e in entries for v in e["verbs"]}
+def recorded_calls(cluster: Cluster) -> list[dict[str, Any]]:
+    """The operator's calls as required_api_calls.yaml entries (without scope), sorted."""
+    verbs: dict[tuple[str, str], set[str]] = {}
+    for call in cluster.operator_calls():
+        if call.resource.startswith("nonResourceURL:"):
+            continue  # discovery, which the default system:discovery role grants every user
+        verbs.setdefault((call.group, call.resource), set()).add(call.verb)
+    return [{"group": g, "resource": r, "verbs": sorted(v)} for (g, r), v in sorted(verbs.items())]
 
 
 @pytest.fixture()
-def record_api_calls(request: pytest.FixtureRequest, emulator: k8s.Emulator) -> Iterator[None]:
-    """Every HTTP call to the emulator in this test is the operator's (test helpers call it
-    in-process). After a passing test: fail if the chart does not grant a call, and write the
-    scenario's calls into tests/packaging/recorded_api_calls.yaml."""
+def record_api_calls(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[None]:
+    """After a passing test: fail if the server refused any of the operator's calls (403: the
+    chart does not grant it), and write the scenario's calls into recorded_api_calls.yaml."""
     yield
     report = getattr(request.node, "rep_call", None)
     if report is None or not report.passed:
         return
-    calls = recorded_calls(emulator)
-    granted = _granted()
-    missing = [(c["group"], c["resource"], v) for c in calls for v in c["verbs"]
-               if (c["group"], c["resource"], v) not in granted]
-    assert not missing, f"the operator made calls the chart does not grant: {missing}"
+    refused = sorted({(c.verb, c.group, c.resource) for c in cluster.operator_calls() if c.code == 403})
+    assert not refused, f"the API server refused calls the chart does not grant: {refused}"
+    calls = recorded_calls(cluster)
+    name = request.node.name
     data = yaml.safe_load(RECORDED_CALLS_PATH.read_text()) if RECORDED_CALLS_PATH.exists() else None
     scenarios = dict((data or {}).get("scenarios") or {})
-    if scenarios.get(request.node.name) != calls:
-        scenarios[request.node.name] = calls
+    if scenarios.get(name) != calls:
+        scenarios[name] = calls
         lines = [RECORDED_HEADER + "scenarios:"]
-        for name, entries in sorted(scenarios.items()):
-            lines.append(f"  {name}:")
+        for scenario, entries in sorted(scenarios.items()):
+            lines.append(f"  {scenario}:")
             lines += [f"    - {yaml.safe_dump(e, default_flow_style=True, width=200).strip()}"
                       for e in entries]
         RECORDED_CALLS_PATH.write_text("\n".join(lines) + "\n")
@@ -148,7 +184,7 @@ def record_api_calls(request: pytest.FixtureRequest, emulator: k8s.Emulator) -> 
 
 
 def apply_test_settings(settings: Any) -> None:
-    """Fast retries and reconnects: the emulator is local, waiting only slows the tests."""
+    """Fast retries and reconnects: the server is local, waiting only slows the tests."""
     settings.networking.error_backoffs = [0.1, 0.2, 0.5, 1.0]
     settings.watching.reconnect_backoff = 0.05
     settings.posting.default_backoffs = [0.1, 0.2, 0.5]
@@ -183,7 +219,7 @@ class OperatorHandle:
     stop_flag: asyncio.Event
     registry: Any
     settings: Any
-    emulator: k8s.Emulator
+    cluster: Cluster
 
     async def stop(self, timeout: float = 15.0) -> None:
         """Graceful stop via kopf's stop flag (kopf waits up to 5 s for its streams)."""
@@ -200,7 +236,7 @@ class OperatorHandle:
         """Wait until kopf has an open watch stream on each resource (``'group/version/plural'``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not all(self.emulator.active_watches(r) for r in resources):
+        while not all(self.cluster.proxy.active_watches(r) for r in resources):
             if self.task.done():
                 self.task.result()  # re-raise why it died
                 raise RuntimeError("the operator exited")
@@ -213,14 +249,14 @@ OperatorStarter = Callable[..., Awaitable[OperatorHandle]]
 
 
 @pytest_asyncio.fixture()
-async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]:
-    """Start kopf in-process against the emulator: ``handle = await run_operator(registry, ...)``.
+async def run_operator(cluster: Cluster) -> AsyncIterator[OperatorStarter]:
+    """Start kopf in-process against the API server (through the proxy): ``handle = await run_operator(registry, ...)``.
 
     Args (of the returned coroutine function):
         registry: a ``kopf.OperatorRegistry``; or None to load ``paths``/``modules`` into a new one.
         namespaces: the namespaces to serve (default ``["default"]``); or ``clusterwide=True``.
         configure: ``fn(settings)`` after the test defaults (:func:`apply_test_settings`).
-        login: ``"emulator"`` (a login handler returning the emulator's URL) or ``"kubeconfig"``
+        login: ``"token"`` (a login handler: the proxy's URL, the ServiceAccount token) or ``"kubeconfig"``
             (``kopf.login_via_client``: needs the ``kubeconfig`` fixture) or None (the registry's).
         watching: resources to wait for kopf to watch before returning.
         peering: a kopf peering name: run as one of several replicas (not standalone), with
@@ -233,15 +269,15 @@ async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]
     async def start(registry: Any = None, *, paths: Iterable[str | pathlib.Path] = (),
                     modules: Iterable[str] = (), namespaces: Iterable[str] = ("default",),
                     clusterwide: bool = False, configure: Callable[[Any], None] | None = None,
-                    login: str | None = "emulator", watching: Iterable[str] = (),
+                    login: str | None = "token", watching: Iterable[str] = (),
                     ready_timeout: float = 10.0, peering: str | None = None, priority: int = 0,
                     identity: str | None = None) -> OperatorHandle:
         registry = registry if registry is not None else load_registry(paths, modules)
-        if login == "emulator":
-            @kopf.on.login(registry=registry, id="emulator_login")
+        if login == "token":
+            @kopf.on.login(registry=registry, id="token_login")
             def _login(**_: Any) -> kopf.ConnectionInfo:
-                return kopf.ConnectionInfo(server=emulator.url, default_namespace="default",
-                                           priority=1000)
+                return kopf.ConnectionInfo(server=cluster.url, token=cluster.operator_token,
+                                           default_namespace="default", priority=1000)
         elif login == "kubeconfig":
             kopf.on.login(registry=registry, id="kubeconfig_login")(kopf.login_via_client)
         settings = kopf.OperatorSettings()
@@ -256,7 +292,7 @@ async def run_operator(emulator: k8s.Emulator) -> AsyncIterator[OperatorStarter]
             registry=registry, settings=settings, clusterwide=clusterwide,
             namespaces=[] if clusterwide else list(namespaces), ready_flag=ready, stop_flag=stop_flag,
             **peers))
-        handle = OperatorHandle(task, stop_flag, registry, settings, emulator)
+        handle = OperatorHandle(task, stop_flag, registry, settings, cluster)
         handles.append(handle)
         ready_waiter = asyncio.ensure_future(ready.wait())
         await asyncio.wait([ready_waiter, task], timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -1,5 +1,5 @@
 """Helpers shared by the operator scenarios (and bench/operator_scale.py): manifests that run
-the fake trainer, and pollers that wait for a state of the emulator with a deadline."""
+the fake trainer, and pollers that wait for a state of the cluster with a deadline."""
 
 from __future__ import annotations
 
@@ -40,45 +40,45 @@ async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.
         await asyncio.sleep(interval)
 
 
-async def wait_phase(emulator: Any, name: str, phases: set[str], timeout: float = 150.0,
+async def wait_phase(cluster: Any, name: str, phases: set[str], timeout: float = 150.0,
                      namespace: str = "default") -> dict[str, Any]:
     def phase_reached() -> dict[str, Any] | None:
-        obj = emulator.get_object(EXP, namespace, name)
+        obj = cluster.get_object(EXP, namespace, name)
         return obj if ((obj or {}).get("status") or {}).get("phase") in phases else None
     try:
         return await wait_for(phase_reached, f"{name} in {phases}", timeout, 0.1)
     except AssertionError:
-        obj = emulator.get_object(EXP, namespace, name) or {}
+        obj = cluster.get_object(EXP, namespace, name) or {}
         raise AssertionError(f"{name} never reached {phases}: {obj.get('status')}") from None
 
 
-async def run_to(emulator: Any, run_operator: Any, res: dict[str, Any], phases: set[str],
+async def run_to(cluster: Any, run_operator: Any, res: dict[str, Any], phases: set[str],
                  outcome: Any = None, completing: bool = False) -> dict[str, Any]:
     """Play Volcano (default: run each job's command), start the operator, apply one
     experiment and wait until it reaches one of `phases`."""
-    with volcano.VolcanoPlayer(emulator, outcome or volcano.run_command(), completing=completing):
+    with volcano.VolcanoPlayer(cluster, outcome or volcano.run_command(), completing=completing):
         await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, res)
-        return await wait_phase(emulator, res["metadata"]["name"], phases)
+        cluster.create_object(EXP, res)
+        return await wait_phase(cluster, res["metadata"]["name"], phases)
 
 
-def jobs_of(emulator: Any, name: str, namespace: str = "default") -> list[dict[str, Any]]:
-    return [j for j in emulator.list_objects(JOBS, namespace)
+def jobs_of(cluster: Any, name: str, namespace: str = "default") -> list[dict[str, Any]]:
+    return [j for j in cluster.list_objects(JOBS, namespace)
             if j["metadata"].get("labels", {}).get("nasop.dev/experiment") == name]
 
 
-def trial_indexes(emulator: Any, name: str, namespace: str = "default") -> list[int]:
+def trial_indexes(cluster: Any, name: str, namespace: str = "default") -> list[int]:
     """The trial index of every job of the experiment, sorted (duplicates kept)."""
     return sorted(int(j["metadata"]["labels"]["nasop.dev/trial"])
-                  for j in jobs_of(emulator, name, namespace))
+                  for j in jobs_of(cluster, name, namespace))
 
 
 def job_phase(job: dict[str, Any]) -> str | None:
     return ((job.get("status") or {}).get("state") or {}).get("phase")
 
 
-def events(emulator: Any, reason: str, name: str | None = None,
+def events(cluster: Any, reason: str, name: str | None = None,
            namespace: str = "default") -> list[dict[str, Any]]:
-    return [e for e in emulator.list_objects("v1/events", namespace)
+    return [e for e in cluster.list_objects("v1/events", namespace)
             if e.get("reason") == reason
             and (name is None or (e.get("involvedObject") or {}).get("name") == name)]

@@ -1,7 +1,7 @@
 """Operator scenarios around an experiment's life: suspend/resume, delete (operator up or down),
 no finalizer, API-server faults, and two replicas under kopf peering.
 
-The real operator runs against the API emulator; `volcano.Gate` holds the trial jobs Running
+The real operator runs against the API cluster; `volcano.Gate` holds the trial jobs Running
 until the test lets them finish, so "while trials run" is a state, not a race.
 """
 
@@ -26,157 +26,156 @@ pytestmark = [pytest.mark.operator, pytest.mark.timeout(240),
 FINALIZER = "nasop.dev/finalizer"
 
 
-def _running_jobs(emulator, name, n):
-    jobs = jobs_of(emulator, name)
+def _running_jobs(cluster, name, n):
+    jobs = jobs_of(cluster, name)
     return jobs if sum(job_phase(j) == "Running" for j in jobs) >= n else None
 
 
-def _state_configmap(emulator, name):
-    return emulator.get_object(CONFIGMAPS, "default", f"{name}-nasop-state")
+def _state_configmap(cluster, name):
+    return cluster.get_object(CONFIGMAPS, "default", f"{name}-nasop-state")
 
 
 @pytest.mark.asyncio
 async def test_suspend_keeps_running_trials_and_resume_finishes_the_search(
-        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
     """suspend=true: no new launches; running trials run to their end and count; resume goes on."""
     gate = volcano.Gate()
-    with volcano.VolcanoPlayer(emulator, gate) as player:
+    with volcano.VolcanoPlayer(cluster, gate) as player:
         await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, resource(
+        cluster.create_object(EXP, resource(
             tmp_path, "pause", budget={"maxTrials": 4, "parallelism": 2},
             optimizer={"method": "sobol", "seed": 0}))
-        await wait_for(lambda: _running_jobs(emulator, "pause", 2), "2 running trials")
-        emulator.patch_object(EXP, "default", "pause", {"spec": {"suspend": True}})
-        obj = await wait_phase(emulator, "pause", {"Suspended"}, timeout=30)
+        await wait_for(lambda: _running_jobs(cluster, "pause", 2), "2 running trials")
+        cluster.patch_object(EXP, "default", "pause", {"spec": {"suspend": True}})
+        obj = await wait_phase(cluster, "pause", {"Suspended"}, timeout=30)
         assert "suspend" in obj["status"]["message"]
-        launched = trial_indexes(emulator, "pause")
+        launched = trial_indexes(cluster, "pause")
         assert launched == [0, 1]
         gate.open()  # the trials that were running when suspended finish normally
-        obj = await wait_for(lambda: (o := emulator.get_object(EXP, "default", "pause"))
+        obj = await wait_for(lambda: (o := cluster.get_object(EXP, "default", "pause"))
                              and o["status"]["trials"]["completed"] == 2 and o, "2 completed")
         assert obj["status"]["phase"] == "Suspended" and obj["status"]["trials"]["running"] == 0
         assert [player.results[("default", j["metadata"]["name"])]
-                for j in jobs_of(emulator, "pause")] == ["Completed", "Completed"]
+                for j in jobs_of(cluster, "pause")] == ["Completed", "Completed"]
         await asyncio.sleep(1.0)  # ten ticks while suspended: still nothing launched
-        assert trial_indexes(emulator, "pause") == launched
-        emulator.patch_object(EXP, "default", "pause", {"spec": {"suspend": False}})
-        obj = await wait_phase(emulator, "pause", {"Succeeded"})
+        assert trial_indexes(cluster, "pause") == launched
+        cluster.patch_object(EXP, "default", "pause", {"spec": {"suspend": False}})
+        obj = await wait_phase(cluster, "pause", {"Succeeded"})
     assert obj["status"]["trials"]["completed"] == 4
-    assert trial_indexes(emulator, "pause") == [0, 1, 2, 3]  # each index run once
+    assert trial_indexes(cluster, "pause") == [0, 1, 2, 3]  # each index run once
 
 
 @pytest.mark.asyncio
 async def test_delete_mid_search_cancels_running_jobs(
-        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
     """The operator itself cancels the running jobs; the ConfigMap goes with its owner.
 
     Another finalizer (`example.com/hold`, as a GitOps tool or foreground deletion would add)
     keeps the deleted object Terminating, so garbage collection cannot have removed the jobs:
     what disappears, the operator removed.
     """
-    with volcano.VolcanoPlayer(emulator, volcano.Gate()) as player:
+    with volcano.VolcanoPlayer(cluster, volcano.Gate()) as player:
         await run_operator(modules=HANDLERS, watching=[EXP])
         res = resource(tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2},
                        optimizer={"method": "sobol", "seed": 0})
         res["metadata"]["finalizers"] = ["example.com/hold"]
-        emulator.create_object(EXP, res)
-        running = await wait_for(lambda: _running_jobs(emulator, "doomed", 2), "2 running trials")
-        assert _state_configmap(emulator, "doomed") is not None
-        emulator.delete_object(EXP, "default", "doomed")
-        await wait_for(lambda: not jobs_of(emulator, "doomed"), "the jobs cancelled", 30)
-        assert emulator.get_object(EXP, "default", "doomed")["metadata"]["deletionTimestamp"]
-        ev = await wait_for(lambda: events(emulator, "SearchDeleted", "doomed"), "SearchDeleted")
+        cluster.create_object(EXP, res)
+        running = await wait_for(lambda: _running_jobs(cluster, "doomed", 2), "2 running trials")
+        assert _state_configmap(cluster, "doomed") is not None
+        cluster.delete_object(EXP, "default", "doomed")
+        await wait_for(lambda: not jobs_of(cluster, "doomed"), "the jobs cancelled", 30)
+        assert cluster.get_object(EXP, "default", "doomed")["metadata"]["deletionTimestamp"]
+        ev = await wait_for(lambda: events(cluster, "SearchDeleted", "doomed"), "SearchDeleted")
         assert "2 running trial jobs cancelled" in ev[0]["message"]
         for job in running:
             assert player.wait_for("default", job["metadata"]["name"]) in ("Aborted", "Deleted")
-        deletes = [r for r in emulator.call_records
-                   if r.call.verb == "delete" and r.call.resource == "jobs"]
+        deletes = [c for c in cluster.operator_calls() if c.verb == "delete" and c.resource == "jobs"]
         assert sorted(r.name for r in deletes) == sorted(j["metadata"]["name"] for j in running)
         # the hold goes: the object and, by ownerReference, its state ConfigMap go too
-        emulator.patch_object(EXP, "default", "doomed", {"metadata": {"finalizers": None}})
-        assert emulator.get_object(EXP, "default", "doomed") is None
-        assert _state_configmap(emulator, "doomed") is None
+        cluster.patch_object(EXP, "default", "doomed", {"metadata": {"finalizers": None}})
+        assert cluster.get_object(EXP, "default", "doomed") is None
+        assert _state_configmap(cluster, "doomed") is None
         await asyncio.sleep(0.5)  # five ticks: the stopped driver recreates nothing
-        assert not jobs_of(emulator, "doomed") and _state_configmap(emulator, "doomed") is None
+        assert not jobs_of(cluster, "doomed") and _state_configmap(cluster, "doomed") is None
 
 
 @pytest.mark.asyncio
 async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
-        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
     """nasop adds no finalizer (and removes one an older version added): a delete never hangs.
 
-    Jobs and ConfigMap then go by ownerReference garbage collection (the emulator collects
+    Jobs and ConfigMap then go by ownerReference garbage collection (the cluster collects
     synchronously, as the API server's garbage collector does within seconds).
     """
-    with volcano.VolcanoPlayer(emulator, volcano.Gate()):
+    with volcano.VolcanoPlayer(cluster, volcano.Gate()):
         legacy = resource(tmp_path, "legacy", budget={"maxTrials": 1, "parallelism": 1},
                           optimizer={"method": "sobol", "seed": 0})
         legacy["metadata"]["finalizers"] = [FINALIZER]  # as nasop <= 0.1 left it
-        emulator.create_object(EXP, legacy)
+        cluster.create_object(EXP, legacy)
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, resource(tmp_path, "live", budget={
+        cluster.create_object(EXP, resource(tmp_path, "live", budget={
             "maxTrials": 4, "parallelism": 2}, optimizer={"method": "sobol", "seed": 0}))
-        await wait_for(lambda: _running_jobs(emulator, "live", 2), "2 running trials")
-        await wait_for(lambda: not emulator.get_object(EXP, "default", "legacy")["metadata"]
+        await wait_for(lambda: _running_jobs(cluster, "live", 2), "2 running trials")
+        await wait_for(lambda: not cluster.get_object(EXP, "default", "legacy")["metadata"]
                        .get("finalizers"), "the legacy finalizer removed")
-        assert not emulator.get_object(EXP, "default", "live")["metadata"].get("finalizers")
+        assert not cluster.get_object(EXP, "default", "live")["metadata"].get("finalizers")
 
         # deleted while the operator runs: gone at once, and the driver stops
-        emulator.delete_object(EXP, "default", "legacy")
-        assert emulator.get_object(EXP, "default", "legacy") is None
-        await wait_for(lambda: events(emulator, "SearchDeleted", "legacy"), "SearchDeleted")
-        assert not jobs_of(emulator, "legacy") and _state_configmap(emulator, "legacy") is None
+        cluster.delete_object(EXP, "default", "legacy")
+        assert cluster.get_object(EXP, "default", "legacy") is None
+        await wait_for(lambda: events(cluster, "SearchDeleted", "legacy"), "SearchDeleted")
+        assert not jobs_of(cluster, "legacy") and _state_configmap(cluster, "legacy") is None
 
         # deleted while the operator is down: nothing blocks the deletion
         await handle.cancel()
-        emulator.delete_object(EXP, "default", "live")
-        assert emulator.get_object(EXP, "default", "live") is None
-        assert not jobs_of(emulator, "live") and _state_configmap(emulator, "live") is None
+        cluster.delete_object(EXP, "default", "live")
+        assert cluster.get_object(EXP, "default", "live") is None
+        assert not jobs_of(cluster, "live") and _state_configmap(cluster, "live") is None
 
     # restarted, the operator serves a new experiment and recreates nothing of the deleted ones
-    with volcano.VolcanoPlayer(emulator, volcano.run_command()):
+    with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, resource(tmp_path, "canary", budget={
+        cluster.create_object(EXP, resource(tmp_path, "canary", budget={
             "maxTrials": 1, "parallelism": 1}, optimizer={"method": "sobol", "seed": 0}))
-        await wait_phase(emulator, "canary", {"Succeeded"})
+        await wait_phase(cluster, "canary", {"Succeeded"})
     for name in ("legacy", "live"):
-        assert not jobs_of(emulator, name) and _state_configmap(emulator, name) is None
+        assert not jobs_of(cluster, name) and _state_configmap(cluster, name) is None
 
 
 @pytest.mark.asyncio
 async def test_api_server_faults_and_dropped_watches_are_survived(
-        emulator, kubeconfig, run_operator, fast_ticks, tmp_path):
+        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
     """409 and 500 on state writes, 500 on a job launch and a status patch, dropped watches and
     a 410 on re-watch: the search still ends Succeeded, no trial index launched twice."""
     cm_path = "/api/v1/namespaces/default/configmaps/pit-nasop-state"
     faults = [
-        emulator.inject("PUT", cm_path, 409),  # a stale write: reload the state
-        emulator.inject("PUT", cm_path, 500),  # the API server failed a write: reload
-        emulator.inject("POST", "/namespaces/default/jobs", 500),  # a launch failed: retried
-        emulator.inject("PATCH", "/nasexperiments/pit/status", 500),  # rewritten next tick
+        cluster.proxy.inject("PUT", cm_path, 409),  # a stale write: reload the state
+        cluster.proxy.inject("PUT", cm_path, 500),  # the API server failed a write: reload
+        cluster.proxy.inject("POST", "/namespaces/default/jobs", 500),  # a launch failed: retried
+        cluster.proxy.inject("PATCH", "/nasexperiments/pit/status", 500),  # rewritten next tick
     ]
-    with volcano.VolcanoPlayer(emulator, volcano.run_command()):
+    with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
-        emulator.create_object(EXP, resource(tmp_path, "pit", budget={
+        cluster.create_object(EXP, resource(tmp_path, "pit", budget={
             "maxTrials": 6, "parallelism": 2}, optimizer={"method": "sobol", "seed": 0}))
-        await wait_for(lambda: len(jobs_of(emulator, "pit")) >= 2, "two launches")
-        watch_fault = emulator.inject("GET", "nasexperiments?", 500)
-        emulator.expire_resource_versions()  # a re-watch from the old version gets 410 Gone
-        assert emulator.drop_watches(EXP) >= 1
+        await wait_for(lambda: len(jobs_of(cluster, "pit")) >= 2, "two launches")
+        watch_fault = cluster.proxy.inject("GET", "nasexperiments?", 500)
+        # the open watch ends with the 410 Gone an API server sends for a compacted version
+        assert cluster.proxy.drop_watches(EXP, gone=True) >= 1
         await handle.wait_watching(EXP, timeout=30)
         # the spec change travels over the re-established watch
-        emulator.patch_object(EXP, "default", "pit", {"spec": {"budget": {"maxTrials": 7}}})
-        obj = await wait_phase(emulator, "pit", {"Succeeded", "Failed"})
+        cluster.patch_object(EXP, "default", "pit", {"spec": {"budget": {"maxTrials": 7}}})
+        obj = await wait_phase(cluster, "pit", {"Succeeded", "Failed"})
     st = obj["status"]
     assert st["phase"] == "Succeeded", st
     assert st["trials"]["completed"] == 7 and st["observedGeneration"] == 2
     for fault in [*faults, watch_fault]:
         assert fault.hits == 1, fault
-    indexes = trial_indexes(emulator, "pit")
+    indexes = trial_indexes(cluster, "pit")
     assert len(indexes) == len(set(indexes)) == 7, indexes  # each trial launched once
-    watches = [r for r in emulator.call_records
-               if r.call.verb == "watch" and r.call.resource == "nasexperiments"]
-    assert {500, 200} <= {r.status for r in watches}, [(r.path, r.status) for r in watches]
+    watches = [c for c in cluster.proxy.calls if c.method == "GET" and "watch=" in c.path
+               and "/nasexperiments?" in c.path]
+    assert {500, 200} <= {c.status for c in watches}, [(c.path, c.status) for c in watches]
 
 
 def _free_port():
@@ -199,39 +198,39 @@ def _replica(name, priority, log_dir):
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
 
-def _peers(emulator):
-    return set((emulator.get_object("kopf.dev/v1/kopfpeerings", "default", "nasop")
+def _peers(cluster):
+    return set((cluster.get_object("kopf.dev/v1/kopfpeerings", "default", "nasop")
                 or {}).get("status") or {})
 
 
 @pytest.mark.asyncio
 async def test_two_replicas_under_kopf_peering_drive_each_experiment_once(
-        emulator, kubeconfig, fast_ticks, tmp_path):
+        cluster, kubeconfig, fast_ticks, tmp_path):
     """Two `nasop operator` processes with NASOP_PEERING: replica a (priority 200) drives, b (100)
     stays paused; when a stops (SIGTERM, as in a rolling update) b takes over from the state."""
-    emulator.create_object("kopf.dev/v1/kopfpeerings",
+    cluster.create_object("kopf.dev/v1/kopfpeerings",
                            {"metadata": {"name": "nasop", "namespace": "default"}})
     gate = volcano.Gate()
     procs = []
     try:
-        with volcano.VolcanoPlayer(emulator, gate):
+        with volcano.VolcanoPlayer(cluster, gate):
             procs.append(_replica("replica-a", 200, tmp_path))
-            await wait_for(lambda: "replica-a" in _peers(emulator), "replica a up", 90)
+            await wait_for(lambda: "replica-a" in _peers(cluster), "replica a up", 90)
             procs.append(_replica("replica-b", 100, tmp_path))
-            await wait_for(lambda: "replica-b" in _peers(emulator), "replica b up", 90)
-            emulator.create_object(EXP, resource(tmp_path, "duo", budget={
+            await wait_for(lambda: "replica-b" in _peers(cluster), "replica b up", 90)
+            cluster.create_object(EXP, resource(tmp_path, "duo", budget={
                 "maxTrials": 4, "parallelism": 2}, optimizer={"method": "sobol", "seed": 0}))
-            await wait_for(lambda: _running_jobs(emulator, "duo", 2), "2 running trials")
+            await wait_for(lambda: _running_jobs(cluster, "duo", 2), "2 running trials")
             await asyncio.sleep(0.5)  # five ticks of both replicas with the trials running
-            assert len(events(emulator, "SearchStarted", "duo")) == 1  # one driver, not two
-            assert trial_indexes(emulator, "duo") == [0, 1]
+            assert len(events(cluster, "SearchStarted", "duo")) == 1  # one driver, not two
+            assert trial_indexes(cluster, "duo") == [0, 1]
 
             procs[0][0].send_signal(signal.SIGTERM)  # a leaves the peering as it exits
             await wait_for(lambda: procs[0][0].poll() is not None, "replica a exited", 60)
-            await wait_for(lambda: len(events(emulator, "SearchStarted", "duo")) == 2,
+            await wait_for(lambda: len(events(cluster, "SearchStarted", "duo")) == 2,
                            "replica b taking over", 60)
             gate.open()
-            obj = await wait_phase(emulator, "duo", {"Succeeded", "Failed"})
+            obj = await wait_phase(cluster, "duo", {"Succeeded", "Failed"})
     finally:
         for proc, log in procs:
             if proc.poll() is None:
@@ -240,7 +239,7 @@ async def test_two_replicas_under_kopf_peering_drive_each_experiment_once(
             log.close()
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert obj["status"]["trials"]["completed"] == 4
-    assert trial_indexes(emulator, "duo") == [0, 1, 2, 3]  # adopted, not relaunched
+    assert trial_indexes(cluster, "duo") == [0, 1, 2, 3]  # adopted, not relaunched
     launched = {name: sorted(int(i) for i in re.findall(
         r"trial (\d+) launched", (tmp_path / f"{name}.log").read_text()))
         for name in ("replica-a", "replica-b")}

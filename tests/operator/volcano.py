@@ -1,8 +1,9 @@
 """A Volcano player for operator tests: moves ``batch.volcano.sh/v1alpha1`` jobs through their phases.
 
-No Volcano controller runs against the emulator, so a submitted job would stay status-less forever.
-:class:`VolcanoPlayer` polls the emulator's jobs (in-process, not over HTTP, so its traffic neither
-shows in ``emulator.calls`` nor eats injected faults) and, per new job, in a worker thread:
+The test control plane has Volcano's CRDs but no Volcano controller and no node (the next step),
+so a submitted job would stay status-less forever. :class:`VolcanoPlayer` polls the API server's
+jobs as the cluster admin (not through the fault proxy, so its traffic neither shows among the
+operator's calls nor eats injected faults) and, per new job, in a worker thread:
 
 1. writes ``status.state.phase: Pending`` (every task's pods ``Pending``);
 2. creates one Pod per task replica, named as Volcano does (``<job>-<task>-<index>``) and owned by
@@ -30,9 +31,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import emulator as k8s
+from controlplane import ApiError
+from objects import Cluster
 
-JOBS = k8s.VOLCANO_JOBS
+JOBS = "batch.volcano.sh/v1alpha1/jobs"
 PODS = "v1/pods"
 TERMINAL = ("Completed", "Failed", "Aborted", "Terminated")
 
@@ -139,10 +141,10 @@ def _now() -> str:
 
 
 class VolcanoPlayer:
-    """Plays Volcano for the jobs in an :class:`emulator.Emulator`; start/stop or use as ``with``.
+    """Plays Volcano for the jobs on the test API server; start/stop or use as ``with``.
 
     Args:
-        emulator: the emulator whose jobs to play.
+        cluster: the server whose jobs to play.
         outcome: decides each job's end (see :data:`Outcome`); default: succeed at once.
         namespace: only jobs in this namespace (default: all).
         poll_interval: seconds between scans for new or deleted jobs.
@@ -151,11 +153,11 @@ class VolcanoPlayer:
         create_pods: create Pods for the tasks (owned by the job) and record their logs.
     """
 
-    def __init__(self, emulator: k8s.Emulator, outcome: Outcome = succeed, *,
-                 namespace: str | None = None, poll_interval: float = 0.02,
+    def __init__(self, cluster: Cluster, outcome: Outcome = succeed, *,
+                 namespace: str | None = None, poll_interval: float = 0.1,
                  pending_seconds: float = 0.0, completing: bool = False,
                  create_pods: bool = True) -> None:
-        self.emulator = emulator
+        self.cluster = cluster
         self.outcome = outcome
         self.namespace = namespace
         self.poll_interval = poll_interval
@@ -205,8 +207,8 @@ class VolcanoPlayer:
     def _scan_forever(self) -> None:
         while not self._stop.is_set():
             try:
-                jobs = self.emulator.list_objects(JOBS, self.namespace)
-            except Exception as e:  # the emulator is gone: nothing more to play
+                jobs = self.cluster.list_objects(JOBS, self.namespace)
+            except Exception as e:  # the server is gone: nothing more to play
                 self.errors.append(e)
                 return
             live = {job["metadata"]["uid"] for job in jobs}
@@ -238,7 +240,7 @@ class VolcanoPlayer:
                 result = _as_outcome(self.outcome(job, cancelled))
             else:
                 result = _as_outcome(self.outcome(job))
-            if cancelled.is_set() and self.emulator.get_object(JOBS, ns, name) is None:
+            if cancelled.is_set() and self.cluster.get_object(JOBS, ns, name) is None:
                 self.results[(ns, name)] = "Deleted"
                 return
             pod_phase = "Succeeded" if result.phase == "Completed" else "Failed"
@@ -248,7 +250,7 @@ class VolcanoPlayer:
                 self._set_status(job, "Completing", {t: {"Succeeded": n} for t, n in tasks})
             self._set_status(job, result.phase, {t: {pod_phase: n} for t, n in tasks}, result.message)
             self.results[(ns, name)] = result.phase
-        except k8s.ApiError as e:
+        except ApiError as e:
             if e.code != 404:  # a job deleted mid-play is normal (TorchX cancel); anything else is not
                 self.errors.append(e)
             self.results[(ns, name)] = "Deleted"
@@ -274,16 +276,16 @@ class VolcanoPlayer:
         }
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
         for _ in range(20):  # Volcano replaces the whole status (a merge would keep old phase keys)
-            current = self.emulator.get_object(JOBS, ns, name)
+            current = self.cluster.get_object(JOBS, ns, name)
             if current is None:
-                raise k8s.ApiError(404, f"job {ns}/{name} is gone")
+                raise ApiError(404, f"job {ns}/{name} is gone")
             conditions = list((current.get("status") or {}).get("conditions") or [])
             current["status"] = {**status, "conditions": conditions + [
                 {"status": phase, "lastTransitionTime": now}]}
             try:
-                self.emulator.replace_object(JOBS, ns, name, current, subresource="status")
+                self.cluster.replace_object(JOBS, ns, name, current, subresource="status")
                 return
-            except k8s.ApiError as e:
+            except ApiError as e:
                 if e.code != 409:
                     raise
         raise RuntimeError(f"job {ns}/{name}: status conflicts did not stop")
@@ -304,8 +306,8 @@ class VolcanoPlayer:
                    "metadata": {"name": pod_name, "namespace": meta["namespace"], "labels": labels,
                                 "annotations": dict((template.get("metadata") or {}).get("annotations") or {}),
                                 "ownerReferences": [owner]}}
-            self.emulator.create_object(PODS, pod)
-            self.emulator.patch_object(PODS, meta["namespace"], pod_name,
+            self.cluster.create_object(PODS, pod)
+            self.cluster.patch_object(PODS, meta["namespace"], pod_name,
                                        {"status": {"phase": "Running", "startTime": _now()}},
                                        subresource="status")
 
@@ -314,10 +316,10 @@ class VolcanoPlayer:
         for task, pod_name, template in self._pod_names(job):
             containers = (template.get("spec") or {}).get("containers") or [{}]
             code = result.exit_codes.get(task, 0 if pod_phase == "Succeeded" else 1)
-            self.emulator.set_pod_log(ns, pod_name, result.logs.get(task, ""))
+            self.cluster.set_pod_log(ns, pod_name, result.logs.get(task, ""))
             terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                           "finishedAt": _now()}
             status = {"phase": pod_phase, "containerStatuses": [
                 {"name": containers[0].get("name", "main"), "ready": False, "restartCount": 0, "state": {"terminated": terminated}}]}
-            if self.emulator.get_object(PODS, ns, pod_name) is not None:
-                self.emulator.patch_object(PODS, ns, pod_name, {"status": status}, subresource="status")
+            if self.cluster.get_object(PODS, ns, pod_name) is not None:
+                self.cluster.patch_object(PODS, ns, pod_name, {"status": status}, subresource="status")
