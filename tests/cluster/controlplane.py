@@ -36,7 +36,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -112,10 +112,15 @@ class ControlPlane:
         self.audit_log = workdir / "audit.log"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started_in: float | None = None
+        self.installed: Any = None  # what before_controllers returned
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, timeout: float = 180.0) -> ControlPlane:
+    def start(self, timeout: float = 180.0,
+              before_controllers: Callable[[ControlPlane], Any] | None = None) -> ControlPlane:
+        """Start everything; ``before_controllers(self)`` runs once the API server is ready and
+        before the controller manager starts, so that its garbage collector starts out knowing
+        CRDs installed there (it rediscovers resources only every 30 s)."""
         begin = time.monotonic()
         pki = self.workdir / "pki"
         make_certs(pki)
@@ -152,6 +157,8 @@ class ControlPlane:
         self._wait_ready(timeout)
         admin = self.workdir / "admin.kubeconfig"
         admin.write_text(yaml.safe_dump(self.admin_kubeconfig()))
+        if before_controllers is not None:
+            self.installed = before_controllers(self)
         self._spawn("kube-controller-manager", [
             f"--kubeconfig={admin}", "--leader-elect=false", "--secure-port=0",
             "--controllers=garbage-collector-controller,namespace-controller,"
@@ -281,7 +288,9 @@ class ApiError(Exception):
 
 
 @contextlib.contextmanager
-def running(workdir: pathlib.Path | None = None) -> Iterator[ControlPlane]:
+def running(workdir: pathlib.Path | None = None,
+            before_controllers: Callable[[ControlPlane], Any] | None = None,
+            ) -> Iterator[ControlPlane]:
     """Build if needed, start, yield, stop (and remove a temporary workdir)."""
     bin_dir = build()
     owned = workdir is None
@@ -289,7 +298,7 @@ def running(workdir: pathlib.Path | None = None) -> Iterator[ControlPlane]:
     assert folder is not None
     plane = ControlPlane(bin_dir, folder)
     try:
-        yield plane.start()
+        yield plane.start(before_controllers=before_controllers)
     finally:
         plane.stop()
         if owned:

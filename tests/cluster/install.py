@@ -118,9 +118,12 @@ def service_account_token(plane: ControlPlane, release: Release, seconds: int = 
     return str(answer["status"]["token"])
 
 
-def install_all(plane: ControlPlane, workdir: pathlib.Path) -> dict[str, str]:
-    """Volcano's CRDs, both releases of the chart; returns a token per RBAC scope."""
-    admin = workdir / "admin.kubeconfig"
+def install_all(plane: ControlPlane) -> dict[str, str]:
+    """Volcano's CRDs, both releases of the chart; returns a token per RBAC scope.
+
+    Run it as the control plane's ``before_controllers`` and check :func:`wait_garbage_collector`
+    once the controllers run."""
+    admin = plane.workdir / "admin-helm.kubeconfig"
     admin.write_text(yaml.safe_dump(plane.admin_kubeconfig()))
     install_volcano_crds(plane)
     tokens = {}
@@ -132,6 +135,46 @@ def install_all(plane: ControlPlane, workdir: pathlib.Path) -> dict[str, str]:
     wait_served(plane, "/apis/nasop.dev/v1alpha1/nasexperiments")
     wait_served(plane, "/apis/batch.volcano.sh/v1alpha1/jobs")
     return tokens
+
+
+def wait_garbage_collector(plane: ControlPlane, timeout: float = 90) -> None:
+    """The garbage collector learns of new CRDs from discovery (every 30 s): wait until it
+    collects a ConfigMap owned by a deleted NASExperiment and a Pod owned by a deleted Volcano
+    Job, as on a cluster where nasop and Volcano were installed a while ago."""
+    ns = "nasop-gc-probe"
+    apply(plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    owners = [
+        ("/apis/nasop.dev/v1alpha1", "nasexperiments", {
+            "apiVersion": "nasop.dev/v1alpha1", "kind": "NASExperiment",
+            "metadata": {"name": "probe"}, "spec": yaml.safe_load(
+                (REPO / "examples" / "quick.yaml").read_text())["spec"]}),
+        ("/apis/batch.volcano.sh/v1alpha1", "jobs", {
+            "apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job", "metadata": {"name": "probe"},
+            "spec": {"tasks": [{"name": "t", "replicas": 1, "template": {"spec": {
+                "containers": [{"name": "c", "image": "probe"}]}}}]}}),
+    ]
+    dependents = []
+    for base, plural, owner in owners:
+        made = plane.request("POST", f"{base}/namespaces/{ns}/{plural}", owner)
+        ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": "probe",
+               "uid": made["metadata"]["uid"]}
+        name = f"probe-{plural}"
+        plane.request("POST", f"/api/v1/namespaces/{ns}/configmaps", {
+            "metadata": {"name": name, "ownerReferences": [ref]}})
+        plane.request("DELETE", f"{base}/namespaces/{ns}/{plural}/probe")
+        dependents.append(name)
+    deadline = time.monotonic() + timeout
+    for name in dependents:
+        while True:
+            try:
+                plane.request("GET", f"/api/v1/namespaces/{ns}/configmaps/{name}")
+            except ApiError as e:
+                if e.code == 404:
+                    break
+                raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the garbage collector did not collect {name}")
+            time.sleep(0.2)
 
 
 def wait_served(plane: ControlPlane, path: str, timeout: float = 60) -> None:
@@ -148,4 +191,4 @@ def wait_served(plane: ControlPlane, path: str, timeout: float = 60) -> None:
 
 
 __all__ = ["ApiError", "RELEASES", "Release", "apply", "helm_install", "install_all",
-           "install_volcano_crds", "service_account_token", "volcano_crd_dir"]
+           "install_volcano_crds", "service_account_token", "volcano_crd_dir", "wait_garbage_collector"]

@@ -66,8 +66,9 @@ class ControlPlaneSession:
 def control_plane() -> Iterator[ControlPlaneSession]:
     """The real control plane with nasop installed, for the whole session."""
     with tempfile.TemporaryDirectory(prefix="nasop-cluster-") as folder, \
-            controlplane.running(pathlib.Path(folder)) as plane:
-        yield ControlPlaneSession(plane, install.install_all(plane, plane.workdir))
+            controlplane.running(pathlib.Path(folder), install.install_all) as plane:
+        install.wait_garbage_collector(plane)
+        yield ControlPlaneSession(plane, plane.installed)
 
 
 @pytest.fixture()

@@ -1,7 +1,7 @@
 """Operator scenarios around an experiment's life: suspend/resume, delete (operator up or down),
 no finalizer, API-server faults, and two replicas under kopf peering.
 
-The real operator runs against the API cluster; `volcano.Gate` holds the trial jobs Running
+The real operator runs against the real API server; `volcano.Gate` holds the trial jobs Running
 until the test lets them finish, so "while trials run" is a state, not a race.
 """
 
@@ -33,6 +33,14 @@ def _running_jobs(cluster, name, n):
 
 def _state_configmap(cluster, name):
     return cluster.get_object(CONFIGMAPS, "default", f"{name}-nasop-state")
+
+
+def _collected(cluster, name):
+    """Nothing of the experiment is left: the garbage collector removed its jobs and state."""
+    return not jobs_of(cluster, name) and _state_configmap(cluster, name) is None
+
+
+GC_SECONDS = 30  # kube-controller-manager's garbage collector works within seconds
 
 
 @pytest.mark.asyncio
@@ -94,7 +102,8 @@ async def test_delete_mid_search_cancels_running_jobs(
         # the hold goes: the object and, by ownerReference, its state ConfigMap go too
         cluster.patch_object(EXP, "default", "doomed", {"metadata": {"finalizers": None}})
         assert cluster.get_object(EXP, "default", "doomed") is None
-        assert _state_configmap(cluster, "doomed") is None
+        await wait_for(lambda: _state_configmap(cluster, "doomed") is None,
+                       "the state ConfigMap garbage-collected", GC_SECONDS)
         await asyncio.sleep(0.5)  # five ticks: the stopped driver recreates nothing
         assert not jobs_of(cluster, "doomed") and _state_configmap(cluster, "doomed") is None
 
@@ -104,8 +113,7 @@ async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
         cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
     """nasop adds no finalizer (and removes one an older version added): a delete never hangs.
 
-    Jobs and ConfigMap then go by ownerReference garbage collection (the cluster collects
-    synchronously, as the API server's garbage collector does within seconds).
+    Jobs and ConfigMap then go by ownerReference: kube-controller-manager's garbage collector.
     """
     with volcano.VolcanoPlayer(cluster, volcano.Gate()):
         legacy = resource(tmp_path, "legacy", budget={"maxTrials": 1, "parallelism": 1},
@@ -124,13 +132,13 @@ async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
         cluster.delete_object(EXP, "default", "legacy")
         assert cluster.get_object(EXP, "default", "legacy") is None
         await wait_for(lambda: events(cluster, "SearchDeleted", "legacy"), "SearchDeleted")
-        assert not jobs_of(cluster, "legacy") and _state_configmap(cluster, "legacy") is None
+        await wait_for(lambda: _collected(cluster, "legacy"), "legacy collected", GC_SECONDS)
 
         # deleted while the operator is down: nothing blocks the deletion
         await handle.cancel()
         cluster.delete_object(EXP, "default", "live")
         assert cluster.get_object(EXP, "default", "live") is None
-        assert not jobs_of(cluster, "live") and _state_configmap(cluster, "live") is None
+        await wait_for(lambda: _collected(cluster, "live"), "live collected", GC_SECONDS)
 
     # restarted, the operator serves a new experiment and recreates nothing of the deleted ones
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
@@ -139,7 +147,7 @@ async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
             "maxTrials": 1, "parallelism": 1}, optimizer={"method": "sobol", "seed": 0}))
         await wait_phase(cluster, "canary", {"Succeeded"})
     for name in ("legacy", "live"):
-        assert not jobs_of(cluster, name) and _state_configmap(cluster, name) is None
+        assert _collected(cluster, name)
 
 
 @pytest.mark.asyncio

@@ -1,6 +1,8 @@
-"""The real operator (kopf + engine + TorchX kubernetes scheduler) against the API cluster.
+"""The real operator (kopf + engine + TorchX kubernetes scheduler) against a real API server.
 
-The tests play Volcano: `volcano.VolcanoPlayer` watches the jobs the operator creates and runs
+kopf runs in-process as the chart's ServiceAccount (so the server enforces the chart's RBAC),
+through the fault proxy of tests/cluster/proxy.py. No Volcano controller or node runs yet, so the
+tests play Volcano: `volcano.VolcanoPlayer` watches the jobs the operator creates and runs
 each job's real container command (the fake trainer) on this machine, then sets the job's
 status as Volcano would. Trial logs go to a tmp directory that stands in for the shared volume.
 """
