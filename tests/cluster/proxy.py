@@ -27,7 +27,6 @@ import re
 import ssl
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import aiohttp
 import aiohttp.web

@@ -1,11 +1,6 @@
 """Fixtures for operator tests: a real API server (session-wide) and an in-process kopf.
 
-- ``control_plane`` (session): etcd, kube-apiserver and kube-controller-manager built from Go
-  modules (tests/cluster), with Volcano's CRDs and the chart installed twice by Helm's SDK
-  (cluster-wide RBAC, and a Role in ``default`` only); see tests/cluster/install.py.
-- ``rbac_scope``: ``"cluster"`` unless a test parametrizes it (``indirect``) with ``"namespaced"``.
-- ``cluster``: a :class:`objects.Cluster` for one test: the tests' admin view of the server and a
-  fresh fault proxy in front of it; the ``default`` namespace is emptied after the test.
+- ``control_plane``, ``rbac_scope`` and ``cluster`` come from tests/conftest.py.
 - ``kubeconfig``: a kubeconfig for the operator (the proxy, the chart's ServiceAccount token),
   exported as ``KUBECONFIG`` for the test.
 - ``run_operator``: ``await run_operator(registry_or_None, paths=..., modules=..., ...)`` starts
@@ -25,8 +20,6 @@ import importlib.util
 import pathlib
 import signal
 import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -38,9 +31,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(pathlib.Path(__file__).parent), str(REPO / "tests" / "cluster")]
 
 import controlplane  # noqa: E402
-import install  # noqa: E402
 from objects import Cluster  # noqa: E402
-from proxy import FaultProxy  # noqa: E402
 
 REQUIRED_CALLS_PATH = REPO / "tests" / "packaging" / "required_api_calls.yaml"
 RECORDED_CALLS_PATH = REPO / "tests" / "packaging" / "recorded_api_calls.yaml"
@@ -51,67 +42,6 @@ RECORDED_HEADER = """\
 # (and so the chart's RBAC) is exactly the union of these, plus the few calls it justifies as
 # unrecorded.
 """
-#: What the tests leave in ``default`` and remove after each test (the GC would take its time).
-LEFTOVERS = ("nasop.dev/v1alpha1/nasexperiments", "batch.volcano.sh/v1alpha1/jobs", "v1/pods",
-             "v1/configmaps", "v1/events", "kopf.dev/v1/kopfpeerings")
-
-
-@dataclasses.dataclass
-class ControlPlaneSession:
-    plane: controlplane.ControlPlane
-    tokens: dict[str, str]  # RBAC scope -> the release's ServiceAccount token
-
-
-@pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlaneSession]:
-    """The real control plane with nasop installed, for the whole session."""
-    with tempfile.TemporaryDirectory(prefix="nasop-cluster-") as folder, \
-            controlplane.running(pathlib.Path(folder), install.install_all) as plane:
-        install.wait_garbage_collector(plane)
-        yield ControlPlaneSession(plane, plane.installed)
-
-
-@pytest.fixture()
-def rbac_scope(request: pytest.FixtureRequest) -> str:
-    """Which release's ServiceAccount the operator runs as (parametrize indirectly to change)."""
-    return getattr(request, "param", "cluster")
-
-
-@pytest.fixture()
-def cluster(control_plane: ControlPlaneSession, rbac_scope: str) -> Iterator[Cluster]:
-    proxy = FaultProxy(control_plane.plane.url, control_plane.plane.ssl_context())
-    with proxy.running():
-        view = Cluster(control_plane.plane, proxy)
-        view.operator_token = control_plane.tokens[rbac_scope]
-        view.operator_user = install.RELEASES[rbac_scope].username
-        view.audit_start = len(control_plane.plane.audit_events())
-        try:
-            yield view
-        finally:
-            empty_namespace(view, "default")
-
-
-def empty_namespace(view: Cluster, namespace: str, timeout: float = 30) -> None:
-    """Delete what a test left (finalizers first, so nothing stays Terminating) and wait."""
-    for resource in LEFTOVERS:
-        for obj in view.list_objects(resource, namespace):
-            meta = obj["metadata"]
-            if resource.startswith("v1/configmaps") and meta["name"] == "kube-root-ca.crt":
-                continue
-            if meta.get("finalizers"):
-                with contextlib.suppress(controlplane.ApiError):
-                    view.patch_object(resource, namespace, meta["name"],
-                                      {"metadata": {"finalizers": None}})
-            view.delete_object(resource, namespace, meta["name"])
-    deadline = time.monotonic() + timeout
-    for resource in LEFTOVERS:
-        while [o for o in view.list_objects(resource, namespace)
-               if o["metadata"]["name"] != "kube-root-ca.crt"]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{resource} in {namespace} not emptied")
-            time.sleep(0.05)
-
-
 @pytest.fixture()
 def kubeconfig(cluster: Cluster, tmp_path: pathlib.Path,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[pathlib.Path]:

@@ -18,7 +18,7 @@ import sys
 import pytest
 
 import volcano
-from scenario import (CONFIGMAPS, EXP, HANDLERS, JOBS, events, job_phase, jobs_of, resource,
+from scenario import (CONFIGMAPS, EXP, HANDLERS, events, job_phase, jobs_of, resource,
                       trial_indexes, wait_for, wait_phase)
 
 pytestmark = [pytest.mark.operator, pytest.mark.timeout(240),
