@@ -180,12 +180,14 @@ OperatorStarter = Callable[..., Awaitable[OperatorHandle]]
 
 
 @pytest_asyncio.fixture()
-async def run_operator(cluster: Cluster) -> AsyncIterator[OperatorStarter]:
+async def run_operator(cluster: Cluster, rbac_scope: str,
+                       monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OperatorStarter]:
     """Start kopf in-process against the API server (through the proxy): ``handle = await run_operator(registry, ...)``.
 
     Args (of the returned coroutine function):
         registry: a ``kopf.OperatorRegistry``; or None to load ``paths``/``modules`` into a new one.
-        namespaces: the namespaces to serve (default ``["default"]``); or ``clusterwide=True``.
+        namespaces: the namespaces to serve (default ``["default"]``); or ``clusterwide=True``
+            (the default when the operator has the cluster-wide release's RBAC).
         configure: ``fn(settings)`` after the test defaults (:func:`apply_test_settings`).
         login: ``"token"`` (a login handler: the proxy's URL, the ServiceAccount token) or ``"kubeconfig"``
             (``kopf.login_via_client``: needs the ``kubeconfig`` fixture) or None (the registry's).
@@ -199,11 +201,15 @@ async def run_operator(cluster: Cluster) -> AsyncIterator[OperatorStarter]:
 
     async def start(registry: Any = None, *, paths: Iterable[str | pathlib.Path] = (),
                     modules: Iterable[str] = (), namespaces: Iterable[str] = ("default",),
-                    clusterwide: bool = False, configure: Callable[[Any], None] | None = None,
+                    clusterwide: bool | None = None, configure: Callable[[Any], None] | None = None,
                     login: str | None = "token", watching: Iterable[str] = (),
                     ready_timeout: float = 10.0, peering: str | None = None, priority: int = 0,
                     identity: str | None = None) -> OperatorHandle:
         registry = registry if registry is not None else load_registry(paths, modules)
+        if clusterwide is None:
+            clusterwide = rbac_scope == "cluster"
+        # as the chart sets it, so that nasop's settings know what kopf watches
+        monkeypatch.setenv("WATCH_NAMESPACES", "" if clusterwide else ",".join(namespaces))
         if login == "token":
             @kopf.on.login(registry=registry, id="token_login")
             def _login(**_: Any) -> kopf.ConnectionInfo:

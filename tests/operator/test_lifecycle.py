@@ -21,8 +21,11 @@ import volcano
 from scenario import (CONFIGMAPS, EXP, HANDLERS, events, job_phase, jobs_of, resource,
                       trial_indexes, wait_for, wait_phase)
 
-pytestmark = [pytest.mark.operator, pytest.mark.timeout(240),
-              pytest.mark.usefixtures("record_api_calls")]
+pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(240),
+              pytest.mark.usefixtures("record_api_calls"),
+              # as the chart's ServiceAccount with cluster-wide RBAC (watching all namespaces),
+              # and with a Role in `default` only (watching `default`)
+              pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True)]
 FINALIZER = "nasop.dev/finalizer"
 
 

@@ -21,8 +21,11 @@ from scenario import run_to as _run_to
 from scenario import trial_indexes as _trial_indexes
 from scenario import wait_phase as _wait_phase
 
-pytestmark = [pytest.mark.operator, pytest.mark.timeout(240),
-              pytest.mark.usefixtures("record_api_calls")]
+pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(240),
+              pytest.mark.usefixtures("record_api_calls"),
+              # as the chart's ServiceAccount with cluster-wide RBAC (watching all namespaces),
+              # and with a Role in `default` only (watching `default`)
+              pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True)]
 
 
 @pytest.mark.asyncio
