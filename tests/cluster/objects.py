@@ -110,10 +110,13 @@ class Cluster:
     def audited_calls(self, user: str, events: list[dict[str, Any]] | None = None,
                       ) -> list[AuditedCall]:
         """The calls ``user`` made, from the API server's audit log (batched: ~0.2 s behind)."""
-        calls = []
+        calls, seen = [], set()
         for event in self.plane.audit_events() if events is None else events:
-            if event.get("stage") != "ResponseComplete" or event["user"].get("username") != user:
+            # a watch is logged when its response starts (it completes only when it ends)
+            if event.get("stage") not in ("ResponseStarted", "ResponseComplete") \
+                    or event["user"].get("username") != user or event["auditID"] in seen:
                 continue
+            seen.add(event["auditID"])
             ref = event.get("objectRef") or {}
             resource = ref.get("resource", "")
             if ref.get("subresource"):

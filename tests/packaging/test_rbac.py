@@ -114,7 +114,10 @@ def _scenario_names() -> set[str]:
     for path in OPERATOR_TESTS.glob("test_*.py"):
         text = path.read_text()
         if '"record_api_calls"' in text:
-            names |= set(re.findall(r"^(?:async )?def (test_\w+)\(", text, flags=re.MULTILINE))
+            tests = set(re.findall(r"^(?:async )?def (test_\w+)\(", text, flags=re.MULTILINE))
+            scopes = re.search(r'parametrize\("rbac_scope", \[([^]]*)\]', text)
+            ids = re.findall(r'"(\w+)"', scopes.group(1)) if scopes else []
+            names |= {f"{t}[{i}]" for t in tests for i in ids} if ids else tests
     return names
 
 

@@ -8,6 +8,7 @@ import os
 import jsonschema
 import pytest
 import yaml
+from openapi import openapi_to_jsonschema
 
 from nasop import crd, spec
 
@@ -60,34 +61,17 @@ def test_examples_validate_against_crd_schema_and_models(path):
     schema = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     with open(path, encoding="utf-8") as fh:
         doc = yaml.safe_load(fh)
-    jsonschema.validate(doc, _to_jsonschema(schema))
+    jsonschema.validate(doc, openapi_to_jsonschema(schema))
     spec.parse_manifest(doc)
 
 
 def test_crd_schema_rejects_what_models_reject():
-    schema = _to_jsonschema(crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    schema = openapi_to_jsonschema(crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
     bad = {"apiVersion": "nasop.dev/v1alpha1", "kind": "NASExperiment", "metadata": {"name": "x"},
            "spec": {"searchSpace": [], "objectives": [{"metric": "a", "goal": "up"}],
                     "budget": {"maxTrials": 0}}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
-
-
-def _to_jsonschema(node):
-    """OpenAPI 3.0 (`nullable`, boolean exclusive bounds) -> JSON Schema, so jsonschema can check."""
-    if isinstance(node, dict):
-        out = {k: _to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
-        if out.pop("nullable", False) and "type" in out:
-            out["type"] = [out["type"], "null"]
-        for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-            if out.get(flag) is True:  # OpenAPI 3.0 -> JSON Schema 2020
-                out[flag] = out.pop(bound)
-            else:
-                out.pop(flag, None)
-        return out
-    if isinstance(node, list):
-        return [_to_jsonschema(v) for v in node]
-    return node
 
 
 SHIPPED_CRDS = sorted({*glob.glob(os.path.join(ROOT, "crds", "*.yaml")),

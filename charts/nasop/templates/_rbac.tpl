@@ -40,11 +40,9 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 
 {{/* Rules that only a ClusterRole can grant: cluster-scoped resources. */}}
 {{- define "nasop.rbac.clusterRules" -}}
-# kopf's namespace observer.
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["list", "watch"]
-# kopf watches CRDs to discover the resources it serves.
+# kopf watches CRDs to discover the resources it serves (when it watches all namespaces; with
+# named namespaces nasop turns kopf's scanning off and needs nothing cluster-scoped). Namespaces
+# themselves are never listed: kopf lists them only for name patterns, which nasop does not take.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
