@@ -1,8 +1,9 @@
 """How the operator scales with the number of experiments: reconcile latency and memory.
 
-For each N (default 1, 10, 50; N=1 is the baseline measured in the same run) this starts a
-fresh Kubernetes API emulator (tests/operator/emulator.py) in this process, a real
-`nasop operator` in a subprocess pointed at it, and a Volcano player whose trials complete
+One real control plane (tests/cluster: etcd, kube-apiserver, kube-controller-manager built from
+Go modules, with the chart installed) serves every size. For each N (default 1, 10, 50; N=1 is the
+baseline measured in the same run) this starts a real `nasop operator` in a subprocess, as the
+chart's ServiceAccount and watching a fresh namespace, and a Volcano player whose trials complete
 instantly (the player writes the trial's TensorBoard scalars itself, then marks the job
 Completed). It creates N experiments of `--trials` Sobol trials each and waits until all are
 Succeeded. It prints:
@@ -28,24 +29,23 @@ import math
 import os
 import pathlib
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any
 
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests" / "operator"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "tests" / "operator"), str(REPO / "tests"), str(REPO / "tests" / "cluster")]
 
-import emulator as k8s  # noqa: E402
+import controlplane  # noqa: E402
+import install  # noqa: E402
 import volcano  # noqa: E402
+from objects import Cluster  # noqa: E402
+from proxy import FaultProxy  # noqa: E402
 from scenario import EXP, resource  # noqa: E402
-
-CRD = REPO / "crds" / "nasexperiments.yaml"
 
 
 def write_scalars(job: dict[str, Any]) -> volcano.JobOutcome:
@@ -101,27 +101,26 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, math.ceil(q / 100 * len(values)) - 1))]
 
 
-def run_size(n: int, trials: int, tick: float, workdir: pathlib.Path) -> dict[str, float]:
-    emu = k8s.Emulator()
-    emu.register_crd(CRD)
-    with emu.running():
+def run_size(plane: controlplane.ControlPlane, token: str, n: int, trials: int, tick: float,
+             workdir: pathlib.Path) -> dict[str, float]:
+    ns = f"scale-{n}"
+    install.apply(plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    proxy = FaultProxy(plane.url, plane.ssl_context())
+    with proxy.running():
+        cluster = Cluster(plane, proxy)
         kubeconfig = workdir / f"kubeconfig-{n}"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emu",
-            "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
-            "users": [{"name": "bench", "user": {"token": "bench"}}],
-            "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "bench"}}]}))
+        kubeconfig.write_text(yaml.safe_dump(controlplane.kubeconfig(proxy.url, token, None, ns)))
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NASOP_TICK_SECONDS": str(tick)}
         env.pop("NASOP_PEERING", None)
         log = open(workdir / f"operator-{n}.log", "w")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from nasop.cli import main; sys.exit(main())",
-             "operator", "--namespace", "default", f"--liveness-port={free_port()}",
+             "operator", "--namespace", ns, f"--liveness-port={free_port()}",
              f"--metrics-port={free_port()}"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        player = TimedPlayer(emu, write_scalars, poll_interval=0.01).start()
+        player = TimedPlayer(cluster, write_scalars, namespace=ns, poll_interval=0.05).start()
         try:
             deadline = time.monotonic() + 120
-            while not emu.active_watches(EXP):
+            while not proxy.active_watches(EXP):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the operator did not start; see {log.name}")
                 time.sleep(0.05)
@@ -135,7 +134,7 @@ def run_size(n: int, trials: int, tick: float, workdir: pathlib.Path) -> dict[st
             done: dict[str, float] = {}
             t0 = time.monotonic()
             for name in names:
-                emu.create_object(EXP, resource(workdir, name, budget={
+                cluster.create_object(EXP, resource(workdir, name, namespace=ns, budget={
                     "maxTrials": trials, "parallelism": trials, "maxFailedTrials": 0},
                     optimizer={"method": "sobol", "seed": 0}))
                 created[name] = time.monotonic()
@@ -144,8 +143,10 @@ def run_size(n: int, trials: int, tick: float, workdir: pathlib.Path) -> dict[st
                 now = time.monotonic()
                 if now > deadline or proc.poll() is not None:
                     raise RuntimeError(f"{n - len(done)} experiments unfinished; see {log.name}")
+                statuses = {o["metadata"]["name"]: o.get("status") or {}
+                            for o in cluster.list_objects(EXP, ns)}  # one call, not N
                 for name in names:
-                    status = (emu.get_object(EXP, "default", name) or {}).get("status") or {}
+                    status = statuses.get(name) or {}
                     if status and name not in first_status:
                         first_status[name] = now
                     completed = (status.get("trials") or {}).get("completed", 0)
@@ -155,7 +156,7 @@ def run_size(n: int, trials: int, tick: float, workdir: pathlib.Path) -> dict[st
                         done[name] = now
                         if status["phase"] != "Succeeded":
                             raise RuntimeError(f"{name}: {status.get('message')}")
-                time.sleep(0.01)
+                time.sleep(0.02)
             total = max(done.values()) - t0
             rss_full = rss_mib(proc.pid)
 
@@ -186,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tick", type=float, default=0.5, help="NASOP_TICK_SECONDS")
     args = ap.parse_args(argv)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="nasop-scale-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nasop-scale-") as tmp, \
+            controlplane.running(pathlib.Path(tmp), install.install_all) as plane:
+        token = plane.installed["cluster"]
         for n in args.sizes:
-            row = run_size(n, args.trials, args.tick, pathlib.Path(tmp))
+            row = run_size(plane, token, n, args.trials, args.tick, pathlib.Path(tmp))
             rows.append(row)
             print(f"N={n}: done in {row['total']:.1f}s", flush=True)
     base = rows[0]
