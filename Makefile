@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WHEELS := $(wildcard ../shared/wheels)
 FIND_LINKS := $(if $(WHEELS),--find-links $(WHEELS))
 
-.PHONY: demo test test-fast crd bench clean cluster
+.PHONY: demo test test-deps test-fast crd bench clean cluster
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,11 +22,19 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/nasop run examples/quick.yaml --state-dir .nasop-demo --preload lightning.pytorch,torch.utils.tensorboard
 
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning
 
+# Debian's Docker engine and debootstrap for the image tests (installed when missing, as root)
+test-deps:
+	@if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap; \
+	  else echo "the image tests need docker.io and debootstrap: sudo apt-get install docker.io debootstrap"; fi; \
+	fi
+
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not operator"
+	$(BIN)/python -m pytest -q -m "not slow and not operator and not image"
 
 crd: $(STAMP)
 	$(BIN)/nasop crd -o crds/nasexperiments.yaml -o charts/nasop/crds/nasexperiments.yaml
