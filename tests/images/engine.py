@@ -69,7 +69,7 @@ def daemon(timeout: float = 60) -> Iterator[Docker]:
         "dockerd", f"--host=unix://{socket}", f"--data-root={data}", f"--exec-root={run / 'exec'}",
         f"--pidfile={run / 'dockerd.pid'}", "--bridge=none", "--iptables=false",
         "--ip-masq=false", "--ip-forward=false", "--userland-proxy=false",
-        f"--containerd-namespace=nasop-tests", "--storage-driver=overlay2"],
+        "--containerd-namespace=nasop-tests", "--storage-driver=overlay2"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     docker = Docker(socket)
     try:

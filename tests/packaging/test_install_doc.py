@@ -187,7 +187,7 @@ def test_guide_covers_the_topics() -> None:
         "Volcano",
         "ReadWriteMany",
         "hostPath",
-        "no Docker engine",
+        "BASE_IMAGE",  # building without a registry (as the image tests do)
         "kubectl get nasx -n nasop-system -w",
         ".status.paretoFront",
         "helm uninstall nasop -n nasop-system",
