@@ -35,6 +35,20 @@ MIRROR = "http://deb.debian.org/debian"
 SHARED_WHEELS = REPO.parent / "shared" / "wheels"
 
 
+#: Kernel settings a container engine might write; the tests must leave the machine's alone.
+SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv4/conf/all/route_localnet",
+           "kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom",
+           "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+
+
+def sysctls() -> dict[str, str]:
+    values = {}
+    for key in SYSCTLS:
+        with contextlib.suppress(OSError):
+            values[key] = pathlib.Path("/proc/sys", key).read_text().strip()
+    return values
+
+
 def missing_tools() -> list[str]:
     return [tool for tool in ("dockerd", "docker", "debootstrap") if shutil.which(tool) is None]
 
@@ -59,7 +73,9 @@ class Docker:
 
 @contextlib.contextmanager
 def daemon(timeout: float = 60) -> Iterator[Docker]:
-    """Start dockerd, yield a client, stop it (and everything it started)."""
+    """Start dockerd, yield a client, stop it (and everything it started); fail if the machine's
+    kernel settings changed meanwhile."""
+    before = sysctls()
     run = pathlib.Path(tempfile.mkdtemp(prefix="nasop-docker-"))
     socket = run / "docker.sock"
     data = CACHE / "docker"
@@ -89,6 +105,8 @@ def daemon(timeout: float = 60) -> Iterator[Docker]:
             proc.wait()
         log.close()
         shutil.rmtree(run, ignore_errors=True)
+    after = sysctls()
+    assert after == before, f"the Docker engine changed kernel settings: {before} -> {after}"
 
 
 def base_image(docker: Docker) -> str:
