@@ -167,12 +167,7 @@ def run_size(plane: controlplane.ControlPlane, token: str, n: int, trials: int, 
             start = [first_status[name] - created[name] for name in names]
         finally:
             player.stop()
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            controlplane.stop_process(proc, 30)
             log.close()
     return {"n": n, "start_p50": pct(start, 50), "start_p99": pct(start, 99),
             "reconcile_p50": pct(reconcile, 50), "reconcile_p99": pct(reconcile, 99),

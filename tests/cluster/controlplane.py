@@ -85,6 +85,17 @@ def make_certs(folder: pathlib.Path) -> None:
     _openssl("rsa", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
 
 
+def stop_process(proc: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def kubeconfig(server: str, token: str, ca_file: str | None, namespace: str = "default",
                user: str = "nasop") -> dict[str, Any]:
     """A kubeconfig for one token (the admin's, or a ServiceAccount's from TokenRequest)."""
@@ -172,14 +183,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         for name in reversed(list(self.procs)):
-            proc = self.procs[name]
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(self.procs[name], 10)
         self.procs.clear()
 
     def __enter__(self) -> ControlPlane:

@@ -28,6 +28,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+from controlplane import stop_process  # tests/cluster, on sys.path (tests/conftest.py)
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CACHE = pathlib.Path(os.environ.get("NASOP_IMAGE_CACHE", pathlib.Path.home() / ".cache" / "nasop"))
 BASE = "nasop-base:bookworm-py311"
@@ -97,12 +99,7 @@ def daemon(timeout: float = 60) -> Iterator[Docker]:
             time.sleep(0.2)
         yield docker
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 30)
         log.close()
         shutil.rmtree(run, ignore_errors=True)
     after = sysctls()
