@@ -36,6 +36,7 @@ def docker() -> Iterator[engine.Docker]:
     assert not missing, f"install {missing} (make test-deps: Debian's docker.io and debootstrap)"
     with engine.daemon() as client:
         yield client
+        client("image", "prune", "--force", check=False)  # the last run's layers: keep the cache small
 
 
 def _built(docker: engine.Docker, which: str, tag: str) -> str:
