@@ -85,6 +85,18 @@ def make_certs(folder: pathlib.Path) -> None:
     _openssl("rsa", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
 
 
+def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Call ``check`` until it returns something truthy (returned); TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} after {timeout:.0f}s")
+        time.sleep(interval)
+
+
 def stop_process(proc: subprocess.Popen[Any], grace: float) -> None:
     """SIGTERM, then SIGKILL after `grace` seconds; reaped either way."""
     if proc.poll() is None:
@@ -120,6 +132,7 @@ class ControlPlane:
         self.token = secrets.token_hex(16)
         self.ca_file = str(workdir / "pki" / "ca.crt")
         self.audit_log = workdir / "audit.log"
+        self.admin_kubeconfig_path = workdir / "admin.kubeconfig"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started_in: float | None = None
         self.installed: Any = None  # what before_controllers returned
@@ -165,7 +178,7 @@ class ControlPlane:
             "--enable-priority-and-fairness=false", "--profiling=false",
             "--endpoint-reconciler-type=none", "--v=0"])
         self._wait_ready(timeout)
-        admin = self.workdir / "admin.kubeconfig"
+        admin = self.admin_kubeconfig_path
         admin.write_text(yaml.safe_dump(self.admin_kubeconfig()))
         if before_controllers is not None:
             self.installed = before_controllers(self)
@@ -254,30 +267,25 @@ class ControlPlane:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def ready() -> bool:
             self._check_alive()
             with contextlib.suppress(OSError, ApiError, ValueError):
                 req = urllib.request.Request(self.url + "/readyz", headers={
                     "Authorization": f"Bearer {self.token}"})
                 with urllib.request.urlopen(req, context=self.ssl_context(), timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"kube-apiserver not ready after {timeout:.0f}s")
-            time.sleep(0.2)
+                    return resp.status == 200
+            return False
+        poll(ready, timeout, "kube-apiserver not ready")
 
     def _wait_default_serviceaccount(self, timeout: float) -> None:
         """The controller manager is working once it has made `default`'s ServiceAccount."""
-        deadline = time.monotonic() + max(timeout, 10)
-        while True:
+        def made() -> bool:
             self._check_alive()
             with contextlib.suppress(ApiError):
                 self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("kube-controller-manager made no default ServiceAccount")
-            time.sleep(0.2)
+                return True
+            return False
+        poll(made, max(timeout, 10), "kube-controller-manager made no default ServiceAccount")
 
 
 class ApiError(Exception):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -19,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from controlplane import ApiError, ControlPlane
+from controlplane import ApiError, ControlPlane, poll
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "charts" / "nasop"
@@ -70,14 +71,11 @@ def apply(plane: ControlPlane, obj: dict[str, Any], manager: str = "nasop-tests"
 
 
 def wait_established(plane: ControlPlane, name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def established() -> bool:
         crd = plane.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
         conds = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
-        if conds.get("Established") == "True":
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"CRD {name} not established")
+        return conds.get("Established") == "True"
+    poll(established, timeout, f"CRD {name} not established", interval=0.1)
 
 
 def install_volcano_crds(plane: ControlPlane) -> list[str]:
@@ -123,24 +121,21 @@ def install_all(plane: ControlPlane) -> dict[str, str]:
 
     Run it as the control plane's ``before_controllers`` and check :func:`wait_garbage_collector`
     once the controllers run."""
-    admin = plane.workdir / "admin-helm.kubeconfig"
-    admin.write_text(yaml.safe_dump(plane.admin_kubeconfig()))
     install_volcano_crds(plane)
     tokens = {}
     for scope, release in RELEASES.items():
-        helm_install(plane, admin, release)
+        helm_install(plane, plane.admin_kubeconfig_path, release)
         tokens[scope] = service_account_token(plane, release)
     for crd in ("nasexperiments.nasop.dev", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
         wait_established(plane, crd)
-    wait_served(plane, "/apis/nasop.dev/v1alpha1/nasexperiments")
-    wait_served(plane, "/apis/batch.volcano.sh/v1alpha1/jobs")
+    # an Established CRD may answer 429 while its storage initializes: plane.request retries it
     return tokens
 
 
 def wait_garbage_collector(plane: ControlPlane, timeout: float = 90) -> None:
     """The garbage collector learns of new CRDs from discovery (every 30 s): wait until it
-    collects a ConfigMap owned by a deleted NASExperiment and a Pod owned by a deleted Volcano
-    Job, as on a cluster where nasop and Volcano were installed a while ago."""
+    collects a ConfigMap owned by a deleted NASExperiment and one owned by a deleted Volcano Job,
+    as on a cluster where nasop and Volcano were installed a while ago."""
     ns = "nasop-gc-probe"
     apply(plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     owners = [
@@ -163,32 +158,20 @@ def wait_garbage_collector(plane: ControlPlane, timeout: float = 90) -> None:
             "metadata": {"name": name, "ownerReferences": [ref]}})
         plane.request("DELETE", f"{base}/namespaces/{ns}/{plural}/probe")
         dependents.append(name)
+    def collected(name: str) -> bool:
+        try:
+            plane.request("GET", f"/api/v1/namespaces/{ns}/configmaps/{name}")
+        except ApiError as e:
+            if e.code == 404:
+                return True
+            raise
+        return False
     deadline = time.monotonic() + timeout
     for name in dependents:
-        while True:
-            try:
-                plane.request("GET", f"/api/v1/namespaces/{ns}/configmaps/{name}")
-            except ApiError as e:
-                if e.code == 404:
-                    break
-                raise
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the garbage collector did not collect {name}")
-            time.sleep(0.2)
-
-
-def wait_served(plane: ControlPlane, path: str, timeout: float = 60) -> None:
-    """An Established CRD can still answer 429 'storage is (re)initializing' for a moment."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            plane.request("GET", path)
-            return
-        except ApiError as e:
-            if e.code != 429 or time.monotonic() > deadline:
-                raise
-        time.sleep(0.1)
+        poll(functools.partial(collected, name), deadline - time.monotonic(),
+             f"the garbage collector did not collect {name}")
 
 
 __all__ = ["ApiError", "RELEASES", "Release", "apply", "helm_install", "install_all",
-           "install_volcano_crds", "service_account_token", "volcano_crd_dir", "wait_garbage_collector"]
+           "install_volcano_crds", "service_account_token", "volcano_crd_dir", "wait_established",
+           "wait_garbage_collector"]

@@ -8,6 +8,7 @@ ServiceAccount token, so only its calls are subject to injected faults and to th
 from __future__ import annotations
 
 import dataclasses
+import time
 import urllib.parse
 from typing import Any
 
@@ -101,7 +102,6 @@ class Cluster:
 
     def operator_calls(self) -> list[AuditedCall]:
         """The operator's calls since the test began (waits out the audit log's batching)."""
-        import time
         time.sleep(0.5)
         return self.audited_calls(self.operator_user, self.plane.audit_events()[self.audit_start:])
 

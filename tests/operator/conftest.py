@@ -77,10 +77,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     setattr(item, f"rep_{report.when}", report)
 
 
-def recorded_calls(cluster: Cluster) -> list[dict[str, Any]]:
+def recorded_calls(calls: Iterable[Any]) -> list[dict[str, Any]]:
     """The operator's calls as required_api_calls.yaml entries (without scope), sorted."""
     verbs: dict[tuple[str, str], set[str]] = {}
-    for call in cluster.operator_calls():
+    for call in calls:
         if call.resource.startswith("nonResourceURL:"):
             continue  # discovery, which the default system:discovery role grants every user
         verbs.setdefault((call.group, call.resource), set()).add(call.verb)
@@ -95,9 +95,10 @@ def record_api_calls(request: pytest.FixtureRequest, cluster: Cluster) -> Iterat
     report = getattr(request.node, "rep_call", None)
     if report is None or not report.passed:
         return
-    refused = sorted({(c.verb, c.group, c.resource) for c in cluster.operator_calls() if c.code == 403})
+    made = cluster.operator_calls()
+    refused = sorted({(c.verb, c.group, c.resource) for c in made if c.code == 403})
     assert not refused, f"the API server refused calls the chart does not grant: {refused}"
-    calls = recorded_calls(cluster)
+    calls = recorded_calls(made)
     name = request.node.name
     data = yaml.safe_load(RECORDED_CALLS_PATH.read_text()) if RECORDED_CALLS_PATH.exists() else None
     scenarios = dict((data or {}).get("scenarios") or {})

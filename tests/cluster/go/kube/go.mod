@@ -1,6 +1,6 @@
 // Builds kube-apiserver and kube-controller-manager from k8s.io/kubernetes at the pinned release.
 // k8s.io/kubernetes replaces its staging modules with directories, so each is replaced here
-// with its published release. Versions: tests/cluster/versions.env (one place).
+// with its published release. This file pins the Kubernetes version (build.sh reads it here).
 module nasop.dev/tests/cluster/kube
 
 go 1.25.0
