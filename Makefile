@@ -25,16 +25,19 @@ demo: $(STAMP)
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning
 
-# Debian's Docker engine and debootstrap for the image tests (installed when missing, as root)
+# Debian's packages the image and node tests use (installed when missing, as root): the Docker
+# engine, debootstrap, containerd and runc, the CNI plugins, gcc (the pause binary)
+DEBS := docker.io debootstrap containerd runc containernetworking-plugins gcc libc6-dev
 test-deps:
-	@if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then \
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap; \
-	  else echo "the image tests need docker.io and debootstrap: sudo apt-get install docker.io debootstrap"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "the image and node tests need: sudo apt-get install $$missing"; fi; \
 	fi
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not operator and not image"
+	$(BIN)/python -m pytest -q -m "not slow and not operator and not image and not node"
 
 crd: $(STAMP)
 	$(BIN)/nasop crd -o crds/nasexperiments.yaml -o charts/nasop/crds/nasexperiments.yaml
