@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,8 +23,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "images"))
 
 import controlplane  # noqa: E402
+import engine  # noqa: E402
 import install  # noqa: E402
 from objects import Cluster  # noqa: E402
 from proxy import FaultProxy  # noqa: E402
@@ -42,6 +45,37 @@ def control_plane() -> Iterator[ControlPlaneSession]:
             controlplane.running(pathlib.Path(folder), install.install_all) as plane:
         install.wait_garbage_collector(plane)
         yield ControlPlaneSession(plane, plane.installed)
+
+
+#: The images the image and node tests build (Dockerfile.trainer, Dockerfile.operator).
+TRAINER_IMAGE, OPERATOR_IMAGE = "nasop-trainer:0.1.0", "nasop-operator:0.1.0"
+
+
+@pytest.fixture(scope="session")
+def docker() -> Iterator[engine.Docker]:
+    """Debian's Docker engine, started by the tests (tests/images/engine.py)."""
+    missing = engine.missing_tools()
+    assert not missing, f"install {missing} (make test-deps: Debian's docker.io and debootstrap)"
+    with engine.daemon() as client:
+        yield client
+        with contextlib.suppress(subprocess.TimeoutExpired):  # keep the cache small: the last
+            client("image", "prune", "--force", check=False, timeout=120)  # run's layers
+
+
+def _built(docker: engine.Docker, which: str, tag: str) -> str:
+    seconds = engine.build(docker, which, tag)
+    print(f"\n{tag}: built in {seconds:.0f} s, {engine.image_size_mb(docker, tag):.0f} MB", flush=True)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def trainer_image(docker: engine.Docker) -> str:
+    return _built(docker, "trainer", TRAINER_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def operator_image(docker: engine.Docker) -> str:
+    return _built(docker, "operator", OPERATOR_IMAGE)
 
 
 @pytest.fixture()

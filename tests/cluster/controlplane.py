@@ -9,14 +9,17 @@ certificate (openssl), a service-account signing key (TokenRequest works), a sta
 - authorization is RBAC: a client holding a ServiceAccount token can do only what it is granted;
 - the controller manager runs the garbage collector (ownerReferences), the namespace controller,
   the service-account controllers and the Job controller;
-- no kubelet: pods are stored, not run (the next issue adds a node).
+- without a node (the operator tests), pods are stored, not run; ``with_node=True`` adds what a
+  kubelet needs (the Node authorizer, client certificates both ways, the controllers that run
+  pods), and :mod:`node` starts the node itself.
 
 Run by hand (``make cluster KUBECONFIG=FILE``)::
 
-    python tests/cluster/controlplane.py --kubeconfig FILE
+    python tests/cluster/controlplane.py --kubeconfig FILE [--no-node]
 
-builds what is missing, starts everything, writes an admin kubeconfig to FILE and stays in the
-foreground until Ctrl-C or SIGTERM, then stops what it started.
+builds what is missing, starts everything (with the node and Volcano unless ``--no-node``), writes
+an admin kubeconfig to FILE and stays in the foreground until Ctrl-C or SIGTERM, then stops what it
+started.
 """
 from __future__ import annotations
 
@@ -83,6 +86,20 @@ def make_certs(folder: pathlib.Path) -> None:
              "-out", str(folder / "server.crt"))
     _openssl("genrsa", "-out", str(folder / "sa.key"), "2048")
     _openssl("rsa", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
+    # the API server's identity towards kubelets (pods/log), and the node's towards the API server
+    client_certificate(folder, "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+    client_certificate(folder, "node", "/O=system:nodes/CN=system:node:localhost")
+
+
+def client_certificate(folder: pathlib.Path, name: str, subject: str) -> None:
+    """``name.crt``/``name.key`` signed by the CA in ``folder``, for client authentication."""
+    ext = folder / f"{name}.ext"
+    ext.write_text("extendedKeyUsage=clientAuth\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout",
+             str(folder / f"{name}.key"), "-out", str(folder / f"{name}.csr"))
+    _openssl("x509", "-req", "-in", str(folder / f"{name}.csr"), "-CA", str(folder / "ca.crt"),
+             "-CAkey", str(folder / "ca.key"), "-CAcreateserial", "-days", "30", "-extfile",
+             str(ext), "-out", str(folder / f"{name}.crt"))
 
 
 def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -124,8 +141,9 @@ def kubeconfig(server: str, token: str, ca_file: str | None, namespace: str = "d
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager in ``workdir``; ``start()`` / ``stop()``."""
 
-    def __init__(self, bin_dir: pathlib.Path, workdir: pathlib.Path) -> None:
+    def __init__(self, bin_dir: pathlib.Path, workdir: pathlib.Path, with_node: bool = False) -> None:
         self.bin_dir = bin_dir
+        self.with_node = with_node
         self.workdir = workdir
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
@@ -165,10 +183,9 @@ class ControlPlane:
             f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
             f"--token-auth-file={self.workdir / 'tokens.csv'}",
-            "--authorization-mode=RBAC", "--anonymous-auth=false",
+            "--anonymous-auth=false",
             f"--service-cluster-ip-range={SERVICE_RANGE}", "--allow-privileged=true",
-            # no ServiceAccount admission, as envtest: trial pods are stored, not run
-            "--disable-admission-plugins=ServiceAccount",
+            *self._node_args(pki),
             f"--service-account-issuer={self.url}",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -184,9 +201,7 @@ class ControlPlane:
             self.installed = before_controllers(self)
         self._spawn("kube-controller-manager", [
             f"--kubeconfig={admin}", "--leader-elect=false", "--secure-port=0",
-            "--controllers=garbage-collector-controller,namespace-controller,"
-            "serviceaccount-token-controller,serviceaccount-controller,"
-            "root-ca-certificate-publisher-controller,job-controller",
+            f"--controllers={','.join(self._controllers())}",
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}", "--concurrent-gc-syncs=5",
             "--v=0"])
@@ -226,6 +241,12 @@ class ControlPlane:
                 time.sleep(0.1)
         raise AssertionError("unreachable")
 
+    def request_text(self, path: str, timeout: float = 30.0) -> str:
+        """A GET whose answer is text, not JSON (``pods/log``), as the admin."""
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, context=self.ssl_context(), timeout=timeout) as resp:
+            return resp.read().decode(errors="replace")
+
     def _request(self, method: str, path: str, body: Any, token: str | None, content_type: str,
                  timeout: float) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -254,6 +275,28 @@ class ControlPlane:
         return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
 
     # ------------------------------------------------------------------ internals
+
+    def _controllers(self) -> list[str]:
+        """The controller manager's controllers; with a node, also those that run its pods
+        (Deployments for the operator, node lifecycle for the not-ready taint, volume binding)."""
+        names = ["garbage-collector-controller", "namespace-controller",
+                 "serviceaccount-token-controller", "serviceaccount-controller",
+                 "root-ca-certificate-publisher-controller", "job-controller"]
+        if self.with_node:
+            names += ["deployment-controller", "replicaset-controller", "node-lifecycle-controller",
+                      "persistentvolume-binder-controller", "pod-garbage-collector-controller"]
+        return names
+
+    def _node_args(self, pki: pathlib.Path) -> list[str]:
+        """With a node: the Node authorizer and NodeRestriction for the kubelet's identity, and the
+        API server's client certificate and address type for reaching the kubelet (``pods/log``).
+        Without: no ServiceAccount admission, as envtest (pods are stored, not run)."""
+        if not self.with_node:
+            return ["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount"]
+        return ["--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+                "--kubelet-preferred-address-types=Hostname"]
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - the process holds it
@@ -301,13 +344,13 @@ class ApiError(Exception):
 @contextlib.contextmanager
 def running(workdir: pathlib.Path | None = None,
             before_controllers: Callable[[ControlPlane], Any] | None = None,
-            ) -> Iterator[ControlPlane]:
+            with_node: bool = False) -> Iterator[ControlPlane]:
     """Build if needed, start, yield, stop (and remove a temporary workdir)."""
     bin_dir = build()
     owned = workdir is None
     folder = pathlib.Path(tempfile.mkdtemp(prefix="nasop-cluster-")) if owned else workdir
     assert folder is not None
-    plane = ControlPlane(bin_dir, folder)
+    plane = ControlPlane(bin_dir, folder, with_node)
     try:
         yield plane.start(before_controllers=before_controllers)
     finally:
@@ -319,6 +362,8 @@ def running(workdir: pathlib.Path | None = None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", required=True, help="write the admin kubeconfig here")
+    parser.add_argument("--no-node", action="store_true",
+                        help="the control plane only (no containerd, kubelet, Volcano)")
     args = parser.parse_args(argv)
     stop = False
 
@@ -331,15 +376,29 @@ def main(argv: list[str] | None = None) -> int:
     path = pathlib.Path(args.kubeconfig)
     if path.exists() and (yaml.safe_load(path.read_text()) or {}).get("current-context") != ADMIN:
         parser.error(f"{path} exists and is not a kubeconfig this command wrote: name another file")
-    with running() as plane:
+    import install
+    import node
+
+    with_node = not args.no_node
+    with running(before_controllers=(lambda p: install.install_volcano_crds(p, everything=True))
+                 if with_node else None,
+                 with_node=with_node) as plane, \
+            (node.Node(plane, node.build(), plane.workdir / "node") if with_node
+             else contextlib.nullcontext()) as kubelet:
         path.write_text(yaml.safe_dump(plane.admin_kubeconfig()))
         print(f"control plane up in {plane.started_in:.1f}s at {plane.url}; "
-              f"admin kubeconfig: {path}\n  export KUBECONFIG={path.resolve()}\n"
-              "Ctrl-C stops it.", flush=True)
+              f"admin kubeconfig: {path}\n  export KUBECONFIG={path.resolve()}", flush=True)
+        if kubelet is not None:
+            print(f"node {node.NODE_NAME} Ready in {kubelet.ready_in:.1f}s with Volcano; images "
+                  f"(no registry): docker save IMAGE | ctr --address {kubelet.socket} -n k8s.io "
+                  "images import -", flush=True)
+        print("Ctrl-C stops it.", flush=True)
         while not stop:
             time.sleep(0.2)
             plane._check_alive()
-    print("control plane stopped", flush=True)
+            if kubelet is not None:
+                kubelet.check_alive()
+    print("cluster stopped", flush=True)
     return 0
 
 

@@ -20,12 +20,10 @@ from typing import Any
 
 import yaml
 
-from controlplane import ApiError, ControlPlane, poll
+from controlplane import HERE, ApiError, ControlPlane, poll
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "charts" / "nasop"
-#: Volcano's release whose CRDs the trial jobs are checked against (its go.mod needs Kubernetes 1.35).
-VOLCANO_VERSION = "v1.15.1"
 VOLCANO_CRDS = ("batch.volcano.sh_jobs.yaml", "scheduling.volcano.sh_queues.yaml",
                 "scheduling.volcano.sh_podgroups.yaml", "bus.volcano.sh_commands.yaml")
 WATCHED = "default"
@@ -52,8 +50,9 @@ RELEASES = {"cluster": Release("nasop", "nasop-system", "cluster"),
 
 
 def volcano_crd_dir() -> pathlib.Path:
-    out = subprocess.run(["go", "mod", "download", "-json", f"volcano.sh/volcano@{VOLCANO_VERSION}"],
-                         check=True, capture_output=True, text=True,
+    """Volcano's CRDs at the release pinned in go/volcano/go.mod (the one the node runs)."""
+    out = subprocess.run(["go", "mod", "download", "-json", "volcano.sh/volcano"],
+                         check=True, capture_output=True, text=True, cwd=HERE / "go" / "volcano",
                          env={**os.environ, "GOFLAGS": "-mod=mod", "GOWORK": "off"}).stdout
     return pathlib.Path(json.loads(out)["Dir"]) / "config" / "crd" / "volcano" / "bases"
 
@@ -78,10 +77,13 @@ def wait_established(plane: ControlPlane, name: str, timeout: float = 60) -> Non
     poll(established, timeout, f"CRD {name} not established", interval=0.1)
 
 
-def install_volcano_crds(plane: ControlPlane) -> list[str]:
+def install_volcano_crds(plane: ControlPlane, everything: bool = False) -> list[str]:
+    """The CRDs trial jobs need and a ``default`` Queue; ``everything``: all of Volcano's CRDs, as
+    its scheduler waits for informers of each (NUMA topologies, HyperNodes, ...) before it runs."""
     names = []
     folder = volcano_crd_dir()
-    for file in VOLCANO_CRDS:
+    files = sorted(p.name for p in folder.glob("*.yaml")) if everything else VOLCANO_CRDS
+    for file in files:
         crd = yaml.safe_load((folder / file).read_text())
         apply(plane, crd)
         names.append(crd["metadata"]["name"])

@@ -15,7 +15,6 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,34 +26,6 @@ sys.path[:0] = [str(pathlib.Path(__file__).parent),
 import engine  # noqa: E402
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(2400)]
-TRAINER, OPERATOR = "nasop-trainer:0.1.0", "nasop-operator:0.1.0"
-
-
-@pytest.fixture(scope="session")
-def docker() -> Iterator[engine.Docker]:
-    missing = engine.missing_tools()
-    assert not missing, f"install {missing} (make test-deps: Debian's docker.io and debootstrap)"
-    with engine.daemon() as client:
-        yield client
-        client("image", "prune", "--force", check=False)  # the last run's layers: keep the cache small
-
-
-def _built(docker: engine.Docker, which: str, tag: str) -> str:
-    seconds = engine.build(docker, which, tag)
-    print(f"\n{tag}: built in {seconds:.0f} s, {engine.image_size_mb(docker, tag):.0f} MB", flush=True)
-    return tag
-
-
-@pytest.fixture(scope="session")
-def trainer_image(docker: engine.Docker) -> str:
-    return _built(docker, "trainer", TRAINER)
-
-
-@pytest.fixture(scope="session")
-def operator_image(docker: engine.Docker) -> str:
-    return _built(docker, "operator", OPERATOR)
-
-
 RESTRICTED = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
               "--security-opt", "no-new-privileges"]
 

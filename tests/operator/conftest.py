@@ -27,6 +27,8 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from nasop.controller.settings import Settings
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(pathlib.Path(__file__).parent), str(REPO / "tests" / "cluster")]
 
@@ -227,9 +229,8 @@ async def run_operator(cluster: Cluster, rbac_scope: str,
             "standalone": False, "peering_name": peering, "priority": priority,
             "identity": identity}
         task = asyncio.create_task(kopf.operator(
-            registry=registry, settings=settings, clusterwide=clusterwide,
-            namespaces=[] if clusterwide else list(namespaces), ready_flag=ready, stop_flag=stop_flag,
-            **peers))
+            registry=registry, settings=settings, **Settings.load().kopf_scope(),
+            ready_flag=ready, stop_flag=stop_flag, **peers))
         handle = OperatorHandle(task, stop_flag, registry, settings, cluster)
         handles.append(handle)
         ready_waiter = asyncio.ensure_future(ready.wait())

@@ -25,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
     kube.api_client()  # fail fast with a clear error when no cluster configuration exists
     metrics.serve(settings.metrics_port)
     asyncio.run(kopf.operator(
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces or None,
+        **settings.kopf_scope(),  # type: ignore[arg-type]
         liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
         standalone=settings.peering is None,
         peering_name=settings.peering,

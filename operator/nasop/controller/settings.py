@@ -24,6 +24,11 @@ class Settings:
     #: of equal priority, so replicas must differ: NASOP_PEERING_PRIORITY, else a random one
     peering_priority: int | None = None
 
+    def kopf_scope(self) -> dict[str, object]:
+        """kopf.operator's scope arguments: the named namespaces, or cluster-wide with none
+        (kopf iterates ``namespaces`` either way, so it is a list, never None)."""
+        return {"clusterwide": not self.namespaces, "namespaces": list(self.namespaces)}
+
     @classmethod
     def load(cls, args: object | None = None) -> Settings:
         env = os.environ

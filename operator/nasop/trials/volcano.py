@@ -5,6 +5,10 @@ a deleted job as an exception rather than "no such app", and cannot label or own
 creates. This subclass takes an API client built from the operator's own configuration, maps every
 Volcano phase, returns None for a vanished job, and stamps each job with nasop labels and an
 ownerReference to its NASExperiment, so that deleting the experiment garbage-collects its jobs.
+
+It also sets ``minAvailable`` (every task must succeed). TorchX leaves it 0 for Volcano's admission
+webhook to default; a job that reaches the controller at 0 (webhook absent or failing open) counts
+0 successes as enough and reports a failed trial pod as ``Completed``.
 """
 
 from __future__ import annotations
@@ -66,7 +70,9 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         meta.setdefault("labels", {}).update(labels)  # type: ignore[union-attr]
         if self.owner:
             meta["ownerReferences"] = [copy.deepcopy(self.owner)]  # type: ignore[index]
-        for task in resource["spec"]["tasks"]:  # type: ignore[index]
+        tasks = resource["spec"]["tasks"]  # type: ignore[index]
+        resource["spec"].setdefault("minAvailable", sum(t["replicas"] for t in tasks))  # type: ignore[index]
+        for task in tasks:
             pod_meta = task["template"].metadata  # a V1PodTemplateSpec, not a dict
             pod_meta.labels = {**(pod_meta.labels or {}), **labels}
         return info

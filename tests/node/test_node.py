@@ -1,0 +1,195 @@
+"""A real single-node cluster: the operator installed by Helm from its image, trials as Volcano jobs
+run by Volcano's scheduler and controller as pods of the trainer image on a kubelet (tests/cluster/node.py).
+
+Nothing here plays a part of Kubernetes: the test applies manifests and reads what the cluster does.
+Timings (apply to first trial pod Running, per-trial overhead against the trainer's own run time,
+the whole run) are printed (`-s`) for the README.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import pathlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+import controlplane
+import install
+import node
+from controlplane import ApiError, ControlPlane, poll
+
+pytestmark = [pytest.mark.node, pytest.mark.timeout(3600)]
+REPO = pathlib.Path(__file__).resolve().parents[2]
+NS = "nasop-system"
+EXPERIMENTS = "/apis/nasop.dev/v1alpha1/namespaces/nasop-system/nasexperiments"
+JOBS = "/apis/batch.volcano.sh/v1alpha1/namespaces/nasop-system/jobs"
+PODS = "/api/v1/namespaces/nasop-system/pods"
+
+
+@dataclasses.dataclass
+class NodeCluster:
+    plane: ControlPlane
+    node: node.Node
+    logs: pathlib.Path  # the host folder behind the trials' log volume
+
+
+def _install(plane: ControlPlane, logs: pathlib.Path, operator_image: str) -> None:
+    """Before the controllers start: Volcano's CRDs, a local PersistentVolume for the chart's log
+    claim, and the chart (cluster RBAC, the operator image, host network: no pod network reaches
+    the API server on 127.0.0.1)."""
+    install.install_volcano_crds(plane, everything=True)
+    plane.request("POST", "/api/v1/persistentvolumes", {
+        "metadata": {"name": "nasop-logs"},
+        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"],
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(logs)},
+                 "claimRef": {"namespace": NS, "name": "nasop-logs"}}})
+    repository, tag = operator_image.split(":")
+    install.helm_install(plane, plane.admin_kubeconfig_path, install.RELEASES["cluster"], {
+        "watchNamespaces": [], "hostNetwork": True,
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "health": {"port": controlplane.free_port()}, "metrics": {"port": controlplane.free_port()},
+        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
+        "extraEnv": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                     {"name": "KUBERNETES_SERVICE_PORT", "value": str(plane.port)}]})
+
+
+@pytest.fixture(scope="module")
+def node_cluster(docker: Any, trainer_image: str, operator_image: str,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
+    missing = node.missing_tools()
+    assert not missing, f"install {missing} (make test-deps: containerd, runc, CNI plugins, gcc)"
+    before = node.sysctls()
+    workdir = tmp_path_factory.mktemp("node")
+    logs = workdir / "logs"
+    logs.mkdir(mode=0o777)
+    logs.chmod(0o777)  # the trainer and the operator run as 10001; a hostPath volume keeps modes
+    bin_dir = node.build()
+    with controlplane.running(workdir / "plane", lambda p: _install(p, logs, operator_image),
+                              with_node=True) as plane:
+        kubelet = node.Node(plane, bin_dir, workdir / "node")
+        try:
+            kubelet.start(before_kubelet=lambda n: n.import_images(docker, [trainer_image,
+                                                                             operator_image]))
+            print(f"\nnode Ready in {kubelet.ready_in:.1f} s (images imported before the kubelet "
+                  "started)", flush=True)
+            poll(lambda: _operator_running(plane, kubelet), 300, "the operator pod is not Running",
+                 interval=1)
+            yield NodeCluster(plane, kubelet, logs)
+        finally:
+            kubelet.stop()
+    assert node.sysctls() == before, "the node changed the machine's kernel settings"
+
+
+def _operator_running(plane: ControlPlane, kubelet: node.Node) -> bool:
+    kubelet.check_alive()
+    pods = plane.request("GET", f"{PODS}?labelSelector=app.kubernetes.io/component%3Doperator")
+    return any(p["status"].get("phase") == "Running" for p in pods["items"])
+
+
+def _experiment(name: str, max_trials: int, args: list[str], **budget: Any) -> dict[str, Any]:
+    spec = yaml.safe_load((REPO / "examples" / "cluster" / "mnist-tutorial.yaml").read_text())["spec"]
+    spec["searchSpace"] = [p if p["name"] != "epochs" else {**p, "bounds": [1, 3]}
+                           for p in spec["searchSpace"]]
+    spec["objectives"] = [{"metric": "val_acc", "goal": "maximize", "threshold": 0.5},
+                          {"metric": "num_params", "goal": "minimize", "threshold": 30000}]
+    spec["budget"] = {"maxTrials": max_trials, "parallelism": 2, "maxFailedTrials": 3, **budget}
+    spec["optimizer"] = {"method": "auto", "initialTrials": min(4, max_trials), "seed": 0}
+    spec["trial"] = {**spec["trial"], "image": "nasop-trainer:0.1.0", "args": args,
+                     "resources": {"cpu": 0.5, "memMB": 1024, "gpu": 0}}
+    return {"apiVersion": "nasop.dev/v1alpha1", "kind": "NASExperiment",
+            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+
+
+def _phase(plane: ControlPlane, name: str, phases: set[str]) -> dict[str, Any] | None:
+    obj = plane.request("GET", f"{EXPERIMENTS}/{name}")
+    return obj if (obj.get("status") or {}).get("phase") in phases else None
+
+
+def _time(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _dominates(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (a["val_acc"] >= b["val_acc"] and a["num_params"] <= b["num_params"]
+            and (a["val_acc"] > b["val_acc"] or a["num_params"] < b["num_params"]))
+
+
+def _trial_pods(plane: ControlPlane, experiment: str) -> list[dict[str, Any]]:
+    pods = plane.request("GET", PODS)["items"]
+    return [p for p in pods if p["metadata"].get("labels", {}).get("nasop.dev/experiment") == experiment]
+
+
+def test_a_search_runs_as_volcano_pods_on_a_real_node(node_cluster: NodeCluster) -> None:
+    plane = node_cluster.plane
+    applied = time.time()
+    plane.request("POST", EXPERIMENTS, _experiment("digits", 6, ["--dataset", "digits"]))
+
+    def first_running() -> float | None:
+        node_cluster.node.check_alive()
+        for pod in _trial_pods(plane, "digits"):
+            if pod["status"].get("phase") in ("Running", "Succeeded"):
+                return time.time()
+        return None
+    first = poll(first_running, 600, "no trial pod Running", interval=0.5)
+    done = poll(lambda: _phase(plane, "digits", {"Succeeded", "Failed", "Invalid"}), 1800,
+                "the search did not finish", interval=2)
+    finished = time.time()
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["trials"]["completed"] == 6, status["trials"]
+    front = [p["metrics"] for p in status["paretoFront"]]
+    assert front and not any(_dominates(a, b) for a in front for b in front if a is not b), front
+
+    jobs = plane.request("GET", f"{JOBS}?labelSelector=nasop.dev/experiment%3Ddigits")["items"]
+    pods = _trial_pods(plane, "digits")
+    assert len(jobs) == 6 and len(pods) == 6, ([j["metadata"]["name"] for j in jobs],
+                                               [p["metadata"]["name"] for p in pods])
+    assert all(p["spec"]["schedulerName"] == "volcano" for p in pods)
+    assert all(p["spec"]["nodeName"] == node.NODE_NAME for p in pods)
+    created = {j["metadata"]["name"]: _time(j["metadata"]["creationTimestamp"]) for j in jobs}
+    overheads, runs = [], []
+    for pod in pods:
+        state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert state["exitCode"] == 0, state
+        job = pod["metadata"]["annotations"]["volcano.sh/job-name"]
+        overheads.append(_time(state["startedAt"]) - created[job])
+        runs.append(_time(state["finishedAt"]) - _time(state["startedAt"]))
+    log = plane.request_text(f"{PODS}/{pods[0]['metadata']['name']}/log")
+    assert "val_acc" in log or "epoch" in log.lower(), log[-2000:]
+    print(f"\napply -> first trial pod Running: {first - applied:.1f} s; per trial: job created -> "
+          f"container started {sum(overheads) / len(overheads):.1f} s (max {max(overheads):.0f}), "
+          f"trainer run {sum(runs) / len(runs):.1f} s; whole run (6 trials, parallelism 2): "
+          f"{finished - applied:.0f} s", flush=True)
+
+
+def test_a_failing_trial_pod_is_a_failed_trial_with_its_stderr_and_delete_removes_pods(
+        node_cluster: NodeCluster) -> None:
+    plane = node_cluster.plane
+    plane.request("POST", EXPERIMENTS, _experiment(
+        "broken", 1, ["--dataset", "mnist", "--data-dir", "/tmp/no-mnist-here"], maxFailedTrials=0))
+    done = poll(lambda: _phase(plane, "broken", {"Succeeded", "Failed", "Invalid"}), 600,
+                "the broken search did not end", interval=1)
+    assert done["status"]["phase"] != "Invalid", done["status"]
+    events = plane.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+    failed = [e["message"] for e in events if e.get("reason") == "TrialFailed"
+              and e["involvedObject"]["name"] == "broken"]
+    assert failed, done["status"]
+    pods = _trial_pods(plane, "broken")
+    assert pods and pods[0]["status"]["phase"] == "Failed"
+    stderr = plane.request_text(f"{PODS}/{pods[0]['metadata']['name']}/log").strip()
+    last_line = stderr.splitlines()[-1]
+    assert last_line in failed[0], (last_line, failed)
+
+    plane.request("DELETE", f"{EXPERIMENTS}/broken")
+
+    def gone() -> bool:
+        jobs = plane.request("GET", f"{JOBS}?labelSelector=nasop.dev/experiment%3Dbroken")["items"]
+        return not jobs and not _trial_pods(plane, "broken")
+    poll(gone, 120, "the experiment's jobs and pods were not removed", interval=1)
+    with pytest.raises(ApiError) as err:
+        plane.request("GET", f"{EXPERIMENTS}/broken")
+    assert err.value.code == 404
