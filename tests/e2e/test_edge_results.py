@@ -18,6 +18,7 @@ from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from nasop import spec
+from nasop.controller import statuses
 from nasop.engine import pareto
 from nasop.engine.search import Search
 from nasop.local import LocalPaths, local_runner, local_store
@@ -82,6 +83,13 @@ def test_a_search_where_no_trial_completed_ends_failed_naming_the_common_reason(
     ready = st["conditions"][0]
     assert ready["status"] == "False" and ready["reason"] == "Failed"
     assert st["paretoFront"] == [] and st["trials"]["failed"] == 3
+    # the operator writes the same block (search.status().dump()) as a merge patch
+    search = _load(tmp_path, path)
+    try:
+        patch = statuses.diff({"phase": "Running"}, search.status().dump())
+        assert patch["phase"] == "Failed" and patch["message"] == st["message"]
+    finally:
+        search.close()
 
 
 def _inferred(rows: list[tuple[float, float]]) -> dict[str, float]:
