@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from ax.core.data import MAP_KEY
-from ax.utils.common.result import Ok
 from ax.core.base_trial import BaseTrial
+from ax.core.data import MAP_KEY
 from ax.metrics.tensorboard import RUN_METADATA_KEY, TensorboardMetric
+from ax.utils.common.result import Ok
 from tensorboard.backend.event_processing import plugin_event_multiplexer as event_multiplexer
 
 
