@@ -77,6 +77,8 @@ def print_front(status: spec.NASExperimentStatus, s: spec.NASExperimentSpec,
         f"{t.failed} failed, {t.early_stopped} stopped early); "
         f"Pareto front {status.pareto_size} points, hypervolume {status.hypervolume or 0:.6g} "
         f"w.r.t. {status.objective_thresholds}"
+        + (f" (inferred: {', '.join(status.inferred_thresholds)})"
+           if status.inferred_thresholds else "")
         + (f"\n{status.message}" if status.message else "")
     )
     if not status.pareto_front:

@@ -257,7 +257,8 @@ def write_report(search: Search, path: str) -> None:
 
 def _ref_label(search: Search) -> str:
     all_set = all(o.threshold is not None for o in search.spec.objectives)
-    return "objective thresholds" if all_set else "reference point (thresholds, else worst observed)"
+    return ("objective thresholds" if all_set else
+            "reference point (thresholds, else inferred from the front)")
 
 
 def _axis(o: Any) -> str:

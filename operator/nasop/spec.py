@@ -640,6 +640,11 @@ class NASExperimentStatus(_Model):
     objective_thresholds: dict[str, float] = Field(
         default_factory=dict, description="Reference point used for the hypervolume."
     )
+    inferred_thresholds: list[str] = Field(
+        default_factory=list,
+        description="Objectives without a spec threshold, whose objectiveThresholds value is "
+        "inferred from the observed front (its worst value less 10% of its range).",
+    )
     pareto_size: int = Field(default=0, description="Number of points on the Pareto front.")
     pareto_front: list[ParetoPoint] = Field(
         default_factory=list, description="Observed non-dominated trials."

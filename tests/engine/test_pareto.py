@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from botorch.utils.multi_objective.hypervolume import Hypervolume
+from botorch.utils.multi_objective.hypervolume import Hypervolume, infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from nasop import spec
@@ -58,12 +58,40 @@ def test_constraint_excludes_violating_points():
     assert [p.trial for p in f.points] == [1]
 
 
-def test_missing_thresholds_use_nadir():
-    objs = [spec.Objective(metric="val_acc", goal="maximize"),
-            spec.Objective(metric="num_params", goal="minimize")]
-    f = pareto.front(objs, [], _obs([(0.9, 80), (0.8, 40)]))
-    assert f.reference == {"val_acc": 0.8, "num_params": 80.0}
-    assert f.hypervolume == 0.0  # both points lie on the nadir box's edges
+NO_THRESHOLDS = [spec.Objective(metric="val_acc", goal="maximize"),
+                 spec.Objective(metric="num_params", goal="minimize")]
+
+
+def test_missing_thresholds_are_inferred_with_slack_like_botorch():
+    f = pareto.front(NO_THRESHOLDS, [], _obs([(0.9, 80), (0.8, 40), (0.7, 90)]))
+    # the front is (0.9, 80), (0.8, 40): nadir (0.8, 80) less 10% of the range (0.1, 40)
+    assert f.reference == pytest.approx({"val_acc": 0.79, "num_params": 84.0})
+    front_y = torch.tensor([[0.9, -80.0], [0.8, -40.0]], dtype=torch.double)
+    ref = infer_reference_point(front_y)
+    assert [f.reference["val_acc"], -f.reference["num_params"]] == pytest.approx(ref.tolist())
+    # both points, extreme ones included, add volume: their boxes less the overlap
+    assert f.hypervolume == pytest.approx(0.11 * 4 + 0.01 * 44 - 0.01 * 4)
+
+
+def test_a_one_point_front_has_a_hypervolume():
+    f = pareto.front(NO_THRESHOLDS, [], _obs([(0.9, 80)]))
+    assert f.reference == pytest.approx({"val_acc": 0.81, "num_params": 88.0})
+    assert f.hypervolume == pytest.approx(0.09 * 8)
+
+
+def test_given_thresholds_stay_and_the_others_come_from_points_beating_them():
+    objs = [spec.Objective(metric="val_acc", goal="maximize", threshold=0.75),
+            NO_THRESHOLDS[1]]
+    # (0.6, 10) misses the val_acc threshold: it does not move the inferred num_params
+    f = pareto.front(objs, [], _obs([(0.9, 80), (0.8, 40), (0.6, 10)]))
+    assert f.reference == pytest.approx({"val_acc": 0.75, "num_params": 84.0})
+
+
+def test_a_fixed_reference_is_used_as_given():
+    f = pareto.front(NO_THRESHOLDS, [], _obs([(0.9, 80), (0.8, 40)]),
+                     reference={"val_acc": 0.5, "num_params": 100.0})
+    assert f.reference == {"val_acc": 0.5, "num_params": 100.0}
+    assert f.hypervolume == pytest.approx(0.4 * 20 + 0.3 * 40)
 
 
 def test_empty():

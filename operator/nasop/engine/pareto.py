@@ -1,8 +1,10 @@
 """Pareto front and hypervolume of the observed trials.
 
-Objectives are turned into maximisation (minimised metrics negated); the reference point is the
-objective thresholds, or, where a threshold is missing, the worst observed value (the nadir).
-Points that violate an outcome constraint are not on the front.
+Objectives are turned into maximisation (minimised metrics negated). The reference point is the
+objective thresholds; where a threshold is missing it is inferred from the observed front as Ax
+does (BoTorch's `infer_reference_point`): the front's worst value less 10% of its range (of the
+value's magnitude for a one-point front), so that a front of one or two points, and its extreme
+points, add volume. Points that violate an outcome constraint are not on the front.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from botorch.utils.multi_objective.box_decompositions.dominated import DominatedPartitioning
+from botorch.utils.multi_objective.hypervolume import infer_reference_point
 
 from nasop import spec
 
@@ -63,17 +66,30 @@ def feasible(obs: Observation, constraints: list[spec.OutcomeConstraint]) -> boo
 
 
 def reference_point(
-    objectives: list[spec.Objective], observations: list[Observation]
+    objectives: list[spec.Objective],
+    observations: list[Observation],
+    constraints: list[spec.OutcomeConstraint] | None = None,
 ) -> dict[str, float]:
-    """Thresholds from the spec; missing ones from the worst observed value."""
-    out: dict[str, float] = {}
-    for o in objectives:
-        if o.threshold is not None:
-            out[o.metric] = float(o.threshold)
-            continue
-        vals = [ob.metrics[o.metric] for ob in observations if o.metric in ob.metrics]
-        if vals:
-            out[o.metric] = float(max(vals) if o.minimize else min(vals))
+    """Thresholds from the spec; missing ones inferred from the observed front (the feasible
+    points beating the given thresholds if any do, else the feasible points, else all)."""
+    out = {o.metric: float(o.threshold) for o in objectives if o.threshold is not None}
+    missing = [o for o in objectives if o.threshold is None]
+    metrics = [o.metric for o in objectives]
+    complete = [ob for ob in observations
+                if all(m in ob.metrics and np.isfinite(ob.metrics[m]) for m in metrics)]
+    if not missing or not complete:
+        return out
+    pool = [ob for ob in complete if feasible(ob, constraints or [])] or complete
+    sign = np.array([-1.0 if o.minimize else 1.0 for o in objectives])
+    y = np.array([[ob.metrics[m] for m in metrics] for ob in pool]) * sign
+    given = np.array([out[o.metric] * sign[j] if o.metric in out else -np.inf
+                      for j, o in enumerate(objectives)])
+    beating = (y > given).all(axis=1)
+    y = y[beating] if beating.any() else y
+    inferred = infer_reference_point(torch.as_tensor(y[non_dominated(y)], dtype=torch.double))
+    for j, o in enumerate(objectives):
+        if o.threshold is None:
+            out[o.metric] = float(inferred[j]) * float(sign[j])
     return out
 
 
@@ -91,14 +107,14 @@ def front(
     reference: dict[str, float] | None = None,
 ) -> Front:
     """The observed Pareto front (feasible, non-dominated) and its hypervolume (w.r.t.
-    `reference`, else the thresholds and the observed nadir)."""
+    `reference`, else `reference_point` of these observations)."""
     metrics = [o.metric for o in objectives]
     complete = [
         ob for ob in observations
         if all(m in ob.metrics and np.isfinite(ob.metrics[m]) for m in metrics)
     ]
     ok = [ob for ob in complete if feasible(ob, constraints)]
-    ref = reference if reference is not None else reference_point(objectives, complete)
+    ref = reference if reference is not None else reference_point(objectives, complete, constraints)
     if not ok:
         return Front([], 0.0, ref)
     sign = np.array([-1.0 if o.minimize else 1.0 for o in objectives])
@@ -111,4 +127,6 @@ def front(
     return Front(points, hv, ref)
 
 
-__all__ = ["Front", "Observation", "feasible", "front", "hypervolume", "non_dominated"]
+__all__ = [
+    "Front", "Observation", "feasible", "front", "hypervolume", "non_dominated", "reference_point",
+]

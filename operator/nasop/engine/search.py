@@ -34,6 +34,7 @@ from nasop.engine import experiment as experiment_mod
 from nasop.engine import pareto, status as status_mod, stopping, strategy as strategy_mod
 from nasop.engine import warmstart
 from nasop.state.base import ExperimentStore, Snapshot
+from nasop.trials import metric as metric_mod
 from nasop.trials.runner import APP_HANDLE, TorchXTrialRunner
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,8 @@ class Search:
 
     def front(self) -> pareto.Front:
         return pareto.front(
-            self.spec.objectives, self.spec.parsed_outcome_constraints, self.observations()
+            self.spec.objectives, self.spec.parsed_outcome_constraints, self.observations(),
+            reference=self.props.get("reference"),
         )
 
     def status(self) -> spec.NASExperimentStatus:
@@ -259,6 +261,7 @@ class Search:
         if not generating:  # launching saves first, which must not race the worker
             self._recover_candidates(report)
         self._poll(report)
+        self._fix_reference(report)
         self._early_stop(report)
         self._check_convergence(report)
         if not generating:
@@ -300,17 +303,12 @@ class Search:
         """Fetch the trial's metrics; a trial that logged no objective metric failed."""
         results = self.experiment.fetch_trials_data_results(trial_indices=[trial.index])
         per_metric = results.get(trial.index, {})
-        objective_names = [o.metric for o in self.spec.objectives]
-        missing = [
-            m for m in objective_names
-            if not isinstance(per_metric.get(m), Ok)
-        ]
-        if missing:
-            reason = (
-                f"trial exited 0 but its TensorBoard logs hold no {missing} "
-                f"(log dir {trial.run_metadata.get('tb_log_dir')})"
-            )
-            self._fail(trial, reason, report)
+        problems = [p for o in self.spec.objectives
+                    if (p := metric_mod.fetch_problem(o.metric, per_metric.get(o.metric)))]
+        if problems:
+            reason = f"trial exited 0 but {'; '.join(problems)}"
+            self._fail(trial, reason, report,
+                       detail=f" (log dir {trial.run_metadata.get('tb_log_dir')})")
             return
         self._attach(results)
         trial.mark_completed()
@@ -319,11 +317,28 @@ class Search:
         report.events.append(Event("TrialCompleted", f"trial {trial.index} completed: {shown}",
                                    trial.index))
 
-    def _fail(self, trial: BaseTrial, reason: str, report: TickReport) -> None:
+    def _fix_reference(self, report: TickReport) -> None:
+        """An inferred reference point moves with the front until the initial trials have
+        ended; from then on it stays (saved with the experiment), so hypervolumes compare."""
+        if "reference" in self.props or all(o.threshold is not None for o in self.spec.objectives):
+            return
+        ended = len(self.trials_in(TrialStatus.COMPLETED, TrialStatus.EARLY_STOPPED))
+        if ended + self._user_failures() < strategy_mod.initial_trials(self.spec):
+            return
+        ref = self.front().reference
+        if len(ref) == len(self.spec.objectives):
+            self.props["reference"], self.props["referenceTime"] = ref, spec.now_rfc3339()
+            report.changed = True
+            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in ref.items())
+            report.events.append(Event("ReferencePointFixed", f"reference point fixed: {shown}"))
+
+    def _fail(self, trial: BaseTrial, reason: str, report: TickReport, detail: str = "") -> None:
+        """`reason` is kept (and counted: the most common one names a failed search); `detail`,
+        specific to this trial, goes only into the event."""
         self.props["reasons"][str(trial.index)] = reason
         trial.mark_failed(reason=reason, unsafe=True)
         report.events.append(
-            Event("TrialFailed", f"trial {trial.index} failed: {reason}", trial.index, True)
+            Event("TrialFailed", f"trial {trial.index} failed: {reason}{detail}", trial.index, True)
         )
 
     def _record_infra(
@@ -385,7 +400,8 @@ class Search:
         if not any(e.reason == "TrialCompleted" for e in report.events):
             return
         why = stopping.improvement_stall(
-            self.spec, self.observations(), strategy_mod.initial_trials(self.spec)
+            self.spec, self.observations(), strategy_mod.initial_trials(self.spec),
+            self.props.get("reference"),
         )
         if why:
             self.props["converged"] = why
@@ -439,7 +455,7 @@ class Search:
             new = spec.Phase.FAILED
             message = (
                 f"{failures} trials failed, more than budget.maxFailedTrials="
-                f"{self.spec.budget.max_failed_trials}"
+                f"{self.spec.budget.max_failed_trials}; {self._failure_summary()}"
             )
             for t in self.trials_in(TrialStatus.RUNNING):
                 self.runner.stop(t, reason="search failed")
@@ -453,6 +469,9 @@ class Search:
                 "search space exhausted" if self.props.get("exhausted") else
                 f"all {self.spec.budget.max_trials} trials done"
             )
+            if failures and not self._completed_here():  # nothing to show for the search
+                new, message = spec.Phase.FAILED, (
+                    f"no trial completed ({failures} failed); {self._failure_summary()}")
         elif self.spec.suspend:
             new, message = spec.Phase.SUSPENDED, "spec.suspend is true: no new trials are launched"
         else:
@@ -467,6 +486,18 @@ class Search:
                     Event(f"Search{new.value}", message or f"phase {new.value}",
                           warning=new is spec.Phase.FAILED)
                 )
+
+    def _completed_here(self) -> int:
+        """Completed trials this search ran (warm-started ones were copied, not run)."""
+        warm = {int(i) for i in self.props["warm"]}
+        return sum(1 for t in self.trials_in(TrialStatus.COMPLETED) if t.index not in warm)
+
+    def _failure_summary(self) -> str:
+        infra = set(self.props["infra"])
+        reasons = [r for i, r in self.props["reasons"].items()
+                   if int(i) not in infra
+                   and self.experiment.trials[int(i)].status is TrialStatus.FAILED]
+        return status_mod.most_common_reason(reasons)
 
     def _out_of_time(self) -> bool:
         limit = self.spec.budget.max_duration_seconds

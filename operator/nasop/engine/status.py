@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ax.core.base_trial import TrialStatus
 
@@ -27,6 +27,14 @@ def counts(search: Search) -> spec.TrialCounts:
     )
 
 
+def most_common_reason(reasons: list[str]) -> str:
+    """E.g. "most common reason (4 of 6): val_acc is NaN at step 2"."""
+    if not reasons:
+        return "no reason recorded"
+    reason, n = Counter(reasons).most_common(1)[0]
+    return f"most common reason ({n} of {len(reasons)}): {reason}"
+
+
 def build(search: Search) -> spec.NASExperimentStatus:
     front = search.front()
     props = search.props
@@ -42,6 +50,10 @@ def build(search: Search) -> spec.NASExperimentStatus:
         message=props.get("message") or "",
         last_transition_time=props.get("completionTime") or props.get("startTime", ""),
     )
+    inferred = [o.metric for o in search.spec.objectives if o.threshold is None]
+    conditions = [ready]
+    if inferred and front.reference:
+        conditions.append(_inferred_condition(inferred, "reference" in props, props))
     return spec.NASExperimentStatus(
         phase=phase,
         message=props.get("message") or None,
@@ -49,12 +61,27 @@ def build(search: Search) -> spec.NASExperimentStatus:
         generator=props.get("generator"),
         hypervolume=round(front.hypervolume, 10) if front.points else 0.0,
         objective_thresholds=front.reference,
+        inferred_thresholds=inferred if front.reference else [],
         pareto_size=len(front.points),
         pareto_front=points,
         start_time=props.get("startTime"),
         completion_time=props.get("completionTime"),
-        conditions=[ready],
+        conditions=conditions,
     )
 
 
-__all__ = ["build", "counts"]
+def _inferred_condition(metrics: list[str], fixed: bool, props: dict[str, Any]) -> spec.Condition:
+    """Says that (and how) the reference point was inferred, and whether it may still move."""
+    rule = (f"no threshold for {', '.join(metrics)}: reference point inferred from the observed "
+            "front (worst value less 10% of the range)")
+    return spec.Condition(
+        type="ThresholdsInferred",
+        status="True",
+        reason="Fixed" if fixed else "Provisional",
+        message=f"{rule}; " + ("fixed once the initial trials ended" if fixed else
+                               "it follows the front until the initial trials have ended"),
+        last_transition_time=props.get("referenceTime") or props.get("startTime", ""),
+    )
+
+
+__all__ = ["build", "counts", "most_common_reason"]

@@ -125,11 +125,15 @@ def trials_to_stop(
 
 
 def improvement_stall(
-    s: spec.NASExperimentSpec, observations: list[pareto.Observation], initial_trials: int
+    s: spec.NASExperimentSpec,
+    observations: list[pareto.Observation],
+    initial_trials: int,
+    reference: dict[str, float] | None = None,
 ) -> str | None:
     """Why the search has converged, or None: the hypervolume of the completed trials grew by
     less than `budget.stopWhenImprovementBelow` (relative) over the last `improvementWindow`
-    completed trials. Both hypervolumes use one reference point, so the ratio is meaningful."""
+    completed trials. Both hypervolumes use one reference point (`reference`, else the one
+    inferred from all of `observations`), so the ratio is meaningful."""
     bar = s.budget.stop_when_improvement_below
     if bar is None:
         return None
@@ -138,7 +142,7 @@ def improvement_stall(
     if len(done) < max(2 * window, initial_trials + window):
         return None
     constraints = s.parsed_outcome_constraints
-    ref = pareto.reference_point(s.objectives, done)
+    ref = reference or pareto.reference_point(s.objectives, done, constraints)
     before = pareto.front(s.objectives, constraints, done[:-window], reference=ref).hypervolume
     now = pareto.front(s.objectives, constraints, done, reference=ref).hypervolume
     if before <= 0:

@@ -1,16 +1,58 @@
 """The trial metric: a TensorBoard tag read from the trial's own log directory.
 
 Ax's stock `TensorboardMetric` reads `trial.run_metadata["tb_log_dir"]`, which our runner sets to
-a plain string, so this subclass only adds JSON/SQL round-tripping and a quiet multiplexer.
+a plain string, so this subclass adds JSON/SQL round-tripping, a quiet multiplexer, and one
+rule: a curve whose last logged values are NaN or infinite has no final value. Ax would drop
+them and report the last finite value as the trial's result (or say only "All values are NaNs
+or Infs"); here the fetch fails with a `NonFiniteMetricError` naming the metric and the step.
+Non-finite values followed by finite ones are dropped, as Ax does.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from ax.core.base_trial import BaseTrial
+from ax.core.data import MAP_KEY
 from ax.metrics.tensorboard import RUN_METADATA_KEY, TensorboardMetric
+from ax.utils.common.result import Ok
 from tensorboard.backend.event_processing import plugin_event_multiplexer as event_multiplexer
+
+
+class NonFiniteMetricError(ValueError):
+    """A metric's last logged value is NaN or infinite: the trial has no result for it."""
+
+
+def non_finite_tail(name: str, steps: list[float], values: list[float]) -> str | None:
+    """What is wrong with a curve whose last values are not finite (e.g. "val_acc is NaN at
+    step 3"), or None when its last value is finite."""
+    order = np.argsort(steps, kind="stable")
+    steps_sorted = np.asarray(steps, dtype=float)[order]
+    vals = np.asarray(values, dtype=float)[order]
+    if len(vals) == 0 or np.isfinite(vals[-1]):
+        return None
+    finite = np.flatnonzero(np.isfinite(vals))
+    first = finite[-1] + 1 if len(finite) else 0
+    kinds = sorted({"NaN" if np.isnan(v) else ("inf" if v > 0 else "-inf") for v in vals[first:]})
+    start, end = _step(steps_sorted[first]), _step(steps_sorted[-1])
+    where = f"at step {start}" if start == end else f"at steps {start} to {end}"
+    return f"{name} is {' or '.join(kinds)} {where}"
+
+
+def fetch_problem(name: str, result: Any) -> str | None:
+    """Why `result` (an Ax fetch result for metric `name`) holds no final value, or None."""
+    if isinstance(result, Ok):
+        return None
+    exc = getattr(getattr(result, "err", None), "exception", None)
+    if isinstance(exc, NonFiniteMetricError):
+        return str(exc)
+    return f"no {name} in its TensorBoard logs"
+
+
+def _step(s: float) -> str:
+    return str(int(s)) if float(s).is_integer() else f"{s:g}"
 
 
 class TrialMetric(TensorboardMetric):
@@ -27,6 +69,16 @@ class TrialMetric(TensorboardMetric):
         mul.Reload()
         return mul
 
+    def _process_records_to_df(
+        self, metric: TensorboardMetric, records: list[dict[str, Any]], arm_name: str
+    ) -> pd.DataFrame:
+        problem = non_finite_tail(
+            metric.name, [r[MAP_KEY] for r in records], [r["mean"] for r in records]
+        )
+        if problem:
+            raise NonFiniteMetricError(problem)
+        return super()._process_records_to_df(metric=metric, records=records, arm_name=arm_name)
+
     @classmethod
     def serialize_init_args(cls, obj: Any) -> dict[str, Any]:
         return {"name": obj.name, "lower_is_better": obj.lower_is_better}
@@ -35,4 +87,6 @@ class TrialMetric(TensorboardMetric):
         return TrialMetric(name=self.name, lower_is_better=self.lower_is_better)
 
 
-__all__ = ["RUN_METADATA_KEY", "TrialMetric"]
+__all__ = [
+    "RUN_METADATA_KEY", "NonFiniteMetricError", "TrialMetric", "fetch_problem", "non_finite_tail",
+]

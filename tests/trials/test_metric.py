@@ -1,0 +1,61 @@
+"""The trial metric on real TensorBoard event files: a curve ending in NaN or inf has no final
+value, and the fetch says which metric and which step; non-finite values followed by finite
+ones are dropped, as Ax does."""
+
+from __future__ import annotations
+
+import pytest
+from ax.core.arm import Arm
+from ax.core.experiment import Experiment
+from ax.core.parameter import ParameterType, RangeParameter
+from ax.core.search_space import SearchSpace
+from ax.utils.common.result import Ok
+from torch.utils.tensorboard import SummaryWriter
+
+from nasop.trials import metric
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([0.5, 0.7, NAN], "val_acc is NaN at step 2"),
+    ([0.5, INF, -INF], "val_acc is -inf or inf at steps 1 to 2"),
+    ([NAN], "val_acc is NaN at step 0"),
+    ([0.5, NAN, 0.7], None),
+    ([0.5, 0.7], None),
+])
+def test_non_finite_tail(values, expected):
+    # steps given out of order: the tail is by step, not by record order
+    steps = list(range(len(values)))[::-1]
+    assert metric.non_finite_tail("val_acc", steps, values[::-1]) == expected
+
+
+def _fetch(tmp_path, values):
+    w = SummaryWriter(str(tmp_path))
+    for step, v in enumerate(values):
+        w.add_scalar("val_acc", v, step)
+    w.close()
+    exp = Experiment(SearchSpace([RangeParameter("x", ParameterType.FLOAT, 0.0, 1.0)]), name="m")
+    trial = exp.new_trial().add_arm(Arm({"x": 0.5}, name="0_0"))
+    trial.update_run_metadata({metric.RUN_METADATA_KEY: str(tmp_path)})
+    return metric.TrialMetric("val_acc").fetch_trial_data(trial)
+
+
+def test_a_curve_ending_in_nan_fails_the_fetch_naming_metric_and_step(tmp_path):
+    result = _fetch(tmp_path, [0.5, 0.7, NAN])
+    assert not isinstance(result, Ok)
+    assert metric.fetch_problem("val_acc", result) == "val_acc is NaN at step 2"
+
+
+def test_a_nan_inside_the_curve_is_dropped(tmp_path):
+    result = _fetch(tmp_path, [0.5, NAN, 0.75])
+    assert isinstance(result, Ok)
+    df = result.ok.full_df
+    assert list(df["step"]) == [0, 2] and df["mean"].iloc[-1] == pytest.approx(0.75)
+    assert metric.fetch_problem("val_acc", result) is None
+
+
+def test_a_missing_metric_is_named(tmp_path):
+    result = _fetch(tmp_path, [])
+    assert not isinstance(result, Ok)
+    assert metric.fetch_problem("val_acc", result) == "no val_acc in its TensorBoard logs"
