@@ -461,6 +461,7 @@ class Search:
             self.props["phase"], self.props["message"] = new.value, message
             report.changed = True
             if new is not old:
+                self.props["phaseTime"] = spec.now_rfc3339()  # the conditions' transition time
                 if new in (spec.Phase.SUCCEEDED, spec.Phase.FAILED):
                     self.props["completionTime"] = spec.now_rfc3339()
                 report.events.append(

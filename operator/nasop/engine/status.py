@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ax.core.base_trial import TrialStatus
 
 from nasop import spec
+from nasop.engine import conditions
 
 if TYPE_CHECKING:
     from nasop.engine.search import Search
@@ -34,18 +35,14 @@ def build(search: Search) -> spec.NASExperimentStatus:
         spec.ParetoPoint(trial=p.trial, job=p.job, parameters=p.parameters, metrics=p.metrics)
         for p in front.points[:MAX_FRONT_IN_STATUS]
     ]
-    phase = search.phase
-    ready = spec.Condition(
-        type="Succeeded" if phase is spec.Phase.SUCCEEDED else "Running",
-        status="True" if phase in (spec.Phase.RUNNING, spec.Phase.SUCCEEDED) else "False",
-        reason=phase.value,
-        message=props.get("message") or "",
-        last_transition_time=props.get("completionTime") or props.get("startTime", ""),
-    )
+    trials = counts(search)
+    since = props.get("phaseTime") or props.get("completionTime") or props.get("startTime", "")
+    conds = conditions.from_phase(search.phase, props.get("message") or "",
+                                  running=trials.running, since=since)
     return spec.NASExperimentStatus(
-        phase=phase,
+        phase=search.phase,
         message=props.get("message") or None,
-        trials=counts(search),
+        trials=trials,
         generator=props.get("generator"),
         hypervolume=round(front.hypervolume, 10) if front.points else 0.0,
         objective_thresholds=front.reference,
@@ -53,7 +50,7 @@ def build(search: Search) -> spec.NASExperimentStatus:
         pareto_front=points,
         start_time=props.get("startTime"),
         completion_time=props.get("completionTime"),
-        conditions=[ready],
+        conditions=conds,
     )
 
 
