@@ -1,8 +1,9 @@
 """`nasop report`: one self-contained HTML page with the views of the Ax multi-objective NAS tutorial.
 
 Why a single file: the report is read long after the search, often copied off a cluster or
-attached to a ticket, and it must open without network access. So plotly.js is inlined once and
-every figure is a `<div>` that uses it; the trial table is plain HTML.
+attached to a ticket, and it must open without network access. So plotly.js is inlined once,
+compressed (report_assets.py), and every figure is a `<div>` that uses it; the trial table is
+plain HTML. The page ends with a sentence stating its size and what takes it.
 
 The page shows, in order: a header (phase, counts, hypervolume, reference point); the trade-off
 scatter of the first two objectives (x = objectives[1], y = objectives[0], as in the tutorial's
@@ -21,7 +22,7 @@ import html
 import logging
 from typing import TYPE_CHECKING, Any
 
-from nasop import report_history
+from nasop import report_assets, report_history
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -248,8 +249,6 @@ def _div(fig: go.Figure, div_id: str) -> str:
 
 def render_html(search: Search) -> str:
     """The whole report page as one string (plotly.js inlined; no network needed to view it)."""
-    from plotly.offline import get_plotlyjs
-
     parts = [_header(search), "<h2>Trade-off</h2>"]
     if search.observations():
         parts.append(_div(tradeoff_figure(search), "tradeoff"))
@@ -284,11 +283,19 @@ def render_html(search: Search) -> str:
                          f"{_div(fig, f'cv-{i}')}")
     parts += ["<h2>Trials</h2>", trial_table(search)]
     title = html.escape(f"nasop report: {search.name}")
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_CSS}</style><script>{get_plotlyjs()}</script></head>"
-        f"<body>{''.join(parts)}</body></html>"
-    )
+
+    def page(note: str) -> str:
+        return (
+            f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{_CSS}</style>{report_assets.head_scripts()}</head>"
+            f"<body>{''.join(parts)}<footer id=\"page-size\">{html.escape(note)}</footer>"
+            f"{report_assets.body_end_script()}</body></html>"
+        )
+
+    note = ""
+    for _ in range(3):  # the note counts its own bytes: settle on a length
+        note = report_assets.size_note(len(page(note).encode("utf-8")))
+    return page(note)
 
 
 def write_report(search: Search, path: str) -> None:
