@@ -91,7 +91,8 @@ def curves(search: Search) -> dict[str, dict[int, list[tuple[float, float]]]]:
     df = search.experiment.lookup_data().full_df
     if df.empty or "step" not in df.columns:
         return {}
-    df = df.dropna(subset=["step"]).sort_values(["trial_index", "step"])
+    df = (df.dropna(subset=["step"]).sort_values(["trial_index", "step"])
+          .drop_duplicates(["trial_index", "metric_name", "step"], keep="last"))  # re-fetches
     out: dict[str, dict[int, list[tuple[float, float]]]] = {}
     for metric, rows in df.groupby("metric_name"):
         if rows.groupby("trial_index")["step"].nunique().max() < 2:
