@@ -64,10 +64,11 @@ def from_phase(
     reason = phase.value
     reconciling = phase in _WORKING_PHASES or (phase is spec.Phase.SUSPENDED and running > 0)
     stalled = phase in _STALLED_PHASES
+    trials = f"{running} trial{'' if running == 1 else 's'}"
     if reconciling and phase is spec.Phase.SUSPENDED:
-        busy = f"{running} trials still running; no new trials are launched"
+        busy = f"{trials} still running; no new trials are launched"
     elif reconciling:
-        busy = f"{running} trials running; more are generated and launched"
+        busy = f"{trials} running; more are generated and launched"
     else:
         busy = message
     invalid = phase is spec.Phase.INVALID
