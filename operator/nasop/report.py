@@ -320,5 +320,5 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-__all__ = ["cross_validation", "fitted_model", "importance", "render_html", "splom_figure", "tradeoff_figure", "trial_table",
-           "write_report"]
+__all__ = ["cross_validation", "fitted_model", "importance", "render_html", "splom_figure",
+           "tradeoff_figure", "trial_table", "write_report"]

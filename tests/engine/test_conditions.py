@@ -139,7 +139,8 @@ def test_an_invalid_manifest_then_fixed_then_failed(clock):
     assert _summary(writer.last)["SpecAccepted"] == ("True", "Accepted")
     writer.write(_status(spec.Phase.FAILED, 2, message="3 trials failed"))
     failed = _by_type(writer.last)
-    assert (failed["Stalled"]["status"], failed["Stalled"]["message"]) == ("True", "3 trials failed")
+    stalled = failed["Stalled"]
+    assert (stalled["status"], stalled["message"]) == ("True", "3 trials failed")
     assert failed["Ready"]["status"] == "False" and failed["Reconciling"]["status"] == "False"
     assert all(p.get("observedGeneration") in (None, 1, 2) for p in api.patches)
     assert api.patches[0]["observedGeneration"] == 1 and api.patches[1]["observedGeneration"] == 2

@@ -45,7 +45,8 @@ PROBE = """<script>
   if (!state && left > 0) { setTimeout(function () { wait(left - 1); }, 100); return; }
   var figures = Array.prototype.map.call(document.querySelectorAll(".plotly-graph-div"),
     function (gd) {
-      return {id: gd.id, traces: (gd.data || []).length, svg: gd.querySelectorAll(".main-svg").length,
+      return {id: gd.id, traces: (gd.data || []).length,
+              svg: gd.querySelectorAll(".main-svg").length,
               points: gd.querySelectorAll(".point, .bars path").length,
               y: (gd.data || []).map(function (t) { return t.y ? Array.from(t.y) : null; })};
     });
