@@ -157,7 +157,7 @@ def test_a_refused_spec_change_replaces_spec_accepted_in_place():
     assert _summary(out)["SpecAccepted"] == ("False", "ImmutableField")
 
 
-def test_a_whole_search_moves_from_running_to_ready(tmp_path):
+def test_a_whole_search_moves_from_running_to_ready(tmp_path, clock):
     """A real Search (fake trainer, Sobol): its statuses, written in turn, say Reconciling until
     the end, then Ready; never Stalled."""
     m = spec.parse_manifest(manifest("conds", budget={"maxTrials": 3, "parallelism": 3},
@@ -167,6 +167,7 @@ def test_a_whole_search_moves_from_running_to_ready(tmp_path):
     search = Search.open(m.spec, m.name, runner, store=None)
     writer, _ = _writer()
     seen: list[dict[str, tuple[str, str]]] = []
+    written: list[dict[str, Any]] = []
     try:
         deadline = time.monotonic() + 120
         while not search.finished and time.monotonic() < deadline:
@@ -174,6 +175,7 @@ def test_a_whole_search_moves_from_running_to_ready(tmp_path):
             st = search.status().dump()
             st["observedGeneration"] = 1
             writer.write(st)
+            written.append(writer.last)
             if not seen or seen[-1] != _summary(writer.last):
                 seen.append(_summary(writer.last))
             time.sleep(0.05)
@@ -183,5 +185,10 @@ def test_a_whole_search_moves_from_running_to_ready(tmp_path):
     assert [(s["Ready"], s["Reconciling"][0], s["Stalled"][0]) for s in seen] == [
         (("False", "Running"), "True", "False"), (("True", "Succeeded"), "False", "False")]
     assert {c["observedGeneration"] for c in writer.last["conditions"]} == {1}
-    local = _by_type(search.status().dump())  # `nasop status`: times from the search itself
-    assert local["Ready"]["lastTransitionTime"] == search.props["phaseTime"]
+    # `nasop status` (no operator): the search keeps the times, moved only on a status change
+    local = _by_type(search.status().dump())
+    first = {t: c["lastTransitionTime"] for t, c in _by_type(written[0]).items()}
+    assert local["Stalled"]["lastTransitionTime"] == first["Stalled"]
+    assert local["SpecAccepted"]["lastTransitionTime"] == first["SpecAccepted"]
+    assert local["Ready"]["lastTransitionTime"] != first["Ready"]
+    assert local["Reconciling"]["lastTransitionTime"] == local["Ready"]["lastTransitionTime"]

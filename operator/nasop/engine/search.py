@@ -461,13 +461,13 @@ class Search:
             self.props["phase"], self.props["message"] = new.value, message
             report.changed = True
             if new is not old:
-                self.props["phaseTime"] = spec.now_rfc3339()  # the conditions' transition time
                 if new in (spec.Phase.SUCCEEDED, spec.Phase.FAILED):
                     self.props["completionTime"] = spec.now_rfc3339()
                 report.events.append(
                     Event(f"Search{new.value}", message or f"phase {new.value}",
                           warning=new is spec.Phase.FAILED)
                 )
+        status_mod.track_conditions(self)
 
     def _out_of_time(self) -> bool:
         limit = self.spec.budget.max_duration_seconds

@@ -36,9 +36,12 @@ def build(search: Search) -> spec.NASExperimentStatus:
         for p in front.points[:MAX_FRONT_IN_STATUS]
     ]
     trials = counts(search)
-    since = props.get("phaseTime") or props.get("completionTime") or props.get("startTime", "")
-    conds = conditions.from_phase(search.phase, props.get("message") or "",
-                                  running=trials.running, since=since)
+    times = props.get("conditionTimes", {})
+    conds = [
+        c.model_copy(update={"last_transition_time": times[c.type][1]}) if c.type in times else c
+        for c in conditions.from_phase(search.phase, props.get("message") or "",
+                                       running=trials.running, since=props.get("startTime", ""))
+    ]
     return spec.NASExperimentStatus(
         phase=search.phase,
         message=props.get("message") or None,
@@ -54,4 +57,14 @@ def build(search: Search) -> spec.NASExperimentStatus:
     )
 
 
-__all__ = ["build", "counts"]
+def track_conditions(search: Search) -> None:
+    """Record when each condition last changed status (props["conditionTimes"]), so that
+    `nasop status` reports transition times as the operator keeps them (conditions.settle)."""
+    times = search.props.setdefault("conditionTimes", {})
+    now = spec.now_rfc3339()
+    for c in conditions.from_phase(search.phase, running=counts(search).running):
+        if times.get(c.type, [None])[0] != c.status:
+            times[c.type] = [c.status, now]
+
+
+__all__ = ["build", "counts", "track_conditions"]
