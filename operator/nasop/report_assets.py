@@ -1,12 +1,12 @@
 """plotly.js for the report page, packed: gzip-compressed, base64-encoded, unpacked by the browser.
 
-Why: plotly.js is nearly all of a report's bytes (the full bundle that plotly.py ships is about
-4.8 MB; the figures and the trial table of a search of a few dozen trials add tens of KB). The
-page must stay one file that opens without network access, so plotly.js cannot be fetched from a
-CDN; compressed it takes about 40 % of the space. The browser unpacks it with
+Why: plotly.js is nearly all of a report's bytes; the figures and the trial table of a search of
+a few dozen trials are small beside it (the page states its own numbers at its end, from
+:func:`size_note`). The page must stay one file that opens without network access, so plotly.js
+cannot be fetched from a CDN; gzip shrinks it to about a third. The browser unpacks it with
 `DecompressionStream` (Chromium 80, Firefox 113, Safari 16.4 and later) and then draws the
 figures: until then `Plotly.newPlot` calls are queued by a small stand-in. If the browser cannot
-unpack it, a note says so where the plots would be.
+unpack it, a note at the top of the page says so.
 
 `<html data-plots="ready">` marks a page whose plots are drawn (tests and scripts can wait on it).
 """
