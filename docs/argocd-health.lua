@@ -20,10 +20,11 @@ if obj.status.conditions ~= nil then
   end
 end
 local function describe(c)
+  local reason = c.reason or c.type
   if c.message ~= nil and c.message ~= "" then
-    return c.reason .. ": " .. c.message
+    return reason .. ": " .. c.message
   end
-  return c.reason
+  return reason
 end
 local stalled, ready, reconciling = conditions["Stalled"], conditions["Ready"], conditions["Reconciling"]
 if stalled ~= nil and stalled.status == "True" then

@@ -115,3 +115,10 @@ def test_flux_blocks_in_the_guide_wait_on_experiments():
     checks = [c for d in docs for c in d["spec"].get("healthChecks", [])]
     assert checks and all(c["apiVersion"] == spec.API_VERSION and c["kind"] == spec.KIND
                           for c in checks)
+
+
+def test_a_condition_without_reason_or_message_still_reads():
+    obj = {"metadata": {"name": "x", "generation": 1},
+           "status": {"observedGeneration": 1,
+                      "conditions": [{"type": "Stalled", "status": "True"}]}}
+    assert _health(obj) == {"status": "Degraded", "message": "Stalled"}
