@@ -112,6 +112,9 @@ def crd() -> dict[str, Any]:
     }
     columns = [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Ready", "type": "string", "priority": 1,
+         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+         "description": "The Ready condition (kstatus)"},
         {"name": "Trials", "type": "integer", "jsonPath": ".status.trials.total",
          "description": "Trials created"},
         {"name": "Completed", "type": "integer", "jsonPath": ".status.trials.completed",

@@ -70,7 +70,12 @@ class SearchProgress:
 
 def print_front(status: spec.NASExperimentStatus, s: spec.NASExperimentSpec,
                 console: Console) -> None:
-    """The Pareto front as a table, objectives first, then the parameters."""
+    """The Pareto front as a table with full column names, fitted to the console's width.
+
+    One row per trial (objectives first, then the parameters) when that fits; otherwise
+    transposed, one row per metric or parameter and one column per trial, split into as many
+    tables as the trials need, so that an 80-column terminal truncates no name.
+    """
     t = status.trials
     console.print(
         f"[bold]{status.phase.value}[/]: {t.total} trials ({t.completed} completed, "
@@ -85,24 +90,64 @@ def print_front(status: spec.NASExperimentStatus, s: spec.NASExperimentSpec,
         return
     metrics = s.metric_names
     params = [p.name for p in s.search_space]
-    table = Table(title="Pareto front", show_lines=False)
-    table.add_column("trial", justify="right")
-    for m in metrics:
-        goal = next((o.goal.value[:3] for o in s.objectives if o.metric == m), "con")
-        table.add_column(f"{m} ({goal})", justify="right", style="bold")
-    for p in params:
-        table.add_column(p, justify="right")
-    for pt in status.pareto_front:
-        row = [str(pt.trial)]
-        row += [f"{pt.metrics[m]:.4g}" if m in pt.metrics else "-" for m in metrics]
-        row += [_fmt(pt.parameters.get(p)) for p in params]
-        table.add_row(*row)
-    console.print(table)
+    names = ["trial"] + [f"{m} ({_goal(s, m)})" for m in metrics] + params
+    rows = [
+        [str(pt.trial)]
+        + [_fmt(pt.metrics[m]) if m in pt.metrics else "-" for m in metrics]
+        + [_fmt(pt.parameters.get(p)) for p in params]
+        for pt in status.pareto_front
+    ]
+    bold = set(range(1, 1 + len(metrics)))
+    widths = [max(len(n), *(len(r[i]) for r in rows)) for i, n in enumerate(names)]
+    if _table_width(widths) <= console.width:
+        table = Table(title="Pareto front")
+        for i, name in enumerate(names):
+            table.add_column(name, justify="right", style="bold" if i in bold else None,
+                             no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    for n, chunk in enumerate(_chunks(names, rows, console.width)):
+        title = "Pareto front" + (" (continued)" if n else "")
+        table = Table(title=title)
+        table.add_column("", no_wrap=True)
+        for row in chunk:
+            table.add_column(f"#{row[0]}", justify="right", no_wrap=True)
+        for i, name in enumerate(names[1:], start=1):
+            table.add_row(name, *(r[i] for r in chunk), style="bold" if i in bold else None)
+        console.print(table)
+
+
+def _table_width(widths: list[int]) -> int:
+    """Characters a rich Table with the default box needs: 2 of padding and a rule per column."""
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def _chunks(names: list[str], rows: list[list[str]], width: int) -> list[list[list[str]]]:
+    """Trials (rows) grouped so that each transposed table fits in `width` (one trial at least)."""
+    label = max(len(n) for n in names[1:])
+    chunks: list[list[list[str]]] = []
+    used = _table_width([label])
+    for row in rows:
+        need = max(len(c) for c in [f"#{row[0]}", *row[1:]]) + 3
+        if chunks and used + need <= width:
+            chunks[-1].append(row)
+            used += need
+        else:
+            chunks.append([row])
+            used = _table_width([label]) + need
+    return chunks
+
+
+def _goal(s: spec.NASExperimentSpec, metric: str) -> str:
+    return next((o.goal.value[:3] for o in s.objectives if o.metric == metric), "con")
 
 
 def _fmt(v: Any) -> str:
+    """4 significant digits; whole numbers (parameter counts) in full."""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return str(int(v)) if v.is_integer() and abs(v) < 1e12 else f"{v:.4g}"
     return str(v)
 
 

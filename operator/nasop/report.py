@@ -1,16 +1,19 @@
 """`nasop report`: one self-contained HTML page with the views of the Ax multi-objective NAS tutorial.
 
 Why a single file: the report is read long after the search, often copied off a cluster or
-attached to a ticket, and it must open without network access. So plotly.js is inlined once and
-every figure is a `<div>` that uses it; the trial table is plain HTML.
+attached to a ticket, and it must open without network access. So plotly.js is inlined once,
+compressed (report_assets.py), and every figure is a `<div>` that uses it; the trial table is
+plain HTML. The page ends with a sentence stating its size and what takes it.
 
 The page shows, in order: a header (phase, counts, hypervolume, reference point); the trade-off
 scatter of the first two objectives (x = objectives[1], y = objectives[0], as in the tutorial's
 num_params vs val_acc), coloured by trial index with the Pareto front as a step line and the
-reference point marked; a scatter matrix when there are 3-4 objectives; Ax's cross-validation
-plot per objective; and a table of every trial. The cross-validation plot needs a fitted model:
-the generation strategy is fit the way `gen` would (moving on from Sobol once its trials are in),
-which mutates only the in-memory strategy; before the model phase a note stands in its place.
+reference point marked; a scatter matrix when there are 3-4 objectives; how the search got there
+(hypervolume against completed trials, every trial's learning curves: report_history.py); the
+parameter importance and Ax's cross-validation plot per objective; and a table of every trial.
+Importance and cross-validation need a fitted model: the generation strategy is fit the way `gen`
+would (moving on from Sobol once its trials are in), which mutates only the in-memory strategy;
+before the model phase a note stands in their place.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import html
 import logging
 from typing import TYPE_CHECKING, Any
+
+from nasop import report_assets, report_history
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -122,18 +127,34 @@ def splom_figure(search: Search) -> go.Figure:
     return fig
 
 
-def cross_validation(search: Search) -> list[tuple[str, str, go.Figure]] | str:
+def fitted_model(search: Search) -> Any:
+    """The strategy's model fitted to the data (an Ax adapter), or a note saying why there is none.
+
+    Fits the way `gen` would (moving on from Sobol once its trials are in); only the in-memory
+    strategy changes.
+    """
+    try:
+        adapter = search.strategy.fit(experiment=search.experiment)
+    except Exception as e:  # a report must not fail because the model cannot be fit yet
+        log.info("model not fitted: %s", e, exc_info=True)
+        return f"Not available: Ax could not fit the model ({type(e).__name__}: {e})."
+    if adapter is None or not adapter.can_predict:
+        node = search.strategy.current_node_name
+        return (f"Not available yet: the generation strategy is in its {node} phase, which "
+                "fits no model. This appears once the initial trials have completed and the "
+                "BoTorch model takes over.")
+    return adapter
+
+
+def cross_validation(search: Search, adapter: Any = None) -> list[tuple[str, str, go.Figure]] | str:
     """Ax's leave-one-out CV plot per objective, or a note saying why there is none yet."""
+    adapter = fitted_model(search) if adapter is None else adapter
+    if isinstance(adapter, str):
+        return adapter
     try:
         from ax.analysis.plotly.cross_validation import CrossValidationPlot
         from ax.analysis.plotly.plotly_analysis import PlotlyAnalysisCard
 
-        adapter = search.strategy.fit(experiment=search.experiment)
-        if adapter is None or not adapter.can_predict:
-            node = search.strategy.current_node_name
-            return (f"Not available yet: the generation strategy is in its {node} phase, which "
-                    "fits no model. Cross-validation appears once the initial trials have "
-                    "completed and the BoTorch model takes over.")
         card = CrossValidationPlot(
             metric_names=[o.metric for o in search.spec.objectives], untransform=True
         ).compute(experiment=search.experiment, generation_strategy=search.strategy,
@@ -148,15 +169,18 @@ def cross_validation(search: Search) -> list[tuple[str, str, go.Figure]] | str:
         return f"Not available: Ax could not compute cross-validation ({type(e).__name__}: {e})."
 
 
+def importance(search: Search, adapter: Any) -> list[tuple[str, go.Figure, dict[str, float]]] | str:
+    """Parameter importance per objective (Ax's sensitivity analysis), or why there is none."""
+    if isinstance(adapter, str):
+        return adapter
+    try:
+        return report_history.importance(search, adapter)
+    except Exception as e:
+        log.info("sensitivity not computed: %s", e, exc_info=True)
+        return f"Not available: Ax could not compute the sensitivity ({type(e).__name__}: {e})."
+
+
 # ----------------------------------------------------------------------------- tables
-
-
-def _generator(trial: Any) -> str:
-    for gr in getattr(trial, "generator_runs", []):
-        name = gr._generation_node_name or gr._generator_key
-        if name:
-            return str(name)
-    return "manual"
 
 
 def trial_table(search: Search) -> str:
@@ -172,7 +196,8 @@ def trial_table(search: Search) -> str:
         arm = getattr(trial, "arm", None)
         values = arm.parameters if arm is not None else {}
         reason = reasons.get(str(idx)) or trial.status_reason or ""
-        cells = [str(idx), trial.status.name.lower().replace("_", " "), _generator(trial)]
+        cells = [str(idx), trial.status.name.lower().replace("_", " "),
+                 report_history.generator_of(trial)]
         cells += [_fmt(values.get(p, "")) for p in params]
         cells += [_fmt(finals.get(idx, {}).get(m, "")) for m in metrics]
         cells += ["★" if idx in front else "", reason]
@@ -217,35 +242,60 @@ tr.failed,tr.abandoned{background:#fdecea}tr.early_stopped{background:#fff6e0}
 """
 
 
-def _div(fig: go.Figure) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%")
+def _div(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%",
+                       div_id=f"plot-{div_id}")
 
 
 def render_html(search: Search) -> str:
     """The whole report page as one string (plotly.js inlined; no network needed to view it)."""
-    from plotly.offline import get_plotlyjs
-
     parts = [_header(search), "<h2>Trade-off</h2>"]
     if search.observations():
-        parts.append(_div(tradeoff_figure(search)))
+        parts.append(_div(tradeoff_figure(search), "tradeoff"))
         if len(search.spec.objectives) >= 3:
-            parts.append(_div(splom_figure(search)))
+            parts.append(_div(splom_figure(search), "splom"))
     else:
         parts.append('<p class="note">No completed trials yet.</p>')
+    parts.append("<h2>Progress: hypervolume against trials</h2>")
+    if search.observations():
+        parts.append(_div(report_history.hypervolume_figure(search), "hypervolume"))
+    else:
+        parts.append('<p class="note">No completed trials yet.</p>')
+    parts.append("<h2>Learning curves</h2>")
+    curve_figs = report_history.learning_curve_figures(search)
+    parts += [_div(fig, f"curves-{i}") for i, fig in enumerate(curve_figs)] or [
+        '<p class="note">No metric was logged at more than one step yet.</p>']
+    adapter = fitted_model(search)
+    parts.append("<h2>Parameter importance (sensitivity analysis)</h2>")
+    imp = importance(search, adapter)
+    if isinstance(imp, str):
+        parts.append(f'<p class="note" id="importance-note">{html.escape(imp)}</p>')
+    else:
+        for i, (title, fig, _) in enumerate(imp):
+            parts.append(f"<h3>{html.escape(title)}</h3>{_div(fig, f'importance-{i}')}")
     parts.append("<h2>Model fit (cross-validation)</h2>")
-    cv = cross_validation(search)
+    cv = cross_validation(search, adapter)
     if isinstance(cv, str):
         parts.append(f'<p class="note" id="cv-note">{html.escape(cv)}</p>')
     else:
-        for title, subtitle, fig in cv:
-            parts.append(f'<h3>{html.escape(title)}</h3><p>{html.escape(subtitle)}</p>{_div(fig)}')
+        for i, (title, subtitle, fig) in enumerate(cv):
+            parts.append(f"<h3>{html.escape(title)}</h3><p>{html.escape(subtitle)}</p>"
+                         f"{_div(fig, f'cv-{i}')}")
     parts += ["<h2>Trials</h2>", trial_table(search)]
     title = html.escape(f"nasop report: {search.name}")
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_CSS}</style><script>{get_plotlyjs()}</script></head>"
-        f"<body>{''.join(parts)}</body></html>"
-    )
+
+    def page(note: str) -> str:
+        return (
+            f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{_CSS}</style>{report_assets.head_scripts()}</head>"
+            f"<body>{''.join(parts)}<footer id=\"page-size\">{html.escape(note)}</footer>"
+            f"{report_assets.body_end_script()}</body></html>"
+        )
+
+    note = ""
+    for _ in range(3):  # the note counts its own bytes: settle on a length
+        note = report_assets.size_note(len(page(note).encode("utf-8")))
+    return page(note)
 
 
 def write_report(search: Search, path: str) -> None:
@@ -271,5 +321,5 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-__all__ = ["cross_validation", "render_html", "splom_figure", "tradeoff_figure", "trial_table",
-           "write_report"]
+__all__ = ["cross_validation", "fitted_model", "importance", "render_html", "splom_figure",
+           "tradeoff_figure", "trial_table", "write_report"]

@@ -621,11 +621,18 @@ class ParetoPoint(_Model):
 
 
 class Condition(_Model):
-    type: str
+    """A Kubernetes condition: the type is a stable name, only the status changes."""
+
+    type: str = Field(description="Ready, Reconciling, Stalled or SpecAccepted.")
     status: Literal["True", "False", "Unknown"]
     reason: str = ""
     message: str = ""
-    last_transition_time: str = Field(default="", description="RFC 3339 time.")
+    last_transition_time: str = Field(
+        default="", description="RFC 3339 time of the last change of `status`."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this condition describes."
+    )
 
 
 class NASExperimentStatus(_Model):
@@ -651,7 +658,9 @@ class NASExperimentStatus(_Model):
     )
     start_time: str | None = Field(default=None, description="When the search started.")
     completion_time: str | None = Field(default=None, description="When the search ended.")
-    conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Reconciling, Stalled (kstatus) and SpecAccepted."
+    )
 
 
 class NASExperiment(_Model):

@@ -105,6 +105,28 @@ def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
         assert trial.index not in {p.trial for p in status.pareto_front}
     for trial in completed:
         assert max(_val_acc_steps(trial.run_metadata["tb_log_dir"])) == 7
+    _assert_report_curves(search, stopped, completed)
+
+
+def _assert_report_curves(search: Search, stopped: list[Any], completed: list[Any]) -> None:
+    """The report's learning curves are the trials' TensorBoard curves; stopped ones cut."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from nasop import report_history
+
+    fig = report_history.learning_curve_figures(search)[0]
+    traces = {t.meta["trial"]: t for t in fig.data}
+    assert set(traces) == {t.index for t in stopped + completed}
+    for trial in stopped + completed:
+        acc = EventAccumulator(trial.run_metadata["tb_log_dir"])
+        acc.Reload()
+        logged = {ev.step: ev.value for ev in acc.Scalars("val_acc")}
+        t = traces[trial.index]
+        assert set(t.x) <= set(logged) and list(t.y) == pytest.approx([logged[x] for x in t.x])
+        if trial in stopped:
+            assert max(t.x) < 7 and t.line.dash == "dash" and list(t.marker.symbol)[-1] == "x"
+        else:
+            assert list(t.x) == list(range(8)) and t.line.dash is None
 
 
 def _fake_final(p: dict[str, Any]) -> tuple[float, float]:

@@ -83,6 +83,7 @@ def trace(fig: Any, name: str) -> Any:
 def check_page(search: Search, page: str) -> None:
     assert '<script src="http' not in page and 'src="//' not in page
     assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js itself is inlined
+    assert page.count("plotlyjs-gz") == 2  # once, packed (and its one reader)
     assert search.name in page
     rows = re.findall(r'<tr class="(\w+)" data-trial="(\d+)">', page)
     assert [int(i) for _, i in rows] == sorted(search.experiment.trials)
@@ -157,3 +158,24 @@ def test_three_objectives_add_a_scatter_matrix(tmp_path: Any) -> None:
     assert sorted(splom.data[0].customdata) == [o.trial for o in search.observations()]
     assert trace(report.tradeoff_figure(search), "Pareto front").mode == "markers"
     assert "reference point" in report.render_html(search)  # latency has no threshold
+
+
+def test_page_states_its_size_and_carries_plotlyjs_once_packed(tmp_path: Any) -> None:
+    import base64
+    import gzip
+
+    from plotly.offline import get_plotlyjs
+
+    search = make_search(tmp_path, completed=12)
+    page = report.render_html(search)
+    size = len(page.encode("utf-8"))
+    stated = re.search(r"This page is ([\d.]+) MB: plotly.js takes ([\d.]+) MB \(([\d.]+) MB "
+                       r"unpacked.*the figures and tables ([\d.]+) MB", page)
+    assert stated, page[-600:]
+    total, packed, unpacked, rest = (float(g) * 1e6 for g in stated.groups())
+    assert abs(total - size) <= 5_000 and abs(packed + rest - total) <= 10_000
+    blob = re.search(r'<script id="plotlyjs-gz" type="application/octet-stream">([^<]+)</script>',
+                     page).group(1)
+    assert gzip.decompress(base64.b64decode(blob)).decode("utf-8") == get_plotlyjs()
+    assert abs(unpacked - len(get_plotlyjs())) <= 5_000
+    assert size < 0.5 * len(get_plotlyjs())  # smaller than plotly.js alone, unpacked

@@ -62,6 +62,58 @@ async def run_to(cluster: Any, run_operator: Any, res: dict[str, Any], phases: s
         return await wait_phase(cluster, res["metadata"]["name"], phases)
 
 
+class ConditionTrail:
+    """Polls an experiment in the background and keeps each distinct set of its conditions, as
+    {type: (status, reason)}, in the order seen; `last` is the latest object seen."""
+
+    def __init__(self, cluster: Any, name: str, namespace: str = "default") -> None:
+        self.cluster, self.name, self.namespace = cluster, name, namespace
+        self.seen: list[dict[str, tuple[str, str]]] = []
+        self.last: dict[str, Any] | None = None
+        self._task: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> ConditionTrail:
+        self._task = asyncio.ensure_future(self._poll())
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self.record()  # the final state, even if it came between two polls
+
+    def record(self) -> None:
+        """Read the experiment now (tests call this where a short-lived state must be seen)."""
+        obj = self.cluster.get_object(EXP, self.namespace, self.name)
+        conds = ((obj or {}).get("status") or {}).get("conditions") or []
+        now = {c["type"]: (c["status"], c.get("reason", "")) for c in conds}
+        if now and (not self.seen or self.seen[-1] != now):
+            self.seen.append(now)
+        self.last = obj or self.last
+
+    async def _poll(self) -> None:
+        while True:  # in a thread: the operator under test shares this event loop
+            await asyncio.to_thread(self.record)
+            await asyncio.sleep(0.25)
+
+    def of(self, type_: str) -> list[tuple[str, str]]:
+        """The distinct (status, reason) values of one condition type, in order."""
+        out: list[tuple[str, str]] = []
+        for s in self.seen:
+            if type_ in s and (not out or out[-1] != s[type_]):
+                out.append(s[type_])
+        return out
+
+
+def assert_kstatus(obj: dict[str, Any]) -> None:
+    """observedGeneration on the status and on every condition; the four stable types."""
+    st, gen = obj["status"], obj["metadata"]["generation"]
+    assert st["observedGeneration"] == gen, st
+    conds = st["conditions"]
+    assert [c["type"] for c in conds] == ["Ready", "Reconciling", "Stalled", "SpecAccepted"], conds
+    assert all(c["observedGeneration"] == gen and c["lastTransitionTime"] for c in conds), conds
+
+
 def jobs_of(cluster: Any, name: str, namespace: str = "default") -> list[dict[str, Any]]:
     return [j for j in cluster.list_objects(JOBS, namespace)
             if j["metadata"].get("labels", {}).get("nasop.dev/experiment") == name]

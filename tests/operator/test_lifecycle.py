@@ -18,8 +18,8 @@ import sys
 import pytest
 
 import volcano
-from scenario import (CONFIGMAPS, EXP, HANDLERS, events, job_phase, jobs_of, resource,
-                      trial_indexes, wait_for, wait_phase)
+from scenario import (CONFIGMAPS, EXP, HANDLERS, ConditionTrail, assert_kstatus, events,
+                      job_phase, jobs_of, resource, trial_indexes, wait_for, wait_phase)
 
 pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(240),
               pytest.mark.usefixtures("record_api_calls"),
@@ -51,28 +51,39 @@ async def test_suspend_keeps_running_trials_and_resume_finishes_the_search(
         cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
     """suspend=true: no new launches; running trials run to their end and count; resume goes on."""
     gate = volcano.Gate()
-    with volcano.VolcanoPlayer(cluster, gate) as player:
-        await run_operator(modules=HANDLERS, watching=[EXP])
-        cluster.create_object(EXP, resource(
-            tmp_path, "pause", budget={"maxTrials": 4, "parallelism": 2},
-            optimizer={"method": "sobol", "seed": 0}))
-        await wait_for(lambda: _running_jobs(cluster, "pause", 2), "2 running trials")
-        cluster.patch_object(EXP, "default", "pause", {"spec": {"suspend": True}})
-        obj = await wait_phase(cluster, "pause", {"Suspended"}, timeout=30)
-        assert "suspend" in obj["status"]["message"]
-        launched = trial_indexes(cluster, "pause")
-        assert launched == [0, 1]
-        gate.open()  # the trials that were running when suspended finish normally
-        obj = await wait_for(lambda: (o := cluster.get_object(EXP, "default", "pause"))
-                             and o["status"]["trials"]["completed"] == 2 and o, "2 completed")
-        assert obj["status"]["phase"] == "Suspended" and obj["status"]["trials"]["running"] == 0
-        assert [player.results[("default", j["metadata"]["name"])]
-                for j in jobs_of(cluster, "pause")] == ["Completed", "Completed"]
-        await asyncio.sleep(1.0)  # ten ticks while suspended: still nothing launched
-        assert trial_indexes(cluster, "pause") == launched
-        cluster.patch_object(EXP, "default", "pause", {"spec": {"suspend": False}})
-        obj = await wait_phase(cluster, "pause", {"Succeeded"})
+    async with ConditionTrail(cluster, "pause") as trail:
+        with volcano.VolcanoPlayer(cluster, gate) as player:
+            await run_operator(modules=HANDLERS, watching=[EXP])
+            cluster.create_object(EXP, resource(
+                tmp_path, "pause", budget={"maxTrials": 4, "parallelism": 2},
+                optimizer={"method": "sobol", "seed": 0}))
+            await wait_for(lambda: _running_jobs(cluster, "pause", 2), "2 running trials")
+            cluster.patch_object(EXP, "default", "pause", {"spec": {"suspend": True}})
+            obj = await wait_phase(cluster, "pause", {"Suspended"}, timeout=30)
+            trail.record()  # suspended, its two trials still running
+            assert "suspend" in obj["status"]["message"]
+            launched = trial_indexes(cluster, "pause")
+            assert launched == [0, 1]
+            gate.open()  # the trials that were running when suspended finish normally
+            obj = await wait_for(lambda: (o := cluster.get_object(EXP, "default", "pause"))
+                                 and o["status"]["trials"]["completed"] == 2 and o, "2 completed")
+            assert obj["status"]["phase"] == "Suspended" and obj["status"]["trials"]["running"] == 0
+            assert [player.results[("default", j["metadata"]["name"])]
+                    for j in jobs_of(cluster, "pause")] == ["Completed", "Completed"]
+            await asyncio.sleep(1.0)  # ten ticks while suspended: still nothing launched
+            assert trial_indexes(cluster, "pause") == launched
+            cluster.patch_object(EXP, "default", "pause", {"spec": {"suspend": False}})
+            obj = await wait_phase(cluster, "pause", {"Succeeded"})
     assert obj["status"]["trials"]["completed"] == 4
+    # Reconciling while suspended trials still run; not once they ended; again on resume
+    assert trail.of("Reconciling") == [("True", "Running"), ("True", "Suspended"),
+                                       ("False", "Suspended"), ("True", "Running"),
+                                       ("False", "Succeeded")]
+    assert trail.of("Ready") == [("False", "Running"), ("False", "Suspended"),
+                                 ("False", "Running"), ("True", "Succeeded")]
+    assert {s for s, _ in trail.of("Stalled")} == {"False"}
+    assert_kstatus(obj)
+    assert obj["metadata"]["generation"] == 3  # suspend, resume: both observed
     assert trial_indexes(cluster, "pause") == [0, 1, 2, 3]  # each index run once
 
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import volcano
-from scenario import EXP, HANDLERS, JOBS
+from scenario import EXP, HANDLERS, JOBS, ConditionTrail, assert_kstatus
 from scenario import resource as _resource
 from scenario import run_to as _run_to
 from scenario import trial_indexes as _trial_indexes
@@ -31,11 +31,16 @@ pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(240
 @pytest.mark.asyncio
 async def test_search_runs_to_succeeded_with_pareto_front(
         cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
-    obj = await _run_to(cluster, run_operator, _resource(
-        tmp_path, "mnist-a", budget={"maxTrials": 5, "parallelism": 2},
-        optimizer={"initialTrials": 3, "seed": 0}), {"Succeeded", "Failed"}, completing=True)
+    async with ConditionTrail(cluster, "mnist-a") as trail:
+        obj = await _run_to(cluster, run_operator, _resource(
+            tmp_path, "mnist-a", budget={"maxTrials": 5, "parallelism": 2},
+            optimizer={"initialTrials": 3, "seed": 0}), {"Succeeded", "Failed"}, completing=True)
     st = obj["status"]
     assert st["phase"] == "Succeeded", st
+    assert trail.of("Ready") == [("False", "Running"), ("True", "Succeeded")]
+    assert trail.of("Reconciling") == [("True", "Running"), ("False", "Succeeded")]
+    assert {s for s, _ in trail.of("Stalled")} == {"False"}
+    assert_kstatus(obj)
     assert st["trials"]["total"] == 5 and st["trials"]["completed"] == 5
     assert st["paretoSize"] == len(st["paretoFront"]) > 0 and st["hypervolume"] > 0
     assert st["observedGeneration"] == obj["metadata"]["generation"]
@@ -73,8 +78,13 @@ async def test_invalid_manifest_is_marked_invalid_and_others_still_run(
         obj = await _wait_phase(cluster, "bad", {"Invalid"})
         assert "spec.searchSpace[0]" in obj["status"]["message"]
         assert "reversed" in obj["status"]["message"]
-        cond = obj["status"]["conditions"][0]
-        assert cond["type"] == "Valid" and cond["status"] == "False"
+        assert_kstatus(obj)
+        conds = {c["type"]: c for c in obj["status"]["conditions"]}
+        assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "Invalid")
+        assert "spec.searchSpace[0]" in conds["Stalled"]["message"]
+        assert (conds["Ready"]["status"], conds["Reconciling"]["status"]) == ("False", "False")
+        assert (conds["SpecAccepted"]["status"], conds["SpecAccepted"]["reason"]) \
+            == ("False", "InvalidSpec")
         await _wait_phase(cluster, "good", {"Succeeded"})
     assert not [j for j in cluster.list_objects(JOBS, "default")
                 if j["metadata"]["labels"]["nasop.dev/experiment"] == "bad"]
@@ -95,10 +105,17 @@ async def test_failed_jobs_fail_the_search_past_max_failed(
             return hold(job, cancelled)
         return volcano.fail(job)
 
-    obj = await _run_to(cluster, run_operator, _resource(
-        tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
-        optimizer={"method": "sobol", "seed": 0}), {"Failed"}, outcome=outcome)
+    async with ConditionTrail(cluster, "doomed") as trail:
+        obj = await _run_to(cluster, run_operator, _resource(
+            tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
+            optimizer={"method": "sobol", "seed": 0}), {"Failed"}, outcome=outcome)
     assert "maxFailedTrials" in obj["status"]["message"]
+    assert trail.of("Ready") == [("False", "Running"), ("False", "Failed")]
+    assert trail.of("Reconciling") == [("True", "Running"), ("False", "Failed")]
+    assert trail.of("Stalled") == [("False", "Running"), ("True", "Failed")]
+    assert_kstatus(obj)
+    stalled = {c["type"]: c for c in obj["status"]["conditions"]}["Stalled"]
+    assert "maxFailedTrials" in stalled["message"]
     assert obj["status"]["trials"]["failed"] >= 2
     deadline = time.monotonic() + 20
     while 0 in _trial_indexes(cluster, "doomed") and time.monotonic() < deadline:

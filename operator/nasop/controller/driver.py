@@ -15,6 +15,7 @@ from typing import Any
 from nasop import errors, spec
 from nasop.controller import kube, metrics, statuses
 from nasop.controller.settings import Settings
+from nasop.engine import conditions
 from nasop.engine.search import Event, Search
 from nasop.state.configmap import ConfigMapStore
 from nasop.trials import registry, volcano
@@ -130,7 +131,7 @@ async def drive(
                         refused = None
                     except errors.SpecError as e:
                         emit("Warning", "SpecChangeRefused", e.message)
-                        refused = spec.Condition(type="SpecAccepted", status="False",
+                        refused = spec.Condition(type=conditions.SPEC_ACCEPTED, status="False",
                                                  reason="ImmutableField", message=e.message,
                                                  last_transition_time=spec.now_rfc3339())
             if search is None:  # still invalid: wait for the next spec change
@@ -157,7 +158,7 @@ async def drive(
                 continue
             except errors.StateTooLarge as e:
                 emit("Warning", "StateTooLarge", str(e))
-                await _write(writer, {**writer.last, "phase": "Failed", "message": str(e)})
+                await _write(writer, statuses.failed(writer.last, str(e)))
                 return
             if search.last_generation_seconds is not None:
                 metrics.GENERATION_SECONDS.observe(search.last_generation_seconds)

@@ -486,6 +486,7 @@ class Search:
                     Event(f"Search{new.value}", message or f"phase {new.value}",
                           warning=new is spec.Phase.FAILED)
                 )
+        status_mod.track_conditions(self)
 
     def _completed_here(self) -> int:
         """Completed trials this search ran (warm-started ones were copied, not run)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ax.core.base_trial import TrialStatus
 
 from nasop import spec
+from nasop.engine import conditions
 
 if TYPE_CHECKING:
     from nasop.engine.search import Search
@@ -42,22 +43,20 @@ def build(search: Search) -> spec.NASExperimentStatus:
         spec.ParetoPoint(trial=p.trial, job=p.job, parameters=p.parameters, metrics=p.metrics)
         for p in front.points[:MAX_FRONT_IN_STATUS]
     ]
-    phase = search.phase
-    ready = spec.Condition(
-        type="Succeeded" if phase is spec.Phase.SUCCEEDED else "Running",
-        status="True" if phase in (spec.Phase.RUNNING, spec.Phase.SUCCEEDED) else "False",
-        reason=phase.value,
-        message=props.get("message") or "",
-        last_transition_time=props.get("completionTime") or props.get("startTime", ""),
-    )
+    trials = counts(search)
+    times = props.get("conditionTimes", {})
+    conds = [
+        c.model_copy(update={"last_transition_time": times[c.type][1]}) if c.type in times else c
+        for c in conditions.from_phase(search.phase, props.get("message") or "",
+                                       running=trials.running, since=props.get("startTime", ""))
+    ]
     inferred = [o.metric for o in search.spec.objectives if o.threshold is None]
-    conditions = [ready]
     if inferred and front.reference:
-        conditions.append(_inferred_condition(inferred, "reference" in props, props))
+        conds.append(_inferred_condition(inferred, "reference" in props, props))
     return spec.NASExperimentStatus(
-        phase=phase,
+        phase=search.phase,
         message=props.get("message") or None,
-        trials=counts(search),
+        trials=trials,
         generator=props.get("generator"),
         hypervolume=round(front.hypervolume, 10) if front.points else 0.0,
         objective_thresholds=front.reference,
@@ -66,7 +65,7 @@ def build(search: Search) -> spec.NASExperimentStatus:
         pareto_front=points,
         start_time=props.get("startTime"),
         completion_time=props.get("completionTime"),
-        conditions=conditions,
+        conditions=conds,
     )
 
 
@@ -84,4 +83,14 @@ def _inferred_condition(metrics: list[str], fixed: bool, props: dict[str, Any]) 
     )
 
 
-__all__ = ["build", "counts", "most_common_reason"]
+def track_conditions(search: Search) -> None:
+    """Record when each condition last changed status (props["conditionTimes"]), so that
+    `nasop status` reports transition times as the operator keeps them (conditions.settle)."""
+    times = search.props.setdefault("conditionTimes", {})
+    now = spec.now_rfc3339()
+    for c in conditions.from_phase(search.phase, running=counts(search).running):
+        if times.get(c.type, [None])[0] != c.status:
+            times[c.type] = [c.status, now]
+
+
+__all__ = ["build", "counts", "most_common_reason", "track_conditions"]
