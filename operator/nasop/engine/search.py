@@ -85,6 +85,7 @@ class Search:
         self.version = snapshot.version
         self.runner = runner
         self.experiment.runner = runner
+        runner.time_left = self._time_left
         self.store = store
         self.clock = clock
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nasop-gen")
@@ -467,6 +468,11 @@ class Search:
                     Event(f"Search{new.value}", message or f"phase {new.value}",
                           warning=new is spec.Phase.FAILED)
                 )
+
+    def _time_left(self) -> float | None:
+        """Seconds until budget.maxDuration (None: no limit)."""
+        limit = self.spec.budget.max_duration_seconds
+        return None if limit is None else limit - (self.clock() - self.props["startEpoch"])
 
     def _out_of_time(self) -> bool:
         limit = self.spec.budget.max_duration_seconds

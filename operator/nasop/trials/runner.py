@@ -9,6 +9,7 @@ Kubernetes client built from its own configuration.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -102,6 +103,9 @@ class TorchXTrialRunner(Runner):
         self._torchx: torchx_runner.Runner | None = None
         self._factory: TorchXFactory | None = None
         self._finder: Callable[[int], str | None] | None = None
+        #: seconds the search has left (None: no limit); a cluster scheduler that can enforce it
+        #: (kubernetes_job: activeDeadlineSeconds) is told at each launch
+        self.time_left: Callable[[], float | None] = lambda: None
         self.preload = list(preload)  # modules the local fork server imports once for all trials
         self.fork_server = (
             ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
@@ -163,7 +167,11 @@ class TorchXTrialRunner(Runner):
             scheduler=self.scheduler,
             local_env=self.fork_server.env() if self.fork_server else None,
         )
-        handle = self.torchx.run(app, scheduler=self.scheduler, cfg=self.scheduler_cfg)
+        cfg = dict(self.scheduler_cfg)
+        left = None if self.is_local else self.time_left()
+        if left is not None:
+            cfg["active_deadline_seconds"] = max(1, math.ceil(left))
+        handle = self.torchx.run(app, scheduler=self.scheduler, cfg=cfg)
         log.info("trial %d launched as %s", trial.index, handle)
         return {APP_HANDLE: str(handle), LOG_DIR: log_dir}
 
@@ -250,7 +258,8 @@ class TorchXTrialRunner(Runner):
         if status.state == specs.AppState.SUCCEEDED:
             return TrialObservation(TrialStatus.COMPLETED)
         if status.state == specs.AppState.CANCELLED:
-            return TrialObservation(TrialStatus.ABANDONED, "cancelled", infrastructure=True)
+            return TrialObservation(TrialStatus.ABANDONED, status.msg or "cancelled",
+                                    infrastructure=True)  # e.g. an evicted pod: retried
         return TrialObservation(TrialStatus.FAILED, self._failure_reason(handle, status))
 
     def _failure_reason(self, handle: str, status: specs.AppStatus) -> str:
