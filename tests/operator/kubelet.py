@@ -52,7 +52,8 @@ def run_command(timeout: float = 120.0) -> Outcome:
     def outcome(pod: Mapping[str, Any], cancelled: threading.Event) -> PodOutcome:
         container = pod["spec"]["containers"][0]
         argv = list(container.get("command") or []) + list(container.get("args") or [])
-        env = {**os.environ, **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
+        env = {**os.environ,
+               **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
         with tempfile.TemporaryFile("w+") as output:  # a file: a pipe could fill up and block
             with subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT) as proc:
                 deadline = time.monotonic() + timeout
@@ -124,11 +125,13 @@ class KubeletPlayer:
     def _scan_forever(self) -> None:
         while not self._stop.is_set():
             try:
-                pods = self.cluster.list_objects(PODS, self.namespace, label_selector=JOB_NAME_LABEL)
+                pods = self.cluster.list_objects(PODS, self.namespace,
+                                                 label_selector=JOB_NAME_LABEL)
             except Exception as e:  # the server is gone
                 self.errors.append(e)
                 return
-            live = {p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+            live = {p["metadata"]["uid"] for p in pods
+                    if not p["metadata"].get("deletionTimestamp")}
             for uid, cancelled in self._seen.items():
                 if uid not in live:
                     cancelled.set()
@@ -153,7 +156,8 @@ class KubeletPlayer:
             self._status(pod, {
                 "phase": "Running", "startTime": now,
                 "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
-                               for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+                               for t in ("PodScheduled", "Initialized", "ContainersReady",
+                                         "Ready")],
                 "containerStatuses": [{"name": container, "ready": True, "restartCount": 0,
                                        "image": pod["spec"]["containers"][0].get("image", ""),
                                        "imageID": "", "started": True,

@@ -62,7 +62,8 @@ async def test_job_search_runs_to_succeeded_and_a_missing_queue_is_invalid(
         conditions = {c["type"]: c["status"] for c in job["status"]["conditions"]}
         assert conditions.get("Complete") == "True"  # judged by the Job controller
     # the pods were the Job controller's, one per Job, and ran here
-    assert sorted(job for _, _, job in player.started) == sorted(j["metadata"]["name"] for j in jobs)
+    assert sorted(job for _, _, job in player.started) == sorted(
+        j["metadata"]["name"] for j in jobs)
     assert not jobs_of(cluster, "queued")
 
 
