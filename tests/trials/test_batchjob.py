@@ -231,3 +231,24 @@ def test_torchx_loads_the_entry_points(
     made = factories[batchjob.NAME]("s", client=object())
     assert isinstance(made, batchjob.BatchJobScheduler)
     assert sys.modules["nasop.trials.batchjob"] is batchjob
+
+
+def test_list_shows_the_jobs_of_the_current_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubernetes import client, config
+
+    job = client.V1Job(metadata=client.V1ObjectMeta(name="exp-t0-abc"), status=client.V1JobStatus(
+        conditions=[client.V1JobCondition(type="Complete", status="True")]))
+    seen: dict[str, Any] = {}
+
+    class Batch:
+        def list_namespaced_job(self, namespace: str, **kw: Any) -> Any:
+            seen["namespace"] = namespace
+            return client.V1JobList(items=[job])
+
+    monkeypatch.setattr(config, "list_kube_config_contexts",
+                        lambda: ([], {"context": {"namespace": "ml"}}))
+    scheduler = batchjob.BatchJobScheduler("s", client=client.ApiClient())
+    monkeypatch.setattr(scheduler, "_batch", lambda: Batch())
+    [listed] = scheduler.list()
+    assert (listed.app_id, listed.state, seen["namespace"]) == (
+        "ml:exp-t0-abc", AppState.SUCCEEDED, "ml")

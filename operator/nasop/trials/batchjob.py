@@ -240,7 +240,20 @@ class BatchJobScheduler(Scheduler[JobOpts]):
                 raise
 
     def list(self) -> list[ListAppResponse]:
-        raise NotImplementedError(f"{NAME} lists no apps: nasop finds its Jobs by label")
+        """The Jobs of the kube config's current namespace (what `torchx list` shows)."""
+        from kubernetes import config
+
+        try:
+            namespace = config.list_kube_config_contexts()[1]["context"].get("namespace")
+        except (config.ConfigException, KeyError, TypeError):
+            namespace = None
+        namespace = namespace or "default"
+        jobs = self._batch().list_namespaced_job(namespace, timeout_seconds=30).items
+        return [
+            ListAppResponse(app_id=f"{namespace}:{job.metadata.name}",
+                            state=job_state(self._api_client().sanitize_for_serialization(job))[0])
+            for job in jobs
+        ]
 
     def log_iter(
         self,
