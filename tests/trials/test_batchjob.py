@@ -4,8 +4,10 @@ tests/operator/test_batch_jobs.py.)"""
 
 from __future__ import annotations
 
+import math
 import pathlib
 import sys
+import time
 import tomllib
 from typing import Any
 
@@ -173,11 +175,11 @@ def test_runner_passes_the_time_left_as_active_deadline() -> None:
     runner = TorchXTrialRunner(batchjob.NAME, _template().dump(), "/logs", "exp",
                                scheduler_cfg={"namespace": "ml", "queue": None})
     runner.bind(lambda: Recorder())  # type: ignore[arg-type, return-value]
-    runner.time_left = lambda: 41.2
+    runner.deadline = time.time() + 41.2
     runner.run(Trial())  # type: ignore[arg-type]
     assert seen == {"namespace": "ml", "queue": None, "active_deadline_seconds": 42}
     seen.clear()
-    runner.time_left = lambda: None
+    runner.deadline = math.inf  # no budget.maxDuration
     runner.run(Trial())  # type: ignore[arg-type]
     assert seen == {"namespace": "ml", "queue": None}
 

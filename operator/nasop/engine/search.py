@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,7 +86,6 @@ class Search:
         self.version = snapshot.version
         self.runner = runner
         self.experiment.runner = runner
-        runner.time_left = self._time_left
         self.store = store
         self.clock = clock
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nasop-gen")
@@ -103,6 +103,7 @@ class Search:
         props.setdefault("requeue", [])
         props.setdefault("phase", spec.Phase.RUNNING.value)
         props.setdefault("warm", {})
+        self._set_deadline()
 
     # -- construction ---------------------------------------------------------------------
 
@@ -176,6 +177,7 @@ class Search:
                 or spec_.budget.improvement_window != self.spec.budget.improvement_window:
             self.props.pop("converged", None)  # judged again under the new rule
         self.spec = spec_
+        self._set_deadline()
         if self.phase in (spec.Phase.SUCCEEDED,) and self._budget_left() > 0 \
                 and not self.props.get("converged"):
             self.props["phase"] = spec.Phase.RUNNING.value  # maxTrials raised after the end
@@ -469,10 +471,10 @@ class Search:
                           warning=new is spec.Phase.FAILED)
                 )
 
-    def _time_left(self) -> float | None:
-        """Seconds until budget.maxDuration (None: no limit)."""
+    def _set_deadline(self) -> None:
+        """Tell the runner when budget.maxDuration ends (a Job gets the time left)."""
         limit = self.spec.budget.max_duration_seconds
-        return None if limit is None else limit - (self.clock() - self.props["startEpoch"])
+        self.runner.deadline = math.inf if limit is None else self.props["startEpoch"] + limit
 
     def _out_of_time(self) -> bool:
         limit = self.spec.budget.max_duration_seconds

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,9 +104,11 @@ class TorchXTrialRunner(Runner):
         self._torchx: torchx_runner.Runner | None = None
         self._factory: TorchXFactory | None = None
         self._finder: Callable[[int], str | None] | None = None
-        #: seconds the search has left (None: no limit); a cluster scheduler that can enforce it
-        #: (kubernetes_job: activeDeadlineSeconds) is told at each launch
-        self.time_left: Callable[[], float | None] = lambda: None
+        #: when the search's time is up (epoch seconds; inf: never): a cluster scheduler that can
+        #: enforce it (kubernetes_job: activeDeadlineSeconds) is told the time left at each
+        #: launch. A float, not a callable: Ax's SQL store compares a saved runner's attributes
+        #: with the live one's by type.
+        self.deadline = math.inf
         self.preload = list(preload)  # modules the local fork server imports once for all trials
         self.fork_server = (
             ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
@@ -168,9 +171,8 @@ class TorchXTrialRunner(Runner):
             local_env=self.fork_server.env() if self.fork_server else None,
         )
         cfg = dict(self.scheduler_cfg)
-        left = None if self.is_local else self.time_left()
-        if left is not None:
-            cfg["active_deadline_seconds"] = max(1, math.ceil(left))
+        if not self.is_local and math.isfinite(self.deadline):
+            cfg["active_deadline_seconds"] = max(1, math.ceil(self.deadline - time.time()))
         handle = self.torchx.run(app, scheduler=self.scheduler, cfg=cfg)
         log.info("trial %d launched as %s", trial.index, handle)
         return {APP_HANDLE: str(handle), LOG_DIR: log_dir}
