@@ -99,7 +99,8 @@ def cluster(control_plane: ControlPlaneSession, rbac_scope: str) -> Iterator[Clu
 
 
 #: What the tests leave in ``default`` and remove after each test (the GC would take its time).
-LEFTOVERS = ("nasop.dev/v1alpha1/nasexperiments", "batch.volcano.sh/v1alpha1/jobs", "v1/pods",
+LEFTOVERS = ("nasop.dev/v1alpha1/nasexperiments", "batch.volcano.sh/v1alpha1/jobs",
+             "batch/v1/jobs", "v1/pods",
              "v1/configmaps", "v1/events", "kopf.dev/v1/kopfpeerings")
 
 

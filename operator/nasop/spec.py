@@ -428,7 +428,21 @@ class TrialTemplate(_Model):
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     resources: Resources = Field(default_factory=Resources, description="Per-trial resources.")
     logs: Logs = Field(default_factory=Logs, description="The shared TensorBoard log volume.")
-    queue: str = Field(default="default", description="Volcano queue for trial jobs.")
+    scheduler: Literal["volcano", "job"] = Field(
+        default="volcano",
+        description="How a cluster runs trials: a Volcano job (needs Volcano), or a plain "
+        "batch/v1 Job (admitted by Kueue when queue names a LocalQueue).",
+    )
+    queue: str | None = Field(
+        default=None,
+        description="volcano: the Volcano queue (default 'default'). job: the Kueue LocalQueue "
+        "of the trial's namespace (the Job is created suspended for Kueue to admit); unset: "
+        "an unqueued Job.",
+    )
+
+    @property
+    def volcano_queue(self) -> str:
+        return self.queue or "default"
 
     @field_validator("command")
     @classmethod

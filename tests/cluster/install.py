@@ -100,7 +100,8 @@ def helm_install(plane: ControlPlane, kubeconfig: pathlib.Path, release: Release
     import helm_python as helm
 
     helm.disable_logging()
-    chart_values = {"rbac": {"scope": release.scope}, "watchNamespaces": [WATCHED],
+    chart_values = {"rbac": {"scope": release.scope, "trialSchedulers": ["volcano", "job"]},
+                    "watchNamespaces": [WATCHED],
                     "tests": {"enabled": False}, **(values or {})}
     with helm.Config(kubeconfig_path=str(kubeconfig), namespace=release.namespace) as cfg, \
             helm.Chart.load(CHART_DIR) as chart:

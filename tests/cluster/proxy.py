@@ -183,7 +183,11 @@ class FaultProxy:
         elif fault is not None:
             self._record(request.method, path_qs, fault.status)
             return _status_response(fault.status, f"injected by the test proxy: {fault.status}")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in _HOP_HEADERS | {"accept-encoding"}}
+        # uncompressed: the answer is forwarded without its Content-Encoding (and the API server
+        # gzips a large list, e.g. of CRDs once Kueue's are installed)
+        headers["Accept-Encoding"] = "identity"
         body = await request.read()
         try:
             upstream = await self._session.request(

@@ -49,3 +49,21 @@ def test_generation_in_flight_when_launching_stops_launches_nothing(tmp_path: An
         for t in search.experiment.trials.values():
             search.runner.stop(t)
         search.close()
+
+
+def test_the_runner_knows_when_budget_max_duration_ends(tmp_path: Any) -> None:
+    """A Job's activeDeadlineSeconds is the time left: the deadline follows spec changes."""
+    import math
+
+    search = _search(tmp_path, budget={"maxTrials": 4, "parallelism": 2, "maxDuration": "1h"})
+    try:
+        start = search.props["startEpoch"]
+        assert search.runner.deadline == start + 3600
+        search.update_spec(search.spec.model_copy(update={
+            "budget": search.spec.budget.model_copy(update={"max_duration": "2h"})}))
+        assert search.runner.deadline == start + 7200
+        search.update_spec(search.spec.model_copy(update={
+            "budget": search.spec.budget.model_copy(update={"max_duration": None})}))
+        assert search.runner.deadline == math.inf
+    finally:
+        search.close()

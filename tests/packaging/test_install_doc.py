@@ -217,24 +217,46 @@ def _unknown_keys(value: Any, schema: dict[str, Any], path: str) -> list[str]:
     return []
 
 
-def test_example_experiment_matches_the_crd() -> None:
+#: the guide's experiments: Volcano (default), plain Jobs, Jobs through a Kueue LocalQueue
+EXAMPLES = {"digits-quick.yaml": ("volcano", "default"), "digits-jobs.yaml": ("job", None),
+            "digits-kueue.yaml": ("job", "nasop")}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_example_experiment_matches_the_crd(example: str) -> None:
     if not CRD.exists():
         pytest.skip("crds/nasexperiments.yaml is not generated yet (`nasop crd` writes it)")
     jsonschema = pytest.importorskip("jsonschema")
     crd = yaml.safe_load(CRD.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
     schema = version["schema"]["openAPIV3Schema"]
-    experiment = yaml.safe_load(_saved_files()["digits-quick.yaml"])
+    experiment = yaml.safe_load(_saved_files()[example])
     assert experiment["apiVersion"] == f"{crd['spec']['group']}/v1alpha1"
     assert experiment["kind"] == crd["spec"]["names"]["kind"]
     jsonschema.validate(experiment, openapi_to_jsonschema(schema))
     assert _unknown_keys(experiment["spec"], schema["properties"]["spec"], "spec") == []
 
 
-def test_example_experiment_parses_with_the_spec_model() -> None:
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_example_experiment_parses_with_the_spec_model(example: str) -> None:
     spec = pytest.importorskip("nasop.spec", reason="the nasop package is not importable")
-    experiment = spec.NASExperiment.model_validate(yaml.safe_load(_saved_files()["digits-quick.yaml"]))
+    experiment = spec.NASExperiment.model_validate(yaml.safe_load(_saved_files()[example]))
     assert experiment.spec.trial.logs.claim_name == "nasop-logs"
+    trial = experiment.spec.trial
+    scheduler, queue = EXAMPLES[example]
+    effective = trial.volcano_queue if trial.scheduler == "volcano" else trial.queue
+    assert (trial.scheduler, effective) == (scheduler, queue)
+
+
+def test_kueue_objects_in_the_guide_are_a_complete_queue() -> None:
+    """ResourceFlavor -> ClusterQueue -> LocalQueue `nasop` in the namespace the examples use."""
+    docs = {d["kind"]: d for d in yaml.safe_load_all(_saved_files()["nasop-kueue.yaml"])}
+    assert set(docs) == {"ResourceFlavor", "ClusterQueue", "LocalQueue"}
+    flavors = docs["ClusterQueue"]["spec"]["resourceGroups"][0]["flavors"]
+    assert [f["name"] for f in flavors] == [docs["ResourceFlavor"]["metadata"]["name"]]
+    local = docs["LocalQueue"]
+    assert local["spec"]["clusterQueue"] == docs["ClusterQueue"]["metadata"]["name"]
+    assert (local["metadata"]["name"], local["metadata"]["namespace"]) == ("nasop", "nasop-system")
 
 
 def test_chart_dir_in_guide_is_the_chart() -> None:

@@ -24,14 +24,18 @@ Call = tuple[str, str, str]
 
 REQUIRED_FILE = pathlib.Path(__file__).with_name("required_api_calls.yaml")
 SCOPES = ("namespaced", "cluster")
+SCHEDULERS = ("volcano", "job")  # spec.trial.scheduler, the chart's rbac.trialSchedulers
+DEFAULT_SCHEDULERS = ("volcano",)  # values.yaml
 
 
-def load_required(scopes: Iterable[str] = SCOPES, path: pathlib.Path = REQUIRED_FILE) -> list[Call]:
-    """The calls of the given scopes from `required_api_calls.yaml`, one tuple per verb."""
-    wanted = set(scopes)
+def load_required(scopes: Iterable[str] = SCOPES, path: pathlib.Path = REQUIRED_FILE,
+                  schedulers: Iterable[str] = SCHEDULERS) -> list[Call]:
+    """The calls of the given scopes (and trial schedulers) from `required_api_calls.yaml`, one
+    tuple per verb."""
+    wanted, used = set(scopes), set(schedulers)
     calls: list[Call] = []
     for entry in yaml.safe_load(path.read_text())["calls"]:
-        if entry["scope"] in wanted:
+        if entry["scope"] in wanted and (used & set(entry.get("schedulers") or SCHEDULERS)):
             calls += [(entry["group"], entry["resource"], verb) for verb in entry["verbs"]]
     return calls
 
@@ -91,7 +95,8 @@ def test_required_file_is_well_formed() -> None:
     seen = set()
     for entry in entries:
         assert {"group", "resource", "verbs", "scope"} <= set(entry) <= {
-            "group", "resource", "verbs", "scope", "unrecorded"}, entry
+            "group", "resource", "verbs", "scope", "unrecorded", "schedulers"}, entry
+        assert set(entry.get("schedulers") or SCHEDULERS) <= set(SCHEDULERS), entry
         assert set(entry.get("unrecorded") or {}) <= set(entry["verbs"]), entry
         assert all(str(why).strip() for why in (entry.get("unrecorded") or {}).values()), entry
         assert entry["scope"] in SCOPES, entry
@@ -164,7 +169,7 @@ def test_cluster_scope_grants_exactly_the_required_calls(manifests: dict[str, li
     objects = manifests["default"]
     assert not of_kind(objects, "Role") and not of_kind(objects, "RoleBinding")
     role = one(objects, "ClusterRole")
-    required = load_required(SCOPES)
+    required = load_required(SCOPES, schedulers=DEFAULT_SCHEDULERS)
     assert rules_cover(role["rules"], required) == []
     assert rules_beyond(role["rules"], required) == []
     binding = one(objects, "ClusterRoleBinding")
@@ -180,7 +185,7 @@ def test_cluster_scope_grants_exactly_the_required_calls(manifests: dict[str, li
 def test_cluster_scope_with_watched_namespaces_still_uses_a_cluster_role(render: Any) -> None:
     objects = parse_manifests(render({"watchNamespaces": ["ml"]}))
     role = one(objects, "ClusterRole")
-    assert rules_cover(role["rules"], load_required(SCOPES)) == []
+    assert rules_cover(role["rules"], load_required(SCOPES, schedulers=DEFAULT_SCHEDULERS)) == []
 
 
 # ---------------------------------------------------------------- rbac.scope=namespaced
@@ -189,7 +194,7 @@ def test_cluster_scope_with_watched_namespaces_still_uses_a_cluster_role(render:
 def test_namespaced_scope_grants_a_role_per_watched_namespace(manifests: dict[str, list[Manifest]]) -> None:
     objects = manifests["namespaced"]
     assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
-    required = load_required(["namespaced"])
+    required = load_required(["namespaced"], schedulers=DEFAULT_SCHEDULERS)
     roles = {r["metadata"]["namespace"]: r for r in of_kind(objects, "Role")}
     bindings = {b["metadata"]["namespace"]: b for b in of_kind(objects, "RoleBinding")}
     assert set(roles) == set(bindings) == {"ml-team-a", "ml-team-b"}
@@ -224,11 +229,20 @@ def test_rules_are_defined_in_one_place() -> None:
     assert holders == ["templates/_rbac.tpl"]
 
 
+@pytest.mark.parametrize("schedulers", [["volcano"], ["job"], ["volcano", "job"]])
 @pytest.mark.parametrize("scope", SCOPES)
-def test_rbac_helper_and_required_file_agree(render: Any, scope: str) -> None:
-    """Both files change together: the rendered rule list matches the required list entry by entry."""
-    values = {"rbac": {"scope": scope}, "watchNamespaces": ["ml"] if scope == "namespaced" else []}
+def test_rbac_helper_and_required_file_agree(render: Any, scope: str, schedulers: list[str]) -> None:
+    """Both files change together: the rendered rule list matches the required list entry by
+    entry, for each choice of trial schedulers (jobs.batch only when `job` is chosen)."""
+    values = {"rbac": {"scope": scope, "trialSchedulers": schedulers},
+              "watchNamespaces": ["ml"] if scope == "namespaced" else []}
     objects = parse_manifests(render(values))
     role = one(objects, "ClusterRole" if scope == "cluster" else "Role")
     wanted_scopes = SCOPES if scope == "cluster" else ["namespaced"]
-    assert sorted(granted(role["rules"])) == sorted(load_required(wanted_scopes))
+    assert sorted(granted(role["rules"])) == sorted(load_required(wanted_scopes, schedulers=schedulers))
+    assert (("batch", "jobs", "create") in granted(role["rules"])) == ("job" in schedulers)
+
+
+def test_no_trial_scheduler_is_refused(render: Any) -> None:
+    with pytest.raises(Exception, match="trialSchedulers"):
+        render({"rbac": {"trialSchedulers": []}})

@@ -18,7 +18,7 @@ def test_valid_manifest_parses_with_defaults():
     m = parse(manifest())
     assert m.name == "unit"
     assert m.spec.budget.max_trials == 6
-    assert m.spec.trial.queue == "default"
+    assert m.spec.trial.queue is None and m.spec.trial.volcano_queue == "default"
     assert m.spec.metric_names == ["val_acc", "num_params"]
     assert m.spec.objectives[1].minimize
 

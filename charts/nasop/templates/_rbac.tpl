@@ -15,11 +15,27 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 - apiGroups: ["nasop.dev"]
   resources: ["nasexperiments/status"]
   verbs: ["patch"]
-# Trials: TorchX submits and polls Volcano jobs; list finds a trial's job by label (adoption,
-# cancellation on delete); delete cancels.
+{{- if has "volcano" .Values.rbac.trialSchedulers }}
+# Trials as Volcano jobs (spec.trial.scheduler: volcano): TorchX submits and polls them; list
+# finds a trial's job by label (adoption, cancellation on delete); delete cancels.
 - apiGroups: ["batch.volcano.sh"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "delete"]
+{{- end }}
+{{- if has "job" .Values.rbac.trialSchedulers }}
+# Trials as batch/v1 Jobs (spec.trial.scheduler: job): the same calls as for Volcano jobs.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "list", "delete"]
+# A Job's pod has a generated name: list finds it by its job-name label for the log tail.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# spec.trial.queue: the named Kueue LocalQueue must exist (checked when a search opens).
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["localqueues"]
+  verbs: ["get"]
+{{- end }}
 # A failed trial's log tail (its failure message in status and Events).
 - apiGroups: [""]
   resources: ["pods/log"]

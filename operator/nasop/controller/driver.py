@@ -18,7 +18,7 @@ from nasop.controller.settings import Settings
 from nasop.engine import conditions
 from nasop.engine.search import Event, Search
 from nasop.state.configmap import ConfigMapStore
-from nasop.trials import registry, volcano
+from nasop.trials import cluster, registry
 from nasop.trials.runner import TorchXTrialRunner
 
 EventSink = Callable[[str, str, str], None]  # (type, reason, message)
@@ -27,20 +27,23 @@ EventSink = Callable[[str, str, str], None]  # (type, reason, message)
 def open_search(
     body: Mapping[str, Any], manifest: spec.NASExperiment, settings: Settings, api: Any
 ) -> Search:
-    """The search of this resource: state in its ConfigMap, trials as its Volcano jobs."""
+    """The search of this resource: state in its ConfigMap, trials as its Volcano jobs or Jobs."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     owner = kube.owner_reference(body)
+    template = manifest.spec.trial
+    cluster.check_queue(api, template, namespace)
+    kind = cluster.kind_of(template)
     runner = TorchXTrialRunner(
-        scheduler="kubernetes",
-        template=manifest.spec.trial.dump(),
-        log_root=manifest.spec.trial.logs.mount_path,
+        scheduler=kind.scheduler,
+        template=template.dump(),
+        log_root=template.logs.mount_path,
         experiment_name=name,
-        scheduler_cfg={"namespace": namespace, "queue": manifest.spec.trial.queue},
+        scheduler_cfg=cluster.scheduler_cfg(template, namespace),
     )
     labels = {"app.kubernetes.io/managed-by": "nasop"}  # + experiment/trial from the AppDef
     runner.bind(
-        lambda: volcano.runner_factory(api, owner=owner, labels=labels),
-        finder=lambda index: volcano.find_job(api, namespace, name, index),
+        lambda: cluster.runner_factory(api, owner=owner, labels=labels),
+        finder=lambda index: cluster.find_job(api, kind, namespace, name, index),
     )
     store = ConfigMapStore(api, namespace, registry=registry.bundle(), owner=owner)
     return Search.open(manifest.spec, name, runner, store)
@@ -86,6 +89,7 @@ async def drive(
     refused: spec.Condition | None = None  # a refused spec change, shown until it is reverted
     stale = True  # the written status may lag the search (first tick, failed write)
     ticking: asyncio.Future[Any] | None = None
+    kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
 
     async def mark_invalid(message: str, generation: int | None) -> None:
         await _write(writer, statuses.invalid(message, generation))
@@ -110,6 +114,7 @@ async def drive(
                     await mark_invalid(e.message, generation)
                     await _sleep(stopped, settings.tick_seconds, deleted)
                     continue
+                kinds = [cluster.kind_of(manifest.spec.trial)]
                 if search is None:
                     try:
                         search = await asyncio.to_thread(open_search, body, manifest, settings, api)
@@ -183,13 +188,13 @@ async def drive(
     finally:
         # kopf cancels the daemon to stop it (and may cancel again): finish the cleanup anyway.
         await asyncio.shield(asyncio.ensure_future(_finish(
-            search, ticking, deleted.is_set() or _deleted(stopped), api, namespace, name, uid,
-            emit, logger)))
+            search, ticking, deleted.is_set() or _deleted(stopped), api, kinds, namespace, name,
+            uid, emit, logger)))
 
 
 async def _finish(search: Search | None, ticking: asyncio.Future[Any] | None, deleted: bool,
-                  api: Any, namespace: str, name: str, uid: str, emit: EventSink,
-                  logger: logging.Logger) -> None:
+                  api: Any, kinds: list[cluster.JobKind], namespace: str, name: str, uid: str,
+                  emit: EventSink, logger: logging.Logger) -> None:
     """Stop the search (no launch after this) and, if it was deleted, cancel its jobs."""
     if ticking is not None:
         await asyncio.wait([ticking])  # a tick in its thread may be launching a trial
@@ -198,21 +203,21 @@ async def _finish(search: Search | None, ticking: asyncio.Future[Any] | None, de
     if search is not None:
         await asyncio.to_thread(search.close)  # waits for a generation; launches nothing more
     if deleted:
-        await _cancel_jobs(api, namespace, name, uid, emit, logger)
+        await _cancel_jobs(api, kinds, namespace, name, uid, emit, logger)
 
 
 def _deleted(stopped: Any) -> bool:
     return "DELETED" in str(getattr(stopped, "reason", None)).upper()
 
 
-async def _cancel_jobs(api: Any, namespace: str, name: str, uid: str, emit: EventSink,
-                       logger: logging.Logger) -> None:
+async def _cancel_jobs(api: Any, kinds: list[cluster.JobKind], namespace: str, name: str,
+                       uid: str, emit: EventSink, logger: logging.Logger) -> None:
     """Cancel the deleted experiment's jobs now (the garbage collector would, later).
 
     The state ConfigMap is left to the garbage collector: writing it now could only recreate it.
     """
     try:
-        cancelled = await asyncio.to_thread(volcano.cancel_jobs, api, namespace, name, uid)
+        cancelled = await asyncio.to_thread(cluster.cancel_jobs, api, kinds, namespace, name, uid)
     except Exception as e:  # the garbage collector still removes them
         logger.warning("cancelling the jobs of deleted %s failed: %s", name, e)
         return

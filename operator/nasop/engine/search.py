@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,7 @@ class Search:
         props.setdefault("requeue", [])
         props.setdefault("phase", spec.Phase.RUNNING.value)
         props.setdefault("warm", {})
+        self._set_deadline()
 
     # -- construction ---------------------------------------------------------------------
 
@@ -176,6 +178,7 @@ class Search:
                 or spec_.budget.improvement_window != self.spec.budget.improvement_window:
             self.props.pop("converged", None)  # judged again under the new rule
         self.spec = spec_
+        self._set_deadline()
         if self.phase in (spec.Phase.SUCCEEDED,) and self._budget_left() > 0 \
                 and not self.props.get("converged"):
             self.props["phase"] = spec.Phase.RUNNING.value  # maxTrials raised after the end
@@ -499,6 +502,11 @@ class Search:
                    if int(i) not in infra
                    and self.experiment.trials[int(i)].status is TrialStatus.FAILED]
         return status_mod.most_common_reason(reasons)
+
+    def _set_deadline(self) -> None:
+        """Tell the runner when budget.maxDuration ends (a Job gets the time left)."""
+        limit = self.spec.budget.max_duration_seconds
+        self.runner.deadline = math.inf if limit is None else self.props["startEpoch"] + limit
 
     def _out_of_time(self) -> bool:
         limit = self.spec.budget.max_duration_seconds

@@ -9,9 +9,11 @@ Kubernetes client built from its own configuration.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +104,11 @@ class TorchXTrialRunner(Runner):
         self._torchx: torchx_runner.Runner | None = None
         self._factory: TorchXFactory | None = None
         self._finder: Callable[[int], str | None] | None = None
+        #: when the search's time is up (epoch seconds; inf: never): a cluster scheduler that can
+        #: enforce it (kubernetes_job: activeDeadlineSeconds) is told the time left at each
+        #: launch. A float, not a callable: Ax's SQL store compares a saved runner's attributes
+        #: with the live one's by type.
+        self.deadline = math.inf
         self.preload = list(preload)  # modules the local fork server imports once for all trials
         self.fork_server = (
             ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
@@ -163,7 +170,10 @@ class TorchXTrialRunner(Runner):
             scheduler=self.scheduler,
             local_env=self.fork_server.env() if self.fork_server else None,
         )
-        handle = self.torchx.run(app, scheduler=self.scheduler, cfg=self.scheduler_cfg)
+        cfg = dict(self.scheduler_cfg)
+        if not self.is_local and math.isfinite(self.deadline):
+            cfg["active_deadline_seconds"] = max(1, math.ceil(self.deadline - time.time()))
+        handle = self.torchx.run(app, scheduler=self.scheduler, cfg=cfg)
         log.info("trial %d launched as %s", trial.index, handle)
         return {APP_HANDLE: str(handle), LOG_DIR: log_dir}
 
@@ -250,7 +260,8 @@ class TorchXTrialRunner(Runner):
         if status.state == specs.AppState.SUCCEEDED:
             return TrialObservation(TrialStatus.COMPLETED)
         if status.state == specs.AppState.CANCELLED:
-            return TrialObservation(TrialStatus.ABANDONED, "cancelled", infrastructure=True)
+            return TrialObservation(TrialStatus.ABANDONED, status.msg or "cancelled",
+                                    infrastructure=True)  # e.g. an evicted pod: retried
         return TrialObservation(TrialStatus.FAILED, self._failure_reason(handle, status))
 
     def _failure_reason(self, handle: str, status: specs.AppStatus) -> str:

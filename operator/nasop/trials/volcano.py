@@ -16,10 +16,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from torchx import runner as torchx_runner
 from torchx.schedulers import kubernetes_scheduler as ks
 from torchx.schedulers.api import DescribeAppResponse
-from torchx.specs import AppDef, AppDryRunInfo, AppState, is_terminal
+from torchx.specs import AppDef, AppDryRunInfo, AppState
 
 from nasop import spec
 
@@ -105,63 +104,4 @@ class VolcanoScheduler(ks.KubernetesScheduler):
                 raise
 
 
-def runner_factory(
-    client: Any, owner: dict[str, Any] | None = None, labels: dict[str, str] | None = None
-) -> torchx_runner.Runner:
-    """A TorchX Runner whose `kubernetes` scheduler uses this client and owner."""
-
-    def make(session_name: str, **_: Any) -> VolcanoScheduler:
-        return VolcanoScheduler(session_name, client=client, owner=owner, labels=labels)
-
-    return torchx_runner.Runner("nasop", scheduler_factories={"kubernetes": make})
-
-
-def find_job(client: Any, namespace: str, experiment: str, trial: int) -> str | None:
-    """The app handle of an existing job for this trial (a launch whose save was lost)."""
-    from kubernetes import client as k8s
-
-    jobs = k8s.CustomObjectsApi(client).list_namespaced_custom_object(
-        group="batch.volcano.sh", version="v1alpha1", namespace=namespace, plural="jobs",
-        label_selector=f"{spec.EXPERIMENT_LABEL}={experiment},{spec.TRIAL_LABEL}={trial}",
-    )
-    items = jobs.get("items") or []
-    if not items:
-        return None
-    return f"kubernetes://nasop/{namespace}:{items[0]['metadata']['name']}"
-
-
-def cancel_jobs(client: Any, namespace: str, experiment: str, owner_uid: str) -> list[str]:
-    """Delete the unfinished jobs of a deleted experiment; return their names.
-
-    Only jobs owned by that experiment (by uid): a new experiment of the same name keeps its own.
-    Finished jobs are left to the garbage collector. Idempotent (a job already gone is skipped).
-    """
-    from kubernetes import client as k8s
-    from kubernetes.client.rest import ApiException
-
-    api = k8s.CustomObjectsApi(client)
-    jobs = api.list_namespaced_custom_object(
-        group="batch.volcano.sh", version="v1alpha1", namespace=namespace, plural="jobs",
-        label_selector=f"{spec.EXPERIMENT_LABEL}={experiment}",
-    )
-    cancelled = []
-    for job in jobs.get("items") or []:
-        meta = job["metadata"]
-        if not any(ref.get("uid") == owner_uid for ref in meta.get("ownerReferences") or []):
-            continue
-        if is_terminal(job_state(job)):
-            continue
-        try:
-            api.delete_namespaced_custom_object(
-                group="batch.volcano.sh", version="v1alpha1", namespace=namespace, plural="jobs",
-                name=meta["name"], propagation_policy="Background",
-            )
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            continue
-        cancelled.append(meta["name"])
-    return cancelled
-
-
-__all__ = ["VolcanoScheduler", "cancel_jobs", "find_job", "job_state", "runner_factory"]
+__all__ = ["VolcanoScheduler", "job_state"]

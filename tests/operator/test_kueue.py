@@ -1,0 +1,103 @@
+"""Trials as Jobs admitted by Kueue (``spec.trial.queue``) on the real control plane.
+
+Kueue's controller manager, built from its Go module at the pinned release (tests/cluster/kueue.py),
+runs beside the test control plane with its webhooks; a ClusterQueue has CPU quota for two trials
+(each Job's pod requests 900m: TorchX reserves 100m of the trial's 1 CPU), and a LocalQueue in
+``default`` points to it. The operator creates each trial's Job suspended with the queue label;
+only Kueue unsuspends it; kube-controller-manager's Job controller then makes its pod, and the
+kubelet player runs it. A search with parallelism 4 never runs more than 2 trials at once.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import kubelet
+import kueue
+from scenario import EXP, HANDLERS, resource, wait_phase
+
+pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(600),
+              pytest.mark.usefixtures("record_api_calls"),
+              pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True)]
+
+KUEUE = "kueue.x-k8s.io/v1beta2"
+QUEUE = "trials"
+
+
+@pytest.fixture(scope="module")
+def kueue_running(control_plane: Any) -> Iterator[None]:
+    """Kueue's manager and webhooks for this module, with the queues of the tests."""
+    plane = control_plane.plane
+    with tempfile.TemporaryDirectory(prefix="nasop-kueue-") as folder, \
+            kueue.running(plane, pathlib.Path(folder)):
+        base = f"/apis/{KUEUE}"
+        plane.request("POST", f"{base}/resourceflavors", {
+            "apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": "default-flavor"}})
+        plane.request("POST", f"{base}/clusterqueues", {
+            "apiVersion": KUEUE, "kind": "ClusterQueue", "metadata": {"name": QUEUE},
+            "spec": {"namespaceSelector": {}, "resourceGroups": [{
+                "coveredResources": ["cpu", "memory"],
+                "flavors": [{"name": "default-flavor", "resources": [
+                    {"name": "cpu", "nominalQuota": "2"},  # two trials of 900m, not three
+                    {"name": "memory", "nominalQuota": "64Gi"}]}]}]}})
+        yield
+        for path in (f"{base}/clusterqueues/{QUEUE}", f"{base}/resourceflavors/default-flavor"):
+            plane.request("DELETE", path)
+
+
+def _local_queue(cluster: Any) -> None:
+    """A LocalQueue in `default` (emptied after each test, so made per test)."""
+    if cluster.get_object(f"{KUEUE}/localqueues", "default", QUEUE) is None:
+        cluster.create_object(f"{KUEUE}/localqueues", {
+            "apiVersion": KUEUE, "kind": "LocalQueue",
+            "metadata": {"name": QUEUE, "namespace": "default"}, "spec": {"clusterQueue": QUEUE}})
+
+
+@pytest.mark.asyncio
+async def test_kueue_admits_two_trials_at_a_time_and_the_search_finishes(
+        kueue_running, cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    _local_queue(cluster)
+    suspended_seen: set[str] = set()
+    stop = threading.Event()
+
+    def watch_suspended() -> None:  # which Jobs ever waited suspended for Kueue
+        while not stop.wait(0.1):
+            for job in cluster.list_objects("batch/v1/jobs", "default"):
+                if job["spec"].get("suspend"):
+                    suspended_seen.add(job["metadata"]["name"])
+
+    res = resource(tmp_path, "queued", budget={"maxTrials": 6, "parallelism": 4},
+                   optimizer={"method": "sobol", "seed": 0})
+    res["spec"]["trial"].update({"scheduler": "job", "queue": QUEUE})
+    res["spec"]["trial"]["args"] = ["--sleep=1.0"]  # long enough for the queue to fill up
+    watcher = threading.Thread(target=watch_suspended, daemon=True)
+    watcher.start()
+    try:
+        with kubelet.KubeletPlayer(cluster, namespace="default") as player:
+            await run_operator(modules=HANDLERS, watching=[EXP])
+            cluster.create_object(EXP, res)
+            obj = await wait_phase(cluster, "queued", {"Succeeded", "Failed"}, timeout=300)
+    finally:
+        stop.set()
+        watcher.join()
+    assert not player.errors
+    st = obj["status"]
+    assert st["phase"] == "Succeeded", st
+    assert st["trials"]["completed"] == 6
+    jobs = cluster.list_objects("batch/v1/jobs", "default",
+                                label_selector="nasop.dev/experiment=queued")
+    assert len(jobs) == 6
+    for job in jobs:
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == QUEUE
+    # parallelism 4, quota 2: never more than 2 pods at once, and the queue was used to the full
+    assert player.max_running == 2, player.max_running
+    assert len(player.started) == 6
+    assert len(suspended_seen) >= 3, suspended_seen  # jobs really waited for Kueue
+    workloads = cluster.list_objects(f"{KUEUE}/workloads", "default")
+    assert len(workloads) >= 6  # Kueue's own record of each Job
