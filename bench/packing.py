@@ -3,10 +3,13 @@
 For each hidden size h (h1 = h2 = h), batch size and N, the same N trials (the tutorial's MLP,
 learning rates spread over 1e-4..1e-2, dropout 0.2, `--epochs` each) run twice in this process's
 run: as N separate trial processes (`python -m nasop_trainer`, forked from nasop's fork server
-with Lightning preloaded, `--threads 1` each, as many at a time as there are cores, or one at a
-time on a GPU: one trial per GPU) and as one pack (`NASOP_PACK`, one process forked from the
-same server, `--threads` = the cores). Both go through nasop's trial wrapper, as `nasop run`
-launches them. Two rates are printed, with the pack's ratio to the separate trials:
+with Lightning preloaded, `--threads 1` each, `--cores` of them at a time; on a GPU one at a
+time: one trial per GPU) and as one pack (`NASOP_PACK`, one process forked from the same
+server, `--threads` = `--cores`). Both go through nasop's trial wrapper, as `nasop run` launches
+them. The default, one core, gives the throughput per core, which does not depend on how many
+cores a machine has or how loaded it is by others (on an oversubscribed machine torch's
+intra-op threads wait on each other: a pack with two threads there can be ten times slower than
+with one). Two rates are printed, with the pack's ratio to the separate trials:
 
 - end to end: trial-epochs / wall seconds from the first launch to the last exit (start-up,
   data loading and latency timing included: what a search pays);
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,7 +61,8 @@ def common_args(args: argparse.Namespace, threads: int) -> list[str]:
 def launch(server: forkserver.ForkServer, argv: list[str], log_dir: Path,
            env: dict[str, str]) -> subprocess.Popen[bytes]:
     """One process as `nasop run` starts it: the marker wrapper, forked by the server."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(log_dir, ignore_errors=True)  # no events of an earlier run in the spans
+    log_dir.mkdir(parents=True)
     full_env = {**os.environ, **env, **server.env(), "PYTHONUNBUFFERED": "1"}
     with open(log_dir / "stderr.log", "wb") as err:
         return subprocess.Popen(local.wrap(argv, str(log_dir)), env=full_env,
@@ -123,6 +128,8 @@ def packed(server: forkserver.ForkServer, args: argparse.Namespace, root: Path, 
     """One pack of N; (wall s, training s, trial-epochs)."""
     members = [{"trial": i, "params": member_params(i, n, h, batch, args.epochs),
                 "logDir": str(root / f"m{i}")} for i in range(n)]
+    for member in members:
+        shutil.rmtree(member["logDir"], ignore_errors=True)
     argv = [sys.executable, "-m", "nasop_trainer", *common_args(args, args.cores)]
     wall = run_all(server, [(argv, root / "pack", {"NASOP_PACK": json.dumps(members)})], 1)
     spans = training_spans([Path(m["logDir"]) for m in members])
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="16,128", help="hidden sizes h (h1 = h2 = h)")
     ap.add_argument("--batches", default="32,256")
     ap.add_argument("--packs", default="1,4,16,64", help="values of N")
-    ap.add_argument("--cores", type=int, default=os.cpu_count() or 1,
+    ap.add_argument("--cores", type=int, default=1,
                     help="cpu: lone trials at a time, and the pack's torch threads")
     ap.add_argument("--gpu-lone-trials", type=int, default=2,
                     help="cuda: trials timed for the one-trial-per-GPU rate")
