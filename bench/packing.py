@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{'separate train':>14} {'pack train':>10} {'ratio':>6}   (trial-epochs/s)")
     started = time.perf_counter()
     try:
-        server.env()  # start it (imports Lightning once) before any timing
+        # start the server and let it finish importing Lightning before any timing
+        run_all(server, [([sys.executable, "-m", "nasop_trainer", "--help"], out / "warm-up",
+                          {})], 1)
         for h in sizes:
             for batch in batch_sizes:
                 gpu_lone = None
