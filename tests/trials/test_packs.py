@@ -95,3 +95,20 @@ def test_a_pack_is_done_once_every_member_ended_or_was_asked_to_stop(tmp_path: A
     assert not packs.all_done([a, b])
     _members.request_stop(b, "early stopping")
     assert packs.all_done([a, b]) and _members.stop_reason(b) == "early stopping"
+
+
+def test_a_cluster_member_is_adopted_with_its_packs_folder_and_siblings() -> None:
+    from types import SimpleNamespace
+
+    from nasop.trials.runner import TorchXTrialRunner
+
+    template = spec.TrialTemplate.model_validate({"pack": {"maxTrials": 3}}).dump()
+    runner = TorchXTrialRunner("kubernetes", template, "/logs", "exp")
+    runner.bind(lambda: None, finder=lambda i: None,  # type: ignore[arg-type, return-value]
+                pack_finder=lambda i: ("kubernetes://nasop/ns:exp-p4", [4, 5, 6]) if i in (4, 5, 6)
+                else None)
+    meta = runner.adopt(SimpleNamespace(index=5))  # type: ignore[arg-type]
+    assert meta == {"app_handle": "kubernetes://nasop/ns:exp-p4", "tb_log_dir": "/logs/exp/trial-0005",
+                    **packs.member_metadata("/logs/exp/pack-0004", [
+                        f"/logs/exp/trial-000{i}" for i in (4, 5, 6)])}
+    assert runner.adopt(SimpleNamespace(index=7)) is None  # type: ignore[arg-type]

@@ -40,6 +40,7 @@ def open_search(
     runner.bind(
         lambda: volcano.runner_factory(api, owner=owner, labels=labels),
         finder=lambda index: volcano.find_job(api, namespace, name, index),
+        pack_finder=lambda index: volcano.find_pack(api, namespace, name, index),
     )
     store = ConfigMapStore(api, namespace, registry=registry.bundle(), owner=owner)
     return Search.open(manifest.spec, name, runner, store)

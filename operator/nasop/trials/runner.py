@@ -103,6 +103,7 @@ class TorchXTrialRunner(Runner):
         self._torchx: torchx_runner.Runner | None = None
         self._factory: TorchXFactory | None = None
         self._finder: Callable[[int], str | None] | None = None
+        self._pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None
         self.preload = list(preload)  # modules the local fork server imports once for all trials
         self.fork_server = (
             ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
@@ -112,12 +113,15 @@ class TorchXTrialRunner(Runner):
     # -- session -------------------------------------------------------------------------
 
     def bind(
-        self, factory: TorchXFactory, finder: Callable[[int], str | None] | None = None
+        self, factory: TorchXFactory, finder: Callable[[int], str | None] | None = None,
+        pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None,
     ) -> None:
         """Use this TorchX runner factory (the operator passes one with its own API client),
-        and `finder(trial_index)` to look up a job launched before a crash lost its record."""
+        and `finder(trial_index)` to look up a job launched before a crash lost its record
+        (`pack_finder`: the pack job holding that trial, and its members)."""
         self._factory = factory
         self._finder = finder
+        self._pack_finder = pack_finder
         self._torchx = None
 
     def adopt(self, trial: BaseTrial) -> dict[str, Any] | None:
@@ -134,6 +138,15 @@ class TorchXTrialRunner(Runner):
             if local_markers.exit_code(log_dir) is not None or local_markers.is_running(log_dir):
                 return {APP_HANDLE: f"local_cwd://nasop/orphan-{trial.index}", LOG_DIR: log_dir}
             return None
+        if self.trial_template.pack is not None and self._pack_finder is not None:
+            found = self._pack_finder(trial.index)
+            if found:
+                handle, indices = found
+                folder = packs.pack_dir(self.log_root, self.experiment_name, min(indices))
+                dirs = [appdef.trial_log_dir(self.log_root, self.experiment_name, i)
+                        for i in indices]
+                return {APP_HANDLE: handle, LOG_DIR: log_dir,
+                        **packs.member_metadata(folder, dirs)}
         handle = self._finder(trial.index) if self._finder else None
         return {APP_HANDLE: handle, LOG_DIR: log_dir} if handle else None
 

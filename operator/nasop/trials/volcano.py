@@ -124,6 +124,24 @@ def find_job(client: Any, namespace: str, experiment: str, trial: int) -> str | 
     return f"kubernetes://nasop/{namespace}:{items[0]['metadata']['name']}"
 
 
+def find_pack(client: Any, namespace: str, experiment: str, trial: int
+              ) -> tuple[str, list[int]] | None:
+    """The app handle and member trial indices of an existing pack job holding this trial."""
+    from kubernetes import client as k8s
+
+    jobs = k8s.CustomObjectsApi(client).list_namespaced_custom_object(
+        group="batch.volcano.sh", version="v1alpha1", namespace=namespace, plural="jobs",
+        label_selector=f"{spec.EXPERIMENT_LABEL}={experiment},{spec.GROUP}/member-{trial}=true",
+    )
+    items = jobs.get("items") or []
+    if not items:
+        return None
+    prefix = f"{spec.GROUP}/member-"
+    labels = items[0]["metadata"].get("labels") or {}
+    members = sorted(int(k[len(prefix):]) for k in labels if k.startswith(prefix))
+    return f"kubernetes://nasop/{namespace}:{items[0]['metadata']['name']}", members
+
+
 def cancel_jobs(client: Any, namespace: str, experiment: str, owner_uid: str) -> list[str]:
     """Delete the unfinished jobs of a deleted experiment; return their names.
 
@@ -158,4 +176,5 @@ def cancel_jobs(client: Any, namespace: str, experiment: str, owner_uid: str) ->
     return cancelled
 
 
-__all__ = ["VolcanoScheduler", "cancel_jobs", "find_job", "job_state", "runner_factory"]
+__all__ = ["VolcanoScheduler", "cancel_jobs", "find_job", "find_pack", "job_state",
+           "runner_factory"]
