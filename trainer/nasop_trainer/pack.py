@@ -242,16 +242,14 @@ def _evaluate(stack: packed.Stack, split: data.Split) -> tuple[torch.Tensor, tor
     """Every member's mean validation loss and accuracy, (M,) each."""
     widest = stack.params["w1"].shape[2]
     rows = max(64, VAL_ACTIVATIONS // (len(stack) * widest))
-    loss_sum = correct = None
+    loss_sum = torch.zeros(len(stack), dtype=split.x.dtype, device=split.x.device)
+    correct = torch.zeros(len(stack), dtype=torch.int64, device=split.x.device)
     for start in range(0, len(split), rows):
         x, y = split.x[start:start + rows], split.y[start:start + rows]
         log_probs = stack.forward(x)
         targets = y.view(1, -1, 1).expand(len(stack), -1, 1)
-        batch_loss = -log_probs.gather(2, targets).squeeze(2).sum(dim=1)
-        batch_correct = (log_probs.argmax(dim=2) == y.view(1, -1)).sum(dim=1)
-        loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
-        correct = batch_correct if correct is None else correct + batch_correct
-    assert loss_sum is not None and correct is not None  # a validation split is never empty
+        loss_sum -= log_probs.gather(2, targets).squeeze(2).sum(dim=1)
+        correct += (log_probs.argmax(dim=2) == y.view(1, -1)).sum(dim=1)
     return loss_sum.double() / len(split), correct.double() / len(split)
 
 

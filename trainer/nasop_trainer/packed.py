@@ -69,6 +69,7 @@ class Stack:
         for tensor in self.params.values():
             tensor.requires_grad_(True)
         self.dropout = torch.tensor([s.dropout for s in shapes], **like)
+        self.any_dropout = any(s.dropout > 0 for s in shapes)  # a bool: no device sync per step
 
     def __len__(self) -> int:
         return len(self.shapes)
@@ -115,7 +116,7 @@ class Stack:
 
     def _dropout(self, hidden: torch.Tensor, train: bool,
                  generator: torch.Generator | None) -> torch.Tensor:
-        if not train or not bool((self.dropout > 0).any()):
+        if not train or not self.any_dropout:
             return hidden
         rate = self.dropout.view(-1, 1, 1)
         draw = torch.rand(hidden.shape, generator=generator, dtype=hidden.dtype,
@@ -139,6 +140,7 @@ class Stack:
             tensor.requires_grad_(True)
         self.shapes = [self.shapes[i] for i in slots]
         self.dropout = self.dropout.index_select(0, index)
+        self.any_dropout = any(s.dropout > 0 for s in self.shapes)
 
 
 def _lone_tensor(lone: nn.Sequential, name: str) -> torch.Tensor:
