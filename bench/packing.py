@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no MNIST at {args.data}: pass --data (an mnist.npz)")
     args.data = str(Path(args.data).resolve())
     out = Path(args.out or tempfile.mkdtemp(prefix="nasop-packing-"))
+    if args.device == "cuda":  # the server must not initialise CUDA before it forks trials
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     server = forkserver.ForkServer(PRELOAD, str(out / "forkserver.log"))
     sizes = [int(v) for v in args.sizes.split(",")]
     batch_sizes = [int(v) for v in args.batches.split(",")]
