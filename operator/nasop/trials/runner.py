@@ -218,12 +218,12 @@ class TorchXTrialRunner(Runner):
     def stop(self, trial: BaseTrial, reason: str | None = None) -> dict[str, Any]:
         """Cancel the trial's app; idempotent. A pack member is asked to stop alone; its pack
         is cancelled once none of its members is left to train."""
-        handle = trial.run_metadata.get(APP_HANDLE)
         if trial.run_metadata.get(packs.PACK_DIR):
             _members.request_stop(trial.run_metadata[LOG_DIR], reason or "")
-            if not packs.all_done(json.loads(trial.run_metadata[packs.PACK_SIBLINGS])):
-                return {"stop_reason": reason or ""}
-            trial = _PackApp(trial.run_metadata)  # type: ignore[assignment]
+            if packs.all_done(json.loads(trial.run_metadata[packs.PACK_SIBLINGS])):
+                self.stop(_PackApp(trial.run_metadata), reason)  # type: ignore[arg-type]
+            return {"stop_reason": reason or ""}
+        handle = trial.run_metadata.get(APP_HANDLE)
         if handle:
             try:
                 self.torchx.cancel(handle)
