@@ -59,9 +59,9 @@ class Stack:
         }
         self.shapes = list(shapes)
         with torch.no_grad():
-            for slot, network in enumerate(networks):
+            for slot, lone in enumerate(networks):
                 for name, stacked in self._views(slot).items():
-                    stacked.copy_(_lone_tensor(network, name))
+                    stacked.copy_(_lone_tensor(lone, name))
         self.masks = {name: torch.zeros_like(t) for name, t in self.params.items()}
         for slot in range(m):
             for view in self._views(slot, self.masks).values():
