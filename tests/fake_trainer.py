@@ -3,6 +3,8 @@
 It implements the trial contract (DESIGN.md) without training anything: metrics are smooth
 functions of the parameters, written as real TensorBoard event files. `--fail` exits non-zero
 with one line on stderr; `--sleep` per epoch makes trials long enough to stop or interrupt.
+With `NASOP_PACK` it runs the members one after another, each into its own log dir, and records
+each one's end there (the packed-trial contract).
 """
 
 from __future__ import annotations
@@ -23,11 +25,21 @@ def main(argv: list[str]) -> int:
         if a.startswith("--") and "=" in a:
             k, v = a[2:].split("=", 1)
             opts[k] = v
-    log_dir = os.environ["NASOP_LOG_DIR"]
     sleep = float(opts.pop("sleep", "0"))
     if opts.pop("fail", None) == "always":
         print("fake trainer: asked to fail", file=sys.stderr)
         return 3
+    if os.environ.get("NASOP_PACK"):  # the packed-trial contract: each member as a lone trial
+        from nasop import _members
+
+        for member in json.loads(os.environ["NASOP_PACK"]):
+            trial(member["params"], member["logDir"], sleep)
+            _members.write_end(member["logDir"], _members.COMPLETED)
+        return 0
+    return trial(params, os.environ["NASOP_LOG_DIR"], sleep)
+
+
+def trial(params: dict, log_dir: str, sleep: float) -> int:
     h1 = float(params.get("hidden_size_1", 32))
     h2 = float(params.get("hidden_size_2", 32))
     lr = float(params.get("learning_rate", 1e-3))

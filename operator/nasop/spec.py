@@ -414,6 +414,19 @@ class Logs(_Model):
     mount_path: str = Field(default="/logs", description="Where the log volume is mounted.")
 
 
+class Pack(_Model):
+    """Trial packing: several proposed trials trained together by one process (one pod)."""
+
+    max_trials: int = Field(
+        ge=1, le=1024, alias="maxTrials",
+        description="Most trials in one pack; the trainer gets them in NASOP_PACK.",
+    )
+    group_by: list[str] = Field(
+        default_factory=list, alias="groupBy",
+        description="Parameters the trials of one pack must agree on (e.g. batch_size).",
+    )
+
+
 class TrialTemplate(_Model):
     """How one trial is launched (the trial contract in DESIGN.md)."""
 
@@ -438,6 +451,12 @@ class TrialTemplate(_Model):
         description="volcano: the Volcano queue (default 'default'). job: the Kueue LocalQueue "
         "of the trial's namespace (the Job is created suspended for Kueue to admit); unset: "
         "an unqueued Job.",
+    )
+
+    pack: Pack | None = Field(
+        default=None,
+        description="Train up to pack.maxTrials trials in one process (NASOP_PACK); "
+        "budget.parallelism then counts packs.",
     )
 
     @property
@@ -557,6 +576,12 @@ class NASExperimentSpec(_Model):
                         f"{where}.goal: {rule.metric!r} is to {direction.value} elsewhere in the "
                         f"spec; drop goal or use {direction.value}"
                     )
+        if self.trial.pack is not None:
+            unknown = [n for n in self.trial.pack.group_by if n not in names]
+            if unknown:
+                raise ValueError(
+                    f"trial.pack.groupBy: unknown parameter(s) {unknown}; known: {names}"
+                )
         if self.optimizer.initial_trials and self.optimizer.initial_trials > self.budget.max_trials:
             raise ValueError(
                 f"optimizer.initialTrials ({self.optimizer.initial_trials}) exceeds "

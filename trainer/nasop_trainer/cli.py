@@ -53,6 +53,7 @@ class Config:
     accelerator: str = "auto"
     checkpoint: bool = False
     latency_runs: int = 50
+    precision: int = 32
     experiment: str | None = None
     trial_index: str | None = None
 
@@ -94,6 +95,8 @@ def _build_parser() -> _Parser:
                         help="save Lightning checkpoints under the log dir")
     parser.add_argument("--latency-runs", "--latency_runs", dest="latency_runs", type=int,
                         default=50, help="timed batch-1 forward passes for latency_ms")
+    parser.add_argument("--precision", type=int, choices=(32, 64), default=32,
+                        help="float bits of weights and data (64: exactness checks)")
     return parser
 
 
@@ -127,6 +130,15 @@ def validate(params: Params) -> Params:
     return params
 
 
+def _check_names(values: Mapping[str, Any], source: str) -> None:
+    unknown = sorted(set(values) - set(PARAMETER_NAMES))
+    if unknown:
+        raise errors.UsageError(
+            f"{source} has unknown parameter {unknown[0]!r}",
+            hint=f"this model takes {', '.join(PARAMETER_NAMES)}",
+        )
+
+
 def _env_params(environ: Mapping[str, str]) -> dict[str, Any]:
     raw = environ.get("NASOP_PARAMS", "").strip()
     if not raw:
@@ -137,13 +149,18 @@ def _env_params(environ: Mapping[str, str]) -> dict[str, Any]:
         raise errors.UsageError(f"NASOP_PARAMS is not valid JSON: {exc}") from None
     if not isinstance(loaded, dict):
         raise errors.UsageError("NASOP_PARAMS must be a JSON object of parameter values")
-    unknown = sorted(set(loaded) - set(PARAMETER_NAMES))
-    if unknown:
-        raise errors.UsageError(
-            f"NASOP_PARAMS has unknown parameter {unknown[0]!r}",
-            hint=f"this model takes {', '.join(PARAMETER_NAMES)}",
-        )
+    _check_names(loaded, "NASOP_PARAMS")
     return loaded
+
+
+def params_from(values: Mapping[str, Any], source: str = "params") -> Params:
+    """Typed, validated ``Params`` from a JSON object (a pack member's ``params``).
+
+    Raises:
+        errors.UsageError: an unknown name or a value out of range; ``source`` names where.
+    """
+    _check_names(values, source)
+    return validate(Params(**{k: _coerce(k, v) for k, v in values.items()}))  # type: ignore[arg-type]
 
 
 def _reject_extras(extras: Sequence[str]) -> None:
@@ -206,9 +223,10 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         accelerator=args.accelerator,
         checkpoint=args.checkpoint,
         latency_runs=args.latency_runs,
+        precision=args.precision,
         experiment=environ.get("NASOP_EXPERIMENT") or None,
         trial_index=environ.get("NASOP_TRIAL_INDEX") or None,
     )
 
 
-__all__ = ["Config", "PARAMETER_NAMES", "Params", "parse", "validate"]
+__all__ = ["Config", "PARAMETER_NAMES", "Params", "params_from", "parse", "validate"]

@@ -28,7 +28,7 @@ def measure_ms(network: nn.Module, input_dim: int, *, runs: int = 50, warmup: in
         The median latency in milliseconds.
     """
     cpu_copy = copy.deepcopy(network).to("cpu").eval()
-    sample = torch.zeros(1, input_dim)
+    sample = torch.zeros(1, input_dim, dtype=next(cpu_copy.parameters()).dtype)
     timings = []
     with torch.inference_mode():
         for _ in range(warmup):

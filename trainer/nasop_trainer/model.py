@@ -15,21 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasop_trainer import batches
-
-
-def build_network(input_dim: int, hidden_size_1: int, hidden_size_2: int, dropout: float,
-                  num_classes: int = 10) -> nn.Sequential:
-    """The tutorial's layers, ending in log-probabilities (so NLL loss and latency match it)."""
-    return nn.Sequential(
-        nn.Linear(input_dim, hidden_size_1), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden_size_1, hidden_size_2), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden_size_2, num_classes), nn.LogSoftmax(dim=1),
-    )
-
-
-def count_parameters(module: nn.Module) -> int:
-    """The exact number of trainable parameters: the ``num_params`` objective."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+from nasop_trainer.network import build_network, count_parameters  # the lone model's layers
 
 
 def make_adam(params: list[nn.Parameter], learning_rate: float) -> torch.optim.Adam:

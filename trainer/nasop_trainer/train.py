@@ -13,13 +13,15 @@ import dataclasses
 import json
 import logging
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import torch
 
-from nasop_trainer import batches, cli, data, errors, latency, metrics, model
+from nasop_trainer import batches, cli, data, latency, metrics, model
+from nasop_trainer.network import dtype_of, resolve_device  # kept importable from here
 
 VAL_BATCH_SIZE = 4096  # validation has no gradients: few large batches are fastest
 
@@ -35,14 +37,27 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated", category=FutureWarning)
 
 
-def resolve_device(accelerator: str) -> torch.device:
-    """``auto`` picks CUDA when visible; ``gpu`` without CUDA is a usage error, not a CPU run."""
-    if accelerator == "gpu" and not torch.cuda.is_available():
-        raise errors.UsageError("--accelerator gpu: no CUDA device is visible",
-                                hint="use --accelerator cpu or auto")
-    if accelerator in ("gpu", "auto") and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+class EpochScalars(pl.Callback):
+    """Writes the module's ``epoch_metrics()`` at step = epoch after each validation.
+
+    Also keeps them in ``history`` and prints a one-line progress note to stderr.
+    """
+
+    def __init__(self, writer: metrics.SummaryWriter) -> None:
+        self.writer = writer
+        self.history: list[dict[str, float]] = []
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning 2 validates before this hook, so train and val sums are both complete here.
+        epoch = trainer.current_epoch
+        values = pl_module.epoch_metrics()  # type: ignore[operator]
+        metrics.write_epoch(self.writer, epoch, values)
+        self.history.append(values)
+        metrics.progress(epoch, values, time.perf_counter() - self._started)
 
 
 def build_trainer(config: cli.Config, device: torch.device,
@@ -80,12 +95,12 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
     torch.set_num_threads(config.threads)
     device = resolve_device(config.accelerator)
     dataset = data.load(config.dataset, config.data_dir, download=config.download,
-                        subset=config.subset, device=device)
+                        subset=config.subset, device=device, dtype=dtype_of(config))
     _quiet_lightning()
     pl.seed_everything(config.seed, verbose=False)
     p = config.params
     module = model.MLP(dataset.input_dim, p.hidden_size_1, p.hidden_size_2, p.learning_rate,
-                       p.dropout, p.batch_size, dataset.num_classes)
+                       p.dropout, p.batch_size, dataset.num_classes).to(dtype_of(config))
     num_params = model.count_parameters(module)
     print(f"nasop-trainer: experiment={config.experiment} trial={config.trial_index} "
           f"dataset={dataset.name} (train {len(dataset.train)}, val {len(dataset.val)}) "
@@ -94,9 +109,8 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
 
     writer = metrics.open_writer(config.log_dir)
     try:
-        writer.add_text("params", json.dumps(dataclasses.asdict(p)), global_step=0)
-        metrics.write_final(writer, "num_params", num_params)
-        scalars = metrics.EpochScalars(writer)
+        metrics.write_start(writer, dataclasses.asdict(p), num_params)
+        scalars = EpochScalars(writer)
         trainer = build_trainer(config, device, [scalars, *callbacks])
         trainer.fit(
             module,
@@ -113,4 +127,4 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
             "latency_ms": latency_ms}
 
 
-__all__ = ["VAL_BATCH_SIZE", "build_trainer", "resolve_device", "train"]
+__all__ = ["VAL_BATCH_SIZE", "EpochScalars", "build_trainer", "dtype_of", "resolve_device", "train"]

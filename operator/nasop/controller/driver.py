@@ -44,6 +44,7 @@ def open_search(
     runner.bind(
         lambda: cluster.runner_factory(api, owner=owner, labels=labels),
         finder=lambda index: cluster.find_job(api, kind, namespace, name, index),
+        pack_finder=lambda index: cluster.find_pack(api, kind, namespace, name, index),
     )
     store = ConfigMapStore(api, namespace, registry=registry.bundle(), owner=owner)
     return Search.open(manifest.spec, name, runner, store)

@@ -36,6 +36,7 @@ from nasop.engine import pareto, status as status_mod, stopping, strategy as str
 from nasop.engine import warmstart
 from nasop.state.base import ExperimentStore, Snapshot
 from nasop.trials import metric as metric_mod
+from nasop.trials import packs
 from nasop.trials.runner import APP_HANDLE, TorchXTrialRunner
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ class Search:
     def _recover_candidates(self, report: TickReport) -> None:
         """Trials saved just before launch: adopt the app if it exists, else launch it now.
         This is what makes a launch exactly-once across crashes."""
+        relaunch: list[Trial] = []
         for trial in self.trials_in(TrialStatus.CANDIDATE):
             meta = self.runner.adopt(trial)
             report.changed = True
@@ -161,7 +163,8 @@ class Search:
                     "TrialAdopted", f"trial {trial.index} re-attached to {meta['app_handle']}",
                     trial.index))
             else:
-                self._launch(trial, report)  # type: ignore[arg-type]
+                relaunch.append(trial)  # type: ignore[arg-type]
+        self._launch_all(relaunch, report)
 
     @property
     def props(self) -> dict[str, Any]:
@@ -295,6 +298,9 @@ class Search:
             report.changed = True
             if obs.status is TrialStatus.COMPLETED:
                 self._complete(trial, report)
+            elif obs.status is TrialStatus.EARLY_STOPPED:  # a pack member that honoured a stop
+                trial.mark_early_stopped(unsafe=True)      # asked before a restart
+                self.props["reasons"][str(index)] = obs.reason
             elif obs.status is TrialStatus.ABANDONED:
                 self._record_infra(trial, obs.reason or "cancelled", report, abandon=True)
             elif obs.infrastructure:
@@ -415,17 +421,66 @@ class Search:
     def _relaunch_requeued(self, report: TickReport) -> None:
         """Run interrupted arms again (same parameters, new trial index) before new ones."""
         queue: list[int] = self.props["requeue"]
-        while queue and self._capacity() > 0 and self._budget_left() > 0 and not self.spec.suspend:
+        retries: list[Trial] = []
+        notes: dict[int, str] = {}
+        room, budget = self._capacity(), self._budget_left()
+        while queue and len(retries) < min(room, budget) and not self.spec.suspend:
             old = self.experiment.trials[queue.pop(0)]
             arm = old.arm  # type: ignore[attr-defined]
             trial = self.experiment.new_trial(
                 generator_run=GeneratorRun(arms=[arm.clone()], generator_key="Retry")
             )
-            self._launch(trial, report, note=f" (retry of trial {old.index})")
+            notes[trial.index] = f" (retry of trial {old.index})"
+            retries.append(trial)
             report.changed = True
+        self._launch_all(retries, report, notes)
 
     def _capacity(self) -> int:
-        return self.spec.budget.parallelism - len(self.trials_in(TrialStatus.RUNNING))
+        """Trials that may start now; with packing, parallelism counts packs (processes)."""
+        running = self.trials_in(TrialStatus.RUNNING)
+        pack = self.spec.trial.pack
+        if pack is None:
+            return self.spec.budget.parallelism - len(running)
+        waiting = len(self.trials_in(TrialStatus.CANDIDATE))  # packs that found no free slot
+        return (self.spec.budget.parallelism - self._running_packs()) * pack.max_trials - waiting
+
+    def _running_packs(self) -> int:
+        return len({t.run_metadata.get(APP_HANDLE) for t in self.trials_in(TrialStatus.RUNNING)})
+
+    def _launch_all(self, trials: list[Trial], report: TickReport,
+                    notes: dict[int, str] | None = None) -> None:
+        """Launch new trials: one by one, or with `trial.pack` as packs (saved first, as one).
+        A pack that finds all `parallelism` slots taken stays a set of candidates, launched by
+        `_recover_candidates` once a pack ends."""
+        pack, notes = self.spec.trial.pack, notes or {}
+        if pack is None:
+            for trial in trials:
+                self._launch(trial, report, note=notes.get(trial.index, ""))
+            return
+        waiting = [t for t in self.trials_in(TrialStatus.CANDIDATE) if t not in trials]
+        trials = waiting + trials  # type: ignore[operator]  # the oldest first
+        if not trials:
+            return
+        if self.store is not None:  # record the trials first: a crash now leaves CANDIDATEs
+            self.save()
+        by_index = {t.index: t for t in trials}
+        groups = packs.group({t.index: dict(t.arm.parameters) for t in trials}, pack)
+        for indices in groups[:max(0, self.spec.budget.parallelism - self._running_packs())]:
+            members = [by_index[i] for i in indices]
+            try:
+                metadata = self.runner.run_pack(members)
+            except Exception as e:  # e.g. the API server said 500: not the trainer's fault
+                for trial in members:
+                    trial.mark_running(no_runner_required=True)
+                    self._record_infra(trial, f"launch failed: {e}", report)
+                continue
+            for trial in members:
+                trial.update_run_metadata(metadata[trial.index])
+                trial.mark_running(no_runner_required=True)
+                report.events.append(Event(
+                    "TrialLaunched", f"trial {trial.index} launched in pack "
+                    f"{metadata[trial.index][APP_HANDLE]}{notes.get(trial.index, '')}",
+                    trial.index))
 
     def _launch(self, trial: Trial, report: TickReport, note: str = "") -> None:
         if self.store is not None:  # record the trial first: a crash now leaves a CANDIDATE
@@ -446,7 +501,7 @@ class Search:
     def _update_phase(self, report: TickReport) -> None:
         old = self.phase
         new, message = old, self.props.get("message", "")
-        running = len(self.trials_in(TrialStatus.RUNNING))
+        running = len(self.trials_in(TrialStatus.RUNNING, TrialStatus.CANDIDATE))  # + waiting packs
         failures = self._user_failures()
         out_of_time = self._out_of_time()
         infra = len(self.props["infra"])
@@ -561,13 +616,14 @@ class Search:
             log.info("dropping %d proposals: the search stopped launching meanwhile", len(proposals))
             return  # proposals are not part of the experiment until a trial is made of them
         room = min(self._capacity(), self._budget_left() - len(self.props["requeue"]))
+        new_trials: list[Trial] = []
         for grs in proposals[:max(0, room)]:  # maxTrials/parallelism may have been lowered
             if not grs or not grs[0].arms:
                 continue
-            trial = self.experiment.new_trial(generator_run=grs[0])
+            new_trials.append(self.experiment.new_trial(generator_run=grs[0]))
             self.props["generator"] = grs[0]._generation_node_name or grs[0]._generator_key
-            self._launch(trial, report)
             report.changed = True
+        self._launch_all(new_trials, report)
         if report.changed:
             self.save()
 

@@ -106,6 +106,19 @@ def find_job(client: Any, kind: JobKind, namespace: str, experiment: str, trial:
     return f"{kind.scheduler}://nasop/{namespace}:{items[0]['metadata']['name']}"
 
 
+def find_pack(client: Any, kind: JobKind, namespace: str, experiment: str, trial: int
+              ) -> tuple[str, list[int]] | None:
+    """The app handle and member trial indices of an existing pack job holding this trial."""
+    items = _jobs(client, kind, namespace,
+                  f"{spec.EXPERIMENT_LABEL}={experiment},{spec.GROUP}/member-{trial}=true")
+    if not items:
+        return None
+    prefix = f"{spec.GROUP}/member-"
+    labels = items[0]["metadata"].get("labels") or {}
+    members = sorted(int(k[len(prefix):]) for k in labels if k.startswith(prefix))
+    return f"{kind.scheduler}://nasop/{namespace}:{items[0]['metadata']['name']}", members
+
+
 def cancel_jobs(
     client: Any, kinds: list[JobKind], namespace: str, experiment: str, owner_uid: str
 ) -> list[str]:
@@ -139,5 +152,5 @@ def cancel_jobs(
     return cancelled
 
 
-__all__ = ["BATCH", "JobKind", "VOLCANO", "cancel_jobs", "check_queue", "find_job", "kind_of",
-           "runner_factory", "scheduler_cfg"]
+__all__ = ["BATCH", "JobKind", "VOLCANO", "cancel_jobs", "check_queue", "find_job", "find_pack",
+           "kind_of", "runner_factory", "scheduler_cfg"]

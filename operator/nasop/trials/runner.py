@@ -8,6 +8,7 @@ Kubernetes client built from its own configuration.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -25,8 +26,8 @@ from torchx import specs
 from torchx.schedulers import get_scheduler_factories
 from torchx.schedulers.api import Stream
 
-from nasop import spec
-from nasop.trials import appdef
+from nasop import _members, spec
+from nasop.trials import appdef, packs
 from nasop.trials import local as local_markers
 from nasop.trials.forkserver import ForkServer
 from nasop.trials.metric import RUN_METADATA_KEY
@@ -109,6 +110,7 @@ class TorchXTrialRunner(Runner):
         #: launch. A float, not a callable: Ax's SQL store compares a saved runner's attributes
         #: with the live one's by type.
         self.deadline = math.inf
+        self._pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None
         self.preload = list(preload)  # modules the local fork server imports once for all trials
         self.fork_server = (
             ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
@@ -118,21 +120,40 @@ class TorchXTrialRunner(Runner):
     # -- session -------------------------------------------------------------------------
 
     def bind(
-        self, factory: TorchXFactory, finder: Callable[[int], str | None] | None = None
+        self, factory: TorchXFactory, finder: Callable[[int], str | None] | None = None,
+        pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None,
     ) -> None:
         """Use this TorchX runner factory (the operator passes one with its own API client),
-        and `finder(trial_index)` to look up a job launched before a crash lost its record."""
+        and `finder(trial_index)` to look up a job launched before a crash lost its record
+        (`pack_finder`: the pack job holding that trial, and its members)."""
         self._factory = factory
         self._finder = finder
+        self._pack_finder = pack_finder
         self._torchx = None
 
     def adopt(self, trial: BaseTrial) -> dict[str, Any] | None:
         """Run metadata of an already-launched app for this trial, if one exists."""
         log_dir = appdef.trial_log_dir(self.log_root, self.experiment_name, trial.index)
+        marked = packs.marked_pack(log_dir) if self.is_local else None
+        if marked:  # a pack member: its pack's wrapper markers say whether the pack started
+            folder = marked[packs.PACK_DIR]
+            if local_markers.exit_code(folder) is not None or local_markers.is_running(folder):
+                handle = f"local_cwd://nasop/orphan-{os.path.basename(folder)}"
+                return {APP_HANDLE: handle, LOG_DIR: log_dir, **marked}
+            return None
         if self.is_local:
             if local_markers.exit_code(log_dir) is not None or local_markers.is_running(log_dir):
                 return {APP_HANDLE: f"local_cwd://nasop/orphan-{trial.index}", LOG_DIR: log_dir}
             return None
+        if self.trial_template.pack is not None and self._pack_finder is not None:
+            found = self._pack_finder(trial.index)
+            if found:
+                handle, indices = found
+                folder = packs.pack_dir(self.log_root, self.experiment_name, min(indices))
+                dirs = [appdef.trial_log_dir(self.log_root, self.experiment_name, i)
+                        for i in indices]
+                return {APP_HANDLE: handle, LOG_DIR: log_dir,
+                        **packs.member_metadata(folder, dirs)}
         handle = self._finder(trial.index) if self._finder else None
         return {APP_HANDLE: handle, LOG_DIR: log_dir} if handle else None
 
@@ -177,6 +198,27 @@ class TorchXTrialRunner(Runner):
         log.info("trial %d launched as %s", trial.index, handle)
         return {APP_HANDLE: str(handle), LOG_DIR: log_dir}
 
+    def run_pack(self, trials: Sequence[BaseTrial]) -> dict[int, dict[str, Any]]:
+        """Submit these trials as one pack (one app); each trial's run metadata."""
+        members = []
+        for trial in trials:
+            log_dir = appdef.trial_log_dir(self.log_root, self.experiment_name, trial.index)
+            if self.is_local:
+                os.makedirs(log_dir, exist_ok=True)
+            members.append((trial.index, dict(trial.arm.parameters), log_dir))  # type: ignore[attr-defined]
+        folder = packs.pack_dir(self.log_root, self.experiment_name, members[0][0])
+        if self.is_local:
+            packs.mark_members(members, folder)
+        app = packs.pack_to_appdef(
+            self.trial_template, experiment=self.experiment_name, members=members,
+            folder=folder, scheduler=self.scheduler,
+            local_env=self.fork_server.env() if self.fork_server else None,
+        )
+        handle = self.torchx.run(app, scheduler=self.scheduler, cfg=self.scheduler_cfg)
+        log.info("trials %s launched as one pack %s", [m[0] for m in members], handle)
+        extra = packs.member_metadata(folder, [m[2] for m in members])
+        return {i: {APP_HANDLE: str(handle), LOG_DIR: d, **extra} for i, _, d in members}
+
     def poll_trial_status(self, trials: Iterable[BaseTrial]) -> dict[TrialStatus, set[int]]:
         out: dict[TrialStatus, set[int]] = {}
         for trial, obs in self.observe(trials).items():
@@ -184,13 +226,19 @@ class TorchXTrialRunner(Runner):
         return out
 
     def stop(self, trial: BaseTrial, reason: str | None = None) -> dict[str, Any]:
-        """Cancel the trial's app; idempotent."""
+        """Cancel the trial's app; idempotent. A pack member is asked to stop alone; its pack
+        is cancelled once none of its members is left to train."""
+        if trial.run_metadata.get(packs.PACK_DIR):
+            _members.request_stop(trial.run_metadata[LOG_DIR], reason or "")
+            if packs.all_done(json.loads(trial.run_metadata[packs.PACK_SIBLINGS])):
+                self.stop(_PackApp(trial.run_metadata), reason)  # type: ignore[arg-type]
+            return {"stop_reason": reason or ""}
         handle = trial.run_metadata.get(APP_HANDLE)
         if handle:
             try:
                 self.torchx.cancel(handle)
             except Exception as e:  # cancel must not raise: the app may be gone already
-                log.warning("cancel of trial %d (%s) failed: %s", trial.index, handle, e)
+                log.warning("cancel of trial %s (%s) failed: %s", trial.index, handle, e)
         if self.is_local and trial.run_metadata.get(LOG_DIR):
             local_markers.terminate(trial.run_metadata[LOG_DIR])  # an orphan from an earlier run
             local_markers.record_cancelled(trial.run_metadata[LOG_DIR])
@@ -205,8 +253,17 @@ class TorchXTrialRunner(Runner):
     def observe(self, trials: Iterable[BaseTrial]) -> dict[int, TrialObservation]:
         """Each trial's state; never raises for one bad trial."""
         out: dict[int, TrialObservation] = {}
+        pack_states: dict[str, TrialObservation] = {}
         for trial in trials:
             handle = trial.run_metadata.get(APP_HANDLE)
+            if handle and trial.run_metadata.get(packs.PACK_DIR):
+                if handle not in pack_states:
+                    pack_states.update(self.observe([_PackApp(trial.run_metadata)]).items())
+                pack = pack_states[handle]
+                status, reason, infra = packs.member_status(
+                    trial.run_metadata[LOG_DIR], (pack.status, pack.reason, pack.infrastructure))
+                out[trial.index] = TrialObservation(status, reason, infra)
+                continue
             if not handle:
                 out[trial.index] = TrialObservation(
                     TrialStatus.FAILED, "trial has no app handle", infrastructure=True
@@ -281,6 +338,15 @@ class TorchXTrialRunner(Runner):
             if reason in ("", "<NONE>"):
                 reason = f"trial app {handle} failed"
         return reason[:500]
+
+
+class _PackApp:
+    """A pack's app seen as a lone trial (its own folder's markers), to reuse lone-trial logic."""
+
+    def __init__(self, member_metadata: dict[str, Any]) -> None:
+        self.index = member_metadata[APP_HANDLE]  # keyed by handle in `observe`'s answer
+        self.run_metadata = {APP_HANDLE: member_metadata[APP_HANDLE],
+                             LOG_DIR: member_metadata[packs.PACK_DIR]}
 
 
 __all__ = ["APP_HANDLE", "LOG_DIR", "TorchXTrialRunner", "TrialObservation",
