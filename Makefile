@@ -26,8 +26,9 @@ test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning
 
 # Debian's packages the image and node tests use (installed when missing, as root): the Docker
-# engine, debootstrap, containerd and runc, the CNI plugins, gcc (the pause binary)
-DEBS := docker.io debootstrap containerd runc containernetworking-plugins gcc libc6-dev
+# engine, debootstrap, containerd and runc, the CNI plugins, gcc (the pause binary), chromium
+# (the report rendered in a headless browser)
+DEBS := docker.io debootstrap containerd runc containernetworking-plugins gcc libc6-dev chromium
 test-deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
