@@ -56,14 +56,15 @@ async def test_a_packed_search_runs_one_job_per_pack(
     import kubernetes.client
     import kubernetes.config
 
-    from nasop.trials import volcano as volcano_jobs
+    from nasop.trials import cluster as trial_jobs
 
     api = kubernetes.config.new_client_from_config(str(kubeconfig))
     for job, indices in zip(jobs, members):
         handle = f"kubernetes://nasop/default:{job['metadata']['name']}"
         for index in indices:
-            assert volcano_jobs.find_pack(api, "default", "packed", index) == (handle, indices)
-    assert volcano_jobs.find_pack(api, "default", "packed", 99) is None
+            found = trial_jobs.find_pack(api, trial_jobs.VOLCANO, "default", "packed", index)
+            assert found == (handle, indices)
+    assert trial_jobs.find_pack(api, trial_jobs.VOLCANO, "default", "packed", 99) is None
 
 
 @pytest.mark.asyncio
