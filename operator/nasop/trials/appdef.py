@@ -68,6 +68,39 @@ def trial_env(
     return env
 
 
+def trainer_role(
+    template: spec.TrialTemplate,
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    scheduler: str,
+    log_dir: str,
+    local_env: dict[str, str] | None = None,
+) -> specs.Role:
+    """The one role of a trial or a pack: local runs wrapped (exit markers in `log_dir`) and given
+    `local_env`; cluster runs mount the shared log claim. Never retried by TorchX: nasop decides."""
+    local = scheduler in LOCAL_SCHEDULERS
+    if local:
+        argv = local_markers.wrap(argv, log_dir)
+    mounts: list[Any] = []
+    if not local and template.logs.claim_name:
+        mounts.append(
+            specs.VolumeMount(src=template.logs.claim_name, dst_path=template.logs.mount_path)
+        )
+    res = template.resources
+    return specs.Role(
+        name="trainer",
+        image=os.getcwd() if scheduler == "local_cwd" else template.image,
+        entrypoint=argv[0],
+        args=argv[1:],
+        env={**env, **((local_env or {}) if local else {})},
+        num_replicas=1,
+        resource=specs.Resource(cpu=max(1, int(res.cpu)), gpu=res.gpu, memMB=res.mem_mb),
+        mounts=mounts,
+        max_retries=0,
+    )
+
+
 def trial_to_appdef(
     template: spec.TrialTemplate,
     *,
@@ -81,35 +114,10 @@ def trial_to_appdef(
     """The AppDef of one trial (one role, one replica); `local_env` is added to a local trial's
     environment (the fork server's socket), never to a cluster's."""
     local = scheduler in LOCAL_SCHEDULERS
-    argv = trial_argv(template, parameters, local)
-    if local:
-        argv = local_markers.wrap(argv, log_dir)
-    mounts: list[Any] = []
-    if not local and template.logs.claim_name:
-        mounts.append(
-            specs.VolumeMount(src=template.logs.claim_name, dst_path=template.logs.mount_path)
-        )
-    res = template.resources
-    role = specs.Role(
-        name="trainer",
-        image=os.getcwd() if scheduler == "local_cwd" else template.image,
-        entrypoint=argv[0],
-        args=argv[1:],
-        env={
-            **trial_env(
-                template,
-                experiment=experiment,
-                trial_index=trial_index,
-                parameters=parameters,
-                log_dir=log_dir,
-            ),
-            **((local_env or {}) if local else {}),
-        },
-        num_replicas=1,
-        resource=specs.Resource(cpu=max(1, int(res.cpu)), gpu=res.gpu, memMB=res.mem_mb),
-        mounts=mounts,
-        max_retries=0,
-    )
+    env = trial_env(template, experiment=experiment, trial_index=trial_index,
+                    parameters=parameters, log_dir=log_dir)
+    role = trainer_role(template, trial_argv(template, parameters, local), env,
+                        scheduler=scheduler, log_dir=log_dir, local_env=local_env)
     return specs.AppDef(
         name=app_name(experiment, trial_index),
         roles=[role],
@@ -117,4 +125,5 @@ def trial_to_appdef(
     )
 
 
-__all__ = ["app_name", "format_value", "trial_argv", "trial_log_dir", "trial_to_appdef"]
+__all__ = ["app_name", "format_value", "trainer_role", "trial_argv", "trial_log_dir",
+           "trial_to_appdef"]

@@ -73,33 +73,11 @@ def pack_to_appdef(
     """The AppDef of one pack: the spec's command and args (no per-parameter flags), the
     members in `NASOP_PACK`, labelled with every member's trial index."""
     local = scheduler in appdef.LOCAL_SCHEDULERS
-    argv = appdef.trial_argv(template, {}, local)
-    if local:
-        argv = local_markers.wrap(argv, folder)
     first = members[0][0]
-    env = {
-        **template.env,
-        "NASOP_EXPERIMENT": experiment,
-        "NASOP_PACK": members_json(members),
-        "NASOP_LOG_DIR": folder,
-        **((local_env or {}) if local else {}),
-    }
-    mounts: list[Any] = []
-    if not local and template.logs.claim_name:
-        mounts.append(specs.VolumeMount(src=template.logs.claim_name,
-                                        dst_path=template.logs.mount_path))
-    res = template.resources
-    role = specs.Role(
-        name="trainer",
-        image=os.getcwd() if scheduler == "local_cwd" else template.image,
-        entrypoint=argv[0],
-        args=argv[1:],
-        env=env,
-        num_replicas=1,
-        resource=specs.Resource(cpu=max(1, int(res.cpu)), gpu=res.gpu, memMB=res.mem_mb),
-        mounts=mounts,
-        max_retries=0,
-    )
+    env = {**template.env, "NASOP_EXPERIMENT": experiment, "NASOP_PACK": members_json(members),
+           "NASOP_LOG_DIR": folder}
+    role = appdef.trainer_role(template, appdef.trial_argv(template, {}, local), env,
+                               scheduler=scheduler, log_dir=folder, local_env=local_env)
     labels = {spec.EXPERIMENT_LABEL: experiment, spec.TRIAL_LABEL: str(first)}
     labels.update({f"{spec.GROUP}/member-{i}": "true" for i, _, _ in members})
     return specs.AppDef(name=app_name(experiment, first), roles=[role], metadata=labels)
