@@ -38,7 +38,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import yaml
@@ -50,6 +50,16 @@ ADMIN = "nasop-test-admin"
 SERVICE_RANGE = "198.18.0.0/24"
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
                 "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}
+
+
+def read_sysctls(keys: Iterable[str]) -> dict[str, str]:
+    """The machine's values of these kernel settings (keys as paths under /proc/sys); the test
+    tooling (Docker engine, node) checks them before and after, as it must never change them."""
+    values = {}
+    for key in keys:
+        with contextlib.suppress(OSError):
+            values[key] = pathlib.Path("/proc/sys", key).read_text().strip()
+    return values
 
 
 def build() -> pathlib.Path:

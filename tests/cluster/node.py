@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from controlplane import HERE, ControlPlane, free_port, poll, stop_process
+from controlplane import HERE, ControlPlane, free_port, poll, read_sysctls, stop_process
 
 NODE_NAME = "localhost"
 POD_RANGE = "100.64.0.0/24"
@@ -55,11 +55,7 @@ TOOLS = ("containerd", "ctr", "runc", "unshare", "/usr/lib/cni/macvlan", "/usr/l
 
 
 def sysctls() -> dict[str, str]:
-    values = {}
-    for key in WATCHED_SYSCTLS:
-        with contextlib.suppress(OSError):
-            values[key] = pathlib.Path("/proc/sys", key).read_text().strip()
-    return values
+    return read_sysctls(WATCHED_SYSCTLS)
 
 
 def missing_tools() -> list[str]:

@@ -28,7 +28,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from controlplane import stop_process  # tests/cluster, on sys.path (tests/conftest.py)
+# tests/cluster is on sys.path (tests/conftest.py)
+from controlplane import read_sysctls, stop_process
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CACHE = pathlib.Path(os.environ.get("NASOP_IMAGE_CACHE", pathlib.Path.home() / ".cache" / "nasop"))
@@ -44,11 +45,7 @@ SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv4/conf
 
 
 def sysctls() -> dict[str, str]:
-    values = {}
-    for key in SYSCTLS:
-        with contextlib.suppress(OSError):
-            values[key] = pathlib.Path("/proc/sys", key).read_text().strip()
-    return values
+    return read_sysctls(SYSCTLS)
 
 
 def missing_tools() -> list[str]:
