@@ -98,6 +98,9 @@ async def test_kueue_admits_two_trials_at_a_time_and_the_search_finishes(
     # parallelism 4, quota 2: never more than 2 pods at once, and the queue was used to the full
     assert player.max_running == 2, player.max_running
     assert len(player.started) == 6
-    assert len(suspended_seen) >= 3, suspended_seen  # jobs really waited for Kueue
+    # jobs really waited for Kueue: the first four are created together against a quota of two,
+    # so two of them wait at least one trial's length (later ones wait only when the operator
+    # launches them before a running trial ends, which depends on timing)
+    assert len(suspended_seen) >= 2, suspended_seen
     workloads = cluster.list_objects(f"{KUEUE}/workloads", "default")
     assert len(workloads) >= 6  # Kueue's own record of each Job
