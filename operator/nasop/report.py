@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
     from nasop.engine.search import Search
+    from nasop.spec import NASExperimentStatus
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,12 @@ def _hover(trial: int, parameters: dict[str, Any], metrics: dict[str, float]) ->
     return "<br>".join(html.escape(line, quote=False) if i else line for i, line in enumerate(lines))
 
 
-def tradeoff_figure(search: Search) -> go.Figure:
+def tradeoff_figure(search: Search, status: NASExperimentStatus | None = None) -> go.Figure:
     """Completed trials in objective space; Pareto points joined by a step line (2 objectives)."""
     import plotly.graph_objects as go
 
     objectives = search.spec.objectives
-    status = search.status()
+    status = status or search.status()
     obs = [o for o in search.observations() if all(m.metric in o.metrics for m in objectives)]
     y_obj = objectives[0]
     x_obj = objectives[1] if len(objectives) > 1 else None
@@ -103,13 +104,13 @@ def tradeoff_figure(search: Search) -> go.Figure:
     return fig
 
 
-def splom_figure(search: Search) -> go.Figure:
+def splom_figure(search: Search, status: NASExperimentStatus | None = None) -> go.Figure:
     """Scatter matrix of all objectives (used for 3-4 objectives)."""
     import plotly.graph_objects as go
 
     metrics = [o.metric for o in search.spec.objectives]
     obs = [o for o in search.observations() if all(m in o.metrics for m in metrics)]
-    on_front = {p.trial for p in search.status().pareto_front}
+    on_front = {p.trial for p in (status or search.status()).pareto_front}
     fig = go.Figure(go.Splom(
         dimensions=[{"label": m, "values": [o.metrics[m] for o in obs]} for m in metrics],
         customdata=[o.trial for o in obs],
@@ -183,19 +184,19 @@ def importance(search: Search, adapter: Any) -> list[tuple[str, go.Figure, dict[
 # ----------------------------------------------------------------------------- tables
 
 
-def trial_table(search: Search) -> str:
+def trial_table(search: Search, status: NASExperimentStatus | None = None) -> str:
     """Every trial as one row of a plain HTML table."""
     params = [p.name for p in search.spec.search_space]
     metrics = list(search.spec.metric_names)
     finals = search.final_values()
-    front = {p.trial for p in search.status().pareto_front}
-    reasons: dict[str, str] = search.props.get("reasons", {})
+    front = {p.trial for p in (status or search.status()).pareto_front}
+    reasons = search.state.reasons
     head = ["trial", "status", "generator", *params, *metrics, "Pareto", "reason"]
     rows = []
     for idx, trial in sorted(search.experiment.trials.items()):
         arm = getattr(trial, "arm", None)
         values = arm.parameters if arm is not None else {}
-        reason = reasons.get(str(idx)) or trial.status_reason or ""
+        reason = reasons.get(idx) or trial.status_reason or ""
         cells = [str(idx), trial.status.name.lower().replace("_", " "),
                  report_history.generator_of(trial)]
         cells += [_fmt(values.get(p, "")) for p in params]
@@ -209,8 +210,7 @@ def trial_table(search: Search) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _header(search: Search) -> str:
-    st = search.status()
+def _header(search: Search, st: NASExperimentStatus) -> str:
     c = st.trials
     objectives = ", ".join(f"{o.metric} ({o.goal.value})" for o in search.spec.objectives)
     ref = ", ".join(f"{k} = {_fmt(v)}" for k, v in st.objective_thresholds.items()) or "none"
@@ -249,15 +249,17 @@ def _div(fig: go.Figure, div_id: str) -> str:
 
 def render_html(search: Search) -> str:
     """The whole report page as one string (plotly.js inlined; no network needed to view it)."""
-    parts = [_header(search), "<h2>Trade-off</h2>"]
-    if search.observations():
-        parts.append(_div(tradeoff_figure(search), "tradeoff"))
+    status = search.status()  # built once: it computes the front
+    observed = bool(search.observations())
+    parts = [_header(search, status), "<h2>Trade-off</h2>"]
+    if observed:
+        parts.append(_div(tradeoff_figure(search, status), "tradeoff"))
         if len(search.spec.objectives) >= 3:
-            parts.append(_div(splom_figure(search), "splom"))
+            parts.append(_div(splom_figure(search, status), "splom"))
     else:
         parts.append('<p class="note">No completed trials yet.</p>')
     parts.append("<h2>Progress: hypervolume against trials</h2>")
-    if search.observations():
+    if observed:
         parts.append(_div(report_history.hypervolume_figure(search), "hypervolume"))
     else:
         parts.append('<p class="note">No completed trials yet.</p>')
@@ -281,7 +283,7 @@ def render_html(search: Search) -> str:
         for i, (title, subtitle, fig) in enumerate(cv):
             parts.append(f"<h3>{html.escape(title)}</h3><p>{html.escape(subtitle)}</p>"
                          f"{_div(fig, f'cv-{i}')}")
-    parts += ["<h2>Trials</h2>", trial_table(search)]
+    parts += ["<h2>Trials</h2>", trial_table(search, status)]
     title = html.escape(f"nasop report: {search.name}")
 
     def page(note: str) -> str:

@@ -63,9 +63,9 @@ def test_nan_and_inf_final_values_fail_their_trials_naming_metric_and_step(tmp_p
     assert st["trials"]["completed"] == 1 and st["trials"]["failed"] == 2
     search = _load(tmp_path, path)
     try:
-        assert search.props["reasons"] == {
-            "1": "trial exited 0 but val_acc is NaN at step 2",
-            "2": "trial exited 0 but val_acc is inf at step 2",
+        assert search.state.reasons == {
+            1: "trial exited 0 but val_acc is NaN at step 2",
+            2: "trial exited 0 but val_acc is inf at step 2",
         }
         assert [p.trial for p in search.front().points] == [0]
     finally:
@@ -120,7 +120,7 @@ def test_without_thresholds_the_reference_is_inferred_then_fixed_after_initial_t
         # reported by `nasop status`, a new process that only has the saved state
         fixed = _inferred(rows[:2])
         assert st["objectiveThresholds"] == pytest.approx(fixed)
-        assert search.props["reference"] == pytest.approx(fixed)
+        assert search.state.reference == pytest.approx(fixed)
         assert _inferred(rows) != pytest.approx(fixed)  # the front moved on; the point did not
         assert st["hypervolume"] > 0
         front = pareto.front(search.spec.objectives, [], search.observations(), reference=fixed)

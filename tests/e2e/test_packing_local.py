@@ -145,7 +145,7 @@ def test_kill_minus_9_of_nasop_run_mid_pack_then_resume_runs_every_trial_once(
     assert len(arms) == 6 and len(set(arms)) == 6
     for index in in_flight:  # the orphaned pack was re-attached and its members completed
         assert search.experiment.trials[index].status is TrialStatus.COMPLETED
-    assert search.props["infra"] == []
+    assert search.state.infra == []
     search.close()
 
 
@@ -166,7 +166,7 @@ def test_a_crashed_packs_unfinished_members_are_retried_not_failed(tmp_path: Pat
     status = search.status()
     # maxFailedTrials is 0: the search succeeded, so the killed members were not user failures
     assert status.phase is spec.Phase.SUCCEEDED and status.trials.completed == 3
-    assert sorted(search.props["infra"]) == sorted(killed)  # not counted against maxFailed
+    assert sorted(search.state.infra) == sorted(killed)  # not counted against maxFailed
     done = {t.arm.signature for t in search.trials_in(TrialStatus.COMPLETED)}
     assert {search.experiment.trials[i].arm.signature for i in killed} <= done  # re-run
     search.close()

@@ -230,7 +230,7 @@ def test_failing_trials_fail_the_search_past_max_failed(tmp_path):
     assert st["phase"] == "Failed"
     assert "maxFailedTrials" in st["message"]
     _, search = _load(tmp_path, path)
-    assert "asked to fail" in " ".join(search.props["reasons"].values())
+    assert "asked to fail" in " ".join(search.state.reasons.values())
     search.close()
 
 

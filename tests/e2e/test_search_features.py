@@ -101,7 +101,7 @@ def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
         _assert_killed(log_dir)
         steps = _val_acc_steps(log_dir)
         assert steps and max(steps) < 7, f"trial {trial.index} ran to the end: {steps}"
-        assert "val_acc worse than 0.65" in search.props["reasons"][str(trial.index)]
+        assert "val_acc worse than 0.65" in search.state.reasons[trial.index]
         assert trial.index not in {p.trial for p in status.pareto_front}
     for trial in completed:
         assert max(_val_acc_steps(trial.run_metadata["tb_log_dir"])) == 7
@@ -151,11 +151,11 @@ def test_early_stopping_acts_while_a_generation_runs(tmp_path: Any) -> None:
             running = search.trials_in(TrialStatus.RUNNING)
             losers = [t.index for t in running
                       if 0.75 * _fake_final(t.arm.parameters)[0] < 0.65]  # epoch 1
-            if search.trials_in(TrialStatus.COMPLETED) and losers and search._future is None:
+            if search.trials_in(TrialStatus.COMPLETED) and losers and search.generation._future is None:
                 break
             time.sleep(0.05)
         held: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
-        search._future = held  # a generation step that has not landed
+        search.generation._future = held  # a generation step that has not landed
 
         def stored_status(index: int) -> TrialStatus:
             snapshot = search.store.load(name=search.name)  # type: ignore[union-attr]
@@ -181,7 +181,7 @@ def test_early_stopping_acts_while_a_generation_runs(tmp_path: Any) -> None:
         assert max(_val_acc_steps(log_dir)) < 7
         held.set_result([])
         search.tick()  # the generation lands: saved now, with the stop in it
-        assert stored_status(stopped[0]) is TrialStatus.EARLY_STOPPED and search._future is not held
+        assert stored_status(stopped[0]) is TrialStatus.EARLY_STOPPED and search.generation._future is not held
     finally:
         for t in search.trials_in(TrialStatus.RUNNING):
             search.runner.stop(t)
@@ -204,7 +204,7 @@ def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
     for i in stopped:
         assert any(num_params[j] <= num_params[i] and final[j] >= final[i]
                    for j in final if j != i), f"trial {i} was not dominated"
-        assert "dominated by 1 trial on every objective" in search.props["reasons"][str(i)]
+        assert "dominated by 1 trial on every objective" in search.state.reasons[i]
         _assert_killed(search.experiment.trials[i].run_metadata["tb_log_dir"])
     assert min(num_params, key=num_params.get) not in stopped
 
@@ -242,7 +242,7 @@ def test_warm_start_reuses_compatible_trials_and_does_not_run_them(tmp_path: Any
     assert st.trials.warm_started == 4 and st.trials.completed == 6 and st.trials.total == 6
     assert len(_launched(events)) == 2  # maxTrials counts only trials run here
     assert any(e.reason == "WarmStarted" and "reused 4 trials" in e.message for e in events)
-    warm = {int(i) for i in target.props["warm"]}
+    warm = set(target.state.warm)
     assert warm == {0, 1, 2, 3} and not set(_launched(events)) & warm
     for o in target.observations():
         if o.trial in warm:  # same parameters, same metrics, nothing re-run
@@ -305,8 +305,8 @@ def test_interrupted_trial_is_retried_and_not_counted_as_a_failure(tmp_path: Any
     events = _run(second)
     st = second.status()
     assert st.phase is spec.Phase.SUCCEEDED, st.message
-    assert victim.index in second.props["infra"]
-    assert "interrupted" in second.props["reasons"][str(victim.index)]
+    assert victim.index in second.state.infra
+    assert "interrupted" in second.state.reasons[victim.index]
     arm = victim.arm.parameters
     rerun = [t for t in second.trials_in(TrialStatus.COMPLETED) if t.arm.parameters == arm]
     assert rerun and rerun[0].index > victim.index

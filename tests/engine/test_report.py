@@ -71,7 +71,7 @@ def make_search(tmp_path: Any, completed: int, manifest: dict[str, Any] = MANIFE
                                               "learning_rate": 1e-3})])
     )
     failed.mark_running(no_runner_required=True)
-    search.props["reasons"][str(failed.index)] = FAILURE
+    search.state.reasons[failed.index] = FAILURE
     failed.mark_failed(reason=FAILURE)
     return search
 

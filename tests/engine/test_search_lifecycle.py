@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 from typing import Any
 
 import pytest
@@ -22,8 +21,8 @@ def _search(tmp_path: Any, **overrides: Any) -> Search:
 
 
 def _generation_lands(search: Search) -> None:
-    assert search._future is not None
-    concurrent.futures.wait([search._future])
+    assert search.generation.running
+    search.generation.wait()
 
 
 @pytest.mark.parametrize("change", ["suspend", "maxTrials"])
@@ -57,7 +56,7 @@ def test_the_runner_knows_when_budget_max_duration_ends(tmp_path: Any) -> None:
 
     search = _search(tmp_path, budget={"maxTrials": 4, "parallelism": 2, "maxDuration": "1h"})
     try:
-        start = search.props["startEpoch"]
+        start = search.state.start_epoch
         assert search.runner.deadline == start + 3600
         search.update_spec(search.spec.model_copy(update={
             "budget": search.spec.budget.model_copy(update={"max_duration": "2h"})}))

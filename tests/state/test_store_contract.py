@@ -46,7 +46,7 @@ def _search(tmp_path, name="contract"):
                 for k, v in (("val_acc", acc), ("num_params", n))]
         exp.attach_data(Data(df=pd.DataFrame(rows)))
         t.mark_completed()
-    s.props["reasons"]["9"] = "why"
+    s.state.reasons[9] = "why"
     return s
 
 
@@ -55,7 +55,7 @@ def test_round_trip(tmp_path, make_store):
     store = make_store(tmp_path)
     s = _search(tmp_path)
     assert store.load(name="contract") is None
-    store.save(name="contract", snapshot=Snapshot(s.experiment, s.strategy))
+    store.save(name="contract", snapshot=s.snapshot())
     back = store.load(name="contract")
     assert back is not None
     e = back.experiment
@@ -92,12 +92,12 @@ def test_open_store_dispatch(tmp_path):
 def test_file_store_write_is_atomic(tmp_path, monkeypatch):
     store = _file(tmp_path)
     s = _search(tmp_path)
-    store.save(name="contract", snapshot=Snapshot(s.experiment, s.strategy))
+    store.save(name="contract", snapshot=s.snapshot())
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(codec, "to_bytes", boom)
     with pytest.raises(RuntimeError):
-        store.save(name="contract", snapshot=Snapshot(s.experiment, s.strategy))
+        store.save(name="contract", snapshot=s.snapshot())
     assert len(store.load(name="contract").experiment.trials) == 3
