@@ -12,11 +12,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import kopf
+
 from nasop import errors, spec
 from nasop.controller import kube, metrics, statuses
 from nasop.controller.settings import Settings
 from nasop.engine import conditions
-from nasop.engine.search import Event, Search
+from nasop.engine.search import Search, TickReport
 from nasop.state.configmap import ConfigMapStore
 from nasop.trials import cluster, registry
 from nasop.trials.runner import TorchXTrialRunner
@@ -78,133 +80,164 @@ async def drive(
 
     A finished search stays watched (raising budget.maxTrials resumes it). On deletion (the
     `deleted` event, kopf's stop reason, or the object found gone after a failed write) the
-    search stops launching and the experiment's running jobs are cancelled at once.
+    search stops launching and the experiment's running jobs are cancelled at once. When the
+    saved state cannot be trusted (a conflicting write, a failed read or write) the daemon
+    raises kopf.TemporaryError: kopf runs it again, and it reloads the state.
     """
-    meta = body["metadata"]
-    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
-    deleted = deleted if deleted is not None else asyncio.Event()
-    api = api or await asyncio.to_thread(kube.api_client)
-    writer = statuses.StatusWriter(api, namespace, name, _plain(body.get("status")))
-    search: Search | None = None
-    seen_generation: int | None = None
-    refused: spec.Condition | None = None  # a refused spec change, shown until it is reverted
-    stale = True  # the written status may lag the search (first tick, failed write)
-    ticking: asyncio.Future[Any] | None = None
-    kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
-
-    async def mark_invalid(message: str, generation: int | None) -> None:
-        await _write(writer, statuses.invalid(message, generation))
-        emit("Warning", "InvalidSpec", message[:1000])
-        metrics.set_phase(namespace, name, "Invalid")
-
-    async def gone() -> bool:
-        """After a failed write: is the experiment itself gone (deleted, maybe recreated)?"""
-        if not await asyncio.to_thread(kube.experiment_exists, api, namespace, name, uid):
-            deleted.set()
-        return deleted.is_set()
-
+    loop = _Loop(body, settings, logger, emit, deleted or asyncio.Event(),
+                 api or await asyncio.to_thread(kube.api_client))
     try:
-        while not stopped and not deleted.is_set():
-            generation = body["metadata"].get("generation")
-            dirty = generation != seen_generation  # status must show the new generation
-            if dirty:
-                seen_generation = generation
-                try:
-                    manifest = parse(body)
-                except errors.SpecError as e:
-                    await mark_invalid(e.message, generation)
-                    await _sleep(stopped, settings.tick_seconds, deleted)
-                    continue
-                kinds = [cluster.kind_of(manifest.spec.trial)]
-                if search is None:
-                    try:
-                        search = await asyncio.to_thread(open_search, body, manifest, settings, api)
-                    except errors.SpecError as e:  # e.g. search space changed vs stored state
-                        await mark_invalid(e.message, generation)
-                        continue
-                    except errors.BackendUnavailable as e:  # reading the state failed: retry
-                        metrics.RECONCILE_ERRORS.labels(kind="state").inc()
-                        logger.warning("%s; retrying", e)
-                        seen_generation = None
-                        if not await gone():
-                            await _sleep(stopped, settings.tick_seconds, deleted)
-                        continue
-                    emit("Normal", "SearchStarted",
-                         f"{len(search.experiment.trials)} trials recorded; state in ConfigMap")
-                else:
-                    try:
-                        search.update_spec(manifest.spec)
-                        refused = None
-                    except errors.SpecError as e:
-                        emit("Warning", "SpecChangeRefused", e.message)
-                        refused = spec.Condition(type=conditions.SPEC_ACCEPTED, status="False",
-                                                 reason="ImmutableField", message=e.message,
-                                                 last_transition_time=spec.now_rfc3339())
-            if search is None:  # still invalid: wait for the next spec change
-                await _sleep(stopped, settings.tick_seconds, deleted)
+        while not stopped and not loop.deleted.is_set():
+            change = await loop.read_spec()
+            if change == "invalid" or loop.search is None:  # wait for the next spec change
+                await _sleep(stopped, settings.tick_seconds, loop.deleted)
                 continue
-
-            try:
-                # shielded: a cancelled daemon still lets the tick's thread finish (see _finish)
-                ticking = asyncio.ensure_future(asyncio.to_thread(search.tick))
-                report = await asyncio.shield(ticking)
-            except errors.StateConflict as e:
-                metrics.RECONCILE_ERRORS.labels(kind="conflict").inc()
-                logger.warning("%s; reloading", e)
-                search.close()
-                search, seen_generation = None, None
-                continue
-            except errors.BackendUnavailable as e:  # the API server failed a state write
-                metrics.RECONCILE_ERRORS.labels(kind="state").inc()
-                logger.warning("%s; reloading", e)
-                search.close()
-                search, seen_generation = None, None
-                if not await gone():
-                    await _sleep(stopped, settings.tick_seconds, deleted)
-                continue
-            except errors.StateTooLarge as e:
-                emit("Warning", "StateTooLarge", str(e))
-                await _write(writer, statuses.failed(writer.last, str(e)))
-                return
-            if search.last_generation_seconds is not None:
-                metrics.GENERATION_SECONDS.observe(search.last_generation_seconds)
-                search.last_generation_seconds = None
-            for ev in report.events:
-                _emit(emit, ev)
-            # The status is a function of the search and the spec: rebuild it only when either
-            # changed (or the last write failed), not on every tick.
-            stale = stale or report.changed or dirty
-            if stale:
-                status = search.status().dump()
-                status["observedGeneration"] = seen_generation
-                if refused is not None:
-                    status = statuses.with_condition(status, refused)
-                stale = not await _write(writer, status)
-                if stale and await gone():
-                    break
-                metrics.set_phase(namespace, name, status["phase"])
-                metrics.set_trials(namespace, name, status["trials"])
+            report = await loop.tick()
+            if report is None or not await loop.publish(report, written=change == "changed"):
+                break  # the experiment is gone
             # A finished search stays watched: raising budget.maxTrials resumes it.
-            await _sleep(stopped, 0.2 if report.generating else settings.tick_seconds, deleted)
+            pause = 0.2 if report.generating else settings.tick_seconds
+            await _sleep(stopped, pause, loop.deleted)
     finally:
         # kopf cancels the daemon to stop it (and may cancel again): finish the cleanup anyway.
-        await asyncio.shield(asyncio.ensure_future(_finish(
-            search, ticking, deleted.is_set() or _deleted(stopped), api, kinds, namespace, name,
-            uid, emit, logger)))
+        await asyncio.shield(asyncio.ensure_future(loop.finish(_deleted(stopped))))
 
 
-async def _finish(search: Search | None, ticking: asyncio.Future[Any] | None, deleted: bool,
-                  api: Any, kinds: list[cluster.JobKind], namespace: str, name: str, uid: str,
-                  emit: EventSink, logger: logging.Logger) -> None:
-    """Stop the search (no launch after this) and, if it was deleted, cancel its jobs."""
-    if ticking is not None:
-        await asyncio.wait([ticking])  # a tick in its thread may be launching a trial
-        if not ticking.cancelled() and ticking.exception() is not None:
-            logger.debug("the last tick failed: %s", ticking.exception())
-    if search is not None:
-        await asyncio.to_thread(search.close)  # waits for a generation; launches nothing more
-    if deleted:
-        await _cancel_jobs(api, kinds, namespace, name, uid, emit, logger)
+class _Loop:
+    """One experiment's loop state between ticks; each step of `drive` is a method."""
+
+    def __init__(self, body: Mapping[str, Any], settings: Settings, logger: logging.Logger,
+                 emit: EventSink, deleted: asyncio.Event, api: Any) -> None:
+        meta = body["metadata"]
+        self.body, self.settings, self.logger, self.emit = body, settings, logger, emit
+        self.name, self.namespace, self.uid = meta["name"], meta["namespace"], meta["uid"]
+        self.deleted, self.api = deleted, api
+        self.writer = statuses.StatusWriter(api, self.namespace, self.name,
+                                            _plain(body.get("status")))
+        self.search: Search | None = None
+        self.seen_generation: int | None = None
+        self.refused: spec.Condition | None = None  # a refused spec change, until reverted
+        self.stale = True  # the written status may lag the search (first tick, failed write)
+        self.ticking: asyncio.Future[Any] | None = None
+        self.kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
+
+    async def read_spec(self) -> str:
+        """"unchanged", "changed" (the status must show the new generation) or "invalid"."""
+        generation = self.body["metadata"].get("generation")
+        if generation == self.seen_generation:
+            return "unchanged"
+        self.seen_generation = generation
+        try:
+            manifest = parse(self.body)
+        except errors.SpecError as e:
+            await self.mark_invalid(e.message)
+            return "invalid"
+        self.kinds = [cluster.kind_of(manifest.spec.trial)]
+        if self.search is None:
+            await self.open(manifest)
+        else:
+            self.update(manifest)
+        return "changed"
+
+    async def open(self, manifest: spec.NASExperiment) -> None:
+        try:
+            self.search = await asyncio.to_thread(
+                open_search, self.body, manifest, self.settings, self.api)
+        except errors.SpecError as e:  # e.g. search space changed vs stored state
+            await self.mark_invalid(e.message)
+            return
+        except errors.BackendUnavailable as e:  # reading the state failed
+            await self.reload(e, "state")
+            return  # the experiment is gone
+        self.emit("Normal", "SearchStarted",
+                  f"{len(self.search.experiment.trials)} trials recorded; state in ConfigMap")
+
+    def update(self, manifest: spec.NASExperiment) -> None:
+        assert self.search is not None  # noqa: S101 - called only with an open search
+        try:
+            self.search.update_spec(manifest.spec)
+            self.refused = None
+        except errors.SpecError as e:
+            self.emit("Warning", "SpecChangeRefused", e.message)
+            self.refused = spec.Condition(
+                type=conditions.SPEC_ACCEPTED, status="False", reason="ImmutableField",
+                message=e.message, last_transition_time=spec.now_rfc3339())
+
+    async def tick(self) -> TickReport | None:
+        """One engine tick in a thread; None when the experiment turned out to be gone."""
+        assert self.search is not None  # noqa: S101 - called only with an open search
+        try:
+            # shielded: a cancelled daemon still lets the tick's thread finish (see finish)
+            self.ticking = asyncio.ensure_future(asyncio.to_thread(self.search.tick))
+            return await asyncio.shield(self.ticking)
+        except errors.StateConflict as e:  # another writer: our copy is stale
+            await self.reload(e, "conflict", delay=0.0)
+        except errors.BackendUnavailable as e:  # the API server failed a state write
+            await self.reload(e, "state")
+        except errors.StateTooLarge as e:
+            self.emit("Warning", "StateTooLarge", str(e))
+            await _write(self.writer, statuses.failed(self.writer.last, str(e)))
+            raise kopf.PermanentError(str(e)) from e
+        return None
+
+    async def reload(self, e: Exception, kind: str, delay: float | None = None) -> None:
+        """Give the state up and let kopf run the daemon again, which reloads it; returns
+        only when the experiment is gone."""
+        metrics.RECONCILE_ERRORS.labels(kind=kind).inc()
+        if self.search is not None:
+            await asyncio.to_thread(self.search.close)
+            self.search = None
+        if kind == "conflict" or not await self.gone():
+            raise kopf.TemporaryError(f"{e}; reloading the state",
+                                      delay=self.settings.tick_seconds if delay is None else delay)
+
+    async def publish(self, report: TickReport, written: bool) -> bool:
+        """Events, metrics and (when it changed) the status; False if the experiment is gone."""
+        assert self.search is not None  # noqa: S101 - called only with an open search
+        if self.search.last_generation_seconds is not None:
+            metrics.GENERATION_SECONDS.observe(self.search.last_generation_seconds)
+            self.search.last_generation_seconds = None
+        for ev in report.events:
+            self.emit("Warning" if ev.warning else "Normal", ev.reason, ev.message)
+        # The status is a function of the search and the spec: rebuild it only when either
+        # changed (or the last write failed), not on every tick.
+        self.stale = self.stale or report.changed or written
+        if not self.stale:
+            return True
+        status = self.search.status().dump()
+        status["observedGeneration"] = self.seen_generation
+        if self.refused is not None:
+            status = statuses.with_condition(status, self.refused)
+        self.stale = not await _write(self.writer, status)
+        if self.stale and await self.gone():
+            return False
+        metrics.set_phase(self.namespace, self.name, status["phase"])
+        metrics.set_trials(self.namespace, self.name, status["trials"])
+        return True
+
+    async def mark_invalid(self, message: str) -> None:
+        await _write(self.writer, statuses.invalid(message, self.seen_generation))
+        self.emit("Warning", "InvalidSpec", message[:1000])
+        metrics.set_phase(self.namespace, self.name, "Invalid")
+
+    async def gone(self) -> bool:
+        """After a failed write: is the experiment itself gone (deleted, maybe recreated)?"""
+        if not await asyncio.to_thread(kube.experiment_exists, self.api, self.namespace,
+                                       self.name, self.uid):
+            self.deleted.set()
+        return self.deleted.is_set()
+
+    async def finish(self, stopped_by_deletion: bool) -> None:
+        """Stop the search (no launch after this) and, if it was deleted, cancel its jobs."""
+        if self.ticking is not None:
+            await asyncio.wait([self.ticking])  # a tick in its thread may be launching a trial
+            if not self.ticking.cancelled() and self.ticking.exception() is not None:
+                self.logger.debug("the last tick failed: %s", self.ticking.exception())
+        if self.search is not None:
+            await asyncio.to_thread(self.search.close)  # waits for a generation step
+        if self.deleted.is_set() or stopped_by_deletion:
+            await _cancel_jobs(self.api, self.kinds, self.namespace, self.name, self.uid,
+                               self.emit, self.logger)
 
 
 def _deleted(stopped: Any) -> bool:
@@ -225,10 +258,6 @@ async def _cancel_jobs(api: Any, kinds: list[cluster.JobKind], namespace: str, n
     emit("Normal", "SearchDeleted",
          f"experiment deleted: {len(cancelled)} running trial jobs cancelled"
          + (f" ({', '.join(cancelled)})" if cancelled else ""))
-
-
-def _emit(emit: EventSink, ev: Event) -> None:
-    emit("Warning" if ev.warning else "Normal", ev.reason, ev.message)
 
 
 async def _write(writer: statuses.StatusWriter, status: dict[str, Any]) -> bool:
