@@ -13,7 +13,7 @@ from ax.core.base_trial import TrialStatus
 
 from nasop import report, spec
 from nasop.engine.search import Search
-from synthetic import SyntheticTrial, add_trial, search_with_trials
+from synthetic_trials import SyntheticTrial, add_trial, search_with_trials
 
 MANIFEST = yaml.safe_load(
     """

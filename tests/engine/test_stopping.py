@@ -15,7 +15,7 @@ from nasop import spec
 from nasop.engine import pareto, stopping
 from nasop.engine.experiment import experiment_from_spec
 from stubs import manifest
-from synthetic import SyntheticTrial, add_trial
+from synthetic_trials import SyntheticTrial, add_trial
 
 
 def _experiment(**overrides: Any):  # noqa: ANN202

@@ -12,7 +12,7 @@ from nasop.state import codec
 from nasop.state.base import Snapshot
 from nasop.trials import registry
 from stubs import manifest
-from synthetic import SyntheticTrial, add_trial, experiment_with_trials
+from synthetic_trials import SyntheticTrial, add_trial, experiment_with_trials
 
 
 def _spec(**kw):

@@ -15,7 +15,7 @@ from nasop.state import codec
 from nasop.state.base import Snapshot
 from nasop.trials import registry
 from stubs import manifest
-from synthetic import SyntheticTrial, add_trial
+from synthetic_trials import SyntheticTrial, add_trial
 
 
 def _gp(n: int, seed: int) -> SingleTaskGP:
