@@ -46,15 +46,23 @@ class SyntheticTrial:
     run_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def data_rows(trial_index: int, arm_name: str, metrics: Mapping[str, float | Sequence[float]]
-              ) -> list[dict[str, Any]]:
+def data_rows(
+    trial_index: int, arm_name: str, metrics: Mapping[str, float | Sequence[float]]
+) -> list[dict[str, Any]]:
     """Ax `Data` rows for one arm's metrics (see SyntheticTrial for numbers versus curves)."""
     rows: list[dict[str, Any]] = []
     for name, value in metrics.items():
-        base = {"trial_index": trial_index, "arm_name": arm_name, "metric_name": name,
-                "metric_signature": name, "sem": math.nan}
+        base = {
+            "trial_index": trial_index,
+            "arm_name": arm_name,
+            "metric_name": name,
+            "metric_signature": name,
+            "sem": math.nan,
+        }
         if isinstance(value, Sequence):
-            rows += [{**base, "mean": float(v), "step": float(step)} for step, v in enumerate(value)]
+            rows += [
+                {**base, "mean": float(v), "step": float(step)} for step, v in enumerate(value)
+            ]
         else:
             rows.append({**base, "mean": float(value)})
     return rows
@@ -68,13 +76,20 @@ def add_trial(experiment: Experiment, trial: SyntheticTrial) -> int:
         raise ValueError(f"a reason is for a FAILED trial, not {trial.status.name}")
     unknown = sorted(set(trial.metrics) - set(experiment.metrics))
     if unknown:
-        raise ValueError(f"metrics {unknown} are not in the experiment {sorted(experiment.metrics)}: "
-                         "add them to the spec (objectives, constraints or an earlyStopping rule)")
-    t = experiment.new_trial(generator_run=GeneratorRun(
-        arms=[Arm(parameters=dict(trial.parameters))], generation_node_name=trial.node))
+        raise ValueError(
+            f"metrics {unknown} are not in the experiment "
+            f"{sorted(experiment.metrics)}: add them to the spec (objectives, "
+            "outcomeConstraints or an earlyStopping rule)"
+        )
+    t = experiment.new_trial(
+        generator_run=GeneratorRun(
+            arms=[Arm(parameters=dict(trial.parameters))], generation_node_name=trial.node
+        )
+    )
     if trial.run_metadata:
         t.update_run_metadata(dict(trial.run_metadata))
     t.mark_running(no_runner_required=True)
+    assert t.arm is not None  # named by the experiment when the trial took it
     if trial.metrics:
         experiment.attach_data(Data(df=pd.DataFrame(data_rows(t.index, t.arm.name, trial.metrics))))
     if trial.status is TrialStatus.COMPLETED:
@@ -91,25 +106,37 @@ def add_trials(experiment: Experiment, trials: Iterable[SyntheticTrial]) -> list
     return [add_trial(experiment, t) for t in trials]
 
 
-def experiment_with_trials(s: spec.NASExperimentSpec, trials: Iterable[SyntheticTrial] = (),
-                           name: str = "synthetic") -> Experiment:
+def experiment_with_trials(
+    s: spec.NASExperimentSpec, trials: Iterable[SyntheticTrial] = (), name: str = "synthetic"
+) -> Experiment:
     """The spec's Ax experiment (no runner) holding these trials."""
     experiment = experiment_from_spec(s, name, runner=None)
     add_trials(experiment, trials)
     return experiment
 
 
-def search_with_trials(manifest: dict[str, Any], log_root: str,
-                       trials: Iterable[SyntheticTrial] = ()) -> Search:
+def search_with_trials(
+    manifest: dict[str, Any], log_root: str, trials: Iterable[SyntheticTrial] = ()
+) -> Search:
     """A new Search (local runner, no store) on the manifest, holding these trials; the caller
     owns it (close() ends its generation thread)."""
     m = spec.parse_manifest(manifest)
-    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
-                               log_root=log_root, experiment_name=m.name)
+    runner = TorchXTrialRunner(
+        scheduler="local_cwd",
+        template=m.spec.trial.dump(),
+        log_root=log_root,
+        experiment_name=m.name,
+    )
     search = Search.open(m.spec, m.name, runner, store=None)
     add_trials(search.experiment, trials)
     return search
 
 
-__all__ = ["SyntheticTrial", "add_trial", "add_trials", "data_rows", "experiment_with_trials",
-           "search_with_trials"]
+__all__ = [
+    "SyntheticTrial",
+    "add_trial",
+    "add_trials",
+    "data_rows",
+    "experiment_with_trials",
+    "search_with_trials",
+]
