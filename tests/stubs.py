@@ -1,4 +1,5 @@
-"""Shared builders for tests: manifests, and searches with synthetic completed trials."""
+"""Shared builders for tests: manifests that run the fake trainer (an Ax experiment or a Search
+with synthetic trials: synthetic_trials.py)."""
 
 from __future__ import annotations
 

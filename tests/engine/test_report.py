@@ -7,16 +7,13 @@ import re
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
-from ax.core.arm import Arm
-from ax.core.data import Data
-from ax.core.generator_run import GeneratorRun
+from ax.core.base_trial import TrialStatus
 
 from nasop import report, spec
 from nasop.engine.search import Search
-from nasop.trials.runner import TorchXTrialRunner
+from synthetic_trials import SyntheticTrial, add_trial, search_with_trials
 
 MANIFEST = yaml.safe_load(
     """
@@ -47,32 +44,21 @@ def synthetic(p: dict[str, Any]) -> dict[str, float]:
 
 
 def make_search(tmp_path: Any, completed: int, manifest: dict[str, Any] = MANIFEST) -> Search:
-    m = spec.parse_manifest(manifest)
-    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
-                               log_root=str(tmp_path), experiment_name=m.name)
-    search = Search.open(m.spec, m.name, runner, store=None)
+    extra = [o.metric for o in spec.parse_manifest(manifest).spec.objectives[2:]]
     rng = np.random.default_rng(0)
+    trials = []
     for _ in range(completed):
         params = {"hidden_size_1": int(rng.integers(16, 129)),
                   "hidden_size_2": int(rng.integers(16, 129)),
                   "learning_rate": float(10 ** rng.uniform(-4, -2))}
-        trial = search.experiment.new_trial(generator_run=GeneratorRun(arms=[Arm(params)]))
-        trial.mark_running(no_runner_required=True)
         values = synthetic(params)
-        values.update({o.metric: float(rng.uniform(0, 1)) for o in m.spec.objectives[2:]})
-        search.experiment.attach_data(Data(df=pd.DataFrame([
-            {"trial_index": trial.index, "arm_name": trial.arm.name, "metric_name": k,
-             "metric_signature": k, "mean": v, "sem": float("nan")}
-            for k, v in values.items()
-        ])))
-        trial.mark_completed()
-    failed = search.experiment.new_trial(
-        generator_run=GeneratorRun(arms=[Arm({"hidden_size_1": 128, "hidden_size_2": 128,
-                                              "learning_rate": 1e-3})])
-    )
-    failed.mark_running(no_runner_required=True)
-    search.state.reasons[failed.index] = FAILURE
-    failed.mark_failed(reason=FAILURE)
+        values.update({metric: float(rng.uniform(0, 1)) for metric in extra})
+        trials.append(SyntheticTrial(params, values))
+    search = search_with_trials(manifest, str(tmp_path), trials)
+    failed = add_trial(search.experiment, SyntheticTrial(
+        {"hidden_size_1": 128, "hidden_size_2": 128, "learning_rate": 1e-3},
+        status=TrialStatus.FAILED, reason=FAILURE))
+    search.state.reasons[failed] = FAILURE  # where the search keeps why a trial failed
     return search
 
 

@@ -9,16 +9,13 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-from ax.core.arm import Arm
-from ax.core.data import Data
-from ax.core.generator_run import GeneratorRun
+from ax.core.base_trial import TrialStatus
 
-from nasop import report, report_history, spec
+from nasop import report, report_history
 from nasop.engine import pareto
 from nasop.engine.search import Search
-from nasop.trials.runner import TorchXTrialRunner
+from synthetic_trials import SyntheticTrial, search_with_trials
 from test_report import MANIFEST, synthetic
 
 EPOCHS = 4
@@ -39,32 +36,21 @@ def _values(v: Any) -> list[float]:
 
 
 def history_search(tmp_path: Any, completed: int = 12) -> Search:
-    m = spec.parse_manifest(MANIFEST)
-    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
-                               log_root=str(tmp_path), experiment_name=m.name)
-    search = Search.open(m.spec, m.name, runner, store=None)
     rng = np.random.default_rng(1)
+    trials = []
     for i in range(completed):
         params = {"hidden_size_1": int(rng.integers(16, 129)),
                   "hidden_size_2": int(rng.integers(16, 129)),
                   "learning_rate": float(10 ** rng.uniform(-4, -2))}
-        node = "Sobol" if i < SOBOL else "MBM"
-        trial = search.experiment.new_trial(
-            generator_run=GeneratorRun(arms=[Arm(params)], generation_node_name=node))
-        trial.mark_running(no_runner_required=True)
         values = synthetic(params)
-        epochs = 2 if i in STOPPED else EPOCHS
-        rows = [{"metric_name": "num_params", "mean": values["num_params"], "step": 0.0}]
-        rows += [{"metric_name": "val_acc", "mean": v, "step": float(e)}
-                 for e, v in enumerate(curve(values["val_acc"], epochs))]
-        search.experiment.attach_data(Data(df=pd.DataFrame([
-            {"trial_index": trial.index, "arm_name": trial.arm.name,
-             "metric_signature": r["metric_name"], "sem": float("nan"), **r} for r in rows])))
-        if i in STOPPED:
-            trial.mark_early_stopped()
-        else:
-            trial.mark_completed()
-    return search
+        stopped = i in STOPPED
+        trials.append(SyntheticTrial(
+            params,
+            {"num_params": [values["num_params"]],
+             "val_acc": curve(values["val_acc"], 2 if stopped else EPOCHS)},
+            status=TrialStatus.EARLY_STOPPED if stopped else TrialStatus.COMPLETED,
+            node="Sobol" if i < SOBOL else "MBM"))
+    return search_with_trials(MANIFEST, str(tmp_path), trials)
 
 
 def test_hypervolume_after_each_completed_trial_with_the_switch_marked(tmp_path):

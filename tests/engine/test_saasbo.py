@@ -5,16 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("numpyro", reason="pip install 'nasop[saasbo]'")
 
-from ax.core.arm import Arm  # noqa: E402
-from ax.core.generator_run import GeneratorRun  # noqa: E402
-
-from nasop import spec  # noqa: E402
-from nasop.engine.search import Search  # noqa: E402
-from nasop.trials.runner import TorchXTrialRunner  # noqa: E402
+from synthetic_trials import SyntheticTrial, search_with_trials  # noqa: E402
 from test_report import MANIFEST, synthetic  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -24,26 +20,14 @@ def test_saasbo_fits_the_fully_bayesian_model_and_proposes_in_bounds(tmp_path: A
     data = {**MANIFEST, "spec": {**MANIFEST["spec"],
                                  "optimizer": {"method": "saasbo", "initialTrials": 5, "seed": 0},
                                  "budget": {"maxTrials": 8, "parallelism": 1}}}
-    m = spec.parse_manifest(data)
-    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
-                               log_root=str(tmp_path), experiment_name=m.name)
-    search = Search.open(m.spec, m.name, runner, store=None)
-    import numpy as np
-    import pandas as pd
-    from ax.core.data import Data
-
     rng = np.random.default_rng(1)
+    trials = []
     for _ in range(6):
         params = {"hidden_size_1": int(rng.integers(16, 129)),
                   "hidden_size_2": int(rng.integers(16, 129)),
                   "learning_rate": float(10 ** rng.uniform(-4, -2))}
-        trial = search.experiment.new_trial(generator_run=GeneratorRun(arms=[Arm(params)]))
-        trial.mark_running(no_runner_required=True)
-        search.experiment.attach_data(Data(df=pd.DataFrame([
-            {"trial_index": trial.index, "arm_name": trial.arm.name, "metric_name": k,
-             "metric_signature": k, "mean": v, "sem": float("nan")}
-            for k, v in synthetic(params).items()])))
-        trial.mark_completed()
+        trials.append(SyntheticTrial(params, synthetic(params)))
+    search = search_with_trials(data, str(tmp_path), trials)
     start = time.perf_counter()
     (grs,) = search.strategy.gen(experiment=search.experiment, n=1, num_trials=1)
     seconds = time.perf_counter() - start

@@ -8,16 +8,13 @@ import pytest
 
 from nasop import spec
 from nasop.engine.search import Search
-from nasop.trials.runner import TorchXTrialRunner
 from stubs import manifest
+from synthetic_trials import search_with_trials
 
 
 def _search(tmp_path: Any, **overrides: Any) -> Search:
-    m = spec.parse_manifest(manifest("lifecycle", optimizer={"method": "sobol", "seed": 0},
-                                     **overrides))
-    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
-                               log_root=str(tmp_path), experiment_name=m.name)
-    return Search.open(m.spec, m.name, runner, store=None)
+    return search_with_trials(
+        manifest("lifecycle", optimizer={"method": "sobol", "seed": 0}, **overrides), str(tmp_path))
 
 
 def _generation_lands(search: Search) -> None:

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import pytest
-from ax.core.arm import Arm
-from ax.core.data import Data
-from ax.core.generator_run import GeneratorRun
+from ax.core.base_trial import TrialStatus
 
 from nasop import spec
 from nasop.engine import pareto, stopping
 from nasop.engine.experiment import experiment_from_spec
 from stubs import manifest
+from synthetic_trials import SyntheticTrial, add_trial
 
 
 def _experiment(**overrides: Any):  # noqa: ANN202
@@ -26,24 +24,13 @@ def _experiment(**overrides: Any):  # noqa: ANN202
 
 
 def _add(experiment, h1: int, curve: list[float], complete: bool, loss: list[float] | None = None) -> int:
-    trial = experiment.new_trial(generator_run=GeneratorRun(arms=[Arm(
+    metrics: dict[str, list[float]] = {"val_acc": curve, "num_params": [1000.0 * h1]}
+    if loss:
+        metrics["val_loss"] = loss
+    return add_trial(experiment, SyntheticTrial(
         {"hidden_size_1": h1, "hidden_size_2": 32, "learning_rate": 1e-3, "dropout": 0.1,
-         "batch_size": 64, "epochs": 2})]))
-    trial.mark_running(no_runner_required=True)
-    rows = [{"trial_index": trial.index, "arm_name": trial.arm.name, "metric_name": "val_acc",
-             "metric_signature": "val_acc", "mean": v, "sem": float("nan"), "step": float(e)}
-            for e, v in enumerate(curve)]
-    rows.append({"trial_index": trial.index, "arm_name": trial.arm.name,
-                 "metric_name": "num_params", "metric_signature": "num_params",
-                 "mean": 1000.0 * h1, "sem": float("nan"), "step": 0.0})
-    for e, v in enumerate(loss or []):
-        rows.append({"trial_index": trial.index, "arm_name": trial.arm.name,
-                     "metric_name": "val_loss", "metric_signature": "val_loss",
-                     "mean": v, "sem": float("nan"), "step": float(e)})
-    experiment.attach_data(Data(df=pd.DataFrame(rows)))
-    if complete:
-        trial.mark_completed()
-    return trial.index
+         "batch_size": 64, "epochs": 2},
+        metrics, status=TrialStatus.COMPLETED if complete else TrialStatus.RUNNING))
 
 
 def _population(experiment, loss: bool = False) -> tuple[int, int]:

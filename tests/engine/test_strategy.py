@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
-from ax.core.arm import Arm
-from ax.core.data import Data
+from ax.core.base_trial import TrialStatus
 from ax.core.observation import ObservationFeatures
 
 from nasop import spec
@@ -14,6 +12,7 @@ from nasop.state import codec
 from nasop.state.base import Snapshot
 from nasop.trials import registry
 from stubs import manifest
+from synthetic_trials import SyntheticTrial, add_trial, experiment_with_trials
 
 
 def _spec(**kw):
@@ -45,37 +44,20 @@ def test_model_node_generates_with_options(accuracies):
     """Ax accepts the options after 4 completed trials, also while no trial beats the val_acc
     threshold (0.5), when Ax switches to qLogProbabilityOfFeasibility."""
     s = _spec(optimizer={"initialTrials": 4, "seed": 0})
-    exp = experiment.experiment_from_spec(s, "x", None)
+    exp = experiment_with_trials(s, [SyntheticTrial(
+        {"hidden_size_1": h1, "hidden_size_2": 16, "learning_rate": 1e-3, "dropout": 0.1,
+         "batch_size": 64, "epochs": 2},
+        {"val_acc": [acc], "num_params": [float(784 * h1 + h1 * 16 + 170)]},
+    ) for h1, acc in zip([16, 32, 64, 128], accuracies)], name="x")
     gs = strategy.strategy_from_spec(s)
-    for i, (h1, acc) in enumerate(zip([16, 32, 64, 128], accuracies)):
-        t = exp.new_trial()
-        t.add_arm(Arm(parameters={"hidden_size_1": h1, "hidden_size_2": 16, "learning_rate": 1e-3,
-                                  "dropout": 0.1, "batch_size": 64, "epochs": 2}))
-        t.mark_running(no_runner_required=True)
-        n = 784 * h1 + h1 * 16 + 170
-        exp.attach_data(Data(df=pd.DataFrame([
-            {"trial_index": i, "arm_name": t.arm.name, "metric_name": k, "metric_signature": k,
-             "mean": v, "sem": float("nan"), "step": 0.0}
-            for k, v in (("val_acc", acc), ("num_params", float(n)))
-        ])))
-        t.mark_completed()
     (grs,) = gs.gen(experiment=exp, n=1, num_trials=1)
     assert grs[0]._generation_node_name == "MBM" and len(grs[0].arms) == 1
 
 
 def _curve_trial(exp, params, values, status):
-    t = exp.new_trial()
-    t.add_arm(Arm(parameters=params))
-    t.mark_running(no_runner_required=True)
     n = 784 * params["hidden_size_1"] + params["hidden_size_1"] * 16 + 170
-    rows = [{"trial_index": t.index, "arm_name": t.arm.name, "metric_name": "num_params",
-             "metric_signature": "num_params", "mean": float(n), "sem": float("nan"), "step": 0.0}]
-    rows += [{"trial_index": t.index, "arm_name": t.arm.name, "metric_name": "val_acc",
-              "metric_signature": "val_acc", "mean": v, "sem": float("nan"), "step": float(k)}
-             for k, v in enumerate(values)]
-    exp.attach_data(Data(df=pd.DataFrame(rows)))
-    t.mark_completed() if status == "completed" else t.mark_early_stopped()
-    return t
+    return add_trial(exp, SyntheticTrial(params, {"num_params": [float(n)], "val_acc": values},
+                                         status=status))
 
 
 @pytest.mark.parametrize("last_values", [True, False])
@@ -97,8 +79,9 @@ def test_early_stopped_curves_do_not_lift_short_trials(last_values):
     for h1 in (16, 32, 64, 128):
         for epochs in (1, 4):
             _curve_trial(exp, {**base, "hidden_size_1": h1, "epochs": epochs}, curve[:epochs],
-                         "completed")
-        _curve_trial(exp, {**base, "hidden_size_1": h1 + 8, "epochs": 4}, curve[:1], "stopped")
+                         TrialStatus.COMPLETED)
+        _curve_trial(exp, {**base, "hidden_size_1": h1 + 8, "epochs": 4}, curve[:1],
+                     TrialStatus.EARLY_STOPPED)
     gs.gen(experiment=exp, n=1, num_trials=1)  # fits the model
     one_epoch = ObservationFeatures(parameters={**base, "hidden_size_1": 48, "epochs": 1})
     mean, _ = gs.adapter.predict([one_epoch])

@@ -3,10 +3,7 @@ new data's transforms, and the strategy holding it survives saved state."""
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
-from ax.core.arm import Arm
-from ax.core.data import Data
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 
@@ -18,6 +15,7 @@ from nasop.state import codec
 from nasop.state.base import Snapshot
 from nasop.trials import registry
 from stubs import manifest
+from synthetic_trials import SyntheticTrial, add_trial
 
 
 def _gp(n: int, seed: int) -> SingleTaskGP:
@@ -50,16 +48,10 @@ def test_copy_hyperparameters_skips_mismatched_models():
 
 
 def _complete(exp, i, h1, acc):
-    t = exp.new_trial()
-    t.add_arm(Arm(parameters={"hidden_size_1": h1, "hidden_size_2": 16 + i, "learning_rate": 1e-3,
-                              "dropout": 0.1 + 0.01 * i, "batch_size": 64, "epochs": 2}))
-    t.mark_running(no_runner_required=True)
-    exp.attach_data(Data(df=pd.DataFrame([
-        {"trial_index": t.index, "arm_name": t.arm.name, "metric_name": k, "metric_signature": k,
-         "mean": v, "sem": float("nan"), "step": 0.0}
-        for k, v in (("val_acc", acc), ("num_params", float(784 * h1 + 170 + i)))
-    ])))
-    t.mark_completed()
+    add_trial(exp, SyntheticTrial(
+        {"hidden_size_1": h1, "hidden_size_2": 16 + i, "learning_rate": 1e-3,
+         "dropout": 0.1 + 0.01 * i, "batch_size": 64, "epochs": 2},
+        {"val_acc": [acc], "num_params": [float(784 * h1 + 170 + i)]}))
 
 
 def test_each_refit_starts_from_the_previous_fit(monkeypatch):

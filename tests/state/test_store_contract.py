@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
-from ax.core.arm import Arm
 from ax.core.base_trial import TrialStatus
-from ax.core.data import Data
-from ax.core.generator_run import GeneratorRun
 
-from nasop import spec
-from nasop.engine.search import Search
 from nasop.state import codec, files, open_store, sql
 from nasop.state.base import Snapshot
 from nasop.trials import registry
 from nasop.trials.metric import TrialMetric
 from nasop.trials.runner import TorchXTrialRunner
 from stubs import manifest
+from synthetic_trials import SyntheticTrial, search_with_trials
 
 
 def _file(tmp_path):
@@ -31,21 +26,12 @@ ALL_STORES = [_file, _sqlite]
 
 
 def _search(tmp_path, name="contract"):
-    m = spec.parse_manifest(manifest(name))
-    runner = TorchXTrialRunner("local_cwd", m.spec.trial.dump(), str(tmp_path / "logs"), name)
-    s = Search.open(m.spec, name, runner, store=None)
-    exp = s.experiment
-    for i, (h1, acc, n) in enumerate([(16, 0.8, 1000.0), (32, 0.9, 3000.0), (64, 0.7, 500.0)]):
-        t = exp.new_trial(generator_run=GeneratorRun(arms=[Arm(parameters={
-            "hidden_size_1": h1, "hidden_size_2": 16, "learning_rate": 0.001, "dropout": 0.1,
-            "batch_size": 64, "epochs": 2})]))
-        t.update_run_metadata({"app_handle": f"local_cwd://nasop/x-{i}", "tb_log_dir": f"/l/{i}"})
-        t.mark_running(no_runner_required=True)
-        rows = [{"trial_index": i, "arm_name": t.arm.name, "metric_name": k, "metric_signature": k,
-                 "mean": v, "sem": float("nan"), "step": 0.0}
-                for k, v in (("val_acc", acc), ("num_params", n))]
-        exp.attach_data(Data(df=pd.DataFrame(rows)))
-        t.mark_completed()
+    s = search_with_trials(manifest(name), str(tmp_path / "logs"), [SyntheticTrial(
+        {"hidden_size_1": h1, "hidden_size_2": 16, "learning_rate": 0.001, "dropout": 0.1,
+         "batch_size": 64, "epochs": 2},
+        {"val_acc": [acc], "num_params": [n]},
+        run_metadata={"app_handle": f"local_cwd://nasop/x-{i}", "tb_log_dir": f"/l/{i}"},
+    ) for i, (h1, acc, n) in enumerate([(16, 0.8, 1000.0), (32, 0.9, 3000.0), (64, 0.7, 500.0)])])
     s.state.reasons[9] = "why"
     return s
 
