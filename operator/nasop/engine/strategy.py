@@ -3,9 +3,9 @@ objectives), or Sobol only, or a fully Bayesian SAAS GP for large spaces.
 
 The model-based node takes Ax's modular BoTorch defaults with nasop's generation settings
 (`GENERATION_OPTIONS`): a smaller acquisition-optimiser budget than Ax's defaults (256 raw
-samples and 5 restarts instead of 1024 and 20). Measured on 2 cores with a trial training
-beside the controller (bench/generation_latency.py), they cut the seconds per proposal;
-bench/search_quality.py checks that the hypervolume reached does not drop. The options are plain dicts stored in the strategy's
+samples and 5 restarts instead of 1024 and 20), which cuts the seconds per proposal
+(bench/generation_latency.py) without lowering the hypervolume reached (bench/search_quality.py;
+results in docs/benchmarks.md). The options are plain dicts stored in the strategy's
 `generator_gen_kwargs`, so they round-trip through the saved state with the rest of it. The GP
 models each trial's last logged value (`model_last_values`), not the learning curve by step.
 """
@@ -96,9 +96,9 @@ def model_last_values(gs: GenerationStrategy) -> None:
     candidate at the largest step seen. Where the number of epochs is itself searched (the
     tutorial's `epochs`), completed trials tie the step to that parameter, and early-stopped ones
     (4 epochs planned, data at step 0) teach the GP that the step, not the parameter, raises the
-    accuracy: it then predicts 1-epoch candidates at 4-epoch accuracy. Measured on the tutorial
-    search with the percentile rule (5 seeds): BoTorch proposed 1-epoch models for 8-24 of its 39
-    trials (4-6 without early stopping) and the hypervolume fell 11.5%.
+    accuracy: it then predicts 1-epoch candidates at 4-epoch accuracy and proposes many cheap
+    1-epoch models (tests/engine/test_strategy.py; the search-level effect is in
+    docs/benchmarks.md).
     """
     node = gs.nodes_by_name.get(MODEL_NODE)
     if node is None:

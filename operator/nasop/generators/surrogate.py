@@ -7,8 +7,8 @@ last fit ended. `WarmStartSurrogate` copies the previous submodel's learned para
 new model's input and outcome transforms, which come from the new data. BoTorch's fit falls
 back to prior samples if the warm start does not converge, as it does for a cold fit.
 
-Measured with bench/generation_latency.py (tutorial space, 48 completed trials): the fit takes
-about half the time. Fully Bayesian models (SAAS) are fitted by NUTS from priors: left cold.
+bench/generation_latency.py measures what this saves (docs/benchmarks.md). Fully Bayesian
+models (SAAS) are fitted by NUTS from priors: left cold.
 """
 
 from __future__ import annotations
