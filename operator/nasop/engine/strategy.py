@@ -13,7 +13,7 @@ models each trial's last logged value (`model_last_values`), not the learning cu
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ax.adapter.registry import MBM_X_trans, Y_trans
 from ax.adapter.transforms.map_key_to_float import MapKeyToFloat
@@ -23,6 +23,9 @@ from ax.generation_strategy.generation_strategy import GenerationStrategy
 
 from nasop import errors, spec
 from nasop.generators.surrogate import WarmStartSurrogate
+
+if TYPE_CHECKING:
+    from ax.generators.torch.botorch_modular.surrogate import ModelConfig
 
 MODEL_NODE = "MBM"
 # Ax's defaults: 1024 raw samples, 20 restarts. No acquisition-function kwargs (e.g. fewer MC
@@ -41,10 +44,10 @@ def initial_trials(s: spec.NASExperimentSpec) -> int:
     return max(1, min(max(5, 2 * d), s.budget.max_trials // 2 or 1))
 
 
-def _saas_model_config():  # noqa: ANN202 - Ax type imported lazily
+def _saas_model_config() -> ModelConfig:
     try:  # BoTorch's fully Bayesian GPs run NUTS through NumPyro on JAX
-        import jax  # noqa: F401
-        import numpyro  # noqa: F401
+        import jax  # noqa: F401 - imported only to check that it is installed
+        import numpyro  # noqa: F401 - imported only to check that it is installed
     except ImportError:
         raise errors.MissingDependencyError(
             "optimizer.method: saasbo needs the optional dependencies jax and numpyro",
@@ -86,7 +89,8 @@ def use_warm_start_surrogate(gs: GenerationStrategy) -> None:
     for generator_spec in node.generator_specs:
         kwargs = generator_spec.generator_kwargs
         if "surrogate" not in kwargs:
-            kwargs["surrogate"] = WarmStartSurrogate(surrogate_spec=kwargs.pop("surrogate_spec", None))
+            surrogate_spec = kwargs.pop("surrogate_spec", None)
+            kwargs["surrogate"] = WarmStartSurrogate(surrogate_spec=surrogate_spec)
 
 
 def model_last_values(gs: GenerationStrategy) -> None:

@@ -57,7 +57,8 @@ class WarmStartSurrogate(Surrogate):
         state_dict: Mapping[str, torch.Tensor] | None,
         refit: bool,
     ) -> Model:
-        previous = self._submodels.get(tuple(dataset.outcome_names))
+        # Ax annotates the keys as tuple[str]; they are tuples of every outcome name
+        previous = self._submodels.get(tuple(dataset.outcome_names))  # type: ignore[arg-type]
         if (
             previous is None
             or state_dict is not None  # Ax's own warm start (cross-validation) or no refit
@@ -80,7 +81,9 @@ class WarmStartSurrogate(Surrogate):
         )
         model = model_class(**inputs)
         copy_hyperparameters(previous, model)
-        fit_botorch_model(model, mll_class=model_config.mll_class, mll_options=model_config.mll_options)
+        fit_botorch_model(
+            model, mll_class=model_config.mll_class, mll_options=model_config.mll_options
+        )
         return model
 
 
