@@ -37,12 +37,10 @@ from typing import IO, Any
 
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [
-    str(REPO / "tests" / "operator"),
-    str(REPO / "tests"),
-    str(REPO / "tests" / "cluster"),
-]
+# searched in this order: tests/operator, tests, tests/cluster
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "cluster"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "operator"))
 
 import controlplane
 import install

@@ -37,10 +37,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "trainer")]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "trainer"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))  # searched first
 
 from nasop.trials import forkserver, local
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist.npz"
 PRELOAD = ["lightning.pytorch", "torch.utils.tensorboard"]
