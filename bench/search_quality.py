@@ -22,7 +22,7 @@ The score is the hypervolume above the manifest's thresholds as a fraction of th
 exact front of the whole NAS-Bench-201 table; BoTorch's max_hv for BraninCurrin).
 
 Usage (from the repo root, needs `pip install -e '.[engine,bench]'`):
-    python bench/search_quality.py                 # 5 seeds, both problems (~25 min on 2 cores, 3 jobs)
+    python bench/search_quality.py                 # 5 seeds, both problems (3 jobs)
     python bench/search_quality.py --quick         # 1 seed, 24 trials: a smoke run
     python bench/search_quality.py --seeds 3 --problems nb201 --methods nasop,sobol
 """
@@ -43,29 +43,40 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _problems  # noqa: E402
+import _problems
 
 BATCH = 4
 BUDGETS = (24, 48)
 TARGET_FRACTION = 0.97
 METHODS = ("nasop", "ax_default", "sobol", "nsga2", "tpe")
-LABELS = {"nasop": "nasop", "ax_default": "Ax default", "sobol": "Sobol", "nsga2": "NSGA-II",
-          "tpe": "TPE", "nasop_ax_opt": "nasop, Ax optim."}
+LABELS = {
+    "nasop": "nasop",
+    "ax_default": "Ax default",
+    "sobol": "Sobol",
+    "nsga2": "NSGA-II",
+    "tpe": "TPE",
+    "nasop_ax_opt": "nasop, Ax optim.",
+}
 
 
-def run_ax(problem: _problems.Problem, method: str, seed: int, budget: int) -> list[dict[str, float]]:
+def run_ax(
+    problem: _problems.Problem, method: str, seed: int, budget: int
+) -> list[dict[str, float]]:
     import torch
     from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
     from ax.api.utils.structs import GenerationStrategyDispatchStruct
 
-    from nasop.engine import experiment as experiment_mod, search, strategy
+    from nasop.engine import experiment as experiment_mod
+    from nasop.engine import search, strategy
 
     s = problem.spec(seed=seed, method="sobol" if method == "sobol" else "auto")
     exp = experiment_mod.experiment_from_spec(s, f"{problem.name}-{method}-{seed}", None)
     search.configure_torch()
     torch.manual_seed(seed)  # BoTorch's raw samples and MC draws: reproducible runs
     if method == "ax_default":
-        gs = choose_generation_strategy(GenerationStrategyDispatchStruct(initialization_random_seed=seed))
+        gs = choose_generation_strategy(
+            GenerationStrategyDispatchStruct(initialization_random_seed=seed)
+        )
     else:
         gs = strategy.strategy_from_spec(s)
         if method == "nasop_ax_opt":
@@ -88,14 +99,17 @@ def _suggest(trial: Any, p: Any) -> Any:
     return trial.suggest_float(p.name, float(p.bounds[0]), float(p.bounds[1]), log=p.log)
 
 
-def run_optuna(problem: _problems.Problem, method: str, seed: int, budget: int) -> list[dict[str, float]]:
+def run_optuna(
+    problem: _problems.Problem, method: str, seed: int, budget: int
+) -> list[dict[str, float]]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = problem.spec()
     sampler = (
         optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
-        if method == "nsga2" else optuna.samplers.TPESampler(seed=seed)
+        if method == "nsga2"
+        else optuna.samplers.TPESampler(seed=seed)
     )
     study = optuna.create_study(directions=[o.goal.value for o in s.objectives], sampler=sampler)
     results: list[dict[str, float]] = []
@@ -108,7 +122,7 @@ def run_optuna(problem: _problems.Problem, method: str, seed: int, budget: int) 
     return results
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _problem(key: str) -> _problems.Problem:
     return _problems.PROBLEMS[key]()
 
@@ -123,78 +137,138 @@ def _task(key: str, method: str, seed: int, budget: int) -> tuple[list[dict[str,
 
 
 RUNNERS: dict[str, Callable[..., list[dict[str, float]]]] = {
-    "nasop": run_ax, "ax_default": run_ax, "sobol": run_ax, "nsga2": run_optuna, "tpe": run_optuna,
+    "nasop": run_ax,
+    "ax_default": run_ax,
+    "sobol": run_ax,
+    "nsga2": run_optuna,
+    "tpe": run_optuna,
     "nasop_ax_opt": run_ax,
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+Runs = dict[tuple[str, str, int], tuple[list[dict[str, float]], float]]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=BUDGETS[-1])
     ap.add_argument("--problems", default=",".join(_problems.PROBLEMS))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--quick", action="store_true", help="1 seed, 24 trials")
-    ap.add_argument("--jobs", type=int, default=3,
-                    help="runs in parallel (each one process with one torch thread)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=3,
+        help="runs in parallel (each one process with one torch thread)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.trials = 1, 24
-    methods = [m for m in args.methods.split(",") if m]
-    budgets = [b for b in BUDGETS if b <= args.trials] or [args.trials]
-    logging.getLogger("ax").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    args.methods = [m for m in args.methods.split(",") if m]
+    args.problems = args.problems.split(",")
+    args.budgets = [b for b in BUDGETS if b <= args.trials] or [args.trials]
+    return args
 
-    print(f"search quality: hypervolume / max after N trials, batches of {BATCH}, "
-          f"seeds 0..{args.seeds - 1}, mean ± std")
-    ok = True
-    keys = args.problems.split(",")
-    tasks = [(k, m, seed, max(budgets)) for k in keys for seed in range(args.seeds) for m in methods]
+
+def run_all(args: argparse.Namespace) -> Runs:
+    """Every (problem, method, seed) run in a process pool; each printed as it lands."""
+    budgets = args.budgets
+    tasks = [
+        (k, m, seed, max(budgets))
+        for k in args.problems
+        for seed in range(args.seeds)
+        for m in args.methods
+    ]
     # seed by seed (a stopped run still has whole seeds), model-based runs first within a seed
     tasks.sort(key=lambda t: (t[2], t[1] not in ("nasop", "ax_default", "nasop_ax_opt")))
-    done: dict[tuple[str, str, int], tuple[list[dict[str, float]], float]] = {}
+    done: Runs = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(_task, *t): t for t in tasks}
         for fut in concurrent.futures.as_completed(futures):
             k, m, seed, _ = futures[fut]
             done[k, m, seed] = res, dt = fut.result()
             p = _problem(k)
-            print(f"  [{p.name} seed {seed}] {LABELS[m]:<16} "
-                  + "  ".join(f"{b}: {p.hv_fraction(res[:b]):.4f}" for b in budgets)
-                  + f"  ({dt:.0f} s)", file=sys.stderr, flush=True)
-    for key in keys:
-        problem = _problem(key)
-        frac: dict[str, dict[int, list[float]]] = {m: {b: [] for b in budgets} for m in methods}
-        secs: dict[str, float] = {m: 0.0 for m in methods}
-        for seed in range(args.seeds):
-            for m in methods:
-                res, dt = done[key, m, seed]
-                secs[m] += dt
-                for b in budgets:
-                    frac[m][b].append(problem.hv_fraction(res[:b]))
-        print(f"\n{problem.name} (max hypervolume {problem.max_hv:.4f})")
-        header = f"| {'trials':>6} | " + " | ".join(f"{LABELS[m]:>16}" for m in methods) + " |"
-        print(header)
-        print("|" + "|".join("-" * (len(c) + 0) for c in header.split("|")[1:-1]) + "|")
-        for b in budgets:
-            cells = [f"{np.mean(frac[m][b]):.3f} ± {np.std(frac[m][b]):.3f}" for m in methods]
-            print(f"| {b:>6} | " + " | ".join(f"{c:>16}" for c in cells) + " |")
-        print(f"| {'s/run':>6} | " + " | ".join(f"{secs[m] / args.seeds:>16.1f}" for m in methods) + " |")
-        if "nasop" in methods:
-            for b in budgets:
-                others = {m: float(np.mean(frac[m][b])) for m in methods
-                          if m not in ("nasop", "nasop_ax_opt")}
-                mine = float(np.mean(frac["nasop"][b]))
-                behind = [LABELS[m] for m, v in others.items() if v > mine]
-                line = f"  nasop ahead of every other column at {b} trials: {'yes' if not behind else 'NO, behind ' + ', '.join(behind)}"
-                ok &= not behind
-                print(line)
-            if key == "nb201" and BUDGETS[-1] in budgets:
-                mine = float(np.mean(frac["nasop"][BUDGETS[-1]]))
-                hit = mine >= TARGET_FRACTION
-                ok &= hit
-                print(f"  target nasop >= {TARGET_FRACTION} at {BUDGETS[-1]} trials: "
-                      f"{mine:.3f} {'MET' if hit else 'MISSED'}")
+            print(
+                f"  [{p.name} seed {seed}] {LABELS[m]:<16} "
+                + "  ".join(f"{b}: {p.hv_fraction(res[:b]):.4f}" for b in budgets)
+                + f"  ({dt:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return done
+
+
+def fractions(
+    key: str, args: argparse.Namespace, done: Runs
+) -> tuple[dict[str, dict[int, list[float]]], dict[str, float]]:
+    """Per method: the hypervolume fraction of each seed at each budget, and seconds per run."""
+    problem = _problem(key)
+    frac: dict[str, dict[int, list[float]]] = {
+        m: {b: [] for b in args.budgets} for m in args.methods
+    }
+    secs: dict[str, float] = {m: 0.0 for m in args.methods}
+    for seed in range(args.seeds):
+        for m in args.methods:
+            res, dt = done[key, m, seed]
+            secs[m] += dt / args.seeds
+            for b in args.budgets:
+                frac[m][b].append(problem.hv_fraction(res[:b]))
+    return frac, secs
+
+
+def print_table(
+    key: str, methods: list[str], frac: dict[str, dict[int, list[float]]], secs: dict[str, float]
+) -> None:
+    problem = _problem(key)
+    print(f"\n{problem.name} (max hypervolume {problem.max_hv:.4f})")
+    header = f"| {'trials':>6} | " + " | ".join(f"{LABELS[m]:>16}" for m in methods) + " |"
+    print(header)
+    print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
+    for b in next(iter(frac.values())):
+        cells = [f"{np.mean(frac[m][b]):.3f} ± {np.std(frac[m][b]):.3f}" for m in methods]
+        print(f"| {b:>6} | " + " | ".join(f"{c:>16}" for c in cells) + " |")
+    print(f"| {'s/run':>6} | " + " | ".join(f"{secs[m]:>16.1f}" for m in methods) + " |")
+
+
+def check_targets(key: str, methods: list[str], frac: dict[str, dict[int, list[float]]]) -> bool:
+    """nasop ahead of every other column at each budget, and the NAS-Bench-201 target."""
+    ok = True
+    for b in frac["nasop"]:
+        others = {
+            m: float(np.mean(frac[m][b])) for m in methods if m not in ("nasop", "nasop_ax_opt")
+        }
+        mine = float(np.mean(frac["nasop"][b]))
+        behind = [LABELS[m] for m, v in others.items() if v > mine]
+        verdict = "yes" if not behind else "NO, behind " + ", ".join(behind)
+        print(f"  nasop ahead of every other column at {b} trials: {verdict}")
+        ok &= not behind
+    if key == "nb201" and BUDGETS[-1] in frac["nasop"]:
+        mine = float(np.mean(frac["nasop"][BUDGETS[-1]]))
+        hit = mine >= TARGET_FRACTION
+        ok &= hit
+        print(
+            f"  target nasop >= {TARGET_FRACTION} at {BUDGETS[-1]} trials: "
+            f"{mine:.3f} {'MET' if hit else 'MISSED'}"
+        )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.getLogger("ax").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    print(
+        f"search quality: hypervolume / max after N trials, batches of {BATCH}, "
+        f"seeds 0..{args.seeds - 1}, mean ± std"
+    )
+    done = run_all(args)
+    ok = True
+    for key in args.problems:
+        frac, secs = fractions(key, args, done)
+        print_table(key, args.methods, frac, secs)
+        if "nasop" in args.methods:
+            ok &= check_targets(key, args.methods, frac)
     print(f"\nall targets met: {'yes' if ok else 'no'}")
     return 0
 

@@ -35,7 +35,7 @@ import numpy as np
 from nasop.engine import pareto
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _problems  # noqa: E402
+import _problems
 
 #: the tutorial manifest's thresholds, as (val_acc, -num_params): both larger-is-better
 _OBJECTIVES = {o.metric: o for o in _problems.tutorial_spec().objectives}
@@ -66,13 +66,15 @@ def load_run(log_root: Path) -> list[Trial]:
             continue
         first = acc.Scalars("num_params")[0]
         events = sorted({e.step: e for e in acc.Scalars("val_acc")}.items())
-        trials.append(Trial(
-            num_params=first.value,
-            curve=[e.value for _, e in events],
-            logged=[e.wall_time for _, e in events],
-            seconds=end.stat().st_mtime - pid.stat().st_mtime,
-            per_epoch=(events[-1][1].wall_time - first.wall_time) / len(events),
-        ))
+        trials.append(
+            Trial(
+                num_params=first.value,
+                curve=[e.value for _, e in events],
+                logged=[e.wall_time for _, e in events],
+                seconds=end.stat().st_mtime - pid.stat().st_mtime,
+                per_epoch=(events[-1][1].wall_time - first.wall_time) / len(events),
+            )
+        )
     return trials
 
 
@@ -89,8 +91,9 @@ def outcome(trials: list[Trial], stopped: dict[int, int], full: float) -> tuple[
     """(fraction of trainer time saved, hypervolume change relative to `full`) of stopping
     trial i after epoch index stopped[i]."""
     saved = sum((len(trials[i].curve) - 1 - k) * trials[i].per_epoch for i, k in stopped.items())
-    kept = hypervolume([(t.curve[stopped.get(i, len(t.curve) - 1)], t.num_params)
-                        for i, t in enumerate(trials)])
+    kept = hypervolume(
+        [(t.curve[stopped.get(i, len(t.curve) - 1)], t.num_params) for i, t in enumerate(trials)]
+    )
     return saved / sum(t.seconds for t in trials), kept / full - 1
 
 
@@ -114,7 +117,8 @@ def replay(trials: list[Trial], rule: Rule) -> dict[int, int]:
 def percentile(min_curves: int = 5) -> Rule:
     def rule(trials: list[Trial], seen: dict[int, list[float]], i: int, k: int) -> bool:
         others = [v[k] for j, v in seen.items() if j != i and len(v) > k]
-        return len(others) >= min_curves and seen[i][k] < np.percentile(others + [seen[i][k]], 50)
+        return len(others) >= min_curves and seen[i][k] < np.percentile([*others, seen[i][k]], 50)
+
     return rule
 
 
@@ -125,6 +129,7 @@ def dominated(need: int = 1, margin: float = 0.0, min_curves: int = 5) -> Rule:
             return False
         mine, size = seen[i][k], trials[i].num_params
         return sum(a >= mine + margin and n <= size for a, n in rivals) >= need
+
     return rule
 
 
@@ -168,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     for need in (1, 2, 3):
         for margin in (0.0, 0.001, 0.003):
-            policies[f"pareto need={need} d={margin:g}"] = (
-                lambda ts, n=need, m=margin: replay(ts, dominated(n, m)))
+            policies[f"pareto need={need} d={margin:g}"] = lambda ts, n=need, m=margin: replay(
+                ts, dominated(n, m)
+            )
     print(f"replayed on {len(runs)} recorded run(s): {', '.join(runs)}")
     print(f"{'policy':<24} {'saved':>7} {'HV':>8} {'worst HV':>9} {'stopped':>8}")
     for name, policy in policies.items():

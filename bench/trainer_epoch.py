@@ -89,18 +89,25 @@ class TutorialModel(pl.LightningModule):
         super().__init__()
         self.batch_size, self.arrays = batch_size, arrays
         self.model = nn.Sequential(
-            nn.Flatten(), nn.Linear(input_dim, hidden), nn.ReLU(), nn.Dropout(0.2),
-            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(0.2), nn.Linear(hidden, 10))
+            nn.Flatten(),
+            nn.Linear(input_dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(hidden, 10),
+        )
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.model(x), dim=1)
 
-    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def training_step(self, batch, batch_idx):
         x, y = batch
         return F.nll_loss(self(x), y)
 
-    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+    def validation_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         self.log("val_loss", F.nll_loss(logits, y))
@@ -112,8 +119,9 @@ class TutorialModel(pl.LightningModule):
 
     def train_dataloader(self) -> DataLoader:
         a = self.arrays
-        return DataLoader(PerSampleImages(a["x_train"], a["y_train"]), batch_size=self.batch_size,
-                          shuffle=True)
+        return DataLoader(
+            PerSampleImages(a["x_train"], a["y_train"]), batch_size=self.batch_size, shuffle=True
+        )
 
     def val_dataloader(self) -> DataLoader:
         a = self.arrays
@@ -129,9 +137,16 @@ def time_baseline(arrays: dict, hidden: int, batch: int, epochs: int, tmp: Path)
     pl.seed_everything(0, verbose=False)
     timer = EpochTimer()
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=epochs, deterministic=True,
-        logger=TensorBoardLogger(str(tmp), name="baseline"), enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=str(tmp), callbacks=[timer])
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        deterministic=True,
+        logger=TensorBoardLogger(str(tmp), name="baseline"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp),
+        callbacks=[timer],
+    )
     input_dim = int(np.prod(arrays["x_train"].shape[1:]))
     trainer.fit(TutorialModel(input_dim, hidden, batch, arrays))
     return steady(timer.seconds)
@@ -139,9 +154,19 @@ def time_baseline(arrays: dict, hidden: int, batch: int, epochs: int, tmp: Path)
 
 def time_nasop(data_args: list[str], hidden: int, batch: int, epochs: int, tmp: Path) -> float:
     timer = EpochTimer()
-    config = cli.parse([*data_args, f"--hidden_size_1={hidden}", f"--hidden_size_2={hidden}",
-                        f"--batch_size={batch}", f"--epochs={epochs}", "--accelerator=cpu",
-                        "--threads=1", f"--log-dir={tmp / f'nasop-{hidden}-{batch}'}"], environ={})
+    config = cli.parse(
+        [
+            *data_args,
+            f"--hidden_size_1={hidden}",
+            f"--hidden_size_2={hidden}",
+            f"--batch_size={batch}",
+            f"--epochs={epochs}",
+            "--accelerator=cpu",
+            "--threads=1",
+            f"--log-dir={tmp / f'nasop-{hidden}-{batch}'}",
+        ],
+        environ={},
+    )
     train.train(config, callbacks=[timer])
     return steady(timer.seconds)
 
@@ -149,23 +174,35 @@ def time_nasop(data_args: list[str], hidden: int, batch: int, epochs: int, tmp: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_NPZ, help="an MNIST npz")
-    parser.add_argument("--epochs", type=int, default=3,
-                        help="epochs per run; the first is warm-up, the best of the rest counts")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=3,
+        help="epochs per run; the first is warm-up, the best of the rest counts",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
 
     if args.data.is_file():
-        arrays, data_args, name = data.mnist_arrays(args.data), ["--dataset=mnist",
-                                                                  f"--data-dir={args.data}"], "MNIST"
+        arrays, data_args, name = (
+            data.mnist_arrays(args.data),
+            ["--dataset=mnist", f"--data-dir={args.data}"],
+            "MNIST",
+        )
     else:  # digits as uint8 8x8 images, so the baseline's PIL path still applies
-        arrays = {k: (v * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8) if k[0] == "x" else v
-                  for k, v in data.digits_arrays().items()}
+        arrays = {
+            k: (v * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8) if k[0] == "x" else v
+            for k, v in data.digits_arrays().items()
+        }
         data_args, name = ["--dataset=digits"], "digits"
     n_train, n_val = len(arrays["y_train"]), len(arrays["y_test"])
-    print(f"data: {name} ({n_train} train, {n_val} val), {args.epochs} epochs per run, "
-          f"1 thread, torch {torch.__version__}, lightning {pl.__version__}", flush=True)
+    print(
+        f"data: {name} ({n_train} train, {n_val} val), {args.epochs} epochs per run, "
+        f"1 thread, torch {torch.__version__}, lightning {pl.__version__}",
+        flush=True,
+    )
     print("| h1=h2 | batch | nasop-trainer s/epoch | tutorial-style s/epoch | speed-up |")
     print("|---:|---:|---:|---:|---:|", flush=True)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -173,8 +210,9 @@ def main() -> None:
         for hidden, batch in POINTS:
             ours = time_nasop(data_args, hidden, batch, args.epochs, tmp)
             base = time_baseline(arrays, hidden, batch, args.epochs, tmp)
-            print(f"| {hidden} | {batch} | {ours:.2f} | {base:.2f} | {base / ours:.1f}x |",
-                  flush=True)
+            print(
+                f"| {hidden} | {batch} | {ours:.2f} | {base:.2f} | {base / ours:.1f}x |", flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The tutorial's 48-trial search on full MNIST, run by `nasop run`, with and without early stopping.
+"""The tutorial's 48-trial search on full MNIST run by `nasop run`, with and without early stopping.
 
 Both runs use examples/mnist-tutorial.yaml (Sobol then qLogNEHVI, 4 trials at a time, the real
 Lightning trainer on `mnist.npz`); the second adds a percentile rule on the val_acc curve. For
@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import copy
-import signal
-import statistics
 import json
 import os
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,9 +45,13 @@ MANIFEST = ROOT / "examples" / "mnist-tutorial.yaml"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist.npz"
 EARLY_STOPPING = {"metric": "val_acc", "percentile": 50, "minProgression": 0, "minCurves": 5}
 #: an alternative for --early-stopping: also stop a first epoch far below the 0.94 threshold
-EARLY_STOPPING_ANY = {"combine": "any", "rules": [
-    {"metric": "val_acc", "percentile": 50, "minProgression": 0, "minCurves": 5},
-    {"metric": "val_acc", "threshold": 0.9, "minProgression": 0, "minCurves": 1}]}
+EARLY_STOPPING_ANY = {
+    "combine": "any",
+    "rules": [
+        {"metric": "val_acc", "percentile": 50, "minProgression": 0, "minCurves": 5},
+        {"metric": "val_acc", "threshold": 0.9, "minProgression": 0, "minCurves": 1},
+    ],
+}
 
 #: the Pareto rule: stop a trial once another trial beats it on both objectives at the same epoch
 EARLY_STOPPING_PARETO = {"metric": "val_acc", "dominatedBy": 1, "minProgression": 0, "minCurves": 5}
@@ -61,8 +65,9 @@ PACK_PARALLELISM = 2
 PRELOAD = "lightning.pytorch,torch.utils.tensorboard"
 
 
-def manifest(trials: int, mode: str, seed: int,
-             rule: dict[str, Any] | None = None) -> dict[str, Any]:
+def manifest(
+    trials: int, mode: str, seed: int, rule: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The tutorial manifest for one run; mode `es` adds the early-stopping rule."""
     m = yaml.safe_load(MANIFEST.read_text())
     m["metadata"]["name"] = f"tutorial-{mode}-s{seed}"
@@ -91,12 +96,16 @@ def trainer_seconds(log_root: Path) -> list[float]:
 def stopped_plans(state_file: Path) -> dict[int, int]:
     """The `epochs` parameter of each early-stopped trial, from the saved Ax experiment."""
     doc = json.loads(state_file.read_text())
-    return {int(t["index"]): int(t["generator_run"]["arms"][0]["parameters"]["epochs"])
-            for t in doc["experiment"]["trials"].values()
-            if t.get("generator_run") and "EARLY_STOPPED" in json.dumps(t["status"])}
+    return {
+        int(t["index"]): int(t["generator_run"]["arms"][0]["parameters"]["epochs"])
+        for t in doc["experiment"]["trials"].values()
+        if t.get("generator_run") and "EARLY_STOPPED" in json.dumps(t["status"])
+    }
 
 
-def curve_stats(log_root: Path, planned: dict[int, int] | None = None) -> tuple[list[float], int, float]:
+def curve_stats(
+    log_root: Path, planned: dict[int, int] | None = None
+) -> tuple[list[float], int, float]:
     """One read of each trial's TensorBoard events, three numbers from it:
     - start-up per trial: from the trainer's start (pid marker) to its first event (num_params,
       written once imports, data and model are ready); early stopping cannot save this part;
@@ -127,8 +136,44 @@ def curve_stats(log_root: Path, planned: dict[int, int] | None = None) -> tuple[
     return startup, epochs, unrun
 
 
-def run_one(trials: int, mode: str, seed: int, data: str, cores: str, out: Path,
-            timeout: float, rule: dict[str, Any] | None = None, preload: str = "") -> dict[str, Any]:
+def nasop_run(
+    cmd: list[str], work: Path, env: dict[str, str], timeout: float
+) -> tuple[str, int, bool, float]:
+    """Run `nasop run` to the end or `timeout`: its output, exit code, whether it timed out, and
+    its wall seconds."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    timed_out = False
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # like Ctrl-C: trials cancelled, state saved
+        timed_out = True
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate()
+    return output, proc.returncode, timed_out, time.perf_counter() - start
+
+
+def nasop_status(path: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The search's status block, as `nasop status -o json` prints it."""
+    cmd = [sys.executable, "-m", "nasop.cli", "status", str(path)]
+    cmd += ["--state-dir", str(work / "state"), "-o", "json"]
+    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def run_one(
+    trials: int,
+    mode: str,
+    seed: int,
+    data: str,
+    cores: str,
+    out: Path,
+    timeout: float,
+    rule: dict[str, Any] | None = None,
+    preload: str = "",
+) -> dict[str, Any]:
     """mode: none (no early stopping), es (with), fresh (none, every trial a fresh process)."""
     m = manifest(trials, mode, seed, rule)
     name = m["metadata"]["name"]
@@ -138,75 +183,91 @@ def run_one(trials: int, mode: str, seed: int, data: str, cores: str, out: Path,
     path = work / "manifest.yaml"
     path.write_text(yaml.safe_dump(m, sort_keys=False))
     env = dict(os.environ, NASOP_DATA_DIR=data, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-    cmd = [sys.executable, "-m", "nasop.cli", "run", str(path), "--state-dir", str(work / "state"),
-           "--quiet"]
+    cmd = [sys.executable, "-m", "nasop.cli", "run", str(path)]
+    cmd += ["--state-dir", str(work / "state"), "--quiet"]
     if preload and mode != "fresh":
         cmd += ["--preload", preload]
     if cores and shutil.which("taskset"):
         cmd = ["taskset", "-c", cores, *cmd]
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    timed_out = False
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:  # like Ctrl-C: trials cancelled, state saved
-        timed_out = True
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate()
-    wall = time.perf_counter() - start
+    output, code, timed_out, wall = nasop_run(cmd, work, env, timeout)
     (work / "run.log").write_text(output)
-    if proc.returncode != 0 and not timed_out:
-        raise SystemExit(f"{name}: nasop run exited {proc.returncode}\n{output[-3000:]}")
-    status = json.loads(subprocess.run(
-        [sys.executable, "-m", "nasop.cli", "status", str(path), "--state-dir",
-         str(work / "state"), "-o", "json"],
-        cwd=work, env=env, capture_output=True, text=True, check=True).stdout)
+    if code != 0 and not timed_out:
+        raise SystemExit(f"{name}: nasop run exited {code}\n{output[-3000:]}")
+    status = nasop_status(path, work, env)
     per_trial = trainer_seconds(work / "state" / "logs" / name)
     planned = stopped_plans(work / "state" / "state" / f"{name}.json")
     startup, epochs, unrun = curve_stats(work / "state" / "logs" / name, planned)
     return {
-        "name": name, "wall_s": wall, "trainer_s": sum(per_trial), "trials": len(per_trial),
-        "startup_s": sum(startup), "epochs": epochs, "unrun_s": unrun,
+        "name": name,
+        "wall_s": wall,
+        "trainer_s": sum(per_trial),
+        "trials": len(per_trial),
+        "startup_s": sum(startup),
+        "epochs": epochs,
+        "unrun_s": unrun,
         "completed": status["trials"]["completed"],
         "early_stopped": status["trials"].get("earlyStopped", 0),
-        "failed": status["trials"]["failed"], "hypervolume": status.get("hypervolume") or 0.0,
-        "pareto": status.get("paretoSize", 0), "phase": status["phase"],
-        "mode": mode, "seed": seed, "timed_out": timed_out,
+        "failed": status["trials"]["failed"],
+        "hypervolume": status.get("hypervolume") or 0.0,
+        "pareto": status.get("paretoSize", 0),
+        "phase": status["phase"],
+        "mode": mode,
+        "seed": seed,
+        "timed_out": timed_out,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="mnist.npz or a torchvision dir")
     ap.add_argument("--trials", type=int, default=48)
     ap.add_argument("--seeds", default="0", help="comma-separated optimizer seeds")
     ap.add_argument("--cores-per-run", type=int, default=2, help="CPUs per search (0 = no pin)")
     ap.add_argument("--parallel", action="store_true", help="run searches side by side")
-    ap.add_argument("--modes", default="none,es",
-                    help="comma-separated: none (no early stopping), es (with), fresh (none, "
-                         "without the fork server: every trial imports torch and Lightning), "
-                         "packed (none, with spec.trial.pack: see PACK)")
-    ap.add_argument("--preload", default=PRELOAD,
-                    help="nasop run --preload for the none/es runs ('' = fresh processes)")
+    ap.add_argument(
+        "--modes",
+        default="none,es",
+        help="comma-separated: none (no early stopping), es (with), fresh (none, "
+        "without the fork server: every trial imports torch and Lightning), "
+        "packed (none, with spec.trial.pack: see PACK)",
+    )
+    ap.add_argument(
+        "--preload",
+        default=PRELOAD,
+        help="nasop run --preload for the none/es runs ('' = fresh processes)",
+    )
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per search")
-    ap.add_argument("--early-stopping", default="",
-                    help="spec.earlyStopping as JSON, 'any' (EARLY_STOPPING_ANY) or 'pareto' "
-                         "(EARLY_STOPPING_PARETO); default EARLY_STOPPING (percentile)")
+    ap.add_argument(
+        "--early-stopping",
+        default="",
+        help="spec.earlyStopping as JSON, 'any' (EARLY_STOPPING_ANY) or 'pareto' "
+        "(EARLY_STOPPING_PARETO); default EARLY_STOPPING (percentile)",
+    )
     ap.add_argument("--out", default="", help="keep run directories here (default: temp)")
     ap.add_argument("--json", default="", help="also write the results to this file")
     args = ap.parse_args(argv)
     if not Path(args.data).exists():
         raise SystemExit(f"no MNIST at {args.data}: pass --data (an mnist.npz)")
     args.data = str(Path(args.data).resolve())  # trials run in their own directories
-    out = Path(args.out or tempfile.mkdtemp(prefix="nasop-tutorial-"))
-    modes = [m for m in args.modes.split(",") if m]
-    if set(modes) - {"none", "es", "fresh", "packed"}:
-        raise SystemExit(f"--modes: none, es, fresh or packed, not {args.modes}")
-    rule = (EARLY_STOPPING_ANY if args.early_stopping == "any" else
-            EARLY_STOPPING_PARETO if args.early_stopping == "pareto" else
-            json.loads(args.early_stopping) if args.early_stopping else EARLY_STOPPING)
-    jobs = [(es, int(seed)) for seed in args.seeds.split(",") for es in modes]
+    args.modes = [m for m in args.modes.split(",") if m]
+    if set(args.modes) - {"none", "es", "fresh", "packed"}:
+        raise SystemExit(f"--modes: none, es, fresh or packed, not {','.join(args.modes)}")
+    return args
+
+
+def early_stopping_rule(flag: str) -> dict[str, Any]:
+    """The spec.earlyStopping of mode `es`, from --early-stopping."""
+    if flag == "any":
+        return EARLY_STOPPING_ANY
+    if flag == "pareto":
+        return EARLY_STOPPING_PARETO
+    return json.loads(flag) if flag else EARLY_STOPPING
+
+
+def run_all(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """Every (seed, mode) search, `--parallel` ones side by side, each pinned to its own cores."""
+    rule = early_stopping_rule(args.early_stopping)
+    jobs = [(mode, int(seed)) for seed in args.seeds.split(",") for mode in args.modes]
     k = args.cores_per_run
     ncpu = os.cpu_count() or 1
     slots = max(1, ncpu // k) if (args.parallel and k) else 1
@@ -214,61 +275,115 @@ def main(argv: list[str] | None = None) -> int:
     def cores(i: int) -> str:
         return "" if not k else ",".join(str((i % slots) * k + c) for c in range(k))
 
+    def run(i: int, job: tuple[str, int]) -> dict[str, Any]:
+        mode, seed = job
+        return run_one(
+            args.trials, mode, seed, args.data, cores(i), out, args.timeout, rule, args.preload
+        )
+
     with concurrent.futures.ThreadPoolExecutor(slots) as pool:
-        rows = list(pool.map(
-            lambda ij: run_one(args.trials, ij[1][0], ij[1][1], args.data, cores(ij[0]), out,
-                               args.timeout, rule, args.preload),
-            enumerate(jobs)))
-    print(f"tutorial search, {args.trials} trials, {k or 'all'} cores per search, "
-          f"{slots} at a time ({ncpu} CPUs), runs in {out}")
-    print(f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'startup s':>10} {'unrun s':>8} {'epochs':>7} {'trials':>7} {'completed':>10} "
-          f"{'stopped':>8} {'failed':>7} {'HV':>10} {'front':>6}")
+        rows = list(pool.map(run, range(len(jobs)), jobs))
+    print(
+        f"tutorial search, {args.trials} trials, {k or 'all'} cores per search, "
+        f"{slots} at a time ({ncpu} CPUs), runs in {out}"
+    )
+    return rows
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'run':<20} {'wall s':>8} {'trainer s':>10} {'startup s':>10} {'unrun s':>8} "
+        f"{'epochs':>7} {'trials':>7} {'completed':>10} "
+        f"{'stopped':>8} {'failed':>7} {'HV':>10} {'front':>6}"
+    )
     for r in rows:
         flag = " (timed out)" if r["timed_out"] else ""
-        print(f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} {r['startup_s']:10.1f} {r['unrun_s']:8.1f} {r['epochs']:7d} {r['trials']:7d} "
-              f"{r['completed']:10d} {r['early_stopped']:8d} {r['failed']:7d} "
-              f"{r['hypervolume']:10.1f} {r['pareto']:6d}{flag}")
+        print(
+            f"{r['name']:<20} {r['wall_s']:8.1f} {r['trainer_s']:10.1f} "
+            f"{r['startup_s']:10.1f} {r['unrun_s']:8.1f} {r['epochs']:7d} {r['trials']:7d} "
+            f"{r['completed']:10d} {r['early_stopped']:8d} {r['failed']:7d} "
+            f"{r['hypervolume']:10.1f} {r['pareto']:6d}{flag}"
+        )
+
+
+def mode_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per mode that ran, the mean over seeds of each measured quantity."""
     by = {m: [r for r in rows if r["mode"] == m] for m in ("none", "es", "fresh", "packed")}
-    mean = {m: {key: statistics.mean(r[key] for r in rs)
-                for key in ("wall_s", "trainer_s", "startup_s", "epochs", "hypervolume",
-                            "early_stopped", "unrun_s")}
-            for m, rs in by.items() if rs}
-    if by["none"] and by["fresh"]:
-        base, fresh = mean["none"], mean["fresh"]
-        print(f"fork server (--preload {args.preload}) vs fresh processes, no early stopping: "
-              f"trainer time {base['trainer_s'] / fresh['trainer_s']:.2f}x, start-up "
-              f"{base['startup_s'] / fresh['startup_s']:.2f}x, wall "
-              f"{base['wall_s'] / fresh['wall_s']:.2f}x, HV {base['hypervolume']:.1f} vs "
-              f"{fresh['hypervolume']:.1f}")
-    if by["none"] and by["packed"]:
-        base, packed = mean["none"], mean["packed"]
-        spread = [r["hypervolume"] for r in by["none"]]
-        print(f"packing ({PACK}, {PACK_PARALLELISM} packs at a time) vs one process per trial "
-              f"(fork server), means over {len(by['none'])} seed(s): wall "
-              f"{base['wall_s'] / packed['wall_s']:.2f}x faster (target >= 2x), HV "
-              f"{packed['hypervolume']:.1f} vs {base['hypervolume']:.1f} (between-seed range "
-              f"without packing {min(spread):.1f}..{max(spread):.1f})")
-    if by["none"] and by["es"]:
-        base, es = mean["none"], mean["es"]
-        saved = 1 - es["trainer_s"] / base["trainer_s"]
-        hv = es["hypervolume"] / base["hypervolume"] - 1 if base["hypervolume"] else float("nan")
-        print(f"means over {len(by['none'])} seed(s): without early stopping wall "
-              f"{base['wall_s']:.0f} s, HV {base['hypervolume']:.1f}; with: wall "
-              f"{es['wall_s']:.0f} s, HV {es['hypervolume']:.1f}, "
-              f"{es['early_stopped']:.1f} trials stopped")
-        print(f"early stopping: epochs trained {1 - es['epochs'] / base['epochs']:.1%} fewer; "
-              f"trainer time saved {saved:.1%} (target >= 25%), "
-              f"hypervolume change {hv:+.1%} (target >= -1%), "
-              f"wall {es['wall_s'] / base['wall_s']:.2f}x")
-        print(f"within the early-stopping runs: the stopped trials' unrun epochs would have cost "
-              f"{es['unrun_s']:.0f} s, so the rule cut {es['unrun_s'] / (es['trainer_s'] + es['unrun_s']):.1%} "
-              f"of what those runs would have trained (an estimate free of the between-run spread)")
-        share = base["startup_s"] / base["trainer_s"]
-        print(f"startup (process start to first TensorBoard event: imports, data, model) is "
-              f"{share:.0%} of trainer time without early stopping; early stopping can save at most "
-              f"the other {1 - share:.0%}")
+    keys = ("wall_s", "trainer_s", "startup_s", "epochs", "hypervolume", "early_stopped", "unrun_s")
+    return {
+        m: {key: statistics.mean(r[key] for r in rs) for key in keys} for m, rs in by.items() if rs
+    }
+
+
+def print_fork_server(base: dict[str, float], fresh: dict[str, float], preload: str) -> None:
+    print(
+        f"fork server (--preload {preload}) vs fresh processes, no early stopping: "
+        f"trainer time {base['trainer_s'] / fresh['trainer_s']:.2f}x, start-up "
+        f"{base['startup_s'] / fresh['startup_s']:.2f}x, wall "
+        f"{base['wall_s'] / fresh['wall_s']:.2f}x, HV {base['hypervolume']:.1f} vs "
+        f"{fresh['hypervolume']:.1f}"
+    )
+
+
+def print_packing(base: dict[str, float], packed: dict[str, float], none_hvs: list[float]) -> None:
+    print(
+        f"packing ({PACK}, {PACK_PARALLELISM} packs at a time) vs one process per trial "
+        f"(fork server), means over {len(none_hvs)} seed(s): wall "
+        f"{base['wall_s'] / packed['wall_s']:.2f}x faster (target >= 2x), HV "
+        f"{packed['hypervolume']:.1f} vs {base['hypervolume']:.1f} (between-seed range "
+        f"without packing {min(none_hvs):.1f}..{max(none_hvs):.1f})"
+    )
+
+
+def print_early_stopping(base: dict[str, float], es: dict[str, float], seeds: int) -> None:
+    saved = 1 - es["trainer_s"] / base["trainer_s"]
+    hv = es["hypervolume"] / base["hypervolume"] - 1 if base["hypervolume"] else float("nan")
+    print(
+        f"means over {seeds} seed(s): without early stopping wall "
+        f"{base['wall_s']:.0f} s, HV {base['hypervolume']:.1f}; with: wall "
+        f"{es['wall_s']:.0f} s, HV {es['hypervolume']:.1f}, "
+        f"{es['early_stopped']:.1f} trials stopped"
+    )
+    print(
+        f"early stopping: epochs trained {1 - es['epochs'] / base['epochs']:.1%} fewer; "
+        f"trainer time saved {saved:.1%} (target >= 25%), "
+        f"hypervolume change {hv:+.1%} (target >= -1%), "
+        f"wall {es['wall_s'] / base['wall_s']:.2f}x"
+    )
+    cut = es["unrun_s"] / (es["trainer_s"] + es["unrun_s"])
+    print(
+        f"within the early-stopping runs: the stopped trials' unrun epochs would have cost "
+        f"{es['unrun_s']:.0f} s, so the rule cut {cut:.1%} "
+        f"of what those runs would have trained (an estimate free of the between-run spread)"
+    )
+    share = base["startup_s"] / base["trainer_s"]
+    print(
+        f"startup (process start to first TensorBoard event: imports, data, model) is "
+        f"{share:.0%} of trainer time without early stopping; early stopping can save at most "
+        f"the other {1 - share:.0%}"
+    )
+
+
+def print_comparisons(rows: list[dict[str, Any]], preload: str) -> None:
+    """Each mode that ran against mode `none` of the same seeds, as ratios of the means."""
+    mean = mode_means(rows)
+    none_hvs = [r["hypervolume"] for r in rows if r["mode"] == "none"]
+    if "none" in mean and "fresh" in mean:
+        print_fork_server(mean["none"], mean["fresh"], preload)
+    if "none" in mean and "packed" in mean:
+        print_packing(mean["none"], mean["packed"], none_hvs)
+    if "none" in mean and "es" in mean:
+        print_early_stopping(mean["none"], mean["es"], len(none_hvs))
     worst = max(r["wall_s"] for r in rows)
     print(f"slowest search: {worst / 60:.1f} min (target < 10 min)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out or tempfile.mkdtemp(prefix="nasop-tutorial-"))
+    rows = run_all(args, out)
+    print_rows(rows)
+    print_comparisons(rows, args.preload)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -14,6 +14,7 @@ import copy
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
 from nasop import spec
@@ -77,7 +78,7 @@ def _any_to_preserve(node: Any) -> Any:
     if isinstance(node, dict):
         node = {k: _any_to_preserve(v) for k, v in node.items()}
         if "properties" in node:
-            for name, sub in node["properties"].items():
+            for sub in node["properties"].values():
                 if isinstance(sub, dict) and not ({"type", "x-kubernetes-preserve-unknown-fields",
                                                    "anyOf", "enum"} & sub.keys()):
                     sub["x-kubernetes-preserve-unknown-fields"] = True
@@ -87,8 +88,8 @@ def _any_to_preserve(node: Any) -> Any:
     return node
 
 
-def model_schema(model: type) -> dict[str, Any]:
-    raw = model.model_json_schema(schema_generator=_K8sSchema, by_alias=True)  # type: ignore[attr-defined]
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(schema_generator=_K8sSchema, by_alias=True)
     inlined = _inline_refs(raw, raw.get("$defs", {}))
     return _any_to_preserve(_structural(inlined))
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from nasop import spec
+from nasop import formatting, spec
 from nasop.engine.search import Search, TickReport
 
 _STYLE = {
@@ -93,8 +93,8 @@ def print_front(status: spec.NASExperimentStatus, s: spec.NASExperimentSpec,
     names = ["trial"] + [f"{m} ({_goal(s, m)})" for m in metrics] + params
     rows = [
         [str(pt.trial)]
-        + [_fmt(pt.metrics[m]) if m in pt.metrics else "-" for m in metrics]
-        + [_fmt(pt.parameters.get(p)) for p in params]
+        + [formatting.number(pt.metrics[m]) if m in pt.metrics else "-" for m in metrics]
+        + [formatting.number(pt.parameters.get(p)) for p in params]
         for pt in status.pareto_front
     ]
     bold = set(range(1, 1 + len(metrics)))
@@ -142,13 +142,6 @@ def _chunks(names: list[str], rows: list[list[str]], width: int) -> list[list[li
 
 def _goal(s: spec.NASExperimentSpec, metric: str) -> str:
     return next((o.goal.value[:3] for o in s.objectives if o.metric == metric), "con")
-
-
-def _fmt(v: Any) -> str:
-    """4 significant digits; whole numbers (parameter counts) in full."""
-    if isinstance(v, float):
-        return str(int(v)) if v.is_integer() and abs(v) < 1e12 else f"{v:.4g}"
-    return str(v)
 
 
 __all__ = ["SearchProgress", "print_front"]

@@ -6,7 +6,7 @@
   search on the real API server (as the chart's ServiceAccount, through the fault proxy) to
   Succeeded; the test plays Volcano as the operator tests do.
 
-Build times and sizes are printed (`-s` shows them) for the README.
+Build times and sizes are printed (`-s` shows them) for docs/benchmarks.md.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ run by Volcano's scheduler and controller as pods of the trainer image on a kube
 
 Nothing here plays a part of Kubernetes: the test applies manifests and reads what the cluster does.
 Timings (apply to first trial pod Running, per-trial overhead against the trainer's own run time,
-the whole run) are printed (`-s`) for the README.
+the whole run) are printed (`-s`) for docs/benchmarks.md.
 """
 from __future__ import annotations
 

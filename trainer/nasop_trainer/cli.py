@@ -78,7 +78,8 @@ def _build_parser() -> _Parser:
         group.add_argument(f"--{name}", metavar="N" if name in _INT_PARAMETERS else "X",
                            help=f"default {default}")
     parser.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
-                        help="mnist (28x28, from --data-dir) or digits (scikit-learn's bundled 8x8)")
+                        help="mnist (28x28, from --data-dir) or digits "
+                        "(scikit-learn's bundled 8x8)")
     parser.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None,
                         help="folder with mnist.npz or MNIST/raw/*-ubyte[.gz], or the .npz itself "
                         "(default: $NASOP_DATA_DIR or ./data)")
@@ -87,7 +88,8 @@ def _build_parser() -> _Parser:
     parser.add_argument("--subset", type=int, default=None, metavar="N",
                         help="train on the first N training samples")
     parser.add_argument("--log-dir", "--log_dir", "--log_path", dest="log_dir", default=None,
-                        help="TensorBoard folder (default: $NASOP_LOG_DIR, else a new runs/ folder)")
+                        help="TensorBoard folder "
+                        "(default: $NASOP_LOG_DIR, else a new runs/ folder)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, dropout, shuffling")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto")
@@ -160,6 +162,7 @@ def params_from(values: Mapping[str, Any], source: str = "params") -> Params:
         errors.UsageError: an unknown name or a value out of range; ``source`` names where.
     """
     _check_names(values, source)
+    # _coerce gives each field its own type, which mypy cannot see through the dict
     return validate(Params(**{k: _coerce(k, v) for k, v in values.items()}))  # type: ignore[arg-type]
 
 
@@ -202,7 +205,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     for name in PARAMETER_NAMES:
         if getattr(args, name) is not None:
             merged[name] = _coerce(name, getattr(args, name))
-    params = validate(Params(**merged))  # type: ignore[arg-type]
+    params = validate(Params(**merged))  # type: ignore[arg-type]  # coerced per field
 
     for flag, value in (("--threads", args.threads), ("--latency-runs", args.latency_runs)):
         if value < 1:
@@ -229,4 +232,4 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     )
 
 
-__all__ = ["Config", "PARAMETER_NAMES", "Params", "params_from", "parse", "validate"]
+__all__ = ["PARAMETER_NAMES", "Config", "Params", "params_from", "parse", "validate"]

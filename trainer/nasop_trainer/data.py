@@ -85,8 +85,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as npz:
         missing = [k for k in _NPZ_KEYS if k not in npz.files]
         if missing:
-            raise errors.DataMissingError(f"{path} lacks {', '.join(missing)}",
-                                          hint="an MNIST npz holds x_train, y_train, x_test, y_test")
+            hint = "an MNIST npz holds x_train, y_train, x_test, y_test"
+            raise errors.DataMissingError(f"{path} lacks {', '.join(missing)}", hint=hint)
         return {k: npz[k] for k in _NPZ_KEYS}
 
 
@@ -105,7 +105,7 @@ def _find_mnist(data_dir: Path) -> dict[str, np.ndarray] | None:
 def _download_mnist(data_dir: Path) -> None:
     """Fetches MNIST into ``data_dir/MNIST/raw`` with torchvision, the tutorial's downloader."""
     try:
-        from torchvision import datasets  # type: ignore[import-not-found]
+        from torchvision import datasets  # type: ignore[import-not-found]  # optional
     except Exception as exc:  # not installed, or built against another torch
         raise errors.DataMissingError(
             f"--download needs torchvision, which cannot be imported ({type(exc).__name__})",
@@ -198,4 +198,4 @@ def load(name: str, data_dir: Path, *, download: bool = False, subset: int | Non
     )
 
 
-__all__ = ["DataSet", "NUM_CLASSES", "Split", "digits_arrays", "load", "mnist_arrays", "read_idx"]
+__all__ = ["NUM_CLASSES", "DataSet", "Split", "digits_arrays", "load", "mnist_arrays", "read_idx"]

@@ -219,4 +219,4 @@ class Adam:
         self._spread_rates()
 
 
-__all__ = ["Adam", "NAMES", "Shape", "Stack", "member_view"]
+__all__ = ["NAMES", "Adam", "Shape", "Stack", "member_view"]

@@ -54,6 +54,7 @@ class EpochScalars(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning 2 validates before this hook, so train and val sums are both complete here.
         epoch = trainer.current_epoch
+        # nasop's own module; Lightning types the hook's argument as the base class
         values = pl_module.epoch_metrics()  # type: ignore[operator]
         metrics.write_epoch(self.writer, epoch, values)
         self.history.append(values)

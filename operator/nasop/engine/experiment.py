@@ -6,7 +6,7 @@ pydantic cannot see (Ax's own checks) surface as SpecError with the field named.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ax.api.configs import ChoiceParameterConfig, RangeParameterConfig
 from ax.api.utils.instantiation.from_string import optimization_config_from_string
@@ -20,7 +20,7 @@ from nasop import errors, spec
 from nasop.trials.metric import TrialMetric
 
 
-def _choice_type(values: list[Any]) -> str:
+def _choice_type(values: list[Any]) -> Literal["bool", "int", "float", "str"]:
     if all(isinstance(v, bool) for v in values):
         return "bool"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -50,7 +50,7 @@ def parameter_config(p: spec.Parameter) -> RangeParameterConfig | ChoiceParamete
     return ChoiceParameterConfig(
         name=p.name,
         values=values,
-        parameter_type=ptype,  # type: ignore[arg-type]
+        parameter_type=ptype,
         is_ordered=p.ordered if p.ordered is not None else ptype in ("int", "float"),
     )
 
@@ -62,7 +62,8 @@ def _fixed(p: spec.Parameter) -> FixedParameter:
         int: ParameterType.INT,
         float: ParameterType.FLOAT,
     }.get(type(v), ParameterType.STRING)
-    return FixedParameter(name=p.name, parameter_type=ptype, value=v if ptype != ParameterType.STRING else str(v))
+    value = v if ptype != ParameterType.STRING else str(v)
+    return FixedParameter(name=p.name, parameter_type=ptype, value=value)
 
 
 def objective_string(s: spec.NASExperimentSpec) -> str:

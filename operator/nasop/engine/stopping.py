@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from ax.core.experiment import Experiment
 from ax.early_stopping.strategies.base import BaseEarlyStoppingStrategy
@@ -28,12 +29,12 @@ log = logging.getLogger(__name__)
 
 def rule_strategy(rule: spec.StoppingRule) -> BaseEarlyStoppingStrategy:
     """One spec rule as the Ax strategy that implements it."""
-    common = dict(
-        metric_signatures=[rule.metric],
-        min_progression=rule.min_progression,
-        max_progression=rule.max_progression,
-        min_curves=rule.min_curves,
-    )
+    common: dict[str, Any] = {
+        "metric_signatures": [rule.metric],
+        "min_progression": rule.min_progression,
+        "max_progression": rule.max_progression,
+        "min_curves": rule.min_curves,
+    }
     if rule.threshold is not None:
         return ThresholdEarlyStoppingStrategy(metric_threshold=rule.threshold, **common)
     return PercentileEarlyStoppingStrategy(
@@ -81,7 +82,8 @@ def dominated_trials(
         if t not in latest_step.index:
             continue
         k = float(latest_step[t])
-        if k < rule.min_progression or (rule.max_progression is not None and k > rule.max_progression):
+        past_max = rule.max_progression is not None and k > rule.max_progression
+        if k < rule.min_progression or past_max:
             continue
         mine = point(t, k)
         if mine is None:
@@ -109,7 +111,8 @@ def trials_to_stop(
     for rule in rules:
         try:
             if rule.dominated_by is not None:
-                decisions = dict.fromkeys(dominated_trials(rule, s.objectives, experiment, candidates))
+                dominated = dominated_trials(rule, s.objectives, experiment, candidates)
+                decisions = dict.fromkeys(dominated)
             else:
                 decisions = rule_strategy(rule).should_stop_trials_early(
                     trial_indices=candidates, experiment=experiment

@@ -3,9 +3,9 @@ objectives), or Sobol only, or a fully Bayesian SAAS GP for large spaces.
 
 The model-based node takes Ax's modular BoTorch defaults with nasop's generation settings
 (`GENERATION_OPTIONS`): a smaller acquisition-optimiser budget than Ax's defaults (256 raw
-samples and 5 restarts instead of 1024 and 20). Measured on 2 cores with a trial training
-beside the controller (bench/generation_latency.py), they cut the seconds per proposal;
-bench/search_quality.py checks that the hypervolume reached does not drop. The options are plain dicts stored in the strategy's
+samples and 5 restarts instead of 1024 and 20), which cuts the seconds per proposal
+(bench/generation_latency.py) without lowering the hypervolume reached (bench/search_quality.py;
+results in docs/benchmarks.md). The options are plain dicts stored in the strategy's
 `generator_gen_kwargs`, so they round-trip through the saved state with the rest of it. The GP
 models each trial's last logged value (`model_last_values`), not the learning curve by step.
 """
@@ -13,7 +13,7 @@ models each trial's last logged value (`model_last_values`), not the learning cu
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ax.adapter.registry import MBM_X_trans, Y_trans
 from ax.adapter.transforms.map_key_to_float import MapKeyToFloat
@@ -23,6 +23,9 @@ from ax.generation_strategy.generation_strategy import GenerationStrategy
 
 from nasop import errors, spec
 from nasop.generators.surrogate import WarmStartSurrogate
+
+if TYPE_CHECKING:
+    from ax.generators.torch.botorch_modular.surrogate import ModelConfig
 
 MODEL_NODE = "MBM"
 # Ax's defaults: 1024 raw samples, 20 restarts. No acquisition-function kwargs (e.g. fewer MC
@@ -41,10 +44,10 @@ def initial_trials(s: spec.NASExperimentSpec) -> int:
     return max(1, min(max(5, 2 * d), s.budget.max_trials // 2 or 1))
 
 
-def _saas_model_config():  # noqa: ANN202 - Ax type imported lazily
+def _saas_model_config() -> ModelConfig:
     try:  # BoTorch's fully Bayesian GPs run NUTS through NumPyro on JAX
-        import jax  # noqa: F401
-        import numpyro  # noqa: F401
+        import jax  # noqa: F401 - imported only to check that it is installed
+        import numpyro  # noqa: F401 - imported only to check that it is installed
     except ImportError:
         raise errors.MissingDependencyError(
             "optimizer.method: saasbo needs the optional dependencies jax and numpyro",
@@ -86,7 +89,8 @@ def use_warm_start_surrogate(gs: GenerationStrategy) -> None:
     for generator_spec in node.generator_specs:
         kwargs = generator_spec.generator_kwargs
         if "surrogate" not in kwargs:
-            kwargs["surrogate"] = WarmStartSurrogate(surrogate_spec=kwargs.pop("surrogate_spec", None))
+            surrogate_spec = kwargs.pop("surrogate_spec", None)
+            kwargs["surrogate"] = WarmStartSurrogate(surrogate_spec=surrogate_spec)
 
 
 def model_last_values(gs: GenerationStrategy) -> None:
@@ -96,9 +100,9 @@ def model_last_values(gs: GenerationStrategy) -> None:
     candidate at the largest step seen. Where the number of epochs is itself searched (the
     tutorial's `epochs`), completed trials tie the step to that parameter, and early-stopped ones
     (4 epochs planned, data at step 0) teach the GP that the step, not the parameter, raises the
-    accuracy: it then predicts 1-epoch candidates at 4-epoch accuracy. Measured on the tutorial
-    search with the percentile rule (5 seeds): BoTorch proposed 1-epoch models for 8-24 of its 39
-    trials (4-6 without early stopping) and the hypervolume fell 11.5%.
+    accuracy: it then predicts 1-epoch candidates at 4-epoch accuracy and proposes many cheap
+    1-epoch models (tests/engine/test_strategy.py; the search-level effect is in
+    docs/benchmarks.md).
     """
     node = gs.nodes_by_name.get(MODEL_NODE)
     if node is None:

@@ -75,7 +75,7 @@ def seed(target: Experiment, s: spec.NASExperimentSpec,
             if trial.status is not TrialStatus.COMPLETED:
                 result.skipped["not completed"] += 1
                 continue
-            params = dict(trial.arm.parameters)  # type: ignore[attr-defined]
+            params = dict(trial.arm.parameters)  # type: ignore[attr-defined]  # one-arm Trials
             if not target.search_space.check_membership(params):
                 result.skipped["outside the search space"] += 1
                 continue
@@ -98,7 +98,7 @@ def seed(target: Experiment, s: spec.NASExperimentSpec,
             new.mark_running(no_runner_required=True)
             copied = rows.copy()
             copied["trial_index"] = new.index
-            copied["arm_name"] = new.arm.name  # type: ignore[attr-defined]
+            copied["arm_name"] = new.arm.name  # type: ignore[union-attr]  # made with its arm
             target.attach_data(Data(df=copied))
             new.mark_completed()
             result.copied[new.index] = f"{label}#{trial.index}"

@@ -7,8 +7,8 @@ last fit ended. `WarmStartSurrogate` copies the previous submodel's learned para
 new model's input and outcome transforms, which come from the new data. BoTorch's fit falls
 back to prior samples if the warm start does not converge, as it does for a cold fit.
 
-Measured with bench/generation_latency.py (tutorial space, 48 completed trials): the fit takes
-about half the time. Fully Bayesian models (SAAS) are fitted by NUTS from priors: left cold.
+bench/generation_latency.py measures what this saves (docs/benchmarks.md). Fully Bayesian
+models (SAAS) are fitted by NUTS from priors: left cold.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class WarmStartSurrogate(Surrogate):
         state_dict: Mapping[str, torch.Tensor] | None,
         refit: bool,
     ) -> Model:
-        previous = self._submodels.get(tuple(dataset.outcome_names))
+        # Ax annotates the keys as tuple[str]; they are tuples of every outcome name
+        previous = self._submodels.get(tuple(dataset.outcome_names))  # type: ignore[arg-type]
         if (
             previous is None
             or state_dict is not None  # Ax's own warm start (cross-validation) or no refit
@@ -80,7 +81,9 @@ class WarmStartSurrogate(Surrogate):
         )
         model = model_class(**inputs)
         copy_hyperparameters(previous, model)
-        fit_botorch_model(model, mll_class=model_config.mll_class, mll_options=model_config.mll_options)
+        fit_botorch_model(
+            model, mll_class=model_config.mll_class, mll_options=model_config.mll_options
+        )
         return model
 
 

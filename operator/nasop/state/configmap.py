@@ -107,4 +107,4 @@ class ConfigMapStore(ExperimentStore):
         return f"ConfigMap store in namespace {self.namespace}"
 
 
-__all__ = ["ConfigMapStore", "KEY", "LIMIT_BYTES", "configmap_name"]
+__all__ = ["KEY", "LIMIT_BYTES", "ConfigMapStore", "configmap_name"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ax.exceptions.core import ObjectNotFoundError
 from ax.storage.registry_bundle import RegistryBundleBase
 from ax.storage.sqa_store.db import create_all_tables, get_engine, init_engine_and_session_factory
 from ax.storage.sqa_store.delete import delete_experiment
@@ -10,7 +11,7 @@ from ax.storage.sqa_store.load import (
     load_generation_strategy_by_experiment_name,
 )
 from ax.storage.sqa_store.save import save_experiment, save_generation_strategy
-from ax.exceptions.core import ObjectNotFoundError
+from ax.storage.sqa_store.sqa_config import SQAConfig
 
 from nasop.state.base import ExperimentStore, Snapshot
 
@@ -25,7 +26,7 @@ class SQLStore(ExperimentStore):
         create_all_tables(get_engine())
 
     @property
-    def _config(self):  # noqa: ANN202
+    def _config(self) -> SQAConfig:
         return self.registry.sqa_config
 
     def load(self, *, name: str) -> Snapshot | None:

@@ -288,5 +288,11 @@ def create_scheduler(session_name: str, client: Any = None, **kwargs: Any) -> Ba
                              labels=kwargs.get("labels"))
 
 
-__all__ = ["BatchJobScheduler", "NAME", "QUEUE_LABEL", "app_to_job", "create_scheduler",
-           "job_state"]
+__all__ = [
+    "NAME",
+    "QUEUE_LABEL",
+    "BatchJobScheduler",
+    "app_to_job",
+    "create_scheduler",
+    "job_state",
+]

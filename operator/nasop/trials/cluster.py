@@ -79,7 +79,9 @@ def check_queue(client: Any, template: spec.TrialTemplate, namespace: str) -> No
         )
     except ApiException as e:
         if e.status != 404:
-            raise errors.BackendUnavailable(f"checking Kueue LocalQueue {template.queue}: {e}")
+            raise errors.BackendUnavailable(
+                f"checking Kueue LocalQueue {template.queue}: {e}"
+            ) from e
         raise errors.SpecError(
             f"spec.trial.queue: no Kueue LocalQueue {template.queue!r} in namespace "
             f"{namespace!r} (or Kueue is not installed)",
@@ -152,5 +154,15 @@ def cancel_jobs(
     return cancelled
 
 
-__all__ = ["BATCH", "JobKind", "VOLCANO", "cancel_jobs", "check_queue", "find_job", "find_pack",
-           "kind_of", "runner_factory", "scheduler_cfg"]
+__all__ = [
+    "BATCH",
+    "VOLCANO",
+    "JobKind",
+    "cancel_jobs",
+    "check_queue",
+    "find_job",
+    "find_pack",
+    "kind_of",
+    "runner_factory",
+    "scheduler_cfg",
+]

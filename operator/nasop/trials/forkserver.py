@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 from nasop import _forkserver
 
-
-START_TIMEOUT_S = 30.0  # Python start-up to listening socket (tens of ms on an idle machine)
+START_TIMEOUT_S = 30.0  # Python start-up to a listening socket, with room for a loaded machine
 
 
 class ForkServer:

@@ -54,7 +54,9 @@ def _alive(pid: int) -> bool:
 def is_running(log_dir: str) -> bool:
     """True when the wrapper of an orphaned trial is still alive."""
     pid = _pids(log_dir).get("wrapper")
-    return bool(pid) and exit_code(log_dir) is None and _alive(pid)  # type: ignore[arg-type]
+    if not pid:
+        return False
+    return exit_code(log_dir) is None and _alive(pid)
 
 
 def record_cancelled(log_dir: str) -> None:

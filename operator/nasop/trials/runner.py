@@ -154,8 +154,8 @@ class TorchXTrialRunner(Runner):
                         for i in indices]
                 return {APP_HANDLE: handle, LOG_DIR: log_dir,
                         **packs.member_metadata(folder, dirs)}
-        handle = self._finder(trial.index) if self._finder else None
-        return {APP_HANDLE: handle, LOG_DIR: log_dir} if handle else None
+        found_handle = self._finder(trial.index) if self._finder else None
+        return {APP_HANDLE: found_handle, LOG_DIR: log_dir} if found_handle else None
 
     @property
     def torchx(self) -> torchx_runner.Runner:
@@ -178,7 +178,7 @@ class TorchXTrialRunner(Runner):
 
     def run(self, trial: BaseTrial) -> dict[str, Any]:
         """Submit the trial; returns only strings for `trial.run_metadata`."""
-        parameters = dict(trial.arm.parameters)  # type: ignore[attr-defined]
+        parameters = dict(trial.arm.parameters)  # type: ignore[attr-defined]  # one-arm Trials
         log_dir = appdef.trial_log_dir(self.log_root, self.experiment_name, trial.index)
         if self.is_local:
             os.makedirs(log_dir, exist_ok=True)
@@ -205,7 +205,8 @@ class TorchXTrialRunner(Runner):
             log_dir = appdef.trial_log_dir(self.log_root, self.experiment_name, trial.index)
             if self.is_local:
                 os.makedirs(log_dir, exist_ok=True)
-            members.append((trial.index, dict(trial.arm.parameters), log_dir))  # type: ignore[attr-defined]
+            parameters = dict(trial.arm.parameters)  # type: ignore[attr-defined]  # one-arm Trials
+            members.append((trial.index, parameters, log_dir))
         folder = packs.pack_dir(self.log_root, self.experiment_name, members[0][0])
         if self.is_local:
             packs.mark_members(members, folder)
@@ -231,7 +232,8 @@ class TorchXTrialRunner(Runner):
         if trial.run_metadata.get(packs.PACK_DIR):
             _members.request_stop(trial.run_metadata[LOG_DIR], reason or "")
             if packs.all_done(json.loads(trial.run_metadata[packs.PACK_SIBLINGS])):
-                self.stop(_PackApp(trial.run_metadata), reason)  # type: ignore[arg-type]
+                pack_app = _PackApp(trial.run_metadata)
+                self.stop(pack_app, reason)  # type: ignore[arg-type]  # duck-typed as a trial
             return {"stop_reason": reason or ""}
         handle = trial.run_metadata.get(APP_HANDLE)
         if handle:
@@ -258,7 +260,9 @@ class TorchXTrialRunner(Runner):
             handle = trial.run_metadata.get(APP_HANDLE)
             if handle and trial.run_metadata.get(packs.PACK_DIR):
                 if handle not in pack_states:
-                    pack_states.update(self.observe([_PackApp(trial.run_metadata)]).items())
+                    pack_app = _PackApp(trial.run_metadata)  # duck-typed: its index is `handle`
+                    seen = self.observe([pack_app])  # type: ignore[list-item]  # duck-typed
+                    pack_states.update(seen.items())  # type: ignore[arg-type]  # handle keys
                 pack = pack_states[handle]
                 status, reason, infra = packs.member_status(
                     trial.run_metadata[LOG_DIR], (pack.status, pack.reason, pack.infrastructure))

@@ -64,13 +64,14 @@ class VolcanoScheduler(ks.KubernetesScheduler):
     def _submit_dryrun(self, app: AppDef, cfg: Any) -> AppDryRunInfo[ks.KubernetesJob]:
         info = super()._submit_dryrun(app, cfg)
         resource = info.request.resource
-        meta = resource.setdefault("metadata", {})  # type: ignore[union-attr]
-        labels = {**self.labels, **{k: v for k, v in app.metadata.items() if k.startswith(spec.GROUP)}}
-        meta.setdefault("labels", {}).update(labels)  # type: ignore[union-attr]
+        meta = resource.setdefault("metadata", {})
+        own = {k: v for k, v in app.metadata.items() if k.startswith(spec.GROUP)}
+        labels = {**self.labels, **own}
+        meta.setdefault("labels", {}).update(labels)
         if self.owner:
-            meta["ownerReferences"] = [copy.deepcopy(self.owner)]  # type: ignore[index]
-        tasks = resource["spec"]["tasks"]  # type: ignore[index]
-        resource["spec"].setdefault("minAvailable", sum(t["replicas"] for t in tasks))  # type: ignore[index]
+            meta["ownerReferences"] = [copy.deepcopy(self.owner)]
+        tasks = resource["spec"]["tasks"]
+        resource["spec"].setdefault("minAvailable", sum(t["replicas"] for t in tasks))
         for task in tasks:
             pod_meta = task["template"].metadata  # a V1PodTemplateSpec, not a dict
             pod_meta.labels = {**(pod_meta.labels or {}), **labels}
