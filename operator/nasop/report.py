@@ -22,7 +22,7 @@ import html
 import logging
 from typing import TYPE_CHECKING, Any
 
-from nasop import report_assets, report_history
+from nasop import formatting, report_assets, report_history
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -318,9 +318,7 @@ def _axis(o: Any) -> str:
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
+    return formatting.number(v, digits=6)
 
 
 __all__ = ["cross_validation", "fitted_model", "importance", "render_html", "splom_figure",

@@ -299,7 +299,7 @@ def test_interrupted_trial_is_retried_and_not_counted_as_a_failure(tmp_path: Any
     pids = json.load(open(pid_file))
     for pid in (pids["wrapper"], pids["child"]):  # the node died: no exit code is written
         os.kill(pid, signal.SIGKILL)
-    first._pool.shutdown(wait=True)  # the process driving the search dies without a word
+    first.generation.close()  # the process driving the search dies without a word
 
     second = _open(tmp_path, data)  # a new process: it finds orphans, one of them interrupted
     events = _run(second)

@@ -22,9 +22,4 @@ class TickReport:
     generating: bool = False  # a generation step is running: tick again soon
 
 
-def fmt(value: float) -> str:
-    """Metric values in events: four significant digits."""
-    return f"{value:.4g}"
-
-
-__all__ = ["Event", "TickReport", "fmt"]
+__all__ = ["Event", "TickReport"]

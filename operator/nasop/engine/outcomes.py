@@ -11,9 +11,9 @@ from typing import Any
 from ax.core.base_trial import BaseTrial, TrialStatus
 from ax.utils.common.result import Ok
 
-from nasop import spec
+from nasop import formatting, spec
 from nasop.engine import stopping, strategy
-from nasop.engine.events import Event, TickReport, fmt
+from nasop.engine.events import Event, TickReport
 from nasop.engine.ledger import Ledger
 from nasop.trials.metric import fetch_problem
 from nasop.trials.runner import TorchXTrialRunner
@@ -57,7 +57,7 @@ def complete(book: Ledger, trial: BaseTrial, report: TickReport) -> None:
     attach(book, results)
     trial.mark_completed()
     values = book.final_values([trial.index]).get(trial.index, {})
-    shown = ", ".join(f"{k}={fmt(v)}" for k, v in values.items())
+    shown = ", ".join(f"{k}={formatting.number(v)}" for k, v in values.items())
     report.events.append(Event("TrialCompleted", f"trial {trial.index} completed: {shown}",
                                trial.index))
 
@@ -138,7 +138,7 @@ def fix_reference(book: Ledger, report: TickReport) -> None:
     if len(ref) == len(book.spec.objectives):
         book.state.reference, book.state.reference_time = ref, spec.now_rfc3339()
         report.changed = True
-        shown = ", ".join(f"{k}={fmt(v)}" for k, v in ref.items())
+        shown = ", ".join(f"{k}={formatting.number(v)}" for k, v in ref.items())
         report.events.append(Event("ReferencePointFixed", f"reference point fixed: {shown}"))
 
 
