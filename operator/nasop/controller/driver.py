@@ -273,7 +273,9 @@ async def _write(writer: statuses.StatusWriter, status: dict[str, Any]) -> bool:
 
 async def _sleep(stopped: Any, seconds: float, deleted: asyncio.Event | None = None) -> None:
     """Sleep `seconds`, waking early when the daemon is stopped or the experiment deleted."""
-    waits = [asyncio.ensure_future(deleted.wait())] if deleted is not None else []
+    waits: list[asyncio.Future[Any]] = []
+    if deleted is not None:
+        waits.append(asyncio.ensure_future(deleted.wait()))
     if hasattr(stopped, "wait"):
         waits.append(asyncio.ensure_future(stopped.wait(seconds)))
     else:

@@ -86,14 +86,15 @@ def _launch_packs(book: Ledger, runner: TorchXTrialRunner, save: Save, trials: l
                   report: TickReport, notes: dict[int, str]) -> None:
     """A pack that finds all `parallelism` slots taken stays a set of candidates, launched by
     `recover_candidates` once a pack ends."""
-    waiting = [t for t in book.trials_in(TrialStatus.CANDIDATE) if t not in trials]
-    trials = waiting + trials  # type: ignore[operator]  # the oldest first
-    if not trials:
+    pack = book.spec.trial.pack
+    waiting = [t for t in book.trials_in(TrialStatus.CANDIDATE)
+               if isinstance(t, Trial) and t not in trials]
+    trials = waiting + trials  # the oldest first
+    if not trials or pack is None:
         return
     save()  # record the trials first: a crash now leaves CANDIDATEs
     by_index = {t.index: t for t in trials}
-    groups = packs.group({t.index: dict(t.arm.parameters) for t in trials},
-                         book.spec.trial.pack)  # type: ignore[arg-type]  # set: we pack
+    groups = packs.group({t.index: dict(t.arms[0].parameters) for t in trials}, pack)
     for indices in groups[:max(0, book.spec.budget.parallelism - book.running_packs())]:
         members = [by_index[i] for i in indices]
         try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ax.core.base_trial import BaseTrial, TrialStatus
 from ax.core.experiment import Experiment
 
-from nasop import spec
+from nasop.spec import NASExperimentSpec, TrialCounts
 from nasop.engine import pareto, phases
 from nasop.engine.state import SearchState
 from nasop.trials.runner import APP_HANDLE
@@ -24,7 +24,7 @@ class Ledger:
 
     experiment: Experiment
     state: SearchState
-    spec: spec.NASExperimentSpec
+    spec: NASExperimentSpec
 
     def trials_in(self, *statuses: TrialStatus) -> list[BaseTrial]:
         return [t for t in self.experiment.trials.values() if t.status in statuses]
@@ -75,9 +75,9 @@ class Ledger:
             failure_summary=self.failure_summary() if failures else "",
         )
 
-    def counts(self) -> spec.TrialCounts:
+    def counts(self) -> TrialCounts:
         by = Counter(t.status for t in self.experiment.trials.values())
-        return spec.TrialCounts(
+        return TrialCounts(
             total=len(self.experiment.trials),
             running=by[TrialStatus.RUNNING],
             completed=by[TrialStatus.COMPLETED],
@@ -107,7 +107,7 @@ class Ledger:
         return [
             pareto.Observation(
                 trial=idx,
-                parameters=dict(trial.arm.parameters),  # type: ignore[attr-defined]
+                parameters=dict(trial.arms[0].parameters),
                 metrics=values.get(idx, {}),
                 job=trial.run_metadata.get(APP_HANDLE),
             )

@@ -81,9 +81,8 @@ def record_infra(book: Ledger, trial: BaseTrial, reason: str, report: TickReport
         trial.mark_abandoned(reason=reason, unsafe=True)
     else:
         trial.mark_failed(reason=reason, unsafe=True)
-    arm = trial.arm  # type: ignore[attr-defined]  # nasop's trials are single-arm Trials
-    retries = sum(1 for i in book.state.infra
-                  if book.experiment.trials[i].arm.name == arm.name)  # type: ignore[attr-defined]
+    arm = _arm_name(trial)
+    retries = len([i for i in book.state.infra if _arm_name(book.experiment.trials[i]) == arm])
     if retries <= MAX_INFRA_RETRIES and not book.spec.suspend:
         book.state.requeue.append(trial.index)
         what = "will be retried"
@@ -91,6 +90,11 @@ def record_infra(book: Ledger, trial: BaseTrial, reason: str, report: TickReport
         what = f"not retried ({retries} infrastructure failures)"
     report.events.append(
         Event("TrialInterrupted", f"trial {trial.index}: {reason}; {what}", trial.index, True))
+
+
+def _arm_name(trial: BaseTrial) -> str | None:
+    """nasop's trials are single-arm `Trial`s: the arm names the parameters that ran."""
+    return trial.arms[0].name if trial.arms else None
 
 
 def attach(book: Ledger, results: dict[int, dict[str, Any]]) -> None:

@@ -24,7 +24,7 @@ VERSION = 1  # 0: the unversioned dict of the first format (same keys, no "versi
 class SearchState:
     """What the search remembers between ticks and across restarts."""
 
-    fingerprint: str | None = None  # of the search space etc.: they may not change
+    fingerprint: dict[str, Any] | None = None  # search space etc.: they may not change
     start_time: str = ""  # RFC 3339, shown in the status
     start_epoch: float | None = None  # budget.maxDuration counts from here (clock())
     phase: spec.Phase = spec.Phase.RUNNING
