@@ -135,6 +135,8 @@ def pause_archive(folder: pathlib.Path) -> pathlib.Path:
     return archive
 
 
+IMAGE_ID_LABEL = "nasop.dev/docker-image-id"  # on images imported from Docker
+
 class Node:
     """containerd + kubelet (one mount namespace), kube-scheduler, vc-scheduler, vc-controller-manager."""
 
@@ -154,15 +156,21 @@ class Node:
                               check=check, text=True, capture_output=True, stdin=stdin)
 
     def import_images(self, docker: Any, names: Iterable[str]) -> None:
-        """``docker save | ctr images import`` for each image whose ID containerd does not hold yet."""
-        held = self.ctr("images", "ls").stdout
+        """``docker save | ctr images import`` for each image containerd does not hold yet.
+
+        containerd names an imported image by its manifest digest, never by Docker's image ID,
+        so each import is labelled with that ID: an image rebuilt since is imported again."""
+        held = self.ctr("images", "ls").stdout.splitlines()
         for name in names:
             image_id = docker("image", "inspect", "-f", "{{.Id}}", name).stdout.strip()
-            if image_id.split(":")[-1] in held and f"docker.io/library/{name}" in held:
+            ref, label = f"docker.io/library/{name}", f"{IMAGE_ID_LABEL}={image_id.split(':')[-1]}"
+            if any(line.split()[:1] == [ref] and label in line for line in held):
                 continue
-            save = subprocess.Popen(["docker", "-H", docker.host, "save", name], stdout=subprocess.PIPE)
+            save = subprocess.Popen(["docker", "-H", docker.host, "save", name],
+                                    stdout=subprocess.PIPE)
             self.ctr("images", "import", "--all-platforms", "--digests", "-", stdin=save.stdout)
             assert save.wait() == 0, f"docker save {name} failed"
+            self.ctr("images", "label", ref, label)
 
     # ------------------------------------------------------------------ lifecycle
 
