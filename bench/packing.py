@@ -40,7 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "trainer")]
 
-from nasop.trials import forkserver, local  # noqa: E402
+from nasop.trials import local_markers  # noqa: E402
+from nasop.trials.forkserver_process import ForkServer  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist.npz"
 PRELOAD = ["lightning.pytorch", "torch.utils.tensorboard"]
@@ -58,18 +59,18 @@ def common_args(args: argparse.Namespace, threads: int) -> list[str]:
             "--latency-runs=5", f"--accelerator={'gpu' if args.device == 'cuda' else 'cpu'}"]
 
 
-def launch(server: forkserver.ForkServer, argv: list[str], log_dir: Path,
+def launch(server: ForkServer, argv: list[str], log_dir: Path,
            env: dict[str, str]) -> subprocess.Popen[bytes]:
     """One process as `nasop run` starts it: the marker wrapper, forked by the server."""
     shutil.rmtree(log_dir, ignore_errors=True)  # no events of an earlier run in the spans
     log_dir.mkdir(parents=True)
     full_env = {**os.environ, **env, **server.env(), "PYTHONUNBUFFERED": "1"}
     with open(log_dir / "stderr.log", "wb") as err:
-        return subprocess.Popen(local.wrap(argv, str(log_dir)), env=full_env,
+        return subprocess.Popen(local_markers.wrap(argv, str(log_dir)), env=full_env,
                                 stdout=subprocess.DEVNULL, stderr=err)
 
 
-def run_all(server: forkserver.ForkServer, jobs: list[tuple[list[str], Path, dict[str, str]]],
+def run_all(server: ForkServer, jobs: list[tuple[list[str], Path, dict[str, str]]],
             at_once: int) -> float:
     """Runs the jobs, `at_once` at a time; the wall seconds from first launch to last exit."""
     pending, running = list(jobs), []
@@ -109,7 +110,7 @@ def union_seconds(spans: list[tuple[float, float]]) -> float:
     return total
 
 
-def separate(server: forkserver.ForkServer, args: argparse.Namespace, root: Path, h: int,
+def separate(server: ForkServer, args: argparse.Namespace, root: Path, h: int,
              batch: int, n: int, at_once: int) -> tuple[float, float, int]:
     """N lone trials; (wall s, training s, trial-epochs)."""
     jobs = []
@@ -123,7 +124,7 @@ def separate(server: forkserver.ForkServer, args: argparse.Namespace, root: Path
     return wall, union_seconds(spans), n * args.epochs
 
 
-def packed(server: forkserver.ForkServer, args: argparse.Namespace, root: Path, h: int,
+def packed(server: ForkServer, args: argparse.Namespace, root: Path, h: int,
            batch: int, n: int) -> tuple[float, float, int]:
     """One pack of N; (wall s, training s, trial-epochs)."""
     members = [{"trial": i, "params": member_params(i, n, h, batch, args.epochs),
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="nasop-packing-"))
     if args.device == "cuda":  # the server must not initialise CUDA before it forks trials
         os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
-    server = forkserver.ForkServer(PRELOAD, str(out / "forkserver.log"))
+    server = ForkServer(PRELOAD, str(out / "forkserver.log"))
     sizes = [int(v) for v in args.sizes.split(",")]
     batch_sizes = [int(v) for v in args.batches.split(",")]
     packs = [int(v) for v in args.packs.split(",")]
