@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nasop import errors, spec
-from nasop.controller import kube, metrics, statuses
+from nasop.controller import kube, metrics, status_writer
 from nasop.controller.settings import Settings
 from nasop.engine import conditions
 from nasop.engine.search import Event, Search
@@ -84,7 +84,7 @@ async def drive(
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     deleted = deleted if deleted is not None else asyncio.Event()
     api = api or await asyncio.to_thread(kube.api_client)
-    writer = statuses.StatusWriter(api, namespace, name, _plain(body.get("status")))
+    writer = status_writer.StatusWriter(api, namespace, name, _plain(body.get("status")))
     search: Search | None = None
     seen_generation: int | None = None
     refused: spec.Condition | None = None  # a refused spec change, shown until it is reverted
@@ -93,7 +93,7 @@ async def drive(
     kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
 
     async def mark_invalid(message: str, generation: int | None) -> None:
-        await _write(writer, statuses.invalid(message, generation))
+        await _write(writer, status_writer.invalid(message, generation))
         emit("Warning", "InvalidSpec", message[:1000])
         metrics.set_phase(namespace, name, "Invalid")
 
@@ -164,7 +164,7 @@ async def drive(
                 continue
             except errors.StateTooLarge as e:
                 emit("Warning", "StateTooLarge", str(e))
-                await _write(writer, statuses.failed(writer.last, str(e)))
+                await _write(writer, status_writer.failed(writer.last, str(e)))
                 return
             if search.last_generation_seconds is not None:
                 metrics.GENERATION_SECONDS.observe(search.last_generation_seconds)
@@ -178,7 +178,7 @@ async def drive(
                 status = search.status().dump()
                 status["observedGeneration"] = seen_generation
                 if refused is not None:
-                    status = statuses.with_condition(status, refused)
+                    status = status_writer.with_condition(status, refused)
                 stale = not await _write(writer, status)
                 if stale and await gone():
                     break
@@ -231,7 +231,7 @@ def _emit(emit: EventSink, ev: Event) -> None:
     emit("Warning" if ev.warning else "Normal", ev.reason, ev.message)
 
 
-async def _write(writer: statuses.StatusWriter, status: dict[str, Any]) -> bool:
+async def _write(writer: status_writer.StatusWriter, status: dict[str, Any]) -> bool:
     """False when the API server hiccuped: the caller writes again next tick."""
     try:
         await asyncio.to_thread(writer.write, status)
