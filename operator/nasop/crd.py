@@ -93,12 +93,11 @@ def model_schema(model: type) -> dict[str, Any]:
     return _any_to_preserve(_structural(inlined))
 
 
-def crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object."""
-    spec_schema = model_schema(spec.NASExperimentSpec)
+def _resource_schema() -> dict[str, Any]:
+    """The openAPIV3Schema of the whole object: spec and status from the models."""
     status_schema = model_schema(spec.NASExperimentStatus)
     status_schema.pop("required", None)
-    schema = {
+    return {
         "type": "object",
         "description": "A multi-objective neural architecture search (Ax + BoTorch + TorchX).",
         "required": ["spec"],
@@ -106,24 +105,31 @@ def crd() -> dict[str, Any]:
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec_schema,
+            "spec": model_schema(spec.NASExperimentSpec),
             "status": status_schema,
         },
     }
-    columns = [
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Ready", "type": "string", "priority": 1,
-         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-         "description": "The Ready condition (kstatus)"},
-        {"name": "Trials", "type": "integer", "jsonPath": ".status.trials.total",
-         "description": "Trials created"},
-        {"name": "Completed", "type": "integer", "jsonPath": ".status.trials.completed",
-         "priority": 1},
-        {"name": "Pareto", "type": "integer", "jsonPath": ".status.paretoSize",
-         "description": "Points on the Pareto front"},
-        {"name": "Hypervolume", "type": "number", "jsonPath": ".status.hypervolume"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ]
+
+
+#: what `kubectl get nasx` shows (priority 1: only with -o wide)
+_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Ready", "type": "string", "priority": 1,
+     "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+     "description": "The Ready condition (kstatus)"},
+    {"name": "Trials", "type": "integer", "jsonPath": ".status.trials.total",
+     "description": "Trials created"},
+    {"name": "Completed", "type": "integer", "jsonPath": ".status.trials.completed",
+     "priority": 1},
+    {"name": "Pareto", "type": "integer", "jsonPath": ".status.paretoSize",
+     "description": "Points on the Pareto front"},
+    {"name": "Hypervolume", "type": "number", "jsonPath": ".status.hypervolume"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def crd() -> dict[str, Any]:
+    """The CustomResourceDefinition object."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -148,8 +154,8 @@ def crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
-                    "schema": {"openAPIV3Schema": schema},
+                    "additionalPrinterColumns": copy.deepcopy(_PRINTER_COLUMNS),
+                    "schema": {"openAPIV3Schema": _resource_schema()},
                 }
             ],
         },
