@@ -14,6 +14,7 @@ import copy
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
 from nasop import spec
@@ -87,8 +88,8 @@ def _any_to_preserve(node: Any) -> Any:
     return node
 
 
-def model_schema(model: type) -> dict[str, Any]:
-    raw = model.model_json_schema(schema_generator=_K8sSchema, by_alias=True)  # type: ignore[attr-defined]
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(schema_generator=_K8sSchema, by_alias=True)
     inlined = _inline_refs(raw, raw.get("$defs", {}))
     return _any_to_preserve(_structural(inlined))
 

@@ -13,12 +13,12 @@ from nasop.spec.manifest import NASExperiment, NASExperimentSpec
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]:
-    """One line per problem, each naming the field path in camelCase, e.g. `spec.budget.maxTrials`."""
+    """One line per problem, each naming the field path in camelCase, e.g.
+    `spec.budget.maxTrials`."""
     lines = []
     for e in err.errors():
-        loc = ".".join(
-            f"[{p}]" if isinstance(p, int) else str(p) for p in ((prefix,) if prefix else ()) + e["loc"]
-        ).replace(".[", "[")
+        path = ((prefix,) if prefix else ()) + e["loc"]
+        loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{loc or '(root)'}: {msg}")
     return lines
@@ -56,7 +56,9 @@ def load_manifest(path: str) -> NASExperiment:
     except OSError as e:
         raise errors.SpecError(f"cannot read {path}: {e.strerror}", hint="check the path") from None
     except yaml.YAMLError as e:
-        raise errors.SpecError(f"{path} is not valid YAML: {e}", hint="fix the YAML syntax") from None
+        raise errors.SpecError(
+            f"{path} is not valid YAML: {e}", hint="fix the YAML syntax"
+        ) from None
     docs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND] or docs
     if len(docs) != 1:
         raise errors.SpecError(

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from nasop.spec import rules
-from nasop.spec.base import API_VERSION, IMMUTABLE, KIND, WireModel
+from nasop.spec.base import IMMUTABLE, WireModel
 from nasop.spec.models import (
     Budget,
     EarlyStopping,
@@ -53,7 +53,9 @@ class NASExperimentSpec(WireModel):
         description="Earlier experiments whose completed, compatible trials seed this search "
         "(read once, when the search starts; they cost no budget).",
     )
-    trial: TrialTemplate = Field(default_factory=TrialTemplate, description="Trial launch template.")
+    trial: TrialTemplate = Field(
+        default_factory=TrialTemplate, description="Trial launch template."
+    )
     suspend: bool = Field(
         default=False, description="Stop launching new trials; running trials finish."
     )
@@ -106,8 +108,10 @@ class NASExperimentSpec(WireModel):
 class NASExperiment(WireModel):
     """A whole manifest; `metadata` is free-form (Kubernetes owns it)."""
 
-    api_version: Literal["nasop.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
-    kind: Literal["NASExperiment"] = KIND
+    api_version: Literal["nasop.dev/v1alpha1"] = Field(
+        default="nasop.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["NASExperiment"] = "NASExperiment"
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: NASExperimentSpec
     status: NASExperimentStatus | None = None

@@ -11,7 +11,6 @@ from pydantic import Field, field_validator, model_validator
 from nasop.spec.base import ANY_VALUE, NAME_RE, WireModel
 from nasop.spec.parsing import parse_duration
 
-
 # ----------------------------------------------------------------------------- search space
 
 
@@ -78,7 +77,9 @@ class Parameter(WireModel):
                     "raise the lower bound or set log: false"
                 )
             if self.values is not None or self.value is not None:
-                raise ValueError(f"{t.value} parameter {self.name!r} takes bounds, not values/value")
+                raise ValueError(
+                    f"{t.value} parameter {self.name!r} takes bounds, not values/value"
+                )
         elif t is ParameterType.CHOICE:
             if not self.values or len(self.values) < 2:
                 raise ValueError(
