@@ -85,7 +85,7 @@ def preload_hint(command: list[str], preload: list[str]) -> str | None:
     if preload or not command or not os.path.basename(command[0]).startswith("python"):
         return None
     return ("hint: each Python trial imports its libraries anew; `--preload MODULES` (e.g. "
-            "lightning.pytorch: ~3 s of CPU per trial) forks them from one server that "
+            "lightning.pytorch: seconds of CPU per trial) forks them from one server that "
             "imported them once")
 
 
