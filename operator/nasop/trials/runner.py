@@ -27,8 +27,7 @@ from torchx.schedulers import get_scheduler_factories
 from torchx.schedulers.api import Stream
 
 from nasop import _members, spec
-from nasop.trials import appdef, packs
-from nasop.trials import local_markers
+from nasop.trials import appdef, local_markers, packs
 from nasop.trials.forkserver_process import ForkServer
 from nasop.trials.metric import RUN_METADATA_KEY
 
