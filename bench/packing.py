@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "trainer"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "operator"))  # searched first
 
-from nasop.trials import forkserver, local
+from nasop.trials import forkserver_process, local_markers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +73,7 @@ def common_args(args: argparse.Namespace, threads: int) -> list[str]:
 
 
 def launch(
-    server: forkserver.ForkServer, argv: list[str], log_dir: Path, env: dict[str, str]
+    server: forkserver_process.ForkServer, argv: list[str], log_dir: Path, env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
     """One process as `nasop run` starts it: the marker wrapper, forked by the server."""
     shutil.rmtree(log_dir, ignore_errors=True)  # no events of an earlier run in the spans
@@ -81,12 +81,12 @@ def launch(
     full_env = {**os.environ, **env, **server.env(), "PYTHONUNBUFFERED": "1"}
     with open(log_dir / "stderr.log", "wb") as err:
         return subprocess.Popen(
-            local.wrap(argv, str(log_dir)), env=full_env, stdout=subprocess.DEVNULL, stderr=err
+            local_markers.wrap(argv, str(log_dir)), env=full_env, stdout=subprocess.DEVNULL, stderr=err
         )
 
 
 def run_all(
-    server: forkserver.ForkServer, jobs: list[tuple[list[str], Path, dict[str, str]]], at_once: int
+    server: forkserver_process.ForkServer, jobs: list[tuple[list[str], Path, dict[str, str]]], at_once: int
 ) -> float:
     """Runs the jobs, `at_once` at a time; the wall seconds from first launch to last exit."""
     pending, running = list(jobs), []
@@ -131,7 +131,7 @@ def union_seconds(spans: list[tuple[float, float]]) -> float:
 
 
 def separate(
-    server: forkserver.ForkServer,
+    server: forkserver_process.ForkServer,
     args: argparse.Namespace,
     root: Path,
     h: int,
@@ -157,7 +157,7 @@ def separate(
 
 
 def packed(
-    server: forkserver.ForkServer, args: argparse.Namespace, root: Path, h: int, batch: int, n: int
+    server: forkserver_process.ForkServer, args: argparse.Namespace, root: Path, h: int, batch: int, n: int
 ) -> tuple[float, float, int]:
     """One pack of N; (wall s, training s, trial-epochs)."""
     members = [
@@ -220,7 +220,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def compare(
-    server: forkserver.ForkServer, args: argparse.Namespace, out: Path, h: int, batch: int
+    server: forkserver_process.ForkServer, args: argparse.Namespace, out: Path, h: int, batch: int
 ) -> None:
     """One row per N: separate trials (or, on a GPU, one trial per GPU) against one pack."""
     gpu_lone = None
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="nasop-packing-"))
     if args.device == "cuda":  # the server must not initialise CUDA before it forks trials
         os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
-    server = forkserver.ForkServer(PRELOAD, str(out / "forkserver.log"))
+    server = forkserver_process.ForkServer(PRELOAD, str(out / "forkserver.log"))
     print(
         f"packing bench on {args.device}: mnist subset {args.subset or 'all'}, "
         f"{args.epochs} epoch(s) per trial, {args.cores} core(s), logs in {out}"

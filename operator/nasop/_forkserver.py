@@ -1,7 +1,7 @@
 """A fork server for local Python trials: import torch and Lightning once, fork every trial.
 
-A local trial (`python -m nasop_trainer ...`) spends ~3 s of CPU importing torch and Lightning
-before its first epoch — half of a tutorial trial's time on 2 cores, and time that early
+A local trial (`python -m nasop_trainer ...`) spends seconds of CPU importing torch and Lightning
+before its first epoch: on a small tutorial trial a large share of its time, and time that early
 stopping cannot save. `nasop run --preload lightning.pytorch` starts this server, which imports
 the named modules once and then forks a child per trial; the child takes the trial's stdio
 (passed over a Unix socket), environment, working directory and argv, and runs the module

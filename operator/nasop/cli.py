@@ -12,11 +12,14 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from nasop import __version__, errors, spec
+
+if TYPE_CHECKING:
+    from nasop.engine.search import Search
 
 
 def quiet_libraries() -> None:
@@ -82,7 +85,7 @@ def preload_hint(command: list[str], preload: list[str]) -> str | None:
     if preload or not command or not os.path.basename(command[0]).startswith("python"):
         return None
     return ("hint: each Python trial imports its libraries anew; `--preload MODULES` (e.g. "
-            "lightning.pytorch: ~3 s of CPU per trial) forks them from one server that "
+            "lightning.pytorch: seconds of CPU per trial) forks them from one server that "
             "imported them once")
 
 
@@ -138,11 +141,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- status / report
 
 
-def _load_search_readonly(args: argparse.Namespace):  # noqa: ANN202
+def _load_search_readonly(args: argparse.Namespace) -> tuple[spec.NASExperiment, Search]:
     manifest = spec.load_manifest(args.file)
     quiet_libraries()
     from nasop import local
     from nasop.engine.search import Search
+    from nasop.state.readonly import ReadOnlyStore
 
     paths = local.LocalPaths(args.state_dir or local.DEFAULT_STATE_DIR)
     store = local.local_store(paths, args.state_url)
@@ -153,25 +157,8 @@ def _load_search_readonly(args: argparse.Namespace):  # noqa: ANN202
             hint=f"run `nasop run {args.file}` first (with the same --state-dir)",
         )
     return manifest, Search.open(
-        manifest.spec, manifest.name, local.local_runner(manifest, paths), _frozen(snapshot)
+        manifest.spec, manifest.name, local.local_runner(manifest, paths), ReadOnlyStore(snapshot)
     )
-
-
-def _frozen(snapshot: Any) -> Any:
-    """A store holding the snapshot just read: `status` and `report` read once, never write."""
-    from nasop.state.base import ExperimentStore
-
-    class Frozen(ExperimentStore):
-        def load(self, *, name: str) -> Any:
-            return snapshot
-
-        def save(self, *, name: str, snapshot: Any) -> None:
-            pass
-
-        def delete(self, *, name: str) -> None:
-            pass
-
-    return Frozen()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

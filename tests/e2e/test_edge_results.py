@@ -18,7 +18,7 @@ from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from nasop import spec
-from nasop.controller import statuses
+from nasop.controller import status_writer
 from nasop.engine import pareto
 from nasop.engine.search import Search
 from nasop.local import LocalPaths, local_runner, local_store
@@ -86,7 +86,7 @@ def test_a_search_where_no_trial_completed_ends_failed_naming_the_common_reason(
     # the operator writes the same block (search.status().dump()) as a merge patch
     search = _load(tmp_path, path)
     try:
-        patch = statuses.diff({"phase": "Running"}, search.status().dump())
+        patch = status_writer.diff({"phase": "Running"}, search.status().dump())
         assert patch["phase"] == "Failed" and patch["message"] == st["message"]
     finally:
         search.close()

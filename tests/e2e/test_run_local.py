@@ -19,7 +19,7 @@ import pytest
 from nasop import spec
 from nasop.engine import pareto
 from nasop.local import LocalPaths, local_runner, local_store
-from nasop.trials import local as local_markers
+from nasop.trials import local_markers
 from nasop.engine.search import Search
 from stubs import manifest, write_manifest
 

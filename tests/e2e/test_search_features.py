@@ -23,7 +23,7 @@ from ax.core.base_trial import TrialStatus
 from nasop import spec
 from nasop.engine.search import Event, Search
 from nasop.local import LocalPaths, local_runner, local_store
-from nasop.trials import local as markers
+from nasop.trials import local_markers
 from stubs import BASE, manifest
 
 pytestmark = pytest.mark.slow
@@ -81,9 +81,9 @@ def _stopping_search(tmp_path: Any, name: str, rule: dict[str, Any], *, parallel
 
 def _assert_killed(log_dir: str) -> None:
     """The trial's process was killed: the wrapper recorded a signal, and no pid it ran is alive."""
-    assert markers.exit_code(log_dir) in (-signal.SIGTERM, 128 + signal.SIGTERM)
-    pids = json.load(open(os.path.join(markers.marker_dir(log_dir), "pid")))
-    assert not any(markers._alive(p) for p in pids.values())
+    assert local_markers.exit_code(log_dir) in (-signal.SIGTERM, 128 + signal.SIGTERM)
+    pids = json.load(open(os.path.join(local_markers.marker_dir(log_dir), "pid")))
+    assert not any(local_markers._alive(p) for p in pids.values())
 
 
 def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
@@ -174,7 +174,7 @@ def test_early_stopping_acts_while_a_generation_runs(tmp_path: Any) -> None:
         trial = search.experiment.trials[stopped[0]]
         assert trial.status is TrialStatus.EARLY_STOPPED
         log_dir = trial.run_metadata["tb_log_dir"]
-        while markers.exit_code(log_dir) is None:  # the wrapper records the signal
+        while local_markers.exit_code(log_dir) is None:  # the wrapper records the signal
             assert time.time() < deadline
             time.sleep(0.05)
         _assert_killed(log_dir)
@@ -291,7 +291,7 @@ def test_interrupted_trial_is_retried_and_not_counted_as_a_failure(tmp_path: Any
         assert time.time() < deadline
         first.tick()
         for t in first.trials_in(TrialStatus.RUNNING):
-            pid_file = os.path.join(markers.marker_dir(t.run_metadata["tb_log_dir"]), "pid")
+            pid_file = os.path.join(local_markers.marker_dir(t.run_metadata["tb_log_dir"]), "pid")
             if os.path.exists(pid_file):
                 victim = t
                 break

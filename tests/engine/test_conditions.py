@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from nasop import spec
-from nasop.controller import statuses
+from nasop.controller import status_writer
 from nasop.engine import conditions
 from nasop.engine.search import Search
 from nasop.trials.runner import TorchXTrialRunner
@@ -32,8 +32,8 @@ class RecordingApi:
         self.patches.append(args[-1]["status"])
 
 
-def _writer() -> tuple[statuses.StatusWriter, RecordingApi]:
-    writer = statuses.StatusWriter(None, "default", "x", None)
+def _writer() -> tuple[status_writer.StatusWriter, RecordingApi]:
+    writer = status_writer.StatusWriter(None, "default", "x", None)
     writer.api = api = RecordingApi()
     return writer, api
 
@@ -128,7 +128,7 @@ def test_a_search_that_suspends_resumes_and_succeeds(clock):
 
 def test_an_invalid_manifest_then_fixed_then_failed(clock):
     writer, api = _writer()
-    writer.write(statuses.invalid("spec.searchSpace[0].bounds: reversed", 1))
+    writer.write(status_writer.invalid("spec.searchSpace[0].bounds: reversed", 1))
     invalid = _summary(writer.last)
     assert invalid == {"Ready": ("False", "Invalid"), "Reconciling": ("False", "Invalid"),
                        "Stalled": ("True", "Invalid"), "SpecAccepted": ("False", "InvalidSpec")}
@@ -144,7 +144,7 @@ def test_an_invalid_manifest_then_fixed_then_failed(clock):
     assert failed["Ready"]["status"] == "False" and failed["Reconciling"]["status"] == "False"
     assert all(p.get("observedGeneration") in (None, 1, 2) for p in api.patches)
     assert api.patches[0]["observedGeneration"] == 1 and api.patches[1]["observedGeneration"] == 2
-    too_large = statuses.failed(writer.last, "state too large")
+    too_large = status_writer.failed(writer.last, "state too large")
     assert _summary(too_large)["Stalled"] == ("True", "Failed")
 
 
@@ -152,7 +152,7 @@ def test_a_refused_spec_change_replaces_spec_accepted_in_place():
     st = _status(spec.Phase.RUNNING, 4)
     refused = spec.Condition(type="SpecAccepted", status="False", reason="ImmutableField",
                              message="no")
-    out = statuses.with_condition(st, refused)
+    out = status_writer.with_condition(st, refused)
     assert [c["type"] for c in out["conditions"]] == TYPES
     assert _summary(out)["SpecAccepted"] == ("False", "ImmutableField")
 

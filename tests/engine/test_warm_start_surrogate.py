@@ -9,8 +9,7 @@ from botorch.models.transforms.outcome import Standardize
 
 from nasop import spec
 from nasop.engine import experiment, strategy
-from nasop.generators import surrogate as surrogate_mod
-from nasop.generators.surrogate import WarmStartSurrogate, copy_hyperparameters
+from nasop.generators.surrogate import WarmStartSurrogate, copy_hyperparameters, fit_botorch_model
 from nasop.state import codec
 from nasop.state.base import Snapshot
 from nasop.trials import registry
@@ -64,13 +63,13 @@ def test_each_refit_starts_from_the_previous_fit(monkeypatch):
     assert isinstance(surrogate, WarmStartSurrogate) and "surrogate_spec" not in gen_spec.generator_kwargs
 
     starts: list[dict[str, torch.Tensor]] = []
-    fit = surrogate_mod.fit_botorch_model
+    fit = fit_botorch_model
 
     def record_start(model, **kw):
         starts.append({k: v.detach().clone() for k, v in model.named_parameters()})
         return fit(model, **kw)
 
-    monkeypatch.setattr(surrogate_mod, "fit_botorch_model", record_start)
+    monkeypatch.setattr("nasop.generators.surrogate.fit_botorch_model", record_start)
     for i, (h1, acc) in enumerate(zip([16, 32, 64, 128, 256], [0.8, 0.9, 0.93, 0.95, 0.96])):
         _complete(exp, i, h1, acc)
     (grs,) = gs.gen(experiment=exp, n=1, num_trials=1)  # first model fit: cold, Ax's own path

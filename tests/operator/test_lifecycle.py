@@ -125,28 +125,28 @@ async def test_delete_mid_search_cancels_running_jobs(
 @pytest.mark.asyncio
 async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
         cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
-    """nasop adds no finalizer (and removes one an older version added): a delete never hangs.
+    """nasop adds no finalizer (and removes one under its name): a delete never hangs.
 
     Jobs and ConfigMap then go by ownerReference: kube-controller-manager's garbage collector.
     """
     with volcano.VolcanoPlayer(cluster, volcano.Gate()):
-        legacy = resource(tmp_path, "legacy", budget={"maxTrials": 1, "parallelism": 1},
+        marked = resource(tmp_path, "marked", budget={"maxTrials": 1, "parallelism": 1},
                           optimizer={"method": "sobol", "seed": 0})
-        legacy["metadata"]["finalizers"] = [FINALIZER]  # as nasop <= 0.1 left it
-        cluster.create_object(EXP, legacy)
+        marked["metadata"]["finalizers"] = [FINALIZER]  # nasop's finalizer, as if added by hand
+        cluster.create_object(EXP, marked)
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
         cluster.create_object(EXP, resource(tmp_path, "live", budget={
             "maxTrials": 4, "parallelism": 2}, optimizer={"method": "sobol", "seed": 0}))
         await wait_for(lambda: _running_jobs(cluster, "live", 2), "2 running trials")
-        await wait_for(lambda: not cluster.get_object(EXP, "default", "legacy")["metadata"]
-                       .get("finalizers"), "the legacy finalizer removed")
+        await wait_for(lambda: not cluster.get_object(EXP, "default", "marked")["metadata"]
+                       .get("finalizers"), "the nasop finalizer removed")
         assert not cluster.get_object(EXP, "default", "live")["metadata"].get("finalizers")
 
         # deleted while the operator runs: gone at once, and the driver stops
-        cluster.delete_object(EXP, "default", "legacy")
-        assert cluster.get_object(EXP, "default", "legacy") is None
-        await wait_for(lambda: events(cluster, "SearchDeleted", "legacy"), "SearchDeleted")
-        await wait_for(lambda: _collected(cluster, "legacy"), "legacy collected", GC_SECONDS)
+        cluster.delete_object(EXP, "default", "marked")
+        assert cluster.get_object(EXP, "default", "marked") is None
+        await wait_for(lambda: events(cluster, "SearchDeleted", "marked"), "SearchDeleted")
+        await wait_for(lambda: _collected(cluster, "marked"), "marked collected", GC_SECONDS)
 
         # deleted while the operator is down: nothing blocks the deletion
         await handle.cancel()
@@ -160,7 +160,7 @@ async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
         cluster.create_object(EXP, resource(tmp_path, "canary", budget={
             "maxTrials": 1, "parallelism": 1}, optimizer={"method": "sobol", "seed": 0}))
         await wait_phase(cluster, "canary", {"Succeeded"})
-    for name in ("legacy", "live"):
+    for name in ("marked", "live"):
         assert _collected(cluster, name)
 
 

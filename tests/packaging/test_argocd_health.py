@@ -15,7 +15,7 @@ import yaml
 from chart_helpers import REPO_ROOT
 
 from nasop import spec
-from nasop.controller import statuses
+from nasop.controller import status_writer
 from nasop.engine import conditions
 
 lupa = pytest.importorskip("lupa", reason="lupa (the dev extra) runs the Lua health check")
@@ -36,7 +36,7 @@ def _health(obj: dict[str, Any], script: str | None = None) -> dict[str, str]:
 def _written(*phases: tuple[spec.Phase, int, str], generation: int = 1) -> dict[str, Any]:
     """The resource after the operator's StatusWriter wrote one status per (phase, running,
     message) in turn, the last for `generation`."""
-    writer = statuses.StatusWriter(None, "default", "exp", None)
+    writer = status_writer.StatusWriter(None, "default", "exp", None)
 
     class _Api:
         def patch_namespaced_custom_object_status(self, *args: Any) -> None:
@@ -77,7 +77,7 @@ def test_health_of_statuses_the_operator_writes(obj, status, message):
 
 def test_an_invalid_manifest_is_degraded_with_the_field_named():
     obj = {"metadata": {"name": "bad", "generation": 1},
-           "status": statuses.invalid("spec.searchSpace[0].bounds: reversed", 1)}
+           "status": status_writer.invalid("spec.searchSpace[0].bounds: reversed", 1)}
     hs = _health(obj)
     assert hs == {"status": "Degraded",
                   "message": "Invalid: spec.searchSpace[0].bounds: reversed"}

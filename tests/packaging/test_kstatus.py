@@ -20,7 +20,7 @@ from chart_helpers import REPO_ROOT
 from test_argocd_health import RUNNING, _written
 
 from nasop import spec
-from nasop.controller import statuses
+from nasop.controller import status_writer
 
 MODULE = REPO_ROOT / "tests" / "packaging" / "kstatus"
 GO = shutil.which("go")
@@ -57,7 +57,7 @@ def test_flux_kstatus_reads_the_conditions(kstatus):
     stale["metadata"]["generation"] = 2  # budget.maxTrials raised, not yet seen
     invalid = {"apiVersion": spec.API_VERSION, "kind": spec.KIND,
                "metadata": {"name": "bad", "generation": 1},
-               "status": statuses.invalid("spec.searchSpace[0].bounds: reversed", 1)}
+               "status": status_writer.invalid("spec.searchSpace[0].bounds: reversed", 1)}
     cases = [
         (_written(RUNNING), "InProgress", "2 trials running"),
         (_written(RUNNING, (spec.Phase.SUCCEEDED, 0, "all 4 trials done")), "Current", ""),

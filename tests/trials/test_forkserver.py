@@ -18,8 +18,8 @@ import time
 import pytest
 
 from nasop import _forkserver
-from nasop.trials import local
-from nasop.trials.forkserver import ForkServer
+from nasop.trials import local_markers
+from nasop.trials.forkserver_process import ForkServer
 
 PROBE = textwrap.dedent("""
     import json, os, signal, sys
@@ -48,7 +48,7 @@ def _wrapped(tmp_path, argv, server=None, name="t", **env):
     if server is not None:
         full_env.update(server.env())
     with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w") as err:
-        return subprocess.Popen(local.wrap(argv, str(tmp_path / name)), cwd=tmp_path,
+        return subprocess.Popen(local_markers.wrap(argv, str(tmp_path / name)), cwd=tmp_path,
                                 env=full_env, stdout=out, stderr=err, start_new_session=True)
 
 
@@ -66,9 +66,9 @@ def _pids(tmp_path, name="t", timeout=30.0):
 
 def _gone(pid, timeout=10.0):
     deadline = time.time() + timeout
-    while local._alive(pid) and time.time() < deadline:
+    while local_markers._alive(pid) and time.time() < deadline:
         time.sleep(0.05)
-    return not local._alive(pid)
+    return not local_markers._alive(pid)
 
 
 def test_script_trial_is_forked_with_its_argv_env_cwd_stdio_and_exit_code(tmp_path, server):
@@ -81,7 +81,7 @@ def test_script_trial_is_forked_with_its_argv_env_cwd_stdio_and_exit_code(tmp_pa
                    "path0": str(tmp_path), "x": "y", "server_var": None,
                    "sigpipe_ignored": True}  # as Python sets it at start
     assert (tmp_path / "t.err").read_text() == "to stderr\n"
-    assert local.exit_code(str(tmp_path / "t")) == 3
+    assert local_markers.exit_code(str(tmp_path / "t")) == 3
     pids = _pids(tmp_path)
     assert pids["child"] != p.pid and pids["wrapper"] == p.pid
 
@@ -111,7 +111,7 @@ def test_trials_that_exit_at_once_report_their_own_exit_codes(tmp_path, server):
                             server, name=f"q{code}") for code in (0, 1, 7, 255, 256 + 9)}
     for code, p in procs.items():
         assert p.wait(timeout=60) == code & 0xFF
-        assert local.exit_code(str(tmp_path / f"q{code}")) == code & 0xFF
+        assert local_markers.exit_code(str(tmp_path / f"q{code}")) == code & 0xFF
 
 
 def test_ends_only_the_parent_sees_are_reported_by_the_server(tmp_path, server):
@@ -124,7 +124,7 @@ def test_ends_only_the_parent_sees_are_reported_by_the_server(tmp_path, server):
     for how, code in (("exit", 3), ("signal", -signal.SIGUSR1)):
         p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "hard.py"), how], server, name=how)
         p.wait(timeout=60)
-        assert local.exit_code(str(tmp_path / how)) == code
+        assert local_markers.exit_code(str(tmp_path / how)) == code
 
 
 def test_exit_runs_executor_work_and_atexit_handlers(tmp_path, server):
@@ -174,17 +174,17 @@ def test_uncaught_exception_prints_the_traceback_and_exits_1(tmp_path, server):
     assert p.wait(timeout=60) == 1
     err = (tmp_path / "t.err").read_text()
     assert "Traceback" in err and "RuntimeError: boom in trial" in err
-    assert local.exit_code(str(tmp_path / "t")) == 1
+    assert local_markers.exit_code(str(tmp_path / "t")) == 1
 
 
 def test_sigterm_to_the_wrapper_stops_the_forked_trial(tmp_path, server):
     (tmp_path / "sleepy.py").write_text("import time\ntime.sleep(120)\n")
     p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "sleepy.py")], server)
     child = _pids(tmp_path)["child"]
-    assert local._alive(child) and child != p.pid
+    assert local_markers._alive(child) and child != p.pid
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=30)
-    assert local.exit_code(str(tmp_path / "t")) == -signal.SIGTERM
+    assert local_markers.exit_code(str(tmp_path / "t")) == -signal.SIGTERM
     assert _gone(child)
 
 

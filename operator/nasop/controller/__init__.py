@@ -3,4 +3,4 @@
 Only this package imports kopf. It never imports Ax: it talks to `engine.search.Search`.
 """
 
-__all__ = ["driver", "handlers", "kube", "main", "metrics", "settings", "statuses"]
+__all__ = ["driver", "handlers", "kube", "main", "metrics", "settings", "status_writer"]

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from nasop import errors, spec
-from nasop.controller import kube, metrics, statuses
+from nasop.controller import kube, metrics, status_writer
 from nasop.controller.settings import Settings
 from nasop.engine import conditions
 from nasop.engine.search import Search, TickReport
@@ -112,7 +112,7 @@ class _Loop:
         self.body, self.settings, self.logger, self.emit = body, settings, logger, emit
         self.name, self.namespace, self.uid = meta["name"], meta["namespace"], meta["uid"]
         self.deleted, self.api = deleted, api
-        self.writer = statuses.StatusWriter(api, self.namespace, self.name,
+        self.writer = status_writer.StatusWriter(api, self.namespace, self.name,
                                             _plain(body.get("status")))
         self.search: Search | None = None
         self.seen_generation: int | None = None
@@ -176,7 +176,7 @@ class _Loop:
             await self.reload(e, "state")
         except errors.StateTooLarge as e:
             self.emit("Warning", "StateTooLarge", str(e))
-            await _write(self.writer, statuses.failed(self.writer.last, str(e)))
+            await _write(self.writer, status_writer.failed(self.writer.last, str(e)))
             raise kopf.PermanentError(str(e)) from e
         return None
 
@@ -207,7 +207,7 @@ class _Loop:
         status = self.search.status().dump()
         status["observedGeneration"] = self.seen_generation
         if self.refused is not None:
-            status = statuses.with_condition(status, self.refused)
+            status = status_writer.with_condition(status, self.refused)
         self.stale = not await _write(self.writer, status)
         if self.stale and await self.gone():
             return False
@@ -216,7 +216,7 @@ class _Loop:
         return True
 
     async def mark_invalid(self, message: str) -> None:
-        await _write(self.writer, statuses.invalid(message, self.seen_generation))
+        await _write(self.writer, status_writer.invalid(message, self.seen_generation))
         self.emit("Warning", "InvalidSpec", message[:1000])
         metrics.set_phase(self.namespace, self.name, "Invalid")
 
@@ -260,7 +260,7 @@ async def _cancel_jobs(api: Any, kinds: list[cluster.JobKind], namespace: str, n
          + (f" ({', '.join(cancelled)})" if cancelled else ""))
 
 
-async def _write(writer: statuses.StatusWriter, status: dict[str, Any]) -> bool:
+async def _write(writer: status_writer.StatusWriter, status: dict[str, Any]) -> bool:
     """False when the API server hiccuped: the caller writes again next tick."""
     try:
         await asyncio.to_thread(writer.write, status)

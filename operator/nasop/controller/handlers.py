@@ -7,10 +7,10 @@ No finalizer. kopf puts a finalizer on every object a daemon serves (kopf 1.45.2
 hard-codes `requires_finalizer=True`; nolar/kopf#833, #896), so a NASExperiment deleted while no
 operator runs would hang in Terminating. nasop needs nothing to happen before the object goes:
 its jobs and state ConfigMap carry ownerReferences, so Kubernetes' garbage collector removes them.
-So the daemon is registered without the finalizer (:func:`_without_finalizer`), kopf removes the
-finalizer that older nasop versions left, and a deletion reaches the running daemon through a
-watch-event handler (:func:`notice_deletion`), which needs no finalizer: the driver then stops,
-cancels the experiment's running jobs at once, and exits.
+So the daemon is registered without the finalizer (:func:`_without_finalizer`), kopf removes a
+finalizer under nasop's name wherever it finds one, and a deletion reaches the running daemon
+through a watch-event handler (:func:`notice_deletion`), which needs no finalizer: the driver then
+stops, cancels the experiment's running jobs at once, and exits.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ FINALIZER = "nasop.dev/finalizer"
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Finalizer and progress annotations under nasop's own prefix; settings loaded once."""
     current = SETTINGS.setdefault("current", Settings.load())
-    settings.persistence.finalizer = FINALIZER  # only to remove one an older nasop added
+    settings.persistence.finalizer = FINALIZER  # kopf removes it: no handler here needs one
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="nasop.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="nasop.dev", key="last-handled-configuration")

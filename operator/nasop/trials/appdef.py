@@ -15,7 +15,7 @@ from typing import Any
 from torchx import specs
 
 from nasop import spec
-from nasop.trials import local as local_markers
+from nasop.trials import local_markers
 
 LOCAL_SCHEDULERS = ("local_cwd", "local_docker")
 

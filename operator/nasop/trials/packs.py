@@ -26,8 +26,7 @@ from torchx import specs
 
 from nasop import _members, spec
 from nasop._trialwrap import write_marker
-from nasop.trials import appdef
-from nasop.trials import local as local_markers
+from nasop.trials import appdef, local_markers
 
 PACK_DIR = "pack_dir"  # run metadata: the pack's own folder (its wrapper markers, its logs)
 PACK_SIBLINGS = "pack_members"  # run metadata: JSON list of every member's log dir

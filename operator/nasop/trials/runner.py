@@ -27,9 +27,8 @@ from torchx.schedulers import get_scheduler_factories
 from torchx.schedulers.api import Stream
 
 from nasop import _members, spec
-from nasop.trials import appdef, packs
-from nasop.trials import local as local_markers
-from nasop.trials.forkserver import ForkServer
+from nasop.trials import appdef, local_markers, packs
+from nasop.trials.forkserver_process import ForkServer
 from nasop.trials.metric import RUN_METADATA_KEY
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,84 @@
+"""How one trial is launched: image, command, resources, log volume, scheduler and packing."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from nasop.spec.base import WireModel
+
+
+class Resources(WireModel):
+    cpu: float = Field(default=1, gt=0, description="CPU cores per trial.")
+    mem_mb: int = Field(default=2048, ge=64, alias="memMB", description="Memory per trial, MiB.")
+    gpu: int = Field(default=0, ge=0, description="GPUs per trial.")
+
+
+class Logs(WireModel):
+    claim_name: str | None = Field(
+        default=None,
+        description="PersistentVolumeClaim shared by operator and trials for TensorBoard logs.",
+    )
+    mount_path: str = Field(default="/logs", description="Where the log volume is mounted.")
+
+
+class Pack(WireModel):
+    """Trial packing: several proposed trials trained together by one process (one pod)."""
+
+    max_trials: int = Field(
+        ge=1, le=1024, alias="maxTrials",
+        description="Most trials in one pack; the trainer gets them in NASOP_PACK.",
+    )
+    group_by: list[str] = Field(
+        default_factory=list, alias="groupBy",
+        description="Parameters the trials of one pack must agree on (e.g. batch_size).",
+    )
+
+
+class TrialTemplate(WireModel):
+    """How one trial is launched (the trial contract in DESIGN.md)."""
+
+    image: str = Field(
+        default="nasop-trainer:0.1.0", description="Trainer image (cluster runs only)."
+    )
+    command: list[str] = Field(
+        default_factory=lambda: ["python", "-m", "nasop_trainer"],
+        description="Entrypoint; parameters are appended as --<name>=<value>.",
+    )
+    args: list[str] = Field(default_factory=list, description="Arguments before the parameters.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    resources: Resources = Field(default_factory=Resources, description="Per-trial resources.")
+    logs: Logs = Field(default_factory=Logs, description="The shared TensorBoard log volume.")
+    scheduler: Literal["volcano", "job"] = Field(
+        default="volcano",
+        description="How a cluster runs trials: a Volcano job (needs Volcano), or a plain "
+        "batch/v1 Job (admitted by Kueue when queue names a LocalQueue).",
+    )
+    queue: str | None = Field(
+        default=None,
+        description="volcano: the Volcano queue (default 'default'). job: the Kueue LocalQueue "
+        "of the trial's namespace (the Job is created suspended for Kueue to admit); unset: "
+        "an unqueued Job.",
+    )
+
+    pack: Pack | None = Field(
+        default=None,
+        description="Train up to pack.maxTrials trials in one process (NASOP_PACK); "
+        "budget.parallelism then counts packs.",
+    )
+
+    @property
+    def volcano_queue(self) -> str:
+        return self.queue or "default"
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("command must name a program, e.g. [python, -m, nasop_trainer]")
+        return v
+
+
+
+__all__ = ["Logs", "Pack", "Resources", "TrialTemplate"]
