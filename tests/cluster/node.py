@@ -166,6 +166,7 @@ class Node:
             ref, label = f"docker.io/library/{name}", f"{IMAGE_ID_LABEL}={image_id.split(':')[-1]}"
             if any(line.split()[:1] == [ref] and label in line for line in held):
                 continue
+            self.ctr("images", "rm", "--sync", ref, check=False)  # its layers become garbage
             save = subprocess.Popen(["docker", "-H", docker.host, "save", name],
                                     stdout=subprocess.PIPE)
             self.ctr("images", "import", "--all-platforms", "--digests", "-", stdin=save.stdout)
@@ -341,6 +342,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             self.ctr("tasks", "kill", "--signal", "SIGKILL", task, check=False)
         for task in tasks:
             self.ctr("tasks", "delete", "--force", task, check=False)
+        # and the containers with their snapshots: the containerd root is a cache kept across
+        # runs, and what the next kubelet does not know of would stay on disk for good
+        for container in self.ctr("containers", "ls", "-q", check=False).stdout.split():
+            self.ctr("containers", "delete", container, check=False)
 
     def _kill_shims(self) -> None:
         """containerd-shim-runc-v2 processes of this containerd (each is its own process group)."""
