@@ -131,7 +131,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"Run the same command again to resume.")
         return 130
     finally:
-        search.runner.close()
         search.close()
     status = search.status()
     progress.print_front(status, manifest.spec, console=Console())
