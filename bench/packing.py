@@ -81,12 +81,17 @@ def launch(
     full_env = {**os.environ, **env, **server.env(), "PYTHONUNBUFFERED": "1"}
     with open(log_dir / "stderr.log", "wb") as err:
         return subprocess.Popen(
-            local_markers.wrap(argv, str(log_dir)), env=full_env, stdout=subprocess.DEVNULL, stderr=err
+            local_markers.wrap(argv, str(log_dir)),
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
 
 
 def run_all(
-    server: forkserver_process.ForkServer, jobs: list[tuple[list[str], Path, dict[str, str]]], at_once: int
+    server: forkserver_process.ForkServer,
+    jobs: list[tuple[list[str], Path, dict[str, str]]],
+    at_once: int,
 ) -> float:
     """Runs the jobs, `at_once` at a time; the wall seconds from first launch to last exit."""
     pending, running = list(jobs), []
@@ -157,7 +162,12 @@ def separate(
 
 
 def packed(
-    server: forkserver_process.ForkServer, args: argparse.Namespace, root: Path, h: int, batch: int, n: int
+    server: forkserver_process.ForkServer,
+    args: argparse.Namespace,
+    root: Path,
+    h: int,
+    batch: int,
+    n: int,
 ) -> tuple[float, float, int]:
     """One pack of N; (wall s, training s, trial-epochs)."""
     members = [

@@ -7,6 +7,7 @@
 - ``cluster``: a :class:`objects.Cluster` for one test: the tests' admin view of the server and a
   fresh fault proxy in front of it for the operator; ``default`` is emptied after the test.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,11 +26,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "images"))
 
-import controlplane  # noqa: E402
-import engine  # noqa: E402
-import install  # noqa: E402
-from objects import Cluster  # noqa: E402
-from proxy import FaultProxy  # noqa: E402
+import controlplane
+import install
+from objects import Cluster
+from proxy import FaultProxy
+
+import engine
 
 
 @dataclasses.dataclass
@@ -41,8 +43,10 @@ class ControlPlaneSession:
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlaneSession]:
     """The real control plane with nasop installed, for the whole session."""
-    with tempfile.TemporaryDirectory(prefix="nasop-cluster-") as folder, \
-            controlplane.running(pathlib.Path(folder), install.install_all) as plane:
+    with (
+        tempfile.TemporaryDirectory(prefix="nasop-cluster-") as folder,
+        controlplane.running(pathlib.Path(folder), install.install_all) as plane,
+    ):
         install.wait_garbage_collector(plane)
         yield ControlPlaneSession(plane, plane.installed)
 
@@ -64,7 +68,9 @@ def docker() -> Iterator[engine.Docker]:
 
 def _built(docker: engine.Docker, which: str, tag: str) -> str:
     seconds = engine.build(docker, which, tag)
-    print(f"\n{tag}: built in {seconds:.0f} s, {engine.image_size_mb(docker, tag):.0f} MB", flush=True)
+    print(
+        f"\n{tag}: built in {seconds:.0f} s, {engine.image_size_mb(docker, tag):.0f} MB", flush=True
+    )
     return tag
 
 
@@ -99,9 +105,15 @@ def cluster(control_plane: ControlPlaneSession, rbac_scope: str) -> Iterator[Clu
 
 
 #: What the tests leave in ``default`` and remove after each test (the GC would take its time).
-LEFTOVERS = ("nasop.dev/v1alpha1/nasexperiments", "batch.volcano.sh/v1alpha1/jobs",
-             "batch/v1/jobs", "v1/pods",
-             "v1/configmaps", "v1/events", "kopf.dev/v1/kopfpeerings")
+LEFTOVERS = (
+    "nasop.dev/v1alpha1/nasexperiments",
+    "batch.volcano.sh/v1alpha1/jobs",
+    "batch/v1/jobs",
+    "v1/pods",
+    "v1/configmaps",
+    "v1/events",
+    "kopf.dev/v1/kopfpeerings",
+)
 
 
 def empty_namespace(view: Cluster, namespace: str, timeout: float = 30) -> None:
@@ -113,13 +125,17 @@ def empty_namespace(view: Cluster, namespace: str, timeout: float = 30) -> None:
                 continue
             if meta.get("finalizers"):
                 with contextlib.suppress(controlplane.ApiError):
-                    view.patch_object(resource, namespace, meta["name"],
-                                      {"metadata": {"finalizers": None}})
+                    view.patch_object(
+                        resource, namespace, meta["name"], {"metadata": {"finalizers": None}}
+                    )
             view.delete_object(resource, namespace, meta["name"])
     deadline = time.monotonic() + timeout
     for resource in LEFTOVERS:
-        while [o for o in view.list_objects(resource, namespace)
-               if o["metadata"]["name"] != "kube-root-ca.crt"]:
+        while [
+            o
+            for o in view.list_objects(resource, namespace)
+            if o["metadata"]["name"] != "kube-root-ca.crt"
+        ]:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{resource} in {namespace} not emptied")
             time.sleep(0.05)

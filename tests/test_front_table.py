@@ -12,21 +12,41 @@ from nasop import progress, spec
 from stubs import manifest
 
 SPEC = spec.parse_manifest(manifest("table")).spec
-NAMES = ["val_acc (max)", "num_params (min)", "hidden_size_1", "hidden_size_2",
-         "learning_rate", "dropout", "batch_size", "epochs"]
+NAMES = [
+    "val_acc (max)",
+    "num_params (min)",
+    "hidden_size_1",
+    "hidden_size_2",
+    "learning_rate",
+    "dropout",
+    "batch_size",
+    "epochs",
+]
 
 
 def _status(points: int) -> spec.NASExperimentStatus:
-    front = [spec.ParetoPoint(
-        trial=3 * i,
-        parameters={"hidden_size_1": 16 + i, "hidden_size_2": 100 + i,
-                    "learning_rate": 0.00012345 * (i + 1), "epochs": 3, "dropout": 0.25,
-                    "batch_size": 64},
-        metrics={"val_acc": 0.9 + i / 1000, "num_params": 41234.0 + i})
-        for i in range(points)]
-    return spec.NASExperimentStatus(phase=spec.Phase.SUCCEEDED, pareto_front=front,
-                                    pareto_size=points, hypervolume=12.5,
-                                    objective_thresholds={"val_acc": 0.5, "num_params": 2e4})
+    front = [
+        spec.ParetoPoint(
+            trial=3 * i,
+            parameters={
+                "hidden_size_1": 16 + i,
+                "hidden_size_2": 100 + i,
+                "learning_rate": 0.00012345 * (i + 1),
+                "epochs": 3,
+                "dropout": 0.25,
+                "batch_size": 64,
+            },
+            metrics={"val_acc": 0.9 + i / 1000, "num_params": 41234.0 + i},
+        )
+        for i in range(points)
+    ]
+    return spec.NASExperimentStatus(
+        phase=spec.Phase.SUCCEEDED,
+        pareto_front=front,
+        pareto_size=points,
+        hypervolume=12.5,
+        objective_thresholds={"val_acc": 0.5, "num_params": 2e4},
+    )
 
 
 def _render(width: int, points: int) -> list[str]:

@@ -134,8 +134,9 @@ def launch(path: str, argv: list[str], env: dict[str, str], cwd: str) -> Launche
 # ----------------------------------------------------------------------------- server
 
 
-def _child(conn: socket.socket, fds: list[int], request: dict[str, Any],
-           inherited: list[socket.socket]) -> None:
+def _child(
+    conn: socket.socket, fds: list[int], request: dict[str, Any], inherited: list[socket.socket]
+) -> None:
     """In the forked child: become the trial, run it, report its exit code. Never returns.
     `inherited`: the server's sockets (listener, other trials' connections) to close."""
     code = 1
@@ -159,7 +160,7 @@ def _child(conn: socket.socket, fds: list[int], request: dict[str, Any],
         conn.sendall(f"pid {os.getpid()}\n".encode())
         threading.Thread(target=_die_with_wrapper, args=(conn,), daemon=True).start()
         code = _run_trial(request)
-    except BaseException:  # noqa: BLE001 - the child must report and exit, whatever happened
+    except BaseException:
         traceback.print_exc()
     try:
         # what a fresh interpreter does at exit: join non-daemon threads (executors' work
@@ -183,9 +184,13 @@ def _fresh_stdio(env: dict[str, str]) -> None:
 
     def stream(fd: int, line: bool, errors: str) -> io.TextIOWrapper:
         raw = io.FileIO(fd, "wb", closefd=False)
-        return io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw),  # type: ignore[arg-type]
-                                encoding=sys.stdout.encoding, errors=errors,
-                                line_buffering=line and not unbuffered, write_through=unbuffered)
+        return io.TextIOWrapper(
+            raw if unbuffered else io.BufferedWriter(raw),  # type: ignore[arg-type]
+            encoding=sys.stdout.encoding,
+            errors=errors,
+            line_buffering=line and not unbuffered,
+            write_through=unbuffered,
+        )
 
     sys.stdout = sys.__stdout__ = stream(1, os.isatty(1), "strict")
     sys.stderr = sys.__stderr__ = stream(2, True, "backslashreplace")
@@ -230,7 +235,7 @@ def _run_trial(request: dict[str, Any]) -> int:
     except KeyboardInterrupt:
         sys.excepthook(*sys.exc_info())
         return -signal.SIGINT  # Python re-raises SIGINT on itself: killed by it
-    except BaseException:  # noqa: BLE001 - an uncaught error: the hook (traceback) and 1
+    except BaseException:
         sys.excepthook(*sys.exc_info())
         return 1
     return 0
@@ -248,11 +253,14 @@ def _reseed() -> None:
 def _interpreter_env(env: Any) -> set[str]:
     """Variables Python reads at start-up (PYTHONHASHSEED, PYTHONWARNINGS, ...), which a forked
     child cannot honour; PYTHONPATH and PYTHONUNBUFFERED are applied per trial."""
-    return {k for k in env if k.startswith("PYTHON") and k not in ("PYTHONPATH", "PYTHONUNBUFFERED")}
+    return {
+        k for k in env if k.startswith("PYTHON") and k not in ("PYTHONPATH", "PYTHONUNBUFFERED")
+    }
 
 
-def _handle(conn: socket.socket, listener: socket.socket,
-            children: dict[int, socket.socket]) -> None:
+def _handle(
+    conn: socket.socket, listener: socket.socket, children: dict[int, socket.socket]
+) -> None:
     """Read one request and fork its trial; the parent keeps a copy of the connection in
     `children`, to report the exit status that only a parent can read (see `_reap`)."""
     fds: list[int] = []
@@ -264,8 +272,11 @@ def _handle(conn: socket.socket, listener: socket.socket,
         request = json.loads(_recv_exact(conn, length))
         if len(fds) != 3 or program(request["argv"]) is None:
             raise ValueError("request needs fds 0, 1, 2 and a python -m / python FILE argv")
-        differ = sorted(k for k in {*_interpreter_env(request["env"]), *_interpreter_env(os.environ)}
-                        if request["env"].get(k) != os.environ.get(k))
+        differ = sorted(
+            k
+            for k in {*_interpreter_env(request["env"]), *_interpreter_env(os.environ)}
+            if request["env"].get(k) != os.environ.get(k)
+        )
         if differ:  # read at interpreter start: only a fresh interpreter honours them
             conn.sendall(f"fresh {','.join(differ)} differ\n".encode())
             return
@@ -322,11 +333,14 @@ def serve(path: str, preload: list[str]) -> int:
         for name in preload:
             try:
                 importlib.import_module(name)
-            except Exception as e:  # noqa: BLE001 - trials then start as fresh processes
+            except Exception as e:
                 print(f"nasop fork server: cannot preload {name}: {e}", file=sys.stderr, flush=True)
                 return 1
-        print(f"nasop fork server: pid {os.getpid()} on {path}, preloaded {', '.join(preload)}",
-              file=sys.stderr, flush=True)
+        print(
+            f"nasop fork server: pid {os.getpid()} on {path}, preloaded {', '.join(preload)}",
+            file=sys.stderr,
+            flush=True,
+        )
         children: dict[int, socket.socket] = {}
         server.settimeout(_POLL_S)
         while not stop and os.getppid() == parent:

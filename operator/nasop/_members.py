@@ -68,5 +68,4 @@ def stop_reason(log_dir: str) -> str | None:
         return ""
 
 
-__all__ = ["COMPLETED", "FAILED", "STOPPED", "read_end", "request_stop", "stop_reason",
-           "write_end"]
+__all__ = ["COMPLETED", "FAILED", "STOPPED", "read_end", "request_stop", "stop_reason", "write_end"]

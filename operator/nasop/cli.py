@@ -59,8 +59,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for line in e.message.split("; "):
                 print(f"  {line}", file=sys.stderr)
             continue
-        print(f"{path}: valid ({m.name}: {len(m.spec.search_space)} parameters, "
-              f"{len(m.spec.objectives)} objectives, {m.spec.budget.max_trials} trials)")
+        print(
+            f"{path}: valid ({m.name}: {len(m.spec.search_space)} parameters, "
+            f"{len(m.spec.objectives)} objectives, {m.spec.budget.max_trials} trials)"
+        )
     return 1 if bad else 0
 
 
@@ -84,9 +86,11 @@ def preload_hint(command: list[str], preload: list[str]) -> str | None:
     """A Python trial started fresh imports torch/Lightning each time: say how to avoid it."""
     if preload or not command or not os.path.basename(command[0]).startswith("python"):
         return None
-    return ("hint: each Python trial imports its libraries anew; `--preload MODULES` (e.g. "
-            "lightning.pytorch: seconds of CPU per trial) forks them from one server that "
-            "imported them once")
+    return (
+        "hint: each Python trial imports its libraries anew; `--preload MODULES` (e.g. "
+        "lightning.pytorch: seconds of CPU per trial) forks them from one server that "
+        "imported them once"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -115,8 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     search = local.open_local_search(manifest, args.state_dir, args.state_url, preload)
-    console.print(f"state: {search.store.describe() if search.store else 'none'}; "
-                  f"{len(search.experiment.trials)} trials already recorded")
+    console.print(
+        f"state: {search.store.describe() if search.store else 'none'}; "
+        f"{len(search.experiment.trials)} trials already recorded"
+    )
     try:
         with progress.SearchProgress(search, console, quiet=args.quiet) as view:
             while not search.finished:
@@ -127,8 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 stop.wait(args.poll if not report.changed else 0.05)
     except KeyboardInterrupt:
         stopped = search.cancel_running("interrupted by Ctrl-C")
-        console.print(f"[yellow]interrupted[/]: cancelled trials {stopped}; state saved. "
-                      f"Run the same command again to resume.")
+        console.print(
+            f"[yellow]interrupted[/]: cancelled trials {stopped}; state saved. "
+            f"Run the same command again to resume."
+        )
         return 130
     finally:
         search.close()
@@ -204,20 +212,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def state_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--state-dir", default=None,
-                        help="where state, logs and trial output live (default: ./.nasop)")
-        sp.add_argument("--state-url", default=None,
-                        help="keep the Ax state in a database instead, e.g. sqlite:///nasop.db")
+        sp.add_argument(
+            "--state-dir",
+            default=None,
+            help="where state, logs and trial output live (default: ./.nasop)",
+        )
+        sp.add_argument(
+            "--state-url",
+            default=None,
+            help="keep the Ax state in a database instead, e.g. sqlite:///nasop.db",
+        )
 
     sp = sub.add_parser("run", help="run (or resume) a search on this machine")
     sp.add_argument("file")
     state_args(sp)
     sp.add_argument("--poll", type=float, default=0.5, help="seconds between ticks")
     sp.add_argument("--quiet", action="store_true", help="no live progress display")
-    sp.add_argument("--preload", default="", metavar="MODULES",
-                    help="comma-separated modules (e.g. lightning.pytorch) that a fork server "
-                         "imports once; `python -m`/`python FILE` trials are forked from it "
-                         "instead of importing them again")
+    sp.add_argument(
+        "--preload",
+        default="",
+        metavar="MODULES",
+        help="comma-separated modules (e.g. lightning.pytorch) that a fork server "
+        "imports once; `python -m`/`python FILE` trials are forked from it "
+        "instead of importing them again",
+    )
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("status", help="print the status block of a local search")
@@ -241,12 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_crd)
 
     sp = sub.add_parser("operator", help="run the Kubernetes operator")
-    sp.add_argument("--namespace", "-n", action="append", default=None,
-                    help="watch this namespace (repeatable; default: WATCH_NAMESPACES or all)")
+    sp.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=None,
+        help="watch this namespace (repeatable; default: WATCH_NAMESPACES or all)",
+    )
     sp.add_argument("--liveness-port", type=int, default=8080)
     sp.add_argument("--metrics-port", type=int, default=9090)
-    sp.add_argument("--log-root", default=None,
-                    help="where the shared trial log volume is mounted (default: /logs)")
+    sp.add_argument(
+        "--log-root",
+        default=None,
+        help="where the shared trial log volume is mounted (default: /logs)",
+    )
     sp.set_defaults(func=cmd_operator)
     return p
 

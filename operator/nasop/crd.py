@@ -79,8 +79,9 @@ def _any_to_preserve(node: Any) -> Any:
         node = {k: _any_to_preserve(v) for k, v in node.items()}
         if "properties" in node:
             for sub in node["properties"].values():
-                if isinstance(sub, dict) and not ({"type", "x-kubernetes-preserve-unknown-fields",
-                                                   "anyOf", "enum"} & sub.keys()):
+                if isinstance(sub, dict) and not (
+                    {"type", "x-kubernetes-preserve-unknown-fields", "anyOf", "enum"} & sub.keys()
+                ):
                     sub["x-kubernetes-preserve-unknown-fields"] = True
         return node
     if isinstance(node, list):
@@ -115,15 +116,26 @@ def _resource_schema() -> dict[str, Any]:
 #: what `kubectl get nasx` shows (priority 1: only with -o wide)
 _PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-    {"name": "Ready", "type": "string", "priority": 1,
-     "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-     "description": "The Ready condition (kstatus)"},
-    {"name": "Trials", "type": "integer", "jsonPath": ".status.trials.total",
-     "description": "Trials created"},
-    {"name": "Completed", "type": "integer", "jsonPath": ".status.trials.completed",
-     "priority": 1},
-    {"name": "Pareto", "type": "integer", "jsonPath": ".status.paretoSize",
-     "description": "Points on the Pareto front"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "The Ready condition (kstatus)",
+    },
+    {
+        "name": "Trials",
+        "type": "integer",
+        "jsonPath": ".status.trials.total",
+        "description": "Trials created",
+    },
+    {"name": "Completed", "type": "integer", "jsonPath": ".status.trials.completed", "priority": 1},
+    {
+        "name": "Pareto",
+        "type": "integer",
+        "jsonPath": ".status.paretoSize",
+        "description": "Points on the Pareto front",
+    },
     {"name": "Hypervolume", "type": "number", "jsonPath": ".status.hypervolume"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -37,8 +37,9 @@ class SearchProgress:
             transient=False,
             disable=quiet,
         )
-        self.task = self.progress.add_task(search.name, total=search.spec.budget.max_trials,
-                                           detail="")
+        self.task = self.progress.add_task(
+            search.name, total=search.spec.budget.max_trials, detail=""
+        )
 
     def __enter__(self) -> SearchProgress:
         self.progress.__enter__()
@@ -61,15 +62,22 @@ class SearchProgress:
         st = self.search.status()
         t = st.trials
         hv = f"{st.hypervolume:.4g}" if st.hypervolume is not None else "-"
-        detail = (f"running {t.running}  failed {t.failed}  stopped {t.early_stopped}  "
-                  f"front {st.pareto_size}  HV {hv}  [{st.generator or '-'}]")
+        detail = (
+            f"running {t.running}  failed {t.failed}  stopped {t.early_stopped}  "
+            f"front {st.pareto_size}  HV {hv}  [{st.generator or '-'}]"
+        )
         done = t.completed + t.failed + t.early_stopped
-        self.progress.update(self.task, completed=min(done, self.search.spec.budget.max_trials),
-                             detail=detail, total=self.search.spec.budget.max_trials)
+        self.progress.update(
+            self.task,
+            completed=min(done, self.search.spec.budget.max_trials),
+            detail=detail,
+            total=self.search.spec.budget.max_trials,
+        )
 
 
-def print_front(status: spec.NASExperimentStatus, s: spec.NASExperimentSpec,
-                console: Console) -> None:
+def print_front(
+    status: spec.NASExperimentStatus, s: spec.NASExperimentSpec, console: Console
+) -> None:
     """The Pareto front as a table with full column names, fitted to the console's width.
 
     One row per trial (objectives first, then the parameters) when that fits; otherwise
@@ -82,8 +90,11 @@ def print_front(status: spec.NASExperimentStatus, s: spec.NASExperimentSpec,
         f"{t.failed} failed, {t.early_stopped} stopped early); "
         f"Pareto front {status.pareto_size} points, hypervolume {status.hypervolume or 0:.6g} "
         f"w.r.t. {status.objective_thresholds}"
-        + (f" (inferred: {', '.join(status.inferred_thresholds)})"
-           if status.inferred_thresholds else "")
+        + (
+            f" (inferred: {', '.join(status.inferred_thresholds)})"
+            if status.inferred_thresholds
+            else ""
+        )
         + (f"\n{status.message}" if status.message else "")
     )
     if not status.pareto_front:
@@ -102,8 +113,9 @@ def print_front(status: spec.NASExperimentStatus, s: spec.NASExperimentSpec,
     if _table_width(widths) <= console.width:
         table = Table(title="Pareto front")
         for i, name in enumerate(names):
-            table.add_column(name, justify="right", style="bold" if i in bold else None,
-                             no_wrap=True)
+            table.add_column(
+                name, justify="right", style="bold" if i in bold else None, no_wrap=True
+            )
         for row in rows:
             table.add_row(*row)
         console.print(table)

@@ -42,7 +42,9 @@ def _hover(trial: int, parameters: dict[str, Any], metrics: dict[str, float]) ->
     lines = [f"<b>trial {trial}</b>"]
     lines += [f"{k} = {_fmt(v)}" for k, v in sorted(metrics.items())]
     lines += [f"{k} = {_fmt(v)}" for k, v in parameters.items()]
-    return "<br>".join(html.escape(line, quote=False) if i else line for i, line in enumerate(lines))
+    return "<br>".join(
+        html.escape(line, quote=False) if i else line for i, line in enumerate(lines)
+    )
 
 
 def tradeoff_figure(search: Search, status: NASExperimentStatus | None = None) -> go.Figure:
@@ -60,46 +62,67 @@ def tradeoff_figure(search: Search, status: NASExperimentStatus | None = None) -
 
     pts = [xy(o.metrics, o.trial) for o in obs]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        name="trials", mode="markers",
-        x=[p[0] for p in pts], y=[p[1] for p in pts],
-        customdata=[o.trial for o in obs],
-        text=[_hover(o.trial, o.parameters, o.metrics) for o in obs],
-        hovertemplate="%{text}<extra></extra>",
-        marker={
-            "size": 10, "color": [o.trial for o in obs], "colorscale": COLORSCALE,
-            "showscale": True, "colorbar": {"title": {"text": "trial"}},
-            "line": {"width": 0.5, "color": "#333"},
-        },
-    ))
+    fig.add_trace(
+        go.Scatter(
+            name="trials",
+            mode="markers",
+            x=[p[0] for p in pts],
+            y=[p[1] for p in pts],
+            customdata=[o.trial for o in obs],
+            text=[_hover(o.trial, o.parameters, o.metrics) for o in obs],
+            hovertemplate="%{text}<extra></extra>",
+            marker={
+                "size": 10,
+                "color": [o.trial for o in obs],
+                "colorscale": COLORSCALE,
+                "showscale": True,
+                "colorbar": {"title": {"text": "trial"}},
+                "line": {"width": 0.5, "color": "#333"},
+            },
+        )
+    )
     front = sorted(status.pareto_front, key=lambda p: xy(p.metrics, p.trial))
     if front:
         two = len(objectives) == 2
-        fig.add_trace(go.Scatter(
-            name="Pareto front", mode="lines" if two else "markers",
-            x=[xy(p.metrics, p.trial)[0] for p in front],
-            y=[xy(p.metrics, p.trial)[1] for p in front],
-            customdata=[p.trial for p in front],
-            # from one front point to the next (x ascending) through the corner both dominate
-            line={"shape": "hv" if x_obj is not None and x_obj.minimize else "vh",
-                  "color": "#d62728", "width": 2},
-            marker={"symbol": "circle-open", "size": 16, "color": "#d62728"},
-            hoverinfo="skip",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                name="Pareto front",
+                mode="lines" if two else "markers",
+                x=[xy(p.metrics, p.trial)[0] for p in front],
+                y=[xy(p.metrics, p.trial)[1] for p in front],
+                customdata=[p.trial for p in front],
+                # from one front point to the next (x ascending) through the corner both dominate
+                line={
+                    "shape": "hv" if x_obj is not None and x_obj.minimize else "vh",
+                    "color": "#d62728",
+                    "width": 2,
+                },
+                marker={"symbol": "circle-open", "size": 16, "color": "#d62728"},
+                hoverinfo="skip",
+            )
+        )
     ref = status.objective_thresholds
     if x_obj is not None and x_obj.metric in ref and y_obj.metric in ref:
-        fig.add_trace(go.Scatter(
-            name=_ref_label(search), mode="markers",
-            x=[ref[x_obj.metric]], y=[ref[y_obj.metric]],
-            marker={"symbol": "x", "size": 14, "color": "black"},
-            hovertemplate=(f"{_ref_label(search)}<br>{x_obj.metric} = %{{x}}<br>"
-                           f"{y_obj.metric} = %{{y}}<extra></extra>"),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                name=_ref_label(search),
+                mode="markers",
+                x=[ref[x_obj.metric]],
+                y=[ref[y_obj.metric]],
+                marker={"symbol": "x", "size": 14, "color": "black"},
+                hovertemplate=(
+                    f"{_ref_label(search)}<br>{x_obj.metric} = %{{x}}<br>"
+                    f"{y_obj.metric} = %{{y}}<extra></extra>"
+                ),
+            )
+        )
     fig.update_layout(
         title=f"{y_obj.metric} vs {x_obj.metric if x_obj else 'trial'} ({len(obs)} completed trials)",
         xaxis_title=_axis(x_obj) if x_obj else "trial index",
         yaxis_title=_axis(y_obj),
-        legend={"orientation": "h", "y": -0.15}, height=560, template="plotly_white",
+        legend={"orientation": "h", "y": -0.15},
+        height=560,
+        template="plotly_white",
     )
     return fig
 
@@ -111,20 +134,29 @@ def splom_figure(search: Search, status: NASExperimentStatus | None = None) -> g
     metrics = [o.metric for o in search.spec.objectives]
     obs = [o for o in search.observations() if all(m in o.metrics for m in metrics)]
     on_front = {p.trial for p in (status or search.status()).pareto_front}
-    fig = go.Figure(go.Splom(
-        dimensions=[{"label": m, "values": [o.metrics[m] for o in obs]} for m in metrics],
-        customdata=[o.trial for o in obs],
-        text=[_hover(o.trial, o.parameters, o.metrics) for o in obs],
-        hovertemplate="%{text}<extra></extra>", diagonal_visible=False,
-        marker={
-            "size": [11 if o.trial in on_front else 7 for o in obs],
-            "color": [o.trial for o in obs], "colorscale": COLORSCALE, "showscale": True,
-            "colorbar": {"title": {"text": "trial"}},
-            "line": {"width": [2 if o.trial in on_front else 0.5 for o in obs], "color": "#d62728"},
-        },
-    ))
-    fig.update_layout(title="Objectives (Pareto points outlined in red)", height=720,
-                      template="plotly_white")
+    fig = go.Figure(
+        go.Splom(
+            dimensions=[{"label": m, "values": [o.metrics[m] for o in obs]} for m in metrics],
+            customdata=[o.trial for o in obs],
+            text=[_hover(o.trial, o.parameters, o.metrics) for o in obs],
+            hovertemplate="%{text}<extra></extra>",
+            diagonal_visible=False,
+            marker={
+                "size": [11 if o.trial in on_front else 7 for o in obs],
+                "color": [o.trial for o in obs],
+                "colorscale": COLORSCALE,
+                "showscale": True,
+                "colorbar": {"title": {"text": "trial"}},
+                "line": {
+                    "width": [2 if o.trial in on_front else 0.5 for o in obs],
+                    "color": "#d62728",
+                },
+            },
+        )
+    )
+    fig.update_layout(
+        title="Objectives (Pareto points outlined in red)", height=720, template="plotly_white"
+    )
     return fig
 
 
@@ -141,9 +173,11 @@ def fitted_model(search: Search) -> Any:
         return f"Not available: Ax could not fit the model ({type(e).__name__}: {e})."
     if adapter is None or not adapter.can_predict:
         node = search.strategy.current_node_name
-        return (f"Not available yet: the generation strategy is in its {node} phase, which "
-                "fits no model. This appears once the initial trials have completed and the "
-                "BoTorch model takes over.")
+        return (
+            f"Not available yet: the generation strategy is in its {node} phase, which "
+            "fits no model. This appears once the initial trials have completed and the "
+            "BoTorch model takes over."
+        )
     return adapter
 
 
@@ -158,8 +192,9 @@ def cross_validation(search: Search, adapter: Any = None) -> list[tuple[str, str
 
         card = CrossValidationPlot(
             metric_names=[o.metric for o in search.spec.objectives], untransform=True
-        ).compute(experiment=search.experiment, generation_strategy=search.strategy,
-                  adapter=adapter)
+        ).compute(
+            experiment=search.experiment, generation_strategy=search.strategy, adapter=adapter
+        )
         return [
             (c.title, c.subtitle, c.get_figure())
             for c in card.flatten()
@@ -197,17 +232,25 @@ def trial_table(search: Search, status: NASExperimentStatus | None = None) -> st
         arm = getattr(trial, "arm", None)
         values = arm.parameters if arm is not None else {}
         reason = reasons.get(idx) or trial.status_reason or ""
-        cells = [str(idx), trial.status.name.lower().replace("_", " "),
-                 report_history.generator_of(trial)]
+        cells = [
+            str(idx),
+            trial.status.name.lower().replace("_", " "),
+            report_history.generator_of(trial),
+        ]
         cells += [_fmt(values.get(p, "")) for p in params]
         cells += [_fmt(finals.get(idx, {}).get(m, "")) for m in metrics]
         cells += ["★" if idx in front else "", reason]
         css = trial.status.name.lower()
-        rows.append(f'<tr class="{css}" data-trial="{idx}">'
-                    + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        rows.append(
+            f'<tr class="{css}" data-trial="{idx}">'
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
     header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    return (f'<table class="trials"><thead><tr>{header}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f'<table class="trials"><thead><tr>{header}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _header(search: Search, st: NASExperimentStatus) -> str:
@@ -217,9 +260,12 @@ def _header(search: Search, st: NASExperimentStatus) -> str:
     items = [
         ("phase", st.phase.value + (f" — {st.message}" if st.message else "")),
         ("objectives", objectives),
-        ("trials", f"{c.total} total: {c.completed} completed, {c.running} running, "
-                   f"{c.failed} failed, {c.early_stopped} stopped early "
-                   f"(budget {search.spec.budget.max_trials})"),
+        (
+            "trials",
+            f"{c.total} total: {c.completed} completed, {c.running} running, "
+            f"{c.failed} failed, {c.early_stopped} stopped early "
+            f"(budget {search.spec.budget.max_trials})",
+        ),
         ("generator", st.generator or "none yet"),
         ("hypervolume", f"{_fmt(st.hypervolume or 0.0)} ({st.pareto_size} Pareto points)"),
         (_ref_label(search), ref),
@@ -243,8 +289,9 @@ tr.failed,tr.abandoned{background:#fdecea}tr.early_stopped{background:#fff6e0}
 
 
 def _div(fig: go.Figure, div_id: str) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False, default_width="100%",
-                       div_id=f"plot-{div_id}")
+    return fig.to_html(
+        full_html=False, include_plotlyjs=False, default_width="100%", div_id=f"plot-{div_id}"
+    )
 
 
 def render_html(search: Search) -> str:
@@ -266,7 +313,8 @@ def render_html(search: Search) -> str:
     parts.append("<h2>Learning curves</h2>")
     curve_figs = report_history.learning_curve_figures(search)
     parts += [_div(fig, f"curves-{i}") for i, fig in enumerate(curve_figs)] or [
-        '<p class="note">No metric was logged at more than one step yet.</p>']
+        '<p class="note">No metric was logged at more than one step yet.</p>'
+    ]
     adapter = fitted_model(search)
     parts.append("<h2>Parameter importance (sensitivity analysis)</h2>")
     imp = importance(search, adapter)
@@ -281,8 +329,9 @@ def render_html(search: Search) -> str:
         parts.append(f'<p class="note" id="cv-note">{html.escape(cv)}</p>')
     else:
         for i, (title, subtitle, fig) in enumerate(cv):
-            parts.append(f"<h3>{html.escape(title)}</h3><p>{html.escape(subtitle)}</p>"
-                         f"{_div(fig, f'cv-{i}')}")
+            parts.append(
+                f"<h3>{html.escape(title)}</h3><p>{html.escape(subtitle)}</p>{_div(fig, f'cv-{i}')}"
+            )
     parts += ["<h2>Trials</h2>", trial_table(search, status)]
     title = html.escape(f"nasop report: {search.name}")
 
@@ -290,7 +339,7 @@ def render_html(search: Search) -> str:
         return (
             f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_CSS}</style>{report_assets.head_scripts()}</head>"
-            f"<body>{''.join(parts)}<footer id=\"page-size\">{html.escape(note)}</footer>"
+            f'<body>{"".join(parts)}<footer id="page-size">{html.escape(note)}</footer>'
             f"{report_assets.body_end_script()}</body></html>"
         )
 
@@ -309,8 +358,11 @@ def write_report(search: Search, path: str) -> None:
 
 def _ref_label(search: Search) -> str:
     all_set = all(o.threshold is not None for o in search.spec.objectives)
-    return ("objective thresholds" if all_set else
-            "reference point (thresholds, else inferred from the front)")
+    return (
+        "objective thresholds"
+        if all_set
+        else "reference point (thresholds, else inferred from the front)"
+    )
 
 
 def _axis(o: Any) -> str:
@@ -321,5 +373,13 @@ def _fmt(v: Any) -> str:
     return formatting.number(v, digits=6)
 
 
-__all__ = ["cross_validation", "fitted_model", "importance", "render_html", "splom_figure",
-           "tradeoff_figure", "trial_table", "write_report"]
+__all__ = [
+    "cross_validation",
+    "fitted_model",
+    "importance",
+    "render_html",
+    "splom_figure",
+    "tradeoff_figure",
+    "trial_table",
+    "write_report",
+]

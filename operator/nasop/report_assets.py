@@ -59,8 +59,10 @@ def packed_plotlyjs() -> tuple[str, int]:
 def head_scripts() -> str:
     """The `<head>` scripts: the queueing stand-in for Plotly and the packed plotly.js."""
     packed, _ = packed_plotlyjs()
-    return (f"<script>{_SHIM}</script>"
-            f'<script id="plotlyjs-gz" type="application/octet-stream">{packed}</script>')
+    return (
+        f"<script>{_SHIM}</script>"
+        f'<script id="plotlyjs-gz" type="application/octet-stream">{packed}</script>'
+    )
 
 
 def body_end_script() -> str:
@@ -72,9 +74,11 @@ def size_note(page_bytes: int) -> str:
     """One sentence stating the page's size and what it is made of."""
     packed, unpacked = packed_plotlyjs()
     rest = page_bytes - len(packed)
-    return (f"This page is {_mb(page_bytes)}: plotly.js takes {_mb(len(packed))} "
-            f"({_mb(unpacked)} unpacked; stored compressed so that the page needs no network), "
-            f"the figures and tables {_mb(rest)}.")
+    return (
+        f"This page is {_mb(page_bytes)}: plotly.js takes {_mb(len(packed))} "
+        f"({_mb(unpacked)} unpacked; stored compressed so that the page needs no network), "
+        f"the figures and tables {_mb(rest)}."
+    )
 
 
 def _mb(n: int) -> str:

@@ -21,6 +21,7 @@ builds what is missing, starts everything (with the node and Volcano unless ``--
 an admin kubeconfig to FILE and stays in the foreground until Ctrl-C or SIGTERM, then stops what it
 started.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,12 @@ ADMIN = "nasop-test-admin"
 #: Service and pod addresses are never routed here (no kube-proxy, no pod network), but keep them
 #: off the private ranges all the same (RFC 2544 benchmarking range).
 SERVICE_RANGE = "198.18.0.0/24"
-AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
-                "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
 
 
 def read_sysctls(keys: Iterable[str]) -> dict[str, str]:
@@ -64,8 +69,9 @@ def read_sysctls(keys: Iterable[str]) -> dict[str, str]:
 
 def build() -> pathlib.Path:
     """Build (once per version) and return the folder holding etcd, kube-apiserver, kcm."""
-    out = subprocess.run(["bash", str(HERE / "build.sh")], check=True, text=True,
-                         stdout=subprocess.PIPE).stdout
+    out = subprocess.run(
+        ["bash", str(HERE / "build.sh")], check=True, text=True, stdout=subprocess.PIPE
+    ).stdout
     return pathlib.Path(out.strip().splitlines()[-1])
 
 
@@ -83,21 +89,62 @@ def make_certs(folder: pathlib.Path) -> None:
     """A CA, the API server's certificate for 127.0.0.1/localhost, a service-account key pair."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj",
-             "/CN=nasop-test-ca", "-keyout", str(ca_key), "-out", str(ca_crt))
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=nasop-test-ca",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_crt),
+    )
     ext = folder / "server.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
-                   "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
-                   "extendedKeyUsage=serverAuth\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
-             "-keyout", str(folder / "server.key"), "-out", str(folder / "server.csr"))
-    _openssl("x509", "-req", "-in", str(folder / "server.csr"), "-CA", str(ca_crt), "-CAkey",
-             str(ca_key), "-CAcreateserial", "-days", "30", "-extfile", str(ext),
-             "-out", str(folder / "server.crt"))
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-keyout",
+        str(folder / "server.key"),
+        "-out",
+        str(folder / "server.csr"),
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(folder / "server.csr"),
+        "-CA",
+        str(ca_crt),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(folder / "server.crt"),
+    )
     _openssl("genrsa", "-out", str(folder / "sa.key"), "2048")
     _openssl("rsa", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
     # the API server's identity towards kubelets (pods/log), and the node's towards the API server
-    client_certificate(folder, "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+    client_certificate(
+        folder, "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client"
+    )
     client_certificate(folder, "node", "/O=system:nodes/CN=system:node:localhost")
 
 
@@ -105,11 +152,35 @@ def client_certificate(folder: pathlib.Path, name: str, subject: str) -> None:
     """``name.crt``/``name.key`` signed by the CA in ``folder``, for client authentication."""
     ext = folder / f"{name}.ext"
     ext.write_text("extendedKeyUsage=clientAuth\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout",
-             str(folder / f"{name}.key"), "-out", str(folder / f"{name}.csr"))
-    _openssl("x509", "-req", "-in", str(folder / f"{name}.csr"), "-CA", str(folder / "ca.crt"),
-             "-CAkey", str(folder / "ca.key"), "-CAcreateserial", "-days", "30", "-extfile",
-             str(ext), "-out", str(folder / f"{name}.crt"))
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        str(folder / f"{name}.key"),
+        "-out",
+        str(folder / f"{name}.csr"),
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(folder / f"{name}.csr"),
+        "-CA",
+        str(folder / "ca.crt"),
+        "-CAkey",
+        str(folder / "ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(folder / f"{name}.crt"),
+    )
 
 
 def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -135,23 +206,34 @@ def stop_process(proc: subprocess.Popen[Any], grace: float) -> None:
             proc.wait()
 
 
-def kubeconfig(server: str, token: str, ca_file: str | None, namespace: str = "default",
-               user: str = "nasop") -> dict[str, Any]:
+def kubeconfig(
+    server: str, token: str, ca_file: str | None, namespace: str = "default", user: str = "nasop"
+) -> dict[str, Any]:
     """A kubeconfig for one token (the admin's, or a ServiceAccount's from TokenRequest)."""
     cluster: dict[str, Any] = {"server": server}
     if ca_file and server.startswith("https"):
         cluster["certificate-authority"] = ca_file
-    return {"apiVersion": "v1", "kind": "Config", "current-context": user,
-            "clusters": [{"name": "nasop-test", "cluster": cluster}],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [{"name": user, "context": {"cluster": "nasop-test", "user": user,
-                                                    "namespace": namespace}}]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": user,
+        "clusters": [{"name": "nasop-test", "cluster": cluster}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": user,
+                "context": {"cluster": "nasop-test", "user": user, "namespace": namespace},
+            }
+        ],
+    }
 
 
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager in ``workdir``; ``start()`` / ``stop()``."""
 
-    def __init__(self, bin_dir: pathlib.Path, workdir: pathlib.Path, with_node: bool = False) -> None:
+    def __init__(
+        self, bin_dir: pathlib.Path, workdir: pathlib.Path, with_node: bool = False
+    ) -> None:
         self.bin_dir = bin_dir
         self.with_node = with_node
         self.workdir = workdir
@@ -167,8 +249,11 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, timeout: float = 180.0,
-              before_controllers: Callable[[ControlPlane], Any] | None = None) -> ControlPlane:
+    def start(
+        self,
+        timeout: float = 180.0,
+        before_controllers: Callable[[ControlPlane], Any] | None = None,
+    ) -> ControlPlane:
         """Start everything; ``before_controllers(self)`` runs once the API server is ready and
         before the controller manager starts, so that its garbage collector starts out knowing
         CRDs installed there (it rediscovers resources only every 30 s)."""
@@ -178,43 +263,67 @@ class ControlPlane:
         (self.workdir / "tokens.csv").write_text(f'{self.token},{ADMIN},{ADMIN},"system:masters"\n')
         (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
         etcd_client, etcd_peer = free_port(), free_port()
-        self._spawn("etcd", [
-            "--name=nasop-test", f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-cluster=nasop-test=http://127.0.0.1:{etcd_peer}",
-            "--unsafe-no-fsync=true", "--log-level=warn"])
-        self._spawn("kube-apiserver", [
-            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-            f"--secure-port={self.port}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--token-auth-file={self.workdir / 'tokens.csv'}",
-            "--anonymous-auth=false",
-            f"--service-cluster-ip-range={SERVICE_RANGE}", "--allow-privileged=true",
-            *self._node_args(pki),
-            f"--service-account-issuer={self.url}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
-            f"--audit-log-path={self.audit_log}", "--audit-log-mode=batch",
-            "--audit-log-batch-max-wait=0.2s", "--audit-log-format=json",
-            "--enable-priority-and-fairness=false", "--profiling=false",
-            "--endpoint-reconciler-type=none", "--v=0"])
+        self._spawn(
+            "etcd",
+            [
+                "--name=nasop-test",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=nasop-test=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                f"--secure-port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--tls-cert-file={pki / 'server.crt'}",
+                f"--tls-private-key-file={pki / 'server.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={self.workdir / 'tokens.csv'}",
+                "--anonymous-auth=false",
+                f"--service-cluster-ip-range={SERVICE_RANGE}",
+                "--allow-privileged=true",
+                *self._node_args(pki),
+                f"--service-account-issuer={self.url}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-mode=batch",
+                "--audit-log-batch-max-wait=0.2s",
+                "--audit-log-format=json",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",
+                "--v=0",
+            ],
+        )
         self._wait_ready(timeout)
         admin = self.admin_kubeconfig_path
         admin.write_text(yaml.safe_dump(self.admin_kubeconfig()))
         if before_controllers is not None:
             self.installed = before_controllers(self)
-        self._spawn("kube-controller-manager", [
-            f"--kubeconfig={admin}", "--leader-elect=false", "--secure-port=0",
-            f"--controllers={','.join(self._controllers())}",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}", "--concurrent-gc-syncs=5",
-            "--v=0"])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={admin}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--controllers={','.join(self._controllers())}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--concurrent-gc-syncs=5",
+                "--v=0",
+            ],
+        )
         self._wait_default_serviceaccount(timeout - (time.monotonic() - begin))
         self.started_in = time.monotonic() - begin
         return self
@@ -235,8 +344,15 @@ class ControlPlane:
     def admin_kubeconfig(self, namespace: str = "default") -> dict[str, Any]:
         return kubeconfig(self.url, self.token, self.ca_file, namespace, user=ADMIN)
 
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None,
-                content_type: str = "application/json", timeout: float = 30.0) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> Any:
         """One API call as the admin (or ``token``); returns the decoded JSON answer.
 
         Raises :class:`ApiError` with the server's status and message on a non-2xx answer. A 429
@@ -253,16 +369,32 @@ class ControlPlane:
 
     def request_text(self, path: str, timeout: float = 30.0) -> str:
         """A GET whose answer is text, not JSON (``pods/log``), as the admin."""
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        req = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
         with urllib.request.urlopen(req, context=self.ssl_context(), timeout=timeout) as resp:
             return resp.read().decode(errors="replace")
 
-    def _request(self, method: str, path: str, body: Any, token: str | None, content_type: str,
-                 timeout: float) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        token: str | None,
+        content_type: str,
+        timeout: float,
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {token or self.token}", "Content-Type": content_type,
-            "Accept": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {token or self.token}",
+                "Content-Type": content_type,
+                "Accept": "application/json",
+            },
+        )
         try:
             with urllib.request.urlopen(req, context=self.ssl_context(), timeout=timeout) as resp:
                 raw = resp.read()
@@ -289,12 +421,22 @@ class ControlPlane:
     def _controllers(self) -> list[str]:
         """The controller manager's controllers; with a node, also those that run its pods
         (Deployments for the operator, node lifecycle for the not-ready taint, volume binding)."""
-        names = ["garbage-collector-controller", "namespace-controller",
-                 "serviceaccount-token-controller", "serviceaccount-controller",
-                 "root-ca-certificate-publisher-controller", "job-controller"]
+        names = [
+            "garbage-collector-controller",
+            "namespace-controller",
+            "serviceaccount-token-controller",
+            "serviceaccount-controller",
+            "root-ca-certificate-publisher-controller",
+            "job-controller",
+        ]
         if self.with_node:
-            names += ["deployment-controller", "replicaset-controller", "node-lifecycle-controller",
-                      "persistentvolume-binder-controller", "pod-garbage-collector-controller"]
+            names += [
+                "deployment-controller",
+                "replicaset-controller",
+                "node-lifecycle-controller",
+                "persistentvolume-binder-controller",
+                "pod-garbage-collector-controller",
+            ]
         return names
 
     def _node_args(self, pki: pathlib.Path) -> list[str]:
@@ -303,15 +445,22 @@ class ControlPlane:
         Without: no ServiceAccount admission, as envtest (pods are stored, not run)."""
         if not self.with_node:
             return ["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount"]
-        return ["--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
-                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
-                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
-                "--kubelet-preferred-address-types=Hostname"]
+        return [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+            "--kubelet-preferred-address-types=Hostname",
+        ]
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - the process holds it
-        self.procs[name] = subprocess.Popen([str(self.bin_dir / name), *args], stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            [str(self.bin_dir / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -323,21 +472,25 @@ class ControlPlane:
         def ready() -> bool:
             self._check_alive()
             with contextlib.suppress(OSError, ApiError, ValueError):
-                req = urllib.request.Request(self.url + "/readyz", headers={
-                    "Authorization": f"Bearer {self.token}"})
+                req = urllib.request.Request(
+                    self.url + "/readyz", headers={"Authorization": f"Bearer {self.token}"}
+                )
                 with urllib.request.urlopen(req, context=self.ssl_context(), timeout=5) as resp:
                     return resp.status == 200
             return False
+
         poll(ready, timeout, "kube-apiserver not ready")
 
     def _wait_default_serviceaccount(self, timeout: float) -> None:
         """The controller manager is working once it has made `default`'s ServiceAccount."""
+
         def made() -> bool:
             self._check_alive()
             with contextlib.suppress(ApiError):
                 self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
                 return True
             return False
+
         poll(made, max(timeout, 10), "kube-controller-manager made no default ServiceAccount")
 
 
@@ -352,9 +505,11 @@ class ApiError(Exception):
 
 
 @contextlib.contextmanager
-def running(workdir: pathlib.Path | None = None,
-            before_controllers: Callable[[ControlPlane], Any] | None = None,
-            with_node: bool = False) -> Iterator[ControlPlane]:
+def running(
+    workdir: pathlib.Path | None = None,
+    before_controllers: Callable[[ControlPlane], Any] | None = None,
+    with_node: bool = False,
+) -> Iterator[ControlPlane]:
     """Build if needed, start, yield, stop (and remove a temporary workdir)."""
     bin_dir = build()
     owned = workdir is None
@@ -372,8 +527,11 @@ def running(workdir: pathlib.Path | None = None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", required=True, help="write the admin kubeconfig here")
-    parser.add_argument("--no-node", action="store_true",
-                        help="the control plane only (no containerd, kubelet, Volcano)")
+    parser.add_argument(
+        "--no-node",
+        action="store_true",
+        help="the control plane only (no containerd, kubelet, Volcano)",
+    )
     args = parser.parse_args(argv)
     stop = False
 
@@ -387,21 +545,36 @@ def main(argv: list[str] | None = None) -> int:
     if path.exists() and (yaml.safe_load(path.read_text()) or {}).get("current-context") != ADMIN:
         parser.error(f"{path} exists and is not a kubeconfig this command wrote: name another file")
     import install
+
     import node
 
     with_node = not args.no_node
-    with running(before_controllers=(lambda p: install.install_volcano_crds(p, everything=True))
-                 if with_node else None,
-                 with_node=with_node) as plane, \
-            (node.Node(plane, node.build(), plane.workdir / "node") if with_node
-             else contextlib.nullcontext()) as kubelet:
+    with (
+        running(
+            before_controllers=(lambda p: install.install_volcano_crds(p, everything=True))
+            if with_node
+            else None,
+            with_node=with_node,
+        ) as plane,
+        (
+            node.Node(plane, node.build(), plane.workdir / "node")
+            if with_node
+            else contextlib.nullcontext()
+        ) as kubelet,
+    ):
         path.write_text(yaml.safe_dump(plane.admin_kubeconfig()))
-        print(f"control plane up in {plane.started_in:.1f}s at {plane.url}; "
-              f"admin kubeconfig: {path}\n  export KUBECONFIG={path.resolve()}", flush=True)
+        print(
+            f"control plane up in {plane.started_in:.1f}s at {plane.url}; "
+            f"admin kubeconfig: {path}\n  export KUBECONFIG={path.resolve()}",
+            flush=True,
+        )
         if kubelet is not None:
-            print(f"node {node.NODE_NAME} Ready in {kubelet.ready_in:.1f}s with Volcano; images "
-                  f"(no registry): docker save IMAGE | ctr --address {kubelet.socket} -n k8s.io "
-                  "images import -", flush=True)
+            print(
+                f"node {node.NODE_NAME} Ready in {kubelet.ready_in:.1f}s with Volcano; images "
+                f"(no registry): docker save IMAGE | ctr --address {kubelet.socket} -n k8s.io "
+                "images import -",
+                flush=True,
+            )
         print("Ctrl-C stops it.", flush=True)
         while not stop:
             time.sleep(0.2)

@@ -11,6 +11,7 @@ and its admission webhooks served on 127.0.0.1.
   certificate is written into the manager's certificate folder. On exit the webhook
   configurations go first (a Job update must not call a stopped webhook), then the manager.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
-
 from controlplane import ApiError, ControlPlane, free_port, poll, stop_process
 from install import apply, wait_established
 
@@ -35,8 +35,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 MODULE = "sigs.k8s.io/kueue"
 #: The webhooks kept: Jobs and Kueue's own objects (the others serve integrations not enabled).
 WEBHOOK_PATHS = ("-batch-v1-job", "-kueue-x-k8s-io-")
-WEBHOOK_NAMES = {"MutatingWebhookConfiguration": "nasop-tests-kueue-mutating",
-                 "ValidatingWebhookConfiguration": "nasop-tests-kueue-validating"}
+WEBHOOK_NAMES = {
+    "MutatingWebhookConfiguration": "nasop-tests-kueue-mutating",
+    "ValidatingWebhookConfiguration": "nasop-tests-kueue-validating",
+}
 
 
 def _go_env() -> dict[str, str]:
@@ -44,21 +46,32 @@ def _go_env() -> dict[str, str]:
 
 
 def version() -> str:
-    return subprocess.run(["go", "list", "-m", "-f", "{{.Version}}", MODULE],
-                          cwd=HERE / "go" / "kueue", check=True, capture_output=True, text=True,
-                          env=_go_env()).stdout.strip()
+    return subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Version}}", MODULE],
+        cwd=HERE / "go" / "kueue",
+        check=True,
+        capture_output=True,
+        text=True,
+        env=_go_env(),
+    ).stdout.strip()
 
 
 def build() -> pathlib.Path:
     """The Kueue binary (built on the first call; minutes on two cores)."""
-    out = subprocess.run([str(HERE / "kueue.sh")], check=True, stdout=subprocess.PIPE,
-                         text=True).stdout
+    out = subprocess.run(
+        [str(HERE / "kueue.sh")], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
     return pathlib.Path(out.strip().splitlines()[-1]) / "kueue"
 
 
 def module_dir() -> pathlib.Path:
-    out = subprocess.run(["go", "mod", "download", "-json", f"{MODULE}@{version()}"], check=True,
-                         capture_output=True, text=True, env=_go_env()).stdout
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{MODULE}@{version()}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=_go_env(),
+    ).stdout
     return pathlib.Path(json.loads(out)["Dir"])
 
 
@@ -82,15 +95,52 @@ def make_serving_cert(folder: pathlib.Path) -> str:
     as controller-runtime reads them); returns the CA certificate (PEM)."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj",
-             "/CN=nasop-test-kueue-ca", "-keyout", str(ca_key), "-out", str(ca_crt))
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=nasop-test-kueue-ca",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_crt),
+    )
     ext = folder / "server.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kueue-webhook",
-             "-keyout", str(folder / "tls.key"), "-out", str(folder / "server.csr"))
-    _openssl("x509", "-req", "-in", str(folder / "server.csr"), "-CA", str(ca_crt), "-CAkey",
-             str(ca_key), "-CAcreateserial", "-days", "30", "-extfile", str(ext),
-             "-out", str(folder / "tls.crt"))
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=kueue-webhook",
+        "-keyout",
+        str(folder / "tls.key"),
+        "-out",
+        str(folder / "server.csr"),
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(folder / "server.csr"),
+        "-CA",
+        str(ca_crt),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(folder / "tls.crt"),
+    )
     return ca_crt.read_text()
 
 
@@ -110,16 +160,23 @@ def webhook_configurations(source: pathlib.Path, port: int, ca_pem: str) -> list
         for hook in obj.get("webhooks") or []:
             path = hook["clientConfig"]["service"]["path"]
             if any(part in path for part in WEBHOOK_PATHS):
-                hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}",
-                                        "caBundle": bundle}
+                hook["clientConfig"] = {
+                    "url": f"https://127.0.0.1:{port}{path}",
+                    "caBundle": bundle,
+                }
                 hooks.append(hook)
         obj["webhooks"] = hooks
         out.append(obj)
     return out
 
 
-def _root(workdir: pathlib.Path, binary: pathlib.Path, plane: ControlPlane,
-          certs: pathlib.Path, ports: dict[str, int]) -> pathlib.Path:
+def _root(
+    workdir: pathlib.Path,
+    binary: pathlib.Path,
+    plane: ControlPlane,
+    certs: pathlib.Path,
+    ports: dict[str, int],
+) -> pathlib.Path:
     """The folder the manager runs chrooted in: with internal certificate management off, Kueue
     reads a metrics certificate from the fixed path /etc/kueue/metrics/certs (a mounted Secret
     in its Deployment), so it gets its own root with that path, its config, kubeconfig and
@@ -144,16 +201,21 @@ def _root(workdir: pathlib.Path, binary: pathlib.Path, plane: ControlPlane,
 
 def _config(root: pathlib.Path, ports: dict[str, int]) -> pathlib.Path:
     path = root / "config.yaml"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "config.kueue.x-k8s.io/v1beta2", "kind": "Configuration",
-        "namespace": "kueue-system",
-        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports['health']}"},
-        "metrics": {"bindAddress": "0"},
-        "webhook": {"port": ports["webhook"], "host": "127.0.0.1", "certDir": "/certs"},
-        "leaderElection": {"leaderElect": False},
-        "internalCertManagement": {"enable": False},
-        "integrations": {"frameworks": ["batch/job"]},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+                "kind": "Configuration",
+                "namespace": "kueue-system",
+                "health": {"healthProbeBindAddress": f"127.0.0.1:{ports['health']}"},
+                "metrics": {"bindAddress": "0"},
+                "webhook": {"port": ports["webhook"], "host": "127.0.0.1", "certDir": "/certs"},
+                "leaderElection": {"leaderElect": False},
+                "internalCertManagement": {"enable": False},
+                "integrations": {"frameworks": ["batch/job"]},
+            }
+        )
+    )
     return path
 
 
@@ -177,8 +239,9 @@ def _webhook_up(port: int, ca_file: pathlib.Path) -> bool:
 
 
 @contextlib.contextmanager
-def running(plane: ControlPlane, workdir: pathlib.Path,
-            timeout: float = 120) -> Iterator[subprocess.Popen[Any]]:
+def running(
+    plane: ControlPlane, workdir: pathlib.Path, timeout: float = 120
+) -> Iterator[subprocess.Popen[Any]]:
     """Kueue's CRDs installed and its manager running against ``plane``, webhooks registered."""
     binary = build()
     source = module_dir()
@@ -189,22 +252,39 @@ def running(plane: ControlPlane, workdir: pathlib.Path,
     ports = {"health": free_port(), "webhook": free_port()}
     log_path = workdir / "kueue.log"
     root = _root(workdir, binary, plane, workdir / "kueue-certs", ports)
-    jail = (["chroot", str(root)] if os.geteuid() == 0
-            else ["unshare", "--user", "--map-root-user", f"--root={root}"])
+    jail = (
+        ["chroot", str(root)]
+        if os.geteuid() == 0
+        else ["unshare", "--user", "--map-root-user", f"--root={root}"]
+    )
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [*jail, "/kueue", "--config=/config.yaml", "--kubeconfig=/kubeconfig",
-             # the visibility API is an aggregated API server of its own: not needed here
-             "--feature-gates=VisibilityOnDemand=false", "--zap-log-level=info"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                *jail,
+                "/kueue",
+                "--config=/config.yaml",
+                "--kubeconfig=/kubeconfig",
+                # the visibility API is an aggregated API server of its own: not needed here
+                "--feature-gates=VisibilityOnDemand=false",
+                "--zap-log-level=info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     hooks: list[dict[str, Any]] = []
     try:
+
         def up() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"kueue exited with {proc.returncode}:\n"
-                                   f"{log_path.read_text(errors='replace')[-4000:]}")
-            return _ready(ports["health"]) \
-                and _webhook_up(ports["webhook"], workdir / "kueue-certs" / "ca.crt")
+                raise RuntimeError(
+                    f"kueue exited with {proc.returncode}:\n"
+                    f"{log_path.read_text(errors='replace')[-4000:]}"
+                )
+            return _ready(ports["health"]) and _webhook_up(
+                ports["webhook"], workdir / "kueue-certs" / "ca.crt"
+            )
+
         poll(up, timeout, f"kueue not ready (log: {log_path})", interval=0.3)
         hooks = webhook_configurations(source, ports["webhook"], ca_pem)
         for hook in hooks:
@@ -215,10 +295,19 @@ def running(plane: ControlPlane, workdir: pathlib.Path,
         for hook in hooks:
             kind = hook["kind"].lower() + "s"
             with contextlib.suppress(ApiError):
-                plane.request("DELETE", f"/apis/admissionregistration.k8s.io/v1/{kind}/"
-                                        f"{hook['metadata']['name']}")
+                plane.request(
+                    "DELETE",
+                    f"/apis/admissionregistration.k8s.io/v1/{kind}/{hook['metadata']['name']}",
+                )
         stop_process(proc, 10)
 
 
-__all__ = ["build", "install_crds", "make_serving_cert", "module_dir", "running", "version",
-           "webhook_configurations"]
+__all__ = [
+    "build",
+    "install_crds",
+    "make_serving_cert",
+    "module_dir",
+    "running",
+    "version",
+    "webhook_configurations",
+]

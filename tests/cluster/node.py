@@ -18,6 +18,7 @@
   vc-controller-manager (built from ``volcano.sh/volcano`` at the pin in go/volcano/go.mod) run the
   Volcano jobs: PodGroups, pods, gang scheduling and job phases, as on a user's cluster.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,23 +36,42 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
-
 from controlplane import HERE, ControlPlane, free_port, poll, read_sysctls, stop_process
 
 NODE_NAME = "localhost"
 POD_RANGE = "100.64.0.0/24"
 PAUSE_IMAGE = "nasop-pause:3.10"
-CACHE = pathlib.Path(os.environ.get("NASOP_NODE_CACHE", pathlib.Path.home() / ".cache" / "nasop" / "node"))
+CACHE = pathlib.Path(
+    os.environ.get("NASOP_NODE_CACHE", pathlib.Path.home() / ".cache" / "nasop" / "node")
+)
 #: What the kubelet expects of the kernel (pkg/kubelet/cm/container_manager_linux.go,
 #: setupKernelTunables); it reads them, from plain files, in its own mount namespace.
-KUBELET_SYSCTLS = {"vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10",
-                   "kernel/panic_on_oops": "1", "kernel/keys/root_maxkeys": "1000000",
-                   "kernel/keys/root_maxbytes": "25000000"}
+KUBELET_SYSCTLS = {
+    "vm/overcommit_memory": "1",
+    "vm/panic_on_oom": "0",
+    "kernel/panic": "10",
+    "kernel/panic_on_oops": "1",
+    "kernel/keys/root_maxkeys": "1000000",
+    "kernel/keys/root_maxbytes": "25000000",
+}
 #: Kernel settings a node might write; the tests leave the machine's alone (checked before/after).
-WATCHED_SYSCTLS = (*KUBELET_SYSCTLS, "net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding",
-                   "net/ipv4/conf/all/route_localnet", "fs/inotify/max_user_instances")
-TOOLS = ("containerd", "ctr", "runc", "unshare", "/usr/lib/cni/macvlan", "/usr/lib/cni/host-local",
-         "/usr/lib/cni/loopback", "gcc")
+WATCHED_SYSCTLS = (
+    *KUBELET_SYSCTLS,
+    "net/ipv4/ip_forward",
+    "net/ipv6/conf/all/forwarding",
+    "net/ipv4/conf/all/route_localnet",
+    "fs/inotify/max_user_instances",
+)
+TOOLS = (
+    "containerd",
+    "ctr",
+    "runc",
+    "unshare",
+    "/usr/lib/cni/macvlan",
+    "/usr/lib/cni/host-local",
+    "/usr/lib/cni/loopback",
+    "gcc",
+)
 
 
 def sysctls() -> dict[str, str]:
@@ -59,14 +79,19 @@ def sysctls() -> dict[str, str]:
 
 
 def missing_tools() -> list[str]:
-    return [tool for tool in TOOLS if (shutil.which(tool) if "/" not in tool
-                                       else (tool if os.access(tool, os.X_OK) else None)) is None]
+    return [
+        tool
+        for tool in TOOLS
+        if (shutil.which(tool) if "/" not in tool else (tool if os.access(tool, os.X_OK) else None))
+        is None
+    ]
 
 
 def build() -> pathlib.Path:
     """Build (once per version) and return the folder holding the kubelet, kube-scheduler, Volcano."""
-    out = subprocess.run(["bash", str(HERE / "build.sh"), "node"], check=True, text=True,
-                         stdout=subprocess.PIPE).stdout
+    out = subprocess.run(
+        ["bash", str(HERE / "build.sh"), "node"], check=True, text=True, stdout=subprocess.PIPE
+    ).stdout
     return pathlib.Path(out.strip().splitlines()[-1])
 
 
@@ -80,11 +105,18 @@ def default_interface() -> str:
 
 def pause_source() -> pathlib.Path:
     """pause.c from the k8s.io/kubernetes module at the pinned release (the sandbox's process)."""
-    out = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes"], check=True,
-                         capture_output=True, text=True, cwd=HERE / "go" / "kube",
-                         env={**os.environ, "GOFLAGS": "-mod=mod", "GOWORK": "off"}).stdout.strip()
+    out = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=HERE / "go" / "kube",
+        env={**os.environ, "GOFLAGS": "-mod=mod", "GOWORK": "off"},
+    ).stdout.strip()
     if not out:
-        subprocess.run(["go", "mod", "download", "k8s.io/kubernetes"], check=True, cwd=HERE / "go" / "kube")
+        subprocess.run(
+            ["go", "mod", "download", "k8s.io/kubernetes"], check=True, cwd=HERE / "go" / "kube"
+        )
         return pause_source()
     return pathlib.Path(out) / "build" / "pause" / "linux" / "pause.c"
 
@@ -93,8 +125,11 @@ def pause_archive(folder: pathlib.Path) -> pathlib.Path:
     """The sandbox image as an OCI archive (no Docker, no registry): Kubernetes' pause.c linked
     statically, one layer, run as 65535; ``ctr images import`` names it from the index."""
     binary = folder / "pause"
-    subprocess.run(["gcc", "-Os", "-static", "-s", "-o", str(binary), str(pause_source())],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["gcc", "-Os", "-static", "-s", "-o", str(binary), str(pause_source())],
+        check=True,
+        capture_output=True,
+    )
     blobs: dict[str, bytes] = {}
 
     def blob(data: bytes) -> dict[str, Any]:
@@ -110,24 +145,47 @@ def pause_archive(folder: pathlib.Path) -> pathlib.Path:
         info.mode = 0o755
         tar.addfile(info, binary.open("rb"))
     layer_ref = blob(layer.getvalue())
-    config = blob(json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
-        "rootfs": {"type": "layers", "diff_ids": [layer_ref["digest"]]}}).encode())
-    manifest = blob(json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer_ref}]}).encode())
-    index = {"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-        "annotations": {"io.containerd.image.name": f"docker.io/library/{PAUSE_IMAGE}",
-                        "org.opencontainers.image.ref.name": PAUSE_IMAGE.split(":")[1]}}]}
+    config = blob(
+        json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
+                "rootfs": {"type": "layers", "diff_ids": [layer_ref["digest"]]},
+            }
+        ).encode()
+    )
+    manifest = blob(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer_ref}],
+            }
+        ).encode()
+    )
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                **manifest,
+                "annotations": {
+                    "io.containerd.image.name": f"docker.io/library/{PAUSE_IMAGE}",
+                    "org.opencontainers.image.ref.name": PAUSE_IMAGE.split(":")[1],
+                },
+            }
+        ],
+    }
     archive = folder / "pause.tar"
     with tarfile.open(archive, "w") as tar:
+
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+
         add("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
         add("index.json", json.dumps(index).encode())
         for digest, data in blobs.items():
@@ -136,6 +194,7 @@ def pause_archive(folder: pathlib.Path) -> pathlib.Path:
 
 
 IMAGE_ID_LABEL = "nasop.dev/docker-image-id"  # on images imported from Docker
+
 
 class Node:
     """containerd + kubelet (one mount namespace), kube-scheduler, vc-scheduler, vc-controller-manager."""
@@ -151,9 +210,16 @@ class Node:
 
     # ------------------------------------------------------------------ images
 
-    def ctr(self, *args: str, stdin: Any = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
-                              check=check, text=True, capture_output=True, stdin=stdin)
+    def ctr(
+        self, *args: str, stdin: Any = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
+            check=check,
+            text=True,
+            capture_output=True,
+            stdin=stdin,
+        )
 
     def import_images(self, docker: Any, names: Iterable[str]) -> None:
         """``docker save | ctr images import`` for each image containerd does not hold yet.
@@ -167,16 +233,18 @@ class Node:
             if any(line.split()[:1] == [ref] and label in line for line in held):
                 continue
             self.ctr("images", "rm", "--sync", ref, check=False)  # its layers become garbage
-            save = subprocess.Popen(["docker", "-H", docker.host, "save", name],
-                                    stdout=subprocess.PIPE)
+            save = subprocess.Popen(
+                ["docker", "-H", docker.host, "save", name], stdout=subprocess.PIPE
+            )
             self.ctr("images", "import", "--all-platforms", "--digests", "-", stdin=save.stdout)
             assert save.wait() == 0, f"docker save {name} failed"
             self.ctr("images", "label", ref, label)
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, timeout: float = 120.0,
-              before_kubelet: Callable[[Node], None] | None = None) -> Node:
+    def start(
+        self, timeout: float = 120.0, before_kubelet: Callable[[Node], None] | None = None
+    ) -> Node:
         """containerd first; then the sandbox image and ``before_kubelet(self)`` (import images
         there: a kubelet started earlier would run pods from an older image of the same tag);
         then the kubelet, the schedulers, Volcano; returns once the node is Ready."""
@@ -184,27 +252,62 @@ class Node:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.containerd_root.mkdir(parents=True, exist_ok=True)
         self._write_configs()
-        self._spawn("node", ["unshare", "--mount", "--propagation", "private", "bash", "-euc",
-                             self._namespace_script()])
-        poll(lambda: self.check_alive() or self.socket.exists(), timeout, "containerd did not start")
+        self._spawn(
+            "node",
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "bash",
+                "-euc",
+                self._namespace_script(),
+            ],
+        )
+        poll(
+            lambda: self.check_alive() or self.socket.exists(), timeout, "containerd did not start"
+        )
         if f"docker.io/library/{PAUSE_IMAGE}" not in self.ctr("images", "ls", "-q").stdout:
             self.ctr("images", "import", str(pause_archive(self.workdir)))
         if before_kubelet is not None:
             before_kubelet(self)
         (self.workdir / "start-kubelet").touch()
         admin = str(self.plane.admin_kubeconfig_path)
-        self._spawn("kube-scheduler", [str(self.bin_dir / "kube-scheduler"), f"--kubeconfig={admin}",
-                                       "--leader-elect=false", "--secure-port=0", "--v=0"])
-        self._spawn("vc-scheduler", [
-            str(self.bin_dir / "vc-scheduler"), f"--kubeconfig={admin}", "--leader-elect=false",
-            f"--listen-address=127.0.0.1:{free_port()}",
-            f"--healthz-address=127.0.0.1:{free_port()}", "--cache-dumper=false",
-            "--schedule-period=200ms", "--v=0"])
-        self._spawn("vc-controller-manager", [
-            str(self.bin_dir / "vc-controller-manager"), f"--kubeconfig={admin}",
-            "--leader-elect=false", f"--listen-address=127.0.0.1:{free_port()}",
-            f"--healthz-address=127.0.0.1:{free_port()}",
-            "--controllers=job-controller,pg-controller,queue-controller,gc-controller", "--v=0"])
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.bin_dir / "kube-scheduler"),
+                f"--kubeconfig={admin}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=0",
+            ],
+        )
+        self._spawn(
+            "vc-scheduler",
+            [
+                str(self.bin_dir / "vc-scheduler"),
+                f"--kubeconfig={admin}",
+                "--leader-elect=false",
+                f"--listen-address=127.0.0.1:{free_port()}",
+                f"--healthz-address=127.0.0.1:{free_port()}",
+                "--cache-dumper=false",
+                "--schedule-period=200ms",
+                "--v=0",
+            ],
+        )
+        self._spawn(
+            "vc-controller-manager",
+            [
+                str(self.bin_dir / "vc-controller-manager"),
+                f"--kubeconfig={admin}",
+                "--leader-elect=false",
+                f"--listen-address=127.0.0.1:{free_port()}",
+                f"--healthz-address=127.0.0.1:{free_port()}",
+                "--controllers=job-controller,pg-controller,queue-controller,gc-controller",
+                "--v=0",
+            ],
+        )
         poll(self._ready, timeout, "the node did not become Ready", interval=0.5)
         self.ready_in = time.monotonic() - begin
         return self
@@ -221,8 +324,11 @@ class Node:
             pid_file = self.workdir / "containerd.pid"
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text()), 15)
-                poll(lambda: not pathlib.Path(f"/proc/{pid_file.read_text().strip()}").exists(),
-                     15, "containerd did not stop")
+                poll(
+                    lambda: not pathlib.Path(f"/proc/{pid_file.read_text().strip()}").exists(),
+                    15,
+                    "containerd did not stop",
+                )
             self._kill_shims()
         self._remove_cgroups()
 
@@ -238,14 +344,29 @@ class Node:
         pki = pathlib.Path(self.plane.ca_file).parent
         w = self.workdir
         (w / "cni").mkdir(exist_ok=True)
-        (w / "cni" / "10-nasop.conflist").write_text(json.dumps({
-            "cniVersion": "0.4.0", "name": "nasop-node", "plugins": [{
-                "type": "macvlan", "master": default_interface(), "mode": "bridge",
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_RANGE}]],
-                         "dataDir": str(w / "cni-ipam")}}]}))
+        (w / "cni" / "10-nasop.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "0.4.0",
+                    "name": "nasop-node",
+                    "plugins": [
+                        {
+                            "type": "macvlan",
+                            "master": default_interface(),
+                            "mode": "bridge",
+                            "ipam": {
+                                "type": "host-local",
+                                "ranges": [[{"subnet": POD_RANGE}]],
+                                "dataDir": str(w / "cni-ipam"),
+                            },
+                        }
+                    ],
+                }
+            )
+        )
         (w / "containerd.toml").write_text(f"""version = 2
 root = "{self.containerd_root}"
-state = "{w / 'containerd-state'}"
+state = "{w / "containerd-state"}"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
   "io.containerd.internal.v1.tracing"]
@@ -265,31 +386,79 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "{w / 'cni'}"
+    conf_dir = "{w / "cni"}"
 """)
-        (w / "kubelet.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-            "failCgroupV1": False, "cgroupDriver": "cgroupfs", "protectKernelDefaults": True,
-            "containerRuntimeEndpoint": f"unix://{self.socket}", "failSwapOn": False,
-            "makeIPTablesUtilChains": False, "oomScoreAdj": 0, "maxOpenFiles": 20000,
-            "address": "127.0.0.1", "port": free_port(), "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1", "healthzPort": free_port(),
-            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-            "evictionHard": {"nodefs.available": "0%", "nodefs.inodesFree": "0%",
-                             "imagefs.available": "0%", "imagefs.inodesFree": "0%"},
-            "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                               "x509": {"clientCAFile": str(pki / "ca.crt")}},
-            "authorization": {"mode": "Webhook"}, "serializeImagePulls": False,
-            "podLogsDir": str(w / "pod-logs"),
-            "registerNode": True, "nodeStatusUpdateFrequency": "2s",
-            "syncFrequency": "5s", "fileCheckFrequency": "5s"}))
-        (w / "kubelet.kubeconfig").write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "node",
-            "clusters": [{"name": "nasop-test", "cluster": {
-                "server": self.plane.url, "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": "node", "user": {"client-certificate": str(pki / "node.crt"),
-                                               "client-key": str(pki / "node.key")}}],
-            "contexts": [{"name": "node", "context": {"cluster": "nasop-test", "user": "node"}}]}))
+        (w / "kubelet.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubelet.config.k8s.io/v1beta1",
+                    "kind": "KubeletConfiguration",
+                    "failCgroupV1": False,
+                    "cgroupDriver": "cgroupfs",
+                    "protectKernelDefaults": True,
+                    "containerRuntimeEndpoint": f"unix://{self.socket}",
+                    "failSwapOn": False,
+                    "makeIPTablesUtilChains": False,
+                    "oomScoreAdj": 0,
+                    "maxOpenFiles": 20000,
+                    "address": "127.0.0.1",
+                    "port": free_port(),
+                    "readOnlyPort": 0,
+                    "healthzBindAddress": "127.0.0.1",
+                    "healthzPort": free_port(),
+                    "imageGCHighThresholdPercent": 100,
+                    "imageGCLowThresholdPercent": 99,
+                    "evictionHard": {
+                        "nodefs.available": "0%",
+                        "nodefs.inodesFree": "0%",
+                        "imagefs.available": "0%",
+                        "imagefs.inodesFree": "0%",
+                    },
+                    "authentication": {
+                        "anonymous": {"enabled": False},
+                        "webhook": {"enabled": True},
+                        "x509": {"clientCAFile": str(pki / "ca.crt")},
+                    },
+                    "authorization": {"mode": "Webhook"},
+                    "serializeImagePulls": False,
+                    "podLogsDir": str(w / "pod-logs"),
+                    "registerNode": True,
+                    "nodeStatusUpdateFrequency": "2s",
+                    "syncFrequency": "5s",
+                    "fileCheckFrequency": "5s",
+                }
+            )
+        )
+        (w / "kubelet.kubeconfig").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "node",
+                    "clusters": [
+                        {
+                            "name": "nasop-test",
+                            "cluster": {
+                                "server": self.plane.url,
+                                "certificate-authority": str(pki / "ca.crt"),
+                            },
+                        }
+                    ],
+                    "users": [
+                        {
+                            "name": "node",
+                            "user": {
+                                "client-certificate": str(pki / "node.crt"),
+                                "client-key": str(pki / "node.key"),
+                            },
+                        }
+                    ],
+                    "contexts": [
+                        {"name": "node", "context": {"cluster": "nasop-test", "user": "node"}}
+                    ],
+                }
+            )
+        )
 
     def _namespace_script(self) -> str:
         """Runs as the namespace's first process: bind the kernel settings, start containerd, wait
@@ -302,21 +471,24 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             plain.write_text(value + "\n")
             binds.append(f"mount --bind {shlex.quote(str(plain))} /proc/sys/{key}")
         q = shlex.quote
-        return "\n".join([
-            "mount --make-rshared /",
-            *binds,
-            f"containerd --config {q(str(w / 'containerd.toml'))} > {q(str(w / 'containerd.log'))} 2>&1 &",
-            f"echo $! > {q(str(w / 'containerd.pid'))}",
-            f"while [ ! -e {q(str(w / 'start-kubelet'))} ]; do sleep 0.1; done",
-            f"exec {q(str(self.bin_dir / 'kubelet'))} --config={q(str(w / 'kubelet.yaml'))}"
-            f" --kubeconfig={q(str(w / 'kubelet.kubeconfig'))} --hostname-override={NODE_NAME}"
-            f" --root-dir={q(str(w / 'kubelet'))} --cert-dir={q(str(w / 'kubelet-pki'))} --v=1",
-        ])
+        return "\n".join(
+            [
+                "mount --make-rshared /",
+                *binds,
+                f"containerd --config {q(str(w / 'containerd.toml'))} > {q(str(w / 'containerd.log'))} 2>&1 &",
+                f"echo $! > {q(str(w / 'containerd.pid'))}",
+                f"while [ ! -e {q(str(w / 'start-kubelet'))} ]; do sleep 0.1; done",
+                f"exec {q(str(self.bin_dir / 'kubelet'))} --config={q(str(w / 'kubelet.yaml'))}"
+                f" --kubeconfig={q(str(w / 'kubelet.kubeconfig'))} --hostname-override={NODE_NAME}"
+                f" --root-dir={q(str(w / 'kubelet'))} --cert-dir={q(str(w / 'kubelet-pki'))} --v=1",
+            ]
+        )
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - the process holds it
-        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -358,8 +530,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     def _remove_cgroups(self) -> None:
         """The kubelet's cgroups (kubepods) in every hierarchy, deepest first."""
         for root in pathlib.Path("/sys/fs/cgroup").glob("*/kubepods"):
-            for folder in sorted((p for p in root.rglob("*") if p.is_dir()),
-                                 key=lambda p: len(p.parts), reverse=True):
+            for folder in sorted(
+                (p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+            ):
                 with contextlib.suppress(OSError):
                     folder.rmdir()
             with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ A resource is named ``'group/version/plural'`` (``'v1/plural'`` for the core gro
 the admin token; the operator goes through the :class:`proxy.FaultProxy` with its own
 ServiceAccount token, so only its calls are subject to injected faults and to the chart's RBAC.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,6 +28,7 @@ def collection_path(resource: str, namespace: str | None) -> str:
 @dataclasses.dataclass(frozen=True)
 class AuditedCall:
     """One request as the API server's audit log has it."""
+
     user: str
     verb: str
     group: str
@@ -55,8 +57,9 @@ class Cluster:
 
     # ------------------------------------------------------------------ objects
 
-    def create_object(self, resource: str, obj: dict[str, Any],
-                      namespace: str | None = None) -> dict[str, Any]:
+    def create_object(
+        self, resource: str, obj: dict[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
         ns = namespace or (obj.get("metadata") or {}).get("namespace")
         body = dict(obj)
         if "apiVersion" not in body or "kind" not in body:
@@ -71,27 +74,47 @@ class Cluster:
                 return None
             raise
 
-    def list_objects(self, resource: str, namespace: str | None = None,
-                     label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list_objects(
+        self, resource: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         query = f"?labelSelector={urllib.parse.quote(label_selector)}" if label_selector else ""
         return self.plane.request("GET", collection_path(resource, namespace) + query)["items"]
 
-    def patch_object(self, resource: str, namespace: str | None, name: str, patch: dict[str, Any],
-                     subresource: str | None = None) -> dict[str, Any]:
-        path = f"{collection_path(resource, namespace)}/{name}" + (f"/{subresource}" if subresource else "")
+    def patch_object(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        patch: dict[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        path = f"{collection_path(resource, namespace)}/{name}" + (
+            f"/{subresource}" if subresource else ""
+        )
         return self.plane.request("PATCH", path, patch, content_type=MERGE_PATCH)
 
-    def replace_object(self, resource: str, namespace: str | None, name: str, obj: dict[str, Any],
-                       subresource: str | None = None) -> dict[str, Any]:
-        path = f"{collection_path(resource, namespace)}/{name}" + (f"/{subresource}" if subresource else "")
+    def replace_object(
+        self,
+        resource: str,
+        namespace: str | None,
+        name: str,
+        obj: dict[str, Any],
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        path = f"{collection_path(resource, namespace)}/{name}" + (
+            f"/{subresource}" if subresource else ""
+        )
         return self.plane.request("PUT", path, obj)
 
-    def delete_object(self, resource: str, namespace: str | None, name: str,
-                      propagation: str = "Background") -> dict[str, Any] | None:
+    def delete_object(
+        self, resource: str, namespace: str | None, name: str, propagation: str = "Background"
+    ) -> dict[str, Any] | None:
         try:
-            return self.plane.request("DELETE", f"{collection_path(resource, namespace)}/{name}",
-                                      {"kind": "DeleteOptions", "apiVersion": "v1",
-                                       "propagationPolicy": propagation})
+            return self.plane.request(
+                "DELETE",
+                f"{collection_path(resource, namespace)}/{name}",
+                {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+            )
         except ApiError as e:
             if e.code == 404:
                 return None
@@ -103,18 +126,24 @@ class Cluster:
     def operator_calls(self) -> list[AuditedCall]:
         """The operator's calls since the test began (waits out the audit log's batching)."""
         time.sleep(0.5)
-        return self.audited_calls(self.operator_user, self.plane.audit_events()[self.audit_start:])
+        return self.audited_calls(self.operator_user, self.plane.audit_events()[self.audit_start :])
 
     # ------------------------------------------------------------------ what the server saw
 
-    def audited_calls(self, user: str, events: list[dict[str, Any]] | None = None,
-                      ) -> list[AuditedCall]:
+    def audited_calls(
+        self,
+        user: str,
+        events: list[dict[str, Any]] | None = None,
+    ) -> list[AuditedCall]:
         """The calls ``user`` made, from the API server's audit log (batched: ~0.2 s behind)."""
         calls, seen = [], set()
         for event in self.plane.audit_events() if events is None else events:
             # a watch is logged when its response starts (it completes only when it ends)
-            if event.get("stage") not in ("ResponseStarted", "ResponseComplete") \
-                    or event["user"].get("username") != user or event["auditID"] in seen:
+            if (
+                event.get("stage") not in ("ResponseStarted", "ResponseComplete")
+                or event["user"].get("username") != user
+                or event["auditID"] in seen
+            ):
                 continue
             seen.add(event["auditID"])
             ref = event.get("objectRef") or {}
@@ -123,9 +152,17 @@ class Cluster:
                 resource += "/" + ref["subresource"]
             if not ref:  # discovery (/apis, /version, ...)
                 resource = "nonResourceURL:" + event["requestURI"].split("?")[0]
-            calls.append(AuditedCall(user, event["verb"], ref.get("apiGroup", ""), resource,
-                                     ref.get("namespace", ""), ref.get("name", ""),
-                                     int((event.get("responseStatus") or {}).get("code", 0))))
+            calls.append(
+                AuditedCall(
+                    user,
+                    event["verb"],
+                    ref.get("apiGroup", ""),
+                    resource,
+                    ref.get("namespace", ""),
+                    ref.get("name", ""),
+                    int((event.get("responseStatus") or {}).get("code", 0)),
+                )
+            )
         return calls
 
     # ------------------------------------------------------------------ internals

@@ -17,6 +17,7 @@ demand:
 It also records each call (method, path, status) and counts open watches, which tests use to wait
 until kopf is watching.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,6 +39,7 @@ _POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 @dataclasses.dataclass
 class Fault:
     """An injected answer: ``status`` for the next ``times`` requests matching method and path."""
+
     method: str
     path: str
     status: int
@@ -97,8 +99,11 @@ class FaultProxy:
     def active_watches(self, resource: str) -> int:
         prefix, plural = watch_path_of(resource).split("|")
         with self._lock:
-            return sum(1 for path, _, _ in self._watches.values()
-                       if path.startswith(prefix) and f"/{plural}?" in path)
+            return sum(
+                1
+                for path, _, _ in self._watches.values()
+                if path.startswith(prefix) and f"/{plural}?" in path
+            )
 
     def drop_watches(self, resource: str, gone: bool = False) -> int:
         """Cut every open watch of the resource; with ``gone``, send ERROR 410 first."""
@@ -147,8 +152,9 @@ class FaultProxy:
         self._stopping = asyncio.Event()
         connector = aiohttp.TCPConnector(ssl=self.ssl_context, limit=0)
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                         auto_decompress=False) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        ) as session:
             self._session = session
             app = aiohttp.web.Application(client_max_size=64 * 1024 * 1024)
             app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -183,37 +189,52 @@ class FaultProxy:
         elif fault is not None:
             self._record(request.method, path_qs, fault.status)
             return _status_response(fault.status, f"injected by the test proxy: {fault.status}")
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in _HOP_HEADERS | {"accept-encoding"}}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in _HOP_HEADERS | {"accept-encoding"}
+        }
         # uncompressed: the answer is forwarded without its Content-Encoding (and the API server
         # gzips a large list, e.g. of CRDs once Kueue's are installed)
         headers["Accept-Encoding"] = "identity"
         body = await request.read()
         try:
             upstream = await self._session.request(
-                request.method, self.upstream + path_qs, headers=headers, data=body or None)
+                request.method, self.upstream + path_qs, headers=headers, data=body or None
+            )
         except aiohttp.ClientError as e:
             self._record(request.method, path_qs, 502)
             return _status_response(502, f"proxy: upstream unreachable: {e}")
         async with upstream:
             self._record(request.method, path_qs, upstream.status)
             log = _POD_LOG.match(request.path)
-            if log and request.method == "GET" and upstream.status != 403 \
-                    and (log.group(1), log.group(2)) in self.pod_logs:
+            if (
+                log
+                and request.method == "GET"
+                and upstream.status != 403
+                and (log.group(1), log.group(2)) in self.pod_logs
+            ):
                 await upstream.read()
-                return aiohttp.web.Response(text=self.pod_logs[(log.group(1), log.group(2))],
-                                            content_type="text/plain")
+                return aiohttp.web.Response(
+                    text=self.pod_logs[(log.group(1), log.group(2))], content_type="text/plain"
+                )
             if "watch=true" in request.query_string.lower() or "watch=1" in request.query_string:
                 return await self._stream_watch(request, upstream, path_qs)
             payload = await upstream.read()
-            out_headers = {k: v for k, v in upstream.headers.items()
-                           if k.lower() not in _HOP_HEADERS | {"content-encoding"}}
+            out_headers = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in _HOP_HEADERS | {"content-encoding"}
+            }
             return aiohttp.web.Response(status=upstream.status, body=payload, headers=out_headers)
 
-    async def _stream_watch(self, request: aiohttp.web.Request, upstream: aiohttp.ClientResponse,
-                            path_qs: str) -> aiohttp.web.StreamResponse:
-        response = aiohttp.web.StreamResponse(status=upstream.status, headers={
-            "Content-Type": upstream.headers.get("Content-Type", "application/json")})
+    async def _stream_watch(
+        self, request: aiohttp.web.Request, upstream: aiohttp.ClientResponse, path_qs: str
+    ) -> aiohttp.web.StreamResponse:
+        response = aiohttp.web.StreamResponse(
+            status=upstream.status,
+            headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")},
+        )
         await response.prepare(request)
         cut = asyncio.Event()
         key = id(cut)
@@ -227,11 +248,22 @@ class FaultProxy:
                 if cutter in done:
                     reader.cancel()
                     if self._watches[key][2]:
-                        await response.write(json.dumps({"type": "ERROR", "object": {
-                            "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                            "reason": "Expired", "code": 410,
-                            "message": "too old resource version (cut by the test proxy)"}}
-                        ).encode() + b"\n")
+                        await response.write(
+                            json.dumps(
+                                {
+                                    "type": "ERROR",
+                                    "object": {
+                                        "kind": "Status",
+                                        "apiVersion": "v1",
+                                        "status": "Failure",
+                                        "reason": "Expired",
+                                        "code": 410,
+                                        "message": "too old resource version (cut by the test proxy)",
+                                    },
+                                }
+                            ).encode()
+                            + b"\n"
+                        )
                     break
                 chunk = reader.result()
                 if not chunk:
@@ -254,9 +286,23 @@ class FaultProxy:
 
 
 def _status_response(code: int, message: str) -> aiohttp.web.Response:
-    reasons = {409: "Conflict", 410: "Gone", 429: "TooManyRequests", 500: "InternalError",
-               502: "BadGateway", 503: "ServiceUnavailable"}
-    return aiohttp.web.json_response({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reasons.get(code, "Unknown"), "code": code}, status=code)
-
+    reasons = {
+        409: "Conflict",
+        410: "Gone",
+        429: "TooManyRequests",
+        500: "InternalError",
+        502: "BadGateway",
+        503: "ServiceUnavailable",
+    }
+    return aiohttp.web.json_response(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reasons.get(code, "Unknown"),
+            "code": code,
+        },
+        status=code,
+    )

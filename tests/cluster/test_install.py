@@ -6,6 +6,7 @@ what that left on the server, the examples applied, and bad manifests refused by
 with the field in the message (what only the operator can judge ends as phase Invalid: see
 tests/operator/test_operator.py::test_invalid_manifest_is_marked_invalid_and_others_still_run).
 """
+
 from __future__ import annotations
 
 import copy
@@ -14,10 +15,9 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
+import install
 import pytest
 import yaml
-
-import install
 from controlplane import ApiError
 
 pytestmark = pytest.mark.cluster
@@ -28,8 +28,12 @@ NAMESPACE = "nasop-examples"  # no operator watches it: the objects are only sto
 
 
 def crd_names(plane: Any) -> set[str]:
-    return {c["metadata"]["name"] for c in plane.request(
-        "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"]}
+    return {
+        c["metadata"]["name"]
+        for c in plane.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")[
+            "items"
+        ]
+    }
 
 
 def test_server_is_the_pinned_release(control_plane):
@@ -40,12 +44,25 @@ def test_server_is_the_pinned_release(control_plane):
 def test_chart_and_volcano_crds_are_established(control_plane):
     plane = control_plane.plane
     names = crd_names(plane)
-    shipped = {yaml.safe_load(pathlib.Path(p).read_text())["metadata"]["name"]
-               for p in glob.glob(str(REPO / "charts" / "nasop" / "crds" / "*.yaml"))}
-    assert shipped == {"nasexperiments.nasop.dev", "kopfpeerings.kopf.dev",
-                       "clusterkopfpeerings.kopf.dev"}
-    assert shipped | {"jobs.batch.volcano.sh", "queues.scheduling.volcano.sh",
-                      "podgroups.scheduling.volcano.sh", "commands.bus.volcano.sh"} <= names
+    shipped = {
+        yaml.safe_load(pathlib.Path(p).read_text())["metadata"]["name"]
+        for p in glob.glob(str(REPO / "charts" / "nasop" / "crds" / "*.yaml"))
+    }
+    assert shipped == {
+        "nasexperiments.nasop.dev",
+        "kopfpeerings.kopf.dev",
+        "clusterkopfpeerings.kopf.dev",
+    }
+    assert (
+        shipped
+        | {
+            "jobs.batch.volcano.sh",
+            "queues.scheduling.volcano.sh",
+            "podgroups.scheduling.volcano.sh",
+            "commands.bus.volcano.sh",
+        }
+        <= names
+    )
     served = plane.request("GET", f"{EXP}")["resources"]
     assert {"nasexperiments", "nasexperiments/status"} <= {r["name"] for r in served}
     nasx = next(r for r in served if r["name"] == "nasexperiments")
@@ -69,10 +86,13 @@ def test_helm_release_is_deployed_with_its_rbac(control_plane, scope):
     assert pod["securityContext"]["runAsNonRoot"] is True
     plane.request("GET", f"/api/v1/namespaces/{ns}/serviceaccounts/{release.service_account}")
     if scope == "cluster":
-        role = plane.request("GET", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release.name}")
+        role = plane.request(
+            "GET", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release.name}"
+        )
     else:
-        role = plane.request("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles/"
-                             + release.name)
+        role = plane.request(
+            "GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles/" + release.name
+        )
         with pytest.raises(ApiError) as missing:
             plane.request("GET", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{release.name}")
         assert missing.value.code == 404
@@ -103,14 +123,16 @@ def examples_namespace(control_plane) -> Iterator[str]:
     install.apply(plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     yield NAMESPACE
     for obj in plane.request("GET", f"{EXP}/namespaces/{NAMESPACE}/nasexperiments")["items"]:
-        plane.request("DELETE", f"{EXP}/namespaces/{NAMESPACE}/nasexperiments/"
-                      f"{obj['metadata']['name']}")
+        plane.request(
+            "DELETE", f"{EXP}/namespaces/{NAMESPACE}/nasexperiments/{obj['metadata']['name']}"
+        )
 
 
 def create(plane: Any, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
     """`kubectl create` as kubectl does it: unknown fields are an error (fieldValidation=Strict)."""
-    return plane.request("POST", f"{EXP}/namespaces/{namespace}/nasexperiments"
-                         "?fieldValidation=Strict", obj)
+    return plane.request(
+        "POST", f"{EXP}/namespaces/{namespace}/nasexperiments?fieldValidation=Strict", obj
+    )
 
 
 EXAMPLES = sorted(glob.glob(str(REPO / "examples" / "**" / "*.yaml"), recursive=True))
@@ -141,22 +163,44 @@ def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 BAD = {
-    "wrong type": ("spec.budget.maxTrials", "many", "spec.budget.maxTrials", "must be of type integer"),
-    "below the minimum": ("spec.budget.maxTrials", 0, "spec.budget.maxTrials",
-                          "should be greater than or equal to 1"),
-    "exclusive maximum": ("spec.earlyStopping", {"metric": "val_acc", "percentile": 100},
-                          "spec.earlyStopping.percentile", "should be less than 100"),
-    "exclusive minimum": ("spec.trial.resources.cpu", 0, "spec.trial.resources.cpu",
-                          "should be greater than 0"),
-    "unknown enum value": ("spec.objectives.0.goal", "up", "spec.objectives[0].goal",
-                           "Unsupported value"),
+    "wrong type": (
+        "spec.budget.maxTrials",
+        "many",
+        "spec.budget.maxTrials",
+        "must be of type integer",
+    ),
+    "below the minimum": (
+        "spec.budget.maxTrials",
+        0,
+        "spec.budget.maxTrials",
+        "should be greater than or equal to 1",
+    ),
+    "exclusive maximum": (
+        "spec.earlyStopping",
+        {"metric": "val_acc", "percentile": 100},
+        "spec.earlyStopping.percentile",
+        "should be less than 100",
+    ),
+    "exclusive minimum": (
+        "spec.trial.resources.cpu",
+        0,
+        "spec.trial.resources.cpu",
+        "should be greater than 0",
+    ),
+    "unknown enum value": (
+        "spec.objectives.0.goal",
+        "up",
+        "spec.objectives[0].goal",
+        "Unsupported value",
+    ),
     "unknown field": ("spec.budget.maxTrails", 5, "spec.budget.maxTrails", "unknown field"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_manifests_are_refused_by_the_server_naming_the_field(
-        control_plane, examples_namespace, case):
+    control_plane, examples_namespace, case
+):
     path, value, field, words = BAD[case]
     with pytest.raises(ApiError) as refused:
         create(control_plane.plane, _set(_example(), path, value), examples_namespace)
@@ -164,25 +208,36 @@ def test_bad_manifests_are_refused_by_the_server_naming_the_field(
     assert field in refused.value.message and words in refused.value.message, refused.value.message
 
 
-@pytest.mark.parametrize("field", ["searchSpace", "objectives", "parameterConstraints",
-                                   "outcomeConstraints"])
+@pytest.mark.parametrize(
+    "field", ["searchSpace", "objectives", "parameterConstraints", "outcomeConstraints"]
+)
 def test_the_search_definition_is_immutable_under_the_cel_rule(
-        control_plane, examples_namespace, field):
+    control_plane, examples_namespace, field
+):
     plane = control_plane.plane
     doc = _example()
     doc["metadata"]["name"] = f"frozen-{field.lower()}"
     doc["spec"].setdefault("parameterConstraints", ["hidden_size_2 <= hidden_size_1"])
     doc["spec"].setdefault("outcomeConstraints", ["latency_ms <= 5"])
     create(plane, doc, examples_namespace)
-    changed = {"searchSpace": doc["spec"]["searchSpace"][:-1], "objectives": doc["spec"]["objectives"][:1],
-               "parameterConstraints": [], "outcomeConstraints": ["latency_ms <= 6"]}[field]
+    changed = {
+        "searchSpace": doc["spec"]["searchSpace"][:-1],
+        "objectives": doc["spec"]["objectives"][:1],
+        "parameterConstraints": [],
+        "outcomeConstraints": ["latency_ms <= 6"],
+    }[field]
     url = f"{EXP}/namespaces/{examples_namespace}/nasexperiments/{doc['metadata']['name']}"
     with pytest.raises(ApiError) as refused:
-        plane.request("PATCH", url, {"spec": {field: changed}},
-                      content_type="application/merge-patch+json")
+        plane.request(
+            "PATCH", url, {"spec": {field: changed}}, content_type="application/merge-patch+json"
+        )
     assert refused.value.code == 422
     assert f"spec.{field}" in refused.value.message and "immutable" in refused.value.message
     # what may change mid-search, may
-    patched = plane.request("PATCH", url, {"spec": {"budget": {"maxTrials": 60}, "suspend": True}},
-                            content_type="application/merge-patch+json")
+    patched = plane.request(
+        "PATCH",
+        url,
+        {"spec": {"budget": {"maxTrials": 60}, "suspend": True}},
+        content_type="application/merge-patch+json",
+    )
     assert patched["spec"]["budget"]["maxTrials"] == 60 and patched["metadata"]["generation"] == 2

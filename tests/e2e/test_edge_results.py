@@ -38,8 +38,13 @@ def _edge_manifest(tmp_path, name: str, plan: str, **spec_overrides) -> str:
 
 
 def _nasop(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(NASOP + list(args) + ["--state-dir", str(tmp_path / "state")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        NASOP + list(args) + ["--state-dir", str(tmp_path / "state")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _run_and_status(tmp_path, path: str) -> tuple[int, dict]:
@@ -56,8 +61,12 @@ def _load(tmp_path, path: str) -> Search:
 
 
 def test_nan_and_inf_final_values_fail_their_trials_naming_metric_and_step(tmp_path):
-    path = _edge_manifest(tmp_path, "nonfinite", "ok,nan,inf",
-                          budget={"maxTrials": 3, "parallelism": 3, "maxFailedTrials": 2})
+    path = _edge_manifest(
+        tmp_path,
+        "nonfinite",
+        "ok,nan,inf",
+        budget={"maxTrials": 3, "parallelism": 3, "maxFailedTrials": 2},
+    )
     rc, st = _run_and_status(tmp_path, path)
     assert rc == 0 and st["phase"] == "Succeeded", st
     assert st["trials"]["completed"] == 1 and st["trials"]["failed"] == 2
@@ -73,13 +82,18 @@ def test_nan_and_inf_final_values_fail_their_trials_naming_metric_and_step(tmp_p
 
 
 def test_a_search_where_no_trial_completed_ends_failed_naming_the_common_reason(tmp_path):
-    path = _edge_manifest(tmp_path, "nothing", "fail,nan,fail",
-                          budget={"maxTrials": 3, "parallelism": 2, "maxFailedTrials": 5})
+    path = _edge_manifest(
+        tmp_path,
+        "nothing",
+        "fail,nan,fail",
+        budget={"maxTrials": 3, "parallelism": 2, "maxFailedTrials": 5},
+    )
     rc, st = _run_and_status(tmp_path, path)
     assert rc == 1
     assert st["phase"] == "Failed"
-    assert st["message"] == ("no trial completed (3 failed); most common reason (2 of 3): "
-                             "edge trainer: out of patience")
+    assert st["message"] == (
+        "no trial completed (3 failed); most common reason (2 of 3): edge trainer: out of patience"
+    )
     ready = st["conditions"][0]
     assert ready["status"] == "False" and ready["reason"] == "Failed"
     assert st["paretoFront"] == [] and st["trials"]["failed"] == 3
@@ -100,11 +114,18 @@ def _inferred(rows: list[tuple[float, float]]) -> dict[str, float]:
 
 
 def test_without_thresholds_the_reference_is_inferred_then_fixed_after_initial_trials(tmp_path):
-    objectives = [{"metric": "val_acc", "goal": "maximize"},
-                  {"metric": "num_params", "goal": "minimize"}]
-    path = _edge_manifest(tmp_path, "inferred", "ok", objectives=objectives,
-                          budget={"maxTrials": 6, "parallelism": 1, "maxFailedTrials": 0},
-                          optimizer={"method": "sobol", "seed": 4, "initialTrials": 2})
+    objectives = [
+        {"metric": "val_acc", "goal": "maximize"},
+        {"metric": "num_params", "goal": "minimize"},
+    ]
+    path = _edge_manifest(
+        tmp_path,
+        "inferred",
+        "ok",
+        objectives=objectives,
+        budget={"maxTrials": 6, "parallelism": 1, "maxFailedTrials": 0},
+        optimizer={"method": "sobol", "seed": 4, "initialTrials": 2},
+    )
     rc, st = _run_and_status(tmp_path, path)
     assert rc == 0 and st["phase"] == "Succeeded", st
     assert st["inferredThresholds"] == ["val_acc", "num_params"]

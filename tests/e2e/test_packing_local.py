@@ -38,30 +38,43 @@ SPACE = [
 ]
 
 
-def _manifest(tmp_path: Path, name: str, *, trials: int, epochs: list[int],
-              pack: dict[str, Any]) -> str:
+def _manifest(
+    tmp_path: Path, name: str, *, trials: int, epochs: list[int], pack: dict[str, Any]
+) -> str:
     data = manifest(
         name,
         searchSpace=[*SPACE, {"name": "epochs", "type": "int", "bounds": epochs}],
         budget={"maxTrials": trials, "parallelism": 1, "maxFailedTrials": 0},
         optimizer={"method": "sobol", "seed": 2},
-        trial={"command": ["python", "-m", "nasop_trainer"],
-               "args": ["--dataset", "digits", "--latency-runs", "3"], "pack": pack},
+        trial={
+            "command": ["python", "-m", "nasop_trainer"],
+            "args": ["--dataset", "digits", "--latency-runs", "3"],
+            "pack": pack,
+        },
     )
     return write_manifest(str(tmp_path / f"{name}.yaml"), data)
 
 
 def _run(path: str, tmp_path: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
     return p
 
 
 def _start(path: str, tmp_path: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(NASOP + ["run", path, "--state-dir", str(tmp_path / "state"),
-                                     "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _search(tmp_path: Path, path: str) -> Search:
@@ -90,22 +103,35 @@ def _started_pack(tmp_path: Path, name: str) -> Path | None:
     for folder in sorted(_logs(tmp_path, name).glob("pack-*")):
         pid = folder / ".nasop" / "pid"
         if pid.exists() and not (folder / ".nasop" / "exit").exists():
-            members = [Path(d) for d in json.loads(
-                packs.marked_pack(str(_member_dirs(tmp_path, name, folder)[0]))[
-                    packs.PACK_SIBLINGS])]
+            members = [
+                Path(d)
+                for d in json.loads(
+                    packs.marked_pack(str(_member_dirs(tmp_path, name, folder)[0]))[
+                        packs.PACK_SIBLINGS
+                    ]
+                )
+            ]
             if all(list(m.glob("events.out.tfevents.*")) for m in members):
                 return folder
     return None
 
 
 def _member_dirs(tmp_path: Path, name: str, folder: Path) -> list[Path]:
-    return [d for d in sorted(_logs(tmp_path, name).glob("trial-*"))
-            if (packs.marked_pack(str(d)) or {}).get(packs.PACK_DIR) == str(folder)]
+    return [
+        d
+        for d in sorted(_logs(tmp_path, name).glob("trial-*"))
+        if (packs.marked_pack(str(d)) or {}).get(packs.PACK_DIR) == str(folder)
+    ]
 
 
 def test_a_packed_search_runs_every_trial_as_a_member_of_a_pack(tmp_path: Path) -> None:
-    path = _manifest(tmp_path, "packed", trials=8, epochs=[1, 3],
-                     pack={"maxTrials": 4, "groupBy": ["batch_size"]})
+    path = _manifest(
+        tmp_path,
+        "packed",
+        trials=8,
+        epochs=[1, 3],
+        pack={"maxTrials": 4, "groupBy": ["batch_size"]},
+    )
     _run(path, tmp_path)
     search = _search(tmp_path, path)
     status = search.status()
@@ -130,7 +156,8 @@ def test_a_packed_search_runs_every_trial_as_a_member_of_a_pack(tmp_path: Path) 
 
 
 def test_kill_minus_9_of_nasop_run_mid_pack_then_resume_runs_every_trial_once(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = _manifest(tmp_path, "killed", trials=6, epochs=[30, 40], pack={"maxTrials": 3})
     proc = _start(path, tmp_path)
     folder = _wait_for(lambda: _started_pack(tmp_path, "killed"), proc)
@@ -156,8 +183,11 @@ def test_a_crashed_packs_unfinished_members_are_retried_not_failed(tmp_path: Pat
     child = json.loads((folder / ".nasop" / "pid").read_text())["child"]
     os.kill(child, signal.SIGKILL)
     # members of another batch size train first, as their own group: they may have ended
-    killed = [int(d.name.split("-")[1]) for d in _member_dirs(tmp_path, "crashed", folder)
-              if _members.read_end(str(d)) is None]
+    killed = [
+        int(d.name.split("-")[1])
+        for d in _member_dirs(tmp_path, "crashed", folder)
+        if _members.read_end(str(d)) is None
+    ]
     assert killed
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
@@ -176,20 +206,44 @@ def test_stopping_one_member_leaves_the_others_training(tmp_path: Path) -> None:
     path = _manifest(tmp_path, "stop-one", trials=3, epochs=[20, 21], pack={"maxTrials": 3})
     m = spec.load_manifest(path)
     runner = local_runner(m, LocalPaths(str(tmp_path / "state")))
-    trials = [SimpleNamespace(index=i, arm=SimpleNamespace(parameters={
-        "hidden_size_1": 16, "hidden_size_2": 8, "learning_rate": 0.01, "dropout": 0.0,
-        "batch_size": 32, "epochs": 20}), run_metadata={}) for i in range(3)]
+    trials = [
+        SimpleNamespace(
+            index=i,
+            arm=SimpleNamespace(
+                parameters={
+                    "hidden_size_1": 16,
+                    "hidden_size_2": 8,
+                    "learning_rate": 0.01,
+                    "dropout": 0.0,
+                    "batch_size": 32,
+                    "epochs": 20,
+                }
+            ),
+            run_metadata={},
+        )
+        for i in range(3)
+    ]
     try:
         for trial, meta in runner.run_pack(trials).items():
             trials[trial].run_metadata = meta
         first = Path(trials[0].run_metadata["tb_log_dir"])
-        _wait_for(lambda: list(first.glob("events.out.tfevents.*"))
-                  and runner.observe(trials)[0].status is TrialStatus.RUNNING, None)
+        _wait_for(
+            lambda: (
+                list(first.glob("events.out.tfevents.*"))
+                and runner.observe(trials)[0].status is TrialStatus.RUNNING
+            ),
+            None,
+        )
         runner.stop(trials[0], reason="stopped early: below the median")
         assert runner.observe(trials[1:])[1].status is TrialStatus.RUNNING  # pack not cancelled
-        states = _wait_for(lambda: (lambda o: o if all(
-            s.status is not TrialStatus.RUNNING for s in o.values()) else None)(
-            runner.observe(trials)), None)
+        states = _wait_for(
+            lambda: (
+                lambda o: (
+                    o if all(s.status is not TrialStatus.RUNNING for s in o.values()) else None
+                )
+            )(runner.observe(trials)),
+            None,
+        )
     finally:
         runner.close()
     assert states[0].status is TrialStatus.EARLY_STOPPED

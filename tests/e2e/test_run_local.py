@@ -17,10 +17,9 @@ import time
 import pytest
 
 from nasop import spec
-from nasop.engine import pareto
+from nasop.engine.search import Search
 from nasop.local import LocalPaths, local_runner, local_store
 from nasop.trials import local_markers
-from nasop.engine.search import Search
 from stubs import manifest, write_manifest
 
 pytestmark = pytest.mark.slow
@@ -51,13 +50,25 @@ def test_real_trainer_search_on_digits(tmp_path):
         "digits-e2e",
         budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
         optimizer={"initialTrials": 4, "seed": 1},
-        trial={"command": ["python", "-m", "nasop_trainer"],
-               "args": ["--dataset", "digits", "--subset", "800"]},
+        trial={
+            "command": ["python", "-m", "nasop_trainer"],
+            "args": ["--dataset", "digits", "--subset", "800"],
+        },
     )
     path = write_manifest(str(tmp_path / "m.yaml"), data)
     # the trainers are forked from a server that imported Lightning once (as the README's demo)
-    p = _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet",
-              "--preload", "lightning.pytorch"], tmp_path)
+    p = _run(
+        [
+            "run",
+            path,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--quiet",
+            "--preload",
+            "lightning.pytorch",
+        ],
+        tmp_path,
+    )
     assert "Pareto front" in p.stdout
 
     st = _status(tmp_path, path)
@@ -107,14 +118,19 @@ def _state_trials(tmp_path, name):
             doc = json.load(fh)
     except (OSError, ValueError):
         return {}
-    return {int(k): v["status"]["name"] if isinstance(v["status"], dict) else v["status"]
-            for k, v in ((t["index"], t) for t in doc["experiment"]["trials"].values())}
+    return {
+        int(k): v["status"]["name"] if isinstance(v["status"], dict) else v["status"]
+        for k, v in ((t["index"], t) for t in doc["experiment"]["trials"].values())
+    }
 
 
 def _start(tmp_path, path, *extra):
     return subprocess.Popen(
         NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet", *extra],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -138,8 +154,11 @@ def _arms_run_to_completion(search):
     return [t.arm.signature for t in done]
 
 
-@pytest.mark.parametrize("preload", [(), ("--preload", "torch.utils.tensorboard")],
-                         ids=["fresh-processes", "fork-server"])
+@pytest.mark.parametrize(
+    "preload",
+    [(), ("--preload", "torch.utils.tensorboard")],
+    ids=["fresh-processes", "fork-server"],
+)
 def test_kill_minus_9_then_resume_loses_and_repeats_nothing(tmp_path, preload):
     """With --preload the trials in flight are children of the fork server, which exits with
     the killed run: they must go on and be re-attached all the same."""
@@ -199,16 +218,33 @@ def test_ctrl_c_cancels_trials_and_resume_reruns_them_once(tmp_path):
 
 def _torch_at_start(tmp_path):
     """Per fake-trainer run: whether torch was already imported when it started (forked)."""
-    return [line.endswith("True") for f in (tmp_path / "state" / "torchx").rglob("stderr.log")
-            for line in f.read_text().splitlines() if "torch imported at start" in line]
+    return [
+        line.endswith("True")
+        for f in (tmp_path / "state" / "torchx").rglob("stderr.log")
+        for line in f.read_text().splitlines()
+        if "torch imported at start" in line
+    ]
 
 
 def test_preload_forks_every_python_trial_from_one_server(tmp_path):
-    data = manifest("preloaded", budget={"maxTrials": 3, "parallelism": 2, "maxFailedTrials": 0},
-                    optimizer={"method": "sobol", "seed": 2})
+    data = manifest(
+        "preloaded",
+        budget={"maxTrials": 3, "parallelism": 2, "maxFailedTrials": 0},
+        optimizer={"method": "sobol", "seed": 2},
+    )
     path = write_manifest(str(tmp_path / "p.yaml"), data)
-    _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet",
-          "--preload", "torch.utils.tensorboard"], tmp_path)
+    _run(
+        [
+            "run",
+            path,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--quiet",
+            "--preload",
+            "torch.utils.tensorboard",
+        ],
+        tmp_path,
+    )
     assert _status(tmp_path, path)["trials"]["completed"] == 3
     assert _torch_at_start(tmp_path) == [True] * 3
     log = (tmp_path / "state" / "logs" / "preloaded" / "forkserver.log").read_text()
@@ -219,12 +255,16 @@ def test_preload_forks_every_python_trial_from_one_server(tmp_path):
 
 
 def test_failing_trials_fail_the_search_past_max_failed(tmp_path):
-    data = manifest("failing", budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 1},
-                    optimizer={"method": "sobol", "seed": 0})
+    data = manifest(
+        "failing",
+        budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 1},
+        optimizer={"method": "sobol", "seed": 0},
+    )
     data["spec"]["trial"]["args"] = ["--fail=always"]
     path = write_manifest(str(tmp_path / "f.yaml"), data)
-    p = _run(["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"], tmp_path,
-             check=False)
+    p = _run(
+        ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"], tmp_path, check=False
+    )
     assert p.returncode == 1
     st = _status(tmp_path, path)
     assert st["phase"] == "Failed"

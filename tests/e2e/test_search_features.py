@@ -67,16 +67,21 @@ def _val_acc_steps(log_dir: str) -> list[int]:
     return [ev.step for ev in acc.Scalars("val_acc")]
 
 
-def _stopping_search(tmp_path: Any, name: str, rule: dict[str, Any], *, parallelism: int,
-                     seed: int, sleep: float) -> Search:
+def _stopping_search(
+    tmp_path: Any, name: str, rule: dict[str, Any], *, parallelism: int, seed: int, sleep: float
+) -> Search:
     """8 Sobol trials of 8 epochs (`sleep` s each) under one val_acc rule judged from epoch 1."""
-    return _open(tmp_path, manifest(
-        name, searchSpace=_space(8),
-        budget={"maxTrials": 8, "parallelism": parallelism, "maxFailedTrials": 0},
-        optimizer={"method": "sobol", "seed": seed},
-        earlyStopping={"metric": "val_acc", "minProgression": 1, "minCurves": 1, **rule},
-        trial={"command": manifest()["spec"]["trial"]["command"], "args": [f"--sleep={sleep}"]},
-    ))
+    return _open(
+        tmp_path,
+        manifest(
+            name,
+            searchSpace=_space(8),
+            budget={"maxTrials": 8, "parallelism": parallelism, "maxFailedTrials": 0},
+            optimizer={"method": "sobol", "seed": seed},
+            earlyStopping={"metric": "val_acc", "minProgression": 1, "minCurves": 1, **rule},
+            trial={"command": manifest()["spec"]["trial"]["command"], "args": [f"--sleep={sleep}"]},
+        ),
+    )
 
 
 def _assert_killed(log_dir: str) -> None:
@@ -87,13 +92,14 @@ def _assert_killed(log_dir: str) -> None:
 
 
 def test_early_stopping_kills_the_losing_trials_process(tmp_path: Any) -> None:
-    search = _stopping_search(tmp_path, "es", {"threshold": 0.65}, parallelism=3, seed=3,
-                              sleep=0.5)
+    search = _stopping_search(tmp_path, "es", {"threshold": 0.65}, parallelism=3, seed=3, sleep=0.5)
     events = _run(search)
     stopped = search.trials_in(TrialStatus.EARLY_STOPPED)
     completed = search.trials_in(TrialStatus.COMPLETED)
     assert stopped and completed and search.phase is spec.Phase.SUCCEEDED
-    assert {e.trial for e in events if e.reason == "TrialEarlyStopped"} == {t.index for t in stopped}
+    assert {e.trial for e in events if e.reason == "TrialEarlyStopped"} == {
+        t.index for t in stopped
+    }
     status = search.status()
     assert status.trials.early_stopped == len(stopped)
     for trial in stopped:
@@ -141,17 +147,23 @@ def test_early_stopping_acts_while_a_generation_runs(tmp_path: Any) -> None:
     """A generation step takes seconds on a loaded machine, longer than a small model's epoch:
     the loop stops a losing trial while a (held) generation is in flight, and saves only once
     that generation lands, since the worker is updating the strategy meanwhile."""
-    search = _stopping_search(tmp_path, "es-gen", {"threshold": 0.65}, parallelism=3, seed=3,
-                              sleep=1.0)
+    search = _stopping_search(
+        tmp_path, "es-gen", {"threshold": 0.65}, parallelism=3, seed=3, sleep=1.0
+    )
     try:
         deadline = time.time() + 120
         while True:  # Ax's rules judge once a trial has completed: wait for a loser after that
             assert time.time() < deadline, "no losing trial ran after a completed one"
             search.tick()
             running = search.trials_in(TrialStatus.RUNNING)
-            losers = [t.index for t in running
-                      if 0.75 * _fake_final(t.arm.parameters)[0] < 0.65]  # epoch 1
-            if search.trials_in(TrialStatus.COMPLETED) and losers and search.generation._future is None:
+            losers = [
+                t.index for t in running if 0.75 * _fake_final(t.arm.parameters)[0] < 0.65
+            ]  # epoch 1
+            if (
+                search.trials_in(TrialStatus.COMPLETED)
+                and losers
+                and search.generation._future is None
+            ):
                 break
             time.sleep(0.05)
         held: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
@@ -181,7 +193,10 @@ def test_early_stopping_acts_while_a_generation_runs(tmp_path: Any) -> None:
         assert max(_val_acc_steps(log_dir)) < 7
         held.set_result([])
         search.tick()  # the generation lands: saved now, with the stop in it
-        assert stored_status(stopped[0]) is TrialStatus.EARLY_STOPPED and search.generation._future is not held
+        assert (
+            stored_status(stopped[0]) is TrialStatus.EARLY_STOPPED
+            and search.generation._future is not held
+        )
     finally:
         for t in search.trials_in(TrialStatus.RUNNING):
             search.runner.stop(t)
@@ -192,8 +207,9 @@ def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
     """The fake trainer's accuracy at every epoch is its final accuracy times the same factor,
     so a trial dominated at one epoch is dominated at the end: every trial the rule stops must
     be dominated by another trial's final result, and the smallest model is never stopped."""
-    search = _stopping_search(tmp_path, "pareto", {"dominatedBy": 1}, parallelism=2, seed=0,
-                              sleep=0.4)
+    search = _stopping_search(
+        tmp_path, "pareto", {"dominatedBy": 1}, parallelism=2, seed=0, sleep=0.4
+    )
     _run(search)
     stopped = {t.index for t in search.trials_in(TrialStatus.EARLY_STOPPED)}
     assert stopped and search.phase is spec.Phase.SUCCEEDED
@@ -202,19 +218,24 @@ def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
     for t in search.experiment.trials.values():  # what each trial would have reached
         final[t.index], num_params[t.index] = _fake_final(t.arm.parameters)
     for i in stopped:
-        assert any(num_params[j] <= num_params[i] and final[j] >= final[i]
-                   for j in final if j != i), f"trial {i} was not dominated"
+        assert any(
+            num_params[j] <= num_params[i] and final[j] >= final[i] for j in final if j != i
+        ), f"trial {i} was not dominated"
         assert "dominated by 1 trial on every objective" in search.state.reasons[i]
         _assert_killed(search.experiment.trials[i].run_metadata["tb_log_dir"])
     assert min(num_params, key=num_params.get) not in stopped
 
 
 def test_outcome_constraint_keeps_violating_trials_off_the_front(tmp_path: Any) -> None:
-    search = _open(tmp_path, manifest(
-        "constrained", outcomeConstraints=["latency_ms <= 1.2"],
-        budget={"maxTrials": 8, "parallelism": 4, "maxFailedTrials": 0},
-        optimizer={"method": "sobol", "seed": 0},
-    ))
+    search = _open(
+        tmp_path,
+        manifest(
+            "constrained",
+            outcomeConstraints=["latency_ms <= 1.2"],
+            budget={"maxTrials": 8, "parallelism": 4, "maxFailedTrials": 0},
+            optimizer={"method": "sobol", "seed": 0},
+        ),
+    )
     _run(search)
     obs = search.observations()
     violating = [o.trial for o in obs if o.metrics["latency_ms"] > 1.2]
@@ -226,17 +247,30 @@ def test_outcome_constraint_keeps_violating_trials_off_the_front(tmp_path: Any) 
 
 def test_warm_start_reuses_compatible_trials_and_does_not_run_them(tmp_path: Any) -> None:
     narrow = _space(2, hidden_size_1=[16, 48])
-    source = _open(tmp_path, manifest(
-        "ws-src", searchSpace=narrow, budget={"maxTrials": 4, "parallelism": 4},
-        optimizer={"method": "sobol", "seed": 0}))
+    source = _open(
+        tmp_path,
+        manifest(
+            "ws-src",
+            searchSpace=narrow,
+            budget={"maxTrials": 4, "parallelism": 4},
+            optimizer={"method": "sobol", "seed": 0},
+        ),
+    )
     _run(source)
     src_values = {tuple(sorted(o.parameters.items())): o.metrics for o in source.observations()}
     assert len(src_values) == 4
 
     wide = _space(2, hidden_size_1=[16, 128])
-    target = _open(tmp_path, manifest(
-        "ws-dst", searchSpace=wide, budget={"maxTrials": 2, "parallelism": 2},
-        optimizer={"method": "sobol", "seed": 1}, warmStart=[{"experiment": "ws-src"}]))
+    target = _open(
+        tmp_path,
+        manifest(
+            "ws-dst",
+            searchSpace=wide,
+            budget={"maxTrials": 2, "parallelism": 2},
+            optimizer={"method": "sobol", "seed": 1},
+            warmStart=[{"experiment": "ws-src"}],
+        ),
+    )
     events = _run(target)
     st = target.status()
     assert st.trials.warm_started == 4 and st.trials.completed == 6 and st.trials.total == 6
@@ -246,14 +280,22 @@ def test_warm_start_reuses_compatible_trials_and_does_not_run_them(tmp_path: Any
     assert warm == {0, 1, 2, 3} and not set(_launched(events)) & warm
     for o in target.observations():
         if o.trial in warm:  # same parameters, same metrics, nothing re-run
-            assert src_values[tuple(sorted(o.parameters.items()))] == pytest.approx(o.metrics, rel=1e-9)
+            assert src_values[tuple(sorted(o.parameters.items()))] == pytest.approx(
+                o.metrics, rel=1e-9
+            )
 
     # a state file works as a source too; trials outside the new space are skipped, not copied
     far = _space(2, hidden_size_1=[64, 128])
-    third = _open(tmp_path, manifest(
-        "ws-far", searchSpace=far, budget={"maxTrials": 1, "parallelism": 1},
-        optimizer={"method": "sobol", "seed": 2},
-        warmStart=[{"stateFile": str(tmp_path / "state" / "state" / "ws-src.json")}]))
+    third = _open(
+        tmp_path,
+        manifest(
+            "ws-far",
+            searchSpace=far,
+            budget={"maxTrials": 1, "parallelism": 1},
+            optimizer={"method": "sobol", "seed": 2},
+            warmStart=[{"stateFile": str(tmp_path / "state" / "state" / "ws-src.json")}],
+        ),
+    )
     events = _run(third)
     summary = next(e.message for e in events if e.reason == "WarmStarted")
     assert summary == "warm start: reused 0 trials; skipped 4 outside the search space"
@@ -268,10 +310,19 @@ def test_warm_start_from_a_missing_experiment_names_the_field(tmp_path: Any) -> 
 
 
 def test_stalled_hypervolume_ends_the_search_with_the_reason(tmp_path: Any) -> None:
-    search = _open(tmp_path, manifest(
-        "stall", budget={"maxTrials": 40, "parallelism": 2, "stopWhenImprovementBelow": 1.0,
-                         "improvementWindow": 2},
-        optimizer={"method": "sobol", "seed": 0, "initialTrials": 4}))
+    search = _open(
+        tmp_path,
+        manifest(
+            "stall",
+            budget={
+                "maxTrials": 40,
+                "parallelism": 2,
+                "stopWhenImprovementBelow": 1.0,
+                "improvementWindow": 2,
+            },
+            optimizer={"method": "sobol", "seed": 0, "initialTrials": 4},
+        ),
+    )
     events = _run(search)
     st = search.status()
     assert st.phase is spec.Phase.SUCCEEDED and st.message.startswith("converged:")
@@ -281,9 +332,11 @@ def test_stalled_hypervolume_ends_the_search_with_the_reason(tmp_path: Any) -> N
 
 def test_interrupted_trial_is_retried_and_not_counted_as_a_failure(tmp_path: Any) -> None:
     data = manifest(
-        "infra", budget={"maxTrials": 3, "parallelism": 2, "maxFailedTrials": 0},
+        "infra",
+        budget={"maxTrials": 3, "parallelism": 2, "maxFailedTrials": 0},
         optimizer={"method": "sobol", "seed": 0},
-        trial={"command": manifest()["spec"]["trial"]["command"], "args": ["--sleep=1.5"]})
+        trial={"command": manifest()["spec"]["trial"]["command"], "args": ["--sleep=1.5"]},
+    )
     first = _open(tmp_path, data)
     deadline = time.time() + 60
     victim = None

@@ -38,10 +38,17 @@ def _writer() -> tuple[status_writer.StatusWriter, RecordingApi]:
     return writer, api
 
 
-def _status(phase: spec.Phase, generation: int, running: int = 0, message: str = "",
-            since: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+def _status(
+    phase: spec.Phase,
+    generation: int,
+    running: int = 0,
+    message: str = "",
+    since: str = "2026-01-01T00:00:00Z",
+) -> dict[str, Any]:
     st = spec.NASExperimentStatus(
-        phase=phase, message=message or None, trials=spec.TrialCounts(running=running),
+        phase=phase,
+        message=message or None,
+        trials=spec.TrialCounts(running=running),
         conditions=conditions.from_phase(phase, message, running=running, since=since),
     ).dump()
     st["observedGeneration"] = generation
@@ -56,18 +63,24 @@ def _summary(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {t: (c["status"], c["reason"]) for t, c in _by_type(status).items()}
 
 
-@pytest.mark.parametrize("phase, ready, reconciling, stalled", [
-    (spec.Phase.RUNNING, "False", "True", "False"),
-    (spec.Phase.SUCCEEDED, "True", "False", "False"),
-    (spec.Phase.FAILED, "False", "False", "True"),
-    (spec.Phase.INVALID, "False", "False", "True"),
-    (spec.Phase.SUSPENDED, "False", "False", "False"),
-])
+@pytest.mark.parametrize(
+    "phase, ready, reconciling, stalled",
+    [
+        (spec.Phase.RUNNING, "False", "True", "False"),
+        (spec.Phase.SUCCEEDED, "True", "False", "False"),
+        (spec.Phase.FAILED, "False", "False", "True"),
+        (spec.Phase.INVALID, "False", "False", "True"),
+        (spec.Phase.SUSPENDED, "False", "False", "False"),
+    ],
+)
 def test_every_phase_has_the_same_four_types(phase, ready, reconciling, stalled):
     conds = {c.type: c for c in conditions.from_phase(phase, "why")}
     assert list(conds) == TYPES
-    assert (conds["Ready"].status, conds["Reconciling"].status, conds["Stalled"].status) \
-        == (ready, reconciling, stalled)
+    assert (conds["Ready"].status, conds["Reconciling"].status, conds["Stalled"].status) == (
+        ready,
+        reconciling,
+        stalled,
+    )
     assert conds["Ready"].reason == phase.value
     if stalled == "True":
         assert conds["Stalled"].message == "why"
@@ -76,15 +89,19 @@ def test_every_phase_has_the_same_four_types(phase, ready, reconciling, stalled)
 
 def test_settle_keeps_the_transition_time_while_the_status_stays():
     old = [{"type": "Ready", "status": "False", "lastTransitionTime": "T0"}]
-    same = conditions.settle(old, [{"type": "Ready", "status": "False",
-                                    "lastTransitionTime": "T1"}], 3, now="T2")
-    assert same == [{"type": "Ready", "status": "False", "lastTransitionTime": "T0",
-                     "observedGeneration": 3}]
-    flipped = conditions.settle(old, [{"type": "Ready", "status": "True",
-                                       "lastTransitionTime": "T1"}], 3, now="T2")
+    same = conditions.settle(
+        old, [{"type": "Ready", "status": "False", "lastTransitionTime": "T1"}], 3, now="T2"
+    )
+    assert same == [
+        {"type": "Ready", "status": "False", "lastTransitionTime": "T0", "observedGeneration": 3}
+    ]
+    flipped = conditions.settle(
+        old, [{"type": "Ready", "status": "True", "lastTransitionTime": "T1"}], 3, now="T2"
+    )
     assert flipped[0]["lastTransitionTime"] == "T2"
-    first = conditions.settle(None, [{"type": "Ready", "status": "True",
-                                      "lastTransitionTime": "T1"}], None, now="T2")
+    first = conditions.settle(
+        None, [{"type": "Ready", "status": "True", "lastTransitionTime": "T1"}], None, now="T2"
+    )
     assert first == [{"type": "Ready", "status": "True", "lastTransitionTime": "T1"}]
 
 
@@ -110,10 +127,21 @@ def test_a_search_that_suspends_resumes_and_succeeds(clock):
         writer.write(st)
         written.append(writer.last)
     assert [_summary(s)["Ready"] for s in written] == [
-        ("False", "Running"), ("False", "Running"), ("False", "Suspended"),
-        ("False", "Suspended"), ("False", "Running"), ("True", "Succeeded")]
+        ("False", "Running"),
+        ("False", "Running"),
+        ("False", "Suspended"),
+        ("False", "Suspended"),
+        ("False", "Running"),
+        ("True", "Succeeded"),
+    ]
     assert [_summary(s)["Reconciling"][0] for s in written] == [
-        "True", "True", "True", "False", "True", "False"]
+        "True",
+        "True",
+        "True",
+        "False",
+        "True",
+        "False",
+    ]
     assert {_summary(s)["Stalled"][0] for s in written} == {"False"}
     ready_times = [_by_type(s)["Ready"]["lastTransitionTime"] for s in written]
     assert len(set(ready_times[:5])) == 1 and ready_times[5] != ready_times[4]
@@ -130,8 +158,12 @@ def test_an_invalid_manifest_then_fixed_then_failed(clock):
     writer, api = _writer()
     writer.write(status_writer.invalid("spec.searchSpace[0].bounds: reversed", 1))
     invalid = _summary(writer.last)
-    assert invalid == {"Ready": ("False", "Invalid"), "Reconciling": ("False", "Invalid"),
-                       "Stalled": ("True", "Invalid"), "SpecAccepted": ("False", "InvalidSpec")}
+    assert invalid == {
+        "Ready": ("False", "Invalid"),
+        "Reconciling": ("False", "Invalid"),
+        "Stalled": ("True", "Invalid"),
+        "SpecAccepted": ("False", "InvalidSpec"),
+    }
     assert "spec.searchSpace[0]" in _by_type(writer.last)["Stalled"]["message"]
     assert writer.last["observedGeneration"] == 1
     writer.write(_status(spec.Phase.RUNNING, 2, running=1))
@@ -150,8 +182,9 @@ def test_an_invalid_manifest_then_fixed_then_failed(clock):
 
 def test_a_refused_spec_change_replaces_spec_accepted_in_place():
     st = _status(spec.Phase.RUNNING, 4)
-    refused = spec.Condition(type="SpecAccepted", status="False", reason="ImmutableField",
-                             message="no")
+    refused = spec.Condition(
+        type="SpecAccepted", status="False", reason="ImmutableField", message="no"
+    )
     out = status_writer.with_condition(st, refused)
     assert [c["type"] for c in out["conditions"]] == TYPES
     assert _summary(out)["SpecAccepted"] == ("False", "ImmutableField")
@@ -160,10 +193,19 @@ def test_a_refused_spec_change_replaces_spec_accepted_in_place():
 def test_a_whole_search_moves_from_running_to_ready(tmp_path, clock):
     """A real Search (fake trainer, Sobol): its statuses, written in turn, say Reconciling until
     the end, then Ready; never Stalled."""
-    m = spec.parse_manifest(manifest("conds", budget={"maxTrials": 3, "parallelism": 3},
-                                     optimizer={"method": "sobol", "seed": 0}))
-    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
-                               log_root=str(tmp_path), experiment_name=m.name)
+    m = spec.parse_manifest(
+        manifest(
+            "conds",
+            budget={"maxTrials": 3, "parallelism": 3},
+            optimizer={"method": "sobol", "seed": 0},
+        )
+    )
+    runner = TorchXTrialRunner(
+        scheduler="local_cwd",
+        template=m.spec.trial.dump(),
+        log_root=str(tmp_path),
+        experiment_name=m.name,
+    )
     search = Search.open(m.spec, m.name, runner, store=None)
     writer, _ = _writer()
     seen: list[dict[str, tuple[str, str]]] = []
@@ -183,7 +225,9 @@ def test_a_whole_search_moves_from_running_to_ready(tmp_path, clock):
         search.close()
     assert search.phase is spec.Phase.SUCCEEDED
     assert [(s["Ready"], s["Reconciling"][0], s["Stalled"][0]) for s in seen] == [
-        (("False", "Running"), "True", "False"), (("True", "Succeeded"), "False", "False")]
+        (("False", "Running"), "True", "False"),
+        (("True", "Succeeded"), "False", "False"),
+    ]
     assert {c["observedGeneration"] for c in writer.last["conditions"]} == {1}
     # `nasop status` (no operator): the search keeps the times, moved only on a status change
     local = _by_type(search.status().dump())

@@ -44,10 +44,13 @@ def test_objectives_thresholds_and_constraints_mapped():
 
 
 def test_parameter_constraint_mapped():
-    s = _spec(searchSpace=[
-        {"name": "a", "type": "int", "bounds": [1, 10]},
-        {"name": "b", "type": "int", "bounds": [1, 10]},
-    ], parameterConstraints=["b <= a"])
+    s = _spec(
+        searchSpace=[
+            {"name": "a", "type": "int", "bounds": [1, 10]},
+            {"name": "b", "type": "int", "bounds": [1, 10]},
+        ],
+        parameterConstraints=["b <= a"],
+    )
     e = experiment.experiment_from_spec(s, "x", None)
     (c,) = e.search_space.parameter_constraints
     assert c.constraint_dict == {"a": -1.0, "b": 1.0} and c.bound == 0.0

@@ -13,12 +13,16 @@ from nasop.engine import pareto
 
 
 def _obs(rows, names=("val_acc", "num_params")):
-    return [pareto.Observation(trial=i, parameters={"i": i}, metrics=dict(zip(names, r)))
-            for i, r in enumerate(rows)]
+    return [
+        pareto.Observation(trial=i, parameters={"i": i}, metrics=dict(zip(names, r)))
+        for i, r in enumerate(rows)
+    ]
 
 
-OBJ = [spec.Objective(metric="val_acc", goal="maximize", threshold=0.5),
-       spec.Objective(metric="num_params", goal="minimize", threshold=100.0)]
+OBJ = [
+    spec.Objective(metric="val_acc", goal="maximize", threshold=0.5),
+    spec.Objective(metric="num_params", goal="minimize", threshold=100.0),
+]
 
 
 def test_hand_computed_2d_front():
@@ -38,8 +42,10 @@ def test_matches_botorch_on_random_data(seed, m):
     y = rng.random((40, m))
     names = [f"m{j}" for j in range(m)]
     goals = ["maximize", "minimize", "maximize"][:m]
-    objectives = [spec.Objective(metric=n, goal=g, threshold=0.2 if g == "maximize" else 0.8)
-                  for n, g in zip(names, goals)]
+    objectives = [
+        spec.Objective(metric=n, goal=g, threshold=0.2 if g == "maximize" else 0.8)
+        for n, g in zip(names, goals)
+    ]
     f = pareto.front(objectives, [], _obs([tuple(r) for r in y], names))
     sign = torch.tensor([1.0 if g == "maximize" else -1.0 for g in goals], dtype=torch.double)
     yt = torch.as_tensor(y, dtype=torch.double) * sign
@@ -58,8 +64,10 @@ def test_constraint_excludes_violating_points():
     assert [p.trial for p in f.points] == [1]
 
 
-NO_THRESHOLDS = [spec.Objective(metric="val_acc", goal="maximize"),
-                 spec.Objective(metric="num_params", goal="minimize")]
+NO_THRESHOLDS = [
+    spec.Objective(metric="val_acc", goal="maximize"),
+    spec.Objective(metric="num_params", goal="minimize"),
+]
 
 
 def test_missing_thresholds_are_inferred_with_slack_like_botorch():
@@ -80,16 +88,19 @@ def test_a_one_point_front_has_a_hypervolume():
 
 
 def test_given_thresholds_stay_and_the_others_come_from_points_beating_them():
-    objs = [spec.Objective(metric="val_acc", goal="maximize", threshold=0.75),
-            NO_THRESHOLDS[1]]
+    objs = [spec.Objective(metric="val_acc", goal="maximize", threshold=0.75), NO_THRESHOLDS[1]]
     # (0.6, 10) misses the val_acc threshold: it does not move the inferred num_params
     f = pareto.front(objs, [], _obs([(0.9, 80), (0.8, 40), (0.6, 10)]))
     assert f.reference == pytest.approx({"val_acc": 0.75, "num_params": 84.0})
 
 
 def test_a_fixed_reference_is_used_as_given():
-    f = pareto.front(NO_THRESHOLDS, [], _obs([(0.9, 80), (0.8, 40)]),
-                     reference={"val_acc": 0.5, "num_params": 100.0})
+    f = pareto.front(
+        NO_THRESHOLDS,
+        [],
+        _obs([(0.9, 80), (0.8, 40)]),
+        reference={"val_acc": 0.5, "num_params": 100.0},
+    )
     assert f.reference == {"val_acc": 0.5, "num_params": 100.0}
     assert f.hypervolume == pytest.approx(0.4 * 20 + 0.3 * 40)
 

@@ -20,8 +20,16 @@ def _spec(**overrides: Any) -> spec.NASExperimentSpec:
 
 
 def _counts(**kw: Any) -> Counts:
-    return Counts(**{"running": 0, "user_failures": 0, "completed_here": 0, "budget_left": 0,
-                     "failure_summary": "", **kw})
+    return Counts(
+        **{
+            "running": 0,
+            "user_failures": 0,
+            "completed_here": 0,
+            "budget_left": 0,
+            "failure_summary": "",
+            **kw,
+        }
+    )
 
 
 def _state(**kw: Any) -> SearchState:
@@ -44,44 +52,69 @@ def test_running_trials_and_retries_hold_the_end_back() -> None:
 
 
 def test_too_many_failures_fail_the_search_and_abandon_running_trials() -> None:
-    d = decide(_state(), _counts(running=1, user_failures=3, budget_left=3,
-                                 failure_summary="most common reason (3 of 3): boom"), _spec(), NOW)
+    d = decide(
+        _state(),
+        _counts(
+            running=1,
+            user_failures=3,
+            budget_left=3,
+            failure_summary="most common reason (3 of 3): boom",
+        ),
+        _spec(),
+        NOW,
+    )
     assert d.phase is spec.Phase.FAILED and d.abandon_running
-    assert d.message == ("3 trials failed, more than budget.maxFailedTrials=2; "
-                         "most common reason (3 of 3): boom")
+    assert d.message == (
+        "3 trials failed, more than budget.maxFailedTrials=2; most common reason (3 of 3): boom"
+    )
 
 
 def test_a_finished_search_where_no_trial_completed_fails() -> None:
-    d = decide(_state(), _counts(user_failures=1, failure_summary="most common reason (1 of 1): x"),
-               _spec(), NOW)
+    d = decide(
+        _state(),
+        _counts(user_failures=1, failure_summary="most common reason (1 of 1): x"),
+        _spec(),
+        NOW,
+    )
     assert d.phase is spec.Phase.FAILED and d.message.startswith("no trial completed (1 failed)")
 
 
 def test_endless_infrastructure_failures_fail_once_nothing_runs() -> None:
     state = _state(infra=list(range(13)), reasons={12: "image pull failed"})
-    assert decide(state, _counts(running=1, budget_left=6), _spec(), NOW).phase \
-        is spec.Phase.RUNNING
+    assert (
+        decide(state, _counts(running=1, budget_left=6), _spec(), NOW).phase is spec.Phase.RUNNING
+    )
     d = decide(state, _counts(budget_left=6), _spec(), NOW)
     assert d.phase is spec.Phase.FAILED
-    assert d.message == "13 trials could not run for infrastructure reasons; last: image pull failed"
+    assert (
+        d.message == "13 trials could not run for infrastructure reasons; last: image pull failed"
+    )
 
 
-@pytest.mark.parametrize(("state", "message"), [
-    (_state(converged="hypervolume improved less than 1% in 5 trials"),
-     "hypervolume improved less than 1% in 5 trials"),
-    (_state(exhausted=True), "search space exhausted"),
-    (_state(start_epoch=NOW - 7200), "budget.maxDuration reached"),
-])
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (
+            _state(converged="hypervolume improved less than 1% in 5 trials"),
+            "hypervolume improved less than 1% in 5 trials",
+        ),
+        (_state(exhausted=True), "search space exhausted"),
+        (_state(start_epoch=NOW - 7200), "budget.maxDuration reached"),
+    ],
+)
 def test_why_a_search_ended_early(state: SearchState, message: str) -> None:
-    d = decide(state, _counts(budget_left=3, completed_here=3),
-               _spec(budget={"maxDuration": "1h"}), NOW)
+    d = decide(
+        state, _counts(budget_left=3, completed_here=3), _spec(budget={"maxDuration": "1h"}), NOW
+    )
     assert (d.phase, d.message) == (spec.Phase.SUCCEEDED, message)
 
 
 def test_suspend_holds_a_search_with_budget_left() -> None:
     d = decide(_state(), _counts(budget_left=4), _spec(suspend=True), NOW)
-    assert (d.phase, d.message) == (spec.Phase.SUSPENDED,
-                                    "spec.suspend is true: no new trials are launched")
+    assert (d.phase, d.message) == (
+        spec.Phase.SUSPENDED,
+        "spec.suspend is true: no new trials are launched",
+    )
 
 
 def test_max_duration_counts_from_the_start() -> None:
@@ -97,7 +130,8 @@ def test_apply_records_the_end_once_with_one_event() -> None:
     assert apply(state, done, events) is True
     assert state.phase is spec.Phase.SUCCEEDED and state.completion_time
     assert [(e.reason, e.message, e.warning) for e in events] == [
-        ("SearchSucceeded", "all 6 trials done", False)]
+        ("SearchSucceeded", "all 6 trials done", False)
+    ]
     assert apply(state, done, events) is False and len(events) == 1  # nothing new
 
 

@@ -48,16 +48,23 @@ def make_search(tmp_path: Any, completed: int, manifest: dict[str, Any] = MANIFE
     rng = np.random.default_rng(0)
     trials = []
     for _ in range(completed):
-        params = {"hidden_size_1": int(rng.integers(16, 129)),
-                  "hidden_size_2": int(rng.integers(16, 129)),
-                  "learning_rate": float(10 ** rng.uniform(-4, -2))}
+        params = {
+            "hidden_size_1": int(rng.integers(16, 129)),
+            "hidden_size_2": int(rng.integers(16, 129)),
+            "learning_rate": float(10 ** rng.uniform(-4, -2)),
+        }
         values = synthetic(params)
         values.update({metric: float(rng.uniform(0, 1)) for metric in extra})
         trials.append(SyntheticTrial(params, values))
     search = search_with_trials(manifest, str(tmp_path), trials)
-    failed = add_trial(search.experiment, SyntheticTrial(
-        {"hidden_size_1": 128, "hidden_size_2": 128, "learning_rate": 1e-3},
-        status=TrialStatus.FAILED, reason=FAILURE))
+    failed = add_trial(
+        search.experiment,
+        SyntheticTrial(
+            {"hidden_size_1": 128, "hidden_size_2": 128, "learning_rate": 1e-3},
+            status=TrialStatus.FAILED,
+            reason=FAILURE,
+        ),
+    )
     search.state.reasons[failed] = FAILURE  # where the search keeps why a trial failed
     return search
 
@@ -124,7 +131,8 @@ def test_report_with_model_shows_cross_validation_per_objective(tmp_path: Any) -
     cv = report.cross_validation(search)
     assert not isinstance(cv, str), cv
     assert [t.split(" (")[0] for t, _, _ in cv] == [
-        "Cross Validation for val_acc", "Cross Validation for num_params"
+        "Cross Validation for val_acc",
+        "Cross Validation for num_params",
     ]
     arms = {search.experiment.trials[o.trial].arm.name for o in search.observations()}
     assert all(set(fig.data[0].text) == arms for _, _, fig in cv)  # leave-one-out: every trial
@@ -155,13 +163,17 @@ def test_page_states_its_size_and_carries_plotlyjs_once_packed(tmp_path: Any) ->
     search = make_search(tmp_path, completed=12)
     page = report.render_html(search)
     size = len(page.encode("utf-8"))
-    stated = re.search(r"This page is ([\d.]+) MB: plotly.js takes ([\d.]+) MB \(([\d.]+) MB "
-                       r"unpacked.*the figures and tables ([\d.]+) MB", page)
+    stated = re.search(
+        r"This page is ([\d.]+) MB: plotly.js takes ([\d.]+) MB \(([\d.]+) MB "
+        r"unpacked.*the figures and tables ([\d.]+) MB",
+        page,
+    )
     assert stated, page[-600:]
     total, packed, unpacked, rest = (float(g) * 1e6 for g in stated.groups())
     assert abs(total - size) <= 5_000 and abs(packed + rest - total) <= 10_000
-    blob = re.search(r'<script id="plotlyjs-gz" type="application/octet-stream">([^<]+)</script>',
-                     page).group(1)
+    blob = re.search(
+        r'<script id="plotlyjs-gz" type="application/octet-stream">([^<]+)</script>', page
+    ).group(1)
     assert gzip.decompress(base64.b64decode(blob)).decode("utf-8") == get_plotlyjs()
     assert abs(unpacked - len(get_plotlyjs())) <= 5_000
     assert size < 0.5 * len(get_plotlyjs())  # smaller than plotly.js alone, unpacked

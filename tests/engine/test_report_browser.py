@@ -16,15 +16,18 @@ import subprocess
 from typing import Any
 
 import pytest
+from test_report_history import history_search
 
 from nasop import report
-from test_report_history import history_search
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                       "(apt-get install -y chromium) so the page cannot be rendered"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Debian's chromium is not installed "
+        "(apt-get install -y chromium) so the page cannot be rendered",
+    ),
 ]
 
 ERRORS = """<script>
@@ -61,9 +64,19 @@ PROBE = """<script>
 
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--virtual-time-budget=60000", *args],
-        capture_output=True, text=True, timeout=180)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=60000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def _png_size(path: Any) -> tuple[int, int]:
@@ -83,13 +96,25 @@ def test_report_renders_in_chromium_without_errors_and_with_every_plot(tmp_path)
     dom = _chromium("--dump-dom", path.as_uri())
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, flags=re.DOTALL)
     assert found, dom.stderr[-3000:]
-    probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
-                       .replace("&lt;", "<").replace("&gt;", ">"))
+    probe = json.loads(
+        found.group(1)
+        .replace("&quot;", '"')
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+    )
     assert probe["plots"] == "ready", probe
     assert probe["errors"] == []
     figures = {f["id"]: f for f in probe["figures"]}
-    expected = {"plot-tradeoff", "plot-hypervolume", "plot-curves-0", "plot-importance-0",
-                "plot-importance-1", "plot-cv-0", "plot-cv-1"}
+    expected = {
+        "plot-tradeoff",
+        "plot-hypervolume",
+        "plot-curves-0",
+        "plot-importance-0",
+        "plot-importance-1",
+        "plot-cv-0",
+        "plot-cv-1",
+    }
     assert expected <= set(figures), sorted(figures)
     for fid in expected:
         assert figures[fid]["svg"] >= 1 and figures[fid]["traces"] >= 1, figures[fid]
@@ -100,7 +125,6 @@ def test_report_renders_in_chromium_without_errors_and_with_every_plot(tmp_path)
     assert len(figures["plot-curves-0"]["y"]) == 14  # a curve per trial
 
     shot = tmp_path / "report.png"
-    _chromium(f"--screenshot={shot}", "--window-size=1280,7000", "--hide-scrollbars",
-              path.as_uri())
+    _chromium(f"--screenshot={shot}", "--window-size=1280,7000", "--hide-scrollbars", path.as_uri())
     assert shot.exists() and _png_size(shot) == (1280, 7000)
     assert shot.stat().st_size > 100_000  # plots, not a blank page

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 from ax.core.base_trial import TrialStatus
+from test_report import MANIFEST, synthetic
 
 from nasop import report, report_history
 from nasop.engine import pareto
 from nasop.engine.search import Search
 from synthetic_trials import SyntheticTrial, search_with_trials
-from test_report import MANIFEST, synthetic
 
 EPOCHS = 4
 SOBOL = 6
@@ -39,17 +39,24 @@ def history_search(tmp_path: Any, completed: int = 12) -> Search:
     rng = np.random.default_rng(1)
     trials = []
     for i in range(completed):
-        params = {"hidden_size_1": int(rng.integers(16, 129)),
-                  "hidden_size_2": int(rng.integers(16, 129)),
-                  "learning_rate": float(10 ** rng.uniform(-4, -2))}
+        params = {
+            "hidden_size_1": int(rng.integers(16, 129)),
+            "hidden_size_2": int(rng.integers(16, 129)),
+            "learning_rate": float(10 ** rng.uniform(-4, -2)),
+        }
         values = synthetic(params)
         stopped = i in STOPPED
-        trials.append(SyntheticTrial(
-            params,
-            {"num_params": [values["num_params"]],
-             "val_acc": curve(values["val_acc"], 2 if stopped else EPOCHS)},
-            status=TrialStatus.EARLY_STOPPED if stopped else TrialStatus.COMPLETED,
-            node="Sobol" if i < SOBOL else "MBM"))
+        trials.append(
+            SyntheticTrial(
+                params,
+                {
+                    "num_params": [values["num_params"]],
+                    "val_acc": curve(values["val_acc"], 2 if stopped else EPOCHS),
+                },
+                status=TrialStatus.EARLY_STOPPED if stopped else TrialStatus.COMPLETED,
+                node="Sobol" if i < SOBOL else "MBM",
+            )
+        )
     return search_with_trials(MANIFEST, str(tmp_path), trials)
 
 
@@ -60,8 +67,10 @@ def test_hypervolume_after_each_completed_trial_with_the_switch_marked(tmp_path)
     obs = search.observations()
     assert list(line.customdata) == [o.trial for o in obs] and len(obs) == 12 - len(STOPPED)
     ref = search.front().reference
-    expected = [pareto.front(search.spec.objectives, [], obs[:k], reference=ref).hypervolume
-                for k in range(1, len(obs) + 1)]
+    expected = [
+        pareto.front(search.spec.objectives, [], obs[:k], reference=ref).hypervolume
+        for k in range(1, len(obs) + 1)
+    ]
     assert list(line.y) == pytest.approx(expected)
     assert all(b >= a for a, b in zip(line.y, line.y[1:])) and line.y[-1] > line.y[0]
     assert line.y[-1] == pytest.approx(search.front().hypervolume)
@@ -82,8 +91,9 @@ def test_every_trial_has_its_learning_curve_and_early_stopped_ones_are_cut(tmp_p
     assert len(figs) == 1  # num_params is logged once: a final value, not a curve
     traces = {t.meta["trial"]: t for t in figs[0].data}
     assert sorted(traces) == list(range(12))
-    finals = {t: synthetic(dict(search.experiment.trials[t].arm.parameters))["val_acc"]
-              for t in traces}
+    finals = {
+        t: synthetic(dict(search.experiment.trials[t].arm.parameters))["val_acc"] for t in traces
+    }
     for idx, t in traces.items():
         n = 2 if idx in STOPPED else EPOCHS
         assert list(t.x) == [float(e) for e in range(n)]
@@ -114,8 +124,10 @@ def test_parameter_importance_from_ax_sensitivity(tmp_path):
     assert not isinstance(adapter, str), adapter
     imp = report.importance(search, adapter)
     assert not isinstance(imp, str), imp
-    assert [title for title, _, _ in imp] == ["Sensitivity Analysis for val_acc",
-                                              "Sensitivity Analysis for num_params"]
+    assert [title for title, _, _ in imp] == [
+        "Sensitivity Analysis for val_acc",
+        "Sensitivity Analysis for num_params",
+    ]
     for _, fig, shares in imp:
         assert set(shares) == {"hidden_size_1", "hidden_size_2", "learning_rate"}
         assert sum(abs(v) for v in shares.values()) == pytest.approx(1.0)

@@ -10,22 +10,30 @@ import pytest
 
 pytest.importorskip("numpyro", reason="pip install 'nasop[saasbo]'")
 
-from synthetic_trials import SyntheticTrial, search_with_trials  # noqa: E402
-from test_report import MANIFEST, synthetic  # noqa: E402
+from test_report import MANIFEST, synthetic
+
+from synthetic_trials import SyntheticTrial, search_with_trials
 
 pytestmark = pytest.mark.slow
 
 
 def test_saasbo_fits_the_fully_bayesian_model_and_proposes_in_bounds(tmp_path: Any) -> None:
-    data = {**MANIFEST, "spec": {**MANIFEST["spec"],
-                                 "optimizer": {"method": "saasbo", "initialTrials": 5, "seed": 0},
-                                 "budget": {"maxTrials": 8, "parallelism": 1}}}
+    data = {
+        **MANIFEST,
+        "spec": {
+            **MANIFEST["spec"],
+            "optimizer": {"method": "saasbo", "initialTrials": 5, "seed": 0},
+            "budget": {"maxTrials": 8, "parallelism": 1},
+        },
+    }
     rng = np.random.default_rng(1)
     trials = []
     for _ in range(6):
-        params = {"hidden_size_1": int(rng.integers(16, 129)),
-                  "hidden_size_2": int(rng.integers(16, 129)),
-                  "learning_rate": float(10 ** rng.uniform(-4, -2))}
+        params = {
+            "hidden_size_1": int(rng.integers(16, 129)),
+            "hidden_size_2": int(rng.integers(16, 129)),
+            "learning_rate": float(10 ** rng.uniform(-4, -2)),
+        }
         trials.append(SyntheticTrial(params, synthetic(params)))
     search = search_with_trials(data, str(tmp_path), trials)
     start = time.perf_counter()

@@ -14,7 +14,8 @@ from synthetic_trials import search_with_trials
 
 def _search(tmp_path: Any, **overrides: Any) -> Search:
     return search_with_trials(
-        manifest("lifecycle", optimizer={"method": "sobol", "seed": 0}, **overrides), str(tmp_path))
+        manifest("lifecycle", optimizer={"method": "sobol", "seed": 0}, **overrides), str(tmp_path)
+    )
 
 
 def _generation_lands(search: Search) -> None:
@@ -23,7 +24,9 @@ def _generation_lands(search: Search) -> None:
 
 
 @pytest.mark.parametrize("change", ["suspend", "maxTrials"])
-def test_generation_in_flight_when_launching_stops_launches_nothing(tmp_path: Any, change: str) -> None:
+def test_generation_in_flight_when_launching_stops_launches_nothing(
+    tmp_path: Any, change: str
+) -> None:
     search = _search(tmp_path, budget={"maxTrials": 6, "parallelism": 2})
     try:
         assert search.tick().generating  # two proposals are being generated
@@ -55,11 +58,17 @@ def test_the_runner_knows_when_budget_max_duration_ends(tmp_path: Any) -> None:
     try:
         start = search.state.start_epoch
         assert search.runner.deadline == start + 3600
-        search.update_spec(search.spec.model_copy(update={
-            "budget": search.spec.budget.model_copy(update={"max_duration": "2h"})}))
+        search.update_spec(
+            search.spec.model_copy(
+                update={"budget": search.spec.budget.model_copy(update={"max_duration": "2h"})}
+            )
+        )
         assert search.runner.deadline == start + 7200
-        search.update_spec(search.spec.model_copy(update={
-            "budget": search.spec.budget.model_copy(update={"max_duration": None})}))
+        search.update_spec(
+            search.spec.model_copy(
+                update={"budget": search.spec.budget.model_copy(update={"max_duration": None})}
+            )
+        )
         assert search.runner.deadline == math.inf
     finally:
         search.close()

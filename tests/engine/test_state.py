@@ -35,11 +35,17 @@ def test_an_unversioned_state_loads_with_typed_fields() -> None:
 
 def test_round_trip_keeps_every_field_and_the_saved_keys() -> None:
     state = SearchState.from_dict(UNVERSIONED)
-    state.converged, state.exhausted, state.phase = "hypervolume stalled", True, spec.Phase.SUCCEEDED
+    state.converged, state.exhausted, state.phase = (
+        "hypervolume stalled",
+        True,
+        spec.Phase.SUCCEEDED,
+    )
     data = state.to_dict()
     assert data["version"] == VERSION
     assert {k: v for k, v in data.items() if k in UNVERSIONED} == {
-        **UNVERSIONED, "phase": "Succeeded"}  # the keys other tools may read stay as they were
+        **UNVERSIONED,
+        "phase": "Succeeded",
+    }  # the keys other tools may read stay as they were
     assert SearchState.from_dict(data) == state
 
 

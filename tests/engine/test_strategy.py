@@ -27,7 +27,9 @@ def test_generation_options_on_model_node_only():
     gs = strategy.strategy_from_spec(_spec())
     assert _options(gs) == strategy.GENERATION_OPTIONS
     assert _options(gs) is not strategy.GENERATION_OPTIONS  # a copy: strategies do not share it
-    assert "model_gen_options" not in gs.nodes_by_name["Sobol"].generator_specs[0].generator_gen_kwargs
+    assert (
+        "model_gen_options" not in gs.nodes_by_name["Sobol"].generator_specs[0].generator_gen_kwargs
+    )
     sobol = strategy.strategy_from_spec(_spec(optimizer={"method": "sobol"}))
     assert "MBM" not in sobol.nodes_by_name
 
@@ -44,11 +46,24 @@ def test_model_node_generates_with_options(accuracies):
     """Ax accepts the options after 4 completed trials, also while no trial beats the val_acc
     threshold (0.5), when Ax switches to qLogProbabilityOfFeasibility."""
     s = _spec(optimizer={"initialTrials": 4, "seed": 0})
-    exp = experiment_with_trials(s, [SyntheticTrial(
-        {"hidden_size_1": h1, "hidden_size_2": 16, "learning_rate": 1e-3, "dropout": 0.1,
-         "batch_size": 64, "epochs": 2},
-        {"val_acc": [acc], "num_params": [float(784 * h1 + h1 * 16 + 170)]},
-    ) for h1, acc in zip([16, 32, 64, 128], accuracies)], name="x")
+    exp = experiment_with_trials(
+        s,
+        [
+            SyntheticTrial(
+                {
+                    "hidden_size_1": h1,
+                    "hidden_size_2": 16,
+                    "learning_rate": 1e-3,
+                    "dropout": 0.1,
+                    "batch_size": 64,
+                    "epochs": 2,
+                },
+                {"val_acc": [acc], "num_params": [float(784 * h1 + h1 * 16 + 170)]},
+            )
+            for h1, acc in zip([16, 32, 64, 128], accuracies)
+        ],
+        name="x",
+    )
     gs = strategy.strategy_from_spec(s)
     (grs,) = gs.gen(experiment=exp, n=1, num_trials=1)
     assert grs[0]._generation_node_name == "MBM" and len(grs[0].arms) == 1
@@ -56,8 +71,9 @@ def test_model_node_generates_with_options(accuracies):
 
 def _curve_trial(exp, params, values, status):
     n = 784 * params["hidden_size_1"] + params["hidden_size_1"] * 16 + 170
-    return add_trial(exp, SyntheticTrial(params, {"num_params": [float(n)], "val_acc": values},
-                                         status=status))
+    return add_trial(
+        exp, SyntheticTrial(params, {"num_params": [float(n)], "val_acc": values}, status=status)
+    )
 
 
 @pytest.mark.parametrize("last_values", [True, False])
@@ -67,8 +83,10 @@ def test_early_stopped_curves_do_not_lift_short_trials(last_values):
     teach it that the step lifts accuracy, and a 1-epoch configuration is predicted at 4-epoch
     accuracy. nasop models last values: it predicts what a 1-epoch trial reached."""
     space = [p for p in manifest()["spec"]["searchSpace"] if p["name"] != "epochs"]
-    s = _spec(searchSpace=space + [{"name": "epochs", "type": "int", "bounds": [1, 4]}],
-              optimizer={"initialTrials": 4, "seed": 0})
+    s = _spec(
+        searchSpace=space + [{"name": "epochs", "type": "int", "bounds": [1, 4]}],
+        optimizer={"initialTrials": 4, "seed": 0},
+    )
     exp = experiment.experiment_from_spec(s, "x", None)
     gs = strategy.strategy_from_spec(s)
     if not last_values:  # Ax's default transforms, for contrast
@@ -78,10 +96,18 @@ def test_early_stopped_curves_do_not_lift_short_trials(last_values):
     curve = [0.90, 0.93, 0.95, 0.96]  # the same curve for every model; epochs decide the end
     for h1 in (16, 32, 64, 128):
         for epochs in (1, 4):
-            _curve_trial(exp, {**base, "hidden_size_1": h1, "epochs": epochs}, curve[:epochs],
-                         TrialStatus.COMPLETED)
-        _curve_trial(exp, {**base, "hidden_size_1": h1 + 8, "epochs": 4}, curve[:1],
-                     TrialStatus.EARLY_STOPPED)
+            _curve_trial(
+                exp,
+                {**base, "hidden_size_1": h1, "epochs": epochs},
+                curve[:epochs],
+                TrialStatus.COMPLETED,
+            )
+        _curve_trial(
+            exp,
+            {**base, "hidden_size_1": h1 + 8, "epochs": 4},
+            curve[:1],
+            TrialStatus.EARLY_STOPPED,
+        )
     gs.gen(experiment=exp, n=1, num_trials=1)  # fits the model
     one_epoch = ObservationFeatures(parameters={**base, "hidden_size_1": 48, "epochs": 1})
     mean, _ = gs.adapter.predict([one_epoch])

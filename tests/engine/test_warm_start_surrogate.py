@@ -31,7 +31,9 @@ def test_copy_hyperparameters_copies_learned_values_and_keeps_transforms():
         old.likelihood.noise_covar.raw_noise.fill_(-3.0)
     means_before = new.outcome_transform.means.clone()
     assert copy_hyperparameters(old, new) == len(list(new.named_parameters()))
-    assert torch.allclose(new.covar_module.raw_lengthscale, torch.full((1, 3), 1.7, dtype=torch.double))
+    assert torch.allclose(
+        new.covar_module.raw_lengthscale, torch.full((1, 3), 1.7, dtype=torch.double)
+    )
     assert torch.equal(new.likelihood.noise_covar.raw_noise, old.likelihood.noise_covar.raw_noise)
     # the outcome transform still standardises the new data, not the old
     assert torch.equal(new.outcome_transform.means, means_before)
@@ -47,10 +49,20 @@ def test_copy_hyperparameters_skips_mismatched_models():
 
 
 def _complete(exp, i, h1, acc):
-    add_trial(exp, SyntheticTrial(
-        {"hidden_size_1": h1, "hidden_size_2": 16 + i, "learning_rate": 1e-3,
-         "dropout": 0.1 + 0.01 * i, "batch_size": 64, "epochs": 2},
-        {"val_acc": [acc], "num_params": [float(784 * h1 + 170 + i)]}))
+    add_trial(
+        exp,
+        SyntheticTrial(
+            {
+                "hidden_size_1": h1,
+                "hidden_size_2": 16 + i,
+                "learning_rate": 1e-3,
+                "dropout": 0.1 + 0.01 * i,
+                "batch_size": 64,
+                "epochs": 2,
+            },
+            {"val_acc": [acc], "num_params": [float(784 * h1 + 170 + i)]},
+        ),
+    )
 
 
 def test_each_refit_starts_from_the_previous_fit(monkeypatch):
@@ -60,7 +72,10 @@ def test_each_refit_starts_from_the_previous_fit(monkeypatch):
     gs = strategy.strategy_from_spec(s)
     gen_spec = gs.nodes_by_name["MBM"].generator_specs[0]
     surrogate = gen_spec.generator_kwargs["surrogate"]
-    assert isinstance(surrogate, WarmStartSurrogate) and "surrogate_spec" not in gen_spec.generator_kwargs
+    assert (
+        isinstance(surrogate, WarmStartSurrogate)
+        and "surrogate_spec" not in gen_spec.generator_kwargs
+    )
 
     starts: list[dict[str, torch.Tensor]] = []
     fit = fit_botorch_model
@@ -89,7 +104,13 @@ def test_strategy_with_warm_surrogate_survives_saved_state():
     back = codec.from_bytes(codec.to_bytes(snap, registry.bundle()), registry.bundle())
     kwargs = back.strategy.nodes_by_name["MBM"].generator_specs[0].generator_kwargs
     assert isinstance(kwargs["surrogate"], WarmStartSurrogate)
-    assert kwargs["surrogate"].surrogate_spec == snap.strategy.nodes_by_name["MBM"].generator_specs[0].generator_kwargs["surrogate"].surrogate_spec
+    assert (
+        kwargs["surrogate"].surrogate_spec
+        == snap.strategy.nodes_by_name["MBM"]
+        .generator_specs[0]
+        .generator_kwargs["surrogate"]
+        .surrogate_spec
+    )
 
 
 def test_a_state_saved_before_warm_start_resumes_with_it(tmp_path):
@@ -110,11 +131,17 @@ def test_a_state_saved_before_warm_start_resumes_with_it(tmp_path):
     store = FileStore(str(tmp_path / "state"), registry=registry.bundle())
     store.save(name=m.name, snapshot=Snapshot(exp, old_gs))
 
-    runner = TorchXTrialRunner(scheduler="local_cwd", template=m.spec.trial.dump(),
-                               log_root=str(tmp_path), experiment_name=m.name)
+    runner = TorchXTrialRunner(
+        scheduler="local_cwd",
+        template=m.spec.trial.dump(),
+        log_root=str(tmp_path),
+        experiment_name=m.name,
+    )
     search = Search.open(m.spec, m.name, runner, store=store)
     try:
         kwargs = search.strategy.nodes_by_name["MBM"].generator_specs[0].generator_kwargs
-        assert isinstance(kwargs["surrogate"], WarmStartSurrogate) and "surrogate_spec" not in kwargs
+        assert (
+            isinstance(kwargs["surrogate"], WarmStartSurrogate) and "surrogate_spec" not in kwargs
+        )
     finally:
         search.close()

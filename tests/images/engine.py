@@ -12,6 +12,7 @@
 - :func:`build`: ``docker build`` of Dockerfile.operator or Dockerfile.trainer with those
   arguments and ``BASE_IMAGE``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,9 +40,17 @@ SHARED_WHEELS = REPO.parent / "shared" / "wheels"
 
 
 #: Kernel settings a container engine might write; the tests must leave the machine's alone.
-SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv4/conf/all/route_localnet",
-           "kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom",
-           "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+SYSCTLS = (
+    "net/ipv4/ip_forward",
+    "net/ipv6/conf/all/forwarding",
+    "net/ipv4/conf/all/route_localnet",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
 
 
 def sysctls() -> dict[str, str]:
@@ -58,13 +67,24 @@ class Docker:
     def __init__(self, socket: pathlib.Path) -> None:
         self.host = f"unix://{socket}"
 
-    def __call__(self, *args: str, check: bool = True, capture: bool = True,
-                 timeout: float | None = None, stdin: bytes | None = None,
-                 ) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self,
+        *args: str,
+        check: bool = True,
+        capture: bool = True,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         docker = shutil.which("docker", path="/usr/bin") or "docker"
-        return subprocess.run([docker, "-H", self.host, *args], check=check, text=stdin is None,
-                              capture_output=capture, timeout=timeout, input=stdin,
-                              env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        return subprocess.run(
+            [docker, "-H", self.host, *args],
+            check=check,
+            text=stdin is None,
+            capture_output=capture,
+            timeout=timeout,
+            input=stdin,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
 
     def has_image(self, name: str) -> bool:
         return self("image", "inspect", name, check=False).returncode == 0
@@ -80,19 +100,34 @@ def daemon(timeout: float = 60) -> Iterator[Docker]:
     data = CACHE / "docker"
     data.mkdir(parents=True, exist_ok=True)
     log = open(run / "dockerd.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([
-        "dockerd", f"--host=unix://{socket}", f"--data-root={data}", f"--exec-root={run / 'exec'}",
-        f"--pidfile={run / 'dockerd.pid'}", "--bridge=none", "--iptables=false",
-        "--ip-masq=false", "--ip-forward=false", "--userland-proxy=false",
-        "--containerd-namespace=nasop-tests", "--storage-driver=overlay2"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            "dockerd",
+            f"--host=unix://{socket}",
+            f"--data-root={data}",
+            f"--exec-root={run / 'exec'}",
+            f"--pidfile={run / 'dockerd.pid'}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+            "--userland-proxy=false",
+            "--containerd-namespace=nasop-tests",
+            "--storage-driver=overlay2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     docker = Docker(socket)
     try:
         deadline = time.monotonic() + timeout
         while docker("version", check=False).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("dockerd did not start:\n"
-                                   + (run / "dockerd.log").read_text(errors="replace")[-3000:])
+                raise RuntimeError(
+                    "dockerd did not start:\n"
+                    + (run / "dockerd.log").read_text(errors="replace")[-3000:]
+                )
             time.sleep(0.2)
         yield docker
     finally:
@@ -108,15 +143,28 @@ def base_image(docker: Docker) -> str:
     if docker.has_image(BASE):
         return BASE
     with tempfile.TemporaryDirectory(prefix="nasop-rootfs-") as root:
-        subprocess.run(["debootstrap", "--variant=minbase",
-                        "--include=python3,python3-venv,python-is-python3",
-                        "bookworm", root, MIRROR], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv,python-is-python3",
+                "bookworm",
+                root,
+                MIRROR,
+            ],
+            check=True,
+            capture_output=True,
+        )
         shutil.rmtree(pathlib.Path(root, "var/cache/apt/archives"), ignore_errors=True)
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         assert tar.stdout is not None
         docker_bin = shutil.which("docker", path="/usr/bin") or "docker"
-        subprocess.run([docker_bin, "-H", docker.host, "import", "-", BASE], stdin=tar.stdout,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [docker_bin, "-H", docker.host, "import", "-", BASE],
+            stdin=tar.stdout,
+            check=True,
+            capture_output=True,
+        )
         tar.wait()
     return BASE
 
@@ -130,8 +178,17 @@ def wheelhouse(extra: str) -> pathlib.Path:
         return out
     out.mkdir(parents=True, exist_ok=True)
     links = ["--find-links", str(SHARED_WHEELS)] if SHARED_WHEELS.is_dir() else []
-    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(out),
-           "--only-binary=:all:", *links]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--dest",
+        str(out),
+        "--only-binary=:all:",
+        *links,
+    ]
     subprocess.run([*pip, "torch==2.13.0", "pip", "setuptools>=68", "wheel"], check=True)
     # the project's own dependencies, resolved as the image's pip will (torch already there)
     subprocess.run([*pip, "--find-links", str(out), f"{REPO}[{extra}]"], check=True)
@@ -164,13 +221,27 @@ def build(docker: Docker, which: str, tag: str) -> float:
     base = base_image(docker)
     with serving(wheelhouse(extra)) as url:
         start = time.monotonic()
-        result = docker("build", "--network", "host", "-f", str(REPO / f"Dockerfile.{which}"),
-                        "-t", tag, "--build-arg", f"BASE_IMAGE={base}",
-                        "--build-arg", "PIP_NO_INDEX=1", "--build-arg", f"PIP_FIND_LINKS={url}",
-                        str(REPO), check=False)
+        result = docker(
+            "build",
+            "--network",
+            "host",
+            "-f",
+            str(REPO / f"Dockerfile.{which}"),
+            "-t",
+            tag,
+            "--build-arg",
+            f"BASE_IMAGE={base}",
+            "--build-arg",
+            "PIP_NO_INDEX=1",
+            "--build-arg",
+            f"PIP_FIND_LINKS={url}",
+            str(REPO),
+            check=False,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"docker build {which} failed:\n{result.stdout[-4000:]}\n"
-                               f"{result.stderr[-4000:]}")
+            raise RuntimeError(
+                f"docker build {which} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            )
         return time.monotonic() - start
 
 

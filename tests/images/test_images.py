@@ -8,6 +8,7 @@
 
 Build times and sizes are printed (`-s` shows them) for docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,23 @@ from typing import Any
 import pytest
 import yaml
 
-sys.path[:0] = [str(pathlib.Path(__file__).parent),
-                str(pathlib.Path(__file__).resolve().parents[1] / "operator")]
+sys.path[:0] = [
+    str(pathlib.Path(__file__).parent),
+    str(pathlib.Path(__file__).resolve().parents[1] / "operator"),
+]
 
 import engine  # noqa: E402
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(2400)]
-RESTRICTED = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-              "--security-opt", "no-new-privileges"]
+RESTRICTED = [
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+]
 
 
 def test_trainer_image_runs_a_digits_trial_as_10001_read_only(docker, trainer_image, tmp_path):
@@ -36,14 +46,40 @@ def test_trainer_image_runs_a_digits_trial_as_10001_read_only(docker, trainer_im
     logs = tmp_path / "logs"
     logs.mkdir()
     logs.chmod(0o777)  # the shared volume: writable by the trial's user
-    params = {"hidden_size_1": 16, "hidden_size_2": 16, "learning_rate": 0.01, "dropout": 0.1,
-              "batch_size": 64, "epochs": 2}
+    params = {
+        "hidden_size_1": 16,
+        "hidden_size_2": 16,
+        "learning_rate": 0.01,
+        "dropout": 0.1,
+        "batch_size": 64,
+        "epochs": 2,
+    }
     run = docker(
-        "run", "--rm", "--network", "none", *RESTRICTED, "-v", f"{logs}:/logs",
-        "-e", "NASOP_EXPERIMENT=image-test", "-e", "NASOP_TRIAL_INDEX=0",
-        "-e", f"NASOP_PARAMS={json.dumps(params)}", "-e", "NASOP_LOG_DIR=/logs/trial-0",
-        trainer_image, "python", "-m", "nasop_trainer", "--dataset", "digits",
-        *[f"--{k}={v}" for k, v in params.items()], check=False, timeout=600)
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        *RESTRICTED,
+        "-v",
+        f"{logs}:/logs",
+        "-e",
+        "NASOP_EXPERIMENT=image-test",
+        "-e",
+        "NASOP_TRIAL_INDEX=0",
+        "-e",
+        f"NASOP_PARAMS={json.dumps(params)}",
+        "-e",
+        "NASOP_LOG_DIR=/logs/trial-0",
+        trainer_image,
+        "python",
+        "-m",
+        "nasop_trainer",
+        "--dataset",
+        "digits",
+        *[f"--{k}={v}" for k, v in params.items()],
+        check=False,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     user = docker("run", "--rm", "--network", "none", trainer_image, "id", "-u").stdout.strip()
     assert user == "10001"
@@ -64,22 +100,45 @@ def test_operator_image_drives_a_search_to_succeeded(docker, operator_image, clu
     from scenario import EXP, resource, trial_indexes
 
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(controlplane.kubeconfig(
-        cluster.url, cluster.operator_token, None)))
+    kubeconfig.write_text(
+        yaml.safe_dump(controlplane.kubeconfig(cluster.url, cluster.operator_token, None))
+    )
     kubeconfig.chmod(0o644)
     logs = tmp_path / "logs"
     logs.mkdir(mode=0o777)
     name = "in-a-container"
     container = f"nasop-operator-test-{os.getpid()}"
-    res = resource(tmp_path, name, budget={"maxTrials": 4, "parallelism": 2},
-                   optimizer={"method": "sobol", "seed": 0})
+    res = resource(
+        tmp_path,
+        name,
+        budget={"maxTrials": 4, "parallelism": 2},
+        optimizer={"method": "sobol", "seed": 0},
+    )
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
-        docker("run", "-d", "--name", container, "--network", "host", *RESTRICTED,
-               "-v", f"{kubeconfig}:/etc/nasop/kubeconfig:ro", "-e", "KUBECONFIG=/etc/nasop/kubeconfig",
-               "-e", "NASOP_TICK_SECONDS=0.2", "-v", f"{logs}:{logs}", operator_image,
-               "operator", "--namespace", "default", f"--log-root={logs}",
-               f"--liveness-port={controlplane.free_port()}",
-               f"--metrics-port={controlplane.free_port()}")
+        docker(
+            "run",
+            "-d",
+            "--name",
+            container,
+            "--network",
+            "host",
+            *RESTRICTED,
+            "-v",
+            f"{kubeconfig}:/etc/nasop/kubeconfig:ro",
+            "-e",
+            "KUBECONFIG=/etc/nasop/kubeconfig",
+            "-e",
+            "NASOP_TICK_SECONDS=0.2",
+            "-v",
+            f"{logs}:{logs}",
+            operator_image,
+            "operator",
+            "--namespace",
+            "default",
+            f"--log-root={logs}",
+            f"--liveness-port={controlplane.free_port()}",
+            f"--metrics-port={controlplane.free_port()}",
+        )
         try:
             cluster.create_object(EXP, res)
             status = _wait_for_phase(cluster, docker, container, name, {"Succeeded", "Failed"})
@@ -91,15 +150,23 @@ def test_operator_image_drives_a_search_to_succeeded(docker, operator_image, clu
     assert trial_indexes(cluster, name) == [0, 1, 2, 3]
 
 
-def _wait_for_phase(cluster: Any, docker: engine.Docker, container: str, name: str,
-                    phases: set[str], timeout: float = 300) -> dict[str, Any]:
+def _wait_for_phase(
+    cluster: Any,
+    docker: engine.Docker,
+    container: str,
+    name: str,
+    phases: set[str],
+    timeout: float = 300,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         obj = cluster.get_object("nasop.dev/v1alpha1/nasexperiments", "default", name) or {}
         if (obj.get("status") or {}).get("phase") in phases:
             return obj["status"]
         state = docker("inspect", "-f", "{{.State.Running}}", container, check=False).stdout.strip()
-        assert state == "true", "the operator container exited:\n" + \
-            docker("logs", container, check=False).stderr[-3000:]
+        assert state == "true", (
+            "the operator container exited:\n"
+            + docker("logs", container, check=False).stderr[-3000:]
+        )
         time.sleep(0.5)
     raise AssertionError(f"{name} not in {phases} after {timeout}s")

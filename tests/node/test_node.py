@@ -5,6 +5,7 @@ Nothing here plays a part of Kubernetes: the test applies manifests and reads wh
 Timings (apply to first trial pod Running, per-trial overhead against the trainer's own run time,
 the whole run) are printed (`-s`) for docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,13 +15,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
-import yaml
-
 import controlplane
 import install
-import node
+import pytest
+import yaml
 from controlplane import ApiError, ControlPlane, poll
+
+import node
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(3600)]
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -42,24 +43,44 @@ def _install(plane: ControlPlane, logs: pathlib.Path, operator_image: str) -> No
     claim, and the chart (cluster RBAC, the operator image, host network: no pod network reaches
     the API server on 127.0.0.1)."""
     install.install_volcano_crds(plane, everything=True)
-    plane.request("POST", "/api/v1/persistentvolumes", {
-        "metadata": {"name": "nasop-logs"},
-        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteMany"],
-                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(logs)},
-                 "claimRef": {"namespace": NS, "name": "nasop-logs"}}})
+    plane.request(
+        "POST",
+        "/api/v1/persistentvolumes",
+        {
+            "metadata": {"name": "nasop-logs"},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(logs)},
+                "claimRef": {"namespace": NS, "name": "nasop-logs"},
+            },
+        },
+    )
     repository, tag = operator_image.split(":")
-    install.helm_install(plane, plane.admin_kubeconfig_path, install.RELEASES["cluster"], {
-        "watchNamespaces": [], "hostNetwork": True,
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "health": {"port": controlplane.free_port()}, "metrics": {"port": controlplane.free_port()},
-        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
-        "extraEnv": [{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
-                     {"name": "KUBERNETES_SERVICE_PORT", "value": str(plane.port)}]})
+    install.helm_install(
+        plane,
+        plane.admin_kubeconfig_path,
+        install.RELEASES["cluster"],
+        {
+            "watchNamespaces": [],
+            "hostNetwork": True,
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            "health": {"port": controlplane.free_port()},
+            "metrics": {"port": controlplane.free_port()},
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
+            "extraEnv": [
+                {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": str(plane.port)},
+            ],
+        },
+    )
 
 
 @pytest.fixture(scope="module")
-def node_cluster(docker: Any, trainer_image: str, operator_image: str,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
+def node_cluster(
+    docker: Any, trainer_image: str, operator_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeCluster]:
     missing = node.missing_tools()
     assert not missing, f"install {missing} (make test-deps: containerd, runc, CNI plugins, gcc)"
     before = node.sysctls()
@@ -68,16 +89,25 @@ def node_cluster(docker: Any, trainer_image: str, operator_image: str,
     logs.mkdir(mode=0o777)
     logs.chmod(0o777)  # the trainer and the operator run as 10001; a hostPath volume keeps modes
     bin_dir = node.build()
-    with controlplane.running(workdir / "plane", lambda p: _install(p, logs, operator_image),
-                              with_node=True) as plane:
+    with controlplane.running(
+        workdir / "plane", lambda p: _install(p, logs, operator_image), with_node=True
+    ) as plane:
         kubelet = node.Node(plane, bin_dir, workdir / "node")
         try:
-            kubelet.start(before_kubelet=lambda n: n.import_images(docker, [trainer_image,
-                                                                             operator_image]))
-            print(f"\nnode Ready in {kubelet.ready_in:.1f} s (images imported before the kubelet "
-                  "started)", flush=True)
-            poll(lambda: _operator_running(plane, kubelet), 300, "the operator pod is not Running",
-                 interval=1)
+            kubelet.start(
+                before_kubelet=lambda n: n.import_images(docker, [trainer_image, operator_image])
+            )
+            print(
+                f"\nnode Ready in {kubelet.ready_in:.1f} s (images imported before the kubelet "
+                "started)",
+                flush=True,
+            )
+            poll(
+                lambda: _operator_running(plane, kubelet),
+                300,
+                "the operator pod is not Running",
+                interval=1,
+            )
             yield NodeCluster(plane, kubelet, logs)
         finally:
             kubelet.stop()
@@ -91,17 +121,30 @@ def _operator_running(plane: ControlPlane, kubelet: node.Node) -> bool:
 
 
 def _experiment(name: str, max_trials: int, args: list[str], **budget: Any) -> dict[str, Any]:
-    spec = yaml.safe_load((REPO / "examples" / "cluster" / "mnist-tutorial.yaml").read_text())["spec"]
-    spec["searchSpace"] = [p if p["name"] != "epochs" else {**p, "bounds": [1, 3]}
-                           for p in spec["searchSpace"]]
-    spec["objectives"] = [{"metric": "val_acc", "goal": "maximize", "threshold": 0.5},
-                          {"metric": "num_params", "goal": "minimize", "threshold": 30000}]
+    spec = yaml.safe_load((REPO / "examples" / "cluster" / "mnist-tutorial.yaml").read_text())[
+        "spec"
+    ]
+    spec["searchSpace"] = [
+        p if p["name"] != "epochs" else {**p, "bounds": [1, 3]} for p in spec["searchSpace"]
+    ]
+    spec["objectives"] = [
+        {"metric": "val_acc", "goal": "maximize", "threshold": 0.5},
+        {"metric": "num_params", "goal": "minimize", "threshold": 30000},
+    ]
     spec["budget"] = {"maxTrials": max_trials, "parallelism": 2, "maxFailedTrials": 3, **budget}
     spec["optimizer"] = {"method": "auto", "initialTrials": min(4, max_trials), "seed": 0}
-    spec["trial"] = {**spec["trial"], "image": "nasop-trainer:0.1.0", "args": args,
-                     "resources": {"cpu": 0.5, "memMB": 1024, "gpu": 0}}
-    return {"apiVersion": "nasop.dev/v1alpha1", "kind": "NASExperiment",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec}
+    spec["trial"] = {
+        **spec["trial"],
+        "image": "nasop-trainer:0.1.0",
+        "args": args,
+        "resources": {"cpu": 0.5, "memMB": 1024, "gpu": 0},
+    }
+    return {
+        "apiVersion": "nasop.dev/v1alpha1",
+        "kind": "NASExperiment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec,
+    }
 
 
 def _phase(plane: ControlPlane, name: str, phases: set[str]) -> dict[str, Any] | None:
@@ -114,13 +157,18 @@ def _time(stamp: str) -> float:
 
 
 def _dominates(a: dict[str, float], b: dict[str, float]) -> bool:
-    return (a["val_acc"] >= b["val_acc"] and a["num_params"] <= b["num_params"]
-            and (a["val_acc"] > b["val_acc"] or a["num_params"] < b["num_params"]))
+    return (
+        a["val_acc"] >= b["val_acc"]
+        and a["num_params"] <= b["num_params"]
+        and (a["val_acc"] > b["val_acc"] or a["num_params"] < b["num_params"])
+    )
 
 
 def _trial_pods(plane: ControlPlane, experiment: str) -> list[dict[str, Any]]:
     pods = plane.request("GET", PODS)["items"]
-    return [p for p in pods if p["metadata"].get("labels", {}).get("nasop.dev/experiment") == experiment]
+    return [
+        p for p in pods if p["metadata"].get("labels", {}).get("nasop.dev/experiment") == experiment
+    ]
 
 
 def test_a_search_runs_as_volcano_pods_on_a_real_node(node_cluster: NodeCluster) -> None:
@@ -134,9 +182,14 @@ def test_a_search_runs_as_volcano_pods_on_a_real_node(node_cluster: NodeCluster)
             if pod["status"].get("phase") in ("Running", "Succeeded"):
                 return time.time()
         return None
+
     first = poll(first_running, 600, "no trial pod Running", interval=0.5)
-    done = poll(lambda: _phase(plane, "digits", {"Succeeded", "Failed", "Invalid"}), 1800,
-                "the search did not finish", interval=2)
+    done = poll(
+        lambda: _phase(plane, "digits", {"Succeeded", "Failed", "Invalid"}),
+        1800,
+        "the search did not finish",
+        interval=2,
+    )
     finished = time.time()
     status = done["status"]
     assert status["phase"] == "Succeeded", status
@@ -146,8 +199,10 @@ def test_a_search_runs_as_volcano_pods_on_a_real_node(node_cluster: NodeCluster)
 
     jobs = plane.request("GET", f"{JOBS}?labelSelector=nasop.dev/experiment%3Ddigits")["items"]
     pods = _trial_pods(plane, "digits")
-    assert len(jobs) == 6 and len(pods) == 6, ([j["metadata"]["name"] for j in jobs],
-                                               [p["metadata"]["name"] for p in pods])
+    assert len(jobs) == 6 and len(pods) == 6, (
+        [j["metadata"]["name"] for j in jobs],
+        [p["metadata"]["name"] for p in pods],
+    )
     assert all(p["spec"]["schedulerName"] == "volcano" for p in pods)
     assert all(p["spec"]["nodeName"] == node.NODE_NAME for p in pods)
     created = {j["metadata"]["name"]: _time(j["metadata"]["creationTimestamp"]) for j in jobs}
@@ -160,23 +215,42 @@ def test_a_search_runs_as_volcano_pods_on_a_real_node(node_cluster: NodeCluster)
         runs.append(_time(state["finishedAt"]) - _time(state["startedAt"]))
     log = plane.request_text(f"{PODS}/{pods[0]['metadata']['name']}/log")
     assert "val_acc" in log or "epoch" in log.lower(), log[-2000:]
-    print(f"\napply -> first trial pod Running: {first - applied:.1f} s; per trial: job created -> "
-          f"container started {sum(overheads) / len(overheads):.1f} s (max {max(overheads):.0f}), "
-          f"trainer run {sum(runs) / len(runs):.1f} s; whole run (6 trials, parallelism 2): "
-          f"{finished - applied:.0f} s", flush=True)
+    print(
+        f"\napply -> first trial pod Running: {first - applied:.1f} s; per trial: job created -> "
+        f"container started {sum(overheads) / len(overheads):.1f} s (max {max(overheads):.0f}), "
+        f"trainer run {sum(runs) / len(runs):.1f} s; whole run (6 trials, parallelism 2): "
+        f"{finished - applied:.0f} s",
+        flush=True,
+    )
 
 
 def test_a_failing_trial_pod_is_a_failed_trial_with_its_stderr_and_delete_removes_pods(
-        node_cluster: NodeCluster) -> None:
+    node_cluster: NodeCluster,
+) -> None:
     plane = node_cluster.plane
-    plane.request("POST", EXPERIMENTS, _experiment(
-        "broken", 1, ["--dataset", "mnist", "--data-dir", "/tmp/no-mnist-here"], maxFailedTrials=0))
-    done = poll(lambda: _phase(plane, "broken", {"Succeeded", "Failed", "Invalid"}), 600,
-                "the broken search did not end", interval=1)
+    plane.request(
+        "POST",
+        EXPERIMENTS,
+        _experiment(
+            "broken",
+            1,
+            ["--dataset", "mnist", "--data-dir", "/tmp/no-mnist-here"],
+            maxFailedTrials=0,
+        ),
+    )
+    done = poll(
+        lambda: _phase(plane, "broken", {"Succeeded", "Failed", "Invalid"}),
+        600,
+        "the broken search did not end",
+        interval=1,
+    )
     assert done["status"]["phase"] != "Invalid", done["status"]
     events = plane.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
-    failed = [e["message"] for e in events if e.get("reason") == "TrialFailed"
-              and e["involvedObject"]["name"] == "broken"]
+    failed = [
+        e["message"]
+        for e in events
+        if e.get("reason") == "TrialFailed" and e["involvedObject"]["name"] == "broken"
+    ]
     assert failed, done["status"]
     pods = _trial_pods(plane, "broken")
     assert pods and pods[0]["status"]["phase"] == "Failed"
@@ -189,6 +263,7 @@ def test_a_failing_trial_pod_is_a_failed_trial_with_its_stderr_and_delete_remove
     def gone() -> bool:
         jobs = plane.request("GET", f"{JOBS}?labelSelector=nasop.dev/experiment%3Dbroken")["items"]
         return not jobs and not _trial_pods(plane, "broken")
+
     poll(gone, 120, "the experiment's jobs and pods were not removed", interval=1)
     with pytest.raises(ApiError) as err:
         plane.request("GET", f"{EXPERIMENTS}/broken")

@@ -10,6 +10,7 @@
 This folder must not get an ``__init__.py``: the package would be named ``operator`` and shadow the
 standard library. The helpers are imported as top-level modules (``import volcano``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,15 +45,20 @@ RECORDED_HEADER = """\
 # (and so the chart's RBAC) is exactly the union of these, plus the few calls it justifies as
 # unrecorded.
 """
+
+
 @pytest.fixture()
-def kubeconfig(cluster: Cluster, tmp_path: pathlib.Path,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[pathlib.Path]:
+def kubeconfig(
+    cluster: Cluster, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pathlib.Path]:
     """A kubeconfig for the operator (through the proxy, as the chart's ServiceAccount)."""
     import kubernetes.client
     import kubernetes.config.kube_config
 
     path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(controlplane.kubeconfig(cluster.url, cluster.operator_token, None)))
+    path.write_text(
+        yaml.safe_dump(controlplane.kubeconfig(cluster.url, cluster.operator_token, None))
+    )
     monkeypatch.setenv("KUBECONFIG", str(path))
     # The client reads $KUBECONFIG once, at import time: point its default there too.
     monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
@@ -109,8 +115,10 @@ def record_api_calls(request: pytest.FixtureRequest, cluster: Cluster) -> Iterat
         lines = [RECORDED_HEADER + "scenarios:"]
         for scenario, entries in sorted(scenarios.items()):
             lines.append(f"  {scenario}:")
-            lines += [f"    - {yaml.safe_dump(e, default_flow_style=True, width=200).strip()}"
-                      for e in entries]
+            lines += [
+                f"    - {yaml.safe_dump(e, default_flow_style=True, width=200).strip()}"
+                for e in entries
+            ]
         RECORDED_CALLS_PATH.write_text("\n".join(lines) + "\n")
 
 
@@ -149,6 +157,7 @@ def load_registry(paths: Iterable[str | pathlib.Path] = (), modules: Iterable[st
 @dataclasses.dataclass
 class OperatorHandle:
     """A kopf operator running as a task on the test's event loop."""
+
     task: asyncio.Task[None]
     stop_flag: asyncio.Event
     registry: Any
@@ -183,8 +192,9 @@ OperatorStarter = Callable[..., Awaitable[OperatorHandle]]
 
 
 @pytest_asyncio.fixture()
-async def run_operator(cluster: Cluster, rbac_scope: str,
-                       monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OperatorStarter]:
+async def run_operator(
+    cluster: Cluster, rbac_scope: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[OperatorStarter]:
     """Start kopf in-process against the API server (through the proxy): ``handle = await run_operator(registry, ...)``.
 
     Args (of the returned coroutine function):
@@ -202,22 +212,36 @@ async def run_operator(cluster: Cluster, rbac_scope: str,
 
     handles: list[OperatorHandle] = []
 
-    async def start(registry: Any = None, *, paths: Iterable[str | pathlib.Path] = (),
-                    modules: Iterable[str] = (), namespaces: Iterable[str] = ("default",),
-                    clusterwide: bool | None = None, configure: Callable[[Any], None] | None = None,
-                    login: str | None = "token", watching: Iterable[str] = (),
-                    ready_timeout: float = 10.0, peering: str | None = None, priority: int = 0,
-                    identity: str | None = None) -> OperatorHandle:
+    async def start(
+        registry: Any = None,
+        *,
+        paths: Iterable[str | pathlib.Path] = (),
+        modules: Iterable[str] = (),
+        namespaces: Iterable[str] = ("default",),
+        clusterwide: bool | None = None,
+        configure: Callable[[Any], None] | None = None,
+        login: str | None = "token",
+        watching: Iterable[str] = (),
+        ready_timeout: float = 10.0,
+        peering: str | None = None,
+        priority: int = 0,
+        identity: str | None = None,
+    ) -> OperatorHandle:
         registry = registry if registry is not None else load_registry(paths, modules)
         if clusterwide is None:
             clusterwide = rbac_scope == "cluster"
         # as the chart sets it, so that nasop's settings know what kopf watches
         monkeypatch.setenv("WATCH_NAMESPACES", "" if clusterwide else ",".join(namespaces))
         if login == "token":
+
             @kopf.on.login(registry=registry, id="token_login")
             def _login(**_: Any) -> kopf.ConnectionInfo:
-                return kopf.ConnectionInfo(server=cluster.url, token=cluster.operator_token,
-                                           default_namespace="default", priority=1000)
+                return kopf.ConnectionInfo(
+                    server=cluster.url,
+                    token=cluster.operator_token,
+                    default_namespace="default",
+                    priority=1000,
+                )
         elif login == "kubeconfig":
             kopf.on.login(registry=registry, id="kubeconfig_login")(kopf.login_via_client)
         settings = kopf.OperatorSettings()
@@ -225,16 +249,32 @@ async def run_operator(cluster: Cluster, rbac_scope: str,
         if configure is not None:
             configure(settings)
         ready, stop_flag = asyncio.Event(), asyncio.Event()
-        peers = {"standalone": True} if peering is None else {
-            "standalone": False, "peering_name": peering, "priority": priority,
-            "identity": identity}
-        task = asyncio.create_task(kopf.operator(
-            registry=registry, settings=settings, **Settings.load().kopf_scope(),
-            ready_flag=ready, stop_flag=stop_flag, **peers))
+        peers = (
+            {"standalone": True}
+            if peering is None
+            else {
+                "standalone": False,
+                "peering_name": peering,
+                "priority": priority,
+                "identity": identity,
+            }
+        )
+        task = asyncio.create_task(
+            kopf.operator(
+                registry=registry,
+                settings=settings,
+                **Settings.load().kopf_scope(),
+                ready_flag=ready,
+                stop_flag=stop_flag,
+                **peers,
+            )
+        )
         handle = OperatorHandle(task, stop_flag, registry, settings, cluster)
         handles.append(handle)
         ready_waiter = asyncio.ensure_future(ready.wait())
-        await asyncio.wait([ready_waiter, task], timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [ready_waiter, task], timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         ready_waiter.cancel()
         if task.done():
             task.result()

@@ -16,6 +16,7 @@ per new pod, in a worker thread, does what a kubelet would report:
 A pod deleted meanwhile (its Job cancelled) has its process killed. The Job controller then
 judges the Job from these pod statuses, as on a real cluster.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,6 +39,7 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 @dataclasses.dataclass
 class PodOutcome:
     """How a pod ends: exit code and log, or evicted (then the exit code is the kill's, 137)."""
+
     exit_code: int = 0
     log: str = ""
     evicted: bool = False
@@ -49,11 +51,14 @@ Outcome = Callable[[Mapping[str, Any], threading.Event], PodOutcome]
 
 def run_command(timeout: float = 120.0) -> Outcome:
     """Run the pod's first container (command + args, env) as a local process."""
+
     def outcome(pod: Mapping[str, Any], cancelled: threading.Event) -> PodOutcome:
         container = pod["spec"]["containers"][0]
         argv = list(container.get("command") or []) + list(container.get("args") or [])
-        env = {**os.environ,
-               **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
+        env = {
+            **os.environ,
+            **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []},
+        }
         with tempfile.TemporaryFile("w+") as output:  # a file: a pipe could fill up and block
             with subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT) as proc:
                 deadline = time.monotonic() + timeout
@@ -64,8 +69,10 @@ def run_command(timeout: float = 120.0) -> Outcome:
                         break
                     time.sleep(0.02)
             output.seek(0)
-            return PodOutcome(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode,
-                              output.read())
+            return PodOutcome(
+                proc.returncode if proc.returncode >= 0 else 128 - proc.returncode, output.read()
+            )
+
     return outcome
 
 
@@ -92,8 +99,14 @@ class KubeletPlayer:
         namespace: only pods in this namespace (default: all).
     """
 
-    def __init__(self, cluster: Cluster, outcome: Outcome | None = None, *,
-                 namespace: str | None = None, poll_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        outcome: Outcome | None = None,
+        *,
+        namespace: str | None = None,
+        poll_interval: float = 0.1,
+    ) -> None:
         self.cluster = cluster
         self.outcome = outcome or run_command()
         self.namespace = namespace
@@ -125,24 +138,33 @@ class KubeletPlayer:
     def _scan_forever(self) -> None:
         while not self._stop.is_set():
             try:
-                pods = self.cluster.list_objects(PODS, self.namespace,
-                                                 label_selector=JOB_NAME_LABEL)
+                pods = self.cluster.list_objects(
+                    PODS, self.namespace, label_selector=JOB_NAME_LABEL
+                )
             except Exception as e:  # the server is gone
                 self.errors.append(e)
                 return
-            live = {p["metadata"]["uid"] for p in pods
-                    if not p["metadata"].get("deletionTimestamp")}
+            live = {
+                p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")
+            }
             for uid, cancelled in self._seen.items():
                 if uid not in live:
                     cancelled.set()
             for pod in pods:
                 uid = pod["metadata"]["uid"]
-                if uid in self._seen or pod["metadata"].get("deletionTimestamp") \
-                        or (pod.get("status") or {}).get("phase") not in (None, "Pending"):
+                if (
+                    uid in self._seen
+                    or pod["metadata"].get("deletionTimestamp")
+                    or (pod.get("status") or {}).get("phase") not in (None, "Pending")
+                ):
                     continue
                 self._seen[uid] = threading.Event()
-                worker = threading.Thread(target=self._play, args=(pod, self._seen[uid]),
-                                          name=f"kubelet-{pod['metadata']['name']}", daemon=True)
+                worker = threading.Thread(
+                    target=self._play,
+                    args=(pod, self._seen[uid]),
+                    name=f"kubelet-{pod['metadata']['name']}",
+                    daemon=True,
+                )
                 self._threads.append(worker)
                 worker.start()
             self._stop.wait(self.poll_interval)
@@ -153,15 +175,28 @@ class KubeletPlayer:
         container = pod["spec"]["containers"][0]["name"]
         try:
             now = _now()
-            self._status(pod, {
-                "phase": "Running", "startTime": now,
-                "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
-                               for t in ("PodScheduled", "Initialized", "ContainersReady",
-                                         "Ready")],
-                "containerStatuses": [{"name": container, "ready": True, "restartCount": 0,
-                                       "image": pod["spec"]["containers"][0].get("image", ""),
-                                       "imageID": "", "started": True,
-                                       "state": {"running": {"startedAt": now}}}]})
+            self._status(
+                pod,
+                {
+                    "phase": "Running",
+                    "startTime": now,
+                    "conditions": [
+                        {"type": t, "status": "True", "lastTransitionTime": now}
+                        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": container,
+                            "ready": True,
+                            "restartCount": 0,
+                            "image": pod["spec"]["containers"][0].get("image", ""),
+                            "imageID": "",
+                            "started": True,
+                            "state": {"running": {"startedAt": now}},
+                        }
+                    ],
+                },
+            )
             with self._lock:
                 self.started.append((*key, meta["labels"].get(JOB_NAME_LABEL, "")))
                 self.running.add(key)
@@ -175,21 +210,40 @@ class KubeletPlayer:
                 return  # deleted: nothing to report
             self.cluster.set_pod_log(*key, result.log)
             now = _now()
-            terminated = {"exitCode": result.exit_code, "finishedAt": now,
-                          "reason": "Completed" if result.exit_code == 0 else "Error"}
+            terminated = {
+                "exitCode": result.exit_code,
+                "finishedAt": now,
+                "reason": "Completed" if result.exit_code == 0 else "Error",
+            }
             status: dict[str, Any] = {
                 "phase": "Succeeded" if result.exit_code == 0 and not result.evicted else "Failed",
-                "conditions": [{"type": t, "status": "False", "lastTransitionTime": now}
-                               for t in ("ContainersReady", "Ready")],
-                "containerStatuses": [{"name": container, "ready": False, "restartCount": 0,
-                                       "image": pod["spec"]["containers"][0].get("image", ""),
-                                       "imageID": "", "state": {"terminated": terminated}}]}
+                "conditions": [
+                    {"type": t, "status": "False", "lastTransitionTime": now}
+                    for t in ("ContainersReady", "Ready")
+                ],
+                "containerStatuses": [
+                    {
+                        "name": container,
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": pod["spec"]["containers"][0].get("image", ""),
+                        "imageID": "",
+                        "state": {"terminated": terminated},
+                    }
+                ],
+            }
             if result.evicted:
                 status["reason"] = "Evicted"
                 status["message"] = "The node was low on resource: memory."
-                status["conditions"].append({
-                    "type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
-                    "message": "The node was low on resource: memory.", "lastTransitionTime": now})
+                status["conditions"].append(
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "TerminationByKubelet",
+                        "message": "The node was low on resource: memory.",
+                        "lastTransitionTime": now,
+                    }
+                )
             self._status(pod, status)
         except ApiError as e:
             if e.code != 404:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import volcano
+
 from stubs import FAKE_TRAINER, manifest
 
 EXP = "nasop.dev/v1alpha1/nasexperiments"
@@ -26,8 +27,9 @@ def resource(tmp_path: Any, name: str, namespace: str = "default", **spec: Any) 
     return m
 
 
-async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0,
-                   interval: float = 0.05) -> Any:
+async def wait_for(
+    predicate: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.05
+) -> Any:
     """Poll `predicate` until it returns something truthy; return that. Fail after `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -40,11 +42,13 @@ async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.
         await asyncio.sleep(interval)
 
 
-async def wait_phase(cluster: Any, name: str, phases: set[str], timeout: float = 150.0,
-                     namespace: str = "default") -> dict[str, Any]:
+async def wait_phase(
+    cluster: Any, name: str, phases: set[str], timeout: float = 150.0, namespace: str = "default"
+) -> dict[str, Any]:
     def phase_reached() -> dict[str, Any] | None:
         obj = cluster.get_object(EXP, namespace, name)
         return obj if ((obj or {}).get("status") or {}).get("phase") in phases else None
+
     try:
         return await wait_for(phase_reached, f"{name} in {phases}", timeout, 0.1)
     except AssertionError:
@@ -52,8 +56,14 @@ async def wait_phase(cluster: Any, name: str, phases: set[str], timeout: float =
         raise AssertionError(f"{name} never reached {phases}: {obj.get('status')}") from None
 
 
-async def run_to(cluster: Any, run_operator: Any, res: dict[str, Any], phases: set[str],
-                 outcome: Any = None, completing: bool = False) -> dict[str, Any]:
+async def run_to(
+    cluster: Any,
+    run_operator: Any,
+    res: dict[str, Any],
+    phases: set[str],
+    outcome: Any = None,
+    completing: bool = False,
+) -> dict[str, Any]:
     """Play Volcano (default: run each job's command), start the operator, apply one
     experiment and wait until it reaches one of `phases`."""
     with volcano.VolcanoPlayer(cluster, outcome or volcano.run_command(), completing=completing):
@@ -115,22 +125,30 @@ def assert_kstatus(obj: dict[str, Any]) -> None:
 
 
 def jobs_of(cluster: Any, name: str, namespace: str = "default") -> list[dict[str, Any]]:
-    return [j for j in cluster.list_objects(JOBS, namespace)
-            if j["metadata"].get("labels", {}).get("nasop.dev/experiment") == name]
+    return [
+        j
+        for j in cluster.list_objects(JOBS, namespace)
+        if j["metadata"].get("labels", {}).get("nasop.dev/experiment") == name
+    ]
 
 
 def trial_indexes(cluster: Any, name: str, namespace: str = "default") -> list[int]:
     """The trial index of every job of the experiment, sorted (duplicates kept)."""
-    return sorted(int(j["metadata"]["labels"]["nasop.dev/trial"])
-                  for j in jobs_of(cluster, name, namespace))
+    return sorted(
+        int(j["metadata"]["labels"]["nasop.dev/trial"]) for j in jobs_of(cluster, name, namespace)
+    )
 
 
 def job_phase(job: dict[str, Any]) -> str | None:
     return ((job.get("status") or {}).get("state") or {}).get("phase")
 
 
-def events(cluster: Any, reason: str, name: str | None = None,
-           namespace: str = "default") -> list[dict[str, Any]]:
-    return [e for e in cluster.list_objects("v1/events", namespace)
-            if e.get("reason") == reason
-            and (name is None or (e.get("involvedObject") or {}).get("name") == name)]
+def events(
+    cluster: Any, reason: str, name: str | None = None, namespace: str = "default"
+) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in cluster.list_objects("v1/events", namespace)
+        if e.get("reason") == reason
+        and (name is None or (e.get("involvedObject") or {}).get("name") == name)
+    ]

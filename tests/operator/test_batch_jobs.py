@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 import kubelet
+import pytest
 from scenario import EXP, HANDLERS, events, resource, wait_for, wait_phase
 
-pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(240),
-              pytest.mark.usefixtures("record_api_calls"),
-              pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True)]
+pytestmark = [
+    pytest.mark.operator,
+    pytest.mark.cluster,
+    pytest.mark.timeout(240),
+    pytest.mark.usefixtures("record_api_calls"),
+    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+]
 
 JOBS = "batch/v1/jobs"
 
@@ -34,16 +37,27 @@ def jobs_of(cluster: Any, name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.asyncio
 async def test_job_search_runs_to_succeeded_and_a_missing_queue_is_invalid(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
-    queued = job_resource(tmp_path, "queued", budget={"maxTrials": 2, "parallelism": 1},
-                          optimizer={"method": "sobol", "seed": 0})
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    queued = job_resource(
+        tmp_path,
+        "queued",
+        budget={"maxTrials": 2, "parallelism": 1},
+        optimizer={"method": "sobol", "seed": 0},
+    )
     queued["spec"]["trial"]["queue"] = "team-a"  # no Kueue here: no such LocalQueue
     with kubelet.KubeletPlayer(cluster, namespace="default") as player:
         await run_operator(modules=HANDLERS, watching=[EXP])
         cluster.create_object(EXP, queued)
-        cluster.create_object(EXP, job_resource(
-            tmp_path, "plain", budget={"maxTrials": 4, "parallelism": 2, "maxDuration": "1h"},
-            optimizer={"method": "sobol", "seed": 0}))
+        cluster.create_object(
+            EXP,
+            job_resource(
+                tmp_path,
+                "plain",
+                budget={"maxTrials": 4, "parallelism": 2, "maxDuration": "1h"},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
         bad = await wait_phase(cluster, "queued", {"Invalid"})
         assert "spec.trial.queue" in bad["status"]["message"]
         assert "LocalQueue 'team-a'" in bad["status"]["message"]
@@ -63,13 +77,15 @@ async def test_job_search_runs_to_succeeded_and_a_missing_queue_is_invalid(
         assert conditions.get("Complete") == "True"  # judged by the Job controller
     # the pods were the Job controller's, one per Job, and ran here
     assert sorted(job for _, _, job in player.started) == sorted(
-        j["metadata"]["name"] for j in jobs)
+        j["metadata"]["name"] for j in jobs
+    )
     assert not jobs_of(cluster, "queued")
 
 
 @pytest.mark.asyncio
 async def test_evicted_pod_is_retried_and_failed_pods_fail_the_search(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """Trial 0's pod is evicted (retried as a new trial, not a failure), trial 1 runs until
     cancelled, every later trial exits 3 with a clear last log line: the second failure fails
     the search, trial 1's Job is cancelled, and deleting the experiment finds nothing left."""
@@ -86,24 +102,45 @@ async def test_evicted_pod_is_retried_and_failed_pods_fail_the_search(
 
     with kubelet.KubeletPlayer(cluster, outcome, namespace="default") as player:
         await run_operator(modules=HANDLERS, watching=[EXP])
-        cluster.create_object(EXP, job_resource(
-            tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
-            optimizer={"method": "sobol", "seed": 0}))
+        cluster.create_object(
+            EXP,
+            job_resource(
+                tmp_path,
+                "doomed",
+                budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
         obj = await wait_phase(cluster, "doomed", {"Failed"})
         assert "maxFailedTrials" in obj["status"]["message"]
-        interrupted = await wait_for(lambda: events(cluster, "TrialInterrupted", "doomed"),
-                                     "TrialInterrupted")
+        interrupted = await wait_for(
+            lambda: events(cluster, "TrialInterrupted", "doomed"), "TrialInterrupted"
+        )
         assert "evicted or preempted" in interrupted[0]["message"]
         assert "will be retried" in interrupted[0]["message"]
         failed = await wait_for(lambda: events(cluster, "TrialFailed", "doomed"), "TrialFailed")
         assert any("boom: trial cannot converge" in e["message"] for e in failed), failed
-        await wait_for(lambda: not [j for j in jobs_of(cluster, "doomed")
-                                    if j["metadata"]["labels"]["nasop.dev/trial"] == "1"],
-                       "trial 1's Job cancelled", 30)
-        [evicted_job] = [j for j in jobs_of(cluster, "doomed")
-                         if j["metadata"]["labels"]["nasop.dev/trial"] == "0"]
-        reasons = {c["type"]: c.get("reason") for c in evicted_job["status"]["conditions"]
-                   if c["status"] == "True"}
+        await wait_for(
+            lambda: (
+                not [
+                    j
+                    for j in jobs_of(cluster, "doomed")
+                    if j["metadata"]["labels"]["nasop.dev/trial"] == "1"
+                ]
+            ),
+            "trial 1's Job cancelled",
+            30,
+        )
+        [evicted_job] = [
+            j
+            for j in jobs_of(cluster, "doomed")
+            if j["metadata"]["labels"]["nasop.dev/trial"] == "0"
+        ]
+        reasons = {
+            c["type"]: c.get("reason")
+            for c in evicted_job["status"]["conditions"]
+            if c["status"] == "True"
+        }
         assert reasons.get("Failed") == "PodFailurePolicy"  # the Job controller's verdict
         cluster.delete_object(EXP, "default", "doomed")
         ev = await wait_for(lambda: events(cluster, "SearchDeleted", "doomed"), "SearchDeleted")

@@ -16,15 +16,18 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 import kubelet
 import kueue
+import pytest
 from scenario import EXP, HANDLERS, resource, wait_phase
 
-pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(600),
-              pytest.mark.usefixtures("record_api_calls"),
-              pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True)]
+pytestmark = [
+    pytest.mark.operator,
+    pytest.mark.cluster,
+    pytest.mark.timeout(600),
+    pytest.mark.usefixtures("record_api_calls"),
+    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+]
 
 KUEUE = "kueue.x-k8s.io/v1beta2"
 QUEUE = "trials"
@@ -34,18 +37,45 @@ QUEUE = "trials"
 def kueue_running(control_plane: Any) -> Iterator[None]:
     """Kueue's manager and webhooks for this module, with the queues of the tests."""
     plane = control_plane.plane
-    with tempfile.TemporaryDirectory(prefix="nasop-kueue-") as folder, \
-            kueue.running(plane, pathlib.Path(folder)):
+    with (
+        tempfile.TemporaryDirectory(prefix="nasop-kueue-") as folder,
+        kueue.running(plane, pathlib.Path(folder)),
+    ):
         base = f"/apis/{KUEUE}"
-        plane.request("POST", f"{base}/resourceflavors", {
-            "apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": "default-flavor"}})
-        plane.request("POST", f"{base}/clusterqueues", {
-            "apiVersion": KUEUE, "kind": "ClusterQueue", "metadata": {"name": QUEUE},
-            "spec": {"namespaceSelector": {}, "resourceGroups": [{
-                "coveredResources": ["cpu", "memory"],
-                "flavors": [{"name": "default-flavor", "resources": [
-                    {"name": "cpu", "nominalQuota": "2"},  # two trials of 900m, not three
-                    {"name": "memory", "nominalQuota": "64Gi"}]}]}]}})
+        plane.request(
+            "POST",
+            f"{base}/resourceflavors",
+            {"apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": "default-flavor"}},
+        )
+        plane.request(
+            "POST",
+            f"{base}/clusterqueues",
+            {
+                "apiVersion": KUEUE,
+                "kind": "ClusterQueue",
+                "metadata": {"name": QUEUE},
+                "spec": {
+                    "namespaceSelector": {},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu", "memory"],
+                            "flavors": [
+                                {
+                                    "name": "default-flavor",
+                                    "resources": [
+                                        {
+                                            "name": "cpu",
+                                            "nominalQuota": "2",
+                                        },  # two trials of 900m, not three
+                                        {"name": "memory", "nominalQuota": "64Gi"},
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+        )
         yield
         for path in (f"{base}/clusterqueues/{QUEUE}", f"{base}/resourceflavors/default-flavor"):
             plane.request("DELETE", path)
@@ -54,14 +84,21 @@ def kueue_running(control_plane: Any) -> Iterator[None]:
 def _local_queue(cluster: Any) -> None:
     """A LocalQueue in `default` (emptied after each test, so made per test)."""
     if cluster.get_object(f"{KUEUE}/localqueues", "default", QUEUE) is None:
-        cluster.create_object(f"{KUEUE}/localqueues", {
-            "apiVersion": KUEUE, "kind": "LocalQueue",
-            "metadata": {"name": QUEUE, "namespace": "default"}, "spec": {"clusterQueue": QUEUE}})
+        cluster.create_object(
+            f"{KUEUE}/localqueues",
+            {
+                "apiVersion": KUEUE,
+                "kind": "LocalQueue",
+                "metadata": {"name": QUEUE, "namespace": "default"},
+                "spec": {"clusterQueue": QUEUE},
+            },
+        )
 
 
 @pytest.mark.asyncio
 async def test_kueue_admits_two_trials_at_a_time_and_the_search_finishes(
-        kueue_running, cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    kueue_running, cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     _local_queue(cluster)
     suspended_seen: set[str] = set()
     stop = threading.Event()
@@ -72,8 +109,12 @@ async def test_kueue_admits_two_trials_at_a_time_and_the_search_finishes(
                 if job["spec"].get("suspend"):
                     suspended_seen.add(job["metadata"]["name"])
 
-    res = resource(tmp_path, "queued", budget={"maxTrials": 6, "parallelism": 4},
-                   optimizer={"method": "sobol", "seed": 0})
+    res = resource(
+        tmp_path,
+        "queued",
+        budget={"maxTrials": 6, "parallelism": 4},
+        optimizer={"method": "sobol", "seed": 0},
+    )
     res["spec"]["trial"].update({"scheduler": "job", "queue": QUEUE})
     res["spec"]["trial"]["args"] = ["--sleep=1.0"]  # long enough for the queue to fill up
     watcher = threading.Thread(target=watch_suspended, daemon=True)
@@ -90,8 +131,9 @@ async def test_kueue_admits_two_trials_at_a_time_and_the_search_finishes(
     st = obj["status"]
     assert st["phase"] == "Succeeded", st
     assert st["trials"]["completed"] == 6
-    jobs = cluster.list_objects("batch/v1/jobs", "default",
-                                label_selector="nasop.dev/experiment=queued")
+    jobs = cluster.list_objects(
+        "batch/v1/jobs", "default", label_selector="nasop.dev/experiment=queued"
+    )
     assert len(jobs) == 6
     for job in jobs:
         assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == QUEUE

@@ -16,16 +16,31 @@ import subprocess
 import sys
 
 import pytest
-
 import volcano
-from scenario import (CONFIGMAPS, EXP, HANDLERS, ConditionTrail, assert_kstatus, events,
-                      job_phase, jobs_of, resource, trial_indexes, wait_for, wait_phase)
+from scenario import (
+    CONFIGMAPS,
+    EXP,
+    HANDLERS,
+    ConditionTrail,
+    assert_kstatus,
+    events,
+    job_phase,
+    jobs_of,
+    resource,
+    trial_indexes,
+    wait_for,
+    wait_phase,
+)
 
-pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(240),
-              pytest.mark.usefixtures("record_api_calls"),
-              # as the chart's ServiceAccount with cluster-wide RBAC (watching all namespaces),
-              # and with a Role in `default` only (watching `default`)
-              pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True)]
+pytestmark = [
+    pytest.mark.operator,
+    pytest.mark.cluster,
+    pytest.mark.timeout(240),
+    pytest.mark.usefixtures("record_api_calls"),
+    # as the chart's ServiceAccount with cluster-wide RBAC (watching all namespaces),
+    # and with a Role in `default` only (watching `default`)
+    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+]
 FINALIZER = "nasop.dev/finalizer"
 
 
@@ -48,15 +63,22 @@ GC_SECONDS = 30  # kube-controller-manager's garbage collector works within seco
 
 @pytest.mark.asyncio
 async def test_suspend_keeps_running_trials_and_resume_finishes_the_search(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """suspend=true: no new launches; running trials run to their end and count; resume goes on."""
     gate = volcano.Gate()
     async with ConditionTrail(cluster, "pause") as trail:
         with volcano.VolcanoPlayer(cluster, gate) as player:
             await run_operator(modules=HANDLERS, watching=[EXP])
-            cluster.create_object(EXP, resource(
-                tmp_path, "pause", budget={"maxTrials": 4, "parallelism": 2},
-                optimizer={"method": "sobol", "seed": 0}))
+            cluster.create_object(
+                EXP,
+                resource(
+                    tmp_path,
+                    "pause",
+                    budget={"maxTrials": 4, "parallelism": 2},
+                    optimizer={"method": "sobol", "seed": 0},
+                ),
+            )
             await wait_for(lambda: _running_jobs(cluster, "pause", 2), "2 running trials")
             cluster.patch_object(EXP, "default", "pause", {"spec": {"suspend": True}})
             obj = await wait_phase(cluster, "pause", {"Suspended"}, timeout=30)
@@ -65,22 +87,38 @@ async def test_suspend_keeps_running_trials_and_resume_finishes_the_search(
             launched = trial_indexes(cluster, "pause")
             assert launched == [0, 1]
             gate.open()  # the trials that were running when suspended finish normally
-            obj = await wait_for(lambda: (o := cluster.get_object(EXP, "default", "pause"))
-                                 and o["status"]["trials"]["completed"] == 2 and o, "2 completed")
+            obj = await wait_for(
+                lambda: (
+                    (o := cluster.get_object(EXP, "default", "pause"))
+                    and o["status"]["trials"]["completed"] == 2
+                    and o
+                ),
+                "2 completed",
+            )
             assert obj["status"]["phase"] == "Suspended" and obj["status"]["trials"]["running"] == 0
-            assert [player.results[("default", j["metadata"]["name"])]
-                    for j in jobs_of(cluster, "pause")] == ["Completed", "Completed"]
+            assert [
+                player.results[("default", j["metadata"]["name"])]
+                for j in jobs_of(cluster, "pause")
+            ] == ["Completed", "Completed"]
             await asyncio.sleep(1.0)  # ten ticks while suspended: still nothing launched
             assert trial_indexes(cluster, "pause") == launched
             cluster.patch_object(EXP, "default", "pause", {"spec": {"suspend": False}})
             obj = await wait_phase(cluster, "pause", {"Succeeded"})
     assert obj["status"]["trials"]["completed"] == 4
     # Reconciling while suspended trials still run; not once they ended; again on resume
-    assert trail.of("Reconciling") == [("True", "Running"), ("True", "Suspended"),
-                                       ("False", "Suspended"), ("True", "Running"),
-                                       ("False", "Succeeded")]
-    assert trail.of("Ready") == [("False", "Running"), ("False", "Suspended"),
-                                 ("False", "Running"), ("True", "Succeeded")]
+    assert trail.of("Reconciling") == [
+        ("True", "Running"),
+        ("True", "Suspended"),
+        ("False", "Suspended"),
+        ("True", "Running"),
+        ("False", "Succeeded"),
+    ]
+    assert trail.of("Ready") == [
+        ("False", "Running"),
+        ("False", "Suspended"),
+        ("False", "Running"),
+        ("True", "Succeeded"),
+    ]
     assert {s for s, _ in trail.of("Stalled")} == {"False"}
     assert_kstatus(obj)
     assert obj["metadata"]["generation"] == 3  # suspend, resume: both observed
@@ -89,7 +127,8 @@ async def test_suspend_keeps_running_trials_and_resume_finishes_the_search(
 
 @pytest.mark.asyncio
 async def test_delete_mid_search_cancels_running_jobs(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """The operator itself cancels the running jobs; the ConfigMap goes with its owner.
 
     Another finalizer (`example.com/hold`, as a GitOps tool or foreground deletion would add)
@@ -98,8 +137,12 @@ async def test_delete_mid_search_cancels_running_jobs(
     """
     with volcano.VolcanoPlayer(cluster, volcano.Gate()) as player:
         await run_operator(modules=HANDLERS, watching=[EXP])
-        res = resource(tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2},
-                       optimizer={"method": "sobol", "seed": 0})
+        res = resource(
+            tmp_path,
+            "doomed",
+            budget={"maxTrials": 6, "parallelism": 2},
+            optimizer={"method": "sobol", "seed": 0},
+        )
         res["metadata"]["finalizers"] = ["example.com/hold"]
         cluster.create_object(EXP, res)
         running = await wait_for(lambda: _running_jobs(cluster, "doomed", 2), "2 running trials")
@@ -111,35 +154,54 @@ async def test_delete_mid_search_cancels_running_jobs(
         assert "2 running trial jobs cancelled" in ev[0]["message"]
         for job in running:
             assert player.wait_for("default", job["metadata"]["name"]) in ("Aborted", "Deleted")
-        deletes = [c for c in cluster.operator_calls() if c.verb == "delete" and c.resource == "jobs"]
+        deletes = [
+            c for c in cluster.operator_calls() if c.verb == "delete" and c.resource == "jobs"
+        ]
         assert sorted(r.name for r in deletes) == sorted(j["metadata"]["name"] for j in running)
         # the hold goes: the object and, by ownerReference, its state ConfigMap go too
         cluster.patch_object(EXP, "default", "doomed", {"metadata": {"finalizers": None}})
         assert cluster.get_object(EXP, "default", "doomed") is None
-        await wait_for(lambda: _state_configmap(cluster, "doomed") is None,
-                       "the state ConfigMap garbage-collected", GC_SECONDS)
+        await wait_for(
+            lambda: _state_configmap(cluster, "doomed") is None,
+            "the state ConfigMap garbage-collected",
+            GC_SECONDS,
+        )
         await asyncio.sleep(0.5)  # five ticks: the stopped driver recreates nothing
         assert not jobs_of(cluster, "doomed") and _state_configmap(cluster, "doomed") is None
 
 
 @pytest.mark.asyncio
 async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """nasop adds no finalizer (and removes one under its name): a delete never hangs.
 
     Jobs and ConfigMap then go by ownerReference: kube-controller-manager's garbage collector.
     """
     with volcano.VolcanoPlayer(cluster, volcano.Gate()):
-        marked = resource(tmp_path, "marked", budget={"maxTrials": 1, "parallelism": 1},
-                          optimizer={"method": "sobol", "seed": 0})
+        marked = resource(
+            tmp_path,
+            "marked",
+            budget={"maxTrials": 1, "parallelism": 1},
+            optimizer={"method": "sobol", "seed": 0},
+        )
         marked["metadata"]["finalizers"] = [FINALIZER]  # nasop's finalizer, as if added by hand
         cluster.create_object(EXP, marked)
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
-        cluster.create_object(EXP, resource(tmp_path, "live", budget={
-            "maxTrials": 4, "parallelism": 2}, optimizer={"method": "sobol", "seed": 0}))
+        cluster.create_object(
+            EXP,
+            resource(
+                tmp_path,
+                "live",
+                budget={"maxTrials": 4, "parallelism": 2},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
         await wait_for(lambda: _running_jobs(cluster, "live", 2), "2 running trials")
-        await wait_for(lambda: not cluster.get_object(EXP, "default", "marked")["metadata"]
-                       .get("finalizers"), "the nasop finalizer removed")
+        await wait_for(
+            lambda: not cluster.get_object(EXP, "default", "marked")["metadata"].get("finalizers"),
+            "the nasop finalizer removed",
+        )
         assert not cluster.get_object(EXP, "default", "live")["metadata"].get("finalizers")
 
         # deleted while the operator runs: gone at once, and the driver stops
@@ -157,8 +219,15 @@ async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
     # restarted, the operator serves a new experiment and recreates nothing of the deleted ones
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         await run_operator(modules=HANDLERS, watching=[EXP])
-        cluster.create_object(EXP, resource(tmp_path, "canary", budget={
-            "maxTrials": 1, "parallelism": 1}, optimizer={"method": "sobol", "seed": 0}))
+        cluster.create_object(
+            EXP,
+            resource(
+                tmp_path,
+                "canary",
+                budget={"maxTrials": 1, "parallelism": 1},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
         await wait_phase(cluster, "canary", {"Succeeded"})
     for name in ("marked", "live"):
         assert _collected(cluster, name)
@@ -166,7 +235,8 @@ async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
 
 @pytest.mark.asyncio
 async def test_api_server_faults_and_dropped_watches_are_survived(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """409 and 500 on state writes, 500 on a job launch and a status patch, slow answers (3 s on
     a state write and a job poll), a watch cut with 410 Gone and a 500 on re-watch: the search
     still ends Succeeded, no trial index launched twice."""
@@ -181,8 +251,15 @@ async def test_api_server_faults_and_dropped_watches_are_survived(
     ]
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
-        cluster.create_object(EXP, resource(tmp_path, "pit", budget={
-            "maxTrials": 6, "parallelism": 2}, optimizer={"method": "sobol", "seed": 0}))
+        cluster.create_object(
+            EXP,
+            resource(
+                tmp_path,
+                "pit",
+                budget={"maxTrials": 6, "parallelism": 2},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
         await wait_for(lambda: len(jobs_of(cluster, "pit")) >= 2, "two launches")
         watch_fault = cluster.proxy.inject("GET", "nasexperiments?", 500)
         # the open watch ends with the 410 Gone an API server sends for a compacted version
@@ -198,8 +275,11 @@ async def test_api_server_faults_and_dropped_watches_are_survived(
         assert fault.hits == fault.times, fault
     indexes = trial_indexes(cluster, "pit")
     assert len(indexes) == len(set(indexes)) == 7, indexes  # each trial launched once
-    watches = [c for c in cluster.proxy.calls if c.method == "GET" and "watch=" in c.path
-               and "/nasexperiments?" in c.path]
+    watches = [
+        c
+        for c in cluster.proxy.calls
+        if c.method == "GET" and "watch=" in c.path and "/nasexperiments?" in c.path
+    ]
     assert {500, 200} <= {c.status for c in watches}, [(c.path, c.status) for c in watches]
 
 
@@ -214,27 +294,42 @@ def _replica(name, priority, log_dir):
 
     (Two kopf operators cannot share one event loop: stopping one cancels every task of the loop.)
     """
-    env = {**os.environ, "NASOP_PEERING": "nasop", "NASOP_PEERING_PRIORITY": str(priority),
-           "POD_ID": name}  # POD_ID: kopf's peer identity
+    env = {
+        **os.environ,
+        "NASOP_PEERING": "nasop",
+        "NASOP_PEERING_PRIORITY": str(priority),
+        "POD_ID": name,
+    }  # POD_ID: kopf's peer identity
     log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-    cmd = [sys.executable, "-c", "import sys; from nasop.cli import main; sys.exit(main())",
-           "operator", "--namespace", "default", f"--liveness-port={_free_port()}",
-           f"--metrics-port={_free_port()}"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from nasop.cli import main; sys.exit(main())",
+        "operator",
+        "--namespace",
+        "default",
+        f"--liveness-port={_free_port()}",
+        f"--metrics-port={_free_port()}",
+    ]
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
 
 def _peers(cluster):
-    return set((cluster.get_object("kopf.dev/v1/kopfpeerings", "default", "nasop")
-                or {}).get("status") or {})
+    return set(
+        (cluster.get_object("kopf.dev/v1/kopfpeerings", "default", "nasop") or {}).get("status")
+        or {}
+    )
 
 
 @pytest.mark.asyncio
 async def test_two_replicas_under_kopf_peering_drive_each_experiment_once(
-        cluster, kubeconfig, fast_ticks, tmp_path):
+    cluster, kubeconfig, fast_ticks, tmp_path
+):
     """Two `nasop operator` processes with NASOP_PEERING: replica a (priority 200) drives, b (100)
     stays paused; when a stops (SIGTERM, as in a rolling update) b takes over from the state."""
-    cluster.create_object("kopf.dev/v1/kopfpeerings",
-                           {"metadata": {"name": "nasop", "namespace": "default"}})
+    cluster.create_object(
+        "kopf.dev/v1/kopfpeerings", {"metadata": {"name": "nasop", "namespace": "default"}}
+    )
     gate = volcano.Gate()
     procs = []
     try:
@@ -243,8 +338,15 @@ async def test_two_replicas_under_kopf_peering_drive_each_experiment_once(
             await wait_for(lambda: "replica-a" in _peers(cluster), "replica a up", 90)
             procs.append(_replica("replica-b", 100, tmp_path))
             await wait_for(lambda: "replica-b" in _peers(cluster), "replica b up", 90)
-            cluster.create_object(EXP, resource(tmp_path, "duo", budget={
-                "maxTrials": 4, "parallelism": 2}, optimizer={"method": "sobol", "seed": 0}))
+            cluster.create_object(
+                EXP,
+                resource(
+                    tmp_path,
+                    "duo",
+                    budget={"maxTrials": 4, "parallelism": 2},
+                    optimizer={"method": "sobol", "seed": 0},
+                ),
+            )
             await wait_for(lambda: _running_jobs(cluster, "duo", 2), "2 running trials")
             await asyncio.sleep(0.5)  # five ticks of both replicas with the trials running
             assert len(events(cluster, "SearchStarted", "duo")) == 1  # one driver, not two
@@ -252,8 +354,11 @@ async def test_two_replicas_under_kopf_peering_drive_each_experiment_once(
 
             procs[0][0].send_signal(signal.SIGTERM)  # a leaves the peering as it exits
             await wait_for(lambda: procs[0][0].poll() is not None, "replica a exited", 60)
-            await wait_for(lambda: len(events(cluster, "SearchStarted", "duo")) == 2,
-                           "replica b taking over", 60)
+            await wait_for(
+                lambda: len(events(cluster, "SearchStarted", "duo")) == 2,
+                "replica b taking over",
+                60,
+            )
             gate.open()
             obj = await wait_phase(cluster, "duo", {"Succeeded", "Failed"})
     finally:
@@ -265,7 +370,11 @@ async def test_two_replicas_under_kopf_peering_drive_each_experiment_once(
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert obj["status"]["trials"]["completed"] == 4
     assert trial_indexes(cluster, "duo") == [0, 1, 2, 3]  # adopted, not relaunched
-    launched = {name: sorted(int(i) for i in re.findall(
-        r"trial (\d+) launched", (tmp_path / f"{name}.log").read_text()))
-        for name in ("replica-a", "replica-b")}
+    launched = {
+        name: sorted(
+            int(i)
+            for i in re.findall(r"trial (\d+) launched", (tmp_path / f"{name}.log").read_text())
+        )
+        for name in ("replica-a", "replica-b")
+    }
     assert launched == {"replica-a": [0, 1], "replica-b": [2, 3]}, launched

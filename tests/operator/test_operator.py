@@ -13,7 +13,6 @@ import asyncio
 import time
 
 import pytest
-
 import volcano
 from scenario import EXP, HANDLERS, JOBS, ConditionTrail, assert_kstatus
 from scenario import resource as _resource
@@ -21,20 +20,34 @@ from scenario import run_to as _run_to
 from scenario import trial_indexes as _trial_indexes
 from scenario import wait_phase as _wait_phase
 
-pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(240),
-              pytest.mark.usefixtures("record_api_calls"),
-              # as the chart's ServiceAccount with cluster-wide RBAC (watching all namespaces),
-              # and with a Role in `default` only (watching `default`)
-              pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True)]
+pytestmark = [
+    pytest.mark.operator,
+    pytest.mark.cluster,
+    pytest.mark.timeout(240),
+    pytest.mark.usefixtures("record_api_calls"),
+    # as the chart's ServiceAccount with cluster-wide RBAC (watching all namespaces),
+    # and with a Role in `default` only (watching `default`)
+    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+]
 
 
 @pytest.mark.asyncio
 async def test_search_runs_to_succeeded_with_pareto_front(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     async with ConditionTrail(cluster, "mnist-a") as trail:
-        obj = await _run_to(cluster, run_operator, _resource(
-            tmp_path, "mnist-a", budget={"maxTrials": 5, "parallelism": 2},
-            optimizer={"initialTrials": 3, "seed": 0}), {"Succeeded", "Failed"}, completing=True)
+        obj = await _run_to(
+            cluster,
+            run_operator,
+            _resource(
+                tmp_path,
+                "mnist-a",
+                budget={"maxTrials": 5, "parallelism": 2},
+                optimizer={"initialTrials": 3, "seed": 0},
+            ),
+            {"Succeeded", "Failed"},
+            completing=True,
+        )
     st = obj["status"]
     assert st["phase"] == "Succeeded", st
     assert trail.of("Ready") == [("False", "Running"), ("True", "Succeeded")]
@@ -53,8 +66,11 @@ async def test_search_runs_to_succeeded_with_pareto_front(
         assert job["spec"]["queue"] == "default"
     trials = sorted(int(j["metadata"]["labels"]["nasop.dev/trial"]) for j in jobs)
     assert trials == [0, 1, 2, 3, 4]  # every trial index launched exactly once
-    cms = [c for c in cluster.list_objects("v1/configmaps", "default")
-           if c["metadata"]["name"] != "kube-root-ca.crt"]  # published in every namespace
+    cms = [
+        c
+        for c in cluster.list_objects("v1/configmaps", "default")
+        if c["metadata"]["name"] != "kube-root-ca.crt"
+    ]  # published in every namespace
     assert [c["metadata"]["ownerReferences"][0]["uid"] for c in cms] == [uid]
     for _ in range(100):  # kopf posts events in the background
         reasons = {e.get("reason") for e in cluster.list_objects("v1/events", "default")}
@@ -66,15 +82,22 @@ async def test_search_runs_to_succeeded_with_pareto_front(
 
 @pytest.mark.asyncio
 async def test_invalid_manifest_is_marked_invalid_and_others_still_run(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     bad = _resource(tmp_path, "bad")
     bad["spec"]["searchSpace"][0]["bounds"] = [128, 16]
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         await run_operator(modules=HANDLERS, watching=[EXP])
         cluster.create_object(EXP, bad)
-        cluster.create_object(EXP, _resource(
-            tmp_path, "good", budget={"maxTrials": 2, "parallelism": 2},
-            optimizer={"method": "sobol", "seed": 0}))
+        cluster.create_object(
+            EXP,
+            _resource(
+                tmp_path,
+                "good",
+                budget={"maxTrials": 2, "parallelism": 2},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
         obj = await _wait_phase(cluster, "bad", {"Invalid"})
         assert "spec.searchSpace[0]" in obj["status"]["message"]
         assert "reversed" in obj["status"]["message"]
@@ -83,19 +106,26 @@ async def test_invalid_manifest_is_marked_invalid_and_others_still_run(
         assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "Invalid")
         assert "spec.searchSpace[0]" in conds["Stalled"]["message"]
         assert (conds["Ready"]["status"], conds["Reconciling"]["status"]) == ("False", "False")
-        assert (conds["SpecAccepted"]["status"], conds["SpecAccepted"]["reason"]) \
-            == ("False", "InvalidSpec")
+        assert (conds["SpecAccepted"]["status"], conds["SpecAccepted"]["reason"]) == (
+            "False",
+            "InvalidSpec",
+        )
         await _wait_phase(cluster, "good", {"Succeeded"})
-    assert not [j for j in cluster.list_objects(JOBS, "default")
-                if j["metadata"]["labels"]["nasop.dev/experiment"] == "bad"]
-    warnings = [e for e in cluster.list_objects("v1/events", "default")
-                if e.get("reason") == "InvalidSpec"]
+    assert not [
+        j
+        for j in cluster.list_objects(JOBS, "default")
+        if j["metadata"]["labels"]["nasop.dev/experiment"] == "bad"
+    ]
+    warnings = [
+        e for e in cluster.list_objects("v1/events", "default") if e.get("reason") == "InvalidSpec"
+    ]
     assert warnings
 
 
 @pytest.mark.asyncio
 async def test_failed_jobs_fail_the_search_past_max_failed(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """Trial 0 runs until cancelled, every other trial fails: the second failure fails the
     search, and trial 0's job is cancelled (deleted), not left running."""
     hold = volcano.Gate()  # never opened
@@ -106,9 +136,18 @@ async def test_failed_jobs_fail_the_search_past_max_failed(
         return volcano.fail(job)
 
     async with ConditionTrail(cluster, "doomed") as trail:
-        obj = await _run_to(cluster, run_operator, _resource(
-            tmp_path, "doomed", budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
-            optimizer={"method": "sobol", "seed": 0}), {"Failed"}, outcome=outcome)
+        obj = await _run_to(
+            cluster,
+            run_operator,
+            _resource(
+                tmp_path,
+                "doomed",
+                budget={"maxTrials": 6, "parallelism": 2, "maxFailedTrials": 1},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+            {"Failed"},
+            outcome=outcome,
+        )
     assert "maxFailedTrials" in obj["status"]["message"]
     assert trail.of("Ready") == [("False", "Running"), ("False", "Failed")]
     assert trail.of("Reconciling") == [("True", "Running"), ("False", "Failed")]
@@ -125,9 +164,14 @@ async def test_failed_jobs_fail_the_search_past_max_failed(
 
 @pytest.mark.asyncio
 async def test_operator_killed_and_restarted_runs_every_trial_once(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
-    res = _resource(tmp_path, "restarts", budget={"maxTrials": 8, "parallelism": 2},
-                    optimizer={"method": "sobol", "seed": 1})
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    res = _resource(
+        tmp_path,
+        "restarts",
+        budget={"maxTrials": 8, "parallelism": 2},
+        optimizer={"method": "sobol", "seed": 1},
+    )
     res["spec"]["trial"]["args"] = ["--sleep=0.3"]
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         cluster.create_object(EXP, res)
@@ -144,40 +188,62 @@ async def test_operator_killed_and_restarted_runs_every_trial_once(
     assert obj["status"]["trials"]["completed"] == 8
 
 
-
 @pytest.mark.asyncio
 async def test_rbac_in_the_chart_covers_every_call_the_operator_makes(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """Derive the operator's API calls from a real run and check the chart's list covers them."""
     import pathlib
 
     import yaml
 
-    await _run_to(cluster, run_operator, _resource(
-        tmp_path, "rbac", budget={"maxTrials": 2, "parallelism": 2},
-        optimizer={"method": "sobol", "seed": 0}), {"Succeeded"}, completing=True)
+    await _run_to(
+        cluster,
+        run_operator,
+        _resource(
+            tmp_path,
+            "rbac",
+            budget={"maxTrials": 2, "parallelism": 2},
+            optimizer={"method": "sobol", "seed": 0},
+        ),
+        {"Succeeded"},
+        completing=True,
+    )
     required_file = pathlib.Path(__file__).parents[1] / "packaging" / "required_api_calls.yaml"
     required = yaml.safe_load(required_file.read_text())["calls"]
     granted = {(c["group"], c["resource"], v) for c in required for v in c["verbs"]}
-    used = {(c.group, c.resource, c.verb) for c in cluster.operator_calls()
-            if not c.resource.startswith("nonResourceURL:")}  # discovery: every user may
+    used = {
+        (c.group, c.resource, c.verb)
+        for c in cluster.operator_calls()
+        if not c.resource.startswith("nonResourceURL:")
+    }  # discovery: every user may
     missing = sorted(used - granted)
     assert not missing, f"the operator made calls the chart does not grant: {missing}"
     # the calls at the heart of the operator were really observed
-    for call in [("nasop.dev", "nasexperiments/status", "patch"),
-                 ("batch.volcano.sh", "jobs", "create"), ("", "configmaps", "create"),
-                 ("", "configmaps", "update")]:
+    for call in [
+        ("nasop.dev", "nasexperiments/status", "patch"),
+        ("batch.volcano.sh", "jobs", "create"),
+        ("", "configmaps", "create"),
+        ("", "configmaps", "update"),
+    ]:
         assert call in used, (call, sorted(used))
 
 
 @pytest.mark.asyncio
 async def test_max_trials_raised_after_success_resumes_the_search(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         await run_operator(modules=HANDLERS, watching=[EXP])
-        cluster.create_object(EXP, _resource(
-            tmp_path, "grow", budget={"maxTrials": 2, "parallelism": 2},
-            optimizer={"method": "sobol", "seed": 0}))
+        cluster.create_object(
+            EXP,
+            _resource(
+                tmp_path,
+                "grow",
+                budget={"maxTrials": 2, "parallelism": 2},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
         await _wait_phase(cluster, "grow", {"Succeeded"})
         cluster.patch_object(EXP, "default", "grow", {"spec": {"budget": {"maxTrials": 4}}})
         await _wait_phase(cluster, "grow", {"Running"}, timeout=30)
@@ -188,13 +254,18 @@ async def test_max_trials_raised_after_success_resumes_the_search(
 
 @pytest.mark.asyncio
 async def test_search_space_change_is_refused_by_the_server_and_the_search_goes_on(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """The CRD's CEL rule (`self == oldSelf`) makes the API server itself refuse the change, with
     the field in the message; the search goes on with the space it started with."""
     from controlplane import ApiError
 
-    res = _resource(tmp_path, "frozen", budget={"maxTrials": 4, "parallelism": 1},
-                    optimizer={"method": "sobol", "seed": 0})
+    res = _resource(
+        tmp_path,
+        "frozen",
+        budget={"maxTrials": 4, "parallelism": 1},
+        optimizer={"method": "sobol", "seed": 0},
+    )
     res["spec"]["trial"]["args"] = ["--sleep=0.3"]
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         await run_operator(modules=HANDLERS, watching=[EXP])
@@ -218,7 +289,8 @@ async def test_search_space_change_is_refused_by_the_server_and_the_search_goes_
 
 @pytest.mark.asyncio
 async def test_failed_and_vanished_jobs_and_the_search_carries_on(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """Trial 1's trainer exits non-zero (counts against maxFailedTrials=1, the search goes on);
     trial 2's job disappears while running (an infrastructure failure: retried with the same
     parameters under a new index, not counted)."""
@@ -227,16 +299,28 @@ async def test_failed_and_vanished_jobs_and_the_search_carries_on(
     def outcome(job, cancelled):
         index = job["metadata"]["labels"]["nasop.dev/trial"]
         if index == "1":
-            return volcano.JobOutcome("Failed", exit_codes={"trainer-0": 3},
-                                      logs={"trainer-0": "boom: trainer exited 3\n"})
+            return volcano.JobOutcome(
+                "Failed",
+                exit_codes={"trainer-0": 3},
+                logs={"trainer-0": "boom: trainer exited 3\n"},
+            )
         if index == "2":
             cluster.delete_object(JOBS, "default", job["metadata"]["name"])
             return volcano.JobOutcome("Aborted")
         return run(job, cancelled)
 
-    obj = await _run_to(cluster, run_operator, _resource(
-        tmp_path, "bumpy", budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 1},
-        optimizer={"method": "sobol", "seed": 0}), {"Succeeded", "Failed"}, outcome=outcome)
+    obj = await _run_to(
+        cluster,
+        run_operator,
+        _resource(
+            tmp_path,
+            "bumpy",
+            budget={"maxTrials": 4, "parallelism": 2, "maxFailedTrials": 1},
+            optimizer={"method": "sobol", "seed": 0},
+        ),
+        {"Succeeded", "Failed"},
+        outcome=outcome,
+    )
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     trials = obj["status"]["trials"]
     assert trials["completed"] == 3 and trials["failed"] == 2 and trials["total"] == 5
@@ -245,8 +329,10 @@ async def test_failed_and_vanished_jobs_and_the_search_carries_on(
         env = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["env"]
         return next(e["value"] for e in env if e["name"] == "NASOP_PARAMS")
 
-    jobs = {int(j["metadata"]["labels"]["nasop.dev/trial"]): j
-            for j in cluster.list_objects(JOBS, "default")}
+    jobs = {
+        int(j["metadata"]["labels"]["nasop.dev/trial"]): j
+        for j in cluster.list_objects(JOBS, "default")
+    }
     assert 2 not in jobs  # it vanished
     events = cluster.list_objects("v1/events", "default")
     vanished = [e for e in events if e.get("reason") == "TrialInterrupted"]
@@ -263,26 +349,46 @@ async def test_failed_and_vanished_jobs_and_the_search_carries_on(
 
 @pytest.mark.asyncio
 async def test_warm_start_from_an_experiment_in_the_same_namespace(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     """spec.warmStart names an earlier NASExperiment: its trials come from its state ConfigMap,
     are not run again and cost no budget."""
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         await run_operator(modules=HANDLERS, watching=[EXP])
-        cluster.create_object(EXP, _resource(
-            tmp_path, "first", budget={"maxTrials": 3, "parallelism": 3},
-            optimizer={"method": "sobol", "seed": 0}))
+        cluster.create_object(
+            EXP,
+            _resource(
+                tmp_path,
+                "first",
+                budget={"maxTrials": 3, "parallelism": 3},
+                optimizer={"method": "sobol", "seed": 0},
+            ),
+        )
         first = await _wait_phase(cluster, "first", {"Succeeded", "Failed"})
         assert first["status"]["trials"]["completed"] == 3
-        cluster.create_object(EXP, _resource(
-            tmp_path, "second", budget={"maxTrials": 2, "parallelism": 2},
-            optimizer={"method": "sobol", "seed": 1}, warmStart=[{"experiment": "first"}]))
+        cluster.create_object(
+            EXP,
+            _resource(
+                tmp_path,
+                "second",
+                budget={"maxTrials": 2, "parallelism": 2},
+                optimizer={"method": "sobol", "seed": 1},
+                warmStart=[{"experiment": "first"}],
+            ),
+        )
         second = await _wait_phase(cluster, "second", {"Succeeded", "Failed"})
     trials = second["status"]["trials"]
     assert second["status"]["phase"] == "Succeeded", second["status"]
     assert trials["warmStarted"] == 3 and trials["completed"] == 5 and trials["total"] == 5
-    jobs = [j for j in cluster.list_objects(JOBS, "default")
-            if j["metadata"]["labels"]["nasop.dev/experiment"] == "second"]
+    jobs = [
+        j
+        for j in cluster.list_objects(JOBS, "default")
+        if j["metadata"]["labels"]["nasop.dev/experiment"] == "second"
+    ]
     assert sorted(int(j["metadata"]["labels"]["nasop.dev/trial"]) for j in jobs) == [3, 4]
-    events = [e["message"] for e in cluster.list_objects("v1/events", "default")
-              if e.get("reason") == "WarmStarted"]
+    events = [
+        e["message"]
+        for e in cluster.list_objects("v1/events", "default")
+        if e.get("reason") == "WarmStarted"
+    ]
     assert events == ["warm start: reused 3 trials"]

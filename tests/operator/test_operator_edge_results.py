@@ -11,14 +11,18 @@ import os
 import sys
 
 import pytest
-
 import volcano
 from scenario import EXP, HANDLERS, resource, wait_phase
+
 from stubs import HERE
 
-pytestmark = [pytest.mark.operator, pytest.mark.cluster, pytest.mark.timeout(240),
-              pytest.mark.usefixtures("record_api_calls"),
-              pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True)]
+pytestmark = [
+    pytest.mark.operator,
+    pytest.mark.cluster,
+    pytest.mark.timeout(240),
+    pytest.mark.usefixtures("record_api_calls"),
+    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+]
 
 
 def _edge(tmp_path, name: str, plan: str, **spec):
@@ -30,14 +34,25 @@ def _edge(tmp_path, name: str, plan: str, **spec):
 
 @pytest.mark.asyncio
 async def test_failed_search_and_inferred_reference_point_in_the_resource_status(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
-    hopeless = _edge(tmp_path, "hopeless", "nan,fail,nan",
-                     budget={"maxTrials": 3, "parallelism": 3, "maxFailedTrials": 5})
-    open_ended = _edge(tmp_path, "open-ended", "ok",
-                       objectives=[{"metric": "val_acc", "goal": "maximize"},
-                                   {"metric": "num_params", "goal": "minimize"}],
-                       budget={"maxTrials": 3, "parallelism": 1},
-                       optimizer={"method": "sobol", "seed": 4, "initialTrials": 2})
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    hopeless = _edge(
+        tmp_path,
+        "hopeless",
+        "nan,fail,nan",
+        budget={"maxTrials": 3, "parallelism": 3, "maxFailedTrials": 5},
+    )
+    open_ended = _edge(
+        tmp_path,
+        "open-ended",
+        "ok",
+        objectives=[
+            {"metric": "val_acc", "goal": "maximize"},
+            {"metric": "num_params", "goal": "minimize"},
+        ],
+        budget={"maxTrials": 3, "parallelism": 1},
+        optimizer={"method": "sobol", "seed": 4, "initialTrials": 2},
+    )
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         await run_operator(modules=HANDLERS, watching=[EXP])
         cluster.create_object(EXP, hopeless)
@@ -46,8 +61,10 @@ async def test_failed_search_and_inferred_reference_point_in_the_resource_status
         done = (await wait_phase(cluster, "open-ended", {"Succeeded", "Failed"}))["status"]
 
     assert failed["phase"] == "Failed" and failed["trials"]["failed"] == 3
-    assert failed["message"] == ("no trial completed (3 failed); most common reason (2 of 3): "
-                                 "trial exited 0 but val_acc is NaN at step 2")
+    assert failed["message"] == (
+        "no trial completed (3 failed); most common reason (2 of 3): "
+        "trial exited 0 but val_acc is NaN at step 2"
+    )
 
     assert done["phase"] == "Succeeded" and done["trials"]["completed"] == 3
     assert done["inferredThresholds"] == ["val_acc", "num_params"]

@@ -10,7 +10,6 @@ import asyncio
 import json
 
 import pytest
-
 import volcano
 from scenario import EXP, HANDLERS, JOBS
 from scenario import resource as _resource
@@ -22,24 +21,36 @@ MEMBER = "nasop.dev/member-"
 
 
 def _members_by_job(cluster, name):
-    jobs = [j for j in cluster.list_objects(JOBS, "default")
-            if j["metadata"]["labels"]["nasop.dev/experiment"] == name]
-    return [sorted(int(k[len(MEMBER):]) for k in j["metadata"]["labels"] if k.startswith(MEMBER))
-            for j in jobs], jobs
+    jobs = [
+        j
+        for j in cluster.list_objects(JOBS, "default")
+        if j["metadata"]["labels"]["nasop.dev/experiment"] == name
+    ]
+    return [
+        sorted(int(k[len(MEMBER) :]) for k in j["metadata"]["labels"] if k.startswith(MEMBER))
+        for j in jobs
+    ], jobs
 
 
 def _packed(tmp_path, name, trials, **extra):
-    res = _resource(tmp_path, name, budget={"maxTrials": trials, "parallelism": 1},
-                    optimizer={"method": "sobol", "seed": 1}, **extra)
+    res = _resource(
+        tmp_path,
+        name,
+        budget={"maxTrials": trials, "parallelism": 1},
+        optimizer={"method": "sobol", "seed": 1},
+        **extra,
+    )
     res["spec"]["trial"]["pack"] = {"maxTrials": 3}
     return res
 
 
 @pytest.mark.asyncio
 async def test_a_packed_search_runs_one_job_per_pack(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
-    obj = await _run_to(cluster, run_operator, _packed(tmp_path, "packed", 6),
-                        {"Succeeded", "Failed"})
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    obj = await _run_to(
+        cluster, run_operator, _packed(tmp_path, "packed", 6), {"Succeeded", "Failed"}
+    )
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     assert obj["status"]["trials"]["completed"] == 6
     members, jobs = _members_by_job(cluster, "packed")
@@ -69,7 +80,8 @@ async def test_a_packed_search_runs_one_job_per_pack(
 
 @pytest.mark.asyncio
 async def test_operator_killed_and_restarted_mid_pack_runs_every_trial_once(
-        cluster, kubeconfig, run_operator, fast_ticks, tmp_path):
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
     res = _packed(tmp_path, "pack-restarts", 6)
     res["spec"]["trial"]["args"] = ["--sleep=0.2"]
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):

@@ -18,6 +18,7 @@ The status has the fields TorchX 0.7.0's ``KubernetesScheduler.describe()`` read
 (``pending``/``running``/``succeeded``/``failed``/...), ``minAvailable``, ``version`` and
 ``conditions``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,6 +43,7 @@ TERMINAL = ("Completed", "Failed", "Aborted", "Terminated")
 @dataclasses.dataclass
 class JobOutcome:
     """How a job ends: its final Volcano phase, and per task its exit code and log text."""
+
     phase: str = "Completed"
     exit_codes: dict[str, int] = dataclasses.field(default_factory=dict)
     logs: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -65,24 +67,32 @@ def tasks_of(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(job.get("spec", {}).get("tasks") or [])
 
 
-def run_command(cwd: str | None = None, timeout: float = 120.0, env: Mapping[str, str] | None = None,
-                ) -> Outcome:
+def run_command(
+    cwd: str | None = None,
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+) -> Outcome:
     """Build an outcome that runs each task's first container (command + args + env) locally.
 
     The task's pod spec is TorchX's: ``template.spec.containers[0]`` with ``command``, ``args`` and
     ``env: [{name, value}]``. Tasks run one after another; the job fails if any exits non-zero.
     The process is killed if the job is deleted meanwhile (then the phase is ``Aborted``).
     """
+
     def outcome(job: Mapping[str, Any], cancelled: threading.Event) -> JobOutcome:
         result = JobOutcome("Completed")
         for task in tasks_of(job):
             container = task["template"]["spec"]["containers"][0]
             argv = list(container.get("command") or []) + list(container.get("args") or [])
-            task_env = {**os.environ, **(env or {}),
-                        **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
+            task_env = {
+                **os.environ,
+                **(env or {}),
+                **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []},
+            }
             with tempfile.TemporaryFile("w+") as output:  # a file: a pipe could fill up and block
-                with subprocess.Popen(argv, cwd=cwd, env=task_env, stdout=output,
-                                      stderr=subprocess.STDOUT) as proc:
+                with subprocess.Popen(
+                    argv, cwd=cwd, env=task_env, stdout=output, stderr=subprocess.STDOUT
+                ) as proc:
                     deadline = time.monotonic() + timeout
                     while proc.poll() is None:
                         if cancelled.is_set() or time.monotonic() > deadline:
@@ -101,6 +111,7 @@ def run_command(cwd: str | None = None, timeout: float = 120.0, env: Mapping[str
                 result.message = f"task {task['name']} exited with {proc.returncode}"
                 return result
         return result
+
     return outcome
 
 
@@ -153,10 +164,17 @@ class VolcanoPlayer:
         create_pods: create Pods for the tasks (owned by the job) and record their logs.
     """
 
-    def __init__(self, cluster: Cluster, outcome: Outcome = succeed, *,
-                 namespace: str | None = None, poll_interval: float = 0.1,
-                 pending_seconds: float = 0.0, completing: bool = False,
-                 create_pods: bool = True) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        outcome: Outcome = succeed,
+        *,
+        namespace: str | None = None,
+        poll_interval: float = 0.1,
+        pending_seconds: float = 0.0,
+        completing: bool = False,
+        create_pods: bool = True,
+    ) -> None:
         self.cluster = cluster
         self.outcome = outcome
         self.namespace = namespace
@@ -179,7 +197,9 @@ class VolcanoPlayer:
         self.stop()
 
     def start(self) -> VolcanoPlayer:
-        self._thread = threading.Thread(target=self._scan_forever, name="volcano-player", daemon=True)
+        self._thread = threading.Thread(
+            target=self._scan_forever, name="volcano-player", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -217,11 +237,18 @@ class VolcanoPlayer:
                     cancelled.set()
             for job in jobs:
                 uid = job["metadata"]["uid"]
-                if uid in self._seen or job.get("status", {}).get("state", {}).get("phase") in TERMINAL:
+                if (
+                    uid in self._seen
+                    or job.get("status", {}).get("state", {}).get("phase") in TERMINAL
+                ):
                     continue
                 self._seen[uid] = threading.Event()
-                worker = threading.Thread(target=self._play, args=(job, self._seen[uid]),
-                                          name=f"volcano-{job['metadata']['name']}", daemon=True)
+                worker = threading.Thread(
+                    target=self._play,
+                    args=(job, self._seen[uid]),
+                    name=f"volcano-{job['metadata']['name']}",
+                    daemon=True,
+                )
                 self._workers.append(worker)
                 worker.start()
             self._stop.wait(self.poll_interval)
@@ -248,31 +275,51 @@ class VolcanoPlayer:
                 self._finish_pods(job, result, pod_phase)
             if self.completing and result.phase == "Completed":
                 self._set_status(job, "Completing", {t: {"Succeeded": n} for t, n in tasks})
-            self._set_status(job, result.phase, {t: {pod_phase: n} for t, n in tasks}, result.message)
+            self._set_status(
+                job, result.phase, {t: {pod_phase: n} for t, n in tasks}, result.message
+            )
             self.results[(ns, name)] = result.phase
         except ApiError as e:
-            if e.code != 404:  # a job deleted mid-play is normal (TorchX cancel); anything else is not
+            if (
+                e.code != 404
+            ):  # a job deleted mid-play is normal (TorchX cancel); anything else is not
                 self.errors.append(e)
             self.results[(ns, name)] = "Deleted"
         except BaseException as e:  # surfaced by wait_for()
             self.errors.append(e)
             raise
 
-    def _set_status(self, job: Mapping[str, Any], phase: str, counts: dict[str, dict[str, int]],
-                    message: str = "") -> None:
-        totals = {key: 0 for key in ("pending", "running", "succeeded", "failed", "terminating", "unknown")}
+    def _set_status(
+        self,
+        job: Mapping[str, Any],
+        phase: str,
+        counts: dict[str, dict[str, int]],
+        message: str = "",
+    ) -> None:
+        totals = {
+            key: 0
+            for key in ("pending", "running", "succeeded", "failed", "terminating", "unknown")
+        }
         for phases in counts.values():
             for pod_phase, n in phases.items():
-                key = {"Pending": "pending", "Running": "running", "Succeeded": "succeeded",
-                       "Failed": "failed"}.get(pod_phase, "unknown")
+                key = {
+                    "Pending": "pending",
+                    "Running": "running",
+                    "Succeeded": "succeeded",
+                    "Failed": "failed",
+                }.get(pod_phase, "unknown")
                 totals[key] += n
         now = _now()
         status = {
             "state": {"phase": phase, "reason": "", "message": message, "lastTransitionTime": now},
-            "minAvailable": int(job.get("spec", {}).get("minAvailable") or sum(
-                sum(p.values()) for p in counts.values())),
+            "minAvailable": int(
+                job.get("spec", {}).get("minAvailable")
+                or sum(sum(p.values()) for p in counts.values())
+            ),
             "taskStatusCount": {task: {"phase": phases} for task, phases in counts.items()},
-            "version": 1, "retryCount": 0, **totals,
+            "version": 1,
+            "retryCount": 0,
+            **totals,
         }
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
         for _ in range(20):  # Volcano replaces the whole status (a merge would keep old phase keys)
@@ -280,8 +327,10 @@ class VolcanoPlayer:
             if current is None:
                 raise ApiError(404, f"job {ns}/{name} is gone")
             conditions = list((current.get("status") or {}).get("conditions") or [])
-            current["status"] = {**status, "conditions": conditions + [
-                {"status": phase, "lastTransitionTime": now}]}
+            current["status"] = {
+                **status,
+                "conditions": conditions + [{"status": phase, "lastTransitionTime": now}],
+            }
             try:
                 self.cluster.replace_object(JOBS, ns, name, current, subresource="status")
                 return
@@ -292,24 +341,45 @@ class VolcanoPlayer:
 
     def _pod_names(self, job: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         name = job["metadata"]["name"]
-        return [(task["name"], f"{name}-{task['name']}-{i}", task.get("template") or {})
-                for task in tasks_of(job) for i in range(int(task.get("replicas", 1)))]
+        return [
+            (task["name"], f"{name}-{task['name']}-{i}", task.get("template") or {})
+            for task in tasks_of(job)
+            for i in range(int(task.get("replicas", 1)))
+        ]
 
     def _create_pods(self, job: Mapping[str, Any]) -> None:
         meta = job["metadata"]
-        owner = {"apiVersion": job["apiVersion"], "kind": job["kind"], "name": meta["name"],
-                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+        owner = {
+            "apiVersion": job["apiVersion"],
+            "kind": job["kind"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
         for task, pod_name, template in self._pod_names(job):
             labels = dict((template.get("metadata") or {}).get("labels") or {})
             labels.update({"volcano.sh/job-name": meta["name"], "volcano.sh/task-spec": task})
-            pod = {"apiVersion": "v1", "kind": "Pod", "spec": template.get("spec") or {},
-                   "metadata": {"name": pod_name, "namespace": meta["namespace"], "labels": labels,
-                                "annotations": dict((template.get("metadata") or {}).get("annotations") or {}),
-                                "ownerReferences": [owner]}}
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "spec": template.get("spec") or {},
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": meta["namespace"],
+                    "labels": labels,
+                    "annotations": dict((template.get("metadata") or {}).get("annotations") or {}),
+                    "ownerReferences": [owner],
+                },
+            }
             self.cluster.create_object(PODS, pod)
-            self.cluster.patch_object(PODS, meta["namespace"], pod_name,
-                                       {"status": {"phase": "Running", "startTime": _now()}},
-                                       subresource="status")
+            self.cluster.patch_object(
+                PODS,
+                meta["namespace"],
+                pod_name,
+                {"status": {"phase": "Running", "startTime": _now()}},
+                subresource="status",
+            )
 
     def _finish_pods(self, job: Mapping[str, Any], result: JobOutcome, pod_phase: str) -> None:
         ns = job["metadata"]["namespace"]
@@ -317,9 +387,23 @@ class VolcanoPlayer:
             containers = (template.get("spec") or {}).get("containers") or [{}]
             code = result.exit_codes.get(task, 0 if pod_phase == "Succeeded" else 1)
             self.cluster.set_pod_log(ns, pod_name, result.logs.get(task, ""))
-            terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                          "finishedAt": _now()}
-            status = {"phase": pod_phase, "containerStatuses": [
-                {"name": containers[0].get("name", "main"), "ready": False, "restartCount": 0, "state": {"terminated": terminated}}]}
+            terminated = {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "finishedAt": _now(),
+            }
+            status = {
+                "phase": pod_phase,
+                "containerStatuses": [
+                    {
+                        "name": containers[0].get("name", "main"),
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": terminated},
+                    }
+                ],
+            }
             if self.cluster.get_object(PODS, ns, pod_name) is not None:
-                self.cluster.patch_object(PODS, ns, pod_name, {"status": status}, subresource="status")
+                self.cluster.patch_object(
+                    PODS, ns, pod_name, {"status": status}, subresource="status"
+                )

@@ -78,4 +78,3 @@ def assert_rejected_once(render: Any, values: dict[str, Any], messages: list[str
     assert text.count("VALUES VALIDATION:") == 1
     for message in messages:
         assert message in text
-

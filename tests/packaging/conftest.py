@@ -14,7 +14,15 @@ import pytest
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk is a dev dependency")
 
-from chart_helpers import CHART_DIR, NAMESPACE, RELEASE, VARIANTS, Manifest, parse_manifests, variant_values
+from chart_helpers import (
+    CHART_DIR,
+    NAMESPACE,
+    RELEASE,
+    VARIANTS,
+    Manifest,
+    parse_manifests,
+    variant_values,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -45,30 +45,58 @@ def _written(*phases: tuple[spec.Phase, int, str], generation: int = 1) -> dict[
     writer.api = _Api()
     for phase, running, message in phases:
         st = spec.NASExperimentStatus(
-            phase=phase, message=message or None, trials=spec.TrialCounts(running=running),
-            conditions=conditions.from_phase(phase, message, running=running,
-                                             since=spec.now_rfc3339()),
+            phase=phase,
+            message=message or None,
+            trials=spec.TrialCounts(running=running),
+            conditions=conditions.from_phase(
+                phase, message, running=running, since=spec.now_rfc3339()
+            ),
         ).dump()
         st["observedGeneration"] = generation
         writer.write(st)
-    return {"apiVersion": spec.API_VERSION, "kind": spec.KIND,
-            "metadata": {"name": "exp", "generation": generation}, "status": writer.last}
+    return {
+        "apiVersion": spec.API_VERSION,
+        "kind": spec.KIND,
+        "metadata": {"name": "exp", "generation": generation},
+        "status": writer.last,
+    }
 
 
 RUNNING = (spec.Phase.RUNNING, 2, "")
 
 
-@pytest.mark.parametrize("obj, status, message", [
-    (_written(RUNNING), "Progressing", "2 trials running"),
-    (_written(RUNNING, (spec.Phase.SUCCEEDED, 0, "all 4 trials done")), "Healthy",
-     "Succeeded: all 4 trials done"),
-    (_written(RUNNING, (spec.Phase.FAILED, 0, "3 trials failed, more than maxFailedTrials=2")),
-     "Degraded", "Failed: 3 trials failed"),
-    (_written(RUNNING, (spec.Phase.SUSPENDED, 1, "spec.suspend is true: no new launches"),
-              generation=2), "Suspended", "Suspended: spec.suspend is true"),
-    (_written(RUNNING, (spec.Phase.SUSPENDED, 0, "spec.suspend is true"), generation=2),
-     "Suspended", "Suspended"),
-])
+@pytest.mark.parametrize(
+    "obj, status, message",
+    [
+        (_written(RUNNING), "Progressing", "2 trials running"),
+        (
+            _written(RUNNING, (spec.Phase.SUCCEEDED, 0, "all 4 trials done")),
+            "Healthy",
+            "Succeeded: all 4 trials done",
+        ),
+        (
+            _written(
+                RUNNING, (spec.Phase.FAILED, 0, "3 trials failed, more than maxFailedTrials=2")
+            ),
+            "Degraded",
+            "Failed: 3 trials failed",
+        ),
+        (
+            _written(
+                RUNNING,
+                (spec.Phase.SUSPENDED, 1, "spec.suspend is true: no new launches"),
+                generation=2,
+            ),
+            "Suspended",
+            "Suspended: spec.suspend is true",
+        ),
+        (
+            _written(RUNNING, (spec.Phase.SUSPENDED, 0, "spec.suspend is true"), generation=2),
+            "Suspended",
+            "Suspended",
+        ),
+    ],
+)
 def test_health_of_statuses_the_operator_writes(obj, status, message):
     hs = _health(obj)
     assert hs["status"] == status, hs
@@ -76,11 +104,12 @@ def test_health_of_statuses_the_operator_writes(obj, status, message):
 
 
 def test_an_invalid_manifest_is_degraded_with_the_field_named():
-    obj = {"metadata": {"name": "bad", "generation": 1},
-           "status": status_writer.invalid("spec.searchSpace[0].bounds: reversed", 1)}
+    obj = {
+        "metadata": {"name": "bad", "generation": 1},
+        "status": status_writer.invalid("spec.searchSpace[0].bounds: reversed", 1),
+    }
     hs = _health(obj)
-    assert hs == {"status": "Degraded",
-                  "message": "Invalid: spec.searchSpace[0].bounds: reversed"}
+    assert hs == {"status": "Degraded", "message": "Invalid: spec.searchSpace[0].bounds: reversed"}
 
 
 def test_a_status_for_an_older_generation_is_progressing():
@@ -96,8 +125,11 @@ def test_no_status_yet_is_progressing():
 
 
 def test_the_argocd_cm_snippet_in_the_guide_is_the_lua_file():
-    blocks = re.findall(r"^```yaml\n(# save as argocd-cm-nasop\.yaml\n.*?)^```", DOC.read_text(),
-                        flags=re.MULTILINE | re.DOTALL)
+    blocks = re.findall(
+        r"^```yaml\n(# save as argocd-cm-nasop\.yaml\n.*?)^```",
+        DOC.read_text(),
+        flags=re.MULTILINE | re.DOTALL,
+    )
     assert len(blocks) == 1
     cm = yaml.safe_load(blocks[0])
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "argocd-cm"
@@ -108,17 +140,22 @@ def test_the_argocd_cm_snippet_in_the_guide_is_the_lua_file():
 
 
 def test_flux_blocks_in_the_guide_wait_on_experiments():
-    blocks = re.findall(r"^```yaml\n(# save as flux-experiments\.yaml\n.*?)^```", DOC.read_text(),
-                        flags=re.MULTILINE | re.DOTALL)
+    blocks = re.findall(
+        r"^```yaml\n(# save as flux-experiments\.yaml\n.*?)^```",
+        DOC.read_text(),
+        flags=re.MULTILINE | re.DOTALL,
+    )
     docs = list(yaml.safe_load_all(blocks[0]))
     assert any(d["spec"].get("wait") is True for d in docs)
     checks = [c for d in docs for c in d["spec"].get("healthChecks", [])]
-    assert checks and all(c["apiVersion"] == spec.API_VERSION and c["kind"] == spec.KIND
-                          for c in checks)
+    assert checks and all(
+        c["apiVersion"] == spec.API_VERSION and c["kind"] == spec.KIND for c in checks
+    )
 
 
 def test_a_condition_without_reason_or_message_still_reads():
-    obj = {"metadata": {"name": "x", "generation": 1},
-           "status": {"observedGeneration": 1,
-                      "conditions": [{"type": "Stalled", "status": "True"}]}}
+    obj = {
+        "metadata": {"name": "x", "generation": 1},
+        "status": {"observedGeneration": 1, "conditions": [{"type": "Stalled", "status": "True"}]},
+    }
     assert _health(obj) == {"status": "Degraded", "message": "Stalled"}

@@ -12,23 +12,22 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 from chart_helpers import (
-    assert_rejected_once,
     CHART_DIR,
     NAMESPACE,
     REPO_ROOT,
     VARIANTS,
     Manifest,
+    assert_rejected_once,
     of_kind,
     one,
     parse_manifests,
     strip_template_key,
     variant_values,
 )
-
-import helm_python as helm
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -152,11 +151,18 @@ def test_deployment_defaults(manifests: dict[str, list[Manifest]]) -> None:
         "app.kubernetes.io/instance": "nasop",
     }
     pod = spec["template"]["spec"]
-    assert pod["serviceAccountName"] == one(manifests["default"], "ServiceAccount")["metadata"]["name"]
+    assert (
+        pod["serviceAccountName"] == one(manifests["default"], "ServiceAccount")["metadata"]["name"]
+    )
     container = operator_container(manifests["default"])
     assert container["image"] == "nasop-operator:0.1.0"
     assert container["imagePullPolicy"] == "IfNotPresent"
-    assert container["args"] == ["operator", "--liveness-port=8080", "--metrics-port=9090", "--log-root=/logs"]
+    assert container["args"] == [
+        "operator",
+        "--liveness-port=8080",
+        "--metrics-port=9090",
+        "--log-root=/logs",
+    ]
     env = env_of(container)
     assert env["WATCH_NAMESPACES"] == ""
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
@@ -166,17 +172,33 @@ def test_deployment_defaults(manifests: dict[str, list[Manifest]]) -> None:
 def test_deployment_values_flow_through(render: Render) -> None:
     values = {
         "replicaCount": 0,
-        "image": {"repository": "registry.example/nasop-operator", "tag": "0.1.0-rc1", "pullPolicy": "Always"},
+        "image": {
+            "repository": "registry.example/nasop-operator",
+            "tag": "0.1.0-rc1",
+            "pullPolicy": "Always",
+        },
         "watchNamespaces": ["ml", "research"],
         "health": {"port": 8181},
         "metrics": {"port": 9191},
         "extraEnv": [{"name": "NASOP_EXTRA", "value": "1"}],
         "extraArgs": ["--verbose"],
         "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
         "podAnnotations": {"example.com/a": "b"},
         "imagePullSecrets": [{"name": "regcred"}],
@@ -190,13 +212,23 @@ def test_deployment_values_flow_through(render: Render) -> None:
     assert container["image"] == "registry.example/nasop-operator:0.1.0-rc1"
     assert container["imagePullPolicy"] == "Always"
     assert container["args"] == [
-        "operator", "--liveness-port=8181", "--metrics-port=9191", "--log-root=/logs", "--verbose"
+        "operator",
+        "--liveness-port=8181",
+        "--metrics-port=9191",
+        "--log-root=/logs",
+        "--verbose",
     ]
     env = env_of(container)
     assert env["WATCH_NAMESPACES"] == "ml,research"
     assert env["NASOP_EXTRA"] == "1"
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 8181, "metrics": 9191}
-    assert container["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}  # limits keep their default
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "health": 8181,
+        "metrics": 9191,
+    }
+    assert container["resources"]["requests"] == {
+        "cpu": "1",
+        "memory": "2Gi",
+    }  # limits keep their default
     assert pod["spec"]["nodeSelector"] == values["nodeSelector"]
     assert pod["spec"]["tolerations"] == values["tolerations"]
     assert pod["spec"]["affinity"] == values["affinity"]
@@ -250,7 +282,10 @@ def test_operator_home_and_caches_point_at_tmp(manifests: dict[str, list[Manifes
 
 
 def test_service_account_token_only_where_needed(manifests: dict[str, list[Manifest]]) -> None:
-    assert deployment(manifests["default"])["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert (
+        deployment(manifests["default"])["spec"]["template"]["spec"]["automountServiceAccountToken"]
+        is True
+    )
     assert one(manifests["default"], "Pod")["spec"]["automountServiceAccountToken"] is False
 
 
@@ -266,7 +301,9 @@ def test_probes_hit_healthz_on_health_port(manifests: dict[str, list[Manifest]])
 
 
 def test_probes_can_be_disabled(render: Render) -> None:
-    objects = parse_manifests(render({"livenessProbe": {"enabled": False}, "readinessProbe": {"enabled": False}}))
+    objects = parse_manifests(
+        render({"livenessProbe": {"enabled": False}, "readinessProbe": {"enabled": False}})
+    )
     container = operator_container(objects)
     assert "livenessProbe" not in container and "readinessProbe" not in container
 
@@ -284,27 +321,38 @@ def test_default_log_claim_is_rwx(manifests: dict[str, list[Manifest]]) -> None:
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
     assert "storageClassName" not in pvc["spec"]  # cluster default
-    assert _logs_volume(manifests["default"])["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
-    mounts = {m["name"]: m["mountPath"] for m in operator_container(manifests["default"])["volumeMounts"]}
+    assert (
+        _logs_volume(manifests["default"])["persistentVolumeClaim"]["claimName"]
+        == pvc["metadata"]["name"]
+    )
+    mounts = {
+        m["name"]: m["mountPath"] for m in operator_container(manifests["default"])["volumeMounts"]
+    }
     assert mounts["logs"] == "/logs"
 
 
 @pytest.mark.parametrize(("storage_class", "expected"), [("nfs-client", "nfs-client"), ("-", "")])
 def test_log_claim_storage_class(render: Render, storage_class: str, expected: str) -> None:
-    objects = parse_manifests(render({"logs": {"persistence": {"storageClass": storage_class, "size": "50Gi"}}}))
+    objects = parse_manifests(
+        render({"logs": {"persistence": {"storageClass": storage_class, "size": "50Gi"}}})
+    )
     pvc = one(objects, "PersistentVolumeClaim")
     assert pvc["spec"]["storageClassName"] == expected
     assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
 
 
-def test_existing_claim_is_mounted_and_no_pvc_rendered(manifests: dict[str, list[Manifest]]) -> None:
+def test_existing_claim_is_mounted_and_no_pvc_rendered(
+    manifests: dict[str, list[Manifest]],
+) -> None:
     objects = manifests["existing-claim"]
     assert not of_kind(objects, "PersistentVolumeClaim")
     assert _logs_volume(objects)["persistentVolumeClaim"]["claimName"] == "nasop-logs"
 
 
 def test_existing_claim_wins_over_persistence(render: Render) -> None:
-    objects = parse_manifests(render({"logs": {"existingClaim": "shared", "persistence": {"enabled": True}}}))
+    objects = parse_manifests(
+        render({"logs": {"existingClaim": "shared", "persistence": {"enabled": True}}})
+    )
     assert not of_kind(objects, "PersistentVolumeClaim")
     assert _logs_volume(objects)["persistentVolumeClaim"]["claimName"] == "shared"
 
@@ -320,7 +368,9 @@ def test_no_log_volume_falls_back_to_emptydir_and_warns(render: Render) -> None:
 # ---------------------------------------------------------------- metrics
 
 
-def test_metrics_service_selects_only_the_operator_pod(manifests: dict[str, list[Manifest]]) -> None:
+def test_metrics_service_selects_only_the_operator_pod(
+    manifests: dict[str, list[Manifest]],
+) -> None:
     objects = manifests["default"]
     selector = one(objects, "Service")["spec"]["selector"]
     operator_labels = deployment(objects)["spec"]["template"]["metadata"]["labels"]
@@ -346,10 +396,17 @@ def test_service_monitor(manifests: dict[str, list[Manifest]]) -> None:
     service = one(objects, "Service")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    assert endpoint == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "15s",
+        "scrapeTimeout": "10s",
+    }
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
 
 
@@ -472,14 +529,19 @@ VALIDATION_CASES = {
         ["health.port and metrics.port must differ"],
     ),
     "all at once, one failure": (
-        {"rbac": {"scope": "namespaced"}, "health": {"port": 9090},
-         "metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
+        {
+            "rbac": {"scope": "namespaced"},
+            "health": {"port": 9090},
+            "metrics": {"enabled": False, "serviceMonitor": {"enabled": True}},
+        },
         ["rbac.scope=namespaced", "metrics.serviceMonitor.enabled", "must differ"],
     ),
 }
 
 
-@pytest.mark.parametrize(("values", "messages"), VALIDATION_CASES.values(), ids=list(VALIDATION_CASES))
+@pytest.mark.parametrize(
+    ("values", "messages"), VALIDATION_CASES.values(), ids=list(VALIDATION_CASES)
+)
 def test_validate_values_fails_once_with_every_message(
     render: Render, values: dict[str, Any], messages: list[str]
 ) -> None:
@@ -488,7 +550,11 @@ def test_validate_values_fails_once_with_every_message(
 
 def test_namespaced_scope_without_rbac_needs_no_namespaces(render: Render) -> None:
     objects = parse_manifests(render({"rbac": {"create": False, "scope": "namespaced"}}))
-    assert not [o for o in objects if o["kind"] in {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}]
+    assert not [
+        o
+        for o in objects
+        if o["kind"] in {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    ]
 
 
 # ---------------------------------------------------------------- NOTES and helm test
@@ -506,7 +572,9 @@ def test_notes_say_what_to_do_next(rendered: dict[str, dict[str, str]]) -> None:
 
 
 def test_notes_for_watched_namespaces_and_standbys(render: Render) -> None:
-    notes = render({"watchNamespaces": ["ml", "research"], "replicaCount": 2})["nasop/templates/NOTES.txt"]
+    notes = render({"watchNamespaces": ["ml", "research"], "replicaCount": 2})[
+        "nasop/templates/NOTES.txt"
+    ]
     assert "namespaces: ml,research" in notes
     assert "kubectl get nasx -n ml -w" in notes
     assert "WARNING: replicaCount=2" in notes

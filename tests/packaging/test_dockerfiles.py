@@ -11,20 +11,37 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass, field
 
 import pytest
+import tomllib
 import yaml
 from chart_helpers import CHART_DIR, REPO_ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-DOCKERFILES = {"operator": REPO_ROOT / "Dockerfile.operator", "trainer": REPO_ROOT / "Dockerfile.trainer"}
+DOCKERFILES = {
+    "operator": REPO_ROOT / "Dockerfile.operator",
+    "trainer": REPO_ROOT / "Dockerfile.trainer",
+}
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?$")
-DEV_TOOLS = {"pytest", "pytest-timeout", "kmock", "helm-python-sdk", "kubernetes-validate", "import-linter",
-             "jsonschema", "ruff", "mypy", "ipython", "jupyter"}
-FORBIDDEN = {"trainer": {"ax-platform", "botorch", "kopf"}, "operator": {"lightning", "pytorch-lightning"}}
+DEV_TOOLS = {
+    "pytest",
+    "pytest-timeout",
+    "kmock",
+    "helm-python-sdk",
+    "kubernetes-validate",
+    "import-linter",
+    "jsonschema",
+    "ruff",
+    "mypy",
+    "ipython",
+    "jupyter",
+}
+FORBIDDEN = {
+    "trainer": {"ax-platform", "botorch", "kopf"},
+    "operator": {"lightning", "pytorch-lightning"},
+}
 
 
 @dataclass
@@ -84,7 +101,10 @@ def pip_installs(stage: Stage) -> list[list[str]]:
             words = shlex.split(command)
             if len(words) >= 2 and words[0] in {"pip", "pip3"} and words[1] == "install":
                 found.append(words[2:])
-            elif words[:4] in (["python", "-m", "pip", "install"], ["python3", "-m", "pip", "install"]):
+            elif words[:4] in (
+                ["python", "-m", "pip", "install"],
+                ["python3", "-m", "pip", "install"],
+            ):
                 found.append(words[4:])
     return found
 
@@ -157,13 +177,17 @@ def test_both_images_share_one_base() -> None:
     assert len(bases) == 1, bases
 
 
-def test_multi_stage_runtime_copies_the_built_venv(image: tuple[str, dict[str, str], list[Stage]]) -> None:
+def test_multi_stage_runtime_copies_the_built_venv(
+    image: tuple[str, dict[str, str], list[Stage]],
+) -> None:
     name, _, stages = image
     assert len(stages) >= 2, f"{name}: not multi-stage"
     build_names = {s.name for s in stages[:-1]}
     runtime = stages[-1]
     copies_from = [re.match(r"--from=(\S+)", c) for c in runtime.all("COPY")]
-    assert any(m and m.group(1) in build_names for m in copies_from), f"{name}: runtime copies nothing built"
+    assert any(m and m.group(1) in build_names for m in copies_from), (
+        f"{name}: runtime copies nothing built"
+    )
     assert not pip_installs(runtime), f"{name}: the runtime stage must not run pip"
 
 
@@ -176,7 +200,9 @@ def test_runs_as_a_numeric_non_root_user(image: tuple[str, dict[str, str], list[
     assert match, f"{name}: USER {users[-1]} is not numeric (runAsNonRoot needs a UID)"
     uid = int(match.group(1))
     assert uid != 0
-    assert any(f"--uid {uid}" in run for run in runtime.all("RUN")), f"{name}: UID {uid} is never created"
+    assert any(f"--uid {uid}" in run for run in runtime.all("RUN")), (
+        f"{name}: UID {uid} is never created"
+    )
     # USER comes after the last RUN, so nothing later runs as root
     keywords = [kw for kw, _ in runtime.instructions]
     assert keywords.index("USER") > max(i for i, kw in enumerate(keywords) if kw == "RUN")
@@ -189,7 +215,9 @@ def test_uid_matches_chart_security_context() -> None:
         assert user.split(":")[0] == str(values["podSecurityContext"]["runAsUser"]), name
 
 
-def test_each_image_installs_only_its_own_extra(image: tuple[str, dict[str, str], list[Stage]]) -> None:
+def test_each_image_installs_only_its_own_extra(
+    image: tuple[str, dict[str, str], list[Stage]],
+) -> None:
     name, _, stages = image
     extras = set().union(*(requested_extras(s) for s in stages))
     assert extras == {name}, f"{name}: installs extras {extras}"
@@ -205,9 +233,16 @@ def test_no_dev_tools_or_dev_extra(image: tuple[str, dict[str, str], list[Stage]
     for stage in stages:
         for args in pip_installs(stage):
             for word in args:
-                if word.startswith("-") or word.startswith(".") or word.startswith("/") or "$" in word:
+                if (
+                    word.startswith("-")
+                    or word.startswith(".")
+                    or word.startswith("/")
+                    or "$" in word
+                ):
                     continue
-                assert canonicalize_name(Requirement(word).name) not in DEV_TOOLS, f"{name}: installs {word}"
+                assert canonicalize_name(Requirement(word).name) not in DEV_TOOLS, (
+                    f"{name}: installs {word}"
+                )
                 assert not set(Requirement(word).extras) & {"dev", "test"}, f"{name}: {word}"
 
 
@@ -225,7 +260,9 @@ def test_torch_is_pinned_and_comes_from_a_configurable_index(
     assert "torch==${TORCH_VERSION}" in words
     assert words[words.index("--index-url") + 1] == "${TORCH_INDEX_URL}"
     # the project install must not be free to swap torch for another build
-    project_installs = [a for a in pip_installs(build) if any(re.fullmatch(r"\.\[.*\]", w) for w in a)]
+    project_installs = [
+        a for a in pip_installs(build) if any(re.fullmatch(r"\.\[.*\]", w) for w in a)
+    ]
     assert all("--constraint" in a or "-c" in a for a in project_installs), name
 
 
@@ -239,7 +276,9 @@ def test_entrypoints_and_ports() -> None:
     assert exposed == {values["health"]["port"], values["metrics"]["port"]}
     _, trainer_stages = parse_dockerfile(DOCKERFILES["trainer"].read_text())
     assert trainer_stages[-1].all("CMD") == ['["python", "-m", "nasop_trainer"]']
-    assert not trainer_stages[-1].all("ENTRYPOINT"), "TorchX sets the command; an ENTRYPOINT would prefix it"
+    assert not trainer_stages[-1].all("ENTRYPOINT"), (
+        "TorchX sets the command; an ENTRYPOINT would prefix it"
+    )
 
 
 # ---------------------------------------------------------------- build context
@@ -297,9 +336,13 @@ def test_copy_sources_are_in_the_context(image: tuple[str, dict[str, str], list[
                 continue
             *sources, _dest = [w for w in copy.split() if not w.startswith("--")]
             for source in sources:
-                assert not dockerignore_excludes(source, patterns), f"{name}: .dockerignore drops {source}"
+                assert not dockerignore_excludes(source, patterns), (
+                    f"{name}: .dockerignore drops {source}"
+                )
                 if not (REPO_ROOT / source).exists():
                     missing.append(source)
     if missing == ["README.md"]:
-        pytest.skip("README.md is not written yet; pyproject.toml's readme needs it in the image build")
+        pytest.skip(
+            "README.md is not written yet; pyproject.toml's readme needs it in the image build"
+        )
     assert not missing, f"{name}: COPY sources missing from the repo: {missing}"

@@ -14,25 +14,39 @@ import re
 import shlex
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 from chart_helpers import CHART_DIR, REPO_ROOT, parse_manifests
-from openapi import openapi_to_jsonschema
 
-import helm_python as helm
+from openapi import openapi_to_jsonschema
 
 DOC = REPO_ROOT / "docs" / "install.md"
 CRD = REPO_ROOT / "crds" / "nasexperiments.yaml"
 
 KNOWN_COMMANDS: dict[str, set[str]] = {
-    "kubectl": {"apply", "create", "get", "describe", "delete", "logs", "rollout", "patch", "wait", "label"},
+    "kubectl": {
+        "apply",
+        "create",
+        "get",
+        "describe",
+        "delete",
+        "logs",
+        "rollout",
+        "patch",
+        "wait",
+        "label",
+    },
     "helm": {"install", "upgrade", "uninstall", "test", "repo", "status", "template", "lint"},
     "docker": {"build", "push"},
     "kind": {"load"},
 }
 #: second-level subcommands that must be spelled right too
-KNOWN_SUBCOMMANDS = {("helm", "repo"): {"add", "update"}, ("kubectl", "rollout"): {"status", "restart", "undo"},
-                     ("kind", "load"): {"docker-image"}}
+KNOWN_SUBCOMMANDS = {
+    ("helm", "repo"): {"add", "update"},
+    ("kubectl", "rollout"): {"status", "restart", "undo"},
+    ("kind", "load"): {"docker-image"},
+}
 #: files the lead generates; a command may name them before they exist
 GENERATED = {"crds/nasexperiments.yaml", "crds/", "crds"}
 
@@ -110,7 +124,15 @@ def test_command_exists(words: list[str]) -> None:
         assert positionals[1] in KNOWN_SUBCOMMANDS[(tool, sub)], words
 
 
-HELM_FLAGS_WITH_VALUES = {"-n", "--namespace", "--set", "--set-string", "-f", "--values", "--version"}
+HELM_FLAGS_WITH_VALUES = {
+    "-n",
+    "--namespace",
+    "--set",
+    "--set-string",
+    "-f",
+    "--values",
+    "--version",
+}
 
 
 @pytest.mark.parametrize(
@@ -121,7 +143,9 @@ HELM_FLAGS_WITH_VALUES = {"-n", "--namespace", "--set", "--set-string", "-f", "-
 def test_helm_install_values_are_valid(chart: Any, words: list[str]) -> None:
     _release, chart_ref = _positionals(words[2:], HELM_FLAGS_WITH_VALUES)[:2]
     if chart_ref != "charts/nasop":
-        assert chart_ref == "volcano-sh/volcano", chart_ref  # a repo chart added earlier in the guide
+        assert chart_ref == "volcano-sh/volcano", (
+            chart_ref
+        )  # a repo chart added earlier in the guide
         return
     values: dict[str, Any] = {}
     for path in _options(words, "-f", "--values"):
@@ -213,13 +237,20 @@ def _unknown_keys(value: Any, schema: dict[str, Any], path: str) -> list[str]:
                 found += _unknown_keys(sub, schema["properties"][key], f"{path}.{key}")
         return found
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [k for i, v in enumerate(value) for k in _unknown_keys(v, schema["items"], f"{path}[{i}]")]
+        return [
+            k
+            for i, v in enumerate(value)
+            for k in _unknown_keys(v, schema["items"], f"{path}[{i}]")
+        ]
     return []
 
 
 #: the guide's experiments: Volcano (default), plain Jobs, Jobs through a Kueue LocalQueue
-EXAMPLES = {"digits-quick.yaml": ("volcano", "default"), "digits-jobs.yaml": ("job", None),
-            "digits-kueue.yaml": ("job", "nasop")}
+EXAMPLES = {
+    "digits-quick.yaml": ("volcano", "default"),
+    "digits-jobs.yaml": ("job", None),
+    "digits-kueue.yaml": ("job", "nasop"),
+}
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))

@@ -24,8 +24,9 @@ from nasop.controller import status_writer
 
 MODULE = REPO_ROOT / "tests" / "packaging" / "kstatus"
 GO = shutil.which("go")
-pytestmark = pytest.mark.skipif(GO is None, reason="Go is not installed: this test builds "
-                                "Flux's kstatus from its Go module")
+pytestmark = pytest.mark.skipif(
+    GO is None, reason="Go is not installed: this test builds Flux's kstatus from its Go module"
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,40 +35,60 @@ def kstatus() -> pathlib.Path:
     import hashlib
 
     key = hashlib.sha256((MODULE / "go.sum").read_bytes() + (MODULE / "main.go").read_bytes())
-    cache = pathlib.Path(os.environ.get("NASOP_CLUSTER_CACHE",
-                                        pathlib.Path.home() / ".cache" / "nasop" / "cluster"))
+    cache = pathlib.Path(
+        os.environ.get("NASOP_CLUSTER_CACHE", pathlib.Path.home() / ".cache" / "nasop" / "cluster")
+    )
     binary = cache / f"kstatus-{key.hexdigest()[:12]}" / "kstatus"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "GOWORK": "off", "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0"}
-        subprocess.run([GO, "build", "-trimpath", "-o", str(binary) + ".tmp", "."], cwd=MODULE,
-                       env=env, check=True, timeout=600)
+        subprocess.run(
+            [GO, "build", "-trimpath", "-o", str(binary) + ".tmp", "."],
+            cwd=MODULE,
+            env=env,
+            check=True,
+            timeout=600,
+        )
         os.replace(str(binary) + ".tmp", binary)
     return binary
 
 
 def _verdicts(binary: pathlib.Path, objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    out = subprocess.run([str(binary)], input=json.dumps(objects), capture_output=True,
-                         text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [str(binary)],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return [tuple(line.split("\t", 1)) for line in out.splitlines()]  # type: ignore[misc]
 
 
 def test_flux_kstatus_reads_the_conditions(kstatus):
     stale = _written(RUNNING, (spec.Phase.SUCCEEDED, 0, "all 4 trials done"))
     stale["metadata"]["generation"] = 2  # budget.maxTrials raised, not yet seen
-    invalid = {"apiVersion": spec.API_VERSION, "kind": spec.KIND,
-               "metadata": {"name": "bad", "generation": 1},
-               "status": status_writer.invalid("spec.searchSpace[0].bounds: reversed", 1)}
+    invalid = {
+        "apiVersion": spec.API_VERSION,
+        "kind": spec.KIND,
+        "metadata": {"name": "bad", "generation": 1},
+        "status": status_writer.invalid("spec.searchSpace[0].bounds: reversed", 1),
+    }
     cases = [
         (_written(RUNNING), "InProgress", "2 trials running"),
         (_written(RUNNING, (spec.Phase.SUCCEEDED, 0, "all 4 trials done")), "Current", ""),
-        (_written(RUNNING, (spec.Phase.FAILED, 0, "3 trials failed")), "Failed",
-         "3 trials failed"),
+        (_written(RUNNING, (spec.Phase.FAILED, 0, "3 trials failed")), "Failed", "3 trials failed"),
         (invalid, "Failed", "spec.searchSpace[0].bounds: reversed"),
-        (_written(RUNNING, (spec.Phase.SUSPENDED, 1, "spec.suspend is true"), generation=2),
-         "InProgress", "1 trial still running"),
-        (_written(RUNNING, (spec.Phase.SUSPENDED, 0, "spec.suspend is true"), generation=2),
-         "InProgress", "spec.suspend is true"),
+        (
+            _written(RUNNING, (spec.Phase.SUSPENDED, 1, "spec.suspend is true"), generation=2),
+            "InProgress",
+            "1 trial still running",
+        ),
+        (
+            _written(RUNNING, (spec.Phase.SUSPENDED, 0, "spec.suspend is true"), generation=2),
+            "InProgress",
+            "spec.suspend is true",
+        ),
         (stale, "InProgress", "generation is 2"),
     ]
     verdicts = _verdicts(kstatus, [obj for obj, _, _ in cases])

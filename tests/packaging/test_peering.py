@@ -13,12 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
-from chart_helpers import CHART_DIR, assert_rejected_once, NAMESPACE, Manifest, of_kind, one, parse_manifests, strip_template_key
+from chart_helpers import (
+    CHART_DIR,
+    NAMESPACE,
+    Manifest,
+    assert_rejected_once,
+    of_kind,
+    one,
+    parse_manifests,
+    strip_template_key,
+)
 from test_rbac import load_required, rules_cover
-
-import helm_python as helm
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -26,14 +34,20 @@ Render = Callable[[dict[str, Any] | None], dict[str, str]]
 
 K8S_VERSIONS = ["1.25.0", "1.33.0"]
 PEERING_KINDS = {"ClusterKopfPeering", "KopfPeering"}
-PEERING_CRDS = {"clusterkopfpeerings.kopf.dev": "crds/clusterkopfpeerings.yaml",
-                "kopfpeerings.kopf.dev": "crds/kopfpeerings.yaml"}
+PEERING_CRDS = {
+    "clusterkopfpeerings.kopf.dev": "crds/clusterkopfpeerings.yaml",
+    "kopfpeerings.kopf.dev": "crds/kopfpeerings.yaml",
+}
 
 #: Two replicas in each RBAC mode, plus the cluster RBAC mode watching named namespaces (kopf then
 #: peers per namespace although the grant is a ClusterRole).
 TWO_REPLICAS: dict[str, dict[str, Any]] = {
     "cluster": {"replicaCount": 2},
-    "namespaced": {"replicaCount": 2, "rbac": {"scope": "namespaced"}, "watchNamespaces": ["ml-a", "ml-b"]},
+    "namespaced": {
+        "replicaCount": 2,
+        "rbac": {"scope": "namespaced"},
+        "watchNamespaces": ["ml-a", "ml-b"],
+    },
     "cluster-rbac-watching-namespaces": {"replicaCount": 2, "watchNamespaces": ["ml-a", "ml-b"]},
 }
 #: peering kind and the namespaces of its objects (None: cluster-scoped), per case
@@ -65,7 +79,9 @@ def _chart_crds(chart: Any) -> dict[str, Manifest]:
 # ---------------------------------------------------------------- off by default
 
 
-def test_one_replica_has_no_peering(manifests: dict[str, list[Manifest]], rendered: dict[str, dict[str, str]]) -> None:
+def test_one_replica_has_no_peering(
+    manifests: dict[str, list[Manifest]], rendered: dict[str, dict[str, str]]
+) -> None:
     for variant, objects in manifests.items():
         env = _env(objects)
         assert "NASOP_PEERING" not in env and "POD_ID" not in env, variant
@@ -89,7 +105,9 @@ def test_two_replicas_get_the_peering_env_and_objects(render: Render, case: str)
     kind, namespaces = EXPECTED_OBJECTS[case]
     peerings = _peerings(objects)
     assert {p["kind"] for p in peerings} == {kind}
-    assert sorted(p["metadata"].get("namespace") or "" for p in peerings) == sorted(n or "" for n in namespaces)
+    assert sorted(p["metadata"].get("namespace") or "" for p in peerings) == sorted(
+        n or "" for n in namespaces
+    )
     for peering in peerings:
         assert peering["apiVersion"] == "kopf.dev/v1"
         assert peering["metadata"]["name"] == env["NASOP_PEERING"]
@@ -101,7 +119,9 @@ def test_two_replicas_get_the_peering_env_and_objects(render: Render, case: str)
 
 @pytest.mark.parametrize("case", list(TWO_REPLICAS))
 @pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
-def test_two_replica_renders_validate(chart: Any, render: Render, case: str, k8s_version: str) -> None:
+def test_two_replica_renders_validate(
+    chart: Any, render: Render, case: str, k8s_version: str
+) -> None:
     """Built-in kinds by kubernetes-validate (strict); the peering objects by the schema of the
     chart's own kopf.dev CRDs, which kubernetes-validate checks as CustomResourceDefinitions."""
     jsonschema = pytest.importorskip("jsonschema")
@@ -137,8 +157,12 @@ def test_rbac_grants_what_peering_needs(render: Render, case: str) -> None:
         assert rules_cover(one(objects, "ClusterRole")["rules"], calls) == []
 
 
-def test_the_operator_reads_the_rendered_env(render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = pytest.importorskip("nasop.controller.settings", reason="the nasop package is not importable")
+def test_the_operator_reads_the_rendered_env(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = pytest.importorskip(
+        "nasop.controller.settings", reason="the nasop package is not importable"
+    )
     env = _env(parse_manifests(render({"replicaCount": 2, "peering": {"name": "nasop-ha"}})))
     monkeypatch.setenv("NASOP_PEERING", env["NASOP_PEERING"])
     monkeypatch.delenv("NASOP_PEERING_PRIORITY", raising=False)
@@ -192,25 +216,41 @@ REJECTED = {
         ["updateStrategy.type=RollingUpdate", "needs kopf peering", "updateStrategy.type=Recreate"],
     ),
     "peering variables in extraEnv": (
-        {"replicaCount": 2, "extraEnv": [{"name": "NASOP_PEERING", "value": "x"}, {"name": "POD_ID", "value": "y"}]},
+        {
+            "replicaCount": 2,
+            "extraEnv": [{"name": "NASOP_PEERING", "value": "x"}, {"name": "POD_ID", "value": "y"}],
+        },
         ["extraEnv sets NASOP_PEERING", "extraEnv sets POD_ID", "peering.name"],
     ),
     "one priority for every replica": (
         {"replicaCount": 3, "extraEnv": [{"name": "NASOP_PEERING_PRIORITY", "value": "100"}]},
-        ["extraEnv sets NASOP_PEERING_PRIORITY with replicaCount=3", "pauses all peers of equal priority"],
+        [
+            "extraEnv sets NASOP_PEERING_PRIORITY with replicaCount=3",
+            "pauses all peers of equal priority",
+        ],
     ),
 }
 
 
 @pytest.mark.parametrize(("values", "messages"), REJECTED.values(), ids=list(REJECTED))
-def test_unsafe_replica_values_are_rejected(render: Render, values: dict[str, Any], messages: list[str]) -> None:
+def test_unsafe_replica_values_are_rejected(
+    render: Render, values: dict[str, Any], messages: list[str]
+) -> None:
     assert_rejected_once(render, values, messages)
 
 
 def test_manual_peering_with_one_replica_is_left_alone(render: Render) -> None:
     """extraEnv NASOP_PEERING with the chart's peering off (one replica) is the user's business."""
-    objects = parse_manifests(render({"extraEnv": [{"name": "NASOP_PEERING", "value": "mine"},
-                                                   {"name": "NASOP_PEERING_PRIORITY", "value": "5"}]}))
+    objects = parse_manifests(
+        render(
+            {
+                "extraEnv": [
+                    {"name": "NASOP_PEERING", "value": "mine"},
+                    {"name": "NASOP_PEERING_PRIORITY", "value": "5"},
+                ]
+            }
+        )
+    )
     assert _env(objects)["NASOP_PEERING"] == "mine"
     assert not _peerings(objects)
 
@@ -238,24 +278,40 @@ def test_peering_crds_are_the_ones_kopf_looks_for(chart: Any) -> None:
     crds = _chart_crds(chart)
     assert set(crds) == set(PEERING_CRDS)
     assert all((CHART_DIR / path).is_file() for path in PEERING_CRDS.values())
-    kinds = ((references.CLUSTER_PEERINGS_K, "Cluster"), (references.NAMESPACED_PEERINGS_K, "Namespaced"))
+    kinds = (
+        (references.CLUSTER_PEERINGS_K, "Cluster"),
+        (references.NAMESPACED_PEERINGS_K, "Namespaced"),
+    )
     for selector, scope in kinds:
         crd = crds[f"{selector.any_name}.{selector.group}"]
         spec = crd["spec"]
-        assert (spec["group"], spec["scope"], spec["names"]["plural"]) == (selector.group, scope, selector.any_name)
+        assert (spec["group"], spec["scope"], spec["names"]["plural"]) == (
+            selector.group,
+            scope,
+            selector.any_name,
+        )
         (version,) = spec["versions"]
-        assert (version["name"], version["served"], version["storage"]) == (selector.version, True, True)
+        assert (version["name"], version["served"], version["storage"]) == (
+            selector.version,
+            True,
+            True,
+        )
         # kopf patches its keep-alives into .status: no status subresource, unknown keys kept
         assert "subresources" not in version
         assert version["schema"]["openAPIV3Schema"]["properties"]["status"] == {
-            "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
 
 
 def test_notes_show_the_peering(render: Render) -> None:
     notes = render({"replicaCount": 2})["nasop/templates/NOTES.txt"]
     assert 'kopf peering "nasop" is on (replicaCount=2)' in notes
     assert "kubectl get clusterkopfpeerings.kopf.dev nasop -o yaml" in notes
-    assert "kubectl apply -f charts/nasop/crds/kopfpeerings.yaml -f charts/nasop/crds/clusterkopfpeerings.yaml" in notes
+    assert (
+        "kubectl apply -f charts/nasop/crds/kopfpeerings.yaml -f charts/nasop/crds/clusterkopfpeerings.yaml"
+        in notes
+    )
     notes = render(TWO_REPLICAS["namespaced"])["nasop/templates/NOTES.txt"]
     assert "kubectl get kopfpeerings.kopf.dev -n ml-a nasop -o yaml" in notes
     assert "kubectl get kopfpeerings.kopf.dev -n ml-b nasop -o yaml" in notes
@@ -265,6 +321,8 @@ def test_notes_show_the_peering(render: Render) -> None:
 def test_lint_strict_with_peering(kube_version: str) -> None:
     values = yaml.safe_load((CHART_DIR / "ci" / "peering-values.yaml").read_text())
     assert values == {"replicaCount": 2}
-    report = helm.lint(str(CHART_DIR), values, strict=True, namespace=NAMESPACE, kube_version=kube_version)
+    report = helm.lint(
+        str(CHART_DIR), values, strict=True, namespace=NAMESPACE, kube_version=kube_version
+    )
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert not problems and not report["errors"], report

@@ -28,8 +28,11 @@ SCHEDULERS = ("volcano", "job")  # spec.trial.scheduler, the chart's rbac.trialS
 DEFAULT_SCHEDULERS = ("volcano",)  # values.yaml
 
 
-def load_required(scopes: Iterable[str] = SCOPES, path: pathlib.Path = REQUIRED_FILE,
-                  schedulers: Iterable[str] = SCHEDULERS) -> list[Call]:
+def load_required(
+    scopes: Iterable[str] = SCOPES,
+    path: pathlib.Path = REQUIRED_FILE,
+    schedulers: Iterable[str] = SCHEDULERS,
+) -> list[Call]:
     """The calls of the given scopes (and trial schedulers) from `required_api_calls.yaml`, one
     tuple per verb."""
     wanted, used = set(scopes), set(schedulers)
@@ -63,7 +66,9 @@ def rules_cover(rendered_rules: list[dict[str, Any]], required: Iterable[Call]) 
     Returns:
         The missing calls, in the order given.
     """
-    return [call for call in required if not any(_rule_matches(rule, call) for rule in rendered_rules)]
+    return [
+        call for call in required if not any(_rule_matches(rule, call) for rule in rendered_rules)
+    ]
 
 
 def granted(rendered_rules: list[dict[str, Any]]) -> list[Call]:
@@ -94,8 +99,11 @@ def test_required_file_is_well_formed() -> None:
     assert entries
     seen = set()
     for entry in entries:
-        assert {"group", "resource", "verbs", "scope"} <= set(entry) <= {
-            "group", "resource", "verbs", "scope", "unrecorded", "schedulers"}, entry
+        assert (
+            {"group", "resource", "verbs", "scope"}
+            <= set(entry)
+            <= {"group", "resource", "verbs", "scope", "unrecorded", "schedulers"}
+        ), entry
         assert set(entry.get("schedulers") or SCHEDULERS) <= set(SCHEDULERS), entry
         assert set(entry.get("unrecorded") or {}) <= set(entry["verbs"]), entry
         assert all(str(why).strip() for why in (entry.get("unrecorded") or {}).values()), entry
@@ -131,14 +139,19 @@ def test_required_calls_are_the_recorded_union_plus_justified_extras() -> None:
     `unrecorded` verbs (each with the code path that needs it), and nothing else."""
     scenarios = yaml.safe_load(RECORDED_FILE.read_text())["scenarios"]
     assert set(scenarios) == _scenario_names(), "re-run tests/operator to refresh the record"
-    recorded = {(c["group"], c["resource"], v)
-                for calls in scenarios.values() for c in calls for v in c["verbs"]}
+    recorded = {
+        (c["group"], c["resource"], v)
+        for calls in scenarios.values()
+        for c in calls
+        for v in c["verbs"]
+    }
     entries = yaml.safe_load(REQUIRED_FILE.read_text())["calls"]
     justified = {(e["group"], e["resource"], v) for e in entries for v in e.get("unrecorded") or {}}
     assert not justified & recorded, f"recorded now, drop from `unrecorded`: {justified & recorded}"
     assert set(load_required()) == recorded | justified, (
         f"granted but never made: {sorted(set(load_required()) - recorded - justified)}; "
-        f"made but not granted: {sorted(recorded - set(load_required()))}")
+        f"made but not granted: {sorted(recorded - set(load_required()))}"
+    )
 
 
 # ---------------------------------------------------------------- the helpers
@@ -150,7 +163,12 @@ def test_rules_cover_helpers() -> None:
         {"apiGroups": ["apps"], "resources": ["*"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["one"]},
     ]
-    required = [("", "pods", "get"), ("", "pods", "watch"), ("apps", "deployments", "get"), ("", "secrets", "get")]
+    required = [
+        ("", "pods", "get"),
+        ("", "pods", "watch"),
+        ("apps", "deployments", "get"),
+        ("", "secrets", "get"),
+    ]
     assert rules_cover(rules, required) == [("", "pods", "watch"), ("", "secrets", "get")]
     assert rules_beyond(rules, [("", "pods", "get"), ("", "pods", "list")]) == [
         ("", "secrets", "get"),
@@ -165,7 +183,9 @@ def _bound_subjects(binding: Manifest) -> list[tuple[str, str, str]]:
     return [(s["kind"], s["name"], s["namespace"]) for s in binding["subjects"]]
 
 
-def test_cluster_scope_grants_exactly_the_required_calls(manifests: dict[str, list[Manifest]]) -> None:
+def test_cluster_scope_grants_exactly_the_required_calls(
+    manifests: dict[str, list[Manifest]],
+) -> None:
     objects = manifests["default"]
     assert not of_kind(objects, "Role") and not of_kind(objects, "RoleBinding")
     role = one(objects, "ClusterRole")
@@ -191,7 +211,9 @@ def test_cluster_scope_with_watched_namespaces_still_uses_a_cluster_role(render:
 # ---------------------------------------------------------------- rbac.scope=namespaced
 
 
-def test_namespaced_scope_grants_a_role_per_watched_namespace(manifests: dict[str, list[Manifest]]) -> None:
+def test_namespaced_scope_grants_a_role_per_watched_namespace(
+    manifests: dict[str, list[Manifest]],
+) -> None:
     objects = manifests["namespaced"]
     assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
     required = load_required(["namespaced"], schedulers=DEFAULT_SCHEDULERS)
@@ -210,9 +232,17 @@ def test_namespaced_scope_grants_a_role_per_watched_namespace(manifests: dict[st
 
 
 def test_rbac_can_be_left_to_the_cluster_admin(render: Any) -> None:
-    objects = parse_manifests(render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "nasop-sa"}}))
+    objects = parse_manifests(
+        render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "nasop-sa"}})
+    )
     kinds = {o["kind"] for o in objects}
-    assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"}
+    assert not kinds & {
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ServiceAccount",
+    }
     dep = one(objects, "Deployment")
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "nasop-sa"
 
@@ -231,15 +261,21 @@ def test_rules_are_defined_in_one_place() -> None:
 
 @pytest.mark.parametrize("schedulers", [["volcano"], ["job"], ["volcano", "job"]])
 @pytest.mark.parametrize("scope", SCOPES)
-def test_rbac_helper_and_required_file_agree(render: Any, scope: str, schedulers: list[str]) -> None:
+def test_rbac_helper_and_required_file_agree(
+    render: Any, scope: str, schedulers: list[str]
+) -> None:
     """Both files change together: the rendered rule list matches the required list entry by
     entry, for each choice of trial schedulers (jobs.batch only when `job` is chosen)."""
-    values = {"rbac": {"scope": scope, "trialSchedulers": schedulers},
-              "watchNamespaces": ["ml"] if scope == "namespaced" else []}
+    values = {
+        "rbac": {"scope": scope, "trialSchedulers": schedulers},
+        "watchNamespaces": ["ml"] if scope == "namespaced" else [],
+    }
     objects = parse_manifests(render(values))
     role = one(objects, "ClusterRole" if scope == "cluster" else "Role")
     wanted_scopes = SCOPES if scope == "cluster" else ["namespaced"]
-    assert sorted(granted(role["rules"])) == sorted(load_required(wanted_scopes, schedulers=schedulers))
+    assert sorted(granted(role["rules"])) == sorted(
+        load_required(wanted_scopes, schedulers=schedulers)
+    )
     assert (("batch", "jobs", "create") in granted(role["rules"])) == ("job" in schedulers)
 
 

@@ -8,9 +8,9 @@ import os
 import jsonschema
 import pytest
 import yaml
-from openapi import openapi_to_jsonschema
 
 from nasop import crd, spec
+from openapi import openapi_to_jsonschema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CRD_PATH = os.path.join(ROOT, "crds", "nasexperiments.yaml")
@@ -19,7 +19,9 @@ CRD_PATH = os.path.join(ROOT, "crds", "nasexperiments.yaml")
 def test_committed_crd_matches_models():
     with open(CRD_PATH, encoding="utf-8") as fh:
         committed = fh.read()
-    assert committed == crd.crd_yaml(), "crds/ is stale: run `nasop crd -o crds/nasexperiments.yaml`"
+    assert committed == crd.crd_yaml(), (
+        "crds/ is stale: run `nasop crd -o crds/nasexperiments.yaml`"
+    )
 
 
 def _walk(node, path="$"):
@@ -55,8 +57,9 @@ def test_crd_surface():
     assert "x-kubernetes-validations" not in props["budget"]
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "examples", "**", "*.yaml"),
-                                                  recursive=True)))
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(ROOT, "examples", "**", "*.yaml"), recursive=True))
+)
 def test_examples_validate_against_crd_schema_and_models(path):
     schema = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     with open(path, encoding="utf-8") as fh:
@@ -67,15 +70,26 @@ def test_examples_validate_against_crd_schema_and_models(path):
 
 def test_crd_schema_rejects_what_models_reject():
     schema = openapi_to_jsonschema(crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
-    bad = {"apiVersion": "nasop.dev/v1alpha1", "kind": "NASExperiment", "metadata": {"name": "x"},
-           "spec": {"searchSpace": [], "objectives": [{"metric": "a", "goal": "up"}],
-                    "budget": {"maxTrials": 0}}}
+    bad = {
+        "apiVersion": "nasop.dev/v1alpha1",
+        "kind": "NASExperiment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "searchSpace": [],
+            "objectives": [{"metric": "a", "goal": "up"}],
+            "budget": {"maxTrials": 0},
+        },
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
 
 
-SHIPPED_CRDS = sorted({*glob.glob(os.path.join(ROOT, "crds", "*.yaml")),
-                       *glob.glob(os.path.join(ROOT, "charts", "nasop", "crds", "*.yaml"))})
+SHIPPED_CRDS = sorted(
+    {
+        *glob.glob(os.path.join(ROOT, "crds", "*.yaml")),
+        *glob.glob(os.path.join(ROOT, "charts", "nasop", "crds", "*.yaml")),
+    }
+)
 
 
 @pytest.mark.parametrize("path", SHIPPED_CRDS, ids=lambda p: os.path.relpath(p, ROOT))
@@ -88,7 +102,10 @@ def test_shipped_crds_load_into_the_kubernetes_client_model(path):
         docs = [d for d in yaml.safe_load_all(fh) if d]
     assert docs, path
     for doc in docs:
-        assert doc["apiVersion"] == "apiextensions.k8s.io/v1" and doc["kind"] == "CustomResourceDefinition"
+        assert (
+            doc["apiVersion"] == "apiextensions.k8s.io/v1"
+            and doc["kind"] == "CustomResourceDefinition"
+        )
         model = ApiClient()._ApiClient__deserialize(doc, V1CustomResourceDefinition)
         assert model.metadata.name == doc["metadata"]["name"]
 

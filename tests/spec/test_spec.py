@@ -51,18 +51,28 @@ def test_duplicate_parameter_names():
 
 
 def test_objective_metric_also_a_constraint():
-    _bad(lambda s: s.update(outcomeConstraints=["val_acc >= 0.9"]),
-         "outcomeConstraints[0]", "already an objective")
+    _bad(
+        lambda s: s.update(outcomeConstraints=["val_acc >= 0.9"]),
+        "outcomeConstraints[0]",
+        "already an objective",
+    )
 
 
 def test_constraint_naming_unknown_parameter():
-    _bad(lambda s: s.update(parameterConstraints=["dropout <= nope"]),
-         "parameterConstraints[0]", "unknown parameter", "nope")
+    _bad(
+        lambda s: s.update(parameterConstraints=["dropout <= nope"]),
+        "parameterConstraints[0]",
+        "unknown parameter",
+        "nope",
+    )
 
 
 def test_constraint_on_log_parameter_is_refused_before_ax_sees_it():
-    _bad(lambda s: s.update(parameterConstraints=["hidden_size_2 <= hidden_size_1"]),
-         "parameterConstraints[0]", "log-scale")
+    _bad(
+        lambda s: s.update(parameterConstraints=["hidden_size_2 <= hidden_size_1"]),
+        "parameterConstraints[0]",
+        "log-scale",
+    )
 
 
 def test_max_trials_below_one():
@@ -76,6 +86,7 @@ def test_unknown_field_is_a_typo_not_ignored():
 def test_too_many_objectives():
     def five(s):
         s["objectives"] = [{"metric": f"m{i}", "goal": "maximize"} for i in range(5)]
+
     _bad(five, "spec.objectives")
 
 

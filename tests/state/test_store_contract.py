@@ -26,12 +26,27 @@ ALL_STORES = [_file, _sqlite]
 
 
 def _search(tmp_path, name="contract"):
-    s = search_with_trials(manifest(name), str(tmp_path / "logs"), [SyntheticTrial(
-        {"hidden_size_1": h1, "hidden_size_2": 16, "learning_rate": 0.001, "dropout": 0.1,
-         "batch_size": 64, "epochs": 2},
-        {"val_acc": [acc], "num_params": [n]},
-        run_metadata={"app_handle": f"local_cwd://nasop/x-{i}", "tb_log_dir": f"/l/{i}"},
-    ) for i, (h1, acc, n) in enumerate([(16, 0.8, 1000.0), (32, 0.9, 3000.0), (64, 0.7, 500.0)])])
+    s = search_with_trials(
+        manifest(name),
+        str(tmp_path / "logs"),
+        [
+            SyntheticTrial(
+                {
+                    "hidden_size_1": h1,
+                    "hidden_size_2": 16,
+                    "learning_rate": 0.001,
+                    "dropout": 0.1,
+                    "batch_size": 64,
+                    "epochs": 2,
+                },
+                {"val_acc": [acc], "num_params": [n]},
+                run_metadata={"app_handle": f"local_cwd://nasop/x-{i}", "tb_log_dir": f"/l/{i}"},
+            )
+            for i, (h1, acc, n) in enumerate(
+                [(16, 0.8, 1000.0), (32, 0.9, 3000.0), (64, 0.7, 500.0)]
+            )
+        ],
+    )
     s.state.reasons[9] = "why"
     return s
 

@@ -21,11 +21,18 @@ def _clean_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-def run(args: Sequence[str], env: Mapping[str, str] | None = None,
-        timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run(
+    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """Runs the trainer in a fresh interpreter with no inherited ``NASOP_*`` variables."""
-    return subprocess.run([sys.executable, "-m", "nasop_trainer", *args], env=_clean_env(env),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "nasop_trainer", *args],
+        env=_clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def read_scalars(log_dir: Path) -> Scalars:
@@ -34,8 +41,10 @@ def read_scalars(log_dir: Path) -> Scalars:
 
     accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
-            for tag in accumulator.Tags()["scalars"]}
+    return {
+        tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
+        for tag in accumulator.Tags()["scalars"]
+    }
 
 
 @pytest.fixture(scope="session")

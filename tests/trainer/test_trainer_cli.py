@@ -12,8 +12,18 @@ from nasop_trainer import cli, errors
 
 
 def test_flags_set_typed_parameters() -> None:
-    config = cli.parse(["--hidden_size_1=32", "--hidden_size_2", "16", "--learning_rate=3e-3",
-                        "--dropout=0.25", "--batch_size=128", "--epochs=3"], environ={})
+    config = cli.parse(
+        [
+            "--hidden_size_1=32",
+            "--hidden_size_2",
+            "16",
+            "--learning_rate=3e-3",
+            "--dropout=0.25",
+            "--batch_size=128",
+            "--epochs=3",
+        ],
+        environ={},
+    )
     assert config.params == cli.Params(32, 16, 3e-3, 0.25, 128, 3)
     assert isinstance(config.params.hidden_size_1, int)
     assert isinstance(config.params.learning_rate, float)
@@ -28,8 +38,11 @@ def test_defaults_when_nothing_is_given() -> None:
 
 
 def test_nasop_params_are_read_and_flags_win() -> None:
-    env = {"NASOP_PARAMS": json.dumps({"hidden_size_1": 20, "hidden_size_2": 10.0,
-                                       "learning_rate": 0.01, "batch_size": 32})}
+    env = {
+        "NASOP_PARAMS": json.dumps(
+            {"hidden_size_1": 20, "hidden_size_2": 10.0, "learning_rate": 0.01, "batch_size": 32}
+        )
+    }
     config = cli.parse(["--hidden_size_2=12"], environ=env)
     assert config.params.hidden_size_1 == 20
     assert config.params.hidden_size_2 == 12
@@ -39,8 +52,12 @@ def test_nasop_params_are_read_and_flags_win() -> None:
 
 
 def test_environment_gives_log_dir_data_dir_and_trial_identity() -> None:
-    env = {"NASOP_LOG_DIR": "/logs/exp/3", "NASOP_DATA_DIR": "/data", "NASOP_EXPERIMENT": "exp",
-           "NASOP_TRIAL_INDEX": "3"}
+    env = {
+        "NASOP_LOG_DIR": "/logs/exp/3",
+        "NASOP_DATA_DIR": "/data",
+        "NASOP_EXPERIMENT": "exp",
+        "NASOP_TRIAL_INDEX": "3",
+    }
     config = cli.parse([], environ=env)
     assert config.log_dir == Path("/logs/exp/3") and config.data_dir == Path("/data")
     assert (config.experiment, config.trial_index) == ("exp", "3")
@@ -100,6 +117,8 @@ def test_main_reports_usage_errors_in_one_line(capsys: pytest.CaptureFixture[str
     assert entry.main(["--width=3"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.count("\n") == 1 and err.startswith("nasop-trainer: error: unknown parameter --width")
+    assert err.count("\n") == 1 and err.startswith(
+        "nasop-trainer: error: unknown parameter --width"
+    )
     assert entry.main(["--accelerator=tpu"]) == 2
     assert capsys.readouterr().err.count("\n") == 1

@@ -15,10 +15,12 @@ from nasop_trainer import batches, data, errors
 
 def _fake_mnist(n_train: int = 50, n_test: int = 20) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-            "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
-            "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-            "y_test": rng.integers(0, 10, n_test, dtype=np.uint8)}
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -92,8 +94,10 @@ def test_bad_idx_file_is_reported(tmp_path: Path) -> None:
         data.read_idx(tmp_path / "bad")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None,
-                    reason="torchvision is installed: --download would really download")
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchvision") is not None,
+    reason="torchvision is installed: --download would really download",
+)
 def test_download_without_torchvision_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(errors.DataMissingError, match="--download needs torchvision"):
         data.mnist_arrays(tmp_path, download=True)

@@ -15,9 +15,18 @@ import pytest
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 Reader = Callable[[Path], dict[str, list[tuple[int, float]]]]
 H1, H2 = 12, 7
-ARGS = ["--dataset=digits", "--subset=300", f"--hidden_size_1={H1}", f"--hidden_size_2={H2}",
-        "--learning_rate=0.01", "--dropout=0.1", "--batch_size=32", "--epochs=3", "--seed=5",
-        "--latency-runs=10"]
+ARGS = [
+    "--dataset=digits",
+    "--subset=300",
+    f"--hidden_size_1={H1}",
+    f"--hidden_size_2={H2}",
+    "--learning_rate=0.01",
+    "--dropout=0.1",
+    "--batch_size=32",
+    "--epochs=3",
+    "--seed=5",
+    "--latency-runs=10",
+]
 
 
 def expected_params(h1: int, h2: int, input_dim: int = 64) -> int:
@@ -25,8 +34,9 @@ def expected_params(h1: int, h2: int, input_dim: int = 64) -> int:
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory,
-              trainer: Runner) -> tuple[subprocess.CompletedProcess[str], Path]:
+def first_run(
+    tmp_path_factory: pytest.TempPathFactory, trainer: Runner
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     log_dir = tmp_path_factory.mktemp("first")
     return trainer([*ARGS, f"--log-dir={log_dir}"]), log_dir
 
@@ -38,8 +48,9 @@ def _one_stderr_line(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.slow
-def test_run_writes_the_contract_scalars(first_run: tuple[subprocess.CompletedProcess[str], Path],
-                                         scalars: Reader) -> None:
+def test_run_writes_the_contract_scalars(
+    first_run: tuple[subprocess.CompletedProcess[str], Path], scalars: Reader
+) -> None:
     proc, log_dir = first_run
     assert proc.returncode == 0, proc.stderr
     found = scalars(log_dir)
@@ -60,8 +71,12 @@ def test_run_writes_the_contract_scalars(first_run: tuple[subprocess.CompletedPr
 
 
 @pytest.mark.slow
-def test_same_seed_gives_the_same_curves(first_run: tuple[subprocess.CompletedProcess[str], Path],
-                                         tmp_path: Path, trainer: Runner, scalars: Reader) -> None:
+def test_same_seed_gives_the_same_curves(
+    first_run: tuple[subprocess.CompletedProcess[str], Path],
+    tmp_path: Path,
+    trainer: Runner,
+    scalars: Reader,
+) -> None:
     proc = trainer([*ARGS, f"--log-dir={tmp_path}"])
     assert proc.returncode == 0, proc.stderr
     for curve in ("val_acc", "val_loss", "train_loss"):
@@ -71,10 +86,20 @@ def test_same_seed_gives_the_same_curves(first_run: tuple[subprocess.CompletedPr
 @pytest.mark.slow
 def test_environment_contract(tmp_path: Path, trainer: Runner, scalars: Reader) -> None:
     log_dir = tmp_path / "logs" / "exp" / "4"
-    params = {"hidden_size_1": 10, "hidden_size_2": 6, "learning_rate": 0.005, "dropout": 0.0,
-              "batch_size": 64, "epochs": 2}
-    env = {"NASOP_PARAMS": json.dumps(params), "NASOP_LOG_DIR": str(log_dir),
-           "NASOP_EXPERIMENT": "quick-digits", "NASOP_TRIAL_INDEX": "4"}
+    params = {
+        "hidden_size_1": 10,
+        "hidden_size_2": 6,
+        "learning_rate": 0.005,
+        "dropout": 0.0,
+        "batch_size": 64,
+        "epochs": 2,
+    }
+    env = {
+        "NASOP_PARAMS": json.dumps(params),
+        "NASOP_LOG_DIR": str(log_dir),
+        "NASOP_EXPERIMENT": "quick-digits",
+        "NASOP_TRIAL_INDEX": "4",
+    }
     proc = trainer(["--dataset=digits", "--subset=200", "--hidden_size_2=9"], env=env)
     assert proc.returncode == 0, proc.stderr
     assert "experiment=quick-digits trial=4" in proc.stderr
@@ -90,11 +115,17 @@ def test_unknown_parameter_flag_exits_2_naming_it(tmp_path: Path, trainer: Runne
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize(("flag", "message"), [("--learning_rate=-1", "--learning_rate=-1.0"),
-                                               ("--dropout=1.5", "--dropout=1.5"),
-                                               ("--batch_size=0", "--batch_size=0")])
-def test_bad_value_exits_2_naming_it(flag: str, message: str, tmp_path: Path,
-                                     trainer: Runner) -> None:
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--learning_rate=-1", "--learning_rate=-1.0"),
+        ("--dropout=1.5", "--dropout=1.5"),
+        ("--batch_size=0", "--batch_size=0"),
+    ],
+)
+def test_bad_value_exits_2_naming_it(
+    flag: str, message: str, tmp_path: Path, trainer: Runner
+) -> None:
     proc = trainer(["--dataset=digits", flag, f"--log-dir={tmp_path}"])
     assert proc.returncode == 2
     assert message in _one_stderr_line(proc)
@@ -102,8 +133,10 @@ def test_bad_value_exits_2_naming_it(flag: str, message: str, tmp_path: Path,
 
 @pytest.mark.slow
 def test_missing_data_exits_3_saying_how_to_get_it(tmp_path: Path, trainer: Runner) -> None:
-    proc = trainer(["--dataset=mnist", f"--log-dir={tmp_path / 'logs'}"],
-               env={"NASOP_DATA_DIR": str(tmp_path / "empty")})
+    proc = trainer(
+        ["--dataset=mnist", f"--log-dir={tmp_path / 'logs'}"],
+        env={"NASOP_DATA_DIR": str(tmp_path / "empty")},
+    )
     assert proc.returncode == 3
     line = _one_stderr_line(proc)
     assert "MNIST not found in" in line and "empty" in line and "--dataset digits" in line

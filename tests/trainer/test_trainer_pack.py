@@ -30,13 +30,24 @@ RELATIVE = 1e-9
 
 
 def member_params(h1: int, h2: int, lr: float, epochs: int) -> dict[str, float | int]:
-    return {"hidden_size_1": h1, "hidden_size_2": h2, "learning_rate": lr, "epochs": epochs,
-            "dropout": 0.0, "batch_size": 32}
+    return {
+        "hidden_size_1": h1,
+        "hidden_size_2": h2,
+        "learning_rate": lr,
+        "epochs": epochs,
+        "dropout": 0.0,
+        "batch_size": 32,
+    }
 
 
 def shared_flags(precision: int, log_dir: Path) -> list[str]:
-    return ["--dataset=digits", f"--seed={SEED}", f"--precision={precision}",
-            "--latency-runs=3", f"--log-dir={log_dir}"]
+    return [
+        "--dataset=digits",
+        f"--seed={SEED}",
+        f"--precision={precision}",
+        "--latency-runs=3",
+        f"--log-dir={log_dir}",
+    ]
 
 
 @dataclasses.dataclass
@@ -65,8 +76,9 @@ def lone_trace(params: dict[str, float | int], precision: int, log_dir: Path) ->
     return trace
 
 
-def pack_traces(config: cli.Config, members: list[pack.Member]
-                ) -> tuple[dict[str, Trace], list[dict[str, torch.Tensor]]]:
+def pack_traces(
+    config: cli.Config, members: list[pack.Member]
+) -> tuple[dict[str, Trace], list[dict[str, torch.Tensor]]]:
     """Runs a pack in this process; each member's trace and each epoch's padding."""
     traces: dict[str, Trace] = {m.trial: Trace() for m in members}
     paddings: list[dict[str, torch.Tensor]] = []
@@ -75,7 +87,8 @@ def pack_traces(config: cli.Config, members: list[pack.Member]
         for slot, trial in enumerate(report.trials):
             traces[trial].losses.append(report.step_losses[:, slot].clone())
             traces[trial].weights.append(
-                [p.detach().clone() for p in report.stack.network(slot).parameters()])
+                [p.detach().clone() for p in report.stack.network(slot).parameters()]
+            )
         paddings.append(report.stack.padding())
 
     pack.run(config, members, observe=observe)
@@ -102,8 +115,9 @@ def members_in(root: Path) -> list[pack.Member]:
 
 
 @pytest.fixture(scope="module")
-def float64_pack(tmp_path_factory: pytest.TempPathFactory
-                 ) -> tuple[dict[str, Trace], list[dict[str, torch.Tensor]], Path]:
+def float64_pack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, Trace], list[dict[str, torch.Tensor]], Path]:
     root = tmp_path_factory.mktemp("pack64")
     config = cli.parse(shared_flags(64, root / "unused"), environ={})
     traces, paddings = pack_traces(config, members_in(root))
@@ -112,7 +126,8 @@ def float64_pack(tmp_path_factory: pytest.TempPathFactory
 
 @pytest.mark.parametrize("index", range(len(MEMBERS)))
 def test_float64_member_steps_and_weights_equal_its_lone_run(
-        index: int, float64_pack: tuple[dict[str, Trace], list, Path], tmp_path: Path) -> None:
+    index: int, float64_pack: tuple[dict[str, Trace], list, Path], tmp_path: Path
+) -> None:
     traces, _, _ = float64_pack
     want = lone_trace(member_params(*MEMBERS[index]), 64, tmp_path)
     assert len(want.losses) == MEMBERS[index][3]
@@ -127,8 +142,9 @@ def test_padded_weights_stay_exactly_zero(float64_pack: tuple[dict, list, Path])
             assert torch.count_nonzero(values) == 0, name
 
 
-def test_each_member_records_its_end_and_its_own_curves(float64_pack: tuple[dict, list, Path],
-                                                        scalars: Callable[[Path], Scalars]) -> None:
+def test_each_member_records_its_end_and_its_own_curves(
+    float64_pack: tuple[dict, list, Path], scalars: Callable[[Path], Scalars]
+) -> None:
     _, _, root = float64_pack
     for i, (h1, h2, _, epochs) in enumerate(MEMBERS):
         log_dir = root / f"m{i}"
@@ -139,8 +155,9 @@ def test_each_member_records_its_end_and_its_own_curves(float64_pack: tuple[dict
         assert len(found["latency_ms"]) == 1 and found["latency_ms"][0][1] > 0
 
 
-def test_a_pack_of_one_equals_the_lone_trainer(tmp_path: Path,
-                                               scalars: Callable[[Path], Scalars]) -> None:
+def test_a_pack_of_one_equals_the_lone_trainer(
+    tmp_path: Path, scalars: Callable[[Path], Scalars]
+) -> None:
     params = member_params(20, 10, 2e-3, 2)
     config = cli.parse(shared_flags(64, tmp_path / "unused"), environ={})
     traces, _ = pack_traces(config, [pack.Member("0", params, tmp_path / "packed")])
@@ -151,14 +168,18 @@ def test_a_pack_of_one_equals_the_lone_trainer(tmp_path: Path,
         assert got_curves[tag] == want_curves[tag]
     for tag in ("val_loss", "train_loss"):
         assert [s for s, _ in got_curves[tag]] == [s for s, _ in want_curves[tag]]
-        assert [v for _, v in got_curves[tag]] == pytest.approx([v for _, v in want_curves[tag]],
-                                                                rel=1e-6)
+        assert [v for _, v in got_curves[tag]] == pytest.approx(
+            [v for _, v in want_curves[tag]], rel=1e-6
+        )
 
 
-def test_float32_pack_process_tracks_each_lone_run(tmp_path: Path, trainer: Callable,
-                                                   scalars: Callable[[Path], Scalars]) -> None:
-    members = [{"trial": i, "params": member_params(*m), "logDir": str(tmp_path / f"m{i}")}
-               for i, m in enumerate(MEMBERS)]
+def test_float32_pack_process_tracks_each_lone_run(
+    tmp_path: Path, trainer: Callable, scalars: Callable[[Path], Scalars]
+) -> None:
+    members = [
+        {"trial": i, "params": member_params(*m), "logDir": str(tmp_path / f"m{i}")}
+        for i, m in enumerate(MEMBERS)
+    ]
     done = trainer(shared_flags(32, tmp_path / "unused"), env={"NASOP_PACK": json.dumps(members)})
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])["pack"]
@@ -194,22 +215,31 @@ def test_a_member_with_bad_parameters_fails_alone(tmp_path: Path) -> None:
     results = pack.run(config, [good, bad])
     assert results["1"]["state"] == "completed"
     assert _members.read_end(str(tmp_path / "bad")) == {
-        "state": "failed", "reason": "invalid --dropout=1.5: must be in [0, 1)"}
+        "state": "failed",
+        "reason": "invalid --dropout=1.5: must be in [0, 1)",
+    }
 
 
 def test_members_with_other_batch_sizes_train_as_their_own_group(tmp_path: Path) -> None:
     config = cli.parse(shared_flags(32, tmp_path / "unused"), environ={})
-    members = [pack.Member(str(i), {**member_params(8, 8, 1e-3, 1), "batch_size": b},
-                           tmp_path / f"m{i}") for i, b in enumerate((64, 32, 64))]
+    members = [
+        pack.Member(str(i), {**member_params(8, 8, 1e-3, 1), "batch_size": b}, tmp_path / f"m{i}")
+        for i, b in enumerate((64, 32, 64))
+    ]
     groups: list[list[str]] = []
     pack.run(config, members, observe=lambda r: groups.append(list(r.trials)))
     assert groups == [["1"], ["0", "2"]]
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ("{", "not valid JSON"), ("[]", "non-empty JSON list"), ('[{"trial": 1}]', "not a member"),
-    ('[{"trial": 1, "logDir": "a"}, {"trial": 1, "logDir": "b"}]', "same trial twice"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("{", "not valid JSON"),
+        ("[]", "non-empty JSON list"),
+        ('[{"trial": 1}]', "not a member"),
+        ('[{"trial": 1, "logDir": "a"}, {"trial": 1, "logDir": "b"}]', "same trial twice"),
+    ],
+)
 def test_bad_pack_lists_are_usage_errors(raw: str, message: str) -> None:
     from nasop_trainer import errors
 

@@ -8,10 +8,10 @@ import math
 import pathlib
 import sys
 import time
-import tomllib
 from typing import Any
 
 import pytest
+import tomllib
 from torchx import schedulers
 from torchx.specs import AppState
 
@@ -19,23 +19,39 @@ from nasop import errors, spec
 from nasop.trials import appdef, batchjob, cluster
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-OWNER = {"apiVersion": "nasop.dev/v1alpha1", "kind": "NASExperiment", "name": "exp",
-         "uid": "u-1", "controller": True, "blockOwnerDeletion": True}
+OWNER = {
+    "apiVersion": "nasop.dev/v1alpha1",
+    "kind": "NASExperiment",
+    "name": "exp",
+    "uid": "u-1",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
 
 
 def _template(**trial: Any) -> spec.TrialTemplate:
-    base = {"image": "trainer:1", "command": ["python", "-m", "nasop_trainer"],
-            "resources": {"cpu": 2, "memMB": 3000, "gpu": 1},
-            "logs": {"claimName": "nasop-logs", "mountPath": "/logs"}, "scheduler": "job"}
+    base = {
+        "image": "trainer:1",
+        "command": ["python", "-m", "nasop_trainer"],
+        "resources": {"cpu": 2, "memMB": 3000, "gpu": 1},
+        "logs": {"claimName": "nasop-logs", "mountPath": "/logs"},
+        "scheduler": "job",
+    }
     return spec.TrialTemplate.model_validate({**base, **trial})
 
 
 def _job(template: spec.TrialTemplate, **cfg: Any) -> dict[str, Any]:
-    app = appdef.trial_to_appdef(template, experiment="exp", trial_index=3,
-                                 parameters={"lr": 0.1}, log_dir="/logs/exp/trial-0003",
-                                 scheduler=batchjob.NAME)
+    app = appdef.trial_to_appdef(
+        template,
+        experiment="exp",
+        trial_index=3,
+        parameters={"lr": 0.1},
+        log_dir="/logs/exp/trial-0003",
+        scheduler=batchjob.NAME,
+    )
     runner = cluster.runner_factory(
-        None, owner=OWNER, labels={"app.kubernetes.io/managed-by": "nasop"})
+        None, owner=OWNER, labels={"app.kubernetes.io/managed-by": "nasop"}
+    )
     info = runner.dryrun(app, batchjob.NAME, cfg={"namespace": "ml", **cfg})
     return batchjob.ks.sanitize_for_serialization(info.request.resource)
 
@@ -45,15 +61,18 @@ def test_job_carries_labels_owner_resources_and_log_volume() -> None:
     assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
     meta = job["metadata"]
     assert meta["name"].startswith("exp-t3-")
-    assert meta["labels"] == {"app.kubernetes.io/managed-by": "nasop",
-                              spec.EXPERIMENT_LABEL: "exp", spec.TRIAL_LABEL: "3"}
+    assert meta["labels"] == {
+        "app.kubernetes.io/managed-by": "nasop",
+        spec.EXPERIMENT_LABEL: "exp",
+        spec.TRIAL_LABEL: "3",
+    }
     assert meta["ownerReferences"] == [OWNER]
     js = job["spec"]
     assert js["backoffLimit"] == 0 and js["completions"] == js["parallelism"] == 1
     assert "suspend" not in js and "activeDeadlineSeconds" not in js
     assert js["podFailurePolicy"]["rules"] == [
-        {"action": "FailJob",
-         "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+        {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    ]
     pod = js["template"]
     assert pod["metadata"]["labels"][spec.TRIAL_LABEL] == "3"
     assert pod["spec"]["restartPolicy"] == "Never"
@@ -61,12 +80,18 @@ def test_job_carries_labels_owner_resources_and_log_volume() -> None:
     assert container["image"] == "trainer:1"
     assert container["command"][:3] == ["python", "-m", "nasop_trainer"]
     assert "--lr=0.1" in container["command"]
-    assert container["resources"]["limits"] == {"cpu": "2000m", "memory": "3000M",
-                                                "nvidia.com/gpu": "1"}
+    assert container["resources"]["limits"] == {
+        "cpu": "2000m",
+        "memory": "3000M",
+        "nvidia.com/gpu": "1",
+    }
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["NASOP_LOG_DIR"] == "/logs/exp/trial-0003" and env["NASOP_TRIAL_INDEX"] == "3"
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
-              for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert [(claims[n], mounts[n]) for n in claims] == [("nasop-logs", "/logs")]
 
@@ -86,8 +111,14 @@ def test_job_validates_against_the_kubernetes_schema() -> None:
 
 
 def test_more_than_one_replica_is_refused() -> None:
-    app = appdef.trial_to_appdef(_template(), experiment="exp", trial_index=0, parameters={},
-                                 log_dir="/l", scheduler=batchjob.NAME)
+    app = appdef.trial_to_appdef(
+        _template(),
+        experiment="exp",
+        trial_index=0,
+        parameters={},
+        log_dir="/l",
+        scheduler=batchjob.NAME,
+    )
     app.roles[0].num_replicas = 2
     with pytest.raises(ValueError, match="one role with one replica"):
         batchjob.app_to_job(app, queue=None)
@@ -97,47 +128,136 @@ def _cond(ctype: str, reason: str = "", status: str = "True", message: str = "")
     return {"type": ctype, "status": status, "reason": reason, "message": message}
 
 
-@pytest.mark.parametrize(("job", "state", "words"), [
-    ({}, AppState.PENDING, ""),
-    ({"spec": {"suspend": True}}, AppState.PENDING, "Kueue"),
-    ({"spec": {"suspend": True}, "status": {"conditions": [_cond("Suspended", "JobSuspended")]}},
-     AppState.PENDING, "suspended"),
-    # Kueue evicted (preempted) the workload: suspended again, pods gone, waiting to re-admit
-    ({"spec": {"suspend": True}, "status": {"active": 0, "failed": 0,
-                                            "conditions": [_cond("Suspended", "JobSuspended")]}},
-     AppState.PENDING, "suspended"),
-    ({"status": {"active": 1}}, AppState.PENDING, "not ready"),
-    ({"status": {"active": 1, "ready": 1}}, AppState.RUNNING, ""),
-    ({"status": {"succeeded": 1}}, AppState.RUNNING, "finishing"),
-    ({"status": {"failed": 1}}, AppState.RUNNING, "finishing"),
-    ({"status": {"conditions": [_cond("Suspended", status="False")], "active": 1, "ready": 1}},
-     AppState.RUNNING, ""),
-    ({"status": {"conditions": [_cond("SuccessCriteriaMet", "CompletionsReached"),
-                                _cond("Complete", "CompletionsReached")]}}, AppState.SUCCEEDED, ""),
-    ({"status": {"conditions": [_cond("Complete")]}}, AppState.SUCCEEDED, ""),
-    ({"status": {"conditions": [_cond("FailureTarget", "BackoffLimitExceeded")]}},
-     AppState.FAILED, "pod failed"),
-    ({"status": {"conditions": [_cond("Failed", "BackoffLimitExceeded", message="Job has "
-                                      "reached the specified backoff limit")]}},
-     AppState.FAILED, "backoff limit"),
-    ({"status": {"conditions": [_cond("Failed", "DeadlineExceeded")]}},
-     AppState.FAILED, "maxDuration"),
-    ({"status": {"conditions": [_cond("Failed", "PodFailurePolicy", message="Pod ml/p has "
-                                      "condition DisruptionTarget matching FailJob rule")]}},
-     AppState.CANCELLED, "evicted or preempted"),
-    ({"status": {"conditions": [_cond("FailureTarget", "PodFailurePolicy")]}},
-     AppState.CANCELLED, "evicted"),
-    ({"status": {"conditions": [_cond("Failed", "MaxFailedIndexesExceeded")]}},
-     AppState.FAILED, "MaxFailedIndexesExceeded"),
-    ({"status": {"conditions": [_cond("Failed", "BackoffLimitExceeded", status="False")],
-                 "active": 1, "ready": 1}}, AppState.RUNNING, ""),
-    ({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": {"active": 1}},
-     AppState.CANCELLED, "deleted"),
-    ({"status": {"conditions": [_cond("SomethingNew", "Why")], "active": 1, "ready": 1}},
-     AppState.RUNNING, ""),
-])
+@pytest.mark.parametrize(
+    ("job", "state", "words"),
+    [
+        ({}, AppState.PENDING, ""),
+        ({"spec": {"suspend": True}}, AppState.PENDING, "Kueue"),
+        (
+            {
+                "spec": {"suspend": True},
+                "status": {"conditions": [_cond("Suspended", "JobSuspended")]},
+            },
+            AppState.PENDING,
+            "suspended",
+        ),
+        # Kueue evicted (preempted) the workload: suspended again, pods gone, waiting to re-admit
+        (
+            {
+                "spec": {"suspend": True},
+                "status": {
+                    "active": 0,
+                    "failed": 0,
+                    "conditions": [_cond("Suspended", "JobSuspended")],
+                },
+            },
+            AppState.PENDING,
+            "suspended",
+        ),
+        ({"status": {"active": 1}}, AppState.PENDING, "not ready"),
+        ({"status": {"active": 1, "ready": 1}}, AppState.RUNNING, ""),
+        ({"status": {"succeeded": 1}}, AppState.RUNNING, "finishing"),
+        ({"status": {"failed": 1}}, AppState.RUNNING, "finishing"),
+        (
+            {
+                "status": {
+                    "conditions": [_cond("Suspended", status="False")],
+                    "active": 1,
+                    "ready": 1,
+                }
+            },
+            AppState.RUNNING,
+            "",
+        ),
+        (
+            {
+                "status": {
+                    "conditions": [
+                        _cond("SuccessCriteriaMet", "CompletionsReached"),
+                        _cond("Complete", "CompletionsReached"),
+                    ]
+                }
+            },
+            AppState.SUCCEEDED,
+            "",
+        ),
+        ({"status": {"conditions": [_cond("Complete")]}}, AppState.SUCCEEDED, ""),
+        (
+            {"status": {"conditions": [_cond("FailureTarget", "BackoffLimitExceeded")]}},
+            AppState.FAILED,
+            "pod failed",
+        ),
+        (
+            {
+                "status": {
+                    "conditions": [
+                        _cond(
+                            "Failed",
+                            "BackoffLimitExceeded",
+                            message="Job has reached the specified backoff limit",
+                        )
+                    ]
+                }
+            },
+            AppState.FAILED,
+            "backoff limit",
+        ),
+        (
+            {"status": {"conditions": [_cond("Failed", "DeadlineExceeded")]}},
+            AppState.FAILED,
+            "maxDuration",
+        ),
+        (
+            {
+                "status": {
+                    "conditions": [
+                        _cond(
+                            "Failed",
+                            "PodFailurePolicy",
+                            message="Pod ml/p has condition DisruptionTarget matching FailJob rule",
+                        )
+                    ]
+                }
+            },
+            AppState.CANCELLED,
+            "evicted or preempted",
+        ),
+        (
+            {"status": {"conditions": [_cond("FailureTarget", "PodFailurePolicy")]}},
+            AppState.CANCELLED,
+            "evicted",
+        ),
+        (
+            {"status": {"conditions": [_cond("Failed", "MaxFailedIndexesExceeded")]}},
+            AppState.FAILED,
+            "MaxFailedIndexesExceeded",
+        ),
+        (
+            {
+                "status": {
+                    "conditions": [_cond("Failed", "BackoffLimitExceeded", status="False")],
+                    "active": 1,
+                    "ready": 1,
+                }
+            },
+            AppState.RUNNING,
+            "",
+        ),
+        (
+            {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": {"active": 1}},
+            AppState.CANCELLED,
+            "deleted",
+        ),
+        (
+            {"status": {"conditions": [_cond("SomethingNew", "Why")], "active": 1, "ready": 1}},
+            AppState.RUNNING,
+            "",
+        ),
+    ],
+)
 def test_every_job_phase_and_condition_maps(
-        job: dict[str, Any], state: AppState, words: str) -> None:
+    job: dict[str, Any], state: AppState, words: str
+) -> None:
     got, message = batchjob.job_state(job)
     assert got is state
     assert words in message
@@ -172,8 +292,13 @@ def test_runner_passes_the_time_left_as_active_deadline() -> None:
         index = 0
         arm = type("Arm", (), {"parameters": {"lr": 0.1}})()
 
-    runner = TorchXTrialRunner(batchjob.NAME, _template().dump(), "/logs", "exp",
-                               scheduler_cfg={"namespace": "ml", "queue": None})
+    runner = TorchXTrialRunner(
+        batchjob.NAME,
+        _template().dump(),
+        "/logs",
+        "exp",
+        scheduler_cfg={"namespace": "ml", "queue": None},
+    )
     runner.bind(lambda: Recorder())  # type: ignore[arg-type, return-value]
     runner.deadline = time.time() + 41.2
     runner.run(Trial())  # type: ignore[arg-type]
@@ -213,13 +338,16 @@ def _entry_points() -> dict[str, str]:
 def test_entry_points_keep_torchx_schedulers_and_add_kubernetes_job() -> None:
     """Registering any entry point replaces TorchX's built-in list: all of it is listed again."""
     eps = _entry_points()
-    builtin = {name: f"{module}:create_scheduler"
-               for name, module in schedulers.DEFAULT_SCHEDULER_MODULES.items()}
+    builtin = {
+        name: f"{module}:create_scheduler"
+        for name, module in schedulers.DEFAULT_SCHEDULER_MODULES.items()
+    }
     assert eps == {**builtin, batchjob.NAME: "nasop.trials.batchjob:create_scheduler"}
 
 
 def test_torchx_loads_the_entry_points(
-        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """TorchX's own loader, reading a dist-info with pyproject's entry points, builds our scheduler
     (what `pip install nasop` registers) and keeps local_cwd."""
     dist = tmp_path / "nasop_eps-0.0.0.dist-info"
@@ -238,8 +366,12 @@ def test_torchx_loads_the_entry_points(
 def test_list_shows_the_jobs_of_the_current_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
     from kubernetes import client, config
 
-    job = client.V1Job(metadata=client.V1ObjectMeta(name="exp-t0-abc"), status=client.V1JobStatus(
-        conditions=[client.V1JobCondition(type="Complete", status="True")]))
+    job = client.V1Job(
+        metadata=client.V1ObjectMeta(name="exp-t0-abc"),
+        status=client.V1JobStatus(
+            conditions=[client.V1JobCondition(type="Complete", status="True")]
+        ),
+    )
     seen: dict[str, Any] = {}
 
     class Batch:
@@ -247,10 +379,14 @@ def test_list_shows_the_jobs_of_the_current_namespace(monkeypatch: pytest.Monkey
             seen["namespace"] = namespace
             return client.V1JobList(items=[job])
 
-    monkeypatch.setattr(config, "list_kube_config_contexts",
-                        lambda: ([], {"context": {"namespace": "ml"}}))
+    monkeypatch.setattr(
+        config, "list_kube_config_contexts", lambda: ([], {"context": {"namespace": "ml"}})
+    )
     scheduler = batchjob.BatchJobScheduler("s", client=client.ApiClient())
     monkeypatch.setattr(scheduler, "_batch", lambda: Batch())
     [listed] = scheduler.list()
     assert (listed.app_id, listed.state, seen["namespace"]) == (
-        "ml:exp-t0-abc", AppState.SUCCEEDED, "ml")
+        "ml:exp-t0-abc",
+        AppState.SUCCEEDED,
+        "ml",
+    )

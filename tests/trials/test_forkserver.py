@@ -48,8 +48,14 @@ def _wrapped(tmp_path, argv, server=None, name="t", **env):
     if server is not None:
         full_env.update(server.env())
     with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w") as err:
-        return subprocess.Popen(local_markers.wrap(argv, str(tmp_path / name)), cwd=tmp_path,
-                                env=full_env, stdout=out, stderr=err, start_new_session=True)
+        return subprocess.Popen(
+            local_markers.wrap(argv, str(tmp_path / name)),
+            cwd=tmp_path,
+            env=full_env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
 
 
 def _probe_result(tmp_path, name="t"):
@@ -74,12 +80,20 @@ def _gone(pid, timeout=10.0):
 def test_script_trial_is_forked_with_its_argv_env_cwd_stdio_and_exit_code(tmp_path, server):
     (tmp_path / "probe.py").write_text(PROBE)
     script = str(tmp_path / "probe.py")
-    p = _wrapped(tmp_path, [sys.executable, script, "--a=1", "b"], server, PROBE_X="y", PROBE_RC="3")
+    p = _wrapped(
+        tmp_path, [sys.executable, script, "--a=1", "b"], server, PROBE_X="y", PROBE_RC="3"
+    )
     assert p.wait(timeout=60) == 3
     got = _probe_result(tmp_path)
-    assert got == {"argv": [script, "--a=1", "b"], "cwd": str(tmp_path), "preloaded": True,
-                   "path0": str(tmp_path), "x": "y", "server_var": None,
-                   "sigpipe_ignored": True}  # as Python sets it at start
+    assert got == {
+        "argv": [script, "--a=1", "b"],
+        "cwd": str(tmp_path),
+        "preloaded": True,
+        "path0": str(tmp_path),
+        "x": "y",
+        "server_var": None,
+        "sigpipe_ignored": True,
+    }  # as Python sets it at start
     assert (tmp_path / "t.err").read_text() == "to stderr\n"
     assert local_markers.exit_code(str(tmp_path / "t")) == 3
     pids = _pids(tmp_path)
@@ -107,8 +121,15 @@ def test_without_a_server_the_same_trial_starts_fresh(tmp_path):
 def test_trials_that_exit_at_once_report_their_own_exit_codes(tmp_path, server):
     """`pid` and `exit` can arrive in one read; neither may be lost (a lost exit reads as killed)."""
     (tmp_path / "quick.py").write_text("import sys\nsys.exit(int(sys.argv[1]))\n")
-    procs = {code: _wrapped(tmp_path, [sys.executable, str(tmp_path / "quick.py"), str(code)],
-                            server, name=f"q{code}") for code in (0, 1, 7, 255, 256 + 9)}
+    procs = {
+        code: _wrapped(
+            tmp_path,
+            [sys.executable, str(tmp_path / "quick.py"), str(code)],
+            server,
+            name=f"q{code}",
+        )
+        for code in (0, 1, 7, 255, 256 + 9)
+    }
     for code, p in procs.items():
         assert p.wait(timeout=60) == code & 0xFF
         assert local_markers.exit_code(str(tmp_path / f"q{code}")) == code & 0xFF
@@ -120,7 +141,8 @@ def test_ends_only_the_parent_sees_are_reported_by_the_server(tmp_path, server):
     (tmp_path / "hard.py").write_text(
         "import os, signal, sys\n"
         "if sys.argv[1] == 'exit': os._exit(3)\n"
-        "os.kill(os.getpid(), signal.SIGUSR1)\n")
+        "os.kill(os.getpid(), signal.SIGUSR1)\n"
+    )
     for how, code in (("exit", 3), ("signal", -signal.SIGUSR1)):
         p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "hard.py"), how], server, name=how)
         p.wait(timeout=60)
@@ -128,13 +150,15 @@ def test_ends_only_the_parent_sees_are_reported_by_the_server(tmp_path, server):
 
 
 def test_exit_runs_executor_work_and_atexit_handlers(tmp_path, server):
-    (tmp_path / "tail.py").write_text(textwrap.dedent("""
+    (tmp_path / "tail.py").write_text(
+        textwrap.dedent("""
         import atexit, concurrent.futures, pathlib, time
         pool = concurrent.futures.ThreadPoolExecutor(1)
         pool.submit(lambda: (time.sleep(0.3), pathlib.Path("executor.done").write_text("x")))
         atexit.register(lambda: pathlib.Path("atexit.done").write_text("x"))
         print("main done", flush=True)
-    """))
+    """)
+    )
     p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "tail.py")], server)
     assert p.wait(timeout=60) == 0
     assert (tmp_path / "executor.done").exists() and (tmp_path / "atexit.done").exists()
@@ -147,14 +171,25 @@ def test_interpreter_settings_in_the_environment_are_honoured(tmp_path, server):
         "import json, os, sys\n"
         "print(json.dumps({'preloaded': 'wave' in sys.modules}))\n"
         "print('after', end='')\n"
-        "os._exit(0)  # no flush at exit: only an unbuffered stdout has written 'after'\n")
-    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], server,
-                 name="u", PYTHONUNBUFFERED="x")
+        "os._exit(0)  # no flush at exit: only an unbuffered stdout has written 'after'\n"
+    )
+    p = _wrapped(
+        tmp_path,
+        [sys.executable, str(tmp_path / "probe.py")],
+        server,
+        name="u",
+        PYTHONUNBUFFERED="x",
+    )
     assert p.wait(timeout=60) == 0
     out = (tmp_path / "u.out").read_text()
     assert out.endswith("after") and json.loads(out.splitlines()[0])["preloaded"] is True
-    p = _wrapped(tmp_path, [sys.executable, str(tmp_path / "probe.py")], server,
-                 name="h", PYTHONHASHSEED="123")
+    p = _wrapped(
+        tmp_path,
+        [sys.executable, str(tmp_path / "probe.py")],
+        server,
+        name="h",
+        PYTHONHASHSEED="123",
+    )
     assert p.wait(timeout=60) == 0
     assert json.loads((tmp_path / "h.out").read_text().splitlines()[0])["preloaded"] is False
 
@@ -232,12 +267,20 @@ def test_a_module_that_cannot_be_preloaded_leaves_trials_starting_fresh(tmp_path
 def test_the_server_exits_with_nasop_run(tmp_path):
     """Its parent gone (a `nasop run` killed with SIGKILL), the server stops and cleans up."""
     sock = tmp_path / "s.sock"
-    parent = subprocess.Popen([sys.executable, "-c", (
-        "import subprocess, sys, time\n"
-        f"p = subprocess.Popen([sys.executable, '-m', 'nasop._forkserver', {str(sock)!r}])\n"
-        "print(p.pid, flush=True)\n"
-        "time.sleep(120)\n"
-    )], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import subprocess, sys, time\n"
+                f"p = subprocess.Popen([sys.executable, '-m', 'nasop._forkserver', {str(sock)!r}])\n"
+                "print(p.pid, flush=True)\n"
+                "time.sleep(120)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     server_pid = int(parent.stdout.readline())
     deadline = time.time() + 30
     while not sock.exists() and time.time() < deadline:
@@ -255,8 +298,10 @@ def test_a_server_whose_parent_died_before_it_looked_exits(tmp_path):
     sock = tmp_path / "s.sock"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    server = subprocess.Popen([sys.executable, "-m", "nasop._forkserver", str(sock)],
-                              env={**os.environ, _forkserver.PARENT_ENV_VAR: str(dead.pid)})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "nasop._forkserver", str(sock)],
+        env={**os.environ, _forkserver.PARENT_ENV_VAR: str(dead.pid)},
+    )
     assert server.wait(timeout=30) == 0
     assert not sock.exists()
 

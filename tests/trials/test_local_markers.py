@@ -12,8 +12,9 @@ from nasop.trials import local_markers
 
 
 def _wrapped(tmp_path, code):
-    return subprocess.Popen(local_markers.wrap([sys.executable, "-c", code], str(tmp_path)),
-                            start_new_session=True)
+    return subprocess.Popen(
+        local_markers.wrap([sys.executable, "-c", code], str(tmp_path)), start_new_session=True
+    )
 
 
 def _wait(path, timeout=20.0):

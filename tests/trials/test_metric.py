@@ -17,13 +17,16 @@ from nasop.trials import metric
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ([0.5, 0.7, NAN], "val_acc is NaN at step 2"),
-    ([0.5, INF, -INF], "val_acc is -inf or inf at steps 1 to 2"),
-    ([NAN], "val_acc is NaN at step 0"),
-    ([0.5, NAN, 0.7], None),
-    ([0.5, 0.7], None),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([0.5, 0.7, NAN], "val_acc is NaN at step 2"),
+        ([0.5, INF, -INF], "val_acc is -inf or inf at steps 1 to 2"),
+        ([NAN], "val_acc is NaN at step 0"),
+        ([0.5, NAN, 0.7], None),
+        ([0.5, 0.7], None),
+    ],
+)
 def test_non_finite_tail(values, expected):
     # steps given out of order: the tail is by step, not by record order
     steps = list(range(len(values)))[::-1]

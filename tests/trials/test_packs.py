@@ -37,21 +37,36 @@ def test_group_by_an_unknown_parameter_is_a_spec_error_naming_the_field() -> Non
 
 def test_pack_appdef_passes_members_in_nasop_pack_and_labels_each(tmp_path: Any) -> None:
     template = spec.TrialTemplate.model_validate(
-        {"command": ["python", "-m", "nasop_trainer"], "args": ["--dataset", "digits"],
-         "env": {"A": "1"}, "logs": {"claimName": "logs", "mountPath": "/logs"}})
-    members = [(3, {"batch_size": 32, "lr": 0.1}, "/logs/e/trial-0003"),
-               (5, {"batch_size": 32, "lr": 0.2}, "/logs/e/trial-0005")]
-    app = packs.pack_to_appdef(template, experiment="My_Exp", members=members,
-                               folder="/logs/e/pack-0003", scheduler="kubernetes")
+        {
+            "command": ["python", "-m", "nasop_trainer"],
+            "args": ["--dataset", "digits"],
+            "env": {"A": "1"},
+            "logs": {"claimName": "logs", "mountPath": "/logs"},
+        }
+    )
+    members = [
+        (3, {"batch_size": 32, "lr": 0.1}, "/logs/e/trial-0003"),
+        (5, {"batch_size": 32, "lr": 0.2}, "/logs/e/trial-0005"),
+    ]
+    app = packs.pack_to_appdef(
+        template,
+        experiment="My_Exp",
+        members=members,
+        folder="/logs/e/pack-0003",
+        scheduler="kubernetes",
+    )
     role = app.roles[0]
     assert app.name == "my-exp-p3"
     assert [role.entrypoint, *role.args] == ["python", "-m", "nasop_trainer", "--dataset", "digits"]
     assert json.loads(role.env["NASOP_PACK"]) == [
         {"trial": 3, "params": {"batch_size": 32, "lr": 0.1}, "logDir": "/logs/e/trial-0003"},
-        {"trial": 5, "params": {"batch_size": 32, "lr": 0.2}, "logDir": "/logs/e/trial-0005"}]
+        {"trial": 5, "params": {"batch_size": 32, "lr": 0.2}, "logDir": "/logs/e/trial-0005"},
+    ]
     assert role.env["A"] == "1" and "NASOP_PARAMS" not in role.env
     assert app.metadata[spec.TRIAL_LABEL] == "3"
-    assert app.metadata[f"{spec.GROUP}/member-3"] == app.metadata[f"{spec.GROUP}/member-5"] == "true"
+    assert (
+        app.metadata[f"{spec.GROUP}/member-3"] == app.metadata[f"{spec.GROUP}/member-5"] == "true"
+    )
     assert role.mounts[0].dst_path == "/logs"
 
 
@@ -62,13 +77,20 @@ def test_members_are_marked_with_their_pack_before_launch(tmp_path: Any) -> None
     assert packs.marked_pack(str(tmp_path / "elsewhere")) is None
 
 
-@pytest.mark.parametrize(("record", "want"), [
-    ((_members.COMPLETED, ""), (TrialStatus.COMPLETED, "", False)),
-    ((_members.FAILED, "invalid --dropout=2"), (TrialStatus.FAILED, "invalid --dropout=2", False)),
-    ((_members.STOPPED, "below median"), (TrialStatus.EARLY_STOPPED, "below median", False)),
-])
+@pytest.mark.parametrize(
+    ("record", "want"),
+    [
+        ((_members.COMPLETED, ""), (TrialStatus.COMPLETED, "", False)),
+        (
+            (_members.FAILED, "invalid --dropout=2"),
+            (TrialStatus.FAILED, "invalid --dropout=2", False),
+        ),
+        ((_members.STOPPED, "below median"), (TrialStatus.EARLY_STOPPED, "below median", False)),
+    ],
+)
 def test_a_members_own_record_decides_whatever_the_pack_does(
-        tmp_path: Any, record: tuple[str, str], want: tuple[TrialStatus, str, bool]) -> None:
+    tmp_path: Any, record: tuple[str, str], want: tuple[TrialStatus, str, bool]
+) -> None:
     _members.write_end(str(tmp_path), *record)
     for pack_state in (RUNNING, (TrialStatus.FAILED, "killed", True)):
         assert packs.member_status(str(tmp_path), pack_state) == want
@@ -83,9 +105,14 @@ def test_a_member_without_a_record_follows_its_pack(tmp_path: Any) -> None:
     assert (status, infra) == (TrialStatus.FAILED, True)  # a dead pack: retried, not counted
     bad = "nasop-trainer: error: MNIST not found in data"
     assert packs.member_status(member, (TrialStatus.FAILED, bad, False)) == (
-        TrialStatus.FAILED, bad, False)  # the pack could not start at all: the user's to fix
-    assert packs.member_status(member, (TrialStatus.ABANDONED, "cancelled", True))[0] is \
-        TrialStatus.ABANDONED
+        TrialStatus.FAILED,
+        bad,
+        False,
+    )  # the pack could not start at all: the user's to fix
+    assert (
+        packs.member_status(member, (TrialStatus.ABANDONED, "cancelled", True))[0]
+        is TrialStatus.ABANDONED
+    )
 
 
 def test_a_pack_is_done_once_every_member_ended_or_was_asked_to_stop(tmp_path: Any) -> None:
@@ -104,11 +131,19 @@ def test_a_cluster_member_is_adopted_with_its_packs_folder_and_siblings() -> Non
 
     template = spec.TrialTemplate.model_validate({"pack": {"maxTrials": 3}}).dump()
     runner = TorchXTrialRunner("kubernetes", template, "/logs", "exp")
-    runner.bind(lambda: None, finder=lambda i: None,  # type: ignore[arg-type, return-value]
-                pack_finder=lambda i: ("kubernetes://nasop/ns:exp-p4", [4, 5, 6]) if i in (4, 5, 6)
-                else None)
+    runner.bind(
+        lambda: None,
+        finder=lambda i: None,  # type: ignore[arg-type, return-value]
+        pack_finder=lambda i: (
+            ("kubernetes://nasop/ns:exp-p4", [4, 5, 6]) if i in (4, 5, 6) else None
+        ),
+    )
     meta = runner.adopt(SimpleNamespace(index=5))  # type: ignore[arg-type]
-    assert meta == {"app_handle": "kubernetes://nasop/ns:exp-p4", "tb_log_dir": "/logs/exp/trial-0005",
-                    **packs.member_metadata("/logs/exp/pack-0004", [
-                        f"/logs/exp/trial-000{i}" for i in (4, 5, 6)])}
+    assert meta == {
+        "app_handle": "kubernetes://nasop/ns:exp-p4",
+        "tb_log_dir": "/logs/exp/trial-0005",
+        **packs.member_metadata(
+            "/logs/exp/pack-0004", [f"/logs/exp/trial-000{i}" for i in (4, 5, 6)]
+        ),
+    }
     assert runner.adopt(SimpleNamespace(index=7)) is None  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ def mini_batches(chunk: Batch, batch_size: int) -> Iterator[Batch]:
     """The consecutive mini-batches of a chunk, as views (no copies)."""
     x, y = chunk
     for start in range(0, int(y.shape[0]), batch_size):
-        yield x[start:start + batch_size], y[start:start + batch_size]
+        yield x[start : start + batch_size], y[start : start + batch_size]
 
 
 class Chunks:
@@ -46,8 +46,15 @@ class Chunks:
         per_chunk: mini-batches per chunk (1: every item is one mini-batch).
     """
 
-    def __init__(self, split: data.Split, batch_size: int, *, shuffle: bool, seed: int = 0,
-                 per_chunk: int = 1) -> None:
+    def __init__(
+        self,
+        split: data.Split,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        per_chunk: int = 1,
+    ) -> None:
         self.split = split
         self.batch_size = batch_size
         self.chunk_size = batch_size * per_chunk
@@ -67,12 +74,12 @@ class Chunks:
         x, y, size = self.split.x, self.split.y, self.chunk_size
         if not self.shuffle:
             for start in range(0, len(self.split), size):
-                yield x[start:start + size], y[start:start + size]
+                yield x[start : start + size], y[start : start + size]
             return
         order = self.permutation(self.epoch)
         self.epoch += 1
         for start in range(0, len(self.split), size):
-            index = order[start:start + size]
+            index = order[start : start + size]
             yield x.index_select(0, index), y.index_select(0, index)
 
 

@@ -75,30 +75,62 @@ def _build_parser() -> _Parser:
     group = parser.add_argument_group("parameters (also from NASOP_PARAMS; flags win)")
     for name in PARAMETER_NAMES:
         default = getattr(Params(), name)
-        group.add_argument(f"--{name}", metavar="N" if name in _INT_PARAMETERS else "X",
-                           help=f"default {default}")
-    parser.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
-                        help="mnist (28x28, from --data-dir) or digits "
-                        "(scikit-learn's bundled 8x8)")
-    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None,
-                        help="folder with mnist.npz or MNIST/raw/*-ubyte[.gz], or the .npz itself "
-                        "(default: $NASOP_DATA_DIR or ./data)")
-    parser.add_argument("--download", action="store_true",
-                        help="download MNIST with torchvision if it is missing")
-    parser.add_argument("--subset", type=int, default=None, metavar="N",
-                        help="train on the first N training samples")
-    parser.add_argument("--log-dir", "--log_dir", "--log_path", dest="log_dir", default=None,
-                        help="TensorBoard folder "
-                        "(default: $NASOP_LOG_DIR, else a new runs/ folder)")
+        group.add_argument(
+            f"--{name}", metavar="N" if name in _INT_PARAMETERS else "X", help=f"default {default}"
+        )
+    parser.add_argument(
+        "--dataset",
+        choices=("mnist", "digits"),
+        default="mnist",
+        help="mnist (28x28, from --data-dir) or digits (scikit-learn's bundled 8x8)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        "--data_dir",
+        dest="data_dir",
+        default=None,
+        help="folder with mnist.npz or MNIST/raw/*-ubyte[.gz], or the .npz itself "
+        "(default: $NASOP_DATA_DIR or ./data)",
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="download MNIST with torchvision if it is missing"
+    )
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on the first N training samples",
+    )
+    parser.add_argument(
+        "--log-dir",
+        "--log_dir",
+        "--log_path",
+        dest="log_dir",
+        default=None,
+        help="TensorBoard folder (default: $NASOP_LOG_DIR, else a new runs/ folder)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, dropout, shuffling")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto")
-    parser.add_argument("--checkpoint", action="store_true",
-                        help="save Lightning checkpoints under the log dir")
-    parser.add_argument("--latency-runs", "--latency_runs", dest="latency_runs", type=int,
-                        default=50, help="timed batch-1 forward passes for latency_ms")
-    parser.add_argument("--precision", type=int, choices=(32, 64), default=32,
-                        help="float bits of weights and data (64: exactness checks)")
+    parser.add_argument(
+        "--checkpoint", action="store_true", help="save Lightning checkpoints under the log dir"
+    )
+    parser.add_argument(
+        "--latency-runs",
+        "--latency_runs",
+        dest="latency_runs",
+        type=int,
+        default=50,
+        help="timed batch-1 forward passes for latency_ms",
+    )
+    parser.add_argument(
+        "--precision",
+        type=int,
+        choices=(32, 64),
+        default=32,
+        help="float bits of weights and data (64: exactness checks)",
+    )
     return parser
 
 

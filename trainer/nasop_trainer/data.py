@@ -62,7 +62,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise errors.DataMissingError(f"{path} is not an unsigned-byte IDX file")
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise errors.DataMissingError(f"{path} is truncated: expected shape {shape}")
@@ -139,12 +139,17 @@ def digits_arrays() -> dict[str, np.ndarray]:
 
     x, y = load_digits(return_X_y=True)
     n_train = len(y) - len(y) // 5
-    return {"x_train": x[:n_train], "y_train": y[:n_train],
-            "x_test": x[n_train:], "y_test": y[n_train:]}
+    return {
+        "x_train": x[:n_train],
+        "y_train": y[:n_train],
+        "x_test": x[n_train:],
+        "y_test": y[n_train:],
+    }
 
 
-def _to_tensor(x: np.ndarray, scale: float, device: torch.device,
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _to_tensor(
+    x: np.ndarray, scale: float, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Flattened float inputs scaled to [0, 1], converted on ``device``.
 
     The compact raw array moves first (4x less to copy for uint8), then converts there.
@@ -157,8 +162,15 @@ def _labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.asarray(y, dtype=np.int64)).to(device)
 
 
-def load(name: str, data_dir: Path, *, download: bool = False, subset: int | None = None,
-         device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> DataSet:
+def load(
+    name: str,
+    data_dir: Path,
+    *,
+    download: bool = False,
+    subset: int | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> DataSet:
     """Loads a data set as normalised tensors on ``device``.
 
     Inputs are scaled to [0, 1] and standardised with the mean and standard deviation of the

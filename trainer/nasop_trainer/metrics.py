@@ -49,8 +49,9 @@ def write_epoch(writer: SummaryWriter, epoch: int, values: Mapping[str, float]) 
 def progress(epoch: int, values: Mapping[str, float], seconds: float, who: str = "") -> None:
     """One progress line on stderr (stdout is kept for the final JSON line)."""
     shown = " ".join(f"{k}={v:.4f}" for k, v in values.items())
-    print(f"nasop-trainer: {who}epoch {epoch}: {shown} ({seconds:.2f}s)", file=sys.stderr,
-          flush=True)
+    print(
+        f"nasop-trainer: {who}epoch {epoch}: {shown} ({seconds:.2f}s)", file=sys.stderr, flush=True
+    )
 
 
 __all__ = ["CURVES", "open_writer", "progress", "write_epoch", "write_final", "write_start"]

@@ -39,9 +39,16 @@ class MLP(pl.LightningModule):
         num_classes: output classes.
     """
 
-    def __init__(self, input_dim: int, hidden_size_1: int, hidden_size_2: int,
-                 learning_rate: float, dropout: float, batch_size: int,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_size_1: int,
+        hidden_size_2: int,
+        learning_rate: float,
+        dropout: float,
+        batch_size: int,
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False  # one Lightning step = one chunk of mini-batches
@@ -75,8 +82,10 @@ class MLP(pl.LightningModule):
     def validation_step(self, batch: batches.Batch, batch_idx: int) -> None:
         x, y = batch
         log_probs = self(x)
-        for name, value in (("loss", F.nll_loss(log_probs, y, reduction="sum")),
-                            ("correct", (log_probs.argmax(dim=1) == y).sum())):
+        for name, value in (
+            ("loss", F.nll_loss(log_probs, y, reduction="sum")),
+            ("correct", (log_probs.argmax(dim=1) == y).sum()),
+        ):
             self._val_sums[name] = self._val_sums[name] + value if name in self._val_sums else value
         self._val_count += int(y.shape[0])
 

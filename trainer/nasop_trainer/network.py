@@ -12,13 +12,19 @@ from torch import nn
 from nasop_trainer import cli, errors
 
 
-def build_network(input_dim: int, hidden_size_1: int, hidden_size_2: int, dropout: float,
-                  num_classes: int = 10) -> nn.Sequential:
+def build_network(
+    input_dim: int, hidden_size_1: int, hidden_size_2: int, dropout: float, num_classes: int = 10
+) -> nn.Sequential:
     """The tutorial's layers, ending in log-probabilities (so NLL loss and latency match it)."""
     return nn.Sequential(
-        nn.Linear(input_dim, hidden_size_1), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden_size_1, hidden_size_2), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(hidden_size_2, num_classes), nn.LogSoftmax(dim=1),
+        nn.Linear(input_dim, hidden_size_1),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden_size_1, hidden_size_2),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden_size_2, num_classes),
+        nn.LogSoftmax(dim=1),
     )
 
 
@@ -35,8 +41,9 @@ def dtype_of(config: cli.Config) -> torch.dtype:
 def resolve_device(accelerator: str) -> torch.device:
     """``auto`` picks CUDA when visible; ``gpu`` without CUDA is a usage error, not a CPU run."""
     if accelerator == "gpu" and not torch.cuda.is_available():
-        raise errors.UsageError("--accelerator gpu: no CUDA device is visible",
-                                hint="use --accelerator cpu or auto")
+        raise errors.UsageError(
+            "--accelerator gpu: no CUDA device is visible", hint="use --accelerator cpu or auto"
+        )
     if accelerator in ("gpu", "auto") and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")

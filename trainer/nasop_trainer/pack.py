@@ -75,15 +75,22 @@ def parse_members(raw: str) -> list[Member]:
     except json.JSONDecodeError as exc:
         raise errors.UsageError(f"NASOP_PACK is not valid JSON: {exc}") from None
     if not isinstance(loaded, list) or not loaded:
-        raise errors.UsageError("NASOP_PACK must be a non-empty JSON list of members",
-                                hint='each {"trial": INDEX, "params": {...}, "logDir": DIR}')
+        raise errors.UsageError(
+            "NASOP_PACK must be a non-empty JSON list of members",
+            hint='each {"trial": INDEX, "params": {...}, "logDir": DIR}',
+        )
     members = []
     for position, item in enumerate(loaded):
-        if (not isinstance(item, dict) or "trial" not in item or not item.get("logDir")
-                or not isinstance(item.get("params", {}), dict)):
+        if (
+            not isinstance(item, dict)
+            or "trial" not in item
+            or not item.get("logDir")
+            or not isinstance(item.get("params", {}), dict)
+        ):
             raise errors.UsageError(
                 f"NASOP_PACK[{position}] is not a member",
-                hint='each {"trial": INDEX, "params": {...}, "logDir": DIR}')
+                hint='each {"trial": INDEX, "params": {...}, "logDir": DIR}',
+            )
         members.append(Member(str(item["trial"]), item.get("params", {}), Path(item["logDir"])))
     for key in ("trial", "log_dir"):
         values = [getattr(m, key) for m in members]
@@ -92,8 +99,9 @@ def parse_members(raw: str) -> list[Member]:
     return members
 
 
-def run(config: cli.Config, members: Sequence[Member],
-        observe: Observer | None = None) -> dict[str, dict[str, Any]]:
+def run(
+    config: cli.Config, members: Sequence[Member], observe: Observer | None = None
+) -> dict[str, dict[str, Any]]:
     """Trains every member and records each one's end in its log dir.
 
     Args:
@@ -111,8 +119,14 @@ def run(config: cli.Config, members: Sequence[Member],
     """
     torch.set_num_threads(config.threads)
     device = network.resolve_device(config.accelerator)
-    dataset = data.load(config.dataset, config.data_dir, download=config.download,
-                        subset=config.subset, device=device, dtype=network.dtype_of(config))
+    dataset = data.load(
+        config.dataset,
+        config.data_dir,
+        download=config.download,
+        subset=config.subset,
+        device=device,
+        dtype=network.dtype_of(config),
+    )
     results: dict[str, dict[str, Any]] = {}
     groups: dict[int, list[tuple[Member, cli.Params]]] = {}
     for member in members:
@@ -123,8 +137,12 @@ def run(config: cli.Config, members: Sequence[Member],
             results[member.trial] = {"state": _members.FAILED, "reason": str(exc)}
             continue
         groups.setdefault(params.batch_size, []).append((member, params))
-    print(f"nasop-trainer: pack of {len(members)} ({len(groups)} batch size(s)) "
-          f"dataset={dataset.name} device={device}", file=sys.stderr, flush=True)
+    print(
+        f"nasop-trainer: pack of {len(members)} ({len(groups)} batch size(s)) "
+        f"dataset={dataset.name} device={device}",
+        file=sys.stderr,
+        flush=True,
+    )
     for batch_size in sorted(groups):
         results.update(_run_group(config, dataset, groups[batch_size], observe))
     return results
@@ -145,30 +163,45 @@ class _Slot:
         return {"state": state, **({"reason": reason} if reason else {}), **result}
 
 
-def _lone_network(config: cli.Config, dataset: data.DataSet, params: cli.Params
-                  ) -> torch.nn.Sequential:
+def _lone_network(
+    config: cli.Config, dataset: data.DataSet, params: cli.Params
+) -> torch.nn.Sequential:
     """The member's lone model as its own run would build it: same seed, same draws."""
     torch.manual_seed(config.seed)
-    lone = network.build_network(dataset.input_dim, params.hidden_size_1, params.hidden_size_2,
-                                 params.dropout, dataset.num_classes)
+    lone = network.build_network(
+        dataset.input_dim,
+        params.hidden_size_1,
+        params.hidden_size_2,
+        params.dropout,
+        dataset.num_classes,
+    )
     return lone.to(dtype=network.dtype_of(config), device=dataset.train.x.device)
 
 
-def _run_group(config: cli.Config, dataset: data.DataSet,
-               group: list[tuple[Member, cli.Params]],
-               observe: Observer | None) -> dict[str, dict[str, Any]]:
+def _run_group(
+    config: cli.Config,
+    dataset: data.DataSet,
+    group: list[tuple[Member, cli.Params]],
+    observe: Observer | None,
+) -> dict[str, dict[str, Any]]:
     """Trains members that share a batch size as one stack until each has ended."""
     lones = [_lone_network(config, dataset, params) for _, params in group]
     slots = [_Slot(m, p, network.count_parameters(n)) for (m, p), n in zip(group, lones)]
-    stack = packed.Stack(lones, [packed.Shape(p.hidden_size_1, p.hidden_size_2, p.dropout)
-                                 for _, p in group])
+    stack = packed.Stack(
+        lones, [packed.Shape(p.hidden_size_1, p.hidden_size_2, p.dropout) for _, p in group]
+    )
     adam = packed.Adam(stack, [p.learning_rate for _, p in group])
     del lones
     batch_size = group[0][1].batch_size
     device = dataset.train.x.device
     dropout_draws = torch.Generator(device=device).manual_seed(config.seed)
-    chunks = batches.Chunks(dataset.train, batch_size, shuffle=True, seed=config.seed,
-                            per_chunk=batches.batches_per_chunk(batch_size))
+    chunks = batches.Chunks(
+        dataset.train,
+        batch_size,
+        shuffle=True,
+        seed=config.seed,
+        per_chunk=batches.batches_per_chunk(batch_size),
+    )
     results: dict[str, dict[str, Any]] = {}
     epoch = 0
     try:
@@ -179,8 +212,11 @@ def _run_group(config: cli.Config, dataset: data.DataSet,
             val_loss, val_acc = _evaluate(stack, dataset.val)
             seconds = time.perf_counter() - started
             for slot, entry in enumerate(slots):
-                entry.last = {"train_loss": float(train_loss[slot]),
-                              "val_loss": float(val_loss[slot]), "val_acc": float(val_acc[slot])}
+                entry.last = {
+                    "train_loss": float(train_loss[slot]),
+                    "val_loss": float(val_loss[slot]),
+                    "val_acc": float(val_acc[slot]),
+                }
                 metrics.write_epoch(entry.writer, epoch, entry.last)
                 metrics.progress(epoch, entry.last, seconds, f"trial {entry.member.trial} ")
             if observe is not None:
@@ -203,24 +239,39 @@ def _run_group(config: cli.Config, dataset: data.DataSet,
     return results
 
 
-def _epoch_end(config: cli.Config, dataset: data.DataSet, stack: packed.Stack, slot: int,
-               entry: _Slot, epoch: int) -> dict[str, Any] | None:
+def _epoch_end(
+    config: cli.Config,
+    dataset: data.DataSet,
+    stack: packed.Stack,
+    slot: int,
+    entry: _Slot,
+    epoch: int,
+) -> dict[str, Any] | None:
     """The member's end after ``epoch``, or None when it trains on."""
     if epoch + 1 >= entry.params.epochs:
-        latency_ms = latency.measure_ms(stack.network(slot), dataset.input_dim,
-                                        runs=config.latency_runs)
+        latency_ms = latency.measure_ms(
+            stack.network(slot), dataset.input_dim, runs=config.latency_runs
+        )
         metrics.write_final(entry.writer, "latency_ms", latency_ms)
-        return entry.end(_members.COMPLETED, val_acc=entry.last["val_acc"],
-                         num_params=entry.num_params, latency_ms=latency_ms)
+        return entry.end(
+            _members.COMPLETED,
+            val_acc=entry.last["val_acc"],
+            num_params=entry.num_params,
+            latency_ms=latency_ms,
+        )
     reason = _members.stop_reason(str(entry.member.log_dir))
     if reason is not None:
         return entry.end(_members.STOPPED, reason or f"stop requested after epoch {epoch}")
     return None
 
 
-def _train_epoch(stack: packed.Stack, adam: packed.Adam, chunks: batches.Chunks,
-                 batch_size: int, dropout_draws: torch.Generator
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _train_epoch(
+    stack: packed.Stack,
+    adam: packed.Adam,
+    chunks: batches.Chunks,
+    batch_size: int,
+    dropout_draws: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One epoch of mini-batch steps; each step's per-member losses and the batch sizes."""
     losses, sizes = [], []
     for chunk in chunks:
@@ -245,7 +296,7 @@ def _evaluate(stack: packed.Stack, split: data.Split) -> tuple[torch.Tensor, tor
     loss_sum = torch.zeros(len(stack), dtype=split.x.dtype, device=split.x.device)
     correct = torch.zeros(len(stack), dtype=torch.int64, device=split.x.device)
     for start in range(0, len(split), rows):
-        x, y = split.x[start:start + rows], split.y[start:start + rows]
+        x, y = split.x[start : start + rows], split.y[start : start + rows]
         log_probs = stack.forward(x)
         targets = y.view(1, -1, 1).expand(len(stack), -1, 1)
         loss_sum -= log_probs.gather(2, targets).squeeze(2).sum(dim=1)

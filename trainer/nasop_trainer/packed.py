@@ -53,9 +53,12 @@ class Stack:
         h2 = max(s.hidden_size_2 for s in shapes)
         m, like = len(shapes), {"dtype": first.dtype, "device": first.device}
         self.params = {
-            "w1": torch.zeros(input_dim, m, h1, **like), "b1": torch.zeros(m, 1, h1, **like),
-            "w2": torch.zeros(m, h1, h2, **like), "b2": torch.zeros(m, 1, h2, **like),
-            "w3": torch.zeros(m, h2, classes, **like), "b3": torch.zeros(m, 1, classes, **like),
+            "w1": torch.zeros(input_dim, m, h1, **like),
+            "b1": torch.zeros(m, 1, h1, **like),
+            "w2": torch.zeros(m, h1, h2, **like),
+            "b2": torch.zeros(m, 1, h2, **like),
+            "w3": torch.zeros(m, h2, classes, **like),
+            "b3": torch.zeros(m, 1, classes, **like),
         }
         self.shapes = list(shapes)
         with torch.no_grad():
@@ -74,15 +77,19 @@ class Stack:
     def __len__(self) -> int:
         return len(self.shapes)
 
-    def _views(self, slot: int, source: dict[str, torch.Tensor] | None = None
-               ) -> dict[str, torch.Tensor]:
+    def _views(
+        self, slot: int, source: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         """The unpadded region of member ``slot`` in each stacked tensor (lone layout)."""
         t = self.params if source is None else source
         a, b = self.shapes[slot].hidden_size_1, self.shapes[slot].hidden_size_2
         return {
-            "w1": t["w1"][:, slot, :a], "b1": t["b1"][slot, 0, :a],
-            "w2": t["w2"][slot, :a, :b], "b2": t["b2"][slot, 0, :b],
-            "w3": t["w3"][slot, :b, :], "b3": t["b3"][slot, 0, :],
+            "w1": t["w1"][:, slot, :a],
+            "b1": t["b1"][slot, 0, :a],
+            "w2": t["w2"][slot, :a, :b],
+            "b2": t["b2"][slot, 0, :b],
+            "w3": t["w3"][slot, :b, :],
+            "b3": t["b3"][slot, 0, :],
         }
 
     def padding(self) -> dict[str, torch.Tensor]:
@@ -93,16 +100,22 @@ class Stack:
         """Member ``slot`` as its own unpadded lone network (a copy, in eval-ready form)."""
         shape = self.shapes[slot]
         first = self.params["w1"]
-        lone = network.build_network(first.shape[0], shape.hidden_size_1, shape.hidden_size_2,
-                                     shape.dropout, self.params["w3"].shape[2])
+        lone = network.build_network(
+            first.shape[0],
+            shape.hidden_size_1,
+            shape.hidden_size_2,
+            shape.dropout,
+            self.params["w3"].shape[2],
+        )
         lone.to(dtype=first.dtype, device=first.device)
         with torch.no_grad():
             for name, stacked in self._views(slot).items():
                 _lone_tensor(lone, name).copy_(stacked)
         return lone
 
-    def forward(self, x: torch.Tensor, *, train: bool = False,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, train: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Log-probabilities (M, B, C) of every member for one shared batch ``x`` (B, D).
 
         ``train`` applies each member's dropout, drawn from ``generator``.
@@ -114,20 +127,23 @@ class Stack:
         hidden = self._dropout(F.relu(torch.baddbmm(p["b2"], hidden, p["w2"])), train, generator)
         return F.log_softmax(torch.baddbmm(p["b3"], hidden, p["w3"]), dim=-1)
 
-    def _dropout(self, hidden: torch.Tensor, train: bool,
-                 generator: torch.Generator | None) -> torch.Tensor:
+    def _dropout(
+        self, hidden: torch.Tensor, train: bool, generator: torch.Generator | None
+    ) -> torch.Tensor:
         if not train or not self.any_dropout:
             return hidden
         rate = self.dropout.view(-1, 1, 1)
-        draw = torch.rand(hidden.shape, generator=generator, dtype=hidden.dtype,
-                          device=hidden.device)
+        draw = torch.rand(
+            hidden.shape, generator=generator, dtype=hidden.dtype, device=hidden.device
+        )
         return hidden * (draw >= rate) / (1 - rate)
 
     def mask_gradients(self) -> None:
         """Zeroes the padding's gradients, so Adam leaves padded weights exactly at zero."""
         with torch.no_grad():
-            torch._foreach_mul_([t.grad for t in self.params.values()],
-                                [self.masks[n] for n in self.params])
+            torch._foreach_mul_(
+                [t.grad for t in self.params.values()], [self.masks[n] for n in self.params]
+            )
 
     def keep(self, slots: Sequence[int]) -> None:
         """Drops every member not in ``slots`` (which keep their order)."""
@@ -170,8 +186,13 @@ class Adam:
         learning_rates: one per member, in the stack's order.
     """
 
-    def __init__(self, stack: Stack, learning_rates: Sequence[float],
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        learning_rates: Sequence[float],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         like = stack.params["w1"]
         self.stack = stack
         self.lr = torch.tensor(list(learning_rates), dtype=like.dtype, device=like.device)
@@ -182,16 +203,18 @@ class Adam:
         self._spread_rates()
 
     def _spread_rates(self) -> None:
-        self.lr_like = {n: member_view(self.lr, n).expand_as(t).contiguous()
-                        for n, t in self.stack.params.items()}
+        self.lr_like = {
+            n: member_view(self.lr, n).expand_as(t).contiguous()
+            for n, t in self.stack.params.items()
+        }
 
     @torch.no_grad()
     def step(self) -> None:
         """One update of every member from the gradients in ``stack.params``."""
         beta1, beta2 = self.betas
         self.steps += 1
-        correction1 = 1 - beta1 ** self.steps
-        correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        correction1 = 1 - beta1**self.steps
+        correction2_sqrt = (1 - beta2**self.steps) ** 0.5
         params = list(self.stack.params.values())
         grads = [p.grad for p in params]
         exp_avgs = [self.exp_avg[n] for n in self.stack.params]

@@ -61,8 +61,9 @@ class EpochScalars(pl.Callback):
         metrics.progress(epoch, values, time.perf_counter() - self._started)
 
 
-def build_trainer(config: cli.Config, device: torch.device,
-                  callbacks: list[pl.Callback]) -> pl.Trainer:
+def build_trainer(
+    config: cli.Config, device: torch.device, callbacks: list[pl.Callback]
+) -> pl.Trainer:
     """A Lightning Trainer for one trial with everything the trial does not need switched off."""
     return pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -95,18 +96,35 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
     """
     torch.set_num_threads(config.threads)
     device = resolve_device(config.accelerator)
-    dataset = data.load(config.dataset, config.data_dir, download=config.download,
-                        subset=config.subset, device=device, dtype=dtype_of(config))
+    dataset = data.load(
+        config.dataset,
+        config.data_dir,
+        download=config.download,
+        subset=config.subset,
+        device=device,
+        dtype=dtype_of(config),
+    )
     _quiet_lightning()
     pl.seed_everything(config.seed, verbose=False)
     p = config.params
-    module = model.MLP(dataset.input_dim, p.hidden_size_1, p.hidden_size_2, p.learning_rate,
-                       p.dropout, p.batch_size, dataset.num_classes).to(dtype_of(config))
+    module = model.MLP(
+        dataset.input_dim,
+        p.hidden_size_1,
+        p.hidden_size_2,
+        p.learning_rate,
+        p.dropout,
+        p.batch_size,
+        dataset.num_classes,
+    ).to(dtype_of(config))
     num_params = model.count_parameters(module)
-    print(f"nasop-trainer: experiment={config.experiment} trial={config.trial_index} "
-          f"dataset={dataset.name} (train {len(dataset.train)}, val {len(dataset.val)}) "
-          f"device={device} params={json.dumps(dataclasses.asdict(p))} "
-          f"num_params={num_params} log_dir={config.log_dir}", file=sys.stderr, flush=True)
+    print(
+        f"nasop-trainer: experiment={config.experiment} trial={config.trial_index} "
+        f"dataset={dataset.name} (train {len(dataset.train)}, val {len(dataset.val)}) "
+        f"device={device} params={json.dumps(dataclasses.asdict(p))} "
+        f"num_params={num_params} log_dir={config.log_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
 
     writer = metrics.open_writer(config.log_dir)
     try:
@@ -115,17 +133,24 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
         trainer = build_trainer(config, device, [scalars, *callbacks])
         trainer.fit(
             module,
-            train_dataloaders=batches.Chunks(dataset.train, p.batch_size, shuffle=True,
-                                             seed=config.seed,
-                                             per_chunk=batches.batches_per_chunk(p.batch_size)),
+            train_dataloaders=batches.Chunks(
+                dataset.train,
+                p.batch_size,
+                shuffle=True,
+                seed=config.seed,
+                per_chunk=batches.batches_per_chunk(p.batch_size),
+            ),
             val_dataloaders=batches.Chunks(dataset.val, VAL_BATCH_SIZE, shuffle=False),
         )
         latency_ms = latency.measure_ms(module.model, dataset.input_dim, runs=config.latency_runs)
         metrics.write_final(writer, "latency_ms", latency_ms)
     finally:
         writer.close()
-    return {"val_acc": scalars.history[-1]["val_acc"], "num_params": num_params,
-            "latency_ms": latency_ms}
+    return {
+        "val_acc": scalars.history[-1]["val_acc"],
+        "num_params": num_params,
+        "latency_ms": latency_ms,
+    }
 
 
 __all__ = ["VAL_BATCH_SIZE", "EpochScalars", "build_trainer", "dtype_of", "resolve_device", "train"]

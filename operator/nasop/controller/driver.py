@@ -84,8 +84,14 @@ async def drive(
     saved state cannot be trusted (a conflicting write, a failed read or write) the daemon
     raises kopf.TemporaryError: kopf runs it again, and it reloads the state.
     """
-    loop = _Loop(body, settings, logger, emit, deleted or asyncio.Event(),
-                 api or await asyncio.to_thread(kube.api_client))
+    loop = _Loop(
+        body,
+        settings,
+        logger,
+        emit,
+        deleted or asyncio.Event(),
+        api or await asyncio.to_thread(kube.api_client),
+    )
     try:
         while not stopped and not loop.deleted.is_set():
             change = await loop.read_spec()
@@ -106,14 +112,22 @@ async def drive(
 class _Loop:
     """One experiment's loop state between ticks; each step of `drive` is a method."""
 
-    def __init__(self, body: Mapping[str, Any], settings: Settings, logger: logging.Logger,
-                 emit: EventSink, deleted: asyncio.Event, api: Any) -> None:
+    def __init__(
+        self,
+        body: Mapping[str, Any],
+        settings: Settings,
+        logger: logging.Logger,
+        emit: EventSink,
+        deleted: asyncio.Event,
+        api: Any,
+    ) -> None:
         meta = body["metadata"]
         self.body, self.settings, self.logger, self.emit = body, settings, logger, emit
         self.name, self.namespace, self.uid = meta["name"], meta["namespace"], meta["uid"]
         self.deleted, self.api = deleted, api
-        self.writer = status_writer.StatusWriter(api, self.namespace, self.name,
-                                            _plain(body.get("status")))
+        self.writer = status_writer.StatusWriter(
+            api, self.namespace, self.name, _plain(body.get("status"))
+        )
         self.search: Search | None = None
         self.seen_generation: int | None = None
         self.refused: spec.Condition | None = None  # a refused spec change, until reverted
@@ -122,7 +136,7 @@ class _Loop:
         self.kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
 
     async def read_spec(self) -> str:
-        """"unchanged", "changed" (the status must show the new generation) or "invalid"."""
+        """ "unchanged", "changed" (the status must show the new generation) or "invalid"."""
         generation = self.body["metadata"].get("generation")
         if generation == self.seen_generation:
             return "unchanged"
@@ -142,30 +156,38 @@ class _Loop:
     async def open(self, manifest: spec.NASExperiment) -> None:
         try:
             self.search = await asyncio.to_thread(
-                open_search, self.body, manifest, self.settings, self.api)
+                open_search, self.body, manifest, self.settings, self.api
+            )
         except errors.SpecError as e:  # e.g. search space changed vs stored state
             await self.mark_invalid(e.message)
             return
         except errors.BackendUnavailable as e:  # reading the state failed
             await self.reload(e, "state")
             return  # the experiment is gone
-        self.emit("Normal", "SearchStarted",
-                  f"{len(self.search.experiment.trials)} trials recorded; state in ConfigMap")
+        self.emit(
+            "Normal",
+            "SearchStarted",
+            f"{len(self.search.experiment.trials)} trials recorded; state in ConfigMap",
+        )
 
     def update(self, manifest: spec.NASExperiment) -> None:
-        assert self.search is not None  # noqa: S101 - called only with an open search
+        assert self.search is not None
         try:
             self.search.update_spec(manifest.spec)
             self.refused = None
         except errors.SpecError as e:
             self.emit("Warning", "SpecChangeRefused", e.message)
             self.refused = spec.Condition(
-                type=conditions.SPEC_ACCEPTED, status="False", reason="ImmutableField",
-                message=e.message, last_transition_time=spec.now_rfc3339())
+                type=conditions.SPEC_ACCEPTED,
+                status="False",
+                reason="ImmutableField",
+                message=e.message,
+                last_transition_time=spec.now_rfc3339(),
+            )
 
     async def tick(self) -> TickReport | None:
         """One engine tick in a thread; None when the experiment turned out to be gone."""
-        assert self.search is not None  # noqa: S101 - called only with an open search
+        assert self.search is not None
         try:
             # shielded: a cancelled daemon still lets the tick's thread finish (see finish)
             self.ticking = asyncio.ensure_future(asyncio.to_thread(self.search.tick))
@@ -188,12 +210,14 @@ class _Loop:
             await asyncio.to_thread(self.search.close)
             self.search = None
         if kind == "conflict" or not await self.gone():
-            raise kopf.TemporaryError(f"{e}; reloading the state",
-                                      delay=self.settings.tick_seconds if delay is None else delay)
+            raise kopf.TemporaryError(
+                f"{e}; reloading the state",
+                delay=self.settings.tick_seconds if delay is None else delay,
+            )
 
     async def publish(self, report: TickReport, written: bool) -> bool:
         """Events, metrics and (when it changed) the status; False if the experiment is gone."""
-        assert self.search is not None  # noqa: S101 - called only with an open search
+        assert self.search is not None
         if self.search.last_generation_seconds is not None:
             metrics.GENERATION_SECONDS.observe(self.search.last_generation_seconds)
             self.search.last_generation_seconds = None
@@ -222,8 +246,9 @@ class _Loop:
 
     async def gone(self) -> bool:
         """After a failed write: is the experiment itself gone (deleted, maybe recreated)?"""
-        if not await asyncio.to_thread(kube.experiment_exists, self.api, self.namespace,
-                                       self.name, self.uid):
+        if not await asyncio.to_thread(
+            kube.experiment_exists, self.api, self.namespace, self.name, self.uid
+        ):
             self.deleted.set()
         return self.deleted.is_set()
 
@@ -236,16 +261,24 @@ class _Loop:
         if self.search is not None:
             await asyncio.to_thread(self.search.close)  # waits for a generation step
         if self.deleted.is_set() or stopped_by_deletion:
-            await _cancel_jobs(self.api, self.kinds, self.namespace, self.name, self.uid,
-                               self.emit, self.logger)
+            await _cancel_jobs(
+                self.api, self.kinds, self.namespace, self.name, self.uid, self.emit, self.logger
+            )
 
 
 def _deleted(stopped: Any) -> bool:
     return "DELETED" in str(getattr(stopped, "reason", None)).upper()
 
 
-async def _cancel_jobs(api: Any, kinds: list[cluster.JobKind], namespace: str, name: str,
-                       uid: str, emit: EventSink, logger: logging.Logger) -> None:
+async def _cancel_jobs(
+    api: Any,
+    kinds: list[cluster.JobKind],
+    namespace: str,
+    name: str,
+    uid: str,
+    emit: EventSink,
+    logger: logging.Logger,
+) -> None:
     """Cancel the deleted experiment's jobs now (the garbage collector would, later).
 
     The state ConfigMap is left to the garbage collector: writing it now could only recreate it.
@@ -255,9 +288,12 @@ async def _cancel_jobs(api: Any, kinds: list[cluster.JobKind], namespace: str, n
     except Exception as e:  # the garbage collector still removes them
         logger.warning("cancelling the jobs of deleted %s failed: %s", name, e)
         return
-    emit("Normal", "SearchDeleted",
-         f"experiment deleted: {len(cancelled)} running trial jobs cancelled"
-         + (f" ({', '.join(cancelled)})" if cancelled else ""))
+    emit(
+        "Normal",
+        "SearchDeleted",
+        f"experiment deleted: {len(cancelled)} running trial jobs cancelled"
+        + (f" ({', '.join(cancelled)})" if cancelled else ""),
+    )
 
 
 async def _write(writer: status_writer.StatusWriter, status: dict[str, Any]) -> bool:

@@ -39,7 +39,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER  # kopf removes it: no handler here needs one
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="nasop.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="nasop.dev", key="last-handled-configuration")
+        prefix="nasop.dev", key="last-handled-configuration"
+    )
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 270  # re-list regularly; survives dropped watches
     settings.watching.client_timeout = 300
@@ -64,8 +65,9 @@ async def drive_experiment(
     uid = body["metadata"]["uid"]
     deleted = DELETIONS.setdefault(uid, asyncio.Event())
     try:
-        await driver.drive(body, SETTINGS.get("current") or Settings.load(), stopped, logger, emit,
-                           deleted=deleted)
+        await driver.drive(
+            body, SETTINGS.get("current") or Settings.load(), stopped, logger, emit, deleted=deleted
+        )
     finally:
         if deleted.is_set():
             DELETIONS.pop(uid, None)

@@ -43,7 +43,8 @@ def experiment_exists(api: Any, namespace: str, name: str, uid: str) -> bool:
 
     try:
         obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            spec.GROUP, spec.VERSION, namespace, spec.PLURAL, name)
+            spec.GROUP, spec.VERSION, namespace, spec.PLURAL, name
+        )
     except ApiException as e:
         return e.status != 404
     except Exception:

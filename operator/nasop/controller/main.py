@@ -24,12 +24,14 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kube.api_client()  # fail fast with a clear error when no cluster configuration exists
     metrics.serve(settings.metrics_port)
-    asyncio.run(kopf.operator(
-        **settings.kopf_scope(),  # type: ignore[arg-type]
-        liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
-        standalone=settings.peering is None,
-        peering_name=settings.peering,
-        # the replica's priority is set by the startup handler (handlers.configure), which kopf
-        # runs before peering starts, whichever way the handlers are run
-    ))
+    asyncio.run(
+        kopf.operator(
+            **settings.kopf_scope(),  # type: ignore[arg-type]
+            liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
+            standalone=settings.peering is None,
+            peering_name=settings.peering,
+            # the replica's priority is set by the startup handler (handlers.configure), which kopf
+            # runs before peering starts, whichever way the handlers are run
+        )
+    )
     return 0

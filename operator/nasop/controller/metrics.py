@@ -8,11 +8,13 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 EXPERIMENTS = Gauge("nasop_experiments", "NASExperiments by phase", ["phase"])
 TRIALS = Gauge("nasop_trials", "Trials by state", ["namespace", "experiment", "state"])
 GENERATION_SECONDS = Histogram(
-    "nasop_generation_seconds", "Seconds per generation step (Ax gen)",
+    "nasop_generation_seconds",
+    "Seconds per generation step (Ax gen)",
     buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
 )
-RECONCILE_ERRORS = Counter("nasop_reconcile_errors_total", "Errors while driving experiments",
-                           ["kind"])
+RECONCILE_ERRORS = Counter(
+    "nasop_reconcile_errors_total", "Errors while driving experiments", ["kind"]
+)
 
 _phases: dict[tuple[str, str], str] = {}
 

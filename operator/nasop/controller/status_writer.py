@@ -35,33 +35,40 @@ def invalid(message: str, generation: int | None) -> dict[str, Any]:
         phase=spec.Phase.INVALID,
         observed_generation=generation,
         message=message,
-        conditions=conditions.from_phase(spec.Phase.INVALID, message, since=spec.now_rfc3339(),
-                                         generation=generation),
+        conditions=conditions.from_phase(
+            spec.Phase.INVALID, message, since=spec.now_rfc3339(), generation=generation
+        ),
     ).dump()
 
 
 def failed(status: dict[str, Any], message: str) -> dict[str, Any]:
     """`status` with phase Failed (the search cannot go on), its conditions to match."""
     running = int((status.get("trials") or {}).get("running") or 0)
-    conds = conditions.from_phase(spec.Phase.FAILED, message, running=running,
-                                  since=spec.now_rfc3339())
-    return {**status, "phase": spec.Phase.FAILED.value, "message": message,
-            "conditions": [c.dump() for c in conds]}
+    conds = conditions.from_phase(
+        spec.Phase.FAILED, message, running=running, since=spec.now_rfc3339()
+    )
+    return {
+        **status,
+        "phase": spec.Phase.FAILED.value,
+        "message": message,
+        "conditions": [c.dump() for c in conds],
+    }
 
 
 def with_condition(status: dict[str, Any], cond: spec.Condition) -> dict[str, Any]:
     """`status` with `cond` in place of the condition of its type (appended if none)."""
     conds = list(status.get("conditions", []))
     at = next((i for i, c in enumerate(conds) if c.get("type") == cond.type), len(conds))
-    conds[at:at + 1] = [cond.dump()]
+    conds[at : at + 1] = [cond.dump()]
     return {**status, "conditions": conds}
 
 
 class StatusWriter:
     """Patches `.status` of one NASExperiment, remembering what it last wrote."""
 
-    def __init__(self, api_client: Any, namespace: str, name: str,
-                 current: dict[str, Any] | None) -> None:
+    def __init__(
+        self, api_client: Any, namespace: str, name: str, current: dict[str, Any] | None
+    ) -> None:
         from kubernetes import client
 
         self.api = client.CustomObjectsApi(api_client)
@@ -72,14 +79,23 @@ class StatusWriter:
     def write(self, status: dict[str, Any]) -> bool:
         """Patch what changed since the last write; False when nothing did."""
         if "conditions" in status:
-            status = {**status, "conditions": conditions.settle(
-                self.last.get("conditions"), status["conditions"],
-                status.get("observedGeneration"))}
+            status = {
+                **status,
+                "conditions": conditions.settle(
+                    self.last.get("conditions"),
+                    status["conditions"],
+                    status.get("observedGeneration"),
+                ),
+            }
         patch = diff(self.last, status)
         if not patch:
             return False
         self.api.patch_namespaced_custom_object_status(
-            spec.GROUP, spec.VERSION, self.namespace, spec.PLURAL, self.name,
+            spec.GROUP,
+            spec.VERSION,
+            self.namespace,
+            spec.PLURAL,
+            self.name,
             {"status": patch},
         )
         self.last = status

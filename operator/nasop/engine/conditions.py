@@ -74,16 +74,25 @@ def from_phase(
     invalid = phase is spec.Phase.INVALID
 
     def cond(type_: str, status: bool, reason_: str, message_: str) -> spec.Condition:
-        return spec.Condition(type=type_, status=_tf(status), reason=reason_,
-                              message=message_, last_transition_time=since,
-                              observed_generation=generation)
+        return spec.Condition(
+            type=type_,
+            status=_tf(status),
+            reason=reason_,
+            message=message_,
+            last_transition_time=since,
+            observed_generation=generation,
+        )
 
     return [
         cond(READY, phase is spec.Phase.SUCCEEDED, reason, message),
         cond(RECONCILING, reconciling, reason, busy),
         cond(STALLED, stalled, reason, message if stalled else ""),
-        cond(SPEC_ACCEPTED, not invalid, "InvalidSpec" if invalid else "Accepted",
-             message if invalid else ""),
+        cond(
+            SPEC_ACCEPTED,
+            not invalid,
+            "InvalidSpec" if invalid else "Accepted",
+            message if invalid else "",
+        ),
     ]
 
 
@@ -104,8 +113,11 @@ def settle(
     for c in current:
         c = dict(c)
         old = before.get(str(c.get("type")))
-        if old is not None and old.get("status") == c.get("status") \
-                and old.get("lastTransitionTime"):
+        if (
+            old is not None
+            and old.get("status") == c.get("status")
+            and old.get("lastTransitionTime")
+        ):
             c["lastTransitionTime"] = old["lastTransitionTime"]
         elif old is not None or not c.get("lastTransitionTime"):
             c["lastTransitionTime"] = now or spec.now_rfc3339()

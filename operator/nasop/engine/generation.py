@@ -78,8 +78,9 @@ class Generation:
         self._started = time.perf_counter()
         self._future = self._pool.submit(self._generate, n, generation_copy(experiment), seed)
 
-    def _generate(self, n: int, experiment: Experiment,
-                  seed: int | None) -> list[list[GeneratorRun]]:
+    def _generate(
+        self, n: int, experiment: Experiment, seed: int | None
+    ) -> list[list[GeneratorRun]]:
         configure_torch()
         if seed is not None:
             torch.manual_seed(seed + len(experiment.trials))
@@ -109,13 +110,14 @@ class Generation:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def land(experiment: Experiment, proposals: list[list[GeneratorRun]],
-         room: int) -> tuple[list[Trial], str | None]:
+def land(
+    experiment: Experiment, proposals: list[list[GeneratorRun]], room: int
+) -> tuple[list[Trial], str | None]:
     """New trials from at most `room` proposals (maxTrials/parallelism may have been lowered
     while the step ran), with the name of the node that proposed them."""
     trials: list[Trial] = []
     node = None
-    for grs in proposals[:max(0, room)]:
+    for grs in proposals[: max(0, room)]:
         if not grs or not grs[0].arms:
             continue
         trials.append(experiment.new_trial(generator_run=grs[0]))

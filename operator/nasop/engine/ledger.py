@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from ax.core.base_trial import BaseTrial, TrialStatus
 from ax.core.experiment import Experiment
 
-from nasop.spec import NASExperimentSpec, TrialCounts
 from nasop.engine import pareto, phases
 from nasop.engine.state import SearchState
+from nasop.spec import NASExperimentSpec, TrialCounts
 from nasop.trials.runner import APP_HANDLE
 
 
@@ -33,8 +33,11 @@ class Ledger:
         """Trials budget.maxTrials still allows: infrastructure failures and warm-started
         copies do not count."""
         free = set(self.state.infra) | set(self.state.warm)
-        counted = sum(1 for t in self.experiment.trials.values()
-                      if t.index not in free and t.status is not TrialStatus.ABANDONED)
+        counted = sum(
+            1
+            for t in self.experiment.trials.values()
+            if t.index not in free and t.status is not TrialStatus.ABANDONED
+        )
         return max(0, self.spec.budget.max_trials - counted)
 
     def user_failures(self) -> list[BaseTrial]:
@@ -43,7 +46,9 @@ class Ledger:
 
     def completed_here(self) -> int:
         """Completed trials this search ran (warm-started ones were copied, not run)."""
-        return sum(1 for t in self.trials_in(TrialStatus.COMPLETED) if t.index not in self.state.warm)
+        return sum(
+            1 for t in self.trials_in(TrialStatus.COMPLETED) if t.index not in self.state.warm
+        )
 
     def failure_summary(self) -> str:
         """In the order the trials failed, so that a tie names the first reason seen."""
@@ -115,8 +120,12 @@ class Ledger:
         ]
 
     def front(self) -> pareto.Front:
-        return pareto.front(self.spec.objectives, self.spec.parsed_outcome_constraints,
-                            self.observations(), reference=self.state.reference)
+        return pareto.front(
+            self.spec.objectives,
+            self.spec.parsed_outcome_constraints,
+            self.observations(),
+            reference=self.state.reference,
+        )
 
 
 def most_common_reason(reasons: list[str]) -> str:

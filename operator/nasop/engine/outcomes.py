@@ -48,32 +48,40 @@ def complete(book: Ledger, trial: BaseTrial, report: TickReport) -> None:
     """Fetch the trial's metrics; a trial that logged no objective metric failed."""
     results = book.experiment.fetch_trials_data_results(trial_indices=[trial.index])
     per_metric = results.get(trial.index, {})
-    problems = [p for o in book.spec.objectives
-                if (p := fetch_problem(o.metric, per_metric.get(o.metric)))]
+    problems = [
+        p for o in book.spec.objectives if (p := fetch_problem(o.metric, per_metric.get(o.metric)))
+    ]
     if problems:
-        fail(book, trial, f"trial exited 0 but {'; '.join(problems)}", report,
-             detail=f" (log dir {trial.run_metadata.get('tb_log_dir')})")
+        fail(
+            book,
+            trial,
+            f"trial exited 0 but {'; '.join(problems)}",
+            report,
+            detail=f" (log dir {trial.run_metadata.get('tb_log_dir')})",
+        )
         return
     attach(book, results)
     trial.mark_completed()
     values = book.final_values([trial.index]).get(trial.index, {})
     shown = ", ".join(f"{k}={formatting.number(v)}" for k, v in values.items())
-    report.events.append(Event("TrialCompleted", f"trial {trial.index} completed: {shown}",
-                               trial.index))
+    report.events.append(
+        Event("TrialCompleted", f"trial {trial.index} completed: {shown}", trial.index)
+    )
 
 
-def fail(book: Ledger, trial: BaseTrial, reason: str, report: TickReport,
-         detail: str = "") -> None:
+def fail(book: Ledger, trial: BaseTrial, reason: str, report: TickReport, detail: str = "") -> None:
     """`reason` is kept (and counted: the most common one names a failed search); `detail`,
     specific to this trial, goes only into the event."""
     book.state.reasons[trial.index] = reason
     trial.mark_failed(reason=reason, unsafe=True)
     report.events.append(
-        Event("TrialFailed", f"trial {trial.index} failed: {reason}{detail}", trial.index, True))
+        Event("TrialFailed", f"trial {trial.index} failed: {reason}{detail}", trial.index, True)
+    )
 
 
-def record_infra(book: Ledger, trial: BaseTrial, reason: str, report: TickReport,
-                 abandon: bool = False) -> None:
+def record_infra(
+    book: Ledger, trial: BaseTrial, reason: str, report: TickReport, abandon: bool = False
+) -> None:
     """Not the trainer's fault: does not count against budgets; the arm runs again."""
     book.state.reasons[trial.index] = reason
     book.state.infra.append(trial.index)
@@ -89,7 +97,8 @@ def record_infra(book: Ledger, trial: BaseTrial, reason: str, report: TickReport
     else:
         what = f"not retried ({retries} infrastructure failures)"
     report.events.append(
-        Event("TrialInterrupted", f"trial {trial.index}: {reason}; {what}", trial.index, True))
+        Event("TrialInterrupted", f"trial {trial.index}: {reason}; {what}", trial.index, True)
+    )
 
 
 def _arm_name(trial: BaseTrial) -> str | None:
@@ -119,7 +128,8 @@ def early_stop(book: Ledger, runner: TorchXTrialRunner, report: TickReport) -> N
         book.state.reasons[index] = why
         report.changed = True
         report.events.append(
-            Event("TrialEarlyStopped", f"trial {index} stopped early: {why}", index))
+            Event("TrialEarlyStopped", f"trial {index} stopped early: {why}", index)
+        )
 
 
 def abandon_running(book: Ledger, runner: TorchXTrialRunner, reason: str) -> None:
@@ -133,7 +143,8 @@ def fix_reference(book: Ledger, report: TickReport) -> None:
     """An inferred reference point moves with the front until the initial trials have
     ended; from then on it stays (saved with the experiment), so hypervolumes compare."""
     if book.state.reference is not None or all(
-            o.threshold is not None for o in book.spec.objectives):
+        o.threshold is not None for o in book.spec.objectives
+    ):
         return
     ended = len(book.trials_in(TrialStatus.COMPLETED, TrialStatus.EARLY_STOPPED))
     if ended + len(book.user_failures()) < strategy.initial_trials(book.spec):
@@ -152,8 +163,9 @@ def check_convergence(book: Ledger, report: TickReport) -> None:
         return
     if not any(e.reason == "TrialCompleted" for e in report.events):
         return
-    why = stopping.improvement_stall(book.spec, book.observations(),
-                                     strategy.initial_trials(book.spec), book.state.reference)
+    why = stopping.improvement_stall(
+        book.spec, book.observations(), strategy.initial_trials(book.spec), book.state.reference
+    )
     if why:
         book.state.converged = why
         book.state.requeue = []
@@ -161,5 +173,15 @@ def check_convergence(book: Ledger, report: TickReport) -> None:
         report.events.append(Event("SearchConverged", why))
 
 
-__all__ = ["MAX_INFRA_RETRIES", "abandon_running", "attach", "check_convergence", "complete",
-           "early_stop", "fail", "fix_reference", "poll", "record_infra"]
+__all__ = [
+    "MAX_INFRA_RETRIES",
+    "abandon_running",
+    "attach",
+    "check_convergence",
+    "complete",
+    "early_stop",
+    "fail",
+    "fix_reference",
+    "poll",
+    "record_infra",
+]

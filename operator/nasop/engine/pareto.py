@@ -75,15 +75,19 @@ def reference_point(
     out = {o.metric: float(o.threshold) for o in objectives if o.threshold is not None}
     missing = [o for o in objectives if o.threshold is None]
     metrics = [o.metric for o in objectives]
-    complete = [ob for ob in observations
-                if all(m in ob.metrics and np.isfinite(ob.metrics[m]) for m in metrics)]
+    complete = [
+        ob
+        for ob in observations
+        if all(m in ob.metrics and np.isfinite(ob.metrics[m]) for m in metrics)
+    ]
     if not missing or not complete:
         return out
     pool = [ob for ob in complete if feasible(ob, constraints or [])] or complete
     sign = np.array([-1.0 if o.minimize else 1.0 for o in objectives])
     y = np.array([[ob.metrics[m] for m in metrics] for ob in pool]) * sign
-    given = np.array([out[o.metric] * sign[j] if o.metric in out else -np.inf
-                      for j, o in enumerate(objectives)])
+    given = np.array(
+        [out[o.metric] * sign[j] if o.metric in out else -np.inf for j, o in enumerate(objectives)]
+    )
     beating = (y > given).all(axis=1)
     y = y[beating] if beating.any() else y
     inferred = infer_reference_point(torch.as_tensor(y[non_dominated(y)], dtype=torch.double))
@@ -110,7 +114,8 @@ def front(
     `reference`, else `reference_point` of these observations)."""
     metrics = [o.metric for o in objectives]
     complete = [
-        ob for ob in observations
+        ob
+        for ob in observations
         if all(m in ob.metrics and np.isfinite(ob.metrics[m]) for m in metrics)
     ]
     ok = [ob for ob in complete if feasible(ob, constraints)]
@@ -128,5 +133,11 @@ def front(
 
 
 __all__ = [
-    "Front", "Observation", "feasible", "front", "hypervolume", "non_dominated", "reference_point",
+    "Front",
+    "Observation",
+    "feasible",
+    "front",
+    "hypervolume",
+    "non_dominated",
+    "reference_point",
 ]

@@ -44,25 +44,32 @@ def deadline(state: SearchState, spec_: spec.NASExperimentSpec) -> float:
     return math.inf if limit is None else (state.start_epoch or 0.0) + limit
 
 
-def decide(state: SearchState, counts: Counts, spec_: spec.NASExperimentSpec,
-           now: float) -> Decision:
+def decide(
+    state: SearchState, counts: Counts, spec_: spec.NASExperimentSpec, now: float
+) -> Decision:
     """The phase the search is in now, with the message the status shows."""
     budget = spec_.budget
     infra = len(state.infra)
     if infra > max(10, 2 * budget.max_trials) and not counts.running:
         last = state.reasons.get(state.infra[-1], "")
-        return Decision(spec.Phase.FAILED,
-                        f"{infra} trials could not run for infrastructure reasons; last: {last}")
+        return Decision(
+            spec.Phase.FAILED,
+            f"{infra} trials could not run for infrastructure reasons; last: {last}",
+        )
     if counts.user_failures > budget.max_failed_trials:
-        return Decision(spec.Phase.FAILED,
-                        f"{counts.user_failures} trials failed, more than budget.maxFailedTrials="
-                        f"{budget.max_failed_trials}; {counts.failure_summary}",
-                        abandon_running=True)
+        return Decision(
+            spec.Phase.FAILED,
+            f"{counts.user_failures} trials failed, more than budget.maxFailedTrials="
+            f"{budget.max_failed_trials}; {counts.failure_summary}",
+            abandon_running=True,
+        )
     late = out_of_time(state, spec_, now)
     if _nothing_left(state, counts, late):
         if counts.user_failures and not counts.completed_here:  # nothing to show for it
-            return Decision(spec.Phase.FAILED, f"no trial completed ({counts.user_failures} "
-                                               f"failed); {counts.failure_summary}")
+            return Decision(
+                spec.Phase.FAILED,
+                f"no trial completed ({counts.user_failures} failed); {counts.failure_summary}",
+            )
         return Decision(spec.Phase.SUCCEEDED, _why_done(state, counts, spec_, late))
     if spec_.suspend:
         return Decision(spec.Phase.SUSPENDED, "spec.suspend is true: no new trials are launched")
@@ -79,9 +86,13 @@ def apply(state: SearchState, decision: Decision, events: list[Event]) -> bool:
     if decision.phase is not old:
         if decision.phase in (spec.Phase.SUCCEEDED, spec.Phase.FAILED):
             state.completion_time = spec.now_rfc3339()
-        events.append(Event(f"Search{decision.phase.value}",
-                            decision.message or f"phase {decision.phase.value}",
-                            warning=decision.phase is spec.Phase.FAILED))
+        events.append(
+            Event(
+                f"Search{decision.phase.value}",
+                decision.message or f"phase {decision.phase.value}",
+                warning=decision.phase is spec.Phase.FAILED,
+            )
+        )
     return True
 
 
@@ -91,8 +102,7 @@ def _nothing_left(state: SearchState, counts: Counts, late: bool) -> bool:
     return stop and not counts.running and not state.requeue
 
 
-def _why_done(state: SearchState, counts: Counts, spec_: spec.NASExperimentSpec,
-              late: bool) -> str:
+def _why_done(state: SearchState, counts: Counts, spec_: spec.NASExperimentSpec, late: bool) -> str:
     if state.converged:
         return state.converged
     if late and counts.budget_left:

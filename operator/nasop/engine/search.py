@@ -39,9 +39,15 @@ _FROZEN = "spec.searchSpace/objectives/constraints cannot change once a search h
 class Search:
     """Drives one NASExperiment to its end; it owns its runner (closed by `close()`)."""
 
-    def __init__(self, spec_: spec.NASExperimentSpec, name: str, snapshot: Snapshot,
-                 runner: TorchXTrialRunner, store: ExperimentStore | None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        spec_: spec.NASExperimentSpec,
+        name: str,
+        snapshot: Snapshot,
+        runner: TorchXTrialRunner,
+        store: ExperimentStore | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.spec, self.name, self.store, self.clock = spec_, name, store, clock
         self.experiment: Experiment = snapshot.experiment
         self.strategy: GenerationStrategy = snapshot.strategy
@@ -61,8 +67,14 @@ class Search:
         self.runner.deadline = phases.deadline(self.state, self.spec)
 
     @classmethod
-    def open(cls, spec_: spec.NASExperimentSpec, name: str, runner: TorchXTrialRunner,
-             store: ExperimentStore | None, clock: Callable[[], float] = time.time) -> Search:
+    def open(
+        cls,
+        spec_: spec.NASExperimentSpec,
+        name: str,
+        runner: TorchXTrialRunner,
+        store: ExperimentStore | None,
+        clock: Callable[[], float] = time.time,
+    ) -> Search:
         """Resume the stored experiment of this name, or create a new one."""
         snapshot = store.load(name=name) if store else None
         if snapshot is None:
@@ -75,7 +87,8 @@ class Search:
             raise errors.SpecError(
                 "spec.searchSpace/objectives/constraints differ from the stored experiment "
                 f"{name!r}; they cannot change once a search has started",
-                hint="revert the change, or use a new name (or state dir) for a new search")
+                hint="revert the change, or use a new name (or state dir) for a new search",
+            )
         strategy.use_warm_start_surrogate(snapshot.strategy)  # a strategy saved before
         strategy.model_last_values(snapshot.strategy)  # these settings gets them on resume
         return cls(spec_, name, snapshot, runner, store, clock)
@@ -93,12 +106,17 @@ class Search:
             raise errors.SpecError(_FROZEN, hint="revert the change, or create a new NASExperiment")
         old = self.spec.budget
         if (spec_.budget.stop_when_improvement_below, spec_.budget.improvement_window) != (
-                old.stop_when_improvement_below, old.improvement_window):
+            old.stop_when_improvement_below,
+            old.improvement_window,
+        ):
             self.state.converged = None  # judged again under the new rule
         self.spec = self.ledger.spec = spec_
         self.runner.deadline = phases.deadline(self.state, self.spec)
-        if self.phase is spec.Phase.SUCCEEDED and self.ledger.budget_left() > 0 \
-                and not self.state.converged:
+        if (
+            self.phase is spec.Phase.SUCCEEDED
+            and self.ledger.budget_left() > 0
+            and not self.state.converged
+        ):
             self.state.phase = spec.Phase.RUNNING  # maxTrials raised after the end
             self.state.completion_time = None
 
@@ -186,13 +204,16 @@ class Search:
         if outcome.result is Result.EXHAUSTED:
             self.state.exhausted = report.changed = True
         elif outcome.result is Result.FAILED:
-            report.events.append(Event("GenerationFailed", f"generation failed: {outcome.error}",
-                                       warning=True))
+            report.events.append(
+                Event("GenerationFailed", f"generation failed: {outcome.error}", warning=True)
+            )
         if outcome.result is not Result.PROPOSED:
             return
         if self.spec.suspend or self.state.converged or self.finished:
-            log.info("dropping %d proposals: the search stopped launching meanwhile",
-                     len(outcome.proposals))
+            log.info(
+                "dropping %d proposals: the search stopped launching meanwhile",
+                len(outcome.proposals),
+            )
             return  # proposals are not part of the experiment until a trial is made of them
         trials, node = land(self.experiment, outcome.proposals, self.ledger.room_for_new())
         if trials:
@@ -233,8 +254,7 @@ class Search:
         self.runner.close()
 
 
-def _new_snapshot(spec_: spec.NASExperimentSpec, name: str,
-                  runner: TorchXTrialRunner) -> Snapshot:
+def _new_snapshot(spec_: spec.NASExperimentSpec, name: str, runner: TorchXTrialRunner) -> Snapshot:
     experiment = experiment_from_spec(spec_, name, runner)
     SearchState(fingerprint=spec_.search_fingerprint()).write(experiment)
     return Snapshot(experiment, strategy.strategy_from_spec(spec_))

@@ -54,11 +54,16 @@ class SearchState:
             "warm": {str(i): src for i, src in self.warm.items()},
             "conditionTimes": {k: list(v) for k, v in self.condition_times.items()},
         }
-        optional = {"fingerprint": self.fingerprint, "startEpoch": self.start_epoch,
-                    "completionTime": self.completion_time,
-                    "reference": self.reference, "referenceTime": self.reference_time,
-                    "converged": self.converged, "generator": self.generator,
-                    "exhausted": self.exhausted or None}
+        optional = {
+            "fingerprint": self.fingerprint,
+            "startEpoch": self.start_epoch,
+            "completionTime": self.completion_time,
+            "reference": self.reference,
+            "referenceTime": self.reference_time,
+            "converged": self.converged,
+            "generator": self.generator,
+            "exhausted": self.exhausted or None,
+        }
         out.update({k: v for k, v in optional.items() if v is not None})
         return out
 
@@ -76,8 +81,9 @@ class SearchState:
         version = int(data.get("version", 0))
         if version > VERSION:
             raise errors.NasopError(
-                f"the search state was saved in format {version}; this nasop reads up to "
-                f"{VERSION}", hint="upgrade nasop to the version that saved this search")
+                f"the search state was saved in format {version}; this nasop reads up to {VERSION}",
+                hint="upgrade nasop to the version that saved this search",
+            )
         phase = data.get("phase", spec.Phase.RUNNING.value)
         return cls(
             fingerprint=data.get("fingerprint"),

@@ -21,8 +21,9 @@ def build(book: Ledger, front: pareto.Front) -> spec.NASExperimentStatus:
     times = state.condition_times
     conds = [
         c.model_copy(update={"last_transition_time": times[c.type][1]}) if c.type in times else c
-        for c in conditions.from_phase(state.phase, state.message, running=trials.running,
-                                       since=state.start_time)
+        for c in conditions.from_phase(
+            state.phase, state.message, running=trials.running, since=state.start_time
+        )
     ]
     inferred = [o.metric for o in book.spec.objectives if o.threshold is None]
     if inferred and front.reference:
@@ -46,14 +47,20 @@ def build(book: Ledger, front: pareto.Front) -> spec.NASExperimentStatus:
 def _inferred_condition(metrics: list[str], state: SearchState) -> spec.Condition:
     """Says that (and how) the reference point was inferred, and whether it may still move."""
     fixed = state.reference is not None
-    rule = (f"no threshold for {', '.join(metrics)}: reference point inferred from the observed "
-            "front (worst value less 10% of the range)")
+    rule = (
+        f"no threshold for {', '.join(metrics)}: reference point inferred from the observed "
+        "front (worst value less 10% of the range)"
+    )
     return spec.Condition(
         type="ThresholdsInferred",
         status="True",
         reason="Fixed" if fixed else "Provisional",
-        message=f"{rule}; " + ("fixed once the initial trials ended" if fixed else
-                               "it follows the front until the initial trials have ended"),
+        message=f"{rule}; "
+        + (
+            "fixed once the initial trials ended"
+            if fixed
+            else "it follows the front until the initial trials have ended"
+        ),
         last_transition_time=state.reference_time or state.start_time,
     )
 

@@ -37,9 +37,7 @@ def rule_strategy(rule: spec.StoppingRule) -> BaseEarlyStoppingStrategy:
     }
     if rule.threshold is not None:
         return ThresholdEarlyStoppingStrategy(metric_threshold=rule.threshold, **common)
-    return PercentileEarlyStoppingStrategy(
-        percentile_threshold=rule.percentile or 50.0, **common
-    )
+    return PercentileEarlyStoppingStrategy(percentile_threshold=rule.percentile or 50.0, **common)
 
 
 def dominated_trials(
@@ -62,12 +60,18 @@ def dominated_trials(
     sign = {o.metric: -1.0 if o.minimize else 1.0 for o in objectives}
     others = [o.metric for o in objectives if o.metric != rule.metric]
     curve = df[df["metric_name"] == rule.metric]
-    at = {(int(i), float(k)): float(v)
-          for i, k, v in zip(curve["trial_index"], curve["step"], curve["mean"])}
+    at = {
+        (int(i), float(k)): float(v)
+        for i, k, v in zip(curve["trial_index"], curve["step"], curve["mean"])
+    }
     latest_step = curve.groupby("trial_index")["step"].max()
     rest: dict[int, dict[str, float]] = {}
-    latest = (df[df["metric_name"].isin(others)].sort_values("step")
-              .groupby(["trial_index", "metric_name"])["mean"].last())
+    latest = (
+        df[df["metric_name"].isin(others)]
+        .sort_values("step")
+        .groupby(["trial_index", "metric_name"])["mean"]
+        .last()
+    )
     for (i, m), v in latest.items():
         rest.setdefault(int(i), {})[str(m)] = sign[str(m)] * float(v)
 

@@ -110,8 +110,9 @@ def model_last_values(gs: GenerationStrategy) -> None:
     for generator_spec in node.generator_specs:
         kwargs = generator_spec.generator_kwargs
         # the node's own transforms if Ax set any, else the BoTorch generator's defaults
-        kwargs["transforms"] = [t for t in kwargs.get("transforms") or MBM_X_trans + Y_trans
-                                if t is not MapKeyToFloat]
+        kwargs["transforms"] = [
+            t for t in kwargs.get("transforms") or MBM_X_trans + Y_trans if t is not MapKeyToFloat
+        ]
 
 
 def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
@@ -121,7 +122,8 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     if method is spec.Method.SOBOL:
         return choose_generation_strategy(
             GenerationStrategyDispatchStruct(
-                method="random_search", initialization_random_seed=seed,
+                method="random_search",
+                initialization_random_seed=seed,
                 initialize_with_center=False,
             )
         )
@@ -142,6 +144,10 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
 
 
 __all__ = [
-    "GENERATION_OPTIONS", "apply_generation_options", "initial_trials", "model_last_values",
-    "strategy_from_spec", "use_warm_start_surrogate",
+    "GENERATION_OPTIONS",
+    "apply_generation_options",
+    "initial_trials",
+    "model_last_values",
+    "strategy_from_spec",
+    "use_warm_start_surrogate",
 ]

@@ -61,8 +61,9 @@ def load_sources(
     return out
 
 
-def seed(target: Experiment, s: spec.NASExperimentSpec,
-         sources: list[tuple[str, Experiment]]) -> WarmStartResult:
+def seed(
+    target: Experiment, s: spec.NASExperimentSpec, sources: list[tuple[str, Experiment]]
+) -> WarmStartResult:
     """Add every compatible completed source trial to `target` as a completed trial."""
     result = WarmStartResult()
     wanted = set(s.metric_names)
@@ -89,12 +90,14 @@ def seed(target: Experiment, s: spec.NASExperimentSpec,
                 continue
             seen.add(key)
             new = target.new_trial(
-                generator_run=GeneratorRun(arms=[Arm(parameters=params)],
-                                           generator_key=GENERATOR_KEY)
+                generator_run=GeneratorRun(
+                    arms=[Arm(parameters=params)], generator_key=GENERATOR_KEY
+                )
             )
-            new.update_run_metadata({
-                k: v for k, v in trial.run_metadata.items() if isinstance(v, str)
-            } | {"warm_start": f"{label}#{trial.index}"})
+            new.update_run_metadata(
+                {k: v for k, v in trial.run_metadata.items() if isinstance(v, str)}
+                | {"warm_start": f"{label}#{trial.index}"}
+            )
             new.mark_running(no_runner_required=True)
             copied = rows.copy()
             copied["trial_index"] = new.index

@@ -66,18 +66,26 @@ class WarmStartSurrogate(Surrogate):
             or self._dataset_matches_cache(dataset=dataset)
         ):
             return super()._construct_model(
-                dataset=dataset, search_space_digest=search_space_digest,
-                model_config=model_config, state_dict=state_dict, refit=refit,
+                dataset=dataset,
+                search_space_digest=search_space_digest,
+                model_config=model_config,
+                state_dict=state_dict,
+                refit=refit,
             )
         # The same steps as Surrogate._construct_model, with the copy before the fit.
         model_config = copy_model_config_with_default_values(
-            model_config=model_config, dataset=dataset, search_space_digest=search_space_digest,
+            model_config=model_config,
+            dataset=dataset,
+            search_space_digest=search_space_digest,
         )
         model_class = model_config.botorch_model_class
         assert model_class is not None  # filled in by copy_model_config_with_default_values
         inputs = submodel_input_constructor(
-            model_class, model_config=model_config, dataset=dataset,
-            search_space_digest=search_space_digest, surrogate=self,
+            model_class,
+            model_config=model_config,
+            dataset=dataset,
+            search_space_digest=search_space_digest,
+            surrogate=self,
         )
         model = model_class(**inputs)
         copy_hyperparameters(previous, model)

@@ -23,7 +23,9 @@ TRIAL_LABEL = f"{GROUP}/trial"
 #: a parameter or metric name: it becomes a `--<name>=` flag and a TensorBoard tag
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: schema extra of a field the API server refuses to change once the object exists
-IMMUTABLE: JsonDict = {"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "is immutable"}]}
+IMMUTABLE: JsonDict = {
+    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "is immutable"}]
+}
 #: schema extra of a field that holds any JSON value
 ANY_VALUE: JsonDict = {"x-kubernetes-preserve-unknown-fields": True}
 

@@ -68,5 +68,4 @@ def load_manifest(path: str) -> NASExperiment:
     return parse_manifest(docs[0])
 
 
-
 __all__ = ["format_validation_error", "load_manifest", "parse_manifest", "parse_spec"]

@@ -94,15 +94,23 @@ class NASExperimentSpec(WireModel):
         """Direction of any metric in metric_names (early-stopping rules may name their own)."""
         goal = self.declared_goal(metric)
         if goal is None and self.early_stopping is not None:
-            goal = next((r.goal for r in self.early_stopping.all_rules
-                         if r.metric == metric and r.goal is not None), None)
+            goal = next(
+                (
+                    r.goal
+                    for r in self.early_stopping.all_rules
+                    if r.metric == metric and r.goal is not None
+                ),
+                None,
+            )
         return goal is Goal.MINIMIZE
 
     def search_fingerprint(self) -> dict[str, Any]:
         """The parts that may not change once a search has started."""
         d = self.dump()
-        return {k: d.get(k) for k in ("searchSpace", "parameterConstraints", "objectives",
-                                      "outcomeConstraints")}
+        return {
+            k: d.get(k)
+            for k in ("searchSpace", "parameterConstraints", "objectives", "outcomeConstraints")
+        }
 
 
 class NASExperiment(WireModel):

@@ -144,7 +144,6 @@ class Objective(WireModel):
         return self.goal is Goal.MINIMIZE
 
 
-
 # ----------------------------------------------------------------------------- budget etc.
 
 
@@ -160,7 +159,8 @@ class Budget(WireModel):
         default=None, description="Wall-clock limit, e.g. 90m, 2h, 3600s; no new trials after it."
     )
     stop_when_improvement_below: float | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="End the search when the hypervolume grew by less than this fraction "
         "(e.g. 0.01) over the last improvementWindow completed trials.",
     )
@@ -178,7 +178,6 @@ class Budget(WireModel):
     @property
     def max_duration_seconds(self) -> float | None:
         return parse_duration(self.max_duration) if self.max_duration else None
-
 
 
 class Method(str, enum.Enum):
@@ -209,14 +208,17 @@ class StoppingRule(WireModel):
 
     metric: str = Field(description="Learning-curve metric (logged every epoch), e.g. val_acc.")
     percentile: float | None = Field(
-        default=None, gt=0, lt=100,
+        default=None,
+        gt=0,
+        lt=100,
         description="Stop when below this percentile of other trials (default 50).",
     )
     threshold: float | None = Field(
         default=None, description="Stop when worse than this value (instead of a percentile)."
     )
     dominated_by: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Pareto rule: stop when at least this many other trials dominate the trial "
         "(this objective's curve at the trial's latest epoch against theirs at the same epoch; "
         "every other objective at its latest value). Needs two or more objectives.",
@@ -238,8 +240,15 @@ class StoppingRule(WireModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> StoppingRule:
-        kinds = [k for k, v in (("percentile", self.percentile), ("threshold", self.threshold),
-                                ("dominatedBy", self.dominated_by)) if v is not None]
+        kinds = [
+            k
+            for k, v in (
+                ("percentile", self.percentile),
+                ("threshold", self.threshold),
+                ("dominatedBy", self.dominated_by),
+            )
+            if v is not None
+        ]
         if len(kinds) > 1:
             raise ValueError(
                 f"give one of percentile, threshold or dominatedBy, not {' and '.join(kinds)}; "
@@ -257,8 +266,10 @@ class StoppingRule(WireModel):
             return f"{self.metric} worse than {self.threshold:g}"
         if self.dominated_by is not None:
             n = self.dominated_by
-            return (f"dominated by {n} trial{'s' if n > 1 else ''} on every objective "
-                    f"({self.metric} at the same epoch)")
+            return (
+                f"dominated by {n} trial{'s' if n > 1 else ''} on every objective "
+                f"({self.metric} at the same epoch)"
+            )
         return f"{self.metric} below the {self.percentile or 50:g}th percentile"
 
 
@@ -313,7 +324,6 @@ class WarmStartSource(WireModel):
 
     def describe(self) -> str:
         return self.experiment or str(self.state_file)
-
 
 
 __all__ = [

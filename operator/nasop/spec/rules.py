@@ -113,9 +113,7 @@ def pack_groups_by_known_parameters(spec: NASExperimentSpec) -> None:
         names = [p.name for p in spec.search_space]
         unknown = [n for n in spec.trial.pack.group_by if n not in names]
         if unknown:
-            raise ValueError(
-                f"trial.pack.groupBy: unknown parameter(s) {unknown}; known: {names}"
-            )
+            raise ValueError(f"trial.pack.groupBy: unknown parameter(s) {unknown}; known: {names}")
 
 
 def initial_trials_within_budget(spec: NASExperimentSpec) -> None:

@@ -83,7 +83,6 @@ class NASExperimentStatus(WireModel):
     )
 
 
-
 def now_rfc3339() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -27,11 +27,14 @@ class Pack(WireModel):
     """Trial packing: several proposed trials trained together by one process (one pod)."""
 
     max_trials: int = Field(
-        ge=1, le=1024, alias="maxTrials",
+        ge=1,
+        le=1024,
+        alias="maxTrials",
         description="Most trials in one pack; the trainer gets them in NASOP_PACK.",
     )
     group_by: list[str] = Field(
-        default_factory=list, alias="groupBy",
+        default_factory=list,
+        alias="groupBy",
         description="Parameters the trials of one pack must agree on (e.g. batch_size).",
     )
 
@@ -78,7 +81,6 @@ class TrialTemplate(WireModel):
         if not v:
             raise ValueError("command must name a program, e.g. [python, -m, nasop_trainer]")
         return v
-
 
 
 __all__ = ["Logs", "Pack", "Resources", "TrialTemplate"]

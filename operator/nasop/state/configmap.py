@@ -75,8 +75,12 @@ class ConfigMapStore(ExperimentStore):
         }
         if self.owner:
             meta["ownerReferences"] = [self.owner]
-        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-                "binaryData": {KEY: base64.b64encode(data).decode()}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta,
+            "binaryData": {KEY: base64.b64encode(data).decode()},
+        }
         try:
             if snapshot.version is None:
                 cm = self.core.create_namespaced_config_map(self.namespace, body)

@@ -114,10 +114,21 @@ def trial_to_appdef(
     """The AppDef of one trial (one role, one replica); `local_env` is added to a local trial's
     environment (the fork server's socket), never to a cluster's."""
     local = scheduler in LOCAL_SCHEDULERS
-    env = trial_env(template, experiment=experiment, trial_index=trial_index,
-                    parameters=parameters, log_dir=log_dir)
-    role = trainer_role(template, trial_argv(template, parameters, local), env,
-                        scheduler=scheduler, log_dir=log_dir, local_env=local_env)
+    env = trial_env(
+        template,
+        experiment=experiment,
+        trial_index=trial_index,
+        parameters=parameters,
+        log_dir=log_dir,
+    )
+    role = trainer_role(
+        template,
+        trial_argv(template, parameters, local),
+        env,
+        scheduler=scheduler,
+        log_dir=log_dir,
+        local_env=local_env,
+    )
     return specs.AppDef(
         name=app_name(experiment, trial_index),
         roles=[role],
@@ -125,5 +136,11 @@ def trial_to_appdef(
     )
 
 
-__all__ = ["app_name", "format_value", "trainer_role", "trial_argv", "trial_log_dir",
-           "trial_to_appdef"]
+__all__ = [
+    "app_name",
+    "format_value",
+    "trainer_role",
+    "trial_argv",
+    "trial_log_dir",
+    "trial_to_appdef",
+]

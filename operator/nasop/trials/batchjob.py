@@ -109,15 +109,21 @@ def app_to_job(
 ) -> dict[str, Any]:
     """The Job of a one-role, one-replica app (a nasop trial); pure, for tests to assert on."""
     if len(app.roles) != 1 or app.roles[0].num_replicas != 1:
-        raise ValueError(f"{NAME} runs one role with one replica; {app.name} has "
-                         f"{[(r.name, r.num_replicas) for r in app.roles]}")
+        raise ValueError(
+            f"{NAME} runs one role with one replica; {app.name} has "
+            f"{[(r.name, r.num_replicas) for r in app.roles]}"
+        )
     role = app.roles[0]
     name = ks.normalize_str(make_unique(app.name))
     pod = ks.role_to_pod(ks.normalize_str(f"{role.name}-0"), role, service_account)
-    job_labels = {**(labels or {}),
-                  **{k: v for k, v in app.metadata.items() if k.startswith(spec.GROUP)}}
+    job_labels = {
+        **(labels or {}),
+        **{k: v for k, v in app.metadata.items() if k.startswith(spec.GROUP)},
+    }
     pod.metadata.labels = {
-        **ks.pod_labels(app=app, role_idx=0, role=role, replica_id=0, app_id=name), **job_labels}
+        **ks.pod_labels(app=app, role_idx=0, role=role, replica_id=0, app_id=name),
+        **job_labels,
+    }
     meta: dict[str, Any] = {"name": name, "labels": dict(job_labels)}
     if queue:
         meta["labels"][QUEUE_LABEL] = queue
@@ -128,10 +134,14 @@ def app_to_job(
         "completions": 1,
         "parallelism": 1,
         # an evicted or preempted pod fails the Job with reason PodFailurePolicy (retried)
-        "podFailurePolicy": {"rules": [{
-            "action": "FailJob",
-            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-        }]},
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                }
+            ]
+        },
         "template": pod,
     }
     if queue:
@@ -174,18 +184,29 @@ class BatchJobScheduler(Scheduler[JobOpts]):
     def _run_opts(self) -> runopts:
         opts = runopts()
         opts.add("namespace", type_=str, help="Kubernetes namespace of the Job", default="default")
-        opts.add("queue", type_=str, help="Kueue LocalQueue (the Job is created suspended); "
-                 "empty: an unqueued Job", default=None)
+        opts.add(
+            "queue",
+            type_=str,
+            help="Kueue LocalQueue (the Job is created suspended); empty: an unqueued Job",
+            default=None,
+        )
         opts.add("service_account", type_=str, help="ServiceAccount of the pod", default=None)
-        opts.add("active_deadline_seconds", type_=int,
-                 help="Seconds the Job may run before Kubernetes kills it", default=None)
+        opts.add(
+            "active_deadline_seconds",
+            type_=int,
+            help="Seconds the Job may run before Kubernetes kills it",
+            default=None,
+        )
         return opts
 
     def _submit_dryrun(self, app: AppDef, cfg: JobOpts) -> AppDryRunInfo[BatchJobRequest]:
         resource = app_to_job(
-            app, queue=cfg.get("queue"), service_account=cfg.get("service_account"),
+            app,
+            queue=cfg.get("queue"),
+            service_account=cfg.get("service_account"),
             active_deadline_seconds=cfg.get("active_deadline_seconds"),
-            labels=self.labels, owner=self.owner,
+            labels=self.labels,
+            owner=self.owner,
         )
         return AppDryRunInfo(BatchJobRequest(resource), str)
 
@@ -202,8 +223,10 @@ class BatchJobScheduler(Scheduler[JobOpts]):
             job = self._batch().create_namespaced_job(namespace=namespace, body=body)
         except ApiException as e:
             if e.status == 409:
-                raise ValueError(f"Job {namespace}/{body['metadata']['name']} already exists; "
-                                 "resubmit to get a new name") from e
+                raise ValueError(
+                    f"Job {namespace}/{body['metadata']['name']} already exists; "
+                    "resubmit to get a new name"
+                ) from e
             raise
         return f"{namespace}:{job.metadata.name}"
 
@@ -234,7 +257,8 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         namespace, name = app_id.split(":")
         try:
             self._batch().delete_namespaced_job(
-                name=name, namespace=namespace, propagation_policy="Background")
+                name=name, namespace=namespace, propagation_policy="Background"
+            )
         except ApiException as e:
             if e.status != 404:
                 raise
@@ -250,8 +274,10 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         namespace = namespace or "default"
         jobs = self._batch().list_namespaced_job(namespace, timeout_seconds=30).items
         return [
-            ListAppResponse(app_id=f"{namespace}:{job.metadata.name}",
-                            state=job_state(self._api_client().sanitize_for_serialization(job))[0])
+            ListAppResponse(
+                app_id=f"{namespace}:{job.metadata.name}",
+                state=job_state(self._api_client().sanitize_for_serialization(job))[0],
+            )
             for job in jobs
         ]
 
@@ -284,8 +310,9 @@ class BatchJobScheduler(Scheduler[JobOpts]):
 
 def create_scheduler(session_name: str, client: Any = None, **kwargs: Any) -> BatchJobScheduler:
     """TorchX's scheduler factory (entry point `kubernetes_job`)."""
-    return BatchJobScheduler(session_name, client=client, owner=kwargs.get("owner"),
-                             labels=kwargs.get("labels"))
+    return BatchJobScheduler(
+        session_name, client=client, owner=kwargs.get("owner"), labels=kwargs.get("labels")
+    )
 
 
 __all__ = [

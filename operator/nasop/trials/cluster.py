@@ -34,8 +34,13 @@ class JobKind:
 
 
 VOLCANO = JobKind("kubernetes", "batch.volcano.sh", "v1alpha1", "jobs", volcano.job_state)
-BATCH = JobKind(batchjob.NAME, batchjob.GROUP, batchjob.VERSION, batchjob.PLURAL,
-                lambda job: batchjob.job_state(job)[0])
+BATCH = JobKind(
+    batchjob.NAME,
+    batchjob.GROUP,
+    batchjob.VERSION,
+    batchjob.PLURAL,
+    lambda job: batchjob.job_state(job)[0],
+)
 KINDS = {"volcano": VOLCANO, "job": BATCH}
 
 
@@ -62,7 +67,8 @@ def runner_factory(
         return batchjob.BatchJobScheduler(session_name, client=client, owner=owner, labels=labels)
 
     return torchx_runner.Runner(
-        "nasop", scheduler_factories={VOLCANO.scheduler: make_volcano, BATCH.scheduler: make_job})
+        "nasop", scheduler_factories={VOLCANO.scheduler: make_volcano, BATCH.scheduler: make_job}
+    )
 
 
 def check_queue(client: Any, template: spec.TrialTemplate, namespace: str) -> None:
@@ -74,8 +80,11 @@ def check_queue(client: Any, template: spec.TrialTemplate, namespace: str) -> No
 
     try:
         k8s.CustomObjectsApi(client).get_namespaced_custom_object(
-            group=KUEUE_GROUP, version=KUEUE_VERSION, namespace=namespace,
-            plural="localqueues", name=template.queue,
+            group=KUEUE_GROUP,
+            version=KUEUE_VERSION,
+            namespace=namespace,
+            plural="localqueues",
+            name=template.queue,
         )
     except ApiException as e:
         if e.status != 404:
@@ -93,7 +102,10 @@ def _jobs(client: Any, kind: JobKind, namespace: str, selector: str) -> list[dic
     from kubernetes import client as k8s
 
     jobs = k8s.CustomObjectsApi(client).list_namespaced_custom_object(
-        group=kind.group, version=kind.version, namespace=namespace, plural=kind.plural,
+        group=kind.group,
+        version=kind.version,
+        namespace=namespace,
+        plural=kind.plural,
         label_selector=selector,
     )
     return list(jobs.get("items") or [])
@@ -101,23 +113,29 @@ def _jobs(client: Any, kind: JobKind, namespace: str, selector: str) -> list[dic
 
 def find_job(client: Any, kind: JobKind, namespace: str, experiment: str, trial: int) -> str | None:
     """The app handle of an existing job for this trial (a launch whose save was lost)."""
-    items = _jobs(client, kind, namespace,
-                  f"{spec.EXPERIMENT_LABEL}={experiment},{spec.TRIAL_LABEL}={trial}")
+    items = _jobs(
+        client, kind, namespace, f"{spec.EXPERIMENT_LABEL}={experiment},{spec.TRIAL_LABEL}={trial}"
+    )
     if not items:
         return None
     return f"{kind.scheduler}://nasop/{namespace}:{items[0]['metadata']['name']}"
 
 
-def find_pack(client: Any, kind: JobKind, namespace: str, experiment: str, trial: int
-              ) -> tuple[str, list[int]] | None:
+def find_pack(
+    client: Any, kind: JobKind, namespace: str, experiment: str, trial: int
+) -> tuple[str, list[int]] | None:
     """The app handle and member trial indices of an existing pack job holding this trial."""
-    items = _jobs(client, kind, namespace,
-                  f"{spec.EXPERIMENT_LABEL}={experiment},{spec.GROUP}/member-{trial}=true")
+    items = _jobs(
+        client,
+        kind,
+        namespace,
+        f"{spec.EXPERIMENT_LABEL}={experiment},{spec.GROUP}/member-{trial}=true",
+    )
     if not items:
         return None
     prefix = f"{spec.GROUP}/member-"
     labels = items[0]["metadata"].get("labels") or {}
-    members = sorted(int(k[len(prefix):]) for k in labels if k.startswith(prefix))
+    members = sorted(int(k[len(prefix) :]) for k in labels if k.startswith(prefix))
     return f"{kind.scheduler}://nasop/{namespace}:{items[0]['metadata']['name']}", members
 
 
@@ -143,8 +161,12 @@ def cancel_jobs(
                 continue
             try:
                 api.delete_namespaced_custom_object(
-                    group=kind.group, version=kind.version, namespace=namespace,
-                    plural=kind.plural, name=meta["name"], propagation_policy="Background",
+                    group=kind.group,
+                    version=kind.version,
+                    namespace=namespace,
+                    plural=kind.plural,
+                    name=meta["name"],
+                    propagation_policy="Background",
                 )
             except ApiException as e:
                 if e.status != 404:

@@ -49,7 +49,9 @@ class ForkServer:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "nasop._forkserver", self.socket_path or "", *self.preload],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
                 env={**os.environ, _forkserver.PARENT_ENV_VAR: str(os.getpid())},
             )
         # it listens before importing: wait for the socket, so the first trial can connect

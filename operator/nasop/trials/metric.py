@@ -88,5 +88,9 @@ class TrialMetric(TensorboardMetric):
 
 
 __all__ = [
-    "RUN_METADATA_KEY", "NonFiniteMetricError", "TrialMetric", "fetch_problem", "non_finite_tail",
+    "RUN_METADATA_KEY",
+    "NonFiniteMetricError",
+    "TrialMetric",
+    "fetch_problem",
+    "non_finite_tail",
 ]

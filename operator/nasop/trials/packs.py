@@ -40,8 +40,11 @@ def group(parameters: Mapping[int, Mapping[str, Any]], pack: spec.Pack) -> list[
     for index, params in parameters.items():
         key = json.dumps([params.get(name) for name in pack.group_by], sort_keys=True)
         by_key.setdefault(key, []).append(index)
-    return [indices[i:i + pack.max_trials] for indices in by_key.values()
-            for i in range(0, len(indices), pack.max_trials)]
+    return [
+        indices[i : i + pack.max_trials]
+        for indices in by_key.values()
+        for i in range(0, len(indices), pack.max_trials)
+    ]
 
 
 def pack_dir(log_root: str, experiment: str, first_index: int) -> str:
@@ -56,8 +59,9 @@ def app_name(experiment: str, first_index: int) -> str:
 
 def members_json(members: Sequence[tuple[int, Mapping[str, Any], str]]) -> str:
     """`NASOP_PACK`: `[{"trial": i, "params": {...}, "logDir": dir}, ...]`."""
-    return json.dumps([{"trial": i, "params": dict(p), "logDir": d} for i, p, d in members],
-                      sort_keys=True)
+    return json.dumps(
+        [{"trial": i, "params": dict(p), "logDir": d} for i, p, d in members], sort_keys=True
+    )
 
 
 def pack_to_appdef(
@@ -73,10 +77,20 @@ def pack_to_appdef(
     members in `NASOP_PACK`, labelled with every member's trial index."""
     local = scheduler in appdef.LOCAL_SCHEDULERS
     first = members[0][0]
-    env = {**template.env, "NASOP_EXPERIMENT": experiment, "NASOP_PACK": members_json(members),
-           "NASOP_LOG_DIR": folder}
-    role = appdef.trainer_role(template, appdef.trial_argv(template, {}, local), env,
-                               scheduler=scheduler, log_dir=folder, local_env=local_env)
+    env = {
+        **template.env,
+        "NASOP_EXPERIMENT": experiment,
+        "NASOP_PACK": members_json(members),
+        "NASOP_LOG_DIR": folder,
+    }
+    role = appdef.trainer_role(
+        template,
+        appdef.trial_argv(template, {}, local),
+        env,
+        scheduler=scheduler,
+        log_dir=folder,
+        local_env=local_env,
+    )
     labels = {spec.EXPERIMENT_LABEL: experiment, spec.TRIAL_LABEL: str(first)}
     labels.update({f"{spec.GROUP}/member-{i}": "true" for i, _, _ in members})
     return specs.AppDef(name=app_name(experiment, first), roles=[role], metadata=labels)
@@ -87,8 +101,10 @@ def mark_members(members: Sequence[tuple[int, Mapping[str, Any], str]], folder: 
     log_dirs = [d for _, _, d in members]
     for log_dir in log_dirs:
         os.makedirs(local_markers.marker_dir(log_dir), exist_ok=True)
-        write_marker(os.path.join(local_markers.marker_dir(log_dir), _MEMBER_OF),
-                     member_metadata(folder, log_dirs))
+        write_marker(
+            os.path.join(local_markers.marker_dir(log_dir), _MEMBER_OF),
+            member_metadata(folder, log_dirs),
+        )
 
 
 def member_metadata(folder: str, log_dirs: Sequence[str]) -> dict[str, str]:
@@ -99,16 +115,18 @@ def member_metadata(folder: str, log_dirs: Sequence[str]) -> dict[str, str]:
 def marked_pack(log_dir: str) -> dict[str, str] | None:
     """The `member_metadata` a member's log dir was marked with before its pack was submitted."""
     try:
-        with open(os.path.join(local_markers.marker_dir(log_dir), _MEMBER_OF),
-                  encoding="utf-8") as fh:
+        with open(
+            os.path.join(local_markers.marker_dir(log_dir), _MEMBER_OF), encoding="utf-8"
+        ) as fh:
             record = json.load(fh)
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and record.get(PACK_DIR) else None
 
 
-def member_status(log_dir: str, pack: tuple[TrialStatus, str, bool]
-                  ) -> tuple[TrialStatus, str, bool]:
+def member_status(
+    log_dir: str, pack: tuple[TrialStatus, str, bool]
+) -> tuple[TrialStatus, str, bool]:
     """A member's (status, reason, infrastructure) from its end record and its pack's state.
 
     Args:
@@ -129,16 +147,31 @@ def member_status(log_dir: str, pack: tuple[TrialStatus, str, bool]
         return status, reason or "cancelled", True
     if status is TrialStatus.FAILED and not infrastructure and reason.startswith(TRAINER_ERROR):
         return TrialStatus.FAILED, reason, False  # the whole pack could not start: bad args/data
-    return (TrialStatus.FAILED,
-            f"its pack ended before it did ({reason or 'the pack exited 0'})", True)
+    return (
+        TrialStatus.FAILED,
+        f"its pack ended before it did ({reason or 'the pack exited 0'})",
+        True,
+    )
 
 
 def all_done(log_dirs: Sequence[str]) -> bool:
     """Every member has ended or been asked to stop: the pack has nothing left to train."""
-    return all(_members.read_end(d) is not None or _members.stop_reason(d) is not None
-               for d in log_dirs)
+    return all(
+        _members.read_end(d) is not None or _members.stop_reason(d) is not None for d in log_dirs
+    )
 
 
-__all__ = ["PACK_DIR", "PACK_SIBLINGS", "all_done", "app_name", "group", "mark_members",
-           "marked_pack", "member_metadata", "member_status", "members_json", "pack_dir",
-           "pack_to_appdef"]
+__all__ = [
+    "PACK_DIR",
+    "PACK_SIBLINGS",
+    "all_done",
+    "app_name",
+    "group",
+    "mark_members",
+    "marked_pack",
+    "member_metadata",
+    "member_status",
+    "members_json",
+    "pack_dir",
+    "pack_to_appdef",
+]

@@ -113,13 +113,16 @@ class TorchXTrialRunner(Runner):
         self.preload = list(preload)  # modules the local fork server imports once for all trials
         self.fork_server = (
             ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
-            if self.preload and self.is_local else None
+            if self.preload and self.is_local
+            else None
         )
 
     # -- session -------------------------------------------------------------------------
 
     def bind(
-        self, factory: TorchXFactory, finder: Callable[[int], str | None] | None = None,
+        self,
+        factory: TorchXFactory,
+        finder: Callable[[int], str | None] | None = None,
         pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None,
     ) -> None:
         """Use this TorchX runner factory (the operator passes one with its own API client),
@@ -149,10 +152,10 @@ class TorchXTrialRunner(Runner):
             if found:
                 handle, indices = found
                 folder = packs.pack_dir(self.log_root, self.experiment_name, min(indices))
-                dirs = [appdef.trial_log_dir(self.log_root, self.experiment_name, i)
-                        for i in indices]
-                return {APP_HANDLE: handle, LOG_DIR: log_dir,
-                        **packs.member_metadata(folder, dirs)}
+                dirs = [
+                    appdef.trial_log_dir(self.log_root, self.experiment_name, i) for i in indices
+                ]
+                return {APP_HANDLE: handle, LOG_DIR: log_dir, **packs.member_metadata(folder, dirs)}
         found_handle = self._finder(trial.index) if self._finder else None
         return {APP_HANDLE: found_handle, LOG_DIR: log_dir} if found_handle else None
 
@@ -210,8 +213,11 @@ class TorchXTrialRunner(Runner):
         if self.is_local:
             packs.mark_members(members, folder)
         app = packs.pack_to_appdef(
-            self.trial_template, experiment=self.experiment_name, members=members,
-            folder=folder, scheduler=self.scheduler,
+            self.trial_template,
+            experiment=self.experiment_name,
+            members=members,
+            folder=folder,
+            scheduler=self.scheduler,
             local_env=self.fork_server.env() if self.fork_server else None,
         )
         handle = self.torchx.run(app, scheduler=self.scheduler, cfg=self.scheduler_cfg)
@@ -264,7 +270,8 @@ class TorchXTrialRunner(Runner):
                     pack_states.update(seen.items())  # type: ignore[arg-type]  # handle keys
                 pack = pack_states[handle]
                 status, reason, infra = packs.member_status(
-                    trial.run_metadata[LOG_DIR], (pack.status, pack.reason, pack.infrastructure))
+                    trial.run_metadata[LOG_DIR], (pack.status, pack.reason, pack.infrastructure)
+                )
                 out[trial.index] = TrialObservation(status, reason, infra)
                 continue
             if not handle:
@@ -320,8 +327,9 @@ class TorchXTrialRunner(Runner):
         if status.state == specs.AppState.SUCCEEDED:
             return TrialObservation(TrialStatus.COMPLETED)
         if status.state == specs.AppState.CANCELLED:
-            return TrialObservation(TrialStatus.ABANDONED, status.msg or "cancelled",
-                                    infrastructure=True)  # e.g. an evicted pod: retried
+            return TrialObservation(
+                TrialStatus.ABANDONED, status.msg or "cancelled", infrastructure=True
+            )  # e.g. an evicted pod: retried
         return TrialObservation(TrialStatus.FAILED, self._failure_reason(handle, status))
 
     def _failure_reason(self, handle: str, status: specs.AppStatus) -> str:
@@ -348,9 +356,16 @@ class _PackApp:
 
     def __init__(self, member_metadata: dict[str, Any]) -> None:
         self.index = member_metadata[APP_HANDLE]  # keyed by handle in `observe`'s answer
-        self.run_metadata = {APP_HANDLE: member_metadata[APP_HANDLE],
-                             LOG_DIR: member_metadata[packs.PACK_DIR]}
+        self.run_metadata = {
+            APP_HANDLE: member_metadata[APP_HANDLE],
+            LOG_DIR: member_metadata[packs.PACK_DIR],
+        }
 
 
-__all__ = ["APP_HANDLE", "LOG_DIR", "TorchXTrialRunner", "TrialObservation",
-           "default_torchx_runner"]
+__all__ = [
+    "APP_HANDLE",
+    "LOG_DIR",
+    "TorchXTrialRunner",
+    "TrialObservation",
+    "default_torchx_runner",
+]

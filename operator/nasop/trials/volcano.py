@@ -84,8 +84,11 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         namespace, name = app_id.split(":")
         try:
             job = self._custom_objects_api().get_namespaced_custom_object(
-                group="batch.volcano.sh", version="v1alpha1", namespace=namespace,
-                plural="jobs", name=name,
+                group="batch.volcano.sh",
+                version="v1alpha1",
+                namespace=namespace,
+                plural="jobs",
+                name=name,
             )
         except ApiException as e:
             if e.status == 404:
