@@ -2,7 +2,8 @@
 
 `--plan=nan,ok,fail,inf` picks one behaviour per trial (by NASOP_TRIAL_INDEX, cycling):
 `ok` logs finite val_acc at steps 0-2; `nan`/`inf` log finite values, then NaN/inf at step 2
-(a run that diverged at its last epoch); `fail` exits 3, its reason the last stderr line. Every trial
+(a run that diverged at its last epoch); `fail` exits 3, its reason the last stderr line. Every
+trial
 logs num_params, and writes real TensorBoard event files (torch's SummaryWriter).
 """
 

@@ -8,7 +8,8 @@ from typing import Any
 
 
 def openapi_to_jsonschema(node: Any) -> Any:
-    """OpenAPI 3.0 (`nullable`, boolean exclusive bounds) -> JSON Schema, so jsonschema can check."""
+    """OpenAPI 3.0 (`nullable`, boolean exclusive bounds) -> JSON Schema, so jsonschema can
+    check."""
     if isinstance(node, dict):
         out = {
             k: openapi_to_jsonschema(v) for k, v in node.items() if not k.startswith("x-kubernetes")

@@ -185,15 +185,16 @@ def _fresh_stdio(env: dict[str, str]) -> None:
     def stream(fd: int, line: bool, errors: str) -> io.TextIOWrapper:
         raw = io.FileIO(fd, "wb", closefd=False)
         return io.TextIOWrapper(
-            raw if unbuffered else io.BufferedWriter(raw),  # type: ignore[arg-type]
+            raw if unbuffered else io.BufferedWriter(raw),
             encoding=sys.stdout.encoding,
             errors=errors,
             line_buffering=line and not unbuffered,
             write_through=unbuffered,
         )
 
-    sys.stdout = sys.__stdout__ = stream(1, os.isatty(1), "strict")
-    sys.stderr = sys.__stderr__ = stream(2, True, "backslashreplace")
+    # __stdout__/__stderr__ too: the forked trial is a fresh program, and they are its originals
+    sys.stdout = sys.__stdout__ = stream(1, os.isatty(1), "strict")  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = stream(2, True, "backslashreplace")  # type: ignore[misc]
 
 
 def _die_with_wrapper(conn: socket.socket) -> None:
@@ -211,6 +212,7 @@ def _run_trial(request: dict[str, Any]) -> int:
     import runpy
 
     argv, cwd = list(request["argv"]), request["cwd"]
+    # the client sends only commands that program() accepted (forkserver_process checks first)
     kind, target = program(argv)  # type: ignore[misc]
     os.chdir(cwd)
     os.environ.clear()

@@ -186,7 +186,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    manifest, search = _load_search_readonly(args)
+    _manifest, search = _load_search_readonly(args)
     from nasop import report
 
     report.write_report(search, args.output)

@@ -1,4 +1,5 @@
-"""`nasop report`: one self-contained HTML page with the views of the Ax multi-objective NAS tutorial.
+"""`nasop report`: one self-contained HTML page with the views of the Ax multi-objective NAS
+tutorial.
 
 Why a single file: the report is read long after the search, often copied off a cluster or
 attached to a ticket, and it must open without network access. So plotly.js is inlined once,
@@ -117,7 +118,8 @@ def tradeoff_figure(search: Search, status: NASExperimentStatus | None = None) -
             )
         )
     fig.update_layout(
-        title=f"{y_obj.metric} vs {x_obj.metric if x_obj else 'trial'} ({len(obs)} completed trials)",
+        title=f"{y_obj.metric} vs {x_obj.metric if x_obj else 'trial'} "
+        f"({len(obs)} completed trials)",
         xaxis_title=_axis(x_obj) if x_obj else "trial index",
         yaxis_title=_axis(y_obj),
         legend={"orientation": "h", "y": -0.15},

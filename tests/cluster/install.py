@@ -3,7 +3,8 @@
 - Volcano's own CRDs (Job, Queue, PodGroup, Command) from Volcano's Go module at the pinned release
   (``go mod download``: the files are in the module zip), and the ``default`` Queue;
 - the chart, by the embedded Helm engine (helm-python-sdk: Helm 4, server-side apply, CRDs from the
-  chart's crds/), twice: release ``nasop`` with cluster-wide RBAC and release ``nasop-ns`` with a Role
+  chart's crds/), twice: release ``nasop`` with cluster-wide RBAC and release ``nasop-ns`` with a
+  Role
   in ``default`` only; the operator runs as either release's ServiceAccount with a token from the
   TokenRequest API, so the server grants exactly what that release's RBAC grants.
 """

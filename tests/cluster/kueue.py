@@ -4,7 +4,8 @@ and its admission webhooks served on 127.0.0.1.
 - :func:`build`: ``kueue.sh`` builds ``sigs.k8s.io/kueue/cmd/kueue`` at the release pinned in
   ``go/kueue/go.mod`` into the cluster cache (``kueue-<version>/kueue``);
 - :func:`running`: installs Kueue's CRDs (from the module zip), starts the manager with the
-  admin kubeconfig (chrooted, see :func:`_root`), and registers its webhooks for what nasop uses (Jobs and Kueue's own
+  admin kubeconfig (chrooted, see :func:`_root`), and registers its webhooks for what nasop uses
+  (Jobs and Kueue's own
   objects) by URL, ``https://127.0.0.1:<port>/<path>``, with a CA made here: Kueue's internal
   certificate management makes certificates for its in-cluster Service name, which an API server
   that reaches the webhook on 127.0.0.1 would reject, so it is turned off and the serving
@@ -220,9 +221,9 @@ def _config(root: pathlib.Path, ports: dict[str, int]) -> pathlib.Path:
 
 
 def _ready(health_port: int) -> bool:
-    with contextlib.suppress(OSError, ValueError):
-        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/readyz", timeout=5) as resp:
-            return resp.status == 200
+    url = f"http://127.0.0.1:{health_port}/readyz"
+    with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status == 200
     return False
 
 

@@ -1,18 +1,23 @@
 """A real node for the test cluster: containerd and the kubelet, kube-scheduler, and Volcano.
 
 - containerd is Debian's (its CRI plugin), with its own socket, config and state; its image store is
-  cached outside the checkout (``~/.cache/nasop/node/containerd``) so that the images the tests built
+  cached outside the checkout (``~/.cache/nasop/node/containerd``) so that the images the tests
+  built
   are imported once per image ID (``docker save | ctr -n k8s.io images import``: no registry).
-- the kubelet is built from ``k8s.io/kubernetes`` at the control plane's release (``build.sh node``).
-  Left to its defaults it writes six kernel settings (kernel.panic, vm.overcommit_memory, ...). So it
+- the kubelet is built from ``k8s.io/kubernetes`` at the control plane's release (``build.sh
+  node``).
+  Left to its defaults it writes six kernel settings (kernel.panic, vm.overcommit_memory, ...). So
+  it
   runs, with containerd, in a mount namespace of its own (``unshare -m``) in which each of those
-  ``/proc/sys`` files is bind-mounted from a plain file already holding the value the kubelet expects,
+  ``/proc/sys`` files is bind-mounted from a plain file already holding the value the kubelet
+  expects,
   and with ``protectKernelDefaults: true`` it only reads them. The machine's own values are checked
   before and after (:func:`sysctls`).
 - pods get their network from Debian's CNI plugins: ``macvlan`` on the host's default interface with
   addresses from 100.64.0.0/24 (RFC 6598, not a private range) and no route out; no bridge, no
   forwarding, no NAT. Trial pods need no network; the operator runs with ``hostNetwork``.
-- the node is named ``localhost`` and the kubelet listens on 127.0.0.1, so that the API server reaches
+- the node is named ``localhost`` and the kubelet listens on 127.0.0.1, so that the API server
+  reaches
   it (``pods/log``) through the node's Hostname address on the loopback.
 - kube-scheduler places ordinary pods (the operator's); Volcano's vc-scheduler and
   vc-controller-manager (built from ``volcano.sh/volcano`` at the pin in go/volcano/go.mod) run the
@@ -88,7 +93,8 @@ def missing_tools() -> list[str]:
 
 
 def build() -> pathlib.Path:
-    """Build (once per version) and return the folder holding the kubelet, kube-scheduler, Volcano."""
+    """Build (once per version) and return the folder holding the kubelet, kube-scheduler,
+    Volcano."""
     out = subprocess.run(
         ["bash", str(HERE / "build.sh"), "node"], check=True, text=True, stdout=subprocess.PIPE
     ).stdout
@@ -197,7 +203,8 @@ IMAGE_ID_LABEL = "nasop.dev/docker-image-id"  # on images imported from Docker
 
 
 class Node:
-    """containerd + kubelet (one mount namespace), kube-scheduler, vc-scheduler, vc-controller-manager."""
+    """containerd + kubelet (one mount namespace), kube-scheduler, vc-scheduler,
+    vc-controller-manager."""
 
     def __init__(self, plane: ControlPlane, bin_dir: pathlib.Path, workdir: pathlib.Path) -> None:
         self.plane = plane
@@ -462,7 +469,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _namespace_script(self) -> str:
         """Runs as the namespace's first process: bind the kernel settings, start containerd, wait
-        for the go (``start-kubelet``), exec the kubelet (so that the Popen's pid is the kubelet's)."""
+        for the go (``start-kubelet``), exec the kubelet (so that the Popen's pid is the
+        kubelet's)."""
         w = self.workdir
         binds = []
         for key, value in KUBELET_SYSCTLS.items():
@@ -475,7 +483,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             [
                 "mount --make-rshared /",
                 *binds,
-                f"containerd --config {q(str(w / 'containerd.toml'))} > {q(str(w / 'containerd.log'))} 2>&1 &",
+                f"containerd --config {q(str(w / 'containerd.toml'))} "
+                f"> {q(str(w / 'containerd.log'))} 2>&1 &",
                 f"echo $! > {q(str(w / 'containerd.pid'))}",
                 f"while [ ! -e {q(str(w / 'start-kubelet'))} ]; do sleep 0.1; done",
                 f"exec {q(str(self.bin_dir / 'kubelet'))} --config={q(str(w / 'kubelet.yaml'))}"

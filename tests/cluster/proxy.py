@@ -4,9 +4,11 @@ Everything is forwarded unchanged (the client's own token included, so RBAC is t
 watch streams chunk by chunk. What the tests can add, each a thing a real cluster does but not on
 demand:
 
-- :meth:`FaultProxy.inject`: answer the next matching request(s) with an error status (409, 500, ...)
+- :meth:`FaultProxy.inject`: answer the next matching request(s) with an error status (409, 500,
+  ...)
   instead of forwarding it, as an overloaded or flaky API server or a lost race would;
-- :meth:`FaultProxy.delay`: hold matching requests for some seconds before forwarding (slow answers);
+- :meth:`FaultProxy.delay`: hold matching requests for some seconds before forwarding (slow
+  answers);
 - :meth:`FaultProxy.drop_watches` cuts the open watch streams of a resource (a load balancer's idle
   timeout, an API server restart), optionally after sending the ``ERROR 410 Gone`` event an API
   server sends when the watched resourceVersion has been compacted;
@@ -162,7 +164,7 @@ class FaultProxy:
             await runner.setup()
             site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            port = site._server.sockets[0].getsockname()[1]
             self.url = f"http://127.0.0.1:{port}"
             self._started.set()
             await self._stopping.wait()
@@ -258,7 +260,8 @@ class FaultProxy:
                                         "status": "Failure",
                                         "reason": "Expired",
                                         "code": 410,
-                                        "message": "too old resource version (cut by the test proxy)",
+                                        "message": "too old resource version "
+                                        "(cut by the test proxy)",
                                     },
                                 }
                             ).encode()

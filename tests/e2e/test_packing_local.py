@@ -57,7 +57,7 @@ def _manifest(
 
 def _run(path: str, tmp_path: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     p = subprocess.run(
-        NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
+        [*NASOP, "run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -69,7 +69,7 @@ def _run(path: str, tmp_path: Path, timeout: float = 600) -> subprocess.Complete
 
 def _start(path: str, tmp_path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
+        [*NASOP, "run", path, "--state-dir", str(tmp_path / "state"), "--quiet"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

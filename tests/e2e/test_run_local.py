@@ -126,7 +126,7 @@ def _state_trials(tmp_path, name):
 
 def _start(tmp_path, path, *extra):
     return subprocess.Popen(
-        NASOP + ["run", path, "--state-dir", str(tmp_path / "state"), "--quiet", *extra],
+        [*NASOP, "run", path, "--state-dir", str(tmp_path / "state"), "--quiet", *extra],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ SPACE = [p for p in BASE["spec"]["searchSpace"] if p["name"] != "epochs"]
 
 def _space(epochs: int, **bounds: list[int]) -> list[dict[str, Any]]:
     out = [dict(p, bounds=bounds[p["name"]]) if p["name"] in bounds else dict(p) for p in SPACE]
-    return out + [{"name": "epochs", "type": "fixed", "value": epochs}]
+    return [*out, {"name": "epochs", "type": "fixed", "value": epochs}]
 
 
 def _open(tmp_path: Any, data: dict[str, Any]) -> Search:
@@ -56,7 +57,7 @@ def _run(search: Search, timeout: float = 240) -> list[Event]:
 
 
 def _launched(events: list[Event]) -> list[int]:
-    return [e.trial for e in events if e.reason == "TrialLaunched"]  # type: ignore[misc]
+    return [e.trial for e in events if e.reason == "TrialLaunched"]
 
 
 def _val_acc_steps(log_dir: str) -> list[int]:
@@ -87,7 +88,7 @@ def _stopping_search(
 def _assert_killed(log_dir: str) -> None:
     """The trial's process was killed: the wrapper recorded a signal, and no pid it ran is alive."""
     assert local_markers.exit_code(log_dir) in (-signal.SIGTERM, 128 + signal.SIGTERM)
-    pids = json.load(open(os.path.join(local_markers.marker_dir(log_dir), "pid")))
+    pids = json.loads(Path(local_markers.marker_dir(log_dir), "pid").read_text())
     assert not any(local_markers._alive(p) for p in pids.values())
 
 
@@ -170,8 +171,8 @@ def test_early_stopping_acts_while_a_generation_runs(tmp_path: Any) -> None:
         search.generation._future = held  # a generation step that has not landed
 
         def stored_status(index: int) -> TrialStatus:
-            snapshot = search.store.load(name=search.name)  # type: ignore[union-attr]
-            return snapshot.experiment.trials[index].status  # type: ignore[union-attr]
+            snapshot = search.store.load(name=search.name)
+            return snapshot.experiment.trials[index].status
 
         stopped: list[int] = []
         while not stopped:
@@ -349,7 +350,7 @@ def test_interrupted_trial_is_retried_and_not_counted_as_a_failure(tmp_path: Any
                 victim = t
                 break
         time.sleep(0.1)
-    pids = json.load(open(pid_file))
+    pids = json.loads(Path(pid_file).read_text())
     for pid in (pids["wrapper"], pids["child"]):  # the node died: no exit code is written
         os.kill(pid, signal.SIGKILL)
     first.generation.close()  # the process driving the search dies without a word

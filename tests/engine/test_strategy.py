@@ -84,7 +84,7 @@ def test_early_stopped_curves_do_not_lift_short_trials(last_values):
     accuracy. nasop models last values: it predicts what a 1-epoch trial reached."""
     space = [p for p in manifest()["spec"]["searchSpace"] if p["name"] != "epochs"]
     s = _spec(
-        searchSpace=space + [{"name": "epochs", "type": "int", "bounds": [1, 4]}],
+        searchSpace=[*space, {"name": "epochs", "type": "int", "bounds": [1, 4]}],
         optimizer={"initialTrials": 4, "seed": 0},
     )
     exp = experiment.experiment_from_spec(s, "x", None)

@@ -26,7 +26,7 @@ sys.path[:0] = [
     str(pathlib.Path(__file__).resolve().parents[1] / "operator"),
 ]
 
-import engine  # noqa: E402
+import engine  # noqa: E402 - importable once tests/images is on sys.path (above)
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(2400)]
 RESTRICTED = [

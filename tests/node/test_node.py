@@ -1,5 +1,6 @@
 """A real single-node cluster: the operator installed by Helm from its image, trials as Volcano jobs
-run by Volcano's scheduler and controller as pods of the trainer image on a kubelet (tests/cluster/node.py).
+run by Volcano's scheduler and controller as pods of the trainer image on a kubelet
+(tests/cluster/node.py).
 
 Nothing here plays a part of Kubernetes: the test applies manifests and reads what the cluster does.
 Timings (apply to first trial pod Running, per-trial overhead against the trainer's own run time,

@@ -33,8 +33,8 @@ from nasop.controller.settings import Settings
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(pathlib.Path(__file__).parent), str(REPO / "tests" / "cluster")]
 
-import controlplane  # noqa: E402
-from objects import Cluster  # noqa: E402
+import controlplane  # noqa: E402 - importable once tests/cluster is on sys.path (above)
+from objects import Cluster  # noqa: E402 - likewise
 
 REQUIRED_CALLS_PATH = REPO / "tests" / "packaging" / "required_api_calls.yaml"
 RECORDED_CALLS_PATH = REPO / "tests" / "packaging" / "recorded_api_calls.yaml"
@@ -81,7 +81,7 @@ def fast_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     """Keep each phase's report on the item: fixtures read whether the test passed."""
     outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
+    report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
 
 
@@ -176,7 +176,8 @@ class OperatorHandle:
             await self.task
 
     async def wait_watching(self, *resources: str, timeout: float = 10.0) -> None:
-        """Wait until kopf has an open watch stream on each resource (``'group/version/plural'``)."""
+        """Wait until kopf has an open watch stream on each resource
+        (``'group/version/plural'``)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not all(self.cluster.proxy.active_watches(r) for r in resources):
@@ -195,14 +196,16 @@ OperatorStarter = Callable[..., Awaitable[OperatorHandle]]
 async def run_operator(
     cluster: Cluster, rbac_scope: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[OperatorStarter]:
-    """Start kopf in-process against the API server (through the proxy): ``handle = await run_operator(registry, ...)``.
+    """Start kopf in-process against the API server (through the proxy): ``handle = await
+    run_operator(registry, ...)``.
 
     Args (of the returned coroutine function):
         registry: a ``kopf.OperatorRegistry``; or None to load ``paths``/``modules`` into a new one.
         namespaces: the namespaces to serve (default ``["default"]``); or ``clusterwide=True``
             (the default when the operator has the cluster-wide release's RBAC).
         configure: ``fn(settings)`` after the test defaults (:func:`apply_test_settings`).
-        login: ``"token"`` (a login handler: the proxy's URL, the ServiceAccount token) or ``"kubeconfig"``
+        login: ``"token"`` (a login handler: the proxy's URL, the ServiceAccount token) or
+        ``"kubeconfig"``
             (``kopf.login_via_client``: needs the ``kubeconfig`` fixture) or None (the registry's).
         watching: resources to wait for kopf to watch before returning.
         peering: a kopf peering name: run as one of several replicas (not standalone), with
@@ -295,7 +298,8 @@ async def run_operator(
 
 
 def _restore_signals() -> None:
-    """Undo kopf's ``loop.add_signal_handler`` for SIGINT/SIGTERM (it does so in the main thread)."""
+    """Undo kopf's ``loop.add_signal_handler`` for SIGINT/SIGTERM (it does so in the main
+    thread)."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(Exception):

@@ -1,4 +1,5 @@
-"""A Volcano player for operator tests: moves ``batch.volcano.sh/v1alpha1`` jobs through their phases.
+"""A Volcano player for operator tests: moves ``batch.volcano.sh/v1alpha1`` jobs through their
+phases.
 
 The test control plane has Volcano's CRDs but no Volcano controller and no node (the next step),
 so a submitted job would stay status-less forever. :class:`VolcanoPlayer` polls the API server's
@@ -329,7 +330,7 @@ class VolcanoPlayer:
             conditions = list((current.get("status") or {}).get("conditions") or [])
             current["status"] = {
                 **status,
-                "conditions": conditions + [{"status": phase, "lastTransitionTime": now}],
+                "conditions": [*conditions, {"status": phase, "lastTransitionTime": now}],
             }
             try:
                 self.cluster.replace_object(JOBS, ns, name, current, subresource="status")

@@ -14,7 +14,7 @@ import pytest
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk is a dev dependency")
 
-from chart_helpers import (
+from chart_helpers import (  # noqa: E402 - after importorskip: without helm, skip, do not fail
     CHART_DIR,
     NAMESPACE,
     RELEASE,

@@ -62,7 +62,7 @@ def _verdicts(binary: pathlib.Path, objects: list[dict[str, Any]]) -> list[tuple
         check=True,
         timeout=60,
     ).stdout
-    return [tuple(line.split("\t", 1)) for line in out.splitlines()]  # type: ignore[misc]
+    return [tuple(line.split("\t", 1)) for line in out.splitlines()]
 
 
 def test_flux_kstatus_reads_the_conditions(kstatus):

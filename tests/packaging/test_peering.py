@@ -309,8 +309,8 @@ def test_notes_show_the_peering(render: Render) -> None:
     assert 'kopf peering "nasop" is on (replicaCount=2)' in notes
     assert "kubectl get clusterkopfpeerings.kopf.dev nasop -o yaml" in notes
     assert (
-        "kubectl apply -f charts/nasop/crds/kopfpeerings.yaml -f charts/nasop/crds/clusterkopfpeerings.yaml"
-        in notes
+        "kubectl apply -f charts/nasop/crds/kopfpeerings.yaml "
+        "-f charts/nasop/crds/clusterkopfpeerings.yaml" in notes
     )
     notes = render(TWO_REPLICAS["namespaced"])["nasop/templates/NOTES.txt"]
     assert "kubectl get kopfpeerings.kopf.dev -n ml-a nasop -o yaml" in notes

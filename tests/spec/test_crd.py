@@ -1,4 +1,5 @@
-"""The committed CRD is the one generated from nasop.spec, and every example validates against it."""
+"""The committed CRD is the one generated from nasop.spec, and every example validates against
+it."""
 
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def test_every_error_is_reported_at_once():
 def test_metadata_name_must_be_dns():
     m = manifest()
     m["metadata"]["name"] = "Bad_Name"
-    with pytest.raises(errors.SpecError, match="metadata.name"):
+    with pytest.raises(errors.SpecError, match=r"metadata\.name"):
         parse(m)
 
 

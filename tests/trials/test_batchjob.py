@@ -273,7 +273,7 @@ def test_runner_reports_an_eviction_as_an_infrastructure_interruption() -> None:
     runner = TorchXTrialRunner(batchjob.NAME, _template().dump(), "/logs", "exp")
     evicted = {"status": {"conditions": [_cond("Failed", "PodFailurePolicy")]}}
     state, message = batchjob.job_state(evicted)
-    obs = runner._classify(None, "h", AppStatus(state=state, msg=message))  # type: ignore[arg-type]
+    obs = runner._classify(None, "h", AppStatus(state=state, msg=message))
     assert obs.status is TrialStatus.ABANDONED and obs.infrastructure
     assert "evicted or preempted" in obs.reason
 
@@ -299,13 +299,13 @@ def test_runner_passes_the_time_left_as_active_deadline() -> None:
         "exp",
         scheduler_cfg={"namespace": "ml", "queue": None},
     )
-    runner.bind(lambda: Recorder())  # type: ignore[arg-type, return-value]
+    runner.bind(lambda: Recorder())
     runner.deadline = time.time() + 41.2
-    runner.run(Trial())  # type: ignore[arg-type]
+    runner.run(Trial())
     assert seen == {"namespace": "ml", "queue": None, "active_deadline_seconds": 42}
     seen.clear()
     runner.deadline = math.inf  # no budget.maxDuration
-    runner.run(Trial())  # type: ignore[arg-type]
+    runner.run(Trial())
     assert seen == {"namespace": "ml", "queue": None}
 
 

@@ -119,7 +119,8 @@ def test_without_a_server_the_same_trial_starts_fresh(tmp_path):
 
 
 def test_trials_that_exit_at_once_report_their_own_exit_codes(tmp_path, server):
-    """`pid` and `exit` can arrive in one read; neither may be lost (a lost exit reads as killed)."""
+    """`pid` and `exit` can arrive in one read; neither may be lost (a lost exit reads as
+    killed)."""
     (tmp_path / "quick.py").write_text("import sys\nsys.exit(int(sys.argv[1]))\n")
     procs = {
         code: _wrapped(
@@ -237,7 +238,8 @@ def test_forked_trials_draw_fresh_random_numbers(tmp_path):
     try:
         (tmp_path / "rng.py").write_text(
             "import json, random, numpy, torch\n"
-            "print(json.dumps([random.random(), float(numpy.random.rand()), float(torch.rand(1))]))\n"
+            "print(json.dumps([random.random(), float(numpy.random.rand()),"
+            " float(torch.rand(1))]))\n"
         )
         draws = []
         for name in ("a", "b"):
@@ -273,7 +275,8 @@ def test_the_server_exits_with_nasop_run(tmp_path):
             "-c",
             (
                 "import subprocess, sys, time\n"
-                f"p = subprocess.Popen([sys.executable, '-m', 'nasop._forkserver', {str(sock)!r}])\n"
+                "p = subprocess.Popen([sys.executable, '-m', 'nasop._forkserver',"
+                f" {str(sock)!r}])\n"
                 "print(p.pid, flush=True)\n"
                 "time.sleep(120)\n"
             ),

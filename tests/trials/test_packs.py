@@ -133,12 +133,12 @@ def test_a_cluster_member_is_adopted_with_its_packs_folder_and_siblings() -> Non
     runner = TorchXTrialRunner("kubernetes", template, "/logs", "exp")
     runner.bind(
         lambda: None,
-        finder=lambda i: None,  # type: ignore[arg-type, return-value]
+        finder=lambda i: None,
         pack_finder=lambda i: (
             ("kubernetes://nasop/ns:exp-p4", [4, 5, 6]) if i in (4, 5, 6) else None
         ),
     )
-    meta = runner.adopt(SimpleNamespace(index=5))  # type: ignore[arg-type]
+    meta = runner.adopt(SimpleNamespace(index=5))
     assert meta == {
         "app_handle": "kubernetes://nasop/ns:exp-p4",
         "tb_log_dir": "/logs/exp/trial-0005",
@@ -146,4 +146,4 @@ def test_a_cluster_member_is_adopted_with_its_packs_folder_and_siblings() -> Non
             "/logs/exp/pack-0004", [f"/logs/exp/trial-000{i}" for i in (4, 5, 6)]
         ),
     }
-    assert runner.adopt(SimpleNamespace(index=7)) is None  # type: ignore[arg-type]
+    assert runner.adopt(SimpleNamespace(index=7)) is None

@@ -71,7 +71,7 @@ async def drive(
     body: Mapping[str, Any],
     settings: Settings,
     stopped: Any,
-    logger: logging.Logger,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
     emit: EventSink,
     api: Any | None = None,
     deleted: asyncio.Event | None = None,
@@ -116,7 +116,7 @@ class _Loop:
         self,
         body: Mapping[str, Any],
         settings: Settings,
-        logger: logging.Logger,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
         emit: EventSink,
         deleted: asyncio.Event,
         api: Any,
@@ -277,7 +277,7 @@ async def _cancel_jobs(
     name: str,
     uid: str,
     emit: EventSink,
-    logger: logging.Logger,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> None:
     """Cancel the deleted experiment's jobs now (the garbage collector would, later).
 

@@ -78,10 +78,10 @@ def _is_deletion(type: str, **_: Any) -> bool:
 
 
 @kopf.on.event(spec.GROUP, spec.VERSION, spec.PLURAL, when=_is_deletion)
-def notice_deletion(name: str, namespace: str, uid: str, **_: Any) -> None:
+def notice_deletion(name: str, namespace: str | None, uid: str, **_: Any) -> None:
     """The object is gone (no finalizer held it): tell its daemon, forget its metrics."""
     DELETIONS.setdefault(uid, asyncio.Event()).set()
-    metrics.set_phase(namespace, name, None)
+    metrics.set_phase(namespace or "", name, None)  # always set: the resource is namespaced
 
 
 def _without_finalizer(fn: Any) -> None:

@@ -15,6 +15,7 @@ from nasop.controller.settings import Settings
 @kopf.on.login()
 def login(**kwargs: object) -> kopf.ConnectionInfo | None:
     """In-cluster service account, else KUBECONFIG / ~/.kube/config."""
+    # kopf passes its login kwargs through untyped; login_via_client names them
     return kopf.login_via_client(**kwargs)  # type: ignore[arg-type]
 
 
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     metrics.serve(settings.metrics_port)
     asyncio.run(
         kopf.operator(
+            # namespaces/clusterwide, typed as one dict of both
             **settings.kopf_scope(),  # type: ignore[arg-type]
             liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
             standalone=settings.peering is None,

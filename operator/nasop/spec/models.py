@@ -277,6 +277,7 @@ class EarlyStopping(StoppingRule):
     """One rule written inline (`metric`, `percentile`, ...) or several under `rules`, combined
     with `combine: any` (stop when any rule says so) or `all` (only when every rule agrees)."""
 
+    # optional here (a list of `rules` may stand instead), required in the single rule it extends
     metric: str | None = Field(  # type: ignore[assignment]
         default=None, description="Inline single rule: the learning-curve metric."
     )

@@ -33,6 +33,7 @@ def parse_outcome_constraint(text: str) -> OutcomeConstraint:
         bound = float(m["bound"])
     except ValueError as e:
         raise ValueError(f"{text!r}: bound {m['bound']!r} is not a number") from e
+    # the pattern admits only the Literal's operators
     return OutcomeConstraint(metric=m["metric"], op=m["op"], bound=bound)  # type: ignore[arg-type]
 
 
