@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -210,22 +210,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"nasop {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
 
-    def state_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument(
-            "--state-dir",
-            default=None,
-            help="where state, logs and trial output live (default: ./.nasop)",
-        )
-        sp.add_argument(
-            "--state-url",
-            default=None,
-            help="keep the Ax state in a database instead, e.g. sqlite:///nasop.db",
-        )
+    sp = sub.add_parser("status", help="print the status block of a local search")
+    sp.add_argument("file")
+    _state_args(sp)
+    sp.add_argument("-o", "--output", choices=["json", "yaml", "table"], default="table")
+    sp.set_defaults(func=cmd_status)
 
+    sp = sub.add_parser("report", help="write a self-contained HTML report")
+    sp.add_argument("file")
+    _state_args(sp)
+    sp.add_argument("-o", "--output", default="report.html")
+    sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("validate", help="check manifests offline")
+    sp.add_argument("files", nargs="+")
+    sp.set_defaults(func=cmd_validate)
+
+    sp = sub.add_parser("crd", help="print the generated CustomResourceDefinition")
+    sp.add_argument("-o", "--output", action="append", help="write to this file (repeatable)")
+    sp.set_defaults(func=cmd_crd)
+    _add_operator(sub)
+    return p
+
+
+def _state_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--state-dir",
+        default=None,
+        help="where state, logs and trial output live (default: ./.nasop)",
+    )
+    sp.add_argument(
+        "--state-url",
+        default=None,
+        help="keep the Ax state in a database instead, e.g. sqlite:///nasop.db",
+    )
+
+
+def _add_run(sub: Any) -> None:
     sp = sub.add_parser("run", help="run (or resume) a search on this machine")
     sp.add_argument("file")
-    state_args(sp)
+    _state_args(sp)
     sp.add_argument("--poll", type=float, default=0.5, help="seconds between ticks")
     sp.add_argument("--quiet", action="store_true", help="no live progress display")
     sp.add_argument(
@@ -238,26 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("status", help="print the status block of a local search")
-    sp.add_argument("file")
-    state_args(sp)
-    sp.add_argument("-o", "--output", choices=["json", "yaml", "table"], default="table")
-    sp.set_defaults(func=cmd_status)
 
-    sp = sub.add_parser("report", help="write a self-contained HTML report")
-    sp.add_argument("file")
-    state_args(sp)
-    sp.add_argument("-o", "--output", default="report.html")
-    sp.set_defaults(func=cmd_report)
-
-    sp = sub.add_parser("validate", help="check manifests offline")
-    sp.add_argument("files", nargs="+")
-    sp.set_defaults(func=cmd_validate)
-
-    sp = sub.add_parser("crd", help="print the generated CustomResourceDefinition")
-    sp.add_argument("-o", "--output", action="append", help="write to this file (repeatable)")
-    sp.set_defaults(func=cmd_crd)
-
+def _add_operator(sub: Any) -> None:
     sp = sub.add_parser("operator", help="run the Kubernetes operator")
     sp.add_argument(
         "--namespace",
@@ -274,7 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the shared trial log volume is mounted (default: /logs)",
     )
     sp.set_defaults(func=cmd_operator)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,62 +61,16 @@ def tradeoff_figure(search: Search, status: NASExperimentStatus | None = None) -
     def xy(metrics: dict[str, float], trial: int) -> tuple[float, float]:
         return (metrics[x_obj.metric] if x_obj else trial), metrics[y_obj.metric]
 
-    pts = [xy(o.metrics, o.trial) for o in obs]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            name="trials",
-            mode="markers",
-            x=[p[0] for p in pts],
-            y=[p[1] for p in pts],
-            customdata=[o.trial for o in obs],
-            text=[_hover(o.trial, o.parameters, o.metrics) for o in obs],
-            hovertemplate="%{text}<extra></extra>",
-            marker={
-                "size": 10,
-                "color": [o.trial for o in obs],
-                "colorscale": COLORSCALE,
-                "showscale": True,
-                "colorbar": {"title": {"text": "trial"}},
-                "line": {"width": 0.5, "color": "#333"},
-            },
-        )
-    )
+    fig = go.Figure(_trials_trace(obs, [xy(o.metrics, o.trial) for o in obs]))
     front = sorted(status.pareto_front, key=lambda p: xy(p.metrics, p.trial))
     if front:
-        two = len(objectives) == 2
-        fig.add_trace(
-            go.Scatter(
-                name="Pareto front",
-                mode="lines" if two else "markers",
-                x=[xy(p.metrics, p.trial)[0] for p in front],
-                y=[xy(p.metrics, p.trial)[1] for p in front],
-                customdata=[p.trial for p in front],
-                # from one front point to the next (x ascending) through the corner both dominate
-                line={
-                    "shape": "hv" if x_obj is not None and x_obj.minimize else "vh",
-                    "color": "#d62728",
-                    "width": 2,
-                },
-                marker={"symbol": "circle-open", "size": 16, "color": "#d62728"},
-                hoverinfo="skip",
-            )
-        )
+        # from one front point to the next (x ascending) through the corner both dominate
+        shape = "hv" if x_obj is not None and x_obj.minimize else "vh"
+        points = [xy(p.metrics, p.trial) for p in front]
+        fig.add_trace(_front_trace(front, points, shape, lines=len(objectives) == 2))
     ref = status.objective_thresholds
     if x_obj is not None and x_obj.metric in ref and y_obj.metric in ref:
-        fig.add_trace(
-            go.Scatter(
-                name=_ref_label(search),
-                mode="markers",
-                x=[ref[x_obj.metric]],
-                y=[ref[y_obj.metric]],
-                marker={"symbol": "x", "size": 14, "color": "black"},
-                hovertemplate=(
-                    f"{_ref_label(search)}<br>{x_obj.metric} = %{{x}}<br>"
-                    f"{y_obj.metric} = %{{y}}<extra></extra>"
-                ),
-            )
-        )
+        fig.add_trace(_reference_trace(_ref_label(search), x_obj.metric, y_obj.metric, ref))
     fig.update_layout(
         title=f"{y_obj.metric} vs {x_obj.metric if x_obj else 'trial'} "
         f"({len(obs)} completed trials)",
@@ -127,6 +81,58 @@ def tradeoff_figure(search: Search, status: NASExperimentStatus | None = None) -
         template="plotly_white",
     )
     return fig
+
+
+def _trials_trace(obs: list[Any], pts: list[tuple[float, float]]) -> Any:
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        name="trials",
+        mode="markers",
+        x=[p[0] for p in pts],
+        y=[p[1] for p in pts],
+        customdata=[o.trial for o in obs],
+        text=[_hover(o.trial, o.parameters, o.metrics) for o in obs],
+        hovertemplate="%{text}<extra></extra>",
+        marker={
+            "size": 10,
+            "color": [o.trial for o in obs],
+            "colorscale": COLORSCALE,
+            "showscale": True,
+            "colorbar": {"title": {"text": "trial"}},
+            "line": {"width": 0.5, "color": "#333"},
+        },
+    )
+
+
+def _front_trace(
+    front: list[Any], points: list[tuple[float, float]], shape: str, lines: bool
+) -> Any:
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        name="Pareto front",
+        mode="lines" if lines else "markers",
+        x=[p[0] for p in points],
+        y=[p[1] for p in points],
+        customdata=[p.trial for p in front],
+        line={"shape": shape, "color": "#d62728", "width": 2},
+        marker={"symbol": "circle-open", "size": 16, "color": "#d62728"},
+        hoverinfo="skip",
+    )
+
+
+def _reference_trace(label: str, x_metric: str, y_metric: str, ref: dict[str, float]) -> Any:
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        name=label,
+        mode="markers",
+        x=[ref[x_metric]],
+        y=[ref[y_metric]],
+        marker={"symbol": "x", "size": 14, "color": "black"},
+        hovertemplate=f"{label}<br>{x_metric} = %{{x}}<br>{y_metric} = %{{y}}<extra></extra>",
+    )
 
 
 def splom_figure(search: Search, status: NASExperimentStatus | None = None) -> go.Figure:
@@ -225,7 +231,7 @@ def trial_table(search: Search, status: NASExperimentStatus | None = None) -> st
     """Every trial as one row of a plain HTML table."""
     params = [p.name for p in search.spec.search_space]
     metrics = list(search.spec.metric_names)
-    finals = search.final_values()
+    finals = search.ledger.final_values()
     front = {p.trial for p in (status or search.status()).pareto_front}
     reasons = search.state.reasons
     head = ["trial", "status", "generator", *params, *metrics, "Pareto", "reason"]

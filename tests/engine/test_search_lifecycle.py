@@ -8,6 +8,7 @@ import pytest
 
 from nasop import spec
 from nasop.engine.search import Search
+from nasop.trials.runner import TorchXTrialRunner
 from stubs import manifest
 from synthetic_trials import search_with_trials
 
@@ -72,3 +73,20 @@ def test_the_runner_knows_when_budget_max_duration_ends(tmp_path: Any) -> None:
         assert search.runner.deadline == math.inf
     finally:
         search.close()
+
+
+def test_the_search_owns_its_runner_close_stops_the_fork_server(tmp_path: Any) -> None:
+    m = spec.parse_manifest(manifest("owner", optimizer={"method": "sobol", "seed": 0}))
+    runner = TorchXTrialRunner(
+        scheduler="local_cwd",
+        template=m.spec.trial.dump(),
+        log_root=str(tmp_path),
+        experiment_name=m.name,
+        preload=["json"],
+    )
+    search = Search.open(m.spec, m.name, runner, store=None)
+    assert runner.fork_server is not None and runner.fork_server.env()  # started on first use
+    process = runner.fork_server._proc
+    assert process is not None and process.poll() is None
+    search.close()
+    assert process.wait(timeout=10) is not None and runner.fork_server._proc is None

@@ -78,6 +78,13 @@ def _build_parser() -> _Parser:
         group.add_argument(
             f"--{name}", metavar="N" if name in _INT_PARAMETERS else "X", help=f"default {default}"
         )
+    _data_args(parser)
+    _run_args(parser)
+    return parser
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    """Where the data comes from and how much of it."""
     parser.add_argument(
         "--dataset",
         choices=("mnist", "digits"),
@@ -102,6 +109,10 @@ def _build_parser() -> _Parser:
         metavar="N",
         help="train on the first N training samples",
     )
+
+
+def _run_args(parser: argparse.ArgumentParser) -> None:
+    """Where the run logs, and how it runs."""
     parser.add_argument(
         "--log-dir",
         "--log_dir",
@@ -131,7 +142,6 @@ def _build_parser() -> _Parser:
         default=32,
         help="float bits of weights and data (64: exactness checks)",
     )
-    return parser
 
 
 def _coerce(name: str, value: Any) -> int | float:

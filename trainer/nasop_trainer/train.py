@@ -80,6 +80,33 @@ def build_trainer(
     )
 
 
+def _model(config: cli.Config, dataset: data.DataSet) -> model.MLP:
+    p = config.params
+    return model.MLP(
+        dataset.input_dim,
+        p.hidden_size_1,
+        p.hidden_size_2,
+        p.learning_rate,
+        p.dropout,
+        p.batch_size,
+        dataset.num_classes,
+    ).to(dtype_of(config))
+
+
+def _announce(
+    config: cli.Config, dataset: data.DataSet, device: torch.device, num_params: int
+) -> None:
+    """One line on stderr: what this trial trains, where, and where it logs."""
+    print(
+        f"nasop-trainer: experiment={config.experiment} trial={config.trial_index} "
+        f"dataset={dataset.name} (train {len(dataset.train)}, val {len(dataset.val)}) "
+        f"device={device} params={json.dumps(dataclasses.asdict(config.params))} "
+        f"num_params={num_params} log_dir={config.log_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str, float | int]:
     """Trains one trial and writes its TensorBoard scalars.
 
@@ -107,41 +134,24 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
     _quiet_lightning()
     pl.seed_everything(config.seed, verbose=False)
     p = config.params
-    module = model.MLP(
-        dataset.input_dim,
-        p.hidden_size_1,
-        p.hidden_size_2,
-        p.learning_rate,
-        p.dropout,
-        p.batch_size,
-        dataset.num_classes,
-    ).to(dtype_of(config))
+    module = _model(config, dataset)
     num_params = model.count_parameters(module)
-    print(
-        f"nasop-trainer: experiment={config.experiment} trial={config.trial_index} "
-        f"dataset={dataset.name} (train {len(dataset.train)}, val {len(dataset.val)}) "
-        f"device={device} params={json.dumps(dataclasses.asdict(p))} "
-        f"num_params={num_params} log_dir={config.log_dir}",
-        file=sys.stderr,
-        flush=True,
-    )
+    _announce(config, dataset, device, num_params)
 
     writer = metrics.open_writer(config.log_dir)
     try:
         metrics.write_start(writer, dataclasses.asdict(p), num_params)
         scalars = EpochScalars(writer)
         trainer = build_trainer(config, device, [scalars, *callbacks])
-        trainer.fit(
-            module,
-            train_dataloaders=batches.Chunks(
-                dataset.train,
-                p.batch_size,
-                shuffle=True,
-                seed=config.seed,
-                per_chunk=batches.batches_per_chunk(p.batch_size),
-            ),
-            val_dataloaders=batches.Chunks(dataset.val, VAL_BATCH_SIZE, shuffle=False),
+        train_batches = batches.Chunks(
+            dataset.train,
+            p.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            per_chunk=batches.batches_per_chunk(p.batch_size),
         )
+        val_batches = batches.Chunks(dataset.val, VAL_BATCH_SIZE, shuffle=False)
+        trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=val_batches)
         latency_ms = latency.measure_ms(module.model, dataset.input_dim, runs=config.latency_runs)
         metrics.write_final(writer, "latency_ms", latency_ms)
     finally:

@@ -54,10 +54,7 @@ class Search:
         self.version = snapshot.version
         self.runner = self.experiment.runner = runner
         self.state: SearchState = SearchState.read(self.experiment)
-        if not self.state.start_time:
-            self.state.start_time = spec.now_rfc3339()
-        if self.state.start_epoch is None:
-            self.state.start_epoch = self.clock()
+        self.state.begin(spec.now_rfc3339(), self.clock())
         self.ledger = Ledger(self.experiment, self.state, spec_)
         self.generation = Generation(self.strategy)
         self.last_generation_seconds: float | None = None
@@ -104,21 +101,14 @@ class Search:
         """Budget, parallelism and suspend may change mid-search; the search space may not."""
         if spec_.search_fingerprint() != self.spec.search_fingerprint():
             raise errors.SpecError(_FROZEN, hint="revert the change, or create a new NASExperiment")
-        old = self.spec.budget
-        if (spec_.budget.stop_when_improvement_below, spec_.budget.improvement_window) != (
-            old.stop_when_improvement_below,
-            old.improvement_window,
-        ):
+        rule = {"stop_when_improvement_below", "improvement_window"}
+        if spec_.budget.model_dump(include=rule) != self.spec.budget.model_dump(include=rule):
             self.state.converged = None  # judged again under the new rule
         self.spec = self.ledger.spec = spec_
         self.runner.deadline = phases.deadline(self.state, self.spec)
-        if (
-            self.phase is spec.Phase.SUCCEEDED
-            and self.ledger.budget_left() > 0
-            and not self.state.converged
-        ):
-            self.state.phase = spec.Phase.RUNNING  # maxTrials raised after the end
-            self.state.completion_time = None
+        more = self.ledger.budget_left() > 0 and not self.state.converged
+        if self.phase is spec.Phase.SUCCEEDED and more:  # maxTrials raised after the end
+            self.state.phase, self.state.completion_time = spec.Phase.RUNNING, None
 
     # -- queries --------------------------------------------------------------------------
 
@@ -132,9 +122,6 @@ class Search:
 
     def trials_in(self, *statuses: TrialStatus) -> list[BaseTrial]:
         return self.ledger.trials_in(*statuses)
-
-    def final_values(self, trial_indices: list[int] | None = None) -> dict[int, dict[str, float]]:
-        return self.ledger.final_values(trial_indices)
 
     def observations(self) -> list[pareto.Observation]:
         return self.ledger.observations()
@@ -210,10 +197,7 @@ class Search:
         if outcome.result is not Result.PROPOSED:
             return
         if self.spec.suspend or self.state.converged or self.finished:
-            log.info(
-                "dropping %d proposals: the search stopped launching meanwhile",
-                len(outcome.proposals),
-            )
+            log.info("dropping %d proposals: launching stopped", len(outcome.proposals))
             return  # proposals are not part of the experiment until a trial is made of them
         trials, node = land(self.experiment, outcome.proposals, self.ledger.room_for_new())
         if trials:

@@ -67,6 +67,11 @@ class SearchState:
         out.update({k: v for k, v in optional.items() if v is not None})
         return out
 
+    def begin(self, now: str, epoch: float) -> None:
+        """A new search starts its clock; a resumed one keeps its own."""
+        self.start_time = self.start_time or now
+        self.start_epoch = epoch if self.start_epoch is None else self.start_epoch
+
     @classmethod
     def read(cls, experiment: Experiment) -> SearchState:
         return cls.from_dict(experiment._properties.get(PROPS) or {})
