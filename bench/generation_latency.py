@@ -54,8 +54,8 @@ LOAD = (
 def history(n: int) -> list[tuple[dict[str, Any], dict[str, float]]]:
     """n Sobol points of the tutorial space with synthetic outcomes (the same for every config)."""
     from nasop import spec
-    from nasop.engine import experiment as experiment_mod
     from nasop.engine import strategy
+    from nasop.engine.experiment import experiment_from_spec
 
     s = _problems.tutorial_spec()
     s = s.model_copy(
@@ -64,7 +64,7 @@ def history(n: int) -> list[tuple[dict[str, Any], dict[str, float]]]:
         }
     )
     loop = _problems.AxLoop(
-        experiment_mod.experiment_from_spec(s, "history", None), strategy.strategy_from_spec(s)
+        experiment_from_spec(s, "history", None), strategy.strategy_from_spec(s)
     )
     rng = np.random.default_rng(0)
     out = []
@@ -78,11 +78,11 @@ def make_loop(config: str, past: list[tuple[dict[str, Any], dict[str, float]]]) 
     from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
     from ax.api.utils.structs import GenerationStrategyDispatchStruct
 
-    from nasop.engine import experiment as experiment_mod
     from nasop.engine import search, strategy
+    from nasop.engine.experiment import experiment_from_spec
 
     s = _problems.tutorial_spec()
-    exp = experiment_mod.experiment_from_spec(s, f"latency-{config}", None)
+    exp = experiment_from_spec(s, f"latency-{config}", None)
     if config == "ax_default":
         torch.set_num_threads(DEFAULT_THREADS)
         gs = choose_generation_strategy(

@@ -66,11 +66,11 @@ def run_ax(
     from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
     from ax.api.utils.structs import GenerationStrategyDispatchStruct
 
-    from nasop.engine import experiment as experiment_mod
     from nasop.engine import search, strategy
+    from nasop.engine.experiment import experiment_from_spec
 
     s = problem.spec(seed=seed, method="sobol" if method == "sobol" else "auto")
-    exp = experiment_mod.experiment_from_spec(s, f"{problem.name}-{method}-{seed}", None)
+    exp = experiment_from_spec(s, f"{problem.name}-{method}-{seed}", None)
     search.configure_torch()
     torch.manual_seed(seed)  # BoTorch's raw samples and MC draws: reproducible runs
     if method == "ax_default":
