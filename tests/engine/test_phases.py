@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -139,3 +141,12 @@ def test_apply_a_new_message_in_the_same_phase_changes_the_status_without_an_eve
     state, events = _state(phase=spec.Phase.SUSPENDED), []
     assert apply(state, Decision(spec.Phase.SUSPENDED, "why not"), events) is True
     assert state.message == "why not" and events == [] and state.completion_time is None
+
+
+def test_the_phase_rules_load_without_ax() -> None:
+    code = (
+        "import sys, nasop.engine.phases\n"
+        "loaded = sorted(m for m in sys.modules if m == 'ax' or m.startswith(('ax.', 'botorch')))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -10,11 +10,12 @@ carried a version.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from ax.core.experiment import Experiment
+from typing import TYPE_CHECKING, Any
 
 from nasop import errors, spec
+
+if TYPE_CHECKING:  # the phase rules and their tests import this module without Ax
+    from ax.core.experiment import Experiment
 
 PROPS = "nasop"  # the key in `experiment._properties`
 VERSION = 1  # 0: the unversioned dict of the first format (same keys, no "version")
