@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nasop import spec
 from nasop.engine import conditions, pareto
-from nasop.engine.ledger import Ledger, most_common_reason
+from nasop.engine.ledger import Ledger
 from nasop.engine.state import SearchState
 
 MAX_FRONT_IN_STATUS = 50  # keeps the resource small; the full front is in `nasop report`
@@ -74,4 +74,4 @@ def track_conditions(state: SearchState, running: int) -> None:
             state.condition_times[c.type] = [c.status, now]
 
 
-__all__ = ["build", "most_common_reason", "track_conditions"]
+__all__ = ["build", "track_conditions"]
