@@ -85,10 +85,9 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def make_certs(folder: pathlib.Path) -> None:
-    """A CA, the API server's certificate for 127.0.0.1/localhost, a service-account key pair."""
+def make_ca(folder: pathlib.Path, subject: str) -> None:
+    """``ca.key``/``ca.crt`` in ``folder``: a self-signed CA for one test cluster."""
     folder.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
     _openssl(
         "req",
         "-x509",
@@ -98,60 +97,19 @@ def make_certs(folder: pathlib.Path) -> None:
         "-days",
         "30",
         "-subj",
-        "/CN=nasop-test-ca",
+        subject,
         "-keyout",
-        str(ca_key),
+        str(folder / "ca.key"),
         "-out",
-        str(ca_crt),
+        str(folder / "ca.crt"),
     )
-    ext = folder / "server.ext"
-    ext.write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
-        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=kube-apiserver",
-        "-keyout",
-        str(folder / "server.key"),
-        "-out",
-        str(folder / "server.csr"),
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        str(folder / "server.csr"),
-        "-CA",
-        str(ca_crt),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        str(ext),
-        "-out",
-        str(folder / "server.crt"),
-    )
-    _openssl("genrsa", "-out", str(folder / "sa.key"), "2048")
-    _openssl("rsa", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
-    # the API server's identity towards kubelets (pods/log), and the node's towards the API server
-    client_certificate(
-        folder, "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client"
-    )
-    client_certificate(folder, "node", "/O=system:nodes/CN=system:node:localhost")
 
 
-def client_certificate(folder: pathlib.Path, name: str, subject: str) -> None:
-    """``name.crt``/``name.key`` signed by the CA in ``folder``, for client authentication."""
-    ext = folder / f"{name}.ext"
-    ext.write_text("extendedKeyUsage=clientAuth\n")
+def sign(folder: pathlib.Path, name: str, subject: str, extensions: str) -> None:
+    """``name.crt``/``name.key`` for ``subject`` with these X.509 ``extensions``, signed by the
+    CA in ``folder``."""
+    ext, csr, key = folder / f"{name}.ext", folder / f"{name}.csr", folder / f"{name}.key"
+    ext.write_text(extensions)
     _openssl(
         "req",
         "-newkey",
@@ -160,15 +118,15 @@ def client_certificate(folder: pathlib.Path, name: str, subject: str) -> None:
         "-subj",
         subject,
         "-keyout",
-        str(folder / f"{name}.key"),
+        str(key),
         "-out",
-        str(folder / f"{name}.csr"),
+        str(csr),
     )
     _openssl(
         "x509",
         "-req",
         "-in",
-        str(folder / f"{name}.csr"),
+        str(csr),
         "-CA",
         str(folder / "ca.crt"),
         "-CAkey",
@@ -181,6 +139,31 @@ def client_certificate(folder: pathlib.Path, name: str, subject: str) -> None:
         "-out",
         str(folder / f"{name}.crt"),
     )
+
+
+def make_certs(folder: pathlib.Path) -> None:
+    """A CA, the API server's certificate for 127.0.0.1/localhost, a service-account key pair."""
+    make_ca(folder, "/CN=nasop-test-ca")
+    sign(
+        folder,
+        "server",
+        "/CN=kube-apiserver",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        "extendedKeyUsage=serverAuth\n",
+    )
+    _openssl("genrsa", "-out", str(folder / "sa.key"), "2048")
+    _openssl("rsa", "-in", str(folder / "sa.key"), "-pubout", "-out", str(folder / "sa.pub"))
+    # the API server's identity towards kubelets (pods/log), and the node's towards the API server
+    client_certificate(
+        folder, "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client"
+    )
+    client_certificate(folder, "node", "/O=system:nodes/CN=system:node:localhost")
+
+
+def client_certificate(folder: pathlib.Path, name: str, subject: str) -> None:
+    """``name.crt``/``name.key`` signed by the CA in ``folder``, for client authentication."""
+    sign(folder, name, subject, "extendedKeyUsage=clientAuth\n")
 
 
 def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import yaml
-from controlplane import ApiError, ControlPlane, free_port, poll, stop_process
+from controlplane import ApiError, ControlPlane, free_port, make_ca, poll, sign, stop_process
 from install import apply, wait_established
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -87,62 +87,17 @@ def install_crds(plane: ControlPlane, source: pathlib.Path) -> list[str]:
     return names
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 def make_serving_cert(folder: pathlib.Path) -> str:
     """A CA and the webhook server's certificate for 127.0.0.1 in ``folder`` (tls.crt/tls.key,
     as controller-runtime reads them); returns the CA certificate (PEM)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_crt = folder / "ca.key", folder / "ca.crt"
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=nasop-test-kueue-ca",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca_crt),
-    )
-    ext = folder / "server.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+    make_ca(folder, "/CN=nasop-test-kueue-ca")
+    sign(
+        folder,
+        "tls",
         "/CN=kueue-webhook",
-        "-keyout",
-        str(folder / "tls.key"),
-        "-out",
-        str(folder / "server.csr"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
     )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        str(folder / "server.csr"),
-        "-CA",
-        str(ca_crt),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-extfile",
-        str(ext),
-        "-out",
-        str(folder / "tls.crt"),
-    )
-    return ca_crt.read_text()
+    return (folder / "ca.crt").read_text()
 
 
 def webhook_configurations(source: pathlib.Path, port: int, ca_pem: str) -> list[dict[str, Any]]:
