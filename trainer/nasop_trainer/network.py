@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasop_trainer import cli, errors
+from nasop_trainer import cli, data, errors
 
 
 def build_network(
@@ -49,4 +49,20 @@ def resolve_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
-__all__ = ["build_network", "count_parameters", "dtype_of", "resolve_device"]
+def prepare(config: cli.Config) -> tuple[torch.device, data.DataSet]:
+    """The run's torch threads, its device, and the data set on that device in its float type:
+    the same start for a lone trial and a pack."""
+    torch.set_num_threads(config.threads)
+    device = resolve_device(config.accelerator)
+    dataset = data.load(
+        config.dataset,
+        config.data_dir,
+        download=config.download,
+        subset=config.subset,
+        device=device,
+        dtype=dtype_of(config),
+    )
+    return device, dataset
+
+
+__all__ = ["build_network", "count_parameters", "dtype_of", "prepare", "resolve_device"]

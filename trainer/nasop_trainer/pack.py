@@ -117,16 +117,7 @@ def run(
         errors.UsageError: the requested accelerator is not there.
         errors.DataMissingError: the data set is not there.
     """
-    torch.set_num_threads(config.threads)
-    device = network.resolve_device(config.accelerator)
-    dataset = data.load(
-        config.dataset,
-        config.data_dir,
-        download=config.download,
-        subset=config.subset,
-        device=device,
-        dtype=network.dtype_of(config),
-    )
+    device, dataset = network.prepare(config)
     results: dict[str, dict[str, Any]] = {}
     groups: dict[int, list[tuple[Member, cli.Params]]] = {}
     for member in members:

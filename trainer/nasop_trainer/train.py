@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import lightning.pytorch as pl
 import torch
 
-from nasop_trainer import batches, cli, data, latency, metrics, model
+from nasop_trainer import batches, cli, data, latency, metrics, model, network
 from nasop_trainer.network import dtype_of, resolve_device  # kept importable from here
 
 VAL_BATCH_SIZE = 4096  # validation has no gradients: few large batches are fastest
@@ -121,16 +121,7 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
         errors.UsageError: the requested accelerator is not there.
         errors.DataMissingError: the data set is not there.
     """
-    torch.set_num_threads(config.threads)
-    device = resolve_device(config.accelerator)
-    dataset = data.load(
-        config.dataset,
-        config.data_dir,
-        download=config.download,
-        subset=config.subset,
-        device=device,
-        dtype=dtype_of(config),
-    )
+    device, dataset = network.prepare(config)
     _quiet_lightning()
     pl.seed_everything(config.seed, verbose=False)
     p = config.params
