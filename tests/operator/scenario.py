@@ -115,6 +115,16 @@ class ConditionTrail:
         return out
 
 
+async def crash_and_restart(run_operator: Callable[..., Any], crashes: int) -> None:
+    """Start the operator and kill it `crashes` times, each later in the search (a crash: no
+    graceful shutdown), then leave one running."""
+    for kill in range(crashes):
+        handle = await run_operator(modules=HANDLERS, watching=[EXP])
+        await asyncio.sleep(1.0 + 0.7 * kill)
+        await handle.cancel()
+    await run_operator(modules=HANDLERS, watching=[EXP])
+
+
 def assert_kstatus(obj: dict[str, Any]) -> None:
     """observedGeneration on the status and on every condition; the four stable types."""
     st, gen = obj["status"], obj["metadata"]["generation"]

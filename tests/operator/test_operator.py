@@ -14,7 +14,7 @@ import time
 
 import pytest
 import volcano
-from scenario import EXP, HANDLERS, JOBS, ConditionTrail, assert_kstatus
+from scenario import EXP, HANDLERS, JOBS, ConditionTrail, assert_kstatus, crash_and_restart
 from scenario import resource as _resource
 from scenario import run_to as _run_to
 from scenario import trial_indexes as _trial_indexes
@@ -175,11 +175,7 @@ async def test_operator_killed_and_restarted_runs_every_trial_once(
     res["spec"]["trial"]["args"] = ["--sleep=0.3"]
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         cluster.create_object(EXP, res)
-        for kill in range(5):
-            handle = await run_operator(modules=HANDLERS, watching=[EXP])
-            await asyncio.sleep(1.0 + 0.7 * kill)
-            await handle.cancel()  # a crash: no graceful shutdown
-        await run_operator(modules=HANDLERS, watching=[EXP])
+        await crash_and_restart(run_operator, 5)
         obj = await _wait_phase(cluster, "restarts", {"Succeeded", "Failed"}, timeout=200)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     jobs = cluster.list_objects(JOBS, "default")

@@ -6,12 +6,11 @@ player runs each pack job's command (the fake trainer, which honours NASOP_PACK)
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 import volcano
-from scenario import EXP, HANDLERS, JOBS
+from scenario import EXP, JOBS, crash_and_restart
 from scenario import resource as _resource
 from scenario import run_to as _run_to
 from scenario import wait_phase as _wait_phase
@@ -86,11 +85,7 @@ async def test_operator_killed_and_restarted_mid_pack_runs_every_trial_once(
     res["spec"]["trial"]["args"] = ["--sleep=0.2"]
     with volcano.VolcanoPlayer(cluster, volcano.run_command()):
         cluster.create_object(EXP, res)
-        for kill in range(4):
-            handle = await run_operator(modules=HANDLERS, watching=[EXP])
-            await asyncio.sleep(1.0 + 0.7 * kill)
-            await handle.cancel()  # a crash: no graceful shutdown
-        await run_operator(modules=HANDLERS, watching=[EXP])
+        await crash_and_restart(run_operator, 4)
         obj = await _wait_phase(cluster, "pack-restarts", {"Succeeded", "Failed"}, timeout=200)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     members, _ = _members_by_job(cluster, "pack-restarts")
