@@ -136,7 +136,8 @@ class _Loop:
         self.kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
 
     async def read_spec(self) -> str:
-        """ "unchanged", "changed" (the status must show the new generation) or "invalid"."""
+        """What the spec did: "unchanged", "changed" (the status must show the new
+        generation) or "invalid"."""
         generation = self.body["metadata"].get("generation")
         if generation == self.seen_generation:
             return "unchanged"
@@ -193,7 +194,7 @@ class _Loop:
             self.ticking = asyncio.ensure_future(asyncio.to_thread(self.search.tick))
             return await asyncio.shield(self.ticking)
         except errors.StateConflict as e:  # another writer: our copy is stale
-            await self.reload(e, "conflict", delay=0.0)
+            await self.reload(e, "conflict")
         except errors.BackendUnavailable as e:  # the API server failed a state write
             await self.reload(e, "state")
         except errors.StateTooLarge as e:
@@ -202,18 +203,18 @@ class _Loop:
             raise kopf.PermanentError(str(e)) from e
         return None
 
-    async def reload(self, e: Exception, kind: str, delay: float | None = None) -> None:
-        """Give the state up and let kopf run the daemon again, which reloads it; returns
-        only when the experiment is gone."""
+    async def reload(self, e: Exception, kind: str) -> None:
+        """Give the state up and let kopf run the daemon again, which reloads it: at once
+        after a conflict (another writer), a tick later after a failed read or write unless
+        the experiment is gone (then it returns)."""
         metrics.RECONCILE_ERRORS.labels(kind=kind).inc()
         if self.search is not None:
             await asyncio.to_thread(self.search.close)
-            self.search = None
-        if kind == "conflict" or not await self.gone():
-            raise kopf.TemporaryError(
-                f"{e}; reloading the state",
-                delay=self.settings.tick_seconds if delay is None else delay,
-            )
+            self.search = None  # closed once: finish() must not close it again
+        if kind == "conflict":
+            raise kopf.TemporaryError(f"{e}; reloading the state", delay=0.0)
+        if not await self.gone():
+            raise kopf.TemporaryError(f"{e}; reloading the state", delay=self.settings.tick_seconds)
 
     async def publish(self, report: TickReport, written: bool) -> bool:
         """Events, metrics and (when it changed) the status; False if the experiment is gone."""
