@@ -5,6 +5,9 @@ ask it about trials that are still running (orphaned) or that finished meanwhile
 (stdlib only, so it starts fast) writes `<dir>/pid` at start and `<dir>/exit` at the end; the local
 runner reads them to re-attach instead of losing or repeating the trial.
 
+The trainer's stdout goes to `<dir>/stdout` (appended, so a re-attached reader finds every line):
+the trial contract's `NASOP1` lines are read from there, as a pod's log is read in a cluster.
+
 With `NASOP_FORKSERVER` set (`nasop run --preload`), a Python trial is forked by that server
 (`nasop._forkserver`) instead of started fresh; the markers are the same, `child` is its pid.
 
@@ -20,6 +23,8 @@ import subprocess
 import sys
 
 from nasop import _forkserver
+
+STDOUT = "stdout"  # the trainer's stdout, beside the markers
 
 
 def write_marker(path: str, payload: dict) -> None:
@@ -50,6 +55,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     os.makedirs(marker_dir, exist_ok=True)
+    out = os.open(os.path.join(marker_dir, STDOUT), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(out, 1)  # the trainer (spawned or forked) inherits it as its stdout
+    os.close(out)
     if received:
         write_marker(os.path.join(marker_dir, "exit"), {"returncode": -received[0]})
         return 128 + received[0]

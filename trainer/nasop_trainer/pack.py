@@ -42,6 +42,11 @@ class Member:
     params: Mapping[str, Any]
     log_dir: Path
 
+    @property
+    def index(self) -> int | None:
+        """The trial index the member reports under (``"m"`` of its lines), when it is one."""
+        return int(self.trial) if self.trial.isdigit() else None
+
 
 @dataclasses.dataclass(frozen=True)
 class EpochReport:
@@ -61,6 +66,7 @@ class EpochReport:
 
 
 Observer = Callable[[EpochReport], None]
+Ends = dict[int, dict[str, Any]]  # member index -> state, reason and final values
 
 
 def parse_members(raw: str) -> list[Member]:
@@ -119,12 +125,16 @@ def run(
     """
     device, dataset = network.prepare(config)
     results: dict[str, dict[str, Any]] = {}
+    ends: Ends = {}
     groups: dict[int, list[tuple[Member, cli.Params]]] = {}
     for member in members:
         try:
             params = cli.params_from(member.params, f"NASOP_PACK member {member.trial}")
         except errors.UsageError as exc:
             _members.write_end(str(member.log_dir), _members.FAILED, str(exc))
+            metrics.Reporter(None, member=member.index).end(_members.FAILED, str(exc))
+            if member.index is not None:
+                ends[member.index] = {"state": _members.FAILED, "reason": str(exc)}
             results[member.trial] = {"state": _members.FAILED, "reason": str(exc)}
             continue
         groups.setdefault(params.batch_size, []).append((member, params))
@@ -134,22 +144,32 @@ def run(
         file=sys.stderr,
         flush=True,
     )
-    for batch_size in sorted(groups):
-        results.update(_run_group(config, dataset, groups[batch_size], observe))
+    try:
+        for batch_size in sorted(groups):
+            results.update(_run_group(config, dataset, groups[batch_size], observe, ends))
+    finally:
+        metrics.write_pack_termination(ends)
     return results
 
 
 class _Slot:
     """A member's bookkeeping while it is in the stack: its writer and its epochs to go."""
 
-    def __init__(self, member: Member, params: cli.Params, num_params: int) -> None:
-        self.member, self.params, self.num_params = member, params, num_params
-        self.writer = metrics.open_writer(member.log_dir)
-        metrics.write_start(self.writer, dataclasses.asdict(params), num_params)
+    def __init__(self, member: Member, params: cli.Params, num_params: int, ends: Ends) -> None:
+        self.member, self.params, self.num_params, self.ends = member, params, num_params, ends
+        self.reporter = metrics.Reporter(member.log_dir, member=member.index)
+        self.reporter.start(dataclasses.asdict(params), num_params)
         self.last: dict[str, float] = {}
 
     def end(self, state: str, reason: str = "", **result: Any) -> dict[str, Any]:
-        self.writer.close()
+        self.reporter.end(state, reason)
+        self.reporter.close()
+        if self.member.index is not None:
+            self.ends[self.member.index] = {
+                "state": state,
+                "reason": reason,
+                "final": self.reporter.finals,
+            }
         _members.write_end(str(self.member.log_dir), state, reason)
         return {"state": state, **({"reason": reason} if reason else {}), **result}
 
@@ -174,10 +194,11 @@ def _run_group(
     dataset: data.DataSet,
     group: list[tuple[Member, cli.Params]],
     observe: Observer | None,
+    ends: Ends,
 ) -> dict[str, dict[str, Any]]:
     """Trains members that share a batch size as one stack until each has ended."""
     lones = [_lone_network(config, dataset, params) for _, params in group]
-    slots = [_Slot(m, p, network.count_parameters(n)) for (m, p), n in zip(group, lones)]
+    slots = [_Slot(m, p, network.count_parameters(n), ends) for (m, p), n in zip(group, lones)]
     stack = packed.Stack(
         lones, [packed.Shape(p.hidden_size_1, p.hidden_size_2, p.dropout) for _, p in group]
     )
@@ -208,7 +229,7 @@ def _run_group(
                     "val_loss": float(val_loss[slot]),
                     "val_acc": float(val_acc[slot]),
                 }
-                metrics.write_epoch(entry.writer, epoch, entry.last)
+                entry.reporter.epoch(epoch, entry.last)
                 metrics.progress(epoch, entry.last, seconds, f"trial {entry.member.trial} ")
             if observe is not None:
                 observe(EpochReport(epoch, [s.member.trial for s in slots], step_losses, stack))
@@ -226,7 +247,8 @@ def _run_group(
             epoch += 1
     finally:
         for entry in slots:
-            entry.writer.close()  # a crash leaves these members without an end: the engine retries
+            # a crash leaves these members without an end: the engine retries them
+            entry.reporter.close()
     return results
 
 
@@ -243,7 +265,7 @@ def _epoch_end(
         latency_ms = latency.measure_ms(
             stack.network(slot), dataset.input_dim, runs=config.latency_runs
         )
-        metrics.write_final(entry.writer, "latency_ms", latency_ms)
+        entry.reporter.final("latency_ms", latency_ms)
         return entry.end(
             _members.COMPLETED,
             val_acc=entry.last["val_acc"],

@@ -1,8 +1,9 @@
-"""One trial end to end: data -> model -> Lightning fit -> metrics in TensorBoard -> result.
+"""One trial end to end: data -> model -> Lightning fit -> metrics reported -> result.
 
 Lightning runs with its per-run overheads off (no logger of its own, checkpoints, model summary,
 sanity validation, or progress bar unless stdout is a terminal) and its INFO banners silenced, so
-stdout carries only the final JSON line that ``__main__`` prints. Training items are chunks of
+stdout carries only the contract's ``NASOP1`` lines and the final JSON line that ``__main__``
+prints. Training items are chunks of
 mini-batches (``batches.Chunks``), so Lightning's progress bar and ``batch_idx`` count chunks;
 ``global_step`` still counts optimizer steps.
 """
@@ -38,13 +39,13 @@ def _quiet_lightning() -> None:
 
 
 class EpochScalars(pl.Callback):
-    """Writes the module's ``epoch_metrics()`` at step = epoch after each validation.
+    """Reports the module's ``epoch_metrics()`` at step = epoch after each validation.
 
     Also keeps them in ``history`` and prints a one-line progress note to stderr.
     """
 
-    def __init__(self, writer: metrics.SummaryWriter) -> None:
-        self.writer = writer
+    def __init__(self, reporter: metrics.Reporter) -> None:
+        self.reporter = reporter
         self.history: list[dict[str, float]] = []
         self._started = 0.0
 
@@ -56,7 +57,7 @@ class EpochScalars(pl.Callback):
         epoch = trainer.current_epoch
         # nasop's own module; Lightning types the hook's argument as the base class
         values = pl_module.epoch_metrics()  # type: ignore[operator]
-        metrics.write_epoch(self.writer, epoch, values)
+        self.reporter.epoch(epoch, values)
         self.history.append(values)
         metrics.progress(epoch, values, time.perf_counter() - self._started)
 
@@ -108,7 +109,7 @@ def _announce(
 
 
 def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str, float | int]:
-    """Trains one trial and writes its TensorBoard scalars.
+    """Trains one trial and reports its metrics (stdout, termination message, TensorBoard).
 
     Args:
         config: the parsed flags and environment.
@@ -129,10 +130,10 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
     num_params = model.count_parameters(module)
     _announce(config, dataset, device, num_params)
 
-    writer = metrics.open_writer(config.log_dir)
+    reporter = metrics.Reporter(config.log_dir)
     try:
-        metrics.write_start(writer, dataclasses.asdict(p), num_params)
-        scalars = EpochScalars(writer)
+        reporter.start(dataclasses.asdict(p), num_params)
+        scalars = EpochScalars(reporter)
         trainer = build_trainer(config, device, [scalars, *callbacks])
         train_batches = batches.Chunks(
             dataset.train,
@@ -144,9 +145,10 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
         val_batches = batches.Chunks(dataset.val, VAL_BATCH_SIZE, shuffle=False)
         trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=val_batches)
         latency_ms = latency.measure_ms(module.model, dataset.input_dim, runs=config.latency_runs)
-        metrics.write_final(writer, "latency_ms", latency_ms)
+        reporter.final("latency_ms", latency_ms)
+        metrics.write_termination(reporter.finals)
     finally:
-        writer.close()
+        reporter.close()
     return {
         "val_acc": scalars.history[-1]["val_acc"],
         "num_params": num_params,

@@ -34,6 +34,7 @@ def open_search(
     owner = kube.owner_reference(body)
     template = manifest.spec.trial
     cluster.check_queue(api, template, namespace)
+    cluster.check_metrics_source(template)
     kind = cluster.kind_of(template)
     runner = TorchXTrialRunner(
         scheduler=kind.scheduler,
@@ -47,6 +48,7 @@ def open_search(
         lambda: cluster.runner_factory(api, owner=owner, labels=labels),
         finder=lambda index: cluster.find_job(api, kind, namespace, name, index),
         pack_finder=lambda index: cluster.find_pack(api, kind, namespace, name, index),
+        output=cluster.output_reader(api, kind, namespace, owner.get("uid")),
     )
     store = ConfigMapStore(api, namespace, registry=registry.bundle(), owner=owner)
     return Search.open(manifest.spec, name, runner, store)

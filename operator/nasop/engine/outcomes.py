@@ -42,6 +42,7 @@ def poll(book: Ledger, runner: TorchXTrialRunner, report: TickReport) -> None:
             record_infra(book, trial, obs.reason, report)
         else:
             fail(book, trial, obs.reason, report)
+        runner.forget_output(trial)
 
 
 def complete(book: Ledger, trial: BaseTrial, report: TickReport) -> None:

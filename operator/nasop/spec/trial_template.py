@@ -18,7 +18,9 @@ class Resources(WireModel):
 class Logs(WireModel):
     claim_name: str | None = Field(
         default=None,
-        description="PersistentVolumeClaim shared by operator and trials for TensorBoard logs.",
+        description="Optional PersistentVolumeClaim for the trials' TensorBoard files (for "
+        "people), mounted by every trial; needed only with metricsFormat: tensorboard or "
+        "packs in a cluster. Metrics travel through the pod's log and termination message.",
     )
     mount_path: str = Field(default="/logs", description="Where the log volume is mounted.")
 
@@ -52,7 +54,18 @@ class TrialTemplate(WireModel):
     args: list[str] = Field(default_factory=list, description="Arguments before the parameters.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     resources: Resources = Field(default_factory=Resources, description="Per-trial resources.")
-    logs: Logs = Field(default_factory=Logs, description="The shared TensorBoard log volume.")
+    logs: Logs = Field(
+        default_factory=Logs, description="An optional volume for TensorBoard files."
+    )
+    metrics_format: Literal["nasop", "katib", "tensorboard"] = Field(
+        default="nasop",
+        alias="metricsFormat",
+        description="How a trial reports its metrics (docs/contract.md). nasop: 'NASOP1 {json}' "
+        "lines on stdout and final values in the termination message. katib: Katib's StdOut "
+        "convention, 'name=value' pairs on stdout (a trainer written for Katib runs "
+        "unchanged). tensorboard: TensorBoard scalars in logs.claimName, read by the operator "
+        "(for images that only write TensorBoard files).",
+    )
     scheduler: Literal["volcano", "job"] = Field(
         default="volcano",
         description="How a cluster runs trials: a Volcano job (needs Volcano), or a plain "

@@ -1,7 +1,9 @@
 """Build the TorchX AppDef of one trial: a pure function, so tests can assert on it.
 
-The trial contract (DESIGN.md): `command + args + --<name>=<value>` per parameter, and the
-environment NASOP_EXPERIMENT, NASOP_TRIAL_INDEX, NASOP_PARAMS (JSON), NASOP_LOG_DIR.
+The trial contract (docs/contract.md): `command + args + --<name>=<value>` per parameter, and
+the environment NASOP_EXPERIMENT, NASOP_TRIAL_INDEX, NASOP_PARAMS (JSON), NASOP_LOG_DIR and
+NASOP_TERMINATION_LOG (where the trial writes its final values: the container's termination
+message in a cluster, a file beside the trial's markers locally).
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ from typing import Any
 
 from torchx import specs
 
-from nasop import spec
+from nasop import results, spec
 from nasop.trials import local_markers
 
 LOCAL_SCHEDULERS = ("local_cwd", "local_docker")
+POD_TERMINATION_LOG = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
+TERMINATION_FILE = "termination-log"  # a local trial's, in its marker folder
 
 
 def trial_log_dir(log_root: str, experiment: str, trial_index: int) -> str:
     """Unique per trial, under the shared log volume."""
     return os.path.join(log_root, experiment, f"trial-{trial_index:04d}")
+
+
+def trial_index_of(log_dir: str) -> int:
+    """The trial index a log dir of `trial_log_dir` names."""
+    return int(os.path.basename(log_dir.rstrip("/")).removeprefix("trial-"))
 
 
 def app_name(experiment: str, trial_index: int) -> str:
@@ -82,6 +91,12 @@ def trainer_role(
     local = scheduler in LOCAL_SCHEDULERS
     if local:
         argv = local_markers.wrap(argv, log_dir)
+    termination = (
+        os.path.join(local_markers.marker_dir(log_dir), TERMINATION_FILE)
+        if local
+        else POD_TERMINATION_LOG
+    )
+    env = {**env, results.TERMINATION_ENV: termination}
     mounts: list[Any] = []
     if not local and template.logs.claim_name:
         mounts.append(
@@ -137,10 +152,13 @@ def trial_to_appdef(
 
 
 __all__ = [
+    "POD_TERMINATION_LOG",
+    "TERMINATION_FILE",
     "app_name",
     "format_value",
     "trainer_role",
     "trial_argv",
+    "trial_index_of",
     "trial_log_dir",
     "trial_to_appdef",
 ]

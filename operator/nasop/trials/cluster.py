@@ -17,7 +17,9 @@ from torchx import runner as torchx_runner
 from torchx.specs import AppState, is_terminal
 
 from nasop import errors, spec
+from nasop.results import Collector
 from nasop.trials import batchjob, volcano
+from nasop.trials.pod_output import PodLogs, PodOutput
 
 KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
 
@@ -31,15 +33,24 @@ class JobKind:
     version: str
     plural: str
     state: Callable[[dict[str, Any]], AppState]
+    pod_label: str  # the label its controller puts on the job's pods: the job's name
 
 
-VOLCANO = JobKind("kubernetes", "batch.volcano.sh", "v1alpha1", "jobs", volcano.job_state)
+VOLCANO = JobKind(
+    "kubernetes",
+    "batch.volcano.sh",
+    "v1alpha1",
+    "jobs",
+    volcano.job_state,
+    "volcano.sh/job-name",
+)
 BATCH = JobKind(
     batchjob.NAME,
     batchjob.GROUP,
     batchjob.VERSION,
     batchjob.PLURAL,
     lambda job: batchjob.job_state(job)[0],
+    batchjob.JOB_NAME_LABEL,
 )
 KINDS = {"volcano": VOLCANO, "job": BATCH}
 
@@ -96,6 +107,58 @@ def check_queue(client: Any, template: spec.TrialTemplate, namespace: str) -> No
             f"{namespace!r} (or Kueue is not installed)",
             hint="create the LocalQueue, or remove spec.trial.queue to run unqueued Jobs",
         ) from None
+
+
+def check_metrics_source(template: spec.TrialTemplate) -> None:
+    """TensorBoard files and pack members' stop markers need the volume in a cluster."""
+    if template.logs.claim_name:
+        return
+    if template.metrics_format == "tensorboard":
+        raise errors.SpecError(
+            "spec.trial.metricsFormat: tensorboard needs spec.trial.logs.claimName in a cluster "
+            "(the operator reads the TensorBoard files from that volume)",
+            hint="use metricsFormat: nasop (stdout lines, no volume), or name a "
+            "ReadWriteMany claim in spec.trial.logs.claimName",
+        )
+    if template.pack is not None:
+        raise errors.SpecError(
+            "spec.trial.pack needs spec.trial.logs.claimName in a cluster (pack members are "
+            "stopped through a marker on that volume)",
+            hint="name a ReadWriteMany claim in spec.trial.logs.claimName, or remove "
+            "spec.trial.pack",
+        )
+
+
+def output_reader(
+    client: Any, kind: JobKind, namespace: str, owner_uid: str | None
+) -> Callable[[str, Collector], PodOutput]:
+    """Makes the reader of a trial's pod output from its app handle."""
+    logs = PodLogs(client)
+
+    def make(handle: str, collector: Collector) -> PodOutput:
+        job_name = handle.rsplit(":", 1)[-1]
+
+        def job() -> dict[str, Any] | None:
+            from kubernetes.client.rest import ApiException
+
+            try:
+                return dict(
+                    logs.custom.get_namespaced_custom_object(
+                        group=kind.group,
+                        version=kind.version,
+                        namespace=namespace,
+                        plural=kind.plural,
+                        name=job_name,
+                    )
+                )
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+
+        return PodOutput(logs, namespace, job_name, job, kind.pod_label, owner_uid, collector)
+
+    return make
 
 
 def _jobs(client: Any, kind: JobKind, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -181,10 +244,12 @@ __all__ = [
     "VOLCANO",
     "JobKind",
     "cancel_jobs",
+    "check_metrics_source",
     "check_queue",
     "find_job",
     "find_pack",
     "kind_of",
+    "output_reader",
     "runner_factory",
     "scheduler_cfg",
 ]

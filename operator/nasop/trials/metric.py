@@ -1,11 +1,14 @@
-"""The trial metric: a TensorBoard tag read from the trial's own log directory.
+"""The trial metric: what the trial reported under the trial contract, or a TensorBoard tag.
 
-Ax's stock `TensorboardMetric` reads `trial.run_metadata["tb_log_dir"]`, which our runner sets to
-a plain string, so this subclass adds JSON/SQL round-tripping, a quiet multiplexer, and one
-rule: a curve whose last logged values are NaN or infinite has no final value. Ax would drop
-them and report the last finite value as the trial's result (or say only "All values are NaNs
-or Infs"); here the fetch fails with a `NonFiniteMetricError` naming the metric and the step.
-Non-finite values followed by finite ones are dropped, as Ax does.
+By default the values come from the trial's own output (`NASOP1` lines on stdout and the
+termination message), read by the experiment's runner (`TorchXTrialRunner.read_output`: a local
+file, or the trial's pod in a cluster). With `spec.trial.metricsFormat: tensorboard` they come
+from TensorBoard files, as Ax's stock `TensorboardMetric` reads them from
+`trial.run_metadata["tb_log_dir"]`. Either way one rule holds: a curve whose last values are NaN
+or infinite has no final value. Ax would drop them and report the last finite value as the
+trial's result (or say only "All values are NaNs or Infs"); here the fetch fails with a
+`NonFiniteMetricError` naming the metric and the step. Non-finite values followed by finite ones
+are dropped, as Ax does.
 """
 
 from __future__ import annotations
@@ -15,14 +18,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from ax.core.base_trial import BaseTrial
-from ax.core.data import MAP_KEY
+from ax.core.data import MAP_KEY, Data
+from ax.core.metric import Metric, MetricFetchE, MetricFetchResult
 from ax.metrics.tensorboard import RUN_METADATA_KEY, TensorboardMetric
-from ax.utils.common.result import Ok
+from ax.utils.common.result import Err, Ok
 from tensorboard.backend.event_processing import plugin_event_multiplexer as event_multiplexer
 
 
 class NonFiniteMetricError(ValueError):
     """A metric's last logged value is NaN or infinite: the trial has no result for it."""
+
+
+class MissingMetricError(ValueError):
+    """The trial reported no value of a metric (with what was refused, if anything)."""
 
 
 def non_finite_tail(name: str, steps: list[float], values: list[float]) -> str | None:
@@ -46,7 +54,7 @@ def fetch_problem(name: str, result: Any) -> str | None:
     if isinstance(result, Ok):
         return None
     exc = getattr(getattr(result, "err", None), "exception", None)
-    if isinstance(exc, NonFiniteMetricError):
+    if isinstance(exc, (NonFiniteMetricError, MissingMetricError)):
         return str(exc)
     return f"no {name} in its TensorBoard logs"
 
@@ -60,6 +68,47 @@ class TrialMetric(TensorboardMetric):
 
     def __init__(self, name: str, lower_is_better: bool | None = None) -> None:
         super().__init__(name=name, tag=name, lower_is_better=lower_is_better)
+
+    def bulk_fetch_trial_data(
+        self, trial: BaseTrial, metrics: list[Metric], **kwargs: Any
+    ) -> dict[str, MetricFetchResult]:
+        """From the trial's reported output, unless its runner reads TensorBoard files."""
+        read_output = getattr(trial.experiment.runner, "read_output", None)
+        if read_output is None or not trial.run_metadata:
+            return super().bulk_fetch_trial_data(trial, metrics, **kwargs)
+        output = read_output(trial)
+        if output is None:  # metricsFormat: tensorboard
+            return super().bulk_fetch_trial_data(trial, metrics, **kwargs)
+        collector, member = output
+        arm_name = trial.arms[0].name
+        out: dict[str, MetricFetchResult] = {}
+        for metric in metrics:
+            curve = collector.curve(metric.name, member, finite_only=False)
+            try:
+                if not curve:
+                    refused = collector.problems()
+                    raise MissingMetricError(
+                        f"no {metric.name} reported" + (f" (refused: {refused})" if refused else "")
+                    )
+                records = [
+                    {
+                        "trial_index": trial.index,
+                        "arm_name": arm_name,
+                        "metric_signature": metric.signature,
+                        MAP_KEY: float(step),
+                        "mean": value,
+                        "sem": float("nan"),
+                    }
+                    for step, value in curve
+                ]
+                df = self._process_records_to_df(metric, records, arm_name)  # type: ignore[arg-type]
+                df["metric_name"] = metric.name
+                out[metric.signature] = Ok(Data(df=df))
+            except (MissingMetricError, NonFiniteMetricError, ValueError) as e:
+                out[metric.signature] = Err(
+                    MetricFetchE(message=f"Failed to fetch data for {metric.name}", exception=e)
+                )
+        return out
 
     def _get_event_multiplexer_for_trial(
         self, trial: BaseTrial
@@ -89,6 +138,7 @@ class TrialMetric(TensorboardMetric):
 
 __all__ = [
     "RUN_METADATA_KEY",
+    "MissingMetricError",
     "NonFiniteMetricError",
     "TrialMetric",
     "fetch_problem",

@@ -3,7 +3,8 @@
 Ax's stock TorchXRunner stores a live runner object in `run_metadata`, so JSON/SQL saves fail and
 nothing can be polled after a restart. Here `run_metadata` holds the app handle and the log
 directory (strings), and the TorchX session is rebuilt lazily, or injected by the operator with a
-Kubernetes client built from its own configuration.
+Kubernetes client built from its own configuration. The runner also reads what each trial
+reported (`read_output`: a local stdout file, or the trial's pod), for the trial metric.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from torchx.schedulers import get_scheduler_factories
 from torchx.schedulers.api import Stream
 
 from nasop import _members, spec
+from nasop.results import Collector
 from nasop.trials import appdef, local_markers, packs
 from nasop.trials.forkserver_process import ForkServer
 from nasop.trials.metric import RUN_METADATA_KEY
+from nasop.trials.output import LocalOutput
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class TrialObservation:
 
 
 TorchXFactory = Callable[[], torchx_runner.Runner]
+OutputFactory = Callable[[str, Collector], Any]  # (app handle, collector) -> a reader with read()
 
 
 def _keeping_signal_handlers(make: Callable[..., Any]) -> Callable[..., Any]:
@@ -110,6 +114,8 @@ class TorchXTrialRunner(Runner):
         #: with the live one's by type.
         self.deadline = math.inf
         self._pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None
+        self._output: OutputFactory | None = None
+        self._outputs: dict[str, Any] = {}  # a trial's or pack's folder -> its output reader
         self.preload = list(preload)  # modules the local fork server imports once for all trials
         self.fork_server = (
             ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
@@ -124,14 +130,18 @@ class TorchXTrialRunner(Runner):
         factory: TorchXFactory,
         finder: Callable[[int], str | None] | None = None,
         pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None,
+        output: OutputFactory | None = None,
     ) -> None:
         """Use this TorchX runner factory (the operator passes one with its own API client),
         and `finder(trial_index)` to look up a job launched before a crash lost its record
-        (`pack_finder`: the pack job holding that trial, and its members)."""
+        (`pack_finder`: the pack job holding that trial, and its members); `output(handle,
+        collector)` makes the reader of a cluster trial's pod output."""
         self._factory = factory
         self._finder = finder
         self._pack_finder = pack_finder
+        self._output = output
         self._torchx = None
+        self._outputs.clear()
 
     def adopt(self, trial: BaseTrial) -> dict[str, Any] | None:
         """Run metadata of an already-launched app for this trial, if one exists."""
@@ -250,6 +260,36 @@ class TorchXTrialRunner(Runner):
             local_markers.terminate(trial.run_metadata[LOG_DIR])  # an orphan from an earlier run
             local_markers.record_cancelled(trial.run_metadata[LOG_DIR])
         return {"stop_reason": reason or ""}
+
+    # -- output --------------------------------------------------------------------------
+
+    def read_output(self, trial: BaseTrial) -> tuple[Collector, int | None] | None:
+        """What the trial has reported so far and its member index in that output (None for a
+        lone trial); None when its metrics come from TensorBoard files instead."""
+        template = self.trial_template
+        if template.metrics_format == "tensorboard":
+            return None
+        meta = trial.run_metadata
+        folder = meta.get(packs.PACK_DIR) or meta.get(LOG_DIR, "")
+        member = trial.index if meta.get(packs.PACK_DIR) else None
+        reader = self._outputs.get(folder)
+        if reader is None:
+            members = None
+            if member is not None:
+                siblings = json.loads(meta.get(packs.PACK_SIBLINGS) or "[]")
+                members = [appdef.trial_index_of(d) for d in siblings]
+            collector = Collector(trial.experiment.metrics, template.metrics_format, members)
+            if self.is_local or self._output is None:
+                reader = LocalOutput(folder, collector)
+            else:
+                reader = self._output(meta.get(APP_HANDLE, ""), collector)
+            self._outputs[folder] = reader
+        return reader.read(), member
+
+    def forget_output(self, trial: BaseTrial) -> None:
+        """Drop the reader of an ended lone trial (a pack's stays while members run)."""
+        if not trial.run_metadata.get(packs.PACK_DIR):
+            self._outputs.pop(trial.run_metadata.get(LOG_DIR, ""), None)
 
     @property
     def run_metadata_report_keys(self) -> list[str]:
