@@ -4,7 +4,8 @@
 `ok` logs finite val_acc at steps 0-2; `nan`/`inf` log finite values, then NaN/inf at step 2
 (a run that diverged at its last epoch); `fail` exits 3, its reason the last stderr line. Every
 trial
-logs num_params, and writes real TensorBoard event files (torch's SummaryWriter).
+logs num_params; each point is printed as a `NASOP1` line (the trial contract) and written to
+real TensorBoard event files (torch's SummaryWriter).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+
+from nasop import results
 
 
 def main(argv: list[str]) -> int:
@@ -30,9 +33,11 @@ def main(argv: list[str]) -> int:
     from torch.utils.tensorboard import SummaryWriter
 
     w = SummaryWriter(os.environ["NASOP_LOG_DIR"])
-    w.add_scalar("num_params", 64 * h1 + h1 * h2 + 10 * h2, 0)
-    for step, v in enumerate([final / 2, final * 0.9, last]):
-        w.add_scalar("val_acc", v, step)
+    points = [(0, "num_params", 64 * h1 + h1 * h2 + 10 * h2)]
+    points += [(step, "val_acc", v) for step, v in enumerate([final / 2, final * 0.9, last])]
+    for seq, (step, name, value) in enumerate(points):
+        w.add_scalar(name, value, step)
+        print(results.format_point(seq, step, {name: value}), flush=True)
     w.close()
     return 0
 

@@ -1,9 +1,12 @@
 """A BoringModel-sized trial program for engine tests: instant, deterministic, contract-true.
 
-It implements the trial contract (DESIGN.md) without training anything: metrics are smooth
-functions of the parameters, written as real TensorBoard event files. `--fail` exits non-zero
-with one line on stderr; `--sleep` per epoch makes trials long enough to stop or interrupt.
-With `NASOP_PACK` it runs the members one after another, each into its own log dir, and records
+It implements the trial contract (docs/contract.md) without training anything: metrics are
+smooth functions of the parameters, printed as `NASOP1` lines with the final values in the
+termination message, and written as real TensorBoard event files (`--format=tensorboard`: only
+those, for the TensorBoard opt-in; `--format=katib`: Katib's `name=value` lines instead).
+`--fail` exits non-zero with one line on stderr; `--sleep` per epoch makes trials long enough to
+stop or interrupt. With `NASOP_PACK` it runs the members one after another, each into its own
+log dir, and records
 each one's end there (the packed-trial contract).
 """
 
@@ -14,6 +17,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
+
+from nasop import results
 
 
 def main(argv: list[str]) -> int:
@@ -26,20 +32,51 @@ def main(argv: list[str]) -> int:
             k, v = a[2:].split("=", 1)
             opts[k] = v
     sleep = float(opts.pop("sleep", "0"))
+    fmt = opts.pop("format", "nasop")
     if opts.pop("fail", None) == "always":
         print("fake trainer: asked to fail", file=sys.stderr)
         return 3
     if os.environ.get("NASOP_PACK"):  # the packed-trial contract: each member as a lone trial
         from nasop import _members
 
+        ends = {}
         for member in json.loads(os.environ["NASOP_PACK"]):
-            trial(member["params"], member["logDir"], sleep)
+            index = int(member["trial"])
+            seq = iter(range(10**6))
+            finals = trial(member["params"], member["logDir"], sleep, fmt, index, seq)
             _members.write_end(member["logDir"], _members.COMPLETED)
+            print(results.lines.format_end(next(seq), index, "completed"), flush=True)
+            ends[index] = {"state": "completed", "final": finals}
+        results.write_final(results.encode_final({}, ends))
         return 0
-    return trial(params, os.environ["NASOP_LOG_DIR"], sleep)
+    finals = trial(params, os.environ["NASOP_LOG_DIR"], sleep, fmt)
+    if fmt == "nasop":
+        results.write_final(results.encode_final(finals))
+    return 0
 
 
-def trial(params: dict, log_dir: str, sleep: float) -> int:
+def trial(
+    params: dict,
+    log_dir: str,
+    sleep: float,
+    fmt: str = "nasop",
+    member: int | None = None,
+    seq: Iterator[int] | None = None,
+) -> dict[str, tuple[int, float]]:
+    """Reports one trial's points; returns its final values."""
+    finals: dict[str, tuple[int, float]] = {}
+    seq = seq or iter(range(10**6))
+
+    def report(step: int, name: str, value: float) -> None:
+        finals[name] = (step, value)
+        w.add_scalar(name, value, step)
+        w.flush()
+        if fmt == "nasop":
+            line = results.format_point(next(seq), step, {name: value}, member)
+            print(line, flush=True)
+        elif fmt == "katib":
+            print(f"epoch {step}: {name}={value}", flush=True)
+
     h1 = float(params.get("hidden_size_1", 32))
     h2 = float(params.get("hidden_size_2", 32))
     lr = float(params.get("learning_rate", 1e-3))
@@ -49,15 +86,14 @@ def trial(params: dict, log_dir: str, sleep: float) -> int:
     w = SummaryWriter(log_dir)
     num_params = 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10
     final = 1 - 0.6 / math.sqrt(1 + h1 * h2 / 64) - 0.05 * abs(math.log10(lr) + 2.5)
-    w.add_scalar("num_params", num_params, 0)
+    report(0, "num_params", num_params)
     for e in range(epochs):
-        w.add_scalar("val_acc", final * (1 - 0.5 ** (e + 1)), e)
-        w.flush()
+        report(e, "val_acc", final * (1 - 0.5 ** (e + 1)))
         time.sleep(sleep)
-    w.add_scalar("latency_ms", 0.01 * (h1 + h2), 0)
+    report(0, "latency_ms", 0.01 * (h1 + h2))
     w.close()
     print(json.dumps({"val_acc": final, "num_params": num_params}))
-    return 0
+    return finals
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ demand:
   server sends when the watched resourceVersion has been compacted;
 - :meth:`FaultProxy.set_pod_log`: pods are stored, not run (no kubelet yet), so the server cannot
   serve ``pods/log``; the proxy first forwards the request (the server still authorizes it: a 403
-  stays a 403) and answers with the log the test recorded for that pod.
+  stays a 403) and answers with the log the test recorded for that pod (a
+  ``container.PodLog``, which honours the kubelet's ``timestamps``, ``sinceTime`` and
+  ``limitBytes``).
 
 It also records each call (method, path, status) and counts open watches, which tests use to wait
 until kopf is watching.
@@ -33,6 +35,7 @@ from collections.abc import Iterator
 
 import aiohttp
 import aiohttp.web
+from container import PodLog
 
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
 _POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
@@ -76,7 +79,7 @@ class FaultProxy:
         self.url = ""
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
-        self.pod_logs: dict[tuple[str, str], str] = {}
+        self.pod_logs: dict[tuple[str, str], PodLog] = {}
         self._watches: dict[int, tuple[str, asyncio.Event, bool]] = {}  # id -> (path, cut, gone)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,8 +123,9 @@ class FaultProxy:
                     cut += 1
         return cut
 
-    def set_pod_log(self, namespace: str, name: str, text: str) -> None:
-        self.pod_logs[(namespace, name)] = text
+    def set_pod_log(self, namespace: str, name: str, log: str | PodLog) -> None:
+        """The pod's log from now on: a live PodLog (its lines as they come), or a text."""
+        self.pod_logs[(namespace, name)] = log if isinstance(log, PodLog) else PodLog(log)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -217,9 +221,8 @@ class FaultProxy:
                 and (log.group(1), log.group(2)) in self.pod_logs
             ):
                 await upstream.read()
-                return aiohttp.web.Response(
-                    text=self.pod_logs[(log.group(1), log.group(2))], content_type="text/plain"
-                )
+                body = self.pod_logs[(log.group(1), log.group(2))].render(request.query)
+                return aiohttp.web.Response(body=body, content_type="text/plain")
             if "watch=true" in request.query_string.lower() or "watch=1" in request.query_string:
                 return await self._stream_watch(request, upstream, path_qs)
             payload = await upstream.read()

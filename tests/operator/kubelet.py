@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
-import subprocess
-import tempfile
+import inspect
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from container import PodLog, run_container
 from controlplane import ApiError
 from objects import Cluster
 
@@ -41,37 +39,24 @@ class PodOutcome:
     """How a pod ends: exit code and log, or evicted (then the exit code is the kill's, 137)."""
 
     exit_code: int = 0
-    log: str = ""
+    log: str | PodLog = ""
     evicted: bool = False
+    message: str = ""  # the container's termination message
 
 
-#: ``outcome(pod, cancelled) -> PodOutcome``; the default runs the container command.
-Outcome = Callable[[Mapping[str, Any], threading.Event], PodOutcome]
+#: ``outcome(pod, cancelled) -> PodOutcome``; the default runs the container command (it may
+#: take ``log=``: the pod's live log, which ``pods/log`` serves while the process runs).
+Outcome = Callable[..., PodOutcome]
 
 
 def run_command(timeout: float = 120.0) -> Outcome:
     """Run the pod's first container (command + args, env) as a local process."""
 
-    def outcome(pod: Mapping[str, Any], cancelled: threading.Event) -> PodOutcome:
-        container = pod["spec"]["containers"][0]
-        argv = list(container.get("command") or []) + list(container.get("args") or [])
-        env = {
-            **os.environ,
-            **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []},
-        }
-        with tempfile.TemporaryFile("w+") as output:  # a file: a pipe could fill up and block
-            with subprocess.Popen(argv, env=env, stdout=output, stderr=subprocess.STDOUT) as proc:
-                deadline = time.monotonic() + timeout
-                while proc.poll() is None:
-                    if cancelled.is_set() or time.monotonic() > deadline:
-                        proc.kill()
-                        proc.wait()
-                        break
-                    time.sleep(0.02)
-            output.seek(0)
-            return PodOutcome(
-                proc.returncode if proc.returncode >= 0 else 128 - proc.returncode, output.read()
-            )
+    def outcome(
+        pod: Mapping[str, Any], cancelled: threading.Event, log: PodLog | None = None
+    ) -> PodOutcome:
+        exited = run_container(pod["spec"]["containers"][0], cancelled, timeout, log)
+        return PodOutcome(exited.code, exited.log, message=exited.message)
 
     return outcome
 
@@ -201,8 +186,13 @@ class KubeletPlayer:
                 self.started.append((*key, meta["labels"].get(JOB_NAME_LABEL, "")))
                 self.running.add(key)
                 self.max_running = max(self.max_running, len(self.running))
+            live = PodLog()
+            self.cluster.set_pod_log(*key, live)
             try:
-                result = self.outcome(pod, cancelled)
+                if "log" in inspect.signature(self.outcome).parameters:
+                    result = self.outcome(pod, cancelled, log=live)
+                else:
+                    result = self.outcome(pod, cancelled)
             finally:
                 with self._lock:
                     self.running.discard(key)
@@ -214,6 +204,7 @@ class KubeletPlayer:
                 "exitCode": result.exit_code,
                 "finishedAt": now,
                 "reason": "Completed" if result.exit_code == 0 else "Error",
+                **({"message": result.message} if result.message else {}),
             }
             status: dict[str, Any] = {
                 "phase": "Succeeded" if result.exit_code == 0 and not result.evicted else "Failed",

@@ -25,14 +25,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import inspect
-import os
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from container import PodLog, run_container
 from controlplane import ApiError
 from objects import Cluster
 
@@ -43,12 +41,14 @@ TERMINAL = ("Completed", "Failed", "Aborted", "Terminated")
 
 @dataclasses.dataclass
 class JobOutcome:
-    """How a job ends: its final Volcano phase, and per task its exit code and log text."""
+    """How a job ends: its final Volcano phase, and per task its exit code, log and termination
+    message."""
 
     phase: str = "Completed"
     exit_codes: dict[str, int] = dataclasses.field(default_factory=dict)
-    logs: dict[str, str] = dataclasses.field(default_factory=dict)
+    logs: dict[str, str | PodLog] = dataclasses.field(default_factory=dict)
     message: str = ""
+    messages: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 #: The callback: ``outcome(job)`` or ``outcome(job, cancelled: threading.Event)``; it returns a
@@ -77,39 +77,29 @@ def run_command(
 
     The task's pod spec is TorchX's: ``template.spec.containers[0]`` with ``command``, ``args`` and
     ``env: [{name, value}]``. Tasks run one after another; the job fails if any exits non-zero.
-    The process is killed if the job is deleted meanwhile (then the phase is ``Aborted``).
+    The process is killed if the job is deleted meanwhile (then the phase is ``Aborted``). Its
+    output goes to the pod's live log (``logs``, by task) as a kubelet keeps it.
     """
 
-    def outcome(job: Mapping[str, Any], cancelled: threading.Event) -> JobOutcome:
+    def outcome(
+        job: Mapping[str, Any],
+        cancelled: threading.Event,
+        logs: Mapping[str, PodLog] | None = None,
+    ) -> JobOutcome:
         result = JobOutcome("Completed")
         for task in tasks_of(job):
             container = task["template"]["spec"]["containers"][0]
-            argv = list(container.get("command") or []) + list(container.get("args") or [])
-            task_env = {
-                **os.environ,
-                **(env or {}),
-                **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []},
-            }
-            with tempfile.TemporaryFile("w+") as output:  # a file: a pipe could fill up and block
-                with subprocess.Popen(
-                    argv, cwd=cwd, env=task_env, stdout=output, stderr=subprocess.STDOUT
-                ) as proc:
-                    deadline = time.monotonic() + timeout
-                    while proc.poll() is None:
-                        if cancelled.is_set() or time.monotonic() > deadline:
-                            proc.kill()
-                            proc.wait()
-                            result.phase = "Aborted" if cancelled.is_set() else "Failed"
-                            break
-                        time.sleep(0.02)
-                output.seek(0)
-                result.logs[task["name"]] = output.read()
-            result.exit_codes[task["name"]] = proc.returncode
-            if result.phase != "Completed":
+            log = (logs or {}).get(task["name"])
+            exited = run_container(container, cancelled, timeout, log, cwd=cwd, env=env)
+            result.logs[task["name"]] = exited.log
+            result.messages[task["name"]] = exited.message
+            result.exit_codes[task["name"]] = exited.code
+            if exited.killed:
+                result.phase = "Aborted" if cancelled.is_set() else "Failed"
                 return result
-            if proc.returncode != 0:
+            if exited.code != 0:
                 result.phase = "Failed"
-                result.message = f"task {task['name']} exited with {proc.returncode}"
+                result.message = f"task {task['name']} exited with {exited.code}"
                 return result
         return result
 
@@ -127,13 +117,31 @@ class Gate:
     def open(self) -> None:
         self.opened.set()
 
-    def __call__(self, job: Mapping[str, Any], cancelled: threading.Event) -> Any:
+    def __call__(
+        self,
+        job: Mapping[str, Any],
+        cancelled: threading.Event,
+        logs: Mapping[str, PodLog] | None = None,
+    ) -> Any:
         while not self.opened.wait(0.02):
             if cancelled.is_set():
                 return JobOutcome("Aborted", message="cancelled while held")
-        if len(inspect.signature(self.then).parameters) >= 2:
-            return self.then(job, cancelled)
-        return self.then(job)
+        return _call(self.then, job, cancelled, logs)
+
+
+def _call(
+    outcome: Outcome,
+    job: Mapping[str, Any],
+    cancelled: threading.Event,
+    logs: Mapping[str, PodLog] | None,
+) -> Any:
+    """Calls an outcome with what it takes: ``(job)``, ``(job, cancelled)``, or also ``logs``."""
+    params = inspect.signature(outcome).parameters
+    if "logs" in params:
+        return outcome(job, cancelled, logs=logs)
+    if len(params) >= 2:
+        return outcome(job, cancelled)
+    return outcome(job)
 
 
 def _as_outcome(value: Any) -> JobOutcome:
@@ -261,13 +269,9 @@ class VolcanoPlayer:
             self._set_status(job, "Pending", {t: {"Pending": n} for t, n in tasks})
             if self._stop.wait(self.pending_seconds) or cancelled.is_set():
                 return
-            if self.create_pods:
-                self._create_pods(job)
+            logs = self._create_pods(job) if self.create_pods else {}
             self._set_status(job, "Running", {t: {"Running": n} for t, n in tasks})
-            if len(inspect.signature(self.outcome).parameters) >= 2:
-                result = _as_outcome(self.outcome(job, cancelled))
-            else:
-                result = _as_outcome(self.outcome(job))
+            result = _as_outcome(_call(self.outcome, job, cancelled, logs))
             if cancelled.is_set() and self.cluster.get_object(JOBS, ns, name) is None:
                 self.results[(ns, name)] = "Deleted"
                 return
@@ -348,8 +352,10 @@ class VolcanoPlayer:
             for i in range(int(task.get("replicas", 1)))
         ]
 
-    def _create_pods(self, job: Mapping[str, Any]) -> None:
+    def _create_pods(self, job: Mapping[str, Any]) -> dict[str, PodLog]:
+        """The job's pods, Running; returns each task's live log (of its first pod)."""
         meta = job["metadata"]
+        logs: dict[str, PodLog] = {}
         owner = {
             "apiVersion": job["apiVersion"],
             "kind": job["kind"],
@@ -374,13 +380,29 @@ class VolcanoPlayer:
                 },
             }
             self.cluster.create_object(PODS, pod)
+            containers = (template.get("spec") or {}).get("containers") or [{}]
+            running = {
+                "name": containers[0].get("name", "main"),
+                "ready": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": _now()}},
+            }
             self.cluster.patch_object(
                 PODS,
                 meta["namespace"],
                 pod_name,
-                {"status": {"phase": "Running", "startTime": _now()}},
+                {
+                    "status": {
+                        "phase": "Running",
+                        "startTime": _now(),
+                        "containerStatuses": [running],
+                    }
+                },
                 subresource="status",
             )
+            live = logs.setdefault(task, PodLog())
+            self.cluster.set_pod_log(meta["namespace"], pod_name, live)
+        return logs
 
     def _finish_pods(self, job: Mapping[str, Any], result: JobOutcome, pod_phase: str) -> None:
         ns = job["metadata"]["namespace"]
@@ -392,6 +414,7 @@ class VolcanoPlayer:
                 "exitCode": code,
                 "reason": "Completed" if code == 0 else "Error",
                 "finishedAt": _now(),
+                **({"message": result.messages[task]} if result.messages.get(task) else {}),
             }
             status = {
                 "phase": pod_phase,

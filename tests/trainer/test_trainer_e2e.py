@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from nasop import results
+from nasop.results import Collector
+
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 Reader = Callable[[Path], dict[str, list[tuple[int, float]]]]
 H1, H2 = 12, 7
@@ -61,9 +64,15 @@ def test_run_writes_the_contract_scalars(
     [(step, latency_ms)] = found["latency_ms"]
     assert step == 0 and latency_ms > 0
 
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 1, proc.stdout  # stdout holds only the result
-    result = json.loads(lines[0])
+    *points, last = proc.stdout.strip().splitlines()  # the contract's lines, then the result
+    reported = Collector(found)
+    for line in points:
+        assert line.startswith(results.PREFIX), line
+        reported.feed_line(line)
+    assert not reported.rejected and not reported.gaps
+    for name, curve in found.items():  # stdout says what TensorBoard holds (float32 there)
+        assert reported.curve(name) == [(s, pytest.approx(v, rel=1e-6)) for s, v in curve], name
+    result = json.loads(last)
     assert set(result) == {"val_acc", "num_params", "latency_ms"}
     assert result["num_params"] == expected_params(H1, H2)
     assert result["val_acc"] == pytest.approx(found["val_acc"][-1][1], abs=1e-6)
@@ -94,11 +103,13 @@ def test_environment_contract(tmp_path: Path, trainer: Runner, scalars: Reader) 
         "batch_size": 64,
         "epochs": 2,
     }
+    termination = tmp_path / "termination-log"
     env = {
         "NASOP_PARAMS": json.dumps(params),
         "NASOP_LOG_DIR": str(log_dir),
         "NASOP_EXPERIMENT": "quick-digits",
         "NASOP_TRIAL_INDEX": "4",
+        "NASOP_TERMINATION_LOG": str(termination),
     }
     proc = trainer(["--dataset=digits", "--subset=200", "--hidden_size_2=9"], env=env)
     assert proc.returncode == 0, proc.stderr
@@ -106,6 +117,11 @@ def test_environment_contract(tmp_path: Path, trainer: Runner, scalars: Reader) 
     found = scalars(log_dir)
     assert found["num_params"] == [(0, expected_params(10, 9))]  # the flag beat NASOP_PARAMS
     assert [step for step, _ in found["val_acc"]] == [0, 1]
+    decoded = results.decode_final(termination.read_text())
+    assert not isinstance(decoded, str), decoded
+    final = decoded[None]["final"]  # the last value of each metric, at its step
+    assert final["num_params"] == (0, expected_params(10, 9))
+    assert final["val_acc"] == (1, pytest.approx(found["val_acc"][-1][1], rel=1e-6))
 
 
 def test_unknown_parameter_flag_exits_2_naming_it(tmp_path: Path, trainer: Runner) -> None:

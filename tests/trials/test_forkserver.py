@@ -59,7 +59,11 @@ def _wrapped(tmp_path, argv, server=None, name="t", **env):
 
 
 def _probe_result(tmp_path, name="t"):
-    return json.loads((tmp_path / f"{name}.out").read_text().strip().splitlines()[-1])
+    """The trial's stdout goes beside its markers (where the contract's lines are read); the
+    probe prints its JSON first."""
+    assert (tmp_path / f"{name}.out").read_text() == ""  # the wrapper itself prints nothing
+    stdout = tmp_path / name / ".nasop" / "stdout"
+    return json.loads(stdout.read_text().strip().splitlines()[0])
 
 
 def _pids(tmp_path, name="t", timeout=30.0):
@@ -182,7 +186,7 @@ def test_interpreter_settings_in_the_environment_are_honoured(tmp_path, server):
         PYTHONUNBUFFERED="x",
     )
     assert p.wait(timeout=60) == 0
-    out = (tmp_path / "u.out").read_text()
+    out = (tmp_path / "u" / ".nasop" / "stdout").read_text()
     assert out.endswith("after") and json.loads(out.splitlines()[0])["preloaded"] is True
     p = _wrapped(
         tmp_path,
@@ -192,7 +196,7 @@ def test_interpreter_settings_in_the_environment_are_honoured(tmp_path, server):
         PYTHONHASHSEED="123",
     )
     assert p.wait(timeout=60) == 0
-    assert json.loads((tmp_path / "h.out").read_text().splitlines()[0])["preloaded"] is False
+    assert _probe_result(tmp_path, "h")["preloaded"] is False
 
 
 def test_other_commands_start_fresh_even_with_a_server(tmp_path, server):

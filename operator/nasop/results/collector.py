@@ -99,13 +99,16 @@ class Collector:
             self.rejected[record] += 1
             return
         member = record.member
-        if self.members is None and member is not None:
-            self.rejected["member index from a lone trial"] += 1
-            return
-        if self.members is not None and member not in self.members:
+        if self.members is None:
+            self._sequence(None, record.seq)  # every line of a lone trial is in its sequence
+            if member is not None:
+                self.rejected["member index from a lone trial"] += 1
+                return
+        elif member not in self.members:
             self.rejected["member index not in this pack"] += 1
             return
-        self._sequence(member, record.seq)
+        else:
+            self._sequence(member, record.seq)
         if record.end is not None:
             assert member is not None  # parse_nasop refuses an end without a member
             self.ends.setdefault(member, (record.end, record.reason))
