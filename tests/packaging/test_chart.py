@@ -111,7 +111,6 @@ def test_default_render_kinds(manifests: dict[str, list[Manifest]]) -> None:
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
-            "PersistentVolumeClaim",
             "Service",
             "Pod",  # the helm test hook
         ]
@@ -316,25 +315,27 @@ def _logs_volume(objects: list[Manifest]) -> Manifest:
     return volumes["logs"]
 
 
-def test_default_log_claim_is_rwx(manifests: dict[str, list[Manifest]]) -> None:
-    pvc = one(manifests["default"], "PersistentVolumeClaim")
+def test_an_enabled_log_claim_is_rwx(render: Render) -> None:
+    objects = parse_manifests(render({"logs": {"persistence": {"enabled": True}}}))
+    pvc = one(objects, "PersistentVolumeClaim")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == "10Gi"
     assert "storageClassName" not in pvc["spec"]  # cluster default
-    assert (
-        _logs_volume(manifests["default"])["persistentVolumeClaim"]["claimName"]
-        == pvc["metadata"]["name"]
-    )
-    mounts = {
-        m["name"]: m["mountPath"] for m in operator_container(manifests["default"])["volumeMounts"]
-    }
+    assert _logs_volume(objects)["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    mounts = {m["name"]: m["mountPath"] for m in operator_container(objects)["volumeMounts"]}
     assert mounts["logs"] == "/logs"
 
 
 @pytest.mark.parametrize(("storage_class", "expected"), [("nfs-client", "nfs-client"), ("-", "")])
 def test_log_claim_storage_class(render: Render, storage_class: str, expected: str) -> None:
     objects = parse_manifests(
-        render({"logs": {"persistence": {"storageClass": storage_class, "size": "50Gi"}}})
+        render(
+            {
+                "logs": {
+                    "persistence": {"enabled": True, "storageClass": storage_class, "size": "50Gi"}
+                }
+            }
+        )
     )
     pvc = one(objects, "PersistentVolumeClaim")
     assert pvc["spec"]["storageClassName"] == expected
@@ -357,12 +358,11 @@ def test_existing_claim_wins_over_persistence(render: Render) -> None:
     assert _logs_volume(objects)["persistentVolumeClaim"]["claimName"] == "shared"
 
 
-def test_no_log_volume_falls_back_to_emptydir_and_warns(render: Render) -> None:
-    out = render({"logs": {"persistence": {"enabled": False}}})
-    objects = parse_manifests(out)
+def test_by_default_no_storage_is_needed(manifests: dict[str, list[Manifest]]) -> None:
+    """Metrics travel through the pods' logs: no claim, an emptyDir, and no warning."""
+    objects = manifests["default"]
     assert not of_kind(objects, "PersistentVolumeClaim")
     assert _logs_volume(objects) == {"name": "logs", "emptyDir": {}}
-    assert "WARNING: no log volume is configured" in out["nasop/templates/NOTES.txt"]
 
 
 # ---------------------------------------------------------------- metrics

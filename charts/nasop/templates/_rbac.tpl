@@ -27,16 +27,16 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "delete"]
-# A Job's pod has a generated name: list finds it by its job-name label for the log tail.
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["list"]
 # spec.trial.queue: the named Kueue LocalQueue must exist (checked when a search opens).
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["localqueues"]
   verbs: ["get"]
 {{- end }}
-# A failed trial's log tail (its failure message in status and Events).
+# A trial's metrics: its job's pods are listed by job-name label (status: the termination
+# message), and their logs read (the contract's lines; a failed trial's log tail).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]

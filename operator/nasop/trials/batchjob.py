@@ -116,6 +116,7 @@ def app_to_job(
     role = app.roles[0]
     name = ks.normalize_str(make_unique(app.name))
     pod = ks.role_to_pod(ks.normalize_str(f"{role.name}-0"), role, service_account)
+    pod.spec.automount_service_account_token = False  # a trial needs no API credentials
     job_labels = {
         **(labels or {}),
         **{k: v for k, v in app.metadata.items() if k.startswith(spec.GROUP)},

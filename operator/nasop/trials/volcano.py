@@ -6,6 +6,9 @@ creates. This subclass takes an API client built from the operator's own configu
 Volcano phase, returns None for a vanished job, and stamps each job with nasop labels and an
 ownerReference to its NASExperiment, so that deleting the experiment garbage-collects its jobs.
 
+Trial pods get no service-account token (``automountServiceAccountToken: false``): a trial
+reports through its log and termination message and needs no access to the API server.
+
 It also sets ``minAvailable`` (every task must succeed). TorchX leaves it 0 for Volcano's admission
 webhook to default; a job that reaches the controller at 0 (webhook absent or failing open) counts
 0 successes as enough and reports a failed trial pod as ``Completed``.
@@ -75,6 +78,8 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         for task in tasks:
             pod_meta = task["template"].metadata  # a V1PodTemplateSpec, not a dict
             pod_meta.labels = {**(pod_meta.labels or {}), **labels}
+            # trials report through their log and termination message: they hold no credentials
+            task["template"].spec.automount_service_account_token = False
         return info
 
     def describe(self, app_id: str) -> DescribeAppResponse | None:
