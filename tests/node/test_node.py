@@ -3,6 +3,8 @@ run by Volcano's scheduler and controller as pods of the trainer image on a kube
 (tests/cluster/node.py).
 
 Nothing here plays a part of Kubernetes: the test applies manifests and reads what the cluster does.
+No storage exists on this cluster (no StorageClass, no PersistentVolume, no claim): trials report
+through their pods' logs and termination messages, and hold no service-account token.
 Timings (apply to first trial pod Running, per-trial overhead against the trainer's own run time,
 the whole run) are printed (`-s`) for docs/benchmarks.md.
 """
@@ -23,6 +25,8 @@ import yaml
 from controlplane import ApiError, ControlPlane, poll
 
 import node
+from nasop import results
+from nasop.results import Collector
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(3600)]
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -36,28 +40,12 @@ PODS = "/api/v1/namespaces/nasop-system/pods"
 class NodeCluster:
     plane: ControlPlane
     node: node.Node
-    logs: pathlib.Path  # the host folder behind the trials' log volume
 
 
-def _install(plane: ControlPlane, logs: pathlib.Path, operator_image: str) -> None:
-    """Before the controllers start: Volcano's CRDs, a local PersistentVolume for the chart's log
-    claim, and the chart (cluster RBAC, the operator image, host network: no pod network reaches
-    the API server on 127.0.0.1)."""
+def _install(plane: ControlPlane, operator_image: str) -> None:
+    """Before the controllers start: Volcano's CRDs and the chart with its defaults but for the
+    image and host network (no pod network reaches the API server on 127.0.0.1): no storage."""
     install.install_volcano_crds(plane, everything=True)
-    plane.request(
-        "POST",
-        "/api/v1/persistentvolumes",
-        {
-            "metadata": {"name": "nasop-logs"},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": str(logs)},
-                "claimRef": {"namespace": NS, "name": "nasop-logs"},
-            },
-        },
-    )
     repository, tag = operator_image.split(":")
     install.helm_install(
         plane,
@@ -86,12 +74,9 @@ def node_cluster(
     assert not missing, f"install {missing} (make test-deps: containerd, runc, CNI plugins, gcc)"
     before = node.sysctls()
     workdir = tmp_path_factory.mktemp("node")
-    logs = workdir / "logs"
-    logs.mkdir(mode=0o777)
-    logs.chmod(0o777)  # the trainer and the operator run as 10001; a hostPath volume keeps modes
     bin_dir = node.build()
     with controlplane.running(
-        workdir / "plane", lambda p: _install(p, logs, operator_image), with_node=True
+        workdir / "plane", lambda p: _install(p, operator_image), with_node=True
     ) as plane:
         kubelet = node.Node(plane, bin_dir, workdir / "node")
         try:
@@ -109,7 +94,7 @@ def node_cluster(
                 "the operator pod is not Running",
                 interval=1,
             )
-            yield NodeCluster(plane, kubelet, logs)
+            yield NodeCluster(plane, kubelet)
         finally:
             kubelet.stop()
     assert node.sysctls() == before, "the node changed the machine's kernel settings"
@@ -214,8 +199,7 @@ def test_a_search_runs_as_volcano_pods_on_a_real_node(node_cluster: NodeCluster)
         job = pod["metadata"]["annotations"]["volcano.sh/job-name"]
         overheads.append(_time(state["startedAt"]) - created[job])
         runs.append(_time(state["finishedAt"]) - _time(state["startedAt"]))
-    log = plane.request_text(f"{PODS}/{pods[0]['metadata']['name']}/log")
-    assert "val_acc" in log or "epoch" in log.lower(), log[-2000:]
+    _assert_reported_through_kubernetes(plane, status, pods)
     print(
         f"\napply -> first trial pod Running: {first - applied:.1f} s; per trial: job created -> "
         f"container started {sum(overheads) / len(overheads):.1f} s (max {max(overheads):.0f}), "
@@ -223,6 +207,61 @@ def test_a_search_runs_as_volcano_pods_on_a_real_node(node_cluster: NodeCluster)
         f"{finished - applied:.0f} s",
         flush=True,
     )
+
+
+def _assert_reported_through_kubernetes(
+    plane: ControlPlane, status: dict[str, Any], pods: list[dict[str, Any]]
+) -> None:
+    """No claim anywhere; no trial pod holds a token and its service account may do nothing; the
+    front's values are those the trainers wrote to their termination messages, and their logs'
+    NASOP1 lines end at the same values."""
+    assert plane.request("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims")["items"] == []
+    assert plane.request("GET", "/api/v1/persistentvolumes")["items"] == []
+    for pod in pods:
+        assert pod["spec"].get("automountServiceAccountToken") is False, pod["spec"]
+        mounts = [m["mountPath"] for m in pod["spec"]["containers"][0].get("volumeMounts") or []]
+        assert not any("serviceaccount" in m for m in mounts), mounts
+    account = pods[0]["spec"].get("serviceAccountName") or "default"
+    for verb, resource, sub in [
+        ("get", "pods", ""),
+        ("list", "pods", ""),
+        ("patch", "pods", "status"),
+        ("patch", "nasexperiments", "status"),
+        ("create", "configmaps", ""),
+    ]:
+        review = plane.request(
+            "POST",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": f"system:serviceaccount:{NS}:{account}",
+                    "groups": ["system:serviceaccounts", f"system:serviceaccounts:{NS}"],
+                    "resourceAttributes": {
+                        "namespace": NS,
+                        "verb": verb,
+                        "resource": resource,
+                        "subresource": sub,
+                        "group": "nasop.dev" if resource == "nasexperiments" else "",
+                    },
+                },
+            },
+        )
+        assert review["status"]["allowed"] is False, (verb, resource, review["status"])
+    by_trial = {int(p["metadata"]["labels"]["nasop.dev/trial"]): p for p in pods}
+    for point in status["paretoFront"]:
+        pod = by_trial[point["trial"]]
+        message = pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+        final = results.decode_final(message)
+        assert not isinstance(final, str), message
+        for name in ("val_acc", "num_params"):
+            assert point["metrics"][name] == pytest.approx(final[None]["final"][name][1], rel=1e-9)
+        lines = Collector(("val_acc", "num_params"))
+        for line in plane.request_text(f"{PODS}/{pod['metadata']['name']}/log").splitlines():
+            lines.feed_line(line)
+        assert not lines.rejected and not lines.gaps
+        assert lines.curve("val_acc")[-1] == final[None]["final"]["val_acc"]
 
 
 def test_a_failing_trial_pod_is_a_failed_trial_with_its_stderr_and_delete_removes_pods(

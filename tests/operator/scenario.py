@@ -19,11 +19,17 @@ HANDLERS = ["nasop.controller.handlers"]
 
 
 def resource(tmp_path: Any, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
-    """A NASExperiment that runs the fake trainer, logging under `tmp_path`/logs."""
+    """A NASExperiment that runs the fake trainer, its TensorBoard files under `tmp_path`/logs.
+
+    Metrics travel through the trial pods' logs: no claim, except for packs (their members stop
+    through a marker on the volume)."""
     m = manifest(name, **spec)
     m["metadata"]["namespace"] = namespace
-    m["spec"]["trial"]["command"] = [sys.executable, FAKE_TRAINER]
-    m["spec"]["trial"]["logs"] = {"claimName": "nasop-logs", "mountPath": str(tmp_path / "logs")}
+    trial = m["spec"]["trial"]
+    trial["command"] = [sys.executable, FAKE_TRAINER]
+    trial["logs"] = {"mountPath": str(tmp_path / "logs")}
+    if trial.get("pack"):
+        trial["logs"]["claimName"] = "nasop-logs"
     return m
 
 

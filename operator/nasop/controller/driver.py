@@ -24,6 +24,7 @@ from nasop.trials import cluster, registry
 from nasop.trials.runner import TorchXTrialRunner
 
 EventSink = Callable[[str, str, str], None]  # (type, reason, message)
+EPHEMERAL_LOG_ROOT = "/tmp/nasop-logs"  # a trial's NASOP_LOG_DIR when no volume is mounted
 
 
 def open_search(
@@ -39,7 +40,8 @@ def open_search(
     runner = TorchXTrialRunner(
         scheduler=kind.scheduler,
         template=template.dump(),
-        log_root=template.logs.mount_path,
+        # with no volume, TensorBoard files stay in the pod (for people, through kubectl cp)
+        log_root=template.logs.mount_path if template.logs.claim_name else EPHEMERAL_LOG_ROOT,
         experiment_name=name,
         scheduler_cfg=cluster.scheduler_cfg(template, namespace),
     )
