@@ -17,6 +17,7 @@ _STYLE = {
     "TrialFailed": "red",
     "TrialEarlyStopped": "yellow",
     "TrialInterrupted": "yellow",
+    "TrialWaiting": "yellow",
 }
 
 
@@ -63,7 +64,8 @@ class SearchProgress:
         t = st.trials
         hv = f"{st.hypervolume:.4g}" if st.hypervolume is not None else "-"
         detail = (
-            f"running {t.running}  failed {t.failed}  stopped {t.early_stopped}  "
+            f"running {t.running}  pending {t.pending}  failed {t.failed}  "
+            f"stopped {t.early_stopped}  "
             f"front {st.pareto_size}  HV {hv}  [{st.generator or '-'}]"
         )
         done = t.completed + t.failed + t.early_stopped

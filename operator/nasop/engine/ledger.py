@@ -25,6 +25,14 @@ class Ledger:
     experiment: Experiment
     state: SearchState
     spec: NASExperimentSpec
+    starts_at_once: bool = False  # local processes: never pending
+
+    def pending(self) -> list[int]:
+        """Launched trials not seen started yet (their pods wait), in launch order."""
+        if self.starts_at_once:
+            return []
+        started = self.state.started
+        return [t.index for t in self.trials_in(TrialStatus.RUNNING) if t.index not in started]
 
     def trials_in(self, *statuses: TrialStatus) -> list[BaseTrial]:
         return [t for t in self.experiment.trials.values() if t.status in statuses]
@@ -82,9 +90,11 @@ class Ledger:
 
     def counts(self) -> TrialCounts:
         by = Counter(t.status for t in self.experiment.trials.values())
+        pending = len(self.pending())
         return TrialCounts(
             total=len(self.experiment.trials),
-            running=by[TrialStatus.RUNNING],
+            pending=pending,
+            running=by[TrialStatus.RUNNING] - pending,
             completed=by[TrialStatus.COMPLETED],
             failed=by[TrialStatus.FAILED] + by[TrialStatus.ABANDONED],
             early_stopped=by[TrialStatus.EARLY_STOPPED],
