@@ -77,6 +77,33 @@ class SearchProgress:
         )
 
 
+def print_trials(search: Search, console: Console, now: float) -> None:
+    """Each launched trial: its state, how long it waited to start and how long it ran (a slow
+    cluster shows in "waited", a slow model in "ran"), and why it waits or ended."""
+    times = search.ledger.timings(now)
+    if not times:
+        return
+    pending, state = set(search.ledger.pending()), search.state
+    table = Table(title="Trials")
+    for name in ("trial", "status", "waited", "ran"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for idx, (waited, ran) in sorted(times.items()):
+        trial = search.experiment.trials[idx]
+        if idx in pending:
+            shown, why = "pending", state.waits.get(idx, "")
+        else:
+            shown, why = trial.status.name.lower().replace("_", " "), state.reasons.get(idx, "")
+        table.add_row(
+            str(idx),
+            shown,
+            "-" if waited is None else formatting.seconds(waited),
+            "-" if ran is None else formatting.seconds(ran),
+            why,
+        )
+    console.print(table)
+
+
 def print_front(
     status: spec.NASExperimentStatus, s: spec.NASExperimentSpec, console: Console
 ) -> None:

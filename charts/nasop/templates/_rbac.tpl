@@ -21,21 +21,30 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 - apiGroups: ["batch.volcano.sh"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "delete"]
+# A pending trial's PodGroup (named after its job): why Volcano does not admit or place it.
+- apiGroups: ["scheduling.volcano.sh"]
+  resources: ["podgroups"]
+  verbs: ["get"]
 {{- end }}
 {{- if has "job" .Values.rbac.trialSchedulers }}
 # Trials as batch/v1 Jobs (spec.trial.scheduler: job): the same calls as for Volcano jobs.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "delete"]
-# A Job's pod has a generated name: list finds it by its job-name label for the log tail.
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["list"]
 # spec.trial.queue: the named Kueue LocalQueue must exist (checked when a search opens).
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["localqueues"]
   verbs: ["get"]
+# A suspended trial Job's Workload (by its job-uid label): why Kueue does not admit it.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 {{- end }}
+# A trial's pods have generated names: list finds them by their job label, for the log tail of
+# a Job and for the reason a pending trial's pods wait (scheduling, image pull).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # A failed trial's log tail (its failure message in status and Events).
 - apiGroups: [""]
   resources: ["pods/log"]

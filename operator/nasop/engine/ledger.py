@@ -101,6 +101,28 @@ class Ledger:
             warm_started=len(self.state.warm),
         )
 
+    def timings(self, now: float) -> dict[int, tuple[float | None, float | None]]:
+        """Per launched trial, seconds it waited to start and seconds it ran (None: unknown,
+        or never started), so a slow cluster can be told from a slow model."""
+        out: dict[int, tuple[float | None, float | None]] = {}
+        for idx, trial in self.experiment.trials.items():
+            if trial.time_run_started is None or idx in self.state.warm:
+                continue
+            launched = trial.time_run_started.timestamp()
+            ended = trial.time_completed.timestamp() if trial.time_completed else None
+            started = self.state.started.get(idx)
+            if (
+                started is None
+                and trial.status is not TrialStatus.RUNNING
+                and (idx not in self.state.unstarted)
+            ):
+                out[idx] = (None, None)  # ended before start times were recorded
+                continue
+            waited = (started or ended or now) - launched
+            ran = (ended or now) - started if started is not None else None
+            out[idx] = (max(0.0, waited), None if ran is None else max(0.0, ran))
+        return out
+
     def final_values(self, trial_indices: list[int] | None = None) -> dict[int, dict[str, float]]:
         """The last logged value (highest step) of every metric, per trial."""
         df = self.experiment.lookup_data(trial_indices=trial_indices).full_df
