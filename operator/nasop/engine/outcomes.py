@@ -33,6 +33,7 @@ def poll(book: Ledger, runner: TorchXTrialRunner, report: TickReport, now: float
             late = starting.track(book.state, index, obs, now, timeout, report)
             if late:
                 runner.stop(trial, reason=late)
+                starting.forget(book.state, index)
                 book.state.unstarted.append(index)
                 record_infra(book, trial, late, report, retry=False)
             continue
