@@ -60,6 +60,14 @@ def test_a_reason_is_recorded_after_the_grace_period_with_one_event_per_kind() -
     assert state.waits[0].startswith("ImagePullBackOff")  # not rewritten on every flip
 
 
+def test_a_container_being_created_is_said_but_is_no_event() -> None:
+    state = SearchState()
+    _track(state, 0, waits("ContainerCreating"), T0)
+    late, report = _track(state, 0, waits("ContainerCreating"), T0 + 30)
+    assert late is None and report.changed and not report.events
+    assert state.waits == {0: "ContainerCreating"}
+
+
 def test_a_started_trial_forgets_its_wait_and_is_never_pending_again() -> None:
     state = SearchState()
     _track(state, 0, waits(), T0)

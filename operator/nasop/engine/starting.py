@@ -6,7 +6,8 @@ waits, the runner's observation carries the reason the scheduler, kubelet or que
 
 - a trial seen running is *started* (`state.started`, the time); a local process starts at once;
 - a trial waiting longer than :data:`GRACE_SECONDS` has its reason recorded (`state.waits`) and
-  one `TrialWaiting` event per trial and kind of reason (`state.told`), not one per tick;
+  one `TrialWaiting` event per trial and kind of reason (`state.told`), not one per tick (none
+  for a container that is merely being created);
 - a trial still waiting after `spec.trial.startTimeout` fails (an infrastructure failure, not
   counted against budget.maxFailedTrials, not retried: its arm could not start either);
 - the search is *stalled* (:func:`stalled`) when trials wait, none runs, and none has started for
@@ -90,14 +91,14 @@ def track(
     state.waits[index] = obs.reason
     report.changed = True
     told = state.told.setdefault(index, [])
-    if kind not in told:
+    if kind not in told and kind not in waiting.BENIGN:  # a pod being created is no news
         told.append(kind)
         report.events.append(
             Event(
                 "TrialWaiting",
                 f"trial {index} has waited {formatting.seconds(waited)} to start: {obs.reason}",
                 index,
-                warning=kind not in waiting.BENIGN,
+                warning=True,
             )
         )
     return None

@@ -253,7 +253,9 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         if state is AppState.PENDING:  # say why, in the words of Kueue or the kubelet
             name = app_id.split(":")[1]
             selector = f"{JOB_NAME_LABEL}={name}"
-            message = waiting.job_reason(self._api_client(), job, selector) or message
+            # only what Kueue or the kubelet says: "pod not ready" alone would be a reason
+            # given for every pod that is about to run
+            message = waiting.job_reason(self._api_client(), job, selector)
         return DescribeAppResponse(app_id=app_id, state=state, msg=message)
 
     def _cancel_existing(self, app_id: str) -> None:
