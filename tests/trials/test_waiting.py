@@ -105,3 +105,22 @@ def test_a_reason_is_one_line_of_bounded_length():
     said = waiting.pod_reason(p)
     assert "\n" not in said and "line one line two" in said
     assert len(said) <= waiting.MAX_LEN
+
+
+def test_the_runner_says_a_pending_cluster_trial_waits_and_a_local_one_runs() -> None:
+    from ax.core.base_trial import TrialStatus
+    from torchx.specs import AppState, AppStatus
+
+    from nasop import spec
+    from nasop.trials.runner import TorchXTrialRunner
+
+    template = spec.TrialTemplate().dump()
+    cluster = TorchXTrialRunner("kubernetes_job", template, "/logs", "exp")
+    said = f"Unschedulable: {MISSING_CLAIM}"
+    obs = cluster._classify(None, "h", AppStatus(state=AppState.PENDING, msg=said))
+    assert (obs.status, obs.pending, obs.reason) == (TrialStatus.RUNNING, True, said)
+    obs = cluster._classify(None, "h", AppStatus(state=AppState.RUNNING))
+    assert (obs.status, obs.pending) == (TrialStatus.RUNNING, False)
+    local = TorchXTrialRunner("local_cwd", template, "/logs", "exp")
+    obs = local._classify(None, "h", AppStatus(state=AppState.PENDING))
+    assert (obs.status, obs.pending) == (TrialStatus.RUNNING, False)
