@@ -124,3 +124,104 @@ def test_the_runner_says_a_pending_cluster_trial_waits_and_a_local_one_runs() ->
     local = TorchXTrialRunner("local_cwd", template, "/logs", "exp")
     obs = local._classify(None, "h", AppStatus(state=AppState.PENDING))
     assert (obs.status, obs.pending) == (TrialStatus.RUNNING, False)
+
+
+class _Pods:
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+
+class _FakeApis:
+    """Stands in for kubernetes.client's CoreV1Api and CustomObjectsApi (whatever client they
+    are given), recording each read; serves pods by selector and objects by name."""
+
+    def __init__(self, pods: dict[str, list[dict[str, Any]]], objects: dict[str, Any]) -> None:
+        self.pods, self.objects, self.reads = pods, objects, []
+
+    def core(self, _client: Any) -> Any:
+        fake = self
+
+        class Core:
+            def list_namespaced_pod(self, namespace: str, label_selector: str, limit: int) -> Any:
+                fake.reads.append(("pods", namespace, label_selector))
+                return _Pods(fake.pods.get(label_selector, []))
+
+        return Core()
+
+    def custom(self, _client: Any) -> Any:
+        from kubernetes.client.rest import ApiException
+
+        fake = self
+
+        class Custom:
+            def list_namespaced_custom_object(self, **kw: Any) -> Any:
+                fake.reads.append((kw["plural"], kw["namespace"], kw["label_selector"]))
+                return {"items": fake.objects.get(kw["label_selector"], [])}
+
+            def get_namespaced_custom_object(self, **kw: Any) -> Any:
+                fake.reads.append((kw["plural"], kw["namespace"], kw["name"]))
+                if kw["name"] not in fake.objects:
+                    raise ApiException(status=404)
+                return fake.objects[kw["name"]]
+
+        return Custom()
+
+
+class _Client:
+    def sanitize_for_serialization(self, obj: Any) -> Any:
+        return obj  # the fake serves dicts already
+
+
+def _fake(monkeypatch: Any, pods: Any = None, objects: Any = None) -> _FakeApis:
+    from kubernetes import client as k8s
+
+    fake = _FakeApis(pods or {}, objects or {})
+    monkeypatch.setattr(k8s, "CoreV1Api", fake.core)
+    monkeypatch.setattr(k8s, "CustomObjectsApi", fake.custom)
+    return fake
+
+
+def test_a_pending_job_is_read_by_its_own_label_and_a_suspended_one_by_its_workload(
+    monkeypatch: Any,
+) -> None:
+    scheduled = pod([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                      "message": MISSING_CLAIM}])  # fmt: skip
+    selector = "batch.kubernetes.io/job-name=exp-t0"
+    wl = {"metadata": {"name": "job-exp-t0-x"}, "status": {}}
+    fake = _fake(monkeypatch, {selector: [scheduled]}, {"kueue.x-k8s.io/job-uid=u1": [wl]})
+    job = {"metadata": {"name": "exp-t0", "namespace": "ml", "uid": "u1"}, "spec": {}}
+    assert waiting.job_reason(_Client(), job, selector).startswith("Unschedulable: 0/1 nodes")
+    suspended = {**job, "spec": {"suspend": True}}
+    assert "job-exp-t0-x is waiting for admission" in waiting.job_reason(
+        _Client(), suspended, selector
+    )
+    assert fake.reads == [
+        ("pods", "ml", selector),
+        ("workloads", "ml", "kueue.x-k8s.io/job-uid=u1"),
+    ]
+
+
+def test_a_pending_volcano_job_is_read_by_its_pods_then_its_podgroup(monkeypatch: Any) -> None:
+    group = {"metadata": {"name": "exp-t0-u1"}, "status": {"phase": "Pending"}}
+    fake = _fake(monkeypatch, {}, {"exp-t0-u1": group})
+    job = {"metadata": {"name": "exp-t0", "namespace": "ml", "uid": "u1"}, "spec": {"queue": "q"}}
+    said = waiting.volcano_reason(_Client(), job)
+    assert said.startswith("PodGroupNotAdmitted: Volcano PodGroup exp-t0-u1 not admitted by queue")
+    assert fake.reads == [
+        ("pods", "ml", "volcano.sh/job-name=exp-t0"),
+        ("podgroups", "ml", "exp-t0-u1"),
+    ]
+    fake.objects = {"exp-t0": group}  # an older Volcano names the PodGroup after the job
+    assert waiting.kind(waiting.volcano_reason(_Client(), job)) == "PodGroupNotAdmitted"
+
+
+def test_a_failed_read_leaves_the_reason_unknown(monkeypatch: Any) -> None:
+    from kubernetes import client as k8s
+
+    def refuse(_client: Any) -> Any:
+        raise RuntimeError("403 forbidden")
+
+    monkeypatch.setattr(k8s, "CoreV1Api", refuse)
+    job = {"metadata": {"name": "j", "namespace": "ml", "uid": "u"}, "spec": {}}
+    assert waiting.job_reason(_Client(), job, "x=y") == ""
+    assert waiting.volcano_reason(_Client(), job) == ""
