@@ -344,9 +344,14 @@ class VolcanoPlayer:
         }
         created = self.cluster.create_object(PODGROUPS, body)
         created["status"] = self.podgroup(job)
-        self.cluster.replace_object(
-            PODGROUPS, meta["namespace"], name, created, subresource="status"
-        )
+        try:
+            self.cluster.replace_object(
+                PODGROUPS, meta["namespace"], name, created, subresource="status"
+            )
+        except ApiError as e:  # a CRD without the status subresource keeps it in the object
+            if e.code != 404:
+                raise
+            self.cluster.replace_object(PODGROUPS, meta["namespace"], name, created)
 
     def _set_status(
         self,
