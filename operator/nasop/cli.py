@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -180,7 +181,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         from nasop import progress
 
-        progress.print_front(status, manifest.spec, console=Console())
+        console = Console()
+        progress.print_front(status, manifest.spec, console=console)
+        progress.print_trials(search, console, now=time.time())
     search.close()
     return 0
 

@@ -129,6 +129,18 @@ _PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.trials.total",
         "description": "Trials created",
     },
+    {
+        "name": "Running",
+        "type": "integer",
+        "jsonPath": ".status.trials.running",
+        "description": "Trials whose pods run",
+    },
+    {
+        "name": "Pending",
+        "type": "integer",
+        "jsonPath": ".status.trials.pending",
+        "description": "Trials launched whose pods do not run yet (see the Reconciling condition)",
+    },
     {"name": "Completed", "type": "integer", "jsonPath": ".status.trials.completed", "priority": 1},
     {
         "name": "Pareto",

@@ -22,4 +22,16 @@ def number(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-__all__ = ["number"]
+def seconds(value: float) -> str:
+    """A duration as a person reads it: 42s, 12m30s, 1h05m."""
+    total = max(0, round(value))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        m, s = divmod(total, 60)
+        return f"{m}m{s:02d}s" if s else f"{m}m"
+    h, rest = divmod(total, 3600)
+    return f"{h}h{rest // 60:02d}m"
+
+
+__all__ = ["number", "seconds"]

@@ -17,6 +17,7 @@ _STYLE = {
     "TrialFailed": "red",
     "TrialEarlyStopped": "yellow",
     "TrialInterrupted": "yellow",
+    "TrialWaiting": "yellow",
 }
 
 
@@ -63,7 +64,8 @@ class SearchProgress:
         t = st.trials
         hv = f"{st.hypervolume:.4g}" if st.hypervolume is not None else "-"
         detail = (
-            f"running {t.running}  failed {t.failed}  stopped {t.early_stopped}  "
+            f"running {t.running}  pending {t.pending}  failed {t.failed}  "
+            f"stopped {t.early_stopped}  "
             f"front {st.pareto_size}  HV {hv}  [{st.generator or '-'}]"
         )
         done = t.completed + t.failed + t.early_stopped
@@ -73,6 +75,33 @@ class SearchProgress:
             detail=detail,
             total=self.search.spec.budget.max_trials,
         )
+
+
+def print_trials(search: Search, console: Console, now: float) -> None:
+    """Each launched trial: its state, how long it waited to start and how long it ran (a slow
+    cluster shows in "waited", a slow model in "ran"), and why it waits or ended."""
+    times = search.ledger.timings(now)
+    if not times:
+        return
+    pending, state = set(search.ledger.pending()), search.state
+    table = Table(title="Trials")
+    for name in ("trial", "status", "waited", "ran"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for idx, (waited, ran) in sorted(times.items()):
+        trial = search.experiment.trials[idx]
+        if idx in pending:
+            shown, why = "pending", state.waits.get(idx, "")
+        else:
+            shown, why = trial.status.name.lower().replace("_", " "), state.reasons.get(idx, "")
+        table.add_row(
+            str(idx),
+            shown,
+            "-" if waited is None else formatting.seconds(waited),
+            "-" if ran is None else formatting.seconds(ran),
+            why,
+        )
+    console.print(table)
 
 
 def print_front(

@@ -233,16 +233,23 @@ def trial_table(search: Search, status: NASExperimentStatus | None = None) -> st
     metrics = list(search.spec.metric_names)
     finals = search.ledger.final_values()
     front = {p.trial for p in (status or search.status()).pareto_front}
-    reasons = search.state.reasons
-    head = ["trial", "status", "generator", *params, *metrics, "Pareto", "reason"]
+    reasons, waits = search.state.reasons, search.state.waits
+    times = search.ledger.timings(search.clock())
+    pending = set(search.ledger.pending())
+    head = ["trial", "status", "waited", "ran", "generator", *params, *metrics, "Pareto", "reason"]
     rows = []
     for idx, trial in sorted(search.experiment.trials.items()):
         arm = getattr(trial, "arm", None)
         values = arm.parameters if arm is not None else {}
         reason = reasons.get(idx) or trial.status_reason or ""
+        if idx in pending:
+            reason = f"waiting: {waits[idx]}" if waits.get(idx) else "waiting to start"
+        waited, ran = times.get(idx, (None, None))
         cells = [
             str(idx),
-            trial.status.name.lower().replace("_", " "),
+            "pending" if idx in pending else trial.status.name.lower().replace("_", " "),
+            "" if waited is None else formatting.seconds(waited),
+            "" if ran is None else formatting.seconds(ran),
             report_history.generator_of(trial),
         ]
         cells += [_fmt(values.get(p, "")) for p in params]

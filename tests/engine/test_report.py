@@ -177,3 +177,39 @@ def test_page_states_its_size_and_carries_plotlyjs_once_packed(tmp_path: Any) ->
     assert gzip.decompress(base64.b64decode(blob)).decode("utf-8") == get_plotlyjs()
     assert abs(unpacked - len(get_plotlyjs())) <= 5_000
     assert size < 0.5 * len(get_plotlyjs())  # smaller than plotly.js alone, unpacked
+
+
+def test_the_trial_table_says_how_long_each_trial_waited_and_ran(tmp_path: Any) -> None:
+    """A cluster search: trial 0 waited 90 s for its pod and trained 10 min; trial 2 still waits,
+    with the scheduler's reason; trial 1 ended before start times were kept (shown blank)."""
+    import datetime
+
+    search = make_search(tmp_path, completed=2)
+    search.ledger.starts_at_once = False  # a cluster runner: launched is not started
+    launched = datetime.datetime(2026, 1, 5, 12, 0, 0)
+    done = search.experiment.trials[0]
+    done._time_run_started = launched
+    done._time_completed = launched + datetime.timedelta(seconds=690)
+    search.state.started[0] = launched.timestamp() + 90
+    claim = 'Unschedulable: persistentvolumeclaim "nasop-logs" not found'
+    waiting = add_trial(
+        search.experiment,
+        SyntheticTrial(
+            {"hidden_size_1": 16, "hidden_size_2": 16, "learning_rate": 1e-3},
+            status=TrialStatus.RUNNING,
+        ),
+    )
+    search.experiment.trials[waiting]._time_run_started = launched
+    search.state.waits[waiting] = claim
+    search.clock = lambda: launched.timestamp() + 300
+    table = report.trial_table(search)
+    rows = {
+        int(i): re.findall(r"<td>(.*?)</td>", row)
+        for i, row in re.findall(r'data-trial="(\d+)">(.*?)</tr>', table)
+    }
+    assert "<th>waited</th><th>ran</th>" in table
+    assert rows[0][1:4] == ["completed", "1m30s", "10m"]
+    assert rows[1][1:4] == ["completed", "", ""]
+    assert rows[waiting][1:4] == ["pending", "5m", ""]
+    assert rows[waiting][-1] == "waiting: " + claim.replace('"', "&quot;")
+    assert search.status().trials.pending == 1

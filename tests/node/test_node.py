@@ -308,3 +308,86 @@ def test_a_failing_trial_pod_is_a_failed_trial_with_its_stderr_and_delete_remove
     with pytest.raises(ApiError) as err:
         plane.request("GET", f"{EXPERIMENTS}/broken")
     assert err.value.code == 404
+
+
+def test_a_trial_whose_claim_does_not_exist_waits_stalls_and_starts_once_it_exists(
+    node_cluster: NodeCluster,
+) -> None:
+    """The trials mount a claim that does not exist (as a first-time user forgets it): Volcano's
+    scheduler cannot place the pod, and the search says so (pending, not running; the
+    scheduler's own words in Reconciling, then Stalled). Creating the claim lets the trial start;
+    Stalled clears by itself and the search finishes."""
+    plane = node_cluster.plane
+    exp = _experiment("claimless", 1, ["--dataset", "digits"])
+    exp["spec"]["trial"]["logs"] = {**exp["spec"]["trial"]["logs"], "claimName": "late-logs"}
+    exp["spec"]["trial"]["startTimeout"] = "4m"  # stalled after 2 minutes
+    plane.request("POST", EXPERIMENTS, exp)
+
+    def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+        conds = (obj.get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == type_), {})
+
+    def said() -> dict[str, Any] | None:
+        node_cluster.node.check_alive()
+        obj = plane.request("GET", f"{EXPERIMENTS}/claimless")
+        return obj if "late-logs" in condition(obj, "Reconciling").get("message", "") else None
+
+    obj = poll(said, 120, "the Reconciling message never named the missing claim", interval=1)
+    assert (obj["status"]["trials"]["pending"], obj["status"]["trials"]["running"]) == (1, 0)
+    print(f"\nReconciling: {condition(obj, 'Reconciling')['message']}", flush=True)
+    stalled = poll(
+        lambda: (
+            (o := plane.request("GET", f"{EXPERIMENTS}/claimless"))
+            and condition(o, "Stalled").get("status") == "True"
+            and o
+        ),
+        180,
+        "the search never became Stalled",
+        interval=2,
+    )
+    cond = condition(stalled, "Stalled")
+    assert cond["reason"] == "TrialsCannotStart" and "late-logs" in cond["message"], cond
+
+    # the user creates the claim (bound to a volume on the same host folder as nasop-logs)
+    plane.request(
+        "POST",
+        "/api/v1/persistentvolumes",
+        {
+            "metadata": {"name": "late-logs"},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(node_cluster.logs)},
+                "claimRef": {"namespace": NS, "name": "late-logs"},
+            },
+        },
+    )
+    plane.request(
+        "POST",
+        f"/api/v1/namespaces/{NS}/persistentvolumeclaims",
+        {
+            "metadata": {"name": "late-logs"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "10Gi"}},
+                "storageClassName": "",
+                "volumeName": "late-logs",
+            },
+        },
+    )
+    done = poll(
+        lambda: _phase(plane, "claimless", {"Succeeded", "Failed", "Invalid"}),
+        600,
+        "the search did not finish once the claim existed",
+        interval=2,
+    )
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert condition(done, "Stalled")["status"] == "False"
+    events = plane.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+    waiting = [
+        e["message"]
+        for e in events
+        if e.get("reason") == "TrialWaiting" and e["involvedObject"]["name"] == "claimless"
+    ]
+    assert len(waiting) == 1 and "late-logs" in waiting[0], waiting

@@ -15,6 +15,10 @@ per new pod, in a worker thread, does what a kubelet would report:
 
 A pod deleted meanwhile (its Job cancelled) has its process killed. The Job controller then
 judges the Job from these pod statuses, as on a real cluster.
+
+``waiting(pod)`` may keep a pod from starting: while it returns a status (as a scheduler or
+kubelet writes one for a pod that cannot start, e.g. :func:`unschedulable`, :func:`image_pull`),
+the pod stays ``Pending`` with that status; once it returns None, the pod is played as above.
 """
 
 from __future__ import annotations
@@ -71,6 +75,54 @@ def hold(pod: Mapping[str, Any], cancelled: threading.Event) -> PodOutcome:
     return PodOutcome(137, "")
 
 
+#: ``waiting(pod) -> status | None``: why the pod cannot start yet (None: it can)
+Waiting = Callable[[Mapping[str, Any]], dict[str, Any] | None]
+
+
+def unschedulable(message: str) -> dict[str, Any]:
+    """The status kube-scheduler writes on a pod it cannot place."""
+    return {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+                "lastTransitionTime": _now(),
+            }
+        ],
+    }
+
+
+def image_pull(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The status a kubelet writes on a pod whose image it cannot pull."""
+    container = pod["spec"]["containers"][0]
+    image = container.get("image", "")
+    return {
+        "phase": "Pending",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()},
+        ],
+        "containerStatuses": [
+            {
+                "name": container["name"],
+                "ready": False,
+                "restartCount": 0,
+                "image": image,
+                "imageID": "",
+                "started": False,
+                "state": {
+                    "waiting": {
+                        "reason": "ErrImagePull",
+                        "message": f'failed to pull and unpack image "{image}": not found',
+                    }
+                },
+            }
+        ],
+    }
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -91,9 +143,12 @@ class KubeletPlayer:
         *,
         namespace: str | None = None,
         poll_interval: float = 0.1,
+        waiting: Waiting | None = None,
     ) -> None:
         self.cluster = cluster
         self.outcome = outcome or run_command()
+        self.waiting = waiting
+        self._held: dict[str, str] = {}  # pod uid -> the waiting reason written
         self.namespace = namespace
         self.poll_interval = poll_interval
         #: pods started so far, in order: (namespace, name, job name)
@@ -143,6 +198,8 @@ class KubeletPlayer:
                     or (pod.get("status") or {}).get("phase") not in (None, "Pending")
                 ):
                     continue
+                if self._hold(pod):
+                    continue
                 self._seen[uid] = threading.Event()
                 worker = threading.Thread(
                     target=self._play,
@@ -153,6 +210,25 @@ class KubeletPlayer:
                 self._threads.append(worker)
                 worker.start()
             self._stop.wait(self.poll_interval)
+
+    def _hold(self, pod: dict[str, Any]) -> bool:
+        """Keep the pod Pending with the status `waiting` gives (written once per change)."""
+        status = self.waiting(pod) if self.waiting else None
+        if status is None:
+            return False
+        uid = pod["metadata"]["uid"]
+        key = repr(status.get("conditions", [{}])[0].get("reason")) + repr(
+            status.get("containerStatuses")
+        )
+        if self._held.get(uid) != key:
+            try:
+                self._status(pod, status)
+            except ApiError as e:
+                if e.code != 404:
+                    self.errors.append(e)
+                return True
+            self._held[uid] = key
+        return True
 
     def _play(self, pod: dict[str, Any], cancelled: threading.Event) -> None:
         meta = pod["metadata"]

@@ -19,7 +19,7 @@ from typing import Any
 import kubelet
 import kueue
 import pytest
-from scenario import EXP, HANDLERS, resource, wait_phase
+from scenario import EXP, HANDLERS, events, resource, wait_for, wait_phase
 
 pytestmark = [
     pytest.mark.operator,
@@ -146,3 +146,38 @@ async def test_kueue_admits_two_trials_at_a_time_and_the_search_finishes(
     assert len(suspended_seen) >= 2, suspended_seen
     workloads = cluster.list_objects(f"{KUEUE}/workloads", "default")
     assert len(workloads) >= 6  # Kueue's own record of each Job
+
+
+@pytest.mark.asyncio
+async def test_a_trial_larger_than_the_quota_says_kueues_reason_and_fails_to_start(
+    kueue_running, cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    """A trial asking for more CPU than the ClusterQueue has: its Workload is never admitted.
+    The Reconciling message and a TrialWaiting event carry Kueue's own reason; after
+    spec.trial.startTimeout the trial fails with it, and the search fails (no trial started)."""
+    _local_queue(cluster)
+    res = resource(
+        tmp_path, "huge", budget={"maxTrials": 1, "parallelism": 1}, optimizer={"method": "sobol"}
+    )
+    res["spec"]["trial"].update({"scheduler": "job", "queue": QUEUE, "startTimeout": "25s"})
+    res["spec"]["trial"]["resources"] = {"cpu": 4, "memMB": 512}
+    with kubelet.KubeletPlayer(cluster, namespace="default") as player:
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        cluster.create_object(EXP, res)
+
+        def said() -> dict[str, Any] | None:
+            obj = cluster.get_object(EXP, "default", "huge") or {}
+            for c in (obj.get("status") or {}).get("conditions") or []:
+                if c["type"] == "Reconciling" and "WorkloadNotAdmitted" in c["message"]:
+                    return obj
+            return None
+
+        obj = await wait_for(said, "Kueue's reason in the Reconciling message", 60)
+        assert obj["status"]["trials"]["pending"] == 1
+        done = await wait_phase(cluster, "huge", {"Succeeded", "Failed"}, timeout=120)
+    assert not player.errors and not player.started  # never admitted, never ran
+    [ev] = events(cluster, "TrialWaiting", "huge")
+    assert "Kueue workload" in ev["message"] and "quota" in ev["message"], ev["message"]
+    st = done["status"]
+    assert st["phase"] == "Failed" and "no trial could start" in st["message"], st
+    assert "WorkloadNotAdmitted" in st["message"]

@@ -36,6 +36,7 @@ from objects import Cluster
 
 JOBS = "batch.volcano.sh/v1alpha1/jobs"
 PODS = "v1/pods"
+PODGROUPS = "scheduling.volcano.sh/v1beta1/podgroups"
 TERMINAL = ("Completed", "Failed", "Aborted", "Terminated")
 
 
@@ -62,6 +63,24 @@ def succeed(job: Mapping[str, Any]) -> JobOutcome:
 
 def fail(job: Mapping[str, Any]) -> JobOutcome:
     return JobOutcome("Failed", message="failed by the test")
+
+
+def closed_queue(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A PodGroup's status while its queue does not admit it, as Volcano's scheduler writes it."""
+    queue = job["spec"].get("queue") or "default"
+    return {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "Unschedulable",
+                "status": "True",
+                "reason": "NotEnoughResources",
+                "message": f"queue {queue} is closed: 1/1 tasks in gang unschedulable",
+                "transitionID": "0",
+                "lastTransitionTime": _now(),
+            }
+        ],
+    }
 
 
 def tasks_of(job: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -171,6 +190,10 @@ class VolcanoPlayer:
         pending_seconds: how long a new job stays Pending before Running.
         completing: also pass through Volcano's ``Completing`` phase before ``Completed``.
         create_pods: create Pods for the tasks (owned by the job) and record their logs.
+        admitted: if given, a new job stays Pending until this is set (its queue admits it).
+        podgroup: if given, each job gets a PodGroup named as Volcano names it
+            (``<job>-<job uid>``, owned by the job) whose status is ``podgroup(job)``, as
+            Volcano's scheduler writes it while the job waits (e.g. :func:`closed_queue`).
     """
 
     def __init__(
@@ -183,7 +206,11 @@ class VolcanoPlayer:
         pending_seconds: float = 0.0,
         completing: bool = False,
         create_pods: bool = True,
+        admitted: threading.Event | None = None,
+        podgroup: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
+        self.admitted = admitted
+        self.podgroup = podgroup
         self.cluster = cluster
         self.outcome = outcome
         self.namespace = namespace
@@ -267,8 +294,13 @@ class VolcanoPlayer:
         try:
             tasks = [(t["name"], int(t.get("replicas", 1))) for t in tasks_of(job)]
             self._set_status(job, "Pending", {t: {"Pending": n} for t, n in tasks})
+            if self.podgroup is not None:
+                self._create_podgroup(job)
             if self._stop.wait(self.pending_seconds) or cancelled.is_set():
                 return
+            while self.admitted is not None and not self.admitted.wait(0.05):
+                if self._stop.is_set() or cancelled.is_set():
+                    return
             logs = self._create_pods(job) if self.create_pods else {}
             self._set_status(job, "Running", {t: {"Running": n} for t, n in tasks})
             result = _as_outcome(_call(self.outcome, job, cancelled, logs))
@@ -293,6 +325,37 @@ class VolcanoPlayer:
         except BaseException as e:  # surfaced by wait_for()
             self.errors.append(e)
             raise
+
+    def _create_podgroup(self, job: Mapping[str, Any]) -> None:
+        assert self.podgroup is not None
+        meta = job["metadata"]
+        name = f"{meta['name']}-{meta['uid']}"
+        owner = {
+            "apiVersion": "batch.volcano.sh/v1alpha1",
+            "kind": "Job",
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "controller": True,
+        }
+        body = {
+            "apiVersion": "scheduling.volcano.sh/v1beta1",
+            "kind": "PodGroup",
+            "metadata": {"name": name, "namespace": meta["namespace"], "ownerReferences": [owner]},
+            "spec": {
+                "minMember": int(job["spec"].get("minAvailable") or 1),
+                "queue": job["spec"].get("queue") or "default",
+            },
+        }
+        created = self.cluster.create_object(PODGROUPS, body)
+        created["status"] = self.podgroup(job)
+        try:
+            self.cluster.replace_object(
+                PODGROUPS, meta["namespace"], name, created, subresource="status"
+            )
+        except ApiError as e:  # a CRD without the status subresource keeps it in the object
+            if e.code != 404:
+                raise
+            self.cluster.replace_object(PODGROUPS, meta["namespace"], name, created)
 
     def _set_status(
         self,

@@ -33,9 +33,10 @@ def _health(obj: dict[str, Any], script: str | None = None) -> dict[str, str]:
     return {k: str(v) for k, v in dict(hs).items()}
 
 
-def _written(*phases: tuple[spec.Phase, int, str], generation: int = 1) -> dict[str, Any]:
+def _written(*phases: tuple[Any, ...], generation: int = 1) -> dict[str, Any]:
     """The resource after the operator's StatusWriter wrote one status per (phase, running,
-    message) in turn, the last for `generation`."""
+    message[, waiting]) in turn, the last for `generation`; `waiting` is what
+    conditions.from_phase takes about waiting trials (pending, waiting, stalled)."""
     writer = status_writer.StatusWriter(None, "default", "exp", None)
 
     class _Api:
@@ -43,13 +44,15 @@ def _written(*phases: tuple[spec.Phase, int, str], generation: int = 1) -> dict[
             pass
 
     writer.api = _Api()
-    for phase, running, message in phases:
+    for phase, running, message, *more in phases:
+        waiting = more[0] if more else {}
+        pending = waiting.get("pending", 0)
         st = spec.NASExperimentStatus(
             phase=phase,
             message=message or None,
-            trials=spec.TrialCounts(running=running),
+            trials=spec.TrialCounts(running=running - pending, pending=pending),
             conditions=conditions.from_phase(
-                phase, message, running=running, since=spec.now_rfc3339()
+                phase, message, running=running, since=spec.now_rfc3339(), **waiting
             ),
         ).dump()
         st["observedGeneration"] = generation
@@ -63,12 +66,24 @@ def _written(*phases: tuple[spec.Phase, int, str], generation: int = 1) -> dict[
 
 
 RUNNING = (spec.Phase.RUNNING, 2, "")
+CLAIM = 'Unschedulable: 0/1 nodes are available: persistentvolumeclaim "nasop-logs" not found'
+#: two trials launched, neither runs: waiting (progress expected), then stalled
+WAITING = (spec.Phase.RUNNING, 2, "", {"pending": 2, "waiting": CLAIM})
+STALLED = (
+    spec.Phase.RUNNING,
+    2,
+    "",
+    {"pending": 2, "waiting": CLAIM, "stalled": f"no trial has started for more than 5m; {CLAIM}"},
+)
 
 
 @pytest.mark.parametrize(
     "obj, status, message",
     [
         (_written(RUNNING), "Progressing", "2 trials running"),
+        (_written(WAITING), "Progressing", "0 trials running, 2 waiting: Unschedulable"),
+        (_written(WAITING, STALLED), "Degraded", "TrialsCannotStart: no trial has started"),
+        (_written(WAITING, STALLED, RUNNING), "Progressing", "2 trials running"),
         (
             _written(RUNNING, (spec.Phase.SUCCEEDED, 0, "all 4 trials done")),
             "Healthy",

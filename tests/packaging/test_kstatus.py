@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from chart_helpers import REPO_ROOT
-from test_argocd_health import RUNNING, _written
+from test_argocd_health import RUNNING, STALLED, WAITING, _written
 
 from nasop import spec
 from nasop.controller import status_writer
@@ -76,6 +76,9 @@ def test_flux_kstatus_reads_the_conditions(kstatus):
     }
     cases = [
         (_written(RUNNING), "InProgress", "2 trials running"),
+        (_written(WAITING), "InProgress", "2 waiting: Unschedulable"),
+        (_written(WAITING, STALLED), "Failed", 'persistentvolumeclaim "nasop-logs" not found'),
+        (_written(WAITING, STALLED, RUNNING), "InProgress", "2 trials running"),
         (_written(RUNNING, (spec.Phase.SUCCEEDED, 0, "all 4 trials done")), "Current", ""),
         (_written(RUNNING, (spec.Phase.FAILED, 0, "3 trials failed")), "Failed", "3 trials failed"),
         (invalid, "Failed", "spec.searchSpace[0].bounds: reversed"),

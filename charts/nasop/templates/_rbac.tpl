@@ -21,6 +21,10 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 - apiGroups: ["batch.volcano.sh"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "delete"]
+# A pending trial's PodGroup (named after its job): why Volcano does not admit or place it.
+- apiGroups: ["scheduling.volcano.sh"]
+  resources: ["podgroups"]
+  verbs: ["get"]
 {{- end }}
 {{- if has "job" .Values.rbac.trialSchedulers }}
 # Trials as batch/v1 Jobs (spec.trial.scheduler: job): the same calls as for Volcano jobs.
@@ -31,9 +35,14 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["localqueues"]
   verbs: ["get"]
+# A suspended trial Job's Workload (by its job-uid label): why Kueue does not admit it.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 {{- end }}
-# A trial's metrics: its job's pods are listed by job-name label (status: the termination
-# message), and their logs read (the contract's lines; a failed trial's log tail).
+# A trial's pods have generated names: list finds them by their job-name label, to read a
+# trial's metrics (its pods' logs and termination messages), the log tail of a failed trial, and
+# the reason a pending trial's pods wait (scheduling, image pull).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]

@@ -16,6 +16,11 @@ A condition follows from the phase alone, so one table says it all:
 | Failed     | False, Failed      | False, Failed                | True, Failed       |
 | Invalid    | False, Invalid     | False, Invalid               | True, Invalid      |
 
+One exception: a Running (or Suspended) search whose trials wait and none has started for a
+while (starting.stalled) is not making progress: Reconciling False and Stalled True, both with
+reason TrialsCannotStart and the waiting trials' reason (kstatus reads Reconciling before
+Stalled, so Reconciling must be False for Flux to say Failed). It clears when a trial starts.
+
 `SpecAccepted` is False (reason InvalidSpec) on an invalid manifest and False (ImmutableField)
 on a refused spec change; True otherwise.
 
@@ -35,6 +40,7 @@ RECONCILING = "Reconciling"
 STALLED = "Stalled"
 SPEC_ACCEPTED = "SpecAccepted"
 TYPES = (READY, RECONCILING, STALLED, SPEC_ACCEPTED)
+TRIALS_CANNOT_START = "TrialsCannotStart"
 
 _STALLED_PHASES = (spec.Phase.FAILED, spec.Phase.INVALID)
 _WORKING_PHASES = (spec.Phase.PENDING, spec.Phase.RUNNING)
@@ -51,27 +57,48 @@ def from_phase(
     running: int = 0,
     since: str = "",
     generation: int | None = None,
+    pending: int = 0,
+    waiting: str = "",
+    stalled: str = "",
 ) -> list[spec.Condition]:
     """Ready, Reconciling, Stalled and SpecAccepted for a search in `phase`.
 
     Args:
         phase: the search's phase.
         message: why the phase is what it is (shown on Ready, and on Stalled when stalled).
-        running: trials still running (a suspended search is reconciling until they end).
+        running: trials launched and not ended, pending ones included (a suspended search is
+            reconciling until they end).
+        pending: of those, the trials whose pods do not run yet.
+        waiting: why they wait (a summary of their reasons), "" when not known.
+        stalled: why nothing can start (starting.stalled), "" when trials start.
         since: the time of the last phase change (RFC 3339), the transition time to report.
         generation: the spec generation this status describes.
     """
     reason = phase.value
     reconciling = phase in _WORKING_PHASES or (phase is spec.Phase.SUSPENDED and running > 0)
-    stalled = phase in _STALLED_PHASES
-    trials = f"{running} trial{'' if running == 1 else 's'}"
+    stuck = bool(stalled) and reconciling
+    is_stalled = phase in _STALLED_PHASES or stuck
+    started = running - pending
+    trials = f"{started} trial{'' if started == 1 else 's'}"
+    if pending:
+        said = f": {waiting}" if waiting else " to start"
+        trials += f" running, {pending} waiting{said};"
+    else:
+        trials += " running;" if phase is not spec.Phase.SUSPENDED else " still running;"
     if reconciling and phase is spec.Phase.SUSPENDED:
-        busy = f"{trials} still running; no new trials are launched"
+        busy = f"{trials} no new trials are launched"
     elif reconciling:
-        busy = f"{trials} running; more are generated and launched"
+        busy = f"{trials} more are generated and launched"
     else:
         busy = message
     invalid = phase is spec.Phase.INVALID
+    stall_reason, stall_message = reason, message if is_stalled else ""
+    if stuck:
+        reconciling, busy = False, stalled
+        stall_reason = reconcile_reason = TRIALS_CANNOT_START
+        stall_message = stalled
+    else:
+        reconcile_reason = reason
 
     def cond(type_: str, status: bool, reason_: str, message_: str) -> spec.Condition:
         return spec.Condition(
@@ -85,8 +112,8 @@ def from_phase(
 
     return [
         cond(READY, phase is spec.Phase.SUCCEEDED, reason, message),
-        cond(RECONCILING, reconciling, reason, busy),
-        cond(STALLED, stalled, reason, message if stalled else ""),
+        cond(RECONCILING, reconciling, reconcile_reason, busy),
+        cond(STALLED, is_stalled, stall_reason, stall_message),
         cond(
             SPEC_ACCEPTED,
             not invalid,
@@ -127,4 +154,13 @@ def settle(
     return out
 
 
-__all__ = ["READY", "RECONCILING", "SPEC_ACCEPTED", "STALLED", "TYPES", "from_phase", "settle"]
+__all__ = [
+    "READY",
+    "RECONCILING",
+    "SPEC_ACCEPTED",
+    "STALLED",
+    "TRIALS_CANNOT_START",
+    "TYPES",
+    "from_phase",
+    "settle",
+]

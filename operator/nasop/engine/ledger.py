@@ -25,6 +25,14 @@ class Ledger:
     experiment: Experiment
     state: SearchState
     spec: NASExperimentSpec
+    starts_at_once: bool = False  # local processes: never pending
+
+    def pending(self) -> list[int]:
+        """Launched trials not seen started yet (their pods wait), in launch order."""
+        if self.starts_at_once:
+            return []
+        started = self.state.started
+        return [t.index for t in self.trials_in(TrialStatus.RUNNING) if t.index not in started]
 
     def trials_in(self, *statuses: TrialStatus) -> list[BaseTrial]:
         return [t for t in self.experiment.trials.values() if t.status in statuses]
@@ -82,14 +90,38 @@ class Ledger:
 
     def counts(self) -> TrialCounts:
         by = Counter(t.status for t in self.experiment.trials.values())
+        pending = len(self.pending())
         return TrialCounts(
             total=len(self.experiment.trials),
-            running=by[TrialStatus.RUNNING],
+            pending=pending,
+            running=by[TrialStatus.RUNNING] - pending,
             completed=by[TrialStatus.COMPLETED],
             failed=by[TrialStatus.FAILED] + by[TrialStatus.ABANDONED],
             early_stopped=by[TrialStatus.EARLY_STOPPED],
             warm_started=len(self.state.warm),
         )
+
+    def timings(self, now: float) -> dict[int, tuple[float | None, float | None]]:
+        """Per launched trial, seconds it waited to start and seconds it ran (None: unknown,
+        or never started), so a slow cluster can be told from a slow model."""
+        out: dict[int, tuple[float | None, float | None]] = {}
+        for idx, trial in self.experiment.trials.items():
+            if trial.time_run_started is None or idx in self.state.warm:
+                continue
+            launched = trial.time_run_started.timestamp()
+            ended = trial.time_completed.timestamp() if trial.time_completed else None
+            started = self.state.started.get(idx)
+            if (
+                started is None
+                and trial.status is not TrialStatus.RUNNING
+                and (idx not in self.state.unstarted)
+            ):
+                out[idx] = (None, None)  # ended before start times were recorded
+                continue
+            waited = (started or ended or now) - launched
+            ran = (ended or now) - started if started is not None else None
+            out[idx] = (max(0.0, waited), None if ran is None else max(0.0, ran))
+        return out
 
     def final_values(self, trial_indices: list[int] | None = None) -> dict[int, dict[str, float]]:
         """The last logged value (highest step) of every metric, per trial."""

@@ -12,7 +12,7 @@ from ax.core.base_trial import BaseTrial, TrialStatus
 from ax.utils.common.result import Ok
 
 from nasop import formatting, spec
-from nasop.engine import stopping, strategy
+from nasop.engine import starting, stopping, strategy
 from nasop.engine.events import Event, TickReport
 from nasop.engine.ledger import Ledger
 from nasop.trials.metric import fetch_problem
@@ -21,15 +21,23 @@ from nasop.trials.runner import TorchXTrialRunner
 MAX_INFRA_RETRIES = 2  # an arm interrupted more often than this is not run again
 
 
-def poll(book: Ledger, runner: TorchXTrialRunner, report: TickReport) -> None:
-    """Record the trials that ended since the last tick."""
+def poll(book: Ledger, runner: TorchXTrialRunner, report: TickReport, now: float) -> None:
+    """Record the trials that started or ended since the last tick, why the others wait, and
+    whether the search is stalled (starting.py)."""
     running = book.trials_in(TrialStatus.RUNNING)
-    if not running:
-        return
-    for index, obs in runner.observe(running).items():
+    timeout = book.spec.trial.start_timeout_seconds
+    seen = runner.observe(running) if running else {}
+    for index, obs in seen.items():
         trial = book.experiment.trials[index]
         if obs.status is TrialStatus.RUNNING:
+            late = starting.track(book.state, index, obs, now, timeout, report)
+            if late:
+                runner.stop(trial, reason=late)
+                starting.forget(book.state, index)
+                book.state.unstarted.append(index)
+                record_infra(book, trial, late, report, retry=False)
             continue
+        starting.forget(book.state, index)
         report.changed = True
         if obs.status is TrialStatus.COMPLETED:
             complete(book, trial, report)
@@ -43,6 +51,9 @@ def poll(book: Ledger, runner: TorchXTrialRunner, report: TickReport) -> None:
         else:
             fail(book, trial, obs.reason, report)
         runner.forget_output(trial)
+    pending = book.pending()
+    started_running = len(book.trials_in(TrialStatus.RUNNING)) - len(pending)
+    report.changed |= starting.update_stall(book.state, pending, started_running, now, timeout)
 
 
 def complete(book: Ledger, trial: BaseTrial, report: TickReport) -> None:
@@ -81,9 +92,15 @@ def fail(book: Ledger, trial: BaseTrial, reason: str, report: TickReport, detail
 
 
 def record_infra(
-    book: Ledger, trial: BaseTrial, reason: str, report: TickReport, abandon: bool = False
+    book: Ledger,
+    trial: BaseTrial,
+    reason: str,
+    report: TickReport,
+    abandon: bool = False,
+    retry: bool = True,
 ) -> None:
-    """Not the trainer's fault: does not count against budgets; the arm runs again."""
+    """Not the trainer's fault: does not count against budgets; the arm runs again (unless
+    `retry` is False: a trial that could not start would not start again either)."""
     book.state.reasons[trial.index] = reason
     book.state.infra.append(trial.index)
     if abandon:
@@ -92,7 +109,9 @@ def record_infra(
         trial.mark_failed(reason=reason, unsafe=True)
     arm = _arm_name(trial)
     retries = len([i for i in book.state.infra if _arm_name(book.experiment.trials[i]) == arm])
-    if retries <= MAX_INFRA_RETRIES and not book.spec.suspend:
+    if not retry:
+        what = "not retried"
+    elif retries <= MAX_INFRA_RETRIES and not book.spec.suspend:
         book.state.requeue.append(trial.index)
         what = "will be retried"
     else:

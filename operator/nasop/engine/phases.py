@@ -47,7 +47,12 @@ def deadline(state: SearchState, spec_: spec.NASExperimentSpec) -> float:
 def decide(
     state: SearchState, counts: Counts, spec_: spec.NASExperimentSpec, now: float
 ) -> Decision:
-    """The phase the search is in now, with the message the status shows."""
+    """The phase the search is in now, with the message the status shows.
+
+    Failed: too many infrastructure failures; no trial could start (two rounds of
+    budget.parallelism trials, or budget.maxTrials, waited past spec.trial.startTimeout and
+    none ever started); more user failures than budget.maxFailedTrials; or nothing left to do
+    and nothing completed."""
     budget = spec_.budget
     infra = len(state.infra)
     if infra > max(10, 2 * budget.max_trials) and not counts.running:
@@ -55,6 +60,15 @@ def decide(
         return Decision(
             spec.Phase.FAILED,
             f"{infra} trials could not run for infrastructure reasons; last: {last}",
+        )
+    unstarted = len(state.unstarted)
+    if not state.started and unstarted >= min(2 * budget.parallelism, budget.max_trials):
+        last = state.reasons.get(state.unstarted[-1], "")
+        return Decision(
+            spec.Phase.FAILED,
+            f"no trial could start: {unstarted} trials waited longer than "
+            f"spec.trial.startTimeout and none ever ran; last: trial {state.unstarted[-1]} {last}",
+            abandon_running=True,
         )
     if counts.user_failures > budget.max_failed_trials:
         return Decision(

@@ -55,7 +55,7 @@ class Search:
         self.runner = self.experiment.runner = runner
         self.state: SearchState = SearchState.read(self.experiment)
         self.state.begin(spec.now_rfc3339(), self.clock())
-        self.ledger = Ledger(self.experiment, self.state, spec_)
+        self.ledger = Ledger(self.experiment, self.state, spec_, starts_at_once=runner.is_local)
         self.generation = Generation(self.strategy)
         self.last_generation_seconds: float | None = None
         self._pending_events: list[Event] = []
@@ -146,7 +146,7 @@ class Search:
         book, runner = self.ledger, self.runner
         if not generating:  # launching saves first, which must not race the worker
             launching.recover_candidates(book, runner, self.save, report)
-        outcomes.poll(book, runner, report)
+        outcomes.poll(book, runner, report, self.clock())
         outcomes.fix_reference(book, report)
         outcomes.early_stop(book, runner, report)
         outcomes.check_convergence(book, report)
@@ -171,7 +171,7 @@ class Search:
         if decision.abandon_running:
             outcomes.abandon_running(self.ledger, self.runner, "search failed")
         report.changed |= phases.apply(self.state, decision, report.events)
-        status.track_conditions(self.state, self.ledger.counts().running)
+        status.track_conditions(self.ledger)
 
     def _start_generation(self, report: TickReport) -> None:
         if phases.out_of_time(self.state, self.spec, self.clock()):

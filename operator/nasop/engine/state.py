@@ -41,6 +41,14 @@ class SearchState:
     exhausted: bool = False  # the generation strategy has nothing more to propose
     generator: str | None = None  # the node that proposed the last trial
     condition_times: dict[str, list[str]] = field(default_factory=dict)  # type -> [status, time]
+    # starting.py: when each trial was first seen waiting and seen started (clock() seconds),
+    # why a waiting trial waits, the reason kinds an event was sent for, why nothing starts
+    pending_since: dict[int, float] = field(default_factory=dict)
+    started: dict[int, float] = field(default_factory=dict)
+    waits: dict[int, str] = field(default_factory=dict)
+    told: dict[int, list[str]] = field(default_factory=dict)
+    unstarted: list[int] = field(default_factory=list)  # failed: never started in time
+    stalled: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only (stores serialise it as JSON); optional fields when set."""
@@ -54,6 +62,12 @@ class SearchState:
             "requeue": list(self.requeue),
             "warm": {str(i): src for i, src in self.warm.items()},
             "conditionTimes": {k: list(v) for k, v in self.condition_times.items()},
+            "pendingSince": {str(i): t for i, t in self.pending_since.items()},
+            "started": {str(i): t for i, t in self.started.items()},
+            "waits": {str(i): r for i, r in self.waits.items()},
+            "told": {str(i): list(k) for i, k in self.told.items()},
+            "unstarted": list(self.unstarted),
+            "stalled": self.stalled,
         }
         optional = {
             "fingerprint": self.fingerprint,
@@ -108,6 +122,12 @@ class SearchState:
             exhausted=bool(data.get("exhausted")),
             generator=data.get("generator"),
             condition_times={k: list(v) for k, v in (data.get("conditionTimes") or {}).items()},
+            pending_since={int(i): float(t) for i, t in (data.get("pendingSince") or {}).items()},
+            started={int(i): float(t) for i, t in (data.get("started") or {}).items()},
+            waits={int(i): str(r) for i, r in (data.get("waits") or {}).items()},
+            told={int(i): [str(k) for k in ks] for i, ks in (data.get("told") or {}).items()},
+            unstarted=[int(i) for i in data.get("unstarted") or []],
+            stalled=data.get("stalled") or "",
         )
 
 

@@ -3,8 +3,10 @@ operator."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from nasop import spec
-from nasop.engine import conditions, pareto
+from nasop.engine import conditions, pareto, starting
 from nasop.engine.ledger import Ledger
 from nasop.engine.state import SearchState
 
@@ -21,9 +23,7 @@ def build(book: Ledger, front: pareto.Front) -> spec.NASExperimentStatus:
     times = state.condition_times
     conds = [
         c.model_copy(update={"last_transition_time": times[c.type][1]}) if c.type in times else c
-        for c in conditions.from_phase(
-            state.phase, state.message, running=trials.running, since=state.start_time
-        )
+        for c in conditions.from_phase(state.phase, state.message, **_activity(book, trials))
     ]
     inferred = [o.metric for o in book.spec.objectives if o.threshold is None]
     if inferred and front.reference:
@@ -65,11 +65,23 @@ def _inferred_condition(metrics: list[str], state: SearchState) -> spec.Conditio
     )
 
 
-def track_conditions(state: SearchState, running: int) -> None:
+def _activity(book: Ledger, trials: spec.TrialCounts) -> dict[str, Any]:
+    """What the conditions say about the trials: launched, waiting (and why), stalled."""
+    return {
+        "running": trials.running + trials.pending,
+        "pending": trials.pending,
+        "waiting": starting.summary(book.state, book.pending()),
+        "stalled": book.state.stalled,
+        "since": book.state.start_time,
+    }
+
+
+def track_conditions(book: Ledger) -> None:
     """Record when each condition last changed status (state.condition_times), so that
     `nasop status` reports transition times as the operator keeps them (conditions.settle)."""
     now = spec.now_rfc3339()
-    for c in conditions.from_phase(state.phase, running=running):
+    state = book.state
+    for c in conditions.from_phase(state.phase, **_activity(book, book.counts())):
         if state.condition_times.get(c.type, [None])[0] != c.status:
             state.condition_times[c.type] = [c.status, now]
 

@@ -22,7 +22,10 @@ class Phase(str, enum.Enum):
 
 class TrialCounts(WireModel):
     total: int = Field(default=0, description="Trials created.")
-    running: int = Field(default=0, description="Trials launched and not finished.")
+    pending: int = Field(
+        default=0, description="Trials launched whose pods do not run yet (waiting to start)."
+    )
+    running: int = Field(default=0, description="Trials whose pods run (started, not finished).")
     completed: int = Field(default=0, description="Trials that finished with data.")
     failed: int = Field(default=0, description="Trials that failed.")
     early_stopped: int = Field(default=0, description="Trials stopped early.")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from nasop.spec.base import WireModel
+from nasop.spec.parsing import parse_duration
 
 
 class Resources(WireModel):
@@ -78,6 +79,15 @@ class TrialTemplate(WireModel):
         "an unqueued Job.",
     )
 
+    start_timeout: str = Field(
+        default="30m",
+        alias="startTimeout",
+        description="How long a launched trial may wait for its pods to run (scheduling, "
+        "image pull, queue admission) before it fails with the reason it waited (an "
+        "infrastructure failure: not counted against budget.maxFailedTrials). The search is "
+        "Stalled when no trial has started for 5m (or half this, if shorter) while trials wait.",
+    )
+
     pack: Pack | None = Field(
         default=None,
         description="Train up to pack.maxTrials trials in one process (NASOP_PACK); "
@@ -87,6 +97,17 @@ class TrialTemplate(WireModel):
     @property
     def volcano_queue(self) -> str:
         return self.queue or "default"
+
+    @property
+    def start_timeout_seconds(self) -> float:
+        return parse_duration(self.start_timeout)
+
+    @field_validator("start_timeout")
+    @classmethod
+    def _start_timeout_parses(cls, v: str) -> str:
+        if parse_duration(v) <= 0:
+            raise ValueError(f"{v!r} must be a positive duration such as 30m")
+        return v
 
     @field_validator("command")
     @classmethod

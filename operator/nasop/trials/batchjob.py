@@ -24,6 +24,7 @@ from torchx.schedulers.ids import make_unique
 from torchx.specs import AppDef, AppDryRunInfo, AppState, runopts
 
 from nasop import spec
+from nasop.trials import waiting
 
 log = logging.getLogger(__name__)
 
@@ -244,11 +245,18 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         return self._api_client().sanitize_for_serialization(job)
 
     def describe(self, app_id: str) -> DescribeAppResponse | None:
-        """None when the Job is gone; every phase and condition mapped by `job_state`."""
+        """None when the Job is gone; every phase and condition mapped by `job_state`; a
+        pending Job's message says why it waits (waiting.job_reason)."""
         job = self._get(app_id)
         if job is None:
             return None
         state, message = job_state(job)
+        if state is AppState.PENDING:  # say why, in the words of Kueue or the kubelet
+            name = app_id.split(":")[1]
+            selector = f"{JOB_NAME_LABEL}={name}"
+            # only what Kueue or the kubelet says: "pod not ready" alone would be a reason
+            # given for every pod that is about to run
+            message = waiting.job_reason(self._api_client(), job, selector)
         return DescribeAppResponse(app_id=app_id, state=state, msg=message)
 
     def _cancel_existing(self, app_id: str) -> None:

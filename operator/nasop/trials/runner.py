@@ -39,13 +39,15 @@ log = logging.getLogger(__name__)
 APP_HANDLE = "app_handle"
 LOG_DIR = RUN_METADATA_KEY
 
-_RUNNING_STATES = {
+#: launched, not started: its pods wait to be scheduled, admitted or pulled (the reason is in
+#: the app status's msg, see waiting.py)
+_PENDING_STATES = {
     specs.AppState.UNSUBMITTED,
     specs.AppState.SUBMITTED,
     specs.AppState.PENDING,
-    specs.AppState.RUNNING,
     specs.AppState.UNKNOWN,  # e.g. a Volcano job with no status yet: not a failure
 }
+_RUNNING_STATES = {specs.AppState.RUNNING, *_PENDING_STATES}
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,10 @@ class TrialObservation:
     """What the scheduler says about one trial right now."""
 
     status: TrialStatus
-    reason: str = ""
+    reason: str = ""  # why it ended; while pending, why it waits ("" when not known)
     infrastructure: bool = False  # vanished/evicted rather than a non-zero exit
+    #: RUNNING only: launched but not started (its pods do not run yet); None: not known now
+    pending: bool | None = False
 
 
 TorchXFactory = Callable[[], torchx_runner.Runner]
@@ -312,7 +316,10 @@ class TorchXTrialRunner(Runner):
                 status, reason, infra = packs.member_status(
                     trial.run_metadata[LOG_DIR], (pack.status, pack.reason, pack.infrastructure)
                 )
-                out[trial.index] = TrialObservation(status, reason, infra)
+                if status is TrialStatus.RUNNING and pack.pending is not False:
+                    reason = pack.reason  # the pack's pod waits: so does each member
+                pending = pack.pending if status is TrialStatus.RUNNING else False
+                out[trial.index] = TrialObservation(status, reason, infra, pending)
                 continue
             if not handle:
                 out[trial.index] = TrialObservation(
@@ -323,7 +330,7 @@ class TorchXTrialRunner(Runner):
                 status = self.torchx.status(handle)
             except Exception as e:  # scheduler unreachable: keep it running, look again later
                 log.warning("status of %s failed: %s", handle, e)
-                out[trial.index] = TrialObservation(TrialStatus.RUNNING)
+                out[trial.index] = TrialObservation(TrialStatus.RUNNING, pending=None)
                 continue
             if status is None and self.is_local:
                 out[trial.index] = self._classify_orphan(trial, handle)
@@ -361,6 +368,11 @@ class TorchXTrialRunner(Runner):
                 TrialStatus.FAILED,
                 f"app {handle} vanished from the scheduler without a cancel",
                 infrastructure=True,
+            )
+        if status.state in _PENDING_STATES and not self.is_local:  # a local process runs at once
+            why = (status.msg or "").strip()
+            return TrialObservation(
+                TrialStatus.RUNNING, "" if why == "<NONE>" else why, pending=True
             )
         if status.state in _RUNNING_STATES:
             return TrialObservation(TrialStatus.RUNNING)

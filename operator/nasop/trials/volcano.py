@@ -24,6 +24,7 @@ from torchx.schedulers.api import DescribeAppResponse
 from torchx.specs import AppDef, AppDryRunInfo, AppState
 
 from nasop import spec
+from nasop.trials import waiting
 
 # Every Volcano job phase (volcano.sh/apis batch/v1alpha1 JobPhase): anything not finished is
 # running, so a queued or restarting job is never taken for a failed one.
@@ -101,6 +102,8 @@ class VolcanoScheduler(ks.KubernetesScheduler):
             raise
         state = job_state(job)
         msg = ((job.get("status") or {}).get("state") or {}).get("message") or ""
+        if state in (AppState.PENDING, AppState.UNKNOWN):  # say why, in Volcano's words
+            msg = waiting.volcano_reason(self._api_client(), job) or msg
         return DescribeAppResponse(app_id=app_id, state=state, msg=msg)
 
     def _cancel_existing(self, app_id: str) -> None:
