@@ -50,7 +50,16 @@ def poll(book: Ledger, runner: TorchXTrialRunner, report: TickReport, now: float
             record_infra(book, trial, obs.reason, report)
         else:
             fail(book, trial, obs.reason, report)
-        runner.forget_output(trial)
+        refused = runner.forget_output(trial)
+        if refused:  # nothing a trial printed is dropped silently
+            report.events.append(
+                Event(
+                    "TrialOutputRefused",
+                    f"trial {index}: output refused: {refused}",
+                    index,
+                    warning=True,
+                )
+            )
     pending = book.pending()
     started_running = len(book.trials_in(TrialStatus.RUNNING)) - len(pending)
     report.changed |= starting.update_stall(book.state, pending, started_running, now, timeout)

@@ -290,10 +290,15 @@ class TorchXTrialRunner(Runner):
             self._outputs[folder] = reader
         return reader.read(), member
 
-    def forget_output(self, trial: BaseTrial) -> None:
-        """Drop the reader of an ended lone trial (a pack's stays while members run)."""
-        if not trial.run_metadata.get(packs.PACK_DIR):
-            self._outputs.pop(trial.run_metadata.get(LOG_DIR, ""), None)
+    def forget_output(self, trial: BaseTrial) -> str:
+        """Drop the reader of an ended lone trial (a pack's stays while members run); returns
+        what its output had refused (lines by reason, sequence gaps), "" when nothing."""
+        meta = trial.run_metadata
+        if meta.get(packs.PACK_DIR):
+            reader = self._outputs.get(meta[packs.PACK_DIR])
+        else:
+            reader = self._outputs.pop(meta.get(LOG_DIR, ""), None)
+        return reader.collector.problems() if reader is not None else ""
 
     @property
     def run_metadata_report_keys(self) -> list[str]:
