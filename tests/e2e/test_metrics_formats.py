@@ -30,6 +30,7 @@ def _run(tmp_path, name: str, fmt: str, trainer_format: str) -> tuple[int, dict,
     )
     data["spec"]["trial"]["metricsFormat"] = fmt
     data["spec"]["trial"]["args"] = [f"--format={trainer_format}"]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = write_manifest(str(tmp_path / f"{name}.yaml"), data)
     state = ["--state-dir", str(tmp_path / "state")]
     run = subprocess.run(
