@@ -11,68 +11,16 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pathlib
 import random
 
 import pytest
 from ax.core.base_trial import TrialStatus
+from state_builders import ENDS, FIXTURE, METRICS, assert_equal, grow, new_search
 
 from nasop import errors
 from nasop.state import codec, files, layout
 from nasop.state.base import Snapshot
 from nasop.trials import registry
-from stubs import manifest
-from synthetic_trials import SyntheticTrial, add_trial, search_with_trials
-
-FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "v1-configmap-state.json.gz"
-METRICS = ("val_acc", "num_params", "val_loss")
-ENDS = [TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.EARLY_STOPPED]
-
-
-def new_search(tmp_path, name="split"):
-    return search_with_trials(
-        manifest(name, outcomeConstraints=["val_loss <= 10"]), str(tmp_path / "logs")
-    )
-
-
-def grow(search, n, rnd, status=TrialStatus.COMPLETED, epochs=20):
-    """n trials with `epochs`-point curves on three metrics, proposed by the strategy (its
-    generator runs are the trials' own, as in a real search), each with a reason."""
-    out = []
-    for _ in range(n):
-        trial = SyntheticTrial(
-            {
-                "hidden_size_1": rnd.randint(16, 128),
-                "hidden_size_2": 16,
-                "learning_rate": 0.001,
-                "dropout": 0.1,
-                "batch_size": 64,
-                "epochs": 2,
-            },
-            {m: [rnd.random() for _ in range(epochs)] for m in METRICS},
-            status=status,
-            reason="OOMKilled" if status is TrialStatus.FAILED else None,
-        )
-        index = add_trial(search.experiment, trial)
-        search.strategy._generator_runs.append(search.experiment.trials[index].generator_run)
-        search.state.reasons[index] = f"{status.name.lower()} #{index}"
-        out.append(index)
-    return out
-
-
-def ax_round_trip(snapshot):
-    return codec.from_bytes(codec.to_bytes(snapshot, registry.bundle()), registry.bundle())
-
-
-def assert_equal(back, snapshot):
-    """`back` equals Ax's own round trip of `snapshot`, and its strategy's runs are its trials'."""
-    ref = ax_round_trip(snapshot)
-    assert back.experiment == ref.experiment
-    assert back.experiment.data == ref.experiment.data
-    assert back.strategy == ref.strategy
-    assert back.experiment._properties == ref.experiment._properties
-    trial_runs = {id(t.generator_run) for t in back.experiment.trials.values()}
-    assert all(id(gr) in trial_runs for gr in back.strategy._generator_runs)
 
 
 def test_split_and_join_give_back_the_snapshot(tmp_path):
@@ -114,7 +62,7 @@ def test_each_save_writes_the_core_and_at_most_one_chunk(tmp_path):
     chunk_dir = tmp_path / "state" / "split.chunks"
     seen: dict[str, tuple[int, int, bytes]] = {}
     writes, core_sizes = [], []
-    for n in range(1, 41):
+    for _ in range(40):
         grow(s, 1, rnd)
         before = store.writes
         store.save(name="split", snapshot=s.snapshot())
@@ -143,8 +91,10 @@ def test_a_sealed_trial_that_changes_is_saved_in_the_core(tmp_path):
     s = new_search(tmp_path)
     grow(s, 7, rnd)
     store.save(name="split", snapshot=s.snapshot())
-    chunks = {f: (tmp_path / "state" / "split.chunks" / f).read_bytes() for f in
-              os.listdir(tmp_path / "state" / "split.chunks")}
+    chunks = {
+        f: (tmp_path / "state" / "split.chunks" / f).read_bytes()
+        for f in os.listdir(tmp_path / "state" / "split.chunks")
+    }
     assert len(chunks) == 2
     s.experiment.trials[1].mark_failed(reason="found broken later", unsafe=True)
     s.state.reasons[1] = "found broken later"

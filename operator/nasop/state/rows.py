@@ -55,9 +55,7 @@ def encode(rows: Sequence[DataRow], registry: RegistryBundleBase) -> dict[str, A
     return {"segments": segments}
 
 
-def decode(
-    doc: dict[str, Any], trial_index: int, registry: RegistryBundleBase
-) -> list[DataRow]:
+def decode(doc: dict[str, Any], trial_index: int, registry: RegistryBundleBase) -> list[DataRow]:
     """The rows `encode` was given, for the trial of this index."""
     if "ax" in doc:
         data = object_from_json(
