@@ -76,9 +76,9 @@ class ConfigMapStore(ExperimentStore):
 
     def load(self, *, name: str) -> Snapshot | None:
         cm = self._read(configmap_name(name))
-        raw = (cm.binary_data or {}).get(KEY) if cm is not None else None
-        if not raw:
+        if cm is None or not (cm.binary_data or {}).get(KEY):
             return None
+        raw = cm.binary_data[KEY]
         core = layout.from_bytes(base64.b64decode(raw))
         chunks: dict[str, dict[str, Any]] = {}
         for key in layout.chunk_keys(core) if layout.is_core(core) else []:

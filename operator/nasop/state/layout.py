@@ -208,12 +208,13 @@ def split(
     book = {k: dict(v) for k, v in written.book.items()}
     new_chunks: dict[str, dict[str, Any]] = {}
     for group in to_seal:
-        doc = {"format": CHUNK_FORMAT, "records": [record(i) for i in group]}
+        records = [record(i) for i in group]
+        doc: dict[str, Any] = {"format": CHUNK_FORMAT, "records": records}
         sha = _sha(dumps(doc))
         ref = ChunkRef(f"{len(chunks):05d}-{sha[:16]}", sha, len(group))
         chunks.append(ref)
         new_chunks[ref.key] = doc
-        for rec in doc["records"]:
+        for rec in records:
             sealed[rec["index"]] = fingerprint(trials[rec["index"]])
             for k, v in (rec.get("book") or {}).items():
                 book.setdefault(k, {})[str(rec["index"])] = v
