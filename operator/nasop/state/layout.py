@@ -30,6 +30,7 @@ import gzip
 import hashlib
 import json
 import operator
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,7 +77,7 @@ class Written:
     sealed: dict[int, Fingerprint | None] = dataclasses.field(default_factory=dict)  # None: changed
     book: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # sealed entries
     core_sha256: str | None = None
-    experiment: int | None = None  # id() of the experiment object it describes
+    experiment: weakref.ref[Experiment] | None = None  # the experiment object it describes
 
 
 @dataclasses.dataclass
@@ -151,7 +152,7 @@ def split(
 ) -> Plan:
     """Plan the save of `snapshot` on top of what was `written` (None: nothing yet)."""
     experiment, strategy = snapshot.experiment, snapshot.strategy
-    if written is None or written.experiment != id(experiment):
+    if written is None or written.experiment is None or written.experiment() is not experiment:
         written = Written()  # another object: assume nothing (chunks of equal content keep names)
     trials = experiment.trials
     data_rows: list[DataRow] = experiment.data._data_rows
@@ -235,7 +236,7 @@ def split(
         "tail": [record(i) for i in sorted(tail)],
     }
     core_sha = _sha(dumps(core))
-    after = Written(chunks, sealed, book, core_sha, id(experiment))
+    after = Written(chunks, sealed, book, core_sha, weakref.ref(experiment))
     return Plan(core, core_sha, new_chunks, after, core_before=written.core_sha256)
 
 
@@ -364,7 +365,7 @@ def join(
         for i in in_chunks
     }
     refs_ = [ChunkRef(c["key"], c["sha256"], int(c["trials"])) for c in core["chunks"]]
-    written = Written(refs_, sealed, book, core_sha, id(experiment))
+    written = Written(refs_, sealed, book, core_sha, weakref.ref(experiment))
     return Snapshot(experiment=experiment, strategy=strategy), written
 
 
