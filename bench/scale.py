@@ -18,7 +18,11 @@ with N ended trials, saved once (the first save of the split layout writes every
 The ConfigMap rows run against a real API server (tests/cluster: etcd + kube-apiserver built
 from Go modules) unless `--no-cluster`; the file store rows write to a temporary directory.
 
-Run: `.venv/bin/python bench/scale.py [--sizes 100 1000 10000] [--saves 10] [--no-cluster]`.
+With `--sql-up-to N`, Ax's own SQL store (state/sql.py, SQLite) is timed too, up to N trials
+(3 saves; it rewrites the experiment's rows on each save, so it is slow past a few hundred).
+
+Run: `.venv/bin/python bench/scale.py [--sizes 100 1000 10000] [--saves 10] [--no-cluster]
+[--sql-up-to 1000]`.
 """
 
 from __future__ import annotations
@@ -285,6 +289,22 @@ def file_store(folder: str) -> tuple[Any, Any]:
     return make, sizes
 
 
+def sql_store(folder: str) -> tuple[Any, Any]:
+    """Ax's own SQL storage (state/sql.py) on SQLite: saves timed, writes not counted."""
+    from nasop.state import sql
+    from nasop.trials import registry
+
+    url = f"sqlite:///{folder}/nasop.db"
+
+    def make() -> tuple[Any, Any]:
+        return sql.SQLStore(url, registry=registry.bundle()), lambda: (0, 0)
+
+    def sizes(name: str) -> list[int]:
+        return [pathlib.Path(f"{folder}/nasop.db").stat().st_size]
+
+    return make, sizes
+
+
 def table(rows: list[Row]) -> str:
     head = (
         f"{'trials':>7} {'store':<22} {'largest kB':>10} {'total kB':>9} {'objects':>7} "
@@ -314,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--saves", type=int, default=10, help="trials ended (and saved) per size")
     ap.add_argument("--no-cluster", action="store_true", help="file store only, no API server")
+    ap.add_argument(
+        "--sql-up-to", type=int, default=0, help="also time Ax's SQL store up to this many trials"
+    )
     args = ap.parse_args(argv)
     from nasop.cli import quiet_libraries
 
@@ -334,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(measure_split(n, s, make, "split: ConfigMap", args.saves, rnd, sizes))
             make, sizes = file_store(f"{tmp}/files")
             rows.append(measure_split(n, s, make, "split: file", args.saves, rnd, sizes))
+            if n <= args.sql_up_to:
+                pathlib.Path(f"{tmp}/sql-{n}").mkdir()
+                make, sizes = sql_store(f"{tmp}/sql-{n}")
+                row = measure_split(n, s, make, "Ax SQL (SQLite)", 3, rnd, sizes)
+                row.note = "writes not counted (Ax's sqa_store)"
+                rows.append(row)
             print(table([r for r in rows if r.n == n]), flush=True)
             s.close()
     print()
