@@ -57,23 +57,16 @@ _SAME_RUNNER = {"__nasop": "experiment.runner"}  # a trial's runner equal to the
 Fingerprint = tuple[str, int]  # (status, number of data rows): a sealed trial changed if it differs
 
 
-@dataclasses.dataclass(frozen=True)
-class ChunkRef:
-    """A chunk as the core names it: `key` is `<number>-<hash>`, unique to its content."""
-
-    key: str
-    sha256: str
-    trials: int
-
-    def dump(self) -> dict[str, Any]:
-        return {"key": self.key, "sha256": self.sha256, "trials": self.trials}
+def chunk_key(number: int, digest: str) -> str:
+    """A chunk's name in its store: its number and the first 16 hex digits of its SHA-256."""
+    return f"{number:05d}-{digest}"
 
 
 @dataclasses.dataclass
 class Written:
     """What a store last wrote (or read) of one experiment: the base of the next save."""
 
-    chunks: list[ChunkRef] = dataclasses.field(default_factory=list)
+    chunks: list[str] = dataclasses.field(default_factory=list)  # digests, in order
     sealed: dict[int, Fingerprint | None] = dataclasses.field(default_factory=dict)  # None: changed
     book: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # sealed entries
     core_sha256: str | None = None
@@ -212,9 +205,8 @@ def split(
         records = [record(i) for i in group]
         doc: dict[str, Any] = {"format": CHUNK_FORMAT, "records": records}
         sha = _sha(dumps(doc))
-        ref = ChunkRef(f"{len(chunks):05d}-{sha[:16]}", sha, len(group))
-        chunks.append(ref)
-        new_chunks[ref.key] = doc
+        new_chunks[chunk_key(len(chunks), sha[:16])] = doc
+        chunks.append(sha[:16])
         for rec in records:
             sealed[rec["index"]] = fingerprint(trials[rec["index"]])
             for k, v in (rec.get("book") or {}).items():
@@ -232,7 +224,7 @@ def split(
         "format": FORMAT,
         "experiment": exp_json,
         "strategy": _strategy_json(strategy, trials, registry),
-        "chunks": [c.dump() for c in chunks],
+        "chunks": chunks,  # 16 hex digits of each chunk's SHA-256: 19 bytes per 100 trials
         "tail": [record(i) for i in sorted(tail)],
     }
     core_sha = _sha(dumps(core))
@@ -286,13 +278,15 @@ def is_core(doc: Mapping[str, Any]) -> bool:
 
 def chunk_keys(core: Mapping[str, Any]) -> list[str]:
     """The chunks a core document needs, in order."""
-    return [c["key"] for c in core["chunks"]]
+    return [chunk_key(k, digest) for k, digest in enumerate(core["chunks"])]
 
 
 def check_chunk(core: Mapping[str, Any], key: str, doc: Mapping[str, Any]) -> None:
     """Raise if the chunk read is not the one the core names (a hand-edited or torn state)."""
-    want = next(c["sha256"] for c in core["chunks"] if c["key"] == key)
-    if doc.get("format") != CHUNK_FORMAT or _sha(dumps(doc)) != want:
+    number, digest = key.split("-")
+    if core["chunks"][int(number)] != digest:
+        raise ValueError(f"the core document names no state chunk {key}")
+    if doc.get("format") != CHUNK_FORMAT or _sha(dumps(doc))[:16] != digest:
         raise ValueError(f"state chunk {key} does not match its hash in the core document")
 
 
@@ -364,8 +358,7 @@ def join(
         i: None if i in tail else (experiment.trials[i].status.name, counts.get(i, 0))
         for i in in_chunks
     }
-    refs_ = [ChunkRef(c["key"], c["sha256"], int(c["trials"])) for c in core["chunks"]]
-    written = Written(refs_, sealed, book, core_sha, weakref.ref(experiment))
+    written = Written(list(core["chunks"]), sealed, book, core_sha, weakref.ref(experiment))
     return Snapshot(experiment=experiment, strategy=strategy), written
 
 
@@ -383,10 +376,10 @@ __all__ = [
     "CHUNK_FORMAT",
     "CHUNK_TRIALS",
     "FORMAT",
-    "ChunkRef",
     "Plan",
     "Written",
     "check_chunk",
+    "chunk_key",
     "chunk_keys",
     "dumps",
     "from_bytes",
