@@ -84,11 +84,11 @@ def _writes(cluster, name, since):
 def test_split_state_on_the_api_server(cluster, api, tmp_path):
     rnd = random.Random(0)
     owner = _owner(cluster, "split")
-    store = _store(api, owner)
     s = new_search(tmp_path, "split")
+    s.store = _store(api, owner)  # Search.save keeps the core's resourceVersion between saves
     grow(s, 7, rnd)
     mark = _mark(cluster)
-    store.save(name="split", snapshot=s.snapshot())
+    s.save()
     core = configmap.configmap_name("split")
     writes = _writes(cluster, "split", mark)
     assert sorted(v for v, _ in writes) == ["create", "create", "create"]  # two chunks, the core
@@ -96,7 +96,7 @@ def test_split_state_on_the_api_server(cluster, api, tmp_path):
     for _ in range(6):
         grow(s, 1, rnd)
         mark = _mark(cluster)
-        store.save(name="split", snapshot=s.snapshot())
+        s.save()
         per_save.append(_writes(cluster, "split", mark))
     # each save updates the core; a chunk is created when three more trials have ended
     assert [sorted(v for v, _ in w) for w in per_save] == [
