@@ -85,6 +85,22 @@ def test_each_save_writes_the_core_and_at_most_one_chunk(tmp_path):
     s.close()
 
 
+def test_heavy_trials_make_smaller_chunks(tmp_path, monkeypatch):
+    """Chunks stay under CHUNK_BYTES gzipped whatever a trial weighs (here the budget shrinks)."""
+    monkeypatch.setattr(layout, "CHUNK_BYTES", 2000)
+    store = files.FileStore(str(tmp_path / "state"), registry=registry.bundle(), chunk_trials=8)
+    s = new_search(tmp_path)
+    grow(s, 8, random.Random(5))
+    store.save(name="split", snapshot=s.snapshot())
+    chunks = sorted((tmp_path / "state" / "split.chunks").iterdir())
+    sizes = [len(json.loads(c.read_bytes())["records"]) for c in chunks]
+    assert sum(sizes) == 8 and len(sizes) > 1
+    assert all(len(gzip.compress(c.read_bytes(), 1)) <= 2000 for c in chunks)
+    back = files.FileStore(str(tmp_path / "state"), registry=registry.bundle()).load(name="split")
+    assert_equal(back, s.snapshot())
+    s.close()
+
+
 def test_a_sealed_trial_that_changes_is_saved_in_the_core(tmp_path):
     rnd = random.Random(2)
     store = files.FileStore(str(tmp_path / "state"), registry=registry.bundle(), chunk_trials=3)

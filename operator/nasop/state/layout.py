@@ -9,9 +9,10 @@ learning curves. Here:
   time (its generator runs become references to the trials that hold the same runs), nasop's own
   book minus the entries of sealed trials, and the **tail**: the trials not sealed yet;
 - a trial is **sealed** once it has ended (completed, failed, stopped early, abandoned); every
-  `chunk_trials` sealed trials, with their data rows (rows.py) and book entries, form a **chunk**,
-  named by its number and content hash. A chunk is written once and never rewritten: a writer
-  that loses a race leaves an unreferenced chunk of another name, never a changed one. The core
+  `chunk_trials` sealed trials, with their data rows (rows.py) and book entries, form a **chunk**
+  (halved until it is under CHUNK_BYTES gzipped), named by its number and content hash. A chunk
+  is written once and never rewritten: a writer that loses a race leaves an unreferenced chunk
+  of another name, never a changed one. The core
   names its chunks and their hashes, so a reader sees exactly the chunks of the core it read;
 - a sealed trial that changes after all (Ax allows it) goes back into the tail, whose record wins
   over the chunk's on load.
@@ -48,7 +49,8 @@ from nasop.state.base import Snapshot
 
 FORMAT = "nasop.dev/state-v2"
 CHUNK_FORMAT = "nasop.dev/state-v2-chunk"
-CHUNK_TRIALS = 100  # trials per chunk: ~100-300 kB gzipped with 20-epoch curves on 3 metrics
+CHUNK_TRIALS = 100  # trials per chunk: ~65 kB gzipped with 20-epoch curves on 3 metrics
+CHUNK_BYTES = 400_000  # gzipped; a heavier chunk is halved (the API server's limit is 1 MiB)
 BOOK = "nasop"  # the key of nasop's book in experiment._properties (engine/state.py: PROPS)
 PER_TRIAL = ("reasons", "warm")  # book entries keyed by trial index: they travel with the trial
 _TRIAL_INDEX = operator.attrgetter("trial_index")
@@ -201,10 +203,16 @@ def split(
     chunks = list(written.chunks)
     book = {k: dict(v) for k, v in written.book.items()}
     new_chunks: dict[str, dict[str, Any]] = {}
-    for group in to_seal:
-        records = [record(i) for i in group]
+    sealing = [[record(i) for i in group] for group in to_seal]
+    while sealing:
+        records = sealing.pop(0)
         doc: dict[str, Any] = {"format": CHUNK_FORMAT, "records": records}
-        sha = _sha(dumps(doc))
+        data = dumps(doc)
+        if len(records) > 1 and len(gzip.compress(data, 1)) > CHUNK_BYTES:
+            half = len(records) // 2  # heavy trials (long curves): smaller chunks
+            sealing[:0] = [records[:half], records[half:]]
+            continue
+        sha = _sha(data)
         new_chunks[chunk_key(len(chunks), sha[:16])] = doc
         chunks.append(sha[:16])
         for rec in records:
@@ -373,6 +381,7 @@ def load_document(
 
 
 __all__ = [
+    "CHUNK_BYTES",
     "CHUNK_FORMAT",
     "CHUNK_TRIALS",
     "FORMAT",
