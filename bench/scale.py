@@ -37,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -341,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     from nasop.cli import quiet_libraries
 
     quiet_libraries()
+    warnings.filterwarnings("ignore")  # SQLAlchemy's cache-key warnings from Ax's SQL store
     rows: list[Row] = []
     with (
         tempfile.TemporaryDirectory(prefix="nasop-scale-") as tmp,
