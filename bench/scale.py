@@ -202,7 +202,7 @@ def measure_today(n: int, snap: Any, api: Any) -> list[Row]:
             core.delete_namespaced_config_map(name, NAMESPACE)
         except ApiException as e:
             row.note = f"refused by the API server: {e.status} {e.reason}"
-        except Exception as e:  # noqa: BLE001 - a body past its request limit: it hangs up
+        except Exception as e:  # a body past its request limit: the server hangs up
             row.note = f"refused by the API server: {type(e).__name__} (connection closed)"
     if len(data) > configmap.LIMIT_BYTES:
         row.note = row.note or "over LIMIT_BYTES: main fails the search (StateTooLarge)"
