@@ -95,11 +95,18 @@ def trainer_seconds(log_root: Path) -> list[float]:
 
 def stopped_plans(state_file: Path) -> dict[int, int]:
     """The `epochs` parameter of each early-stopped trial, from the saved Ax experiment."""
-    doc = json.loads(state_file.read_text())
+    from ax.core.base_trial import TrialStatus
+
+    from nasop.state.files import FileStore
+    from nasop.trials import registry
+
+    store = FileStore(str(state_file.parent), registry=registry.bundle())
+    snapshot = store.load(name=state_file.stem)
+    trials = snapshot.experiment.trials.values() if snapshot else []
     return {
-        int(t["index"]): int(t["generator_run"]["arms"][0]["parameters"]["epochs"])
-        for t in doc["experiment"]["trials"].values()
-        if t.get("generator_run") and "EARLY_STOPPED" in json.dumps(t["status"])
+        t.index: int(t.arms[0].parameters["epochs"])  # type: ignore[arg-type]
+        for t in trials
+        if t.arms and t.status is TrialStatus.EARLY_STOPPED
     }
 
 

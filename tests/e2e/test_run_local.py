@@ -113,14 +113,18 @@ def _slow_manifest(tmp_path, name, max_trials=6):
 
 
 def _state_trials(tmp_path, name):
+    """Trial -> status, read from the file store's JSON (state/layout.py: the core's tail and
+    the chunks of ended trials) while nasop writes it."""
+    folder = tmp_path / "state" / "state"
     try:
-        with open(tmp_path / "state" / "state" / f"{name}.json", encoding="utf-8") as fh:
-            doc = json.load(fh)
+        docs = [json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))]
+        docs += [json.loads(p.read_text()) for p in sorted(folder.glob(f"{name}.chunks/*.json"))]
     except (OSError, ValueError):
         return {}
+    trials = [r["trial"] for d in docs for r in d.get("tail", d.get("records", []))]
     return {
-        int(k): v["status"]["name"] if isinstance(v["status"], dict) else v["status"]
-        for k, v in ((t["index"], t) for t in doc["experiment"]["trials"].values())
+        int(t["index"]): t["status"]["name"] if isinstance(t["status"], dict) else t["status"]
+        for t in trials
     }
 
 

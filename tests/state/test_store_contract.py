@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from ax.core.base_trial import TrialStatus
 
@@ -94,11 +96,13 @@ def test_file_store_write_is_atomic(tmp_path, monkeypatch):
     store = _file(tmp_path)
     s = _search(tmp_path)
     store.save(name="contract", snapshot=s.snapshot())
+    s.state.reasons[0] = "changed"  # the core changes: the next save rewrites it
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(codec, "to_bytes", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(RuntimeError):
         store.save(name="contract", snapshot=s.snapshot())
-    assert len(store.load(name="contract").experiment.trials) == 3
+    assert len(_file(tmp_path).load(name="contract").experiment.trials) == 3
+    assert not [f for f in os.listdir(tmp_path / "state") if f.endswith(".tmp")]

@@ -49,7 +49,9 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
-# The ConfigMap state store (one per experiment, owned by it, removed by garbage collection).
+# The ConfigMap state store: per experiment a core (read, replaced with resourceVersion) and
+# chunks of 100 ended trials (created once, read by name); all owned by the experiment and removed
+# by garbage collection, so no list or delete.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create", "get", "update"]
