@@ -5,9 +5,13 @@ The model-based node takes Ax's modular BoTorch defaults with nasop's generation
 (`GENERATION_OPTIONS`): a smaller acquisition-optimiser budget than Ax's defaults (256 raw
 samples and 5 restarts instead of 1024 and 20), which cuts the seconds per proposal
 (bench/generation_latency.py) without lowering the hypervolume reached (bench/search_quality.py;
-results in docs/benchmarks.md). The options are plain dicts stored in the strategy's
+results in docs/benchmarks.md). Where the space is discrete and small (at most
+`exhaustive.MAX_POINTS` configurations) the acquisition is evaluated on every configuration
+instead (`enumerate_small_spaces`). The options are plain dicts stored in the strategy's
 `generator_gen_kwargs`, so they round-trip through the saved state with the rest of it. The GP
-models each trial's last logged value (`model_last_values`), not the learning curve by step.
+models each trial's last logged value (`model_last_values`), not the learning curve by step,
+and, where the manifest names its epochs parameter (`earlyStopping.epochsParameter`), an
+early-stopped trial as the shorter trial it is (`model_stopped_as_shorter`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ax.api.utils.structs import GenerationStrategyDispatchStruct
 from ax.generation_strategy.generation_strategy import GenerationStrategy
 
 from nasop import errors, spec
+from nasop.generators.exhaustive import ExhaustiveAcquisition
+from nasop.generators.stopped_trials import CONFIG_KEY, StoppedAsShorter
 from nasop.generators.surrogate import WarmStartSurrogate
 
 if TYPE_CHECKING:
@@ -93,6 +99,16 @@ def use_warm_start_surrogate(gs: GenerationStrategy) -> None:
             kwargs["surrogate"] = WarmStartSurrogate(surrogate_spec=surrogate_spec)
 
 
+def enumerate_small_spaces(gs: GenerationStrategy) -> None:
+    """Optimise the acquisition by evaluating it on every configuration where the space is
+    discrete and small (`nasop.generators.exhaustive`), Ax's optimiser otherwise."""
+    node = gs.nodes_by_name.get(MODEL_NODE)
+    if node is None:
+        return
+    for generator_spec in node.generator_specs:
+        generator_spec.generator_kwargs["acquisition_class"] = ExhaustiveAcquisition
+
+
 def model_last_values(gs: GenerationStrategy) -> None:
     """Model each trial's last logged value, without the learning curve's step as a GP input.
 
@@ -113,6 +129,22 @@ def model_last_values(gs: GenerationStrategy) -> None:
         kwargs["transforms"] = [
             t for t in kwargs.get("transforms") or MBM_X_trans + Y_trans if t is not MapKeyToFloat
         ]
+
+
+def model_stopped_as_shorter(gs: GenerationStrategy, parameter: str) -> None:
+    """Model each early-stopped trial at `parameter` = the epochs it trained (see
+    `nasop.generators.stopped_trials`), first among the node's transforms so that it rewrites
+    the parameter on its own scale. Call after `model_last_values`."""
+    node = gs.nodes_by_name.get(MODEL_NODE)
+    if node is None:
+        return
+    for generator_spec in node.generator_specs:
+        kwargs = generator_spec.generator_kwargs
+        rest = [t for t in kwargs.get("transforms") or MBM_X_trans + Y_trans]
+        kwargs["transforms"] = [StoppedAsShorter, *(t for t in rest if t is not StoppedAsShorter)]
+        configs = dict(kwargs.get("transform_configs") or {})
+        configs[CONFIG_KEY] = {"parameter": parameter}
+        kwargs["transform_configs"] = configs
 
 
 def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
@@ -139,15 +171,20 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     gs = choose_generation_strategy(struct, model_config=model_config)
     apply_generation_options(gs, GENERATION_OPTIONS)
     use_warm_start_surrogate(gs)
+    enumerate_small_spaces(gs)
     model_last_values(gs)
+    if s.early_stopping is not None and s.early_stopping.epochs_parameter is not None:
+        model_stopped_as_shorter(gs, s.early_stopping.epochs_parameter)
     return gs
 
 
 __all__ = [
     "GENERATION_OPTIONS",
     "apply_generation_options",
+    "enumerate_small_spaces",
     "initial_trials",
     "model_last_values",
+    "model_stopped_as_shorter",
     "strategy_from_spec",
     "use_warm_start_surrogate",
 ]

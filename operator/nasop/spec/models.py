@@ -287,6 +287,15 @@ class EarlyStopping(StoppingRule):
     combine: Literal["any", "all"] = Field(
         default="any", description="any: stop when one rule says so (or); all: when all do (and)."
     )
+    epochs_parameter: str | None = Field(
+        default=None,
+        description="The int searchSpace parameter that sets how many epochs a trial trains. "
+        "Set it only when the trainer's schedule does not depend on the planned epochs (e.g. a "
+        "constant learning rate): the model then takes a trial stopped after k epochs (last "
+        "logged step k-1; steps count epochs from 0) as a trial of this parameter = k, an "
+        "honest evaluation, instead of its planned value with the epoch-k result. Unset: "
+        "stopped trials are modelled at their planned value.",
+    )
 
     @model_validator(mode="after")
     def _inline_or_rules(self) -> EarlyStopping:
@@ -301,7 +310,7 @@ class EarlyStopping(StoppingRule):
     def all_rules(self) -> list[StoppingRule]:
         if self.rules:
             return list(self.rules)
-        fields = self.model_dump(exclude={"rules", "combine"})
+        fields = self.model_dump(exclude={"rules", "combine", "epochs_parameter"})
         return [StoppingRule.model_validate(fields)]
 
 

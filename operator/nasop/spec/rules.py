@@ -108,6 +108,28 @@ def stopping_rules_know_their_direction(spec: NASExperimentSpec) -> None:
             )
 
 
+def epochs_parameter_is_searched_int(spec: NASExperimentSpec) -> None:
+    """earlyStopping.epochsParameter names an int parameter whose values are epoch counts."""
+    name = spec.early_stopping.epochs_parameter if spec.early_stopping else None
+    if name is None:
+        return
+    where = "earlyStopping.epochsParameter"
+    params = {p.name: p for p in spec.search_space}
+    p = params.get(name)
+    if p is None:
+        raise ValueError(
+            f"{where}: unknown parameter {name!r}; known: {sorted(params)} (name the parameter "
+            "that sets how many epochs a trial trains, or drop the field)"
+        )
+    if p.type is not ParameterType.INT:
+        raise ValueError(
+            f"{where}: {name!r} is a {p.type.value} parameter; it must be an int parameter "
+            "(bounds: [1, E]) for a stopped trial to stand for a shorter one"
+        )
+    if p.bounds is None or p.bounds[0] < 1:
+        raise ValueError(f"{where}: {name!r} counts epochs, so its lower bound must be >= 1")
+
+
 def pack_groups_by_known_parameters(spec: NASExperimentSpec) -> None:
     if spec.trial.pack is not None:
         names = [p.name for p in spec.search_space]
@@ -131,6 +153,7 @@ CROSS_FIELD_RULES: tuple[Callable[[NASExperimentSpec], None], ...] = (
     parameter_constraints_on_numeric_parameters,
     outcome_constraints_on_other_metrics,
     stopping_rules_know_their_direction,
+    epochs_parameter_is_searched_int,
     pack_groups_by_known_parameters,
     initial_trials_within_budget,
 )
