@@ -311,7 +311,7 @@ def test_a_failing_trial_pod_is_a_failed_trial_with_its_stderr_and_delete_remove
 
 
 def test_a_trial_whose_claim_does_not_exist_waits_stalls_and_starts_once_it_exists(
-    node_cluster: NodeCluster,
+    node_cluster: NodeCluster, tmp_path: pathlib.Path
 ) -> None:
     """The trials mount a claim that does not exist (as a first-time user forgets it): Volcano's
     scheduler cannot place the pod, and the search says so (pending, not running; the
@@ -319,7 +319,7 @@ def test_a_trial_whose_claim_does_not_exist_waits_stalls_and_starts_once_it_exis
     Stalled clears by itself and the search finishes."""
     plane = node_cluster.plane
     exp = _experiment("claimless", 1, ["--dataset", "digits"])
-    exp["spec"]["trial"]["logs"] = {**exp["spec"]["trial"]["logs"], "claimName": "late-logs"}
+    exp["spec"]["trial"]["logs"] = {"claimName": "late-logs", "mountPath": "/logs"}
     exp["spec"]["trial"]["startTimeout"] = "4m"  # stalled after 2 minutes
     plane.request("POST", EXPERIMENTS, exp)
 
@@ -348,7 +348,10 @@ def test_a_trial_whose_claim_does_not_exist_waits_stalls_and_starts_once_it_exis
     cond = condition(stalled, "Stalled")
     assert cond["reason"] == "TrialsCannotStart" and "late-logs" in cond["message"], cond
 
-    # the user creates the claim (bound to a volume on the same host folder as nasop-logs)
+    # the user creates the claim (bound to a host folder the trainer, UID 10001, can write)
+    folder = tmp_path / "late-logs"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
     plane.request(
         "POST",
         "/api/v1/persistentvolumes",
@@ -358,7 +361,7 @@ def test_a_trial_whose_claim_does_not_exist_waits_stalls_and_starts_once_it_exis
                 "capacity": {"storage": "10Gi"},
                 "accessModes": ["ReadWriteMany"],
                 "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": str(node_cluster.logs)},
+                "hostPath": {"path": str(folder)},
                 "claimRef": {"namespace": NS, "name": "late-logs"},
             },
         },

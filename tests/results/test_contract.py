@@ -52,6 +52,13 @@ def test_other_output_is_not_a_record():
     assert lines.parse_nasop("NASOP1{}") is None  # the prefix has its space
 
 
+def test_undeclared_names_are_counted_up_to_a_bound():
+    c = Collector(DECLARED)
+    for i in range(100):
+        c.feed_line(results.format_point(i, i, {f"m{i}": 1.0, "val_acc": 0.5}))
+    assert len(c.ignored) == 32 and not c.rejected and len(c.curve("val_acc")) == 100
+
+
 def test_katib_lines_give_declared_metrics_in_order():
     c = Collector(DECLARED, fmt=results.KATIB)
     for line in [
@@ -132,9 +139,9 @@ def test_the_collector_refuses_and_counts_what_a_hostile_trial_prints():
     assert c.rejected == {
         "conflicting value for a step already reported": 1,
         "member index from a lone trial": 1,
-        "undeclared metric": 1,
         "not JSON after the prefix": 1,
     }
+    assert c.ignored == {"secret": 1}  # not recorded; counted apart (not an error)
     assert c.gaps == [(None, 4, 8)]
     assert "5 lines missing (sequence gaps)" in c.problems()
 

@@ -5,6 +5,8 @@ cap on length, parses them (`lines`), keeps only declared metrics at sane steps 
 values, and keys each point by (member, metric, step), so reading the same log twice (an operator
 restart, overlapping `sinceTime` windows) records nothing twice. Every refused line is counted
 by reason; a gap in a member's sequence numbers is remembered, so nothing is lost silently.
+Values of metrics the manifest does not name are not recorded, only counted by name (a trainer
+may report more than a search optimises: that is not an error).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterable
 from nasop.results import lines
 
 MAX_LINE_BYTES = 64 * 1024  # a longer line is skipped and counted, never buffered whole
+MAX_IGNORED = 32  # undeclared metric names counted per trial
 
 
 class LineSplitter:
@@ -75,6 +78,7 @@ class Collector:
         self.members = frozenset(members) if members is not None else None
         self.points: dict[tuple[int | None, str, int], float] = {}
         self.rejected: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()  # undeclared metric name -> values not recorded
         self.ends: dict[int, tuple[str, str]] = {}
         self.finals: dict[int | None, dict[str, tuple[int, float]]] = {}
         self.gaps: list[tuple[int | None, int, int]] = []
@@ -115,9 +119,15 @@ class Collector:
             return
         for name, value in record.values.items():
             if name not in self.declared:
-                self.rejected["undeclared metric"] += 1
+                self._ignore(name)
                 continue
             self._put(member, name, record.step or 0, value)
+
+    def _ignore(self, name: str) -> None:
+        """A metric the manifest does not name is not recorded; its name is counted (at most
+        MAX_IGNORED names), since a trainer may well report more than a search optimises."""
+        if name in self.ignored or len(self.ignored) < MAX_IGNORED:
+            self.ignored[name] += 1
 
     def _sequence(self, member: int | None, seq: int | None) -> None:
         if seq is None:
