@@ -40,6 +40,7 @@ def _packed(tmp_path, name, trials, **extra):
         **extra,
     )
     res["spec"]["trial"]["pack"] = {"maxTrials": 3}
+    res["spec"]["trial"]["logs"]["claimName"] = "nasop-logs"  # packs stop members on a volume
     return res
 
 
