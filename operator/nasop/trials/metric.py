@@ -104,7 +104,7 @@ class TrialMetric(TensorboardMetric):
                 df = self._process_records_to_df(metric, records, arm_name)  # type: ignore[arg-type]
                 df["metric_name"] = metric.name
                 out[metric.signature] = Ok(Data(df=df))
-            except (MissingMetricError, NonFiniteMetricError, ValueError) as e:
+            except ValueError as e:  # MissingMetricError, NonFiniteMetricError, Ax's own
                 out[metric.signature] = Err(
                     MetricFetchE(message=f"Failed to fetch data for {metric.name}", exception=e)
                 )
