@@ -13,8 +13,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import kstatus_check
 import kubelet
 import pytest
+import volcano
 from scenario import EXP, HANDLERS, events, resource, wait_for, wait_phase
 
 pytestmark = [
@@ -110,6 +112,11 @@ async def test_a_missing_claim_is_said_stalls_the_search_and_clears_when_created
         failed = await wait_phase(cluster, "typo", {"Succeeded", "Failed"}, timeout=120)
 
     assert not player.errors
+    # Flux's own verdict on the objects the real API server held: starting, stuck, done
+    verdicts = kstatus_check.verdicts([said, stalled, done, failed])
+    assert [v for v, _ in verdicts] == ["InProgress", "Failed", "Current", "Failed"], verdicts
+    assert "nasop-logs" in verdicts[0][1] and "nasop-logs" in verdicts[1][1], verdicts
+    assert "no trial could start" in verdicts[3][1], verdicts
     told = events(cluster, "TrialWaiting", "claimless")
     assert len(told) == 2, [e["message"] for e in told]  # one per trial, not one per tick
     assert all(e.get("count", 1) == 1 for e in told), told
@@ -125,3 +132,46 @@ async def test_a_missing_claim_is_said_stalls_the_search_and_clears_when_created
                for e in interrupted)  # fmt: skip
     assert all("not retried" in e["message"] for e in interrupted)
     assert not events(cluster, "TrialFailed", "typo")  # not the trainer's fault
+
+
+@pytest.mark.asyncio
+async def test_a_volcano_queue_that_does_not_admit_says_the_podgroups_reason(
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    """A Volcano job whose queue is closed: its PodGroup's Unschedulable message reaches the
+    Reconciling condition and one TrialWaiting event; once the queue admits it, it succeeds."""
+    admitted = threading.Event()
+    res = resource(
+        tmp_path,
+        "queued",
+        optimizer={"method": "sobol", "seed": 0},
+        budget={"maxTrials": 1, "parallelism": 1},
+    )
+    res["spec"]["trial"]["queue"] = "closed"
+    with volcano.VolcanoPlayer(
+        cluster,
+        volcano.run_command(),
+        admitted=admitted,
+        podgroup=volcano.closed_queue,
+        namespace="default",
+    ) as player:
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        cluster.create_object(EXP, res)
+        said = await wait_for(
+            lambda: (
+                "queue closed is closed"
+                in condition(cluster.get_object(EXP, "default", "queued"), "Reconciling").get(
+                    "message", ""
+                )
+                and cluster.get_object(EXP, "default", "queued")
+            ),
+            "the Reconciling message names the PodGroup's reason",
+            60,
+        )
+        assert said["status"]["trials"]["pending"] == 1
+        [ev] = await wait_for(lambda: events(cluster, "TrialWaiting", "queued"), "TrialWaiting")
+        assert "PodGroupUnschedulable: Volcano PodGroup" in ev["message"]
+        admitted.set()
+        done = await wait_phase(cluster, "queued", {"Succeeded", "Failed"})
+    assert not player.errors
+    assert done["status"]["phase"] == "Succeeded", done["status"]
