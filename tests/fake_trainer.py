@@ -37,14 +37,14 @@ def main(argv: list[str]) -> int:
         print("fake trainer: asked to fail", file=sys.stderr)
         return 3
     if os.environ.get("NASOP_PACK"):  # the packed-trial contract: each member as a lone trial
-        from nasop import _members
+        from nasop.local import member_files
 
         ends = {}
         for member in json.loads(os.environ["NASOP_PACK"]):
             index = int(member["trial"])
             seq = iter(range(10**6))
             finals = trial(member["params"], member["logDir"], sleep, fmt, index, seq)
-            _members.write_end(member["logDir"], _members.COMPLETED)
+            member_files.write_end(member["logDir"], member_files.COMPLETED)
             print(results.lines.format_end(next(seq), index, "completed"), flush=True)
             ends[index] = {"state": "completed", "final": finals}
         results.write_final(results.encode_final({}, ends))

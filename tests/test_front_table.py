@@ -8,7 +8,8 @@ import io
 import pytest
 from rich.console import Console
 
-from nasop import progress, spec
+from nasop import spec
+from nasop.local import progress
 from stubs import manifest
 
 SPEC = spec.parse_manifest(manifest("table")).spec

@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if hint:
         console.print(f"[dim]{hint}[/]")
     quiet_libraries()
-    from nasop import local, progress
+    from nasop.local import progress, session
 
     # Ctrl-C and `kill PID`: cancel the running trials and save. The signal only sets a flag
     # that the loop checks: a KeyboardInterrupt raised at an arbitrary point can be swallowed by
@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    search = local.open_local_search(manifest, args.state_dir, args.state_url, preload)
+    search = session.open_local_search(manifest, args.state_dir, args.state_url, preload)
     console.print(
         f"state: {search.store.describe() if search.store else 'none'}; "
         f"{len(search.experiment.trials)} trials already recorded"
@@ -152,12 +152,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _load_search_readonly(args: argparse.Namespace) -> tuple[spec.NASExperiment, Search]:
     manifest = spec.load_manifest(args.file)
     quiet_libraries()
-    from nasop import local
     from nasop.engine.search import Search
+    from nasop.local import session
     from nasop.state.readonly import ReadOnlyStore
 
-    paths = local.LocalPaths(args.state_dir or local.DEFAULT_STATE_DIR)
-    store = local.local_store(paths, args.state_url)
+    paths = session.LocalPaths(args.state_dir or session.DEFAULT_STATE_DIR)
+    store = session.local_store(paths, args.state_url)
     snapshot = store.load(name=manifest.name)
     if snapshot is None:
         raise errors.NasopError(
@@ -165,7 +165,7 @@ def _load_search_readonly(args: argparse.Namespace) -> tuple[spec.NASExperiment,
             hint=f"run `nasop run {args.file}` first (with the same --state-dir)",
         )
     return manifest, Search.open(
-        manifest.spec, manifest.name, local.local_runner(manifest, paths), ReadOnlyStore(snapshot)
+        manifest.spec, manifest.name, session.local_runner(manifest, paths), ReadOnlyStore(snapshot)
     )
 
 
@@ -179,7 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         from rich.console import Console
 
-        from nasop import progress
+        from nasop.local import progress
 
         console = Console()
         progress.print_front(status, manifest.spec, console=console)

@@ -21,7 +21,7 @@ from nasop import spec
 from nasop.controller import status_writer
 from nasop.engine import pareto
 from nasop.engine.search import Search
-from nasop.local import LocalPaths, local_runner, local_store
+from nasop.local.session import LocalPaths, local_runner, local_store
 from stubs import HERE, manifest, write_manifest
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 
 from nasop import spec
 from nasop.engine.search import Search
-from nasop.local import LocalPaths, local_runner, local_store
+from nasop.local.session import LocalPaths, local_runner, local_store
 from stubs import manifest, write_manifest
 
 pytestmark = pytest.mark.slow

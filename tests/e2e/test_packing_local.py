@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from ax.core.base_trial import TrialStatus
 
-from nasop import _members, spec
+from nasop import spec
 from nasop.engine.search import Search
-from nasop.local import LocalPaths, local_runner, local_store
+from nasop.local import member_files
+from nasop.local.session import LocalPaths, local_runner, local_store
 from nasop.trials import packs
 from stubs import manifest, write_manifest
 
@@ -146,7 +147,7 @@ def test_a_packed_search_runs_every_trial_as_a_member_of_a_pack(tmp_path: Path) 
         params = [search.experiment.trials[i].arm.parameters for i in indices]
         assert 1 <= len(members) <= 4
         assert len({p["batch_size"] for p in params}) == 1  # groupBy
-        assert all(_members.read_end(str(d))["state"] == "completed" for d in members)
+        assert all(member_files.read_end(str(d))["state"] == "completed" for d in members)
         seen += indices
     assert sorted(seen) == list(range(8))  # each trial in exactly one pack
     for o in search.observations():
@@ -186,7 +187,7 @@ def test_a_crashed_packs_unfinished_members_are_retried_not_failed(tmp_path: Pat
     killed = [
         int(d.name.split("-")[1])
         for d in _member_dirs(tmp_path, "crashed", folder)
-        if _members.read_end(str(d)) is None
+        if member_files.read_end(str(d)) is None
     ]
     assert killed
     out, _ = proc.communicate(timeout=600)

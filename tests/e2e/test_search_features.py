@@ -23,7 +23,7 @@ from ax.core.base_trial import TrialStatus
 
 from nasop import spec
 from nasop.engine.search import Event, Search
-from nasop.local import LocalPaths, local_runner, local_store
+from nasop.local.session import LocalPaths, local_runner, local_store
 from nasop.trials import local_markers
 from stubs import BASE, manifest
 
@@ -119,7 +119,7 @@ def _assert_report_curves(search: Search, stopped: list[Any], completed: list[An
     """The report's learning curves are the trials' TensorBoard curves; stopped ones cut."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from nasop import report_history
+    from nasop.report import history as report_history
 
     fig = report_history.learning_curve_figures(search)[0]
     traces = {t.meta["trial"]: t for t in fig.data}

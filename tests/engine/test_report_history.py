@@ -13,9 +13,10 @@ import pytest
 from ax.core.base_trial import TrialStatus
 from test_report import MANIFEST, synthetic
 
-from nasop import report, report_history
+from nasop import report
 from nasop.engine import pareto
 from nasop.engine.search import Search
+from nasop.report import history as report_history
 from synthetic_trials import SyntheticTrial, search_with_trials
 
 EPOCHS = 4

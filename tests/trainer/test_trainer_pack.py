@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasop import _members
+from nasop.local import member_files
 from nasop_trainer import cli, pack, packed
 
 Scalars = dict[str, list[tuple[int, float]]]
@@ -148,7 +148,7 @@ def test_each_member_records_its_end_and_its_own_curves(
     _, _, root = float64_pack
     for i, (h1, h2, _, epochs) in enumerate(MEMBERS):
         log_dir = root / f"m{i}"
-        assert _members.read_end(str(log_dir)) == {"state": "completed", "reason": ""}
+        assert member_files.read_end(str(log_dir)) == {"state": "completed", "reason": ""}
         found = scalars(log_dir)
         assert [step for step, _ in found["val_acc"]] == list(range(epochs))
         assert found["num_params"] == [(0, 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10)]
@@ -199,11 +199,11 @@ def test_a_stop_marker_stops_one_member_at_the_epoch_boundary(tmp_path: Path) ->
     config = cli.parse(shared_flags(32, tmp_path / "unused"), environ={})
     members = members_in(tmp_path)
     stopped = members[0]  # 3 epochs; asked to stop while its first epoch trains
-    _members.request_stop(str(stopped.log_dir), "early stopping: below the median")
+    member_files.request_stop(str(stopped.log_dir), "early stopping: below the median")
     seen: list[list[str]] = []
     results = pack.run(config, members, observe=lambda r: seen.append(list(r.trials)))
     assert results["0"] == {"state": "stopped", "reason": "early stopping: below the median"}
-    assert _members.read_end(str(stopped.log_dir))["state"] == "stopped"
+    assert member_files.read_end(str(stopped.log_dir))["state"] == "stopped"
     assert seen[0] == ["0", "1", "2", "3"] and "0" not in seen[1]
     assert results["3"]["state"] == "completed" and "3" in seen[2]  # the others train on
 
@@ -214,7 +214,7 @@ def test_a_member_with_bad_parameters_fails_alone(tmp_path: Path) -> None:
     bad = pack.Member("2", {**member_params(8, 8, 1e-3, 1), "dropout": 1.5}, tmp_path / "bad")
     results = pack.run(config, [good, bad])
     assert results["1"]["state"] == "completed"
-    assert _members.read_end(str(tmp_path / "bad")) == {
+    assert member_files.read_end(str(tmp_path / "bad")) == {
         "state": "failed",
         "reason": "invalid --dropout=1.5: must be in [0, 1)",
     }

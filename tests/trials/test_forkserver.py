@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from nasop import _forkserver
+from nasop.local import forkserver
 from nasop.trials import local_markers
 from nasop.trials.forkserver_process import ForkServer
 
@@ -44,7 +44,7 @@ def server(tmp_path):
 def _wrapped(tmp_path, argv, server=None, name="t", **env):
     """Start the wrapper as TorchX would (own session); stdout/stderr go to files."""
     full_env = {**os.environ, **env}
-    full_env.pop(_forkserver.ENV_VAR, None)
+    full_env.pop(forkserver.ENV_VAR, None)
     if server is not None:
         full_env.update(server.env())
     with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w") as err:
@@ -204,8 +204,8 @@ def test_other_commands_start_fresh_even_with_a_server(tmp_path, server):
     p = _wrapped(tmp_path, [sys.executable, "-c", code], server)  # -c: not a module or file
     assert p.wait(timeout=60) == 0
     assert _probe_result(tmp_path)["preloaded"] is False
-    assert _forkserver.program(["/bin/sh", "x.py"]) is None
-    assert _forkserver.program([sys.executable, "-u", "x.py"]) is None
+    assert forkserver.program(["/bin/sh", "x.py"]) is None
+    assert forkserver.program([sys.executable, "-u", "x.py"]) is None
 
 
 def test_uncaught_exception_prints_the_traceback_and_exits_1(tmp_path, server):
@@ -279,7 +279,7 @@ def test_the_server_exits_with_nasop_run(tmp_path):
             "-c",
             (
                 "import subprocess, sys, time\n"
-                "p = subprocess.Popen([sys.executable, '-m', 'nasop._forkserver',"
+                "p = subprocess.Popen([sys.executable, '-m', 'nasop.local.forkserver',"
                 f" {str(sock)!r}])\n"
                 "print(p.pid, flush=True)\n"
                 "time.sleep(120)\n"
@@ -306,8 +306,8 @@ def test_a_server_whose_parent_died_before_it_looked_exits(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     server = subprocess.Popen(
-        [sys.executable, "-m", "nasop._forkserver", str(sock)],
-        env={**os.environ, _forkserver.PARENT_ENV_VAR: str(dead.pid)},
+        [sys.executable, "-m", "nasop.local.forkserver", str(sock)],
+        env={**os.environ, forkserver.PARENT_ENV_VAR: str(dead.pid)},
     )
     assert server.wait(timeout=30) == 0
     assert not sock.exists()

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from ax.core.base_trial import TrialStatus
 
-from nasop import _members, errors, spec
+from nasop import errors, spec
+from nasop.local import member_files
 from nasop.trials import packs
 from stubs import manifest
 
@@ -80,18 +81,21 @@ def test_members_are_marked_with_their_pack_before_launch(tmp_path: Any) -> None
 @pytest.mark.parametrize(
     ("record", "want"),
     [
-        ((_members.COMPLETED, ""), (TrialStatus.COMPLETED, "", False)),
+        ((member_files.COMPLETED, ""), (TrialStatus.COMPLETED, "", False)),
         (
-            (_members.FAILED, "invalid --dropout=2"),
+            (member_files.FAILED, "invalid --dropout=2"),
             (TrialStatus.FAILED, "invalid --dropout=2", False),
         ),
-        ((_members.STOPPED, "below median"), (TrialStatus.EARLY_STOPPED, "below median", False)),
+        (
+            (member_files.STOPPED, "below median"),
+            (TrialStatus.EARLY_STOPPED, "below median", False),
+        ),
     ],
 )
 def test_a_members_own_record_decides_whatever_the_pack_does(
     tmp_path: Any, record: tuple[str, str], want: tuple[TrialStatus, str, bool]
 ) -> None:
-    _members.write_end(str(tmp_path), *record)
+    member_files.write_end(str(tmp_path), *record)
     for pack_state in (RUNNING, (TrialStatus.FAILED, "killed", True)):
         assert packs.member_status(str(tmp_path), pack_state) == want
 
@@ -118,10 +122,10 @@ def test_a_member_without_a_record_follows_its_pack(tmp_path: Any) -> None:
 def test_a_pack_is_done_once_every_member_ended_or_was_asked_to_stop(tmp_path: Any) -> None:
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     assert not packs.all_done([a, b])
-    _members.write_end(a, _members.COMPLETED)
+    member_files.write_end(a, member_files.COMPLETED)
     assert not packs.all_done([a, b])
-    _members.request_stop(b, "early stopping")
-    assert packs.all_done([a, b]) and _members.stop_reason(b) == "early stopping"
+    member_files.request_stop(b, "early stopping")
+    assert packs.all_done([a, b]) and member_files.stop_reason(b) == "early stopping"
 
 
 def test_a_cluster_member_is_adopted_with_its_packs_folder_and_siblings() -> None:

@@ -10,7 +10,7 @@ bit. Members with the same batch size share every mini-batch and train as one ``
 each batch size is one such group, trained after the other.
 
 Each member writes the lone trial's TensorBoard scalars into its own ``logDir`` and records its
-end there (``nasop._members``): ``completed`` once it has trained its epochs (then it is
+end there (``nasop.local.member_files``): ``completed`` once it has trained its epochs (then it is
 evaluated, timed on its own unpadded network, and dropped from the stack), ``failed`` with a
 one-line reason (a parameter it cannot train with), or ``stopped`` when the engine asked it to
 stop (checked at every epoch boundary).
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from nasop import _members
+from nasop.local import member_files
 from nasop_trainer import batches, cli, data, errors, latency, metrics, network, packed
 
 VAL_ACTIVATIONS = 1 << 22  # hidden activations per validation batch, summed over the members
@@ -131,11 +131,11 @@ def run(
         try:
             params = cli.params_from(member.params, f"NASOP_PACK member {member.trial}")
         except errors.UsageError as exc:
-            _members.write_end(str(member.log_dir), _members.FAILED, str(exc))
-            metrics.Reporter(None, member=member.index).end(_members.FAILED, str(exc))
+            member_files.write_end(str(member.log_dir), member_files.FAILED, str(exc))
+            metrics.Reporter(None, member=member.index).end(member_files.FAILED, str(exc))
             if member.index is not None:
-                ends[member.index] = {"state": _members.FAILED, "reason": str(exc)}
-            results[member.trial] = {"state": _members.FAILED, "reason": str(exc)}
+                ends[member.index] = {"state": member_files.FAILED, "reason": str(exc)}
+            results[member.trial] = {"state": member_files.FAILED, "reason": str(exc)}
             continue
         groups.setdefault(params.batch_size, []).append((member, params))
     print(
@@ -170,7 +170,7 @@ class _Slot:
                 "reason": reason,
                 "final": self.reporter.finals,
             }
-        _members.write_end(str(self.member.log_dir), state, reason)
+        member_files.write_end(str(self.member.log_dir), state, reason)
         return {"state": state, **({"reason": reason} if reason else {}), **result}
 
 
@@ -267,14 +267,14 @@ def _epoch_end(
         )
         entry.reporter.final("latency_ms", latency_ms)
         return entry.end(
-            _members.COMPLETED,
+            member_files.COMPLETED,
             val_acc=entry.last["val_acc"],
             num_params=entry.num_params,
             latency_ms=latency_ms,
         )
-    reason = _members.stop_reason(str(entry.member.log_dir))
+    reason = member_files.stop_reason(str(entry.member.log_dir))
     if reason is not None:
-        return entry.end(_members.STOPPED, reason or f"stop requested after epoch {epoch}")
+        return entry.end(member_files.STOPPED, reason or f"stop requested after epoch {epoch}")
     return None
 
 

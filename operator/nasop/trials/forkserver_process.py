@@ -1,4 +1,5 @@
-"""The local runner's side of `nasop._forkserver`: start it, hand its socket to trials, stop it.
+"""The local runner's side of `nasop.local.forkserver`: start it, hand its socket to trials,
+stop it.
 
 The server outlives nothing: it exits when `nasop run` closes the runner or dies. Trials it
 forked are independent processes, so stopping the server leaves running trials running (an
@@ -15,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from nasop import _forkserver
+from nasop.local import forkserver
 
 START_TIMEOUT_S = 30.0  # Python start-up to a listening socket, with room for a loaded machine
 
@@ -40,7 +41,7 @@ class ForkServer:
             self._start()
         if self._proc is None or self._proc.poll() is not None:
             return {}
-        return {_forkserver.ENV_VAR: self.socket_path or ""}
+        return {forkserver.ENV_VAR: self.socket_path or ""}
 
     def _start(self) -> None:
         # a short private path: Unix socket paths are limited to 108 bytes
@@ -48,11 +49,17 @@ class ForkServer:
         os.makedirs(os.path.dirname(self.log_path) or ".", exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "nasop._forkserver", self.socket_path or "", *self.preload],
+                [
+                    sys.executable,
+                    "-m",
+                    "nasop.local.forkserver",
+                    self.socket_path or "",
+                    *self.preload,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env={**os.environ, _forkserver.PARENT_ENV_VAR: str(os.getpid())},
+                env={**os.environ, forkserver.PARENT_ENV_VAR: str(os.getpid())},
             )
         # it listens before importing: wait for the socket, so the first trial can connect
         deadline = time.monotonic() + START_TIMEOUT_S

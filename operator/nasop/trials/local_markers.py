@@ -1,4 +1,4 @@
-"""Markers that a local trial leaves beside its logs (see `nasop._trialwrap`)."""
+"""Markers that a local trial leaves beside its logs (see `nasop.local.trialwrap`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from nasop._trialwrap import write_marker
+from nasop.local.trialwrap import write_marker
 
 MARKER_DIR = ".nasop"
 
@@ -18,7 +18,7 @@ def marker_dir(log_dir: str) -> str:
 
 def wrap(argv: list[str], log_dir: str) -> list[str]:
     """The command line that runs `argv` under the marker-writing wrapper."""
-    return [sys.executable, "-m", "nasop._trialwrap", marker_dir(log_dir), "--", *argv]
+    return [sys.executable, "-m", "nasop.local.trialwrap", marker_dir(log_dir), "--", *argv]
 
 
 def exit_code(log_dir: str) -> int | None:

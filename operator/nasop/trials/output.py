@@ -1,6 +1,6 @@
 """Reading what a local trial reported: its stdout file and its termination file.
 
-The trial wrapper (`nasop._trialwrap`) sends the trainer's stdout to `<folder>/.nasop/stdout`
+The trial wrapper (`nasop.local.trialwrap`) sends the trainer's stdout to `<folder>/.nasop/stdout`
 and the trainer writes its final values to `<folder>/.nasop/termination-log` (the local stand-in
 for a container's termination message). A reader keeps a byte offset, so each tick reads only
 what is new, at most `MAX_READ_BYTES`; a reader rebuilt after a restart starts at 0 and, since
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from nasop import results
-from nasop._trialwrap import STDOUT
+from nasop.local.trialwrap import STDOUT
 from nasop.results.collector import Collector, LineSplitter
 from nasop.trials import local_markers
 from nasop.trials.appdef import TERMINATION_FILE

@@ -4,9 +4,9 @@ With `spec.trial.pack`, proposed trials that agree on `groupBy` are grouped (up 
 and launched as one app whose process gets `NASOP_PACK` (the packed-trial contract, DESIGN.md).
 Every member stays an ordinary Ax trial with its own log dir, so metrics, early stopping and
 the report read it as they read a lone trial; its run metadata adds the pack's folder and its
-siblings' log dirs. How a member ended is its own record (`nasop._members`); while it has none,
-the pack's app says whether it is still running. A member whose pack ended without recording
-its end was cut short by the process: an infrastructure failure, retried.
+siblings' log dirs. How a member ended is its own record (`nasop.local.member_files`); while
+it has none, the pack's app says whether it is still running. A member whose pack ended
+without recording its end was cut short by the process: an infrastructure failure, retried.
 
 Exactly-once: before the app is submitted, each member's log dir gets a `.nasop/pack` file
 naming the pack's folder, so a trial saved as a candidate before a crash finds, on resume,
@@ -24,8 +24,9 @@ from typing import Any
 from ax.core.base_trial import TrialStatus
 from torchx import specs
 
-from nasop import _members, spec
-from nasop._trialwrap import write_marker
+from nasop import spec
+from nasop.local import member_files
+from nasop.local.trialwrap import write_marker
 from nasop.trials import appdef, local_markers
 
 PACK_DIR = "pack_dir"  # run metadata: the pack's own folder (its wrapper markers, its logs)
@@ -133,11 +134,11 @@ def member_status(
         log_dir: the member's log dir.
         pack: the pack app's (status, reason, infrastructure) as a lone trial's would be.
     """
-    end = _members.read_end(log_dir)
+    end = member_files.read_end(log_dir)
     if end is not None:
-        if end["state"] == _members.COMPLETED:
+        if end["state"] == member_files.COMPLETED:
             return TrialStatus.COMPLETED, "", False
-        if end["state"] == _members.STOPPED:
+        if end["state"] == member_files.STOPPED:
             return TrialStatus.EARLY_STOPPED, end["reason"], False
         return TrialStatus.FAILED, end["reason"] or "failed in its pack", False
     status, reason, infrastructure = pack
@@ -157,7 +158,8 @@ def member_status(
 def all_done(log_dirs: Sequence[str]) -> bool:
     """Every member has ended or been asked to stop: the pack has nothing left to train."""
     return all(
-        _members.read_end(d) is not None or _members.stop_reason(d) is not None for d in log_dirs
+        member_files.read_end(d) is not None or member_files.stop_reason(d) is not None
+        for d in log_dirs
     )
 
 

@@ -27,7 +27,8 @@ from torchx import specs
 from torchx.schedulers import get_scheduler_factories
 from torchx.schedulers.api import Stream
 
-from nasop import _members, spec
+from nasop import spec
+from nasop.local import member_files
 from nasop.results import Collector
 from nasop.trials import appdef, local_markers, packs
 from nasop.trials.forkserver_process import ForkServer
@@ -249,7 +250,7 @@ class TorchXTrialRunner(Runner):
         """Cancel the trial's app; idempotent. A pack member is asked to stop alone; its pack
         is cancelled once none of its members is left to train."""
         if trial.run_metadata.get(packs.PACK_DIR):
-            _members.request_stop(trial.run_metadata[LOG_DIR], reason or "")
+            member_files.request_stop(trial.run_metadata[LOG_DIR], reason or "")
             if packs.all_done(json.loads(trial.run_metadata[packs.PACK_SIBLINGS])):
                 pack_app = _PackApp(trial.run_metadata)
                 self.stop(pack_app, reason)  # type: ignore[arg-type]  # duck-typed as a trial

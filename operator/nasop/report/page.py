@@ -3,14 +3,14 @@ tutorial.
 
 Why a single file: the report is read long after the search, often copied off a cluster or
 attached to a ticket, and it must open without network access. So plotly.js is inlined once,
-compressed (report_assets.py), and every figure is a `<div>` that uses it; the trial table is
+compressed (assets.py), and every figure is a `<div>` that uses it; the trial table is
 plain HTML. The page ends with a sentence stating its size and what takes it.
 
 The page shows, in order: a header (phase, counts, hypervolume, reference point); the trade-off
 scatter of the first two objectives (x = objectives[1], y = objectives[0], as in the tutorial's
 num_params vs val_acc), coloured by trial index with the Pareto front as a step line and the
 reference point marked; a scatter matrix when there are 3-4 objectives; how the search got there
-(hypervolume against completed trials, every trial's learning curves: report_history.py); the
+(hypervolume against completed trials, every trial's learning curves: history.py); the
 parameter importance and Ax's cross-validation plot per objective; and a table of every trial.
 Importance and cross-validation need a fitted model: the generation strategy is fit the way `gen`
 would (moving on from Sobol once its trials are in), which mutates only the in-memory strategy;
@@ -23,7 +23,8 @@ import html
 import logging
 from typing import TYPE_CHECKING, Any
 
-from nasop import formatting, report_assets, report_history
+from nasop import formatting
+from nasop.report import assets, history
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -218,7 +219,7 @@ def importance(search: Search, adapter: Any) -> list[tuple[str, go.Figure, dict[
     if isinstance(adapter, str):
         return adapter
     try:
-        return report_history.importance(search, adapter)
+        return history.importance(search, adapter)
     except Exception as e:
         log.info("sensitivity not computed: %s", e, exc_info=True)
         return f"Not available: Ax could not compute the sensitivity ({type(e).__name__}: {e})."
@@ -250,7 +251,7 @@ def trial_table(search: Search, status: NASExperimentStatus | None = None) -> st
             "pending" if idx in pending else trial.status.name.lower().replace("_", " "),
             "" if waited is None else formatting.seconds(waited),
             "" if ran is None else formatting.seconds(ran),
-            report_history.generator_of(trial),
+            history.generator_of(trial),
         ]
         cells += [_fmt(values.get(p, "")) for p in params]
         cells += [_fmt(finals.get(idx, {}).get(m, "")) for m in metrics]
@@ -322,11 +323,11 @@ def render_html(search: Search) -> str:
         parts.append('<p class="note">No completed trials yet.</p>')
     parts.append("<h2>Progress: hypervolume against trials</h2>")
     if observed:
-        parts.append(_div(report_history.hypervolume_figure(search), "hypervolume"))
+        parts.append(_div(history.hypervolume_figure(search), "hypervolume"))
     else:
         parts.append('<p class="note">No completed trials yet.</p>')
     parts.append("<h2>Learning curves</h2>")
-    curve_figs = report_history.learning_curve_figures(search)
+    curve_figs = history.learning_curve_figures(search)
     parts += [_div(fig, f"curves-{i}") for i, fig in enumerate(curve_figs)] or [
         '<p class="note">No metric was logged at more than one step yet.</p>'
     ]
@@ -353,14 +354,14 @@ def render_html(search: Search) -> str:
     def page(note: str) -> str:
         return (
             f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{_CSS}</style>{report_assets.head_scripts()}</head>"
+            f"<style>{_CSS}</style>{assets.head_scripts()}</head>"
             f'<body>{"".join(parts)}<footer id="page-size">{html.escape(note)}</footer>'
-            f"{report_assets.body_end_script()}</body></html>"
+            f"{assets.body_end_script()}</body></html>"
         )
 
     note = ""
     for _ in range(3):  # the note counts its own bytes: settle on a length
-        note = report_assets.size_note(len(page(note).encode("utf-8")))
+        note = assets.size_note(len(page(note).encode("utf-8")))
     return page(note)
 
 

@@ -9,9 +9,9 @@ The trainer's stdout goes to `<dir>/stdout` (appended, so a re-attached reader f
 the trial contract's `NASOP1` lines are read from there, as a pod's log is read in a cluster.
 
 With `NASOP_FORKSERVER` set (`nasop run --preload`), a Python trial is forked by that server
-(`nasop._forkserver`) instead of started fresh; the markers are the same, `child` is its pid.
+(`nasop.local.forkserver`) instead of started fresh; the markers are the same, `child` is its pid.
 
-Usage: python -m nasop._trialwrap MARKER_DIR -- COMMAND [ARGS...]
+Usage: python -m nasop.local.trialwrap MARKER_DIR -- COMMAND [ARGS...]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 
-from nasop import _forkserver
+from nasop.local import forkserver
 
 STDOUT = "stdout"  # the trainer's stdout, beside the markers
 
@@ -37,11 +37,14 @@ def write_marker(path: str, payload: dict) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m nasop._trialwrap MARKER_DIR -- COMMAND [ARGS...]", file=sys.stderr)
+        print(
+            "usage: python -m nasop.local.trialwrap MARKER_DIR -- COMMAND [ARGS...]",
+            file=sys.stderr,
+        )
         return 2
     marker_dir, command = argv[0], argv[2:]
     received: list[int] = []
-    proc: subprocess.Popen[bytes] | _forkserver.Launched | None = None
+    proc: subprocess.Popen[bytes] | forkserver.Launched | None = None
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
@@ -61,8 +64,8 @@ def main(argv: list[str]) -> int:
     if received:
         write_marker(os.path.join(marker_dir, "exit"), {"returncode": -received[0]})
         return 128 + received[0]
-    server = os.environ.pop(_forkserver.ENV_VAR, "")
-    forked = server and _forkserver.launch(server, command, dict(os.environ), os.getcwd())
+    server = os.environ.pop(forkserver.ENV_VAR, "")
+    forked = server and forkserver.launch(server, command, dict(os.environ), os.getcwd())
     proc = forked or subprocess.Popen(command)
     if received:
         proc.send_signal(received[0])

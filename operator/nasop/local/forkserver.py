@@ -7,7 +7,7 @@ the named modules once and then forks a child per trial; the child takes the tri
 (passed over a Unix socket), environment, working directory and argv, and runs the module
 or script as `python -m`/`python FILE` would.
 
-Stdlib only until the preload imports, like `nasop._trialwrap`, whose trials it runs. The
+Stdlib only until the preload imports, like `nasop.local.trialwrap`, whose trials it runs. The
 protocol on one connection: the wrapper sends an 8-byte length and a JSON request
 (`argv`, `env`, `cwd`) with its fds 0, 1, 2 attached; the child answers `pid N` and, when
 the trial ends, `exit N` (the server, its parent, sends `exit N` too once it has reaped it:
@@ -19,7 +19,7 @@ Differences from a fresh interpreter, by design: the preloaded modules are alrea
 so environment variables that they read at import time (e.g. `OMP_NUM_THREADS` for torch)
 keep the server's values; set thread counts in code (the trainer's `--threads`).
 
-Usage: python -m nasop._forkserver SOCKET_PATH MODULE [MODULE ...]
+Usage: python -m nasop.local.forkserver SOCKET_PATH MODULE [MODULE ...]
 """
 
 from __future__ import annotations
@@ -364,7 +364,7 @@ def serve(path: str, preload: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 1:
-        print("usage: python -m nasop._forkserver SOCKET_PATH [MODULE ...]", file=sys.stderr)
+        print("usage: python -m nasop.local.forkserver SOCKET_PATH [MODULE ...]", file=sys.stderr)
         return 2
     return serve(argv[0], argv[1:])
 
