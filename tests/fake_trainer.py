@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from nasop import results
 
@@ -43,10 +43,17 @@ def main(argv: list[str]) -> int:
         for member in json.loads(os.environ["NASOP_PACK"]):
             index = int(member["trial"])
             seq = iter(range(10**6))
-            finals = trial(member["params"], member["logDir"], sleep, fmt, index, seq)
-            member_files.write_end(member["logDir"], member_files.COMPLETED)
-            print(results.lines.format_end(next(seq), index, "completed"), flush=True)
-            ends[index] = {"state": "completed", "final": finals}
+            asked: list[str | None] = [None]
+
+            def stop(log_dir: str = member["logDir"], index: int = index, asked=asked) -> bool:
+                asked[0] = member_files.stop_reason(log_dir, index)
+                return asked[0] is not None
+
+            finals = trial(member["params"], member["logDir"], sleep, fmt, index, seq, stop)
+            state = member_files.STOPPED if asked[0] is not None else member_files.COMPLETED
+            member_files.write_end(member["logDir"], state, asked[0] or "")
+            print(results.lines.format_end(next(seq), index, state, asked[0] or ""), flush=True)
+            ends[index] = {"state": state, "reason": asked[0] or "", "final": finals}
         results.write_final(results.encode_final({}, ends))
         return 0
     finals = trial(params, os.environ["NASOP_LOG_DIR"], sleep, fmt)
@@ -62,8 +69,10 @@ def trial(
     fmt: str = "nasop",
     member: int | None = None,
     seq: Iterator[int] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, tuple[int, float]]:
-    """Reports one trial's points; returns its final values."""
+    """Reports one trial's points; returns its final values. A pack member asked to `stop`
+    ends after the epoch it is in."""
     finals: dict[str, tuple[int, float]] = {}
     seq = seq or iter(range(10**6))
 
@@ -90,6 +99,9 @@ def trial(
     for e in range(epochs):
         report(e, "val_acc", final * (1 - 0.5 ** (e + 1)))
         time.sleep(sleep)
+        if stop is not None and stop():
+            w.close()
+            return finals
     report(0, "latency_ms", 0.01 * (h1 + h2))
     w.close()
     print(json.dumps({"val_acc": final, "num_params": num_params}))

@@ -5,7 +5,9 @@ local processes. What the operator reads of a container must behave as on a node
 list of lines, each stamped when it was written, served through ``pods/log`` with the kubelet's
 ``timestamps``, ``sinceTime`` and ``limitBytes``; the termination message is the file at the
 container's termination path (here a temporary file named by ``NASOP_TERMINATION_LOG``), cut to
-4096 bytes as the kubelet cuts it.
+4096 bytes as the kubelet cuts it. A ConfigMap volume the container mounts is projected into a
+temporary folder and refreshed while it runs (a kubelet refreshes it within its sync period);
+an env value naming the mount path names that folder instead.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -78,6 +80,63 @@ def _pump(stream: IO[str], log: PodLog) -> None:
         log.append(line)
 
 
+ConfigMapReader = Callable[[str], "Mapping[str, str] | None"]  # name -> data (None: absent)
+
+
+class _ConfigMapVolumes:
+    """The container's ConfigMap mounts, each a local folder the kubelet keeps in step."""
+
+    def __init__(
+        self,
+        container: Mapping[str, Any],
+        volumes: list[Mapping[str, Any]],
+        read: ConfigMapReader | None,
+        root: str,
+        sync_seconds: float,
+    ) -> None:
+        by_name = {v["name"]: v["configMap"]["name"] for v in volumes if v.get("configMap")}
+        self.folders: dict[str, tuple[str, str]] = {}  # mount path -> (folder, configmap)
+        for m in container.get("volumeMounts") or []:
+            if m["name"] in by_name and read is not None:
+                folder = os.path.join(root, m["name"])
+                os.makedirs(folder)
+                self.folders[m["mountPath"]] = (folder, by_name[m["name"]])
+        self.read, self.sync_seconds = read, sync_seconds
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sync_forever, daemon=True)
+
+    def env(self, value: str) -> str:
+        folder = self.folders.get(value)
+        return folder[0] if folder else value
+
+    def start(self) -> None:
+        self.sync()
+        if self.folders:
+            self.thread.start()
+
+    def sync(self) -> None:
+        for folder, name in self.folders.values():
+            try:
+                data = dict(self.read(name) or {}) if self.read else {}
+            except Exception:  # the API server busy: keep what is there, as a kubelet does
+                continue
+            for key, value in data.items():
+                tmp = os.path.join(folder, f".{key}.tmp")
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(value)
+                os.replace(tmp, os.path.join(folder, key))
+            for key in os.listdir(folder):
+                if not key.startswith(".") and key not in data:  # a key removed from it
+                    os.remove(os.path.join(folder, key))
+
+    def _sync_forever(self) -> None:
+        while not self.stop.wait(self.sync_seconds):
+            self.sync()
+
+    def close(self) -> None:
+        self.stop.set()
+
+
 def run_container(
     container: Mapping[str, Any],
     cancelled: threading.Event,
@@ -85,16 +144,25 @@ def run_container(
     log: PodLog | None = None,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
+    volumes: list[Mapping[str, Any]] | None = None,
+    configmaps: ConfigMapReader | None = None,
+    sync_seconds: float = 0.5,
 ) -> Exited:
-    """Runs ``command + args`` with the container's env; stdout and stderr go to ``log``."""
+    """Runs ``command + args`` with the container's env; stdout and stderr go to ``log``.
+
+    ``volumes`` (the pod's) and ``configmaps`` (reads a ConfigMap's data by name) project the
+    container's ConfigMap mounts, refreshed every ``sync_seconds``.
+    """
     log = log if log is not None else PodLog()
     argv = list(container.get("command") or []) + list(container.get("args") or [])
     with tempfile.TemporaryDirectory() as tmp:
         termination = os.path.join(tmp, "termination-log")
+        mounted = _ConfigMapVolumes(container, volumes or [], configmaps, tmp, sync_seconds)
+        mounted.start()
         full_env = {
             **os.environ,
             **(env or {}),
-            **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []},
+            **{e["name"]: mounted.env(str(e.get("value", ""))) for e in container.get("env") or []},
             "NASOP_TERMINATION_LOG": termination,  # the kubelet's file at terminationMessagePath
         }
         with subprocess.Popen(
@@ -119,6 +187,7 @@ def run_container(
                     break
                 time.sleep(0.02)
             reader.join(timeout=10)
+        mounted.close()
         message = ""
         if os.path.exists(termination):
             with open(termination, "rb") as fh:

@@ -221,6 +221,8 @@ def test_stopping_one_member_leaves_the_others_training(tmp_path: Path) -> None:
                 }
             ),
             run_metadata={},
+            # the runner reads each member's end from the pack's output, as for Ax's trials
+            experiment=SimpleNamespace(metrics=[o.metric for o in m.spec.objectives]),
         )
         for i in range(3)
     ]

@@ -21,15 +21,13 @@ HANDLERS = ["nasop.controller.handlers"]
 def resource(tmp_path: Any, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
     """A NASExperiment that runs the fake trainer, its TensorBoard files under `tmp_path`/logs.
 
-    Metrics travel through the trial pods' logs: no claim, except for packs (their members stop
-    through a marker on the volume)."""
+    Metrics travel through the trial pods' logs and pack members stop through a ConfigMap: no
+    claim."""
     m = manifest(name, **spec)
     m["metadata"]["namespace"] = namespace
     trial = m["spec"]["trial"]
     trial["command"] = [sys.executable, FAKE_TRAINER]
     trial["logs"] = {"mountPath": str(tmp_path / "logs")}
-    if trial.get("pack"):
-        trial["logs"]["claimName"] = "nasop-logs"
     return m
 
 

@@ -1,7 +1,10 @@
 """Packed trials in a cluster: one Volcano job per pack, labelled with every member's index.
 
 The real operator against the real API server (as tests/operator/test_operator.py); the Volcano
-player runs each pack job's command (the fake trainer, which honours NASOP_PACK) on this machine.
+player runs each pack job's command (the fake trainer, which honours NASOP_PACK) on this machine,
+projecting the ConfigMaps its pod mounts as a kubelet does. No claim anywhere: members report
+through the pod's log and termination message and are stopped through the experiment's stops
+ConfigMap.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import json
 
 import pytest
 import volcano
-from scenario import EXP, JOBS, crash_and_restart
+from scenario import CONFIGMAPS, EXP, HANDLERS, JOBS, crash_and_restart, events, wait_for
 from scenario import resource as _resource
 from scenario import run_to as _run_to
 from scenario import wait_phase as _wait_phase
@@ -40,7 +43,6 @@ def _packed(tmp_path, name, trials, **extra):
         **extra,
     )
     res["spec"]["trial"]["pack"] = {"maxTrials": 3}
-    res["spec"]["trial"]["logs"]["claimName"] = "nasop-logs"  # packs stop members on a volume
     return res
 
 
@@ -92,3 +94,58 @@ async def test_operator_killed_and_restarted_mid_pack_runs_every_trial_once(
     members, _ = _members_by_job(cluster, "pack-restarts")
     assert sorted(i for m in members for i in m) == list(range(6))  # none twice, none lost
     assert obj["status"]["trials"]["completed"] == 6
+
+
+@pytest.mark.asyncio
+async def test_a_pack_member_is_stopped_through_the_stops_configmap(
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    """One pack of 3, run one member after another; a threshold no trial reaches stops every
+    member once one curve is complete: the first completes, the other two are asked to stop
+    through the ConfigMap their pod mounts and end `stopped` at their next epoch; the pack's
+    job then has nothing left to train."""
+    res = _packed(tmp_path, "pack-stops", 3)
+    res["spec"]["searchSpace"][-1] = {"name": "epochs", "type": "fixed", "value": 8}
+    res["spec"]["earlyStopping"] = {
+        "metric": "val_acc",
+        "threshold": 0.999,
+        "minProgression": 1,
+        "minCurves": 1,
+    }
+    res["spec"]["trial"]["args"] = ["--sleep=0.4"]
+    with volcano.VolcanoPlayer(cluster, volcano.run_command(cluster=cluster)) as player:
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        cluster.create_object(EXP, res)
+        [job] = await wait_for(lambda: _members_by_job(cluster, "pack-stops")[1], "the pack job")
+        obj = await _wait_phase(cluster, "pack-stops", {"Succeeded", "Failed"}, timeout=150)
+    assert not player.errors
+    trials = obj["status"]["trials"]
+    assert (trials["completed"], trials["earlyStopped"], trials["failed"]) == (1, 2, 0), trials
+    # the pack's job is deleted once no member is left to train (all ended or asked to stop)
+    assert not _members_by_job(cluster, "pack-stops")[1]
+    pod = job["spec"]["tasks"][0]["template"]["spec"]
+    assert {
+        "name": "nasop-stops",
+        "configMap": {"name": "pack-stops-nasop-stops", "optional": True},
+    } in pod["volumes"]
+    assert not any("persistentVolumeClaim" in v for v in pod["volumes"])  # no claim at all
+    stops = cluster.get_object(CONFIGMAPS, "default", "pack-stops-nasop-stops")
+    assert sorted(stops["data"]) == ["stop-1", "stop-2"], stops["data"]
+    assert stops["metadata"]["ownerReferences"][0]["kind"] == "NASExperiment"
+    told = await wait_for(
+        lambda: (found := events(cluster, "TrialEarlyStopped", "pack-stops")) and len(found) >= 2
+        and found,
+        "two TrialEarlyStopped events",
+        10,
+    )  # fmt: skip
+    assert len(told) == 2, [e["message"] for e in told]
+    # the first stopped member said so itself (its `end` line): the request reached the pod
+    # (the last one's pack may be cancelled first, once no member is left to train)
+    logs = "".join(
+        log.text()
+        for (ns, pod), log in cluster.proxy.pod_logs.items()
+        if ns == "default" and pod.startswith(job["metadata"]["name"])
+    )
+    ends = [json.loads(line.split(" ", 1)[1]) for line in logs.splitlines() if '"end"' in line]
+    assert [(e["m"], e["end"]) for e in ends][:2] == [(0, "completed"), (1, "stopped")], ends
+    assert "val_acc" in ends[1]["reason"], ends[1]  # the rule that fired, as the operator wrote it

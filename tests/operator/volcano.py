@@ -91,13 +91,15 @@ def run_command(
     cwd: str | None = None,
     timeout: float = 120.0,
     env: Mapping[str, str] | None = None,
+    cluster: Any = None,
 ) -> Outcome:
     """Build an outcome that runs each task's first container (command + args + env) locally.
 
     The task's pod spec is TorchX's: ``template.spec.containers[0]`` with ``command``, ``args`` and
     ``env: [{name, value}]``. Tasks run one after another; the job fails if any exits non-zero.
     The process is killed if the job is deleted meanwhile (then the phase is ``Aborted``). Its
-    output goes to the pod's live log (``logs``, by task) as a kubelet keeps it.
+    output goes to the pod's live log (``logs``, by task) as a kubelet keeps it. With ``cluster``,
+    the ConfigMaps the pod mounts are read from the API server and kept in step as a kubelet does.
     """
 
     def outcome(
@@ -107,9 +109,25 @@ def run_command(
     ) -> JobOutcome:
         result = JobOutcome("Completed")
         for task in tasks_of(job):
-            container = task["template"]["spec"]["containers"][0]
+            pod_spec = task["template"]["spec"]
+            container = pod_spec["containers"][0]
             log = (logs or {}).get(task["name"])
-            exited = run_container(container, cancelled, timeout, log, cwd=cwd, env=env)
+            namespace = job["metadata"]["namespace"]
+
+            def configmap(name: str, namespace: str = namespace) -> Mapping[str, str] | None:
+                found = cluster.get_object("v1/configmaps", namespace, name)
+                return (found or {}).get("data") or ({} if found else None)
+
+            exited = run_container(
+                container,
+                cancelled,
+                timeout,
+                log,
+                cwd=cwd,
+                env=env,
+                volumes=pod_spec.get("volumes") or [],
+                configmaps=configmap if cluster is not None else None,
+            )
             result.logs[task["name"]] = exited.log
             result.messages[task["name"]] = exited.message
             result.exit_codes[task["name"]] = exited.code

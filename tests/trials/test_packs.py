@@ -96,12 +96,14 @@ def test_a_members_own_record_decides_whatever_the_pack_does(
     tmp_path: Any, record: tuple[str, str], want: tuple[TrialStatus, str, bool]
 ) -> None:
     member_files.write_end(str(tmp_path), *record)
+    end = member_files.read_end(str(tmp_path))
+    assert end == {"state": record[0], "reason": record[1]}
     for pack_state in (RUNNING, (TrialStatus.FAILED, "killed", True)):
-        assert packs.member_status(str(tmp_path), pack_state) == want
+        assert packs.member_status(end, pack_state) == want
 
 
-def test_a_member_without_a_record_follows_its_pack(tmp_path: Any) -> None:
-    member = str(tmp_path)
+def test_a_member_without_a_record_follows_its_pack() -> None:
+    member = None
     assert packs.member_status(member, RUNNING) == RUNNING
     status, reason, infra = packs.member_status(member, (TrialStatus.COMPLETED, "", False))
     assert (status, infra) == (TrialStatus.FAILED, True) and "pack ended before it did" in reason
@@ -151,3 +153,49 @@ def test_a_cluster_member_is_adopted_with_its_packs_folder_and_siblings() -> Non
         ),
     }
     assert runner.adopt(SimpleNamespace(index=7)) is None
+
+
+def test_a_stop_reaches_a_member_through_its_mounted_folder(tmp_path: Any, monkeypatch) -> None:
+    """In a cluster the stop is the ConfigMap key `stop-<index>`, a file in $NASOP_STOP_DIR."""
+    log_dir, mounted = str(tmp_path / "log"), tmp_path / "stops"
+    mounted.mkdir()
+    assert member_files.stop_reason(log_dir, 7) is None  # no folder named: nothing asked
+    monkeypatch.setenv(member_files.STOP_DIR_ENV, str(mounted))
+    assert member_files.stop_reason(log_dir, 7) is None
+    (mounted / member_files.stop_key(7)).write_text("early stopping:\n below the median")
+    assert member_files.stop_reason(log_dir, 7) == "early stopping: below the median"
+    assert member_files.stop_reason(log_dir, 8) is None  # another member's request is not ours
+    assert member_files.stop_reason(log_dir) is None  # a lone trial is never stopped this way
+
+
+def test_pack_pods_mount_the_stops_configmap_read_only() -> None:
+    from nasop import spec
+    from nasop.trials import batchjob, stops
+
+    template = spec.TrialTemplate.model_validate(
+        {"image": "nasop-trainer:0.1.0", "pack": {"maxTrials": 2}}
+    )
+    members = [(3, {"hidden_size_1": 8}, "/tmp/l/trial-0003"), (4, {}, "/tmp/l/trial-0004")]
+    app = packs.pack_to_appdef(
+        template,
+        experiment="exp",
+        members=members,
+        folder="/tmp/l/pack-0003",
+        scheduler="kubernetes_job",
+        stops_configmap=stops.configmap_name("exp"),
+    )
+    job = batchjob.app_to_job(app, queue=None)
+    pod = job["spec"]["template"].spec
+    [volume] = [v for v in pod.volumes if v.name == stops.VOLUME]
+    assert (volume.config_map.name, volume.config_map.optional) == ("exp-nasop-stops", True)
+    container = pod.containers[0]
+    [mount] = [m for m in container.volume_mounts if m.name == stops.VOLUME]
+    assert (mount.mount_path, mount.read_only) == (stops.MOUNT_PATH, True)
+    env = {e.name: e.value for e in container.env}
+    assert env[member_files.STOP_DIR_ENV] == stops.MOUNT_PATH
+    assert stops.APP_METADATA_KEY not in job["metadata"]["labels"]  # not a label: may be long
+    lone = packs.pack_to_appdef(
+        template, experiment="exp", members=members, folder="/x", scheduler="local_cwd",
+        stops_configmap="exp-nasop-stops",
+    )  # fmt: skip
+    assert stops.APP_METADATA_KEY not in lone.metadata  # locally the log dir is shared

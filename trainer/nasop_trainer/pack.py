@@ -272,7 +272,7 @@ def _epoch_end(
             num_params=entry.num_params,
             latency_ms=latency_ms,
         )
-    reason = member_files.stop_reason(str(entry.member.log_dir))
+    reason = member_files.stop_reason(str(entry.member.log_dir), entry.member.index)
     if reason is not None:
         return entry.end(member_files.STOPPED, reason or f"stop requested after epoch {epoch}")
     return None

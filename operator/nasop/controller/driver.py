@@ -22,6 +22,7 @@ from nasop.engine.search import Search, TickReport
 from nasop.state.configmap import ConfigMapStore
 from nasop.trials import cluster, registry
 from nasop.trials.runner import TorchXTrialRunner
+from nasop.trials.stops import StopRequests
 
 EventSink = Callable[[str, str, str], None]  # (type, reason, message)
 EPHEMERAL_LOG_ROOT = "/tmp/nasop-logs"  # a trial's NASOP_LOG_DIR when no volume is mounted
@@ -51,6 +52,7 @@ def open_search(
         finder=lambda index: cluster.find_job(api, kind, namespace, name, index),
         pack_finder=lambda index: cluster.find_pack(api, kind, namespace, name, index),
         output=cluster.output_reader(api, kind, namespace, owner.get("uid")),
+        stops=StopRequests(api, namespace, name, owner),
     )
     store = ConfigMapStore(api, namespace, registry=registry.bundle(), owner=owner)
     return Search.open(manifest.spec, name, runner, store)

@@ -7,6 +7,11 @@ member to stop early by creating ``<logDir>/.nasop/stop``, which the packed trai
 the next epoch boundary. A member with no end record when its process is gone was cut short by
 the process (an infrastructure failure). The trainer and the engine both import this module, so
 the file names live in one place.
+
+In a cluster there is no shared folder: the operator writes a stop as the key ``stop-<index>``
+of the experiment's stops ConfigMap, which the pack's pod mounts read-only at
+``$NASOP_STOP_DIR`` (the kubelet refreshes it), and the member's end reaches the operator through
+its log and termination message (the trial contract). :func:`stop_reason` reads both places.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 MARKER_DIR = ".nasop"  # the same folder a local lone trial's wrapper writes its markers into
 END_FILE = "member"
 STOP_FILE = "stop"
+STOP_DIR_ENV = "NASOP_STOP_DIR"  # a read-only folder of `stop-<index>` files (a ConfigMap)
 COMPLETED, FAILED, STOPPED = "completed", "failed", "stopped"
 STATES = (COMPLETED, FAILED, STOPPED)
 
@@ -57,15 +63,41 @@ def request_stop(log_dir: str, reason: str = "") -> None:
     _write(_path(log_dir, STOP_FILE), {"reason": " ".join(reason.split())})
 
 
-def stop_reason(log_dir: str) -> str | None:
-    """The reason of a stop request, or None when none was made."""
+def stop_key(member: int) -> str:
+    """The ConfigMap key (and file name under ``$NASOP_STOP_DIR``) of a member's stop request."""
+    return f"stop-{int(member)}"
+
+
+def stop_reason(log_dir: str, member: int | None = None) -> str | None:
+    """The reason of a stop request, or None when none was made: the member's log dir first,
+    then (for a member index) the mounted stops folder named by ``$NASOP_STOP_DIR``."""
     try:
         with open(_path(log_dir, STOP_FILE), encoding="utf-8") as fh:
             return str(json.load(fh).get("reason", ""))
     except FileNotFoundError:
-        return None
+        pass
     except (OSError, ValueError, AttributeError):
+        return ""
+    folder = os.environ.get(STOP_DIR_ENV)
+    if member is None or not folder:
+        return None
+    try:
+        with open(os.path.join(folder, stop_key(member)), encoding="utf-8") as fh:
+            return " ".join(fh.read(1000).split())
+    except FileNotFoundError:
+        return None
+    except OSError:
         return ""
 
 
-__all__ = ["COMPLETED", "FAILED", "STOPPED", "read_end", "request_stop", "stop_reason", "write_end"]
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "STOPPED",
+    "STOP_DIR_ENV",
+    "read_end",
+    "request_stop",
+    "stop_key",
+    "stop_reason",
+    "write_end",
+]

@@ -24,7 +24,7 @@ from torchx.schedulers.ids import make_unique
 from torchx.specs import AppDef, AppDryRunInfo, AppState, runopts
 
 from nasop import spec
-from nasop.trials import waiting
+from nasop.trials import stops, waiting
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ def app_to_job(
     name = ks.normalize_str(make_unique(app.name))
     pod = ks.role_to_pod(ks.normalize_str(f"{role.name}-0"), role, service_account)
     pod.spec.automount_service_account_token = False  # a trial needs no API credentials
+    if app.metadata.get(stops.APP_METADATA_KEY):  # a pack: its members' stop requests
+        stops.mount(pod.spec, app.metadata[stops.APP_METADATA_KEY])
     job_labels = {
         **(labels or {}),
         **{k: v for k, v in app.metadata.items() if k.startswith(spec.GROUP)},

@@ -110,7 +110,7 @@ def check_queue(client: Any, template: spec.TrialTemplate, namespace: str) -> No
 
 
 def check_metrics_source(template: spec.TrialTemplate) -> None:
-    """TensorBoard files and pack members' stop markers need the volume in a cluster."""
+    """TensorBoard files are read from the volume: in a cluster it must be named."""
     if template.logs.claim_name:
         return
     if template.metrics_format == "tensorboard":
@@ -119,13 +119,6 @@ def check_metrics_source(template: spec.TrialTemplate) -> None:
             "(the operator reads the TensorBoard files from that volume)",
             hint="use metricsFormat: nasop (stdout lines, no volume), or name a "
             "ReadWriteMany claim in spec.trial.logs.claimName",
-        )
-    if template.pack is not None:
-        raise errors.SpecError(
-            "spec.trial.pack needs spec.trial.logs.claimName in a cluster (pack members are "
-            "stopped through a marker on that volume)",
-            hint="name a ReadWriteMany claim in spec.trial.logs.claimName, or remove "
-            "spec.trial.pack",
         )
 
 

@@ -27,7 +27,7 @@ from torchx import specs
 from nasop import spec
 from nasop.local import member_files
 from nasop.local.trialwrap import write_marker
-from nasop.trials import appdef, local_markers
+from nasop.trials import appdef, local_markers, stops
 
 PACK_DIR = "pack_dir"  # run metadata: the pack's own folder (its wrapper markers, its logs)
 PACK_SIBLINGS = "pack_members"  # run metadata: JSON list of every member's log dir
@@ -73,9 +73,11 @@ def pack_to_appdef(
     folder: str,
     scheduler: str,
     local_env: dict[str, str] | None = None,
+    stops_configmap: str | None = None,
 ) -> specs.AppDef:
     """The AppDef of one pack: the spec's command and args (no per-parameter flags), the
-    members in `NASOP_PACK`, labelled with every member's trial index."""
+    members in `NASOP_PACK`, labelled with every member's trial index; in a cluster, its pods
+    mount `stops_configmap` (see `trials.stops`)."""
     local = scheduler in appdef.LOCAL_SCHEDULERS
     first = members[0][0]
     env = {
@@ -94,6 +96,8 @@ def pack_to_appdef(
     )
     labels = {spec.EXPERIMENT_LABEL: experiment, spec.TRIAL_LABEL: str(first)}
     labels.update({f"{spec.GROUP}/member-{i}": "true" for i, _, _ in members})
+    if stops_configmap and not local:
+        labels[stops.APP_METADATA_KEY] = stops_configmap
     return specs.AppDef(name=app_name(experiment, first), roles=[role], metadata=labels)
 
 
@@ -126,15 +130,15 @@ def marked_pack(log_dir: str) -> dict[str, str] | None:
 
 
 def member_status(
-    log_dir: str, pack: tuple[TrialStatus, str, bool]
+    end: Mapping[str, str] | None, pack: tuple[TrialStatus, str, bool]
 ) -> tuple[TrialStatus, str, bool]:
     """A member's (status, reason, infrastructure) from its end record and its pack's state.
 
     Args:
-        log_dir: the member's log dir.
+        end: how the member said it ended (``{"state", "reason"}``: from its output, or its
+            end file locally), None while it has not.
         pack: the pack app's (status, reason, infrastructure) as a lone trial's would be.
     """
-    end = member_files.read_end(log_dir)
     if end is not None:
         if end["state"] == member_files.COMPLETED:
             return TrialStatus.COMPLETED, "", False
@@ -156,7 +160,8 @@ def member_status(
 
 
 def all_done(log_dirs: Sequence[str]) -> bool:
-    """Every member has ended or been asked to stop: the pack has nothing left to train."""
+    """Every member has ended or been asked to stop (their local files say): the pack has
+    nothing left to train."""
     return all(
         member_files.read_end(d) is not None or member_files.stop_reason(d) is not None
         for d in log_dirs

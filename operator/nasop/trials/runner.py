@@ -34,6 +34,7 @@ from nasop.trials import appdef, local_markers, packs
 from nasop.trials.forkserver_process import ForkServer
 from nasop.trials.metric import RUN_METADATA_KEY
 from nasop.trials.output import LocalOutput
+from nasop.trials.stops import StopRequests
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class TorchXTrialRunner(Runner):
         self._pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None
         self._output: OutputFactory | None = None
         self._outputs: dict[str, Any] = {}  # a trial's or pack's folder -> its output reader
+        self._stops: StopRequests | None = None  # a cluster's stop requests to pack members
         self.preload = list(preload)  # modules the local fork server imports once for all trials
         self.fork_server = (
             ForkServer(self.preload, os.path.join(log_root, experiment_name, "forkserver.log"))
@@ -136,15 +138,18 @@ class TorchXTrialRunner(Runner):
         finder: Callable[[int], str | None] | None = None,
         pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None,
         output: OutputFactory | None = None,
+        stops: StopRequests | None = None,
     ) -> None:
         """Use this TorchX runner factory (the operator passes one with its own API client),
         and `finder(trial_index)` to look up a job launched before a crash lost its record
         (`pack_finder`: the pack job holding that trial, and its members); `output(handle,
-        collector)` makes the reader of a cluster trial's pod output."""
+        collector)` makes the reader of a cluster trial's pod output; `stops` carries a stop
+        request to a pack member's pod (its ConfigMap, mounted read-only)."""
         self._factory = factory
         self._finder = finder
         self._pack_finder = pack_finder
         self._output = output
+        self._stops = stops
         self._torchx = None
         self._outputs.clear()
 
@@ -227,6 +232,8 @@ class TorchXTrialRunner(Runner):
         folder = packs.pack_dir(self.log_root, self.experiment_name, members[0][0])
         if self.is_local:
             packs.mark_members(members, folder)
+        if self._stops is not None:
+            self._stops.ensure()
         app = packs.pack_to_appdef(
             self.trial_template,
             experiment=self.experiment_name,
@@ -234,6 +241,7 @@ class TorchXTrialRunner(Runner):
             folder=folder,
             scheduler=self.scheduler,
             local_env=self.fork_server.env() if self.fork_server else None,
+            stops_configmap=self._stops.name if self._stops is not None else None,
         )
         handle = self.torchx.run(app, scheduler=self.scheduler, cfg=self.scheduler_cfg)
         log.info("trials %s launched as one pack %s", [m[0] for m in members], handle)
@@ -250,8 +258,11 @@ class TorchXTrialRunner(Runner):
         """Cancel the trial's app; idempotent. A pack member is asked to stop alone; its pack
         is cancelled once none of its members is left to train."""
         if trial.run_metadata.get(packs.PACK_DIR):
-            member_files.request_stop(trial.run_metadata[LOG_DIR], reason or "")
-            if packs.all_done(json.loads(trial.run_metadata[packs.PACK_SIBLINGS])):
+            if self._stops is None:
+                member_files.request_stop(trial.run_metadata[LOG_DIR], reason or "")
+            else:
+                self._stops.request(trial.index, reason or "")
+            if self._pack_done(trial):
                 pack_app = _PackApp(trial.run_metadata)
                 self.stop(pack_app, reason)  # type: ignore[arg-type]  # duck-typed as a trial
             return {"stop_reason": reason or ""}
@@ -266,11 +277,43 @@ class TorchXTrialRunner(Runner):
             local_markers.record_cancelled(trial.run_metadata[LOG_DIR])
         return {"stop_reason": reason or ""}
 
+    def _pack_done(self, trial: BaseTrial) -> bool:
+        """Every member of this trial's pack has ended or been asked to stop."""
+        siblings = json.loads(trial.run_metadata[packs.PACK_SIBLINGS])
+        if self._stops is None:
+            return packs.all_done(siblings)
+        reader = self._outputs.get(trial.run_metadata[packs.PACK_DIR])
+        ended = set(reader.collector.ends) if reader is not None else set()
+        indexes = {appdef.trial_index_of(d) for d in siblings}
+        return indexes <= ended | self._stops.requested()
+
+    def _member_end(self, trial: BaseTrial, refresh: bool) -> dict[str, str] | None:
+        """How a pack member said it ended: in its pack's output (read again when `refresh`),
+        else (locally, or with TensorBoard metrics) in its end file; None while it has not."""
+        found = self._reader(trial)
+        if found is not None:
+            reader, member = found
+            collector = reader.read() if refresh else reader.collector
+            if member in collector.ends:
+                state, reason = collector.ends[member]
+                return {"state": state, "reason": reason}
+        if self.is_local or found is None:
+            return member_files.read_end(trial.run_metadata[LOG_DIR])
+        return None
+
     # -- output --------------------------------------------------------------------------
 
     def read_output(self, trial: BaseTrial) -> tuple[Collector, int | None] | None:
         """What the trial has reported so far and its member index in that output (None for a
         lone trial); None when its metrics come from TensorBoard files instead."""
+        found = self._reader(trial)
+        if found is None:
+            return None
+        reader, member = found
+        return reader.read(), member
+
+    def _reader(self, trial: BaseTrial) -> tuple[Any, int | None] | None:
+        """The output reader of the trial (its pack's, for a member), made on first use."""
         template = self.trial_template
         if template.metrics_format == "tensorboard":
             return None
@@ -289,7 +332,7 @@ class TorchXTrialRunner(Runner):
             else:
                 reader = self._output(meta.get(APP_HANDLE, ""), collector)
             self._outputs[folder] = reader
-        return reader.read(), member
+        return reader, member
 
     def forget_output(self, trial: BaseTrial) -> str:
         """Drop the reader of an ended lone trial (a pack's stays while members run); returns
@@ -314,13 +357,15 @@ class TorchXTrialRunner(Runner):
         for trial in trials:
             handle = trial.run_metadata.get(APP_HANDLE)
             if handle and trial.run_metadata.get(packs.PACK_DIR):
-                if handle not in pack_states:
+                refresh = handle not in pack_states  # the pack's output is read once per look
+                if refresh:
                     pack_app = _PackApp(trial.run_metadata)  # duck-typed: its index is `handle`
                     seen = self.observe([pack_app])  # type: ignore[list-item]  # duck-typed
                     pack_states.update(seen.items())  # type: ignore[arg-type]  # handle keys
                 pack = pack_states[handle]
                 status, reason, infra = packs.member_status(
-                    trial.run_metadata[LOG_DIR], (pack.status, pack.reason, pack.infrastructure)
+                    self._member_end(trial, refresh),
+                    (pack.status, pack.reason, pack.infrastructure),
                 )
                 if status is TrialStatus.RUNNING and pack.pending is not False:
                     reason = pack.reason  # the pack's pod waits: so does each member

@@ -24,7 +24,7 @@ from torchx.schedulers.api import DescribeAppResponse
 from torchx.specs import AppDef, AppDryRunInfo, AppState
 
 from nasop import spec
-from nasop.trials import waiting
+from nasop.trials import stops, waiting
 
 # Every Volcano job phase (volcano.sh/apis batch/v1alpha1 JobPhase): anything not finished is
 # running, so a queued or restarting job is never taken for a failed one.
@@ -81,6 +81,8 @@ class VolcanoScheduler(ks.KubernetesScheduler):
             pod_meta.labels = {**(pod_meta.labels or {}), **labels}
             # trials report through their log and termination message: they hold no credentials
             task["template"].spec.automount_service_account_token = False
+            if app.metadata.get(stops.APP_METADATA_KEY):  # a pack: its members' stop requests
+                stops.mount(task["template"].spec, app.metadata[stops.APP_METADATA_KEY])
         return info
 
     def describe(self, app_id: str) -> DescribeAppResponse | None:
