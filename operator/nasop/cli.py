@@ -238,12 +238,14 @@ def _load_cluster_search(
                 "read from the cluster, where the operator keeps its state",
                 hint=f"drop {option}, or give the manifest FILE of a local run",
             )
-    quiet_libraries()
     from nasop.report import cluster
 
+    ref = cluster.ExperimentRef(namespace, name)
     api = cluster.api_client(args.kubeconfig, args.context)
     try:
-        return cluster.open_search(api, cluster.ExperimentRef(namespace, name))
+        obj = cluster.read_experiment(api, ref)  # before Ax is imported: errors answer at once
+        quiet_libraries()
+        return cluster.open_search(api, ref, obj)
     finally:
         api.close()
 

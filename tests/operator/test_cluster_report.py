@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-import browser
 import pytest
 import yaml
 from scenario import resource, run_to
 
+import browser
 from nasop import cli
 
 pytestmark = [

@@ -150,7 +150,8 @@ def _api_error(e: Any, ref: ExperimentRef, resource: str, server: str) -> errors
 
 
 def unreachable(server: str, e: BaseException) -> errors.NasopError:
-    reason = getattr(e, "reason", None) or e
+    reason = str(getattr(e, "reason", None) or e)
+    reason = reason.split(">: ", 1)[-1]  # urllib3 puts "<...HTTPConnection object at 0x..>" first
     return errors.NasopError(
         f"cannot reach the Kubernetes API server at {server}: {reason}",
         hint="check the kubeconfig's server and context (`kubectl config current-context`), "
@@ -204,8 +205,15 @@ def manifest_of(obj: dict[str, Any]) -> spec.NASExperiment:
     return spec.parse_manifest(data)
 
 
-def open_search(api: Any, ref: ExperimentRef) -> tuple[spec.NASExperiment, Search]:
+def open_search(
+    api: Any, ref: ExperimentRef, obj: dict[str, Any] | None = None
+) -> tuple[spec.NASExperiment, Search]:
     """The experiment's search as the operator saved it last, opened read-only.
+
+    Args:
+        api: a client (`api_client`).
+        ref: the experiment.
+        obj: the NASExperiment, when `read_experiment` has read it already.
 
     Raises:
         NasopError: with the fix, when the object or its state cannot be read.
@@ -218,7 +226,7 @@ def open_search(api: Any, ref: ExperimentRef) -> tuple[spec.NASExperiment, Searc
     from nasop.trials import cluster, registry
     from nasop.trials.runner import TorchXTrialRunner
 
-    manifest = manifest_of(read_experiment(api, ref))
+    manifest = manifest_of(obj if obj is not None else read_experiment(api, ref))
     server = api.configuration.host
     store = configmap.ConfigMapStore(
         api, ref.namespace, registry=registry.bundle(), request_timeout=REQUEST_TIMEOUT
