@@ -243,9 +243,10 @@ def _load_cluster_search(
     ref = cluster.ExperimentRef(namespace, name)
     api = cluster.api_client(args.kubeconfig, args.context)
     try:
-        obj = cluster.read_experiment(api, ref)  # before Ax is imported: errors answer at once
+        # before Ax is imported, so that these errors answer at once
+        manifest = cluster.manifest_of(ref, cluster.read_experiment(api, ref))
         quiet_libraries()
-        return cluster.open_search(api, ref, obj)
+        return cluster.open_search(api, ref, manifest)
     finally:
         api.close()
 

@@ -1,7 +1,7 @@
 """What `nasop status|report NAMESPACE/NAME` says when the real API server refuses: an experiment
-that does not exist, a CRD that is not installed, an experiment the operator has not saved state
-for yet, a user RBAC does not allow (and the Role the hint names is enough), credentials the
-server does not accept; and `kubectl nasop` against the same server.
+that does not exist, a CRD that is not installed, a spec nasop refuses, an experiment the
+operator has not saved state for yet, a user RBAC does not allow (and the Role the hint names is
+enough), credentials the server does not accept; and `kubectl nasop` against the same server.
 
 The search itself, run by the operator and then reported, is
 tests/operator/test_cluster_report.py.
@@ -64,6 +64,17 @@ def test_no_state_yet_says_the_operator_has_not_saved_it(cluster, admin, capsys)
     assert "error: the operator has not saved state for default/fresh yet" in err
     assert "no ConfigMap fresh-nasop-state in namespace default" in err
     assert "is the operator running and watching namespace default?" in err
+
+
+def test_an_invalid_spec_names_the_field(cluster, admin, capsys):
+    bad = {**manifest("bad"), "metadata": {"name": "bad"}}
+    bad["spec"]["searchSpace"][0]["bounds"] = [128, 16]  # the CRD allows it, nasop does not
+    cluster.create_object(EXP, bad, "default")
+    rc, err = _nasop(capsys, "report", "default/bad", "--kubeconfig", str(admin))
+    assert rc == 2
+    assert "error: NASExperiment default/bad is invalid" in err
+    assert "spec.searchSpace[0]" in err and "reversed" in err
+    assert "kubectl edit nasx bad -n default" in err
 
 
 def _reader_kubeconfig(cluster, tmp_path):

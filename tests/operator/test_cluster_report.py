@@ -58,6 +58,11 @@ async def test_status_and_report_of_a_cluster_experiment_match_the_object(
     assert {k: printed[k] for k in shared} == {k: want[k] for k in shared}
     assert printed["trials"]["completed"] == 4 and printed["paretoFront"]
 
+    argv = ["status", "-n", "default", "reported", "--kubeconfig", str(admin)]  # kubectl's way
+    assert await asyncio.to_thread(cli.main, argv) == 0
+    table = capsys.readouterr().out
+    assert "Succeeded: 4 trials (4 completed, 0 failed" in table and "Trials" in table, table
+
     page = tmp_path / "report.html"
     argv = ["report", "default/reported", "-o", str(page), "--kubeconfig", str(admin)]
     assert await asyncio.to_thread(cli.main, argv) == 0

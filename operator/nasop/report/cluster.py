@@ -198,22 +198,29 @@ def read_experiment(api: Any, ref: ExperimentRef) -> dict[str, Any]:
     return obj
 
 
-def manifest_of(obj: dict[str, Any]) -> spec.NASExperiment:
+def manifest_of(ref: ExperimentRef, obj: dict[str, Any]) -> spec.NASExperiment:
     """The object's spec, validated as the operator validates it."""
     data = {k: obj.get(k) for k in ("apiVersion", "kind", "spec")}
     data["metadata"] = {"name": obj["metadata"]["name"]}
-    return spec.parse_manifest(data)
+    try:
+        return spec.parse_manifest(data)
+    except errors.SpecError as e:
+        raise errors.SpecError(
+            f"NASExperiment {ref} is invalid, so the operator runs no search for it: {e.message}",
+            hint=f"fix its spec (`kubectl edit nasx {ref.name} -n {ref.namespace}`); "
+            "`kubectl describe` shows the same reason",
+        ) from None
 
 
 def open_search(
-    api: Any, ref: ExperimentRef, obj: dict[str, Any] | None = None
+    api: Any, ref: ExperimentRef, manifest: spec.NASExperiment | None = None
 ) -> tuple[spec.NASExperiment, Search]:
     """The experiment's search as the operator saved it last, opened read-only.
 
     Args:
         api: a client (`api_client`).
         ref: the experiment.
-        obj: the NASExperiment, when `read_experiment` has read it already.
+        manifest: the experiment's spec, when `read_experiment` and `manifest_of` have read it.
 
     Raises:
         NasopError: with the fix, when the object or its state cannot be read.
@@ -226,7 +233,7 @@ def open_search(
     from nasop.trials import cluster, registry
     from nasop.trials.runner import TorchXTrialRunner
 
-    manifest = manifest_of(obj if obj is not None else read_experiment(api, ref))
+    manifest = manifest or manifest_of(ref, read_experiment(api, ref))
     server = api.configuration.host
     store = configmap.ConfigMapStore(
         api, ref.namespace, registry=registry.bundle(), request_timeout=REQUEST_TIMEOUT
