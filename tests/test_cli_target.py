@@ -160,3 +160,22 @@ def test_kubectl_nasop_is_the_same_cli_under_kubectls_name(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage: kubectl nasop report")
     assert "FILE|NAMESPACE/NAME" in out.stdout and "--kubeconfig" in out.stdout
+
+
+def test_in_a_pod_the_service_account_is_used(elsewhere, monkeypatch):
+    """No kubeconfig, but KUBERNETES_SERVICE_HOST: the pod's token and CA, as kubectl in a pod."""
+    import kubernetes.config.incluster_config as incluster
+
+    from nasop.report import cluster
+
+    (elsewhere / "token").write_text("pod-token")
+    (elsewhere / "ca.crt").write_text("not checked until a request")
+    monkeypatch.setattr(incluster, "SERVICE_TOKEN_FILENAME", str(elsewhere / "token"))
+    monkeypatch.setattr(incluster, "SERVICE_CERT_FILENAME", str(elsewhere / "ca.crt"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    api = cluster.api_client()
+    assert api.configuration.host == "https://10.0.0.1:443"
+    assert api.configuration.api_key["BearerToken"].endswith("pod-token")
+    with pytest.raises(errors.NasopError, match="--context prod: there is no kubeconfig here"):
+        cluster.api_client(context="prod")
