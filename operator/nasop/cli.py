@@ -1,4 +1,7 @@
-"""`nasop run | status | report | validate | crd | operator`.
+"""`nasop run | status | report | validate | crd | operator`, also as `kubectl nasop ...`.
+
+`status` and `report` read a local search (a manifest FILE and its state dir) or, read-only, a
+cluster experiment (`NAMESPACE/NAME`: report/cluster.py).
 
 Heavy imports (Ax, TorchX, kopf) happen inside the commands that need them, so `nasop validate`
 and `nasop --help` answer at once.
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -149,7 +153,62 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- status / report
 
 
+#: a namespace is a DNS label; a NASExperiment's name a DNS subdomain (as the API server checks)
+NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+KUBECTL_PLUGIN = "kubectl-nasop"  # the console script kubectl finds on PATH for `kubectl nasop`
+TARGET_HINT = (
+    "give a manifest FILE, or NAMESPACE/NAME of a NASExperiment in a cluster (ml/mnist-mlp)"
+)
+
+
+def experiment_ref(target: str, namespace: str | None = None) -> tuple[str, str] | None:
+    """(namespace, name) when `target` names a cluster experiment; None for a manifest FILE.
+
+    A file that exists is a file. Otherwise `NAMESPACE/NAME` (valid names, and not ending in
+    .yaml/.yml/.json) is a cluster experiment; with `-n NAMESPACE`, as kubectl has it, so is a
+    bare NAME (and NAMESPACE/NAME must agree with it).
+    """
+    if namespace is not None:
+        ns, sep, name = target.rpartition("/")
+        if sep and ns != namespace:
+            raise errors.NasopError(
+                f"{target} is in namespace {ns!r}, but -n says {namespace!r}",
+                hint=f"drop -n, or write {namespace}/{name}",
+            )
+        if not NAMESPACE_RE.fullmatch(namespace) or not _valid_name(name):
+            raise errors.NasopError(
+                f"-n {namespace} {name}: not a namespace and a NASExperiment name",
+                hint="names are lowercase letters, digits, '-' (and '.' in a name); "
+                "-n applies to a cluster experiment only, not to a manifest FILE",
+            )
+        return namespace, name
+    if os.path.exists(target):
+        return None
+    ns, sep, name = target.partition("/")
+    cluster = sep and NAMESPACE_RE.fullmatch(ns) and _valid_name(name)
+    return (ns, name) if cluster and not name.endswith(MANIFEST_SUFFIXES) else None
+
+
+def _valid_name(name: str) -> bool:
+    return len(name) <= 253 and NAME_RE.fullmatch(name) is not None
+
+
 def _load_search_readonly(args: argparse.Namespace) -> tuple[spec.NASExperiment, Search]:
+    """The saved search that `args.file` names: a local one, or one in a cluster."""
+    ref = experiment_ref(args.file, args.namespace)
+    if ref is not None:
+        return _load_cluster_search(args, *ref)
+    for option, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context)):
+        if value is not None:
+            raise errors.NasopError(
+                f"{option} applies to a cluster experiment (NAMESPACE/NAME), not to a manifest "
+                f"FILE such as {args.file}",
+                hint=f"drop {option}, or name the experiment as NAMESPACE/NAME",
+            )
+    if not os.path.exists(args.file):
+        raise errors.NasopError(f"{args.file}: no such file", hint=TARGET_HINT)
     manifest = spec.load_manifest(args.file)
     quiet_libraries()
     from nasop.engine.search import Search
@@ -167,6 +226,29 @@ def _load_search_readonly(args: argparse.Namespace) -> tuple[spec.NASExperiment,
     return manifest, Search.open(
         manifest.spec, manifest.name, session.local_runner(manifest, paths), ReadOnlyStore(snapshot)
     )
+
+
+def _load_cluster_search(
+    args: argparse.Namespace, namespace: str, name: str
+) -> tuple[spec.NASExperiment, Search]:
+    for option, value in (("--state-dir", args.state_dir), ("--state-url", args.state_url)):
+        if value is not None:
+            raise errors.NasopError(
+                f"{option} applies to a local search (a manifest FILE); {namespace}/{name} is "
+                "read from the cluster, where the operator keeps its state",
+                hint=f"drop {option}, or give the manifest FILE of a local run",
+            )
+    from nasop.report import cluster
+
+    ref = cluster.ExperimentRef(namespace, name)
+    api = cluster.api_client(args.kubeconfig, args.context)
+    try:
+        # before Ax is imported, so that these errors answer at once
+        manifest = cluster.manifest_of(ref, cluster.read_experiment(api, ref))
+        quiet_libraries()
+        return cluster.open_search(api, ref, manifest)
+    finally:
+        api.close()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -207,23 +289,25 @@ def cmd_operator(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "nasop") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="nasop", description="Multi-objective neural architecture search (Ax + TorchX)."
+        prog=prog, description="Multi-objective neural architecture search (Ax + TorchX)."
     )
     p.add_argument("--version", action="version", version=f"nasop {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _add_run(sub)
 
-    sp = sub.add_parser("status", help="print the status block of a local search")
-    sp.add_argument("file")
-    _state_args(sp)
+    sp = sub.add_parser(
+        "status", help="print the status block of a search (local, or NAMESPACE/NAME in a cluster)"
+    )
+    _target_args(sp)
     sp.add_argument("-o", "--output", choices=["json", "yaml", "table"], default="table")
     sp.set_defaults(func=cmd_status)
 
-    sp = sub.add_parser("report", help="write a self-contained HTML report")
-    sp.add_argument("file")
-    _state_args(sp)
+    sp = sub.add_parser(
+        "report", help="write a self-contained HTML report (local, or NAMESPACE/NAME in a cluster)"
+    )
+    _target_args(sp)
     sp.add_argument("-o", "--output", default="report.html")
     sp.set_defaults(func=cmd_report)
 
@@ -236,6 +320,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_crd)
     _add_operator(sub)
     return p
+
+
+def _target_args(sp: argparse.ArgumentParser) -> None:
+    """A manifest FILE with its local state, or a cluster experiment and how to reach it."""
+    sp.add_argument(
+        "file",
+        metavar="FILE|NAMESPACE/NAME",
+        help="the manifest of a local search, or a NASExperiment in the cluster (ml/mnist-mlp)",
+    )
+    _state_args(sp)
+    cluster = sp.add_argument_group(
+        "a cluster experiment (read-only: `get` on nasexperiments and configmaps)"
+    )
+    cluster.add_argument(
+        "-n",
+        "--namespace",
+        default=None,
+        help="the experiment's namespace (then give its NAME alone, as with kubectl)",
+    )
+    cluster.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)",
+    )
+    cluster.add_argument("--context", default=None, help="kubeconfig context (default: current)")
 
 
 def _state_args(sp: argparse.ArgumentParser) -> None:
@@ -288,7 +397,9 @@ def _add_operator(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """`nasop`, and `kubectl-nasop` (kubectl runs it for `kubectl nasop ...`)."""
+    plugin = argv is None and os.path.basename(sys.argv[0]).startswith(KUBECTL_PLUGIN)
+    args = build_parser("kubectl nasop" if plugin else "nasop").parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except errors.NasopError as e:

@@ -36,10 +36,12 @@ KNOWN_COMMANDS: dict[str, set[str]] = {
         "patch",
         "wait",
         "label",
+        "nasop",  # the kubectl-nasop plugin: parsed by nasop's own parser below
     },
     "helm": {"install", "upgrade", "uninstall", "test", "repo", "status", "template", "lint"},
     "docker": {"build", "push"},
     "kind": {"load"},
+    "nasop": {"status", "report", "validate", "run", "crd", "operator"},
 }
 #: second-level subcommands that must be spelled right too
 KNOWN_SUBCOMMANDS = {
@@ -122,6 +124,27 @@ def test_command_exists(words: list[str]) -> None:
     assert sub in KNOWN_COMMANDS[tool], f"unknown subcommand {tool} {sub}"
     if (tool, sub) in KNOWN_SUBCOMMANDS:
         assert positionals[1] in KNOWN_SUBCOMMANDS[(tool, sub)], words
+
+
+def _nasop_commands() -> list[list[str]]:
+    """`nasop ...` and `kubectl nasop ...` lines, as nasop's arguments."""
+    return [w[1:] if w[0] == "nasop" else w[2:] for w in _commands() if "nasop" in w[:2]]
+
+
+def test_guide_shows_the_cluster_report() -> None:
+    assert any(w[0] == "report" for w in _nasop_commands())
+    assert any(w[0] == "status" for w in _nasop_commands())
+
+
+@pytest.mark.parametrize("argv", _nasop_commands(), ids=lambda w: " ".join(w[:2]))
+def test_nasop_commands_parse_and_name_cluster_experiments(argv: list[str]) -> None:
+    """Each `nasop`/`kubectl nasop` line parses with the real CLI parser, and a status or
+    report line names a cluster experiment (NAMESPACE/NAME, or NAME with -n), not a file."""
+    from nasop import cli
+
+    args = cli.build_parser().parse_args(argv)
+    if args.command in ("status", "report"):
+        assert cli.experiment_ref(args.file, args.namespace) is not None, argv
 
 
 HELM_FLAGS_WITH_VALUES = {

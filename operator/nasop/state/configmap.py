@@ -52,7 +52,9 @@ class ConfigMapStore(ExperimentStore):
         registry: RegistryBundleBase,
         owner: dict[str, Any] | None = None,
         chunk_trials: int = layout.CHUNK_TRIALS,
+        request_timeout: float | tuple[float, float] | None = None,
     ) -> None:
+        """`request_timeout`: seconds (or connect, read) for each read; None: the client's."""
         from kubernetes import client
 
         self.core = client.CoreV1Api(api_client)
@@ -60,6 +62,7 @@ class ConfigMapStore(ExperimentStore):
         self.registry = registry
         self.owner = owner
         self.chunk_trials = chunk_trials
+        self.timeout = {"_request_timeout": request_timeout} if request_timeout else {}
         self.written: dict[str, layout.Written] = {}
 
     # -- reading ----------------------------------------------------------------------------
@@ -68,7 +71,7 @@ class ConfigMapStore(ExperimentStore):
         from kubernetes.client.rest import ApiException
 
         try:
-            return self.core.read_namespaced_config_map(cm_name, self.namespace)
+            return self.core.read_namespaced_config_map(cm_name, self.namespace, **self.timeout)
         except ApiException as e:
             if e.status == 404:
                 return None
