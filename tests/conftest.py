@@ -52,7 +52,7 @@ def control_plane() -> Iterator[ControlPlaneSession]:
 
 
 #: The images the image and node tests build (Dockerfile.trainer, Dockerfile.operator).
-TRAINER_IMAGE, OPERATOR_IMAGE = "nasop-trainer:0.1.0", "nasop-operator:0.1.0"
+TRAINER_IMAGE, OPERATOR_IMAGE = controlplane.TRAINER_IMAGE, controlplane.OPERATOR_IMAGE
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,12 @@ certificate (openssl), a service-account signing key (TokenRequest works), a sta
 
 Run by hand (``make cluster KUBECONFIG=FILE``)::
 
-    python tests/cluster/controlplane.py --kubeconfig FILE [--no-node]
+    python tests/cluster/controlplane.py --kubeconfig FILE [--no-node] [--no-images]
 
-builds what is missing, starts everything (with the node and Volcano unless ``--no-node``), writes
-an admin kubeconfig to FILE and stays in the foreground until Ctrl-C or SIGTERM, then stops what it
-started.
+builds what is missing, starts everything (with the node and Volcano unless ``--no-node``; with the
+nasop images built from this tree, loaded into the node's containerd and the chart installed
+unless ``--no-images``), writes an admin kubeconfig to FILE and stays in the foreground until
+Ctrl-C or SIGTERM, then stops what it started.
 """
 
 from __future__ import annotations
@@ -507,6 +508,25 @@ def running(
             shutil.rmtree(folder, ignore_errors=True)
 
 
+TRAINER_IMAGE, OPERATOR_IMAGE = "nasop-trainer:0.1.0", "nasop-operator:0.1.0"
+
+
+def _images(stack: contextlib.ExitStack) -> Any:
+    """Debian's Docker engine (tests/images/engine.py) with both images built from this tree
+    (Docker's cache makes a rebuild of an unchanged tree take seconds)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "images"))
+    import engine
+
+    missing = engine.missing_tools()
+    if missing:
+        raise SystemExit(f"install {missing} (make test-deps), or run with --no-images")
+    docker = stack.enter_context(engine.daemon())
+    for which, tag in (("trainer", TRAINER_IMAGE), ("operator", OPERATOR_IMAGE)):
+        seconds = engine.build(docker, which, tag)
+        print(f"{tag}: built in {seconds:.0f} s", flush=True)
+    return docker
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", required=True, help="write the admin kubeconfig here")
@@ -514,6 +534,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-node",
         action="store_true",
         help="the control plane only (no containerd, kubelet, Volcano)",
+    )
+    parser.add_argument(
+        "--no-images",
+        action="store_true",
+        help="do not build and load the nasop images nor install the chart (node only)",
     )
     args = parser.parse_args(argv)
     stop = False
@@ -532,26 +557,45 @@ def main(argv: list[str] | None = None) -> int:
     import node
 
     with_node = not args.no_node
-    with (
-        running(
-            before_controllers=(lambda p: install.install_volcano_crds(p, everything=True))
-            if with_node
-            else None,
-            with_node=with_node,
-        ) as plane,
-        (
-            node.Node(plane, node.build(), plane.workdir / "node")
-            if with_node
-            else contextlib.nullcontext()
-        ) as kubelet,
-    ):
+    with_images = with_node and not args.no_images
+    begin = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        building = stack.enter_context(contextlib.ExitStack())  # the Docker engine, until loaded
+        docker = _images(building) if with_images else None
+        before: Callable[[ControlPlane], None] | None = None
+        if with_images:
+            before = lambda p: install.install_operator(p, OPERATOR_IMAGE)  # noqa: E731 - one use
+        elif with_node:
+            before = lambda p: install.install_volcano_crds(p, everything=True)  # noqa: E731
+        plane = stack.enter_context(running(before_controllers=before, with_node=with_node))
+        kubelet = node.Node(plane, node.build(), plane.workdir / "node") if with_node else None
+        if kubelet is not None:
+            stack.callback(kubelet.stop)
+            kubelet.start(
+                timeout=600,
+                before_kubelet=(
+                    (lambda n: n.import_images(docker, [TRAINER_IMAGE, OPERATOR_IMAGE]))
+                    if docker is not None
+                    else None
+                ),
+            )
+        building.close()  # the images are in containerd: the Docker engine is not needed now
         path.write_text(yaml.safe_dump(plane.admin_kubeconfig()))
         print(
             f"control plane up in {plane.started_in:.1f}s at {plane.url}; "
             f"admin kubeconfig: {path}\n  export KUBECONFIG={path.resolve()}",
             flush=True,
         )
-        if kubelet is not None:
+        if kubelet is not None and docker is not None:
+            print(
+                f"node {node.NODE_NAME} Ready with Volcano, both images loaded and the chart "
+                f"installed (operator in namespace nasop-system) {time.monotonic() - begin:.0f}s "
+                "after the start. Then:\n"
+                "  kubectl apply -n default -f examples/cluster/quick.yaml\n"
+                "  kubectl get nasx -n default -w",
+                flush=True,
+            )
+        elif kubelet is not None:
             print(
                 f"node {node.NODE_NAME} Ready in {kubelet.ready_in:.1f}s with Volcano; images "
                 f"(no registry): docker save IMAGE | ctr --address {kubelet.socket} -n k8s.io "

@@ -273,3 +273,30 @@ __all__ = [
     "wait_established",
     "wait_garbage_collector",
 ]
+
+
+def install_operator(plane: Any, operator_image: str) -> None:
+    """Before the controllers start: Volcano's CRDs and the chart with its defaults but for the
+    image and host network (no pod network reaches the API server on 127.0.0.1): no storage.
+    The tests' node and `make cluster` both install it this way."""
+    import controlplane
+
+    install_volcano_crds(plane, everything=True)
+    repository, tag = operator_image.split(":")
+    helm_install(
+        plane,
+        plane.admin_kubeconfig_path,
+        RELEASES["cluster"],
+        {
+            "watchNamespaces": [],
+            "hostNetwork": True,
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+            "health": {"port": controlplane.free_port()},
+            "metrics": {"port": controlplane.free_port()},
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
+            "extraEnv": [
+                {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+                {"name": "KUBERNETES_SERVICE_PORT", "value": str(plane.port)},
+            ],
+        },
+    )

@@ -196,11 +196,21 @@ def wheelhouse(extra: str) -> pathlib.Path:
     return out
 
 
+def _stable_port(folder: pathlib.Path) -> int:
+    """A port derived from the folder: the URL is a build argument, and Docker's cache keys every
+    RUN on the build arguments' values, so a new port each build would rebuild every layer."""
+    return 41000 + int(hashlib.sha256(str(folder).encode()).hexdigest(), 16) % 2000
+
+
 @contextlib.contextmanager
 def serving(folder: pathlib.Path) -> Iterator[str]:
-    """A plain HTTP server on 127.0.0.1 whose directory listing is pip's `--find-links` page."""
+    """A plain HTTP server on 127.0.0.1 whose directory listing is pip's `--find-links` page, on
+    a stable port when it is free (else any: the build then misses Docker's cache)."""
     handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", _stable_port(folder)), handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

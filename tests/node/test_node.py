@@ -42,30 +42,6 @@ class NodeCluster:
     node: node.Node
 
 
-def _install(plane: ControlPlane, operator_image: str) -> None:
-    """Before the controllers start: Volcano's CRDs and the chart with its defaults but for the
-    image and host network (no pod network reaches the API server on 127.0.0.1): no storage."""
-    install.install_volcano_crds(plane, everything=True)
-    repository, tag = operator_image.split(":")
-    install.helm_install(
-        plane,
-        plane.admin_kubeconfig_path,
-        install.RELEASES["cluster"],
-        {
-            "watchNamespaces": [],
-            "hostNetwork": True,
-            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-            "health": {"port": controlplane.free_port()},
-            "metrics": {"port": controlplane.free_port()},
-            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
-            "extraEnv": [
-                {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
-                {"name": "KUBERNETES_SERVICE_PORT", "value": str(plane.port)},
-            ],
-        },
-    )
-
-
 @pytest.fixture(scope="module")
 def node_cluster(
     docker: Any, trainer_image: str, operator_image: str, tmp_path_factory: pytest.TempPathFactory
@@ -76,7 +52,7 @@ def node_cluster(
     workdir = tmp_path_factory.mktemp("node")
     bin_dir = node.build()
     with controlplane.running(
-        workdir / "plane", lambda p: _install(p, operator_image), with_node=True
+        workdir / "plane", lambda p: install.install_operator(p, operator_image), with_node=True
     ) as plane:
         kubelet = node.Node(plane, bin_dir, workdir / "node")
         try:
@@ -322,6 +298,20 @@ def test_a_trial_whose_claim_does_not_exist_waits_stalls_and_starts_once_it_exis
     exp["spec"]["trial"]["logs"] = {"claimName": "late-logs", "mountPath": "/logs"}
     exp["spec"]["trial"]["startTimeout"] = "4m"  # stalled after 2 minutes
     plane.request("POST", EXPERIMENTS, exp)
+    # beside it, a search whose Volcano queue is too small for one trial pod (0.5 CPU)
+    plane.request(
+        "POST",
+        "/apis/scheduling.volcano.sh/v1beta1/queues",
+        {
+            "apiVersion": "scheduling.volcano.sh/v1beta1",
+            "kind": "Queue",
+            "metadata": {"name": "tiny"},
+            "spec": {"weight": 1, "capability": {"cpu": "100m", "memory": "128Mi"}},
+        },
+    )
+    queued = _experiment("queued", 1, ["--dataset", "digits"])
+    queued["spec"]["trial"]["queue"] = "tiny"
+    plane.request("POST", EXPERIMENTS, queued)
 
     def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
         conds = (obj.get("status") or {}).get("conditions") or []
@@ -335,6 +325,18 @@ def test_a_trial_whose_claim_does_not_exist_waits_stalls_and_starts_once_it_exis
     obj = poll(said, 120, "the Reconciling message never named the missing claim", interval=1)
     assert (obj["status"]["trials"]["pending"], obj["status"]["trials"]["running"]) == (1, 0)
     print(f"\nReconciling: {condition(obj, 'Reconciling')['message']}", flush=True)
+
+    def queue_said() -> dict[str, Any] | None:
+        o = plane.request("GET", f"{EXPERIMENTS}/queued")
+        return o if "PodGroup" in condition(o, "Reconciling").get("message", "") else None
+
+    o = poll(queue_said, 120, "the Reconciling message never named the PodGroup", interval=1)
+    message = condition(o, "Reconciling")["message"]
+    print(f"Reconciling (queue tiny): {message}", flush=True)
+    assert (o["status"]["trials"]["pending"], o["status"]["trials"]["running"]) == (1, 0)
+    assert "tiny" in message, message  # Volcano's own scheduler holds the PodGroup
+    assert not _trial_pods(plane, "queued")  # gang: no pod is created before admission
+    plane.request("DELETE", f"{EXPERIMENTS}/queued")
     stalled = poll(
         lambda: (
             (o := plane.request("GET", f"{EXPERIMENTS}/claimless"))

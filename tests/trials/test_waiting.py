@@ -30,6 +30,26 @@ def test_an_unschedulable_pod_says_the_schedulers_message():
     assert waiting.kind(waiting.pod_reason(p)) == "Unschedulable"
 
 
+def test_a_podgroup_that_cannot_be_placed_is_the_pods_own_kind():
+    """Volcano says a pod cannot be placed on the pod, later on its PodGroup: one kind, one
+    Event (found on the real node: two TrialWaiting Events for one missing claim)."""
+    pg = {
+        "metadata": {"name": "t0-pg"},
+        "spec": {"queue": "default"},
+        "status": {
+            "phase": "Inqueue",
+            "conditions": [{"type": "Unschedulable", "status": "True", "message": MISSING_CLAIM}],
+        },
+    }
+    on_pod = waiting.pod_reason(
+        pod([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+              "message": MISSING_CLAIM}])
+    )  # fmt: skip
+    on_group = waiting.podgroup_reason(pg)
+    assert on_group.startswith("PodGroupUnschedulable: Volcano PodGroup t0-pg")
+    assert waiting.kind(on_pod) == waiting.kind(on_group) == "Unschedulable"
+
+
 def test_image_pull_errors_name_the_image_and_are_one_kind():
     err = pod(reason="ErrImagePull", message='failed to pull image "nasop-trainer:typo": not found')
     backoff = pod(reason="ImagePullBackOff", message='Back-off pulling image "nasop-trainer:typo"')

@@ -31,14 +31,13 @@ STALL_SECONDS = 300.0  # no trial started for this long (or half the start timeo
 #: what to do about each kind of reason (the Stalled message says it)
 FIXES = {
     "Unschedulable": "create what the trial pods need (a claim, a node that fits "
-    "spec.trial.resources), or change spec.trial",
+    "spec.trial.resources, room in the Volcano queue), or change spec.trial",
     "ErrImagePull": "check spec.trial.image and that the nodes can pull it",
     "InvalidImageName": "fix spec.trial.image",
     "CreateContainerConfigError": "create the ConfigMap or Secret the trial pods refer to",
     "CreateContainerError": "fix spec.trial.command or the image",
     "WorkloadNotAdmitted": "give the Kueue queue of spec.trial.queue quota, or free some",
     "PodGroupNotAdmitted": "open the Volcano queue of spec.trial.queue, or give it capacity",
-    "PodGroupUnschedulable": "give the Volcano queue capacity, or lower spec.trial.resources",
 }
 
 

@@ -24,8 +24,14 @@ VOLCANO_JOB_LABEL = "volcano.sh/job-name"
 
 #: container waiting reasons that are only a step on the way (said only when nothing else is)
 BENIGN = {"ContainerCreating", "PodInitializing"}
-#: reasons that are one problem under two names: one Event, not one per flip between them
-SAME_AS = {"ImagePullBackOff": "ErrImagePull", "CrashLoopBackOff": "Error"}
+#: reasons that are one problem under two names: one Event, not one per flip between them (a
+#: Volcano pod that cannot be placed says so on the pod, then, once Volcano's scheduler moves on,
+#: on its PodGroup: seen on a real node with a missing claim)
+SAME_AS = {
+    "ImagePullBackOff": "ErrImagePull",
+    "CrashLoopBackOff": "Error",
+    "PodGroupUnschedulable": "Unschedulable",
+}
 
 MAX_LEN = 400
 
