@@ -52,9 +52,10 @@ crd: $(STAMP)
 clean:
 	rm -rf .nasop .nasop-demo report.html
 
-# A real control plane (etcd, kube-apiserver, kube-controller-manager built from Go modules, cached
-# by version in ~/.cache/nasop/cluster) in the foreground; Ctrl-C stops it. KUBECONFIG=FILE gets
-# an admin kubeconfig.
+# A real cluster in the foreground (Ctrl-C stops it): the control plane (etcd, kube-apiserver,
+# kube-controller-manager built from Go modules, cached by version in ~/.cache/nasop/cluster), a
+# node with Volcano, both nasop images built from this tree and loaded, the chart installed.
+# KUBECONFIG=FILE gets an admin kubeconfig.
 KUBECONFIG ?= $(CURDIR)/.nasop-cluster.kubeconfig
 cluster: $(STAMP)
 	$(BIN)/python tests/cluster/controlplane.py --kubeconfig $(KUBECONFIG)
