@@ -60,7 +60,9 @@ def test_two_trials_of_two_ranks_train_together_and_rank_zero_reports(tmp_path: 
         markers = state / "logs" / "ddp" / trial / ".nasop"
         assert json.loads((markers / "exit").read_text()) == {"returncode": 0}
         stdout = (markers / "stdout").read_text()
-        points = [json.loads(line[7:]) for line in stdout.splitlines() if line.startswith("NASOP1 ")]
+        points = [
+            json.loads(line[7:]) for line in stdout.splitlines() if line.startswith("NASOP1 ")
+        ]
         # one reporter: seq 0, 1, 2, ... once each (a second rank would repeat them)
         assert [p["seq"] for p in points] == list(range(len(points))), stdout
         assert [p["v"] for p in points if "num_params" in p["v"]] != []

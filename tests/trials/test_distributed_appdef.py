@@ -45,6 +45,8 @@ def test_two_replicas_are_one_gang_scheduled_volcano_job():
     job = _volcano_job(app)
     tasks = job["spec"]["tasks"]
     assert job["spec"]["minAvailable"] == 2  # the gang: both pods or none
+    # one failed replica ends the gang at once (not after torchrun's 5-minute exit barrier)
+    assert job["spec"]["policies"] == [{"event": "PodFailed", "action": "TerminateJob"}]
     assert [t["name"] for t in tasks] == ["trainer-0", "trainer-1"]
     assert "svc" in job["spec"]["plugins"]  # Volcano's headless service: the pods' host names
     lines = {}
@@ -72,7 +74,7 @@ def test_two_replicas_are_one_gang_scheduled_volcano_job():
 
 def test_one_pod_several_processes_rendezvous_on_localhost():
     job = _volcano_job(_app("kubernetes", procsPerReplica=4))
-    assert job["spec"]["minAvailable"] == 1
+    assert job["spec"]["minAvailable"] == 1 and "policies" not in job["spec"]
     (task,) = job["spec"]["tasks"]
     flags = _flags(task["template"].spec.containers[0].command[2])
     assert flags["--rdzv_endpoint"] == "localhost:0" and flags["--nproc_per_node"] == "4"

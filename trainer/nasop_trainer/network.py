@@ -51,9 +51,7 @@ def resolve_device(accelerator: str, local_rank: int | None = None) -> torch.dev
     return torch.device("cpu")
 
 
-def prepare(
-    config: cli.Config, local_rank: int | None = None
-) -> tuple[torch.device, data.DataSet]:
+def prepare(config: cli.Config, local_rank: int | None = None) -> tuple[torch.device, data.DataSet]:
     """The run's torch threads, its device, and the data set on that device in its float type:
     the same start for a lone trial, a rank of a data-parallel one, and a pack."""
     torch.set_num_threads(config.threads)

@@ -255,11 +255,11 @@ def trial_to_appdef(
 __all__ = [
     "POD_TERMINATION_LOG",
     "RDZV_PORT",
-    "distributed_command",
-    "torchrun_argv",
     "TERMINATION_FILE",
     "app_name",
+    "distributed_command",
     "format_value",
+    "torchrun_argv",
     "trainer_role",
     "trial_argv",
     "trial_index_of",

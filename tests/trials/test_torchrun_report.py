@@ -1,0 +1,46 @@
+"""A distributed trial's failure reason from torchrun's failure report (a real torchrun's log)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from nasop.trials import torchrun_report
+
+
+def test_a_plain_log_gives_its_last_line():
+    assert torchrun_report.reason(["a", "nasop-trainer: error: bad", "  "]) == (
+        "nasop-trainer: error: bad"
+    )
+    assert torchrun_report.reason([]) == ""
+    assert not torchrun_report.has_report(["a"])
+
+
+@pytest.mark.slow
+def test_a_real_torchrun_failure_names_the_program_line_rank_and_exit_code(tmp_path):
+    script = tmp_path / "failer.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys
+            if os.environ["RANK"] == "1":
+                print("program: rank 1 gives up", file=sys.stderr)
+                sys.exit(3)
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--rdzv_backend", "c10d"]
+        + ["--rdzv_endpoint", "localhost:0", "--nnodes", "1", "--nproc_per_node", "2"]
+        + [str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert torchrun_report.has_report(lines)
+    assert torchrun_report.reason(lines) == "program: rank 1 gives up (rank 1, exit code 3)"
