@@ -98,14 +98,21 @@ async def test_two_replica_trials_are_gang_jobs_that_train_together(
 async def test_a_failing_replica_fails_the_trial_and_is_named(
     cluster, kubeconfig, run_operator, fast_ticks, tmp_path
 ):
+    recording = Recording()
     obj = await _run_to(
         cluster,
         run_operator,
         _distributed(tmp_path, "ddp-fail", 1, ["--fail-rank=1"]),
         {"Succeeded", "Failed"},
-        outcome=volcano.run_command(together=True, timeout=150),
+        outcome=recording,
     )
     st = obj["status"]
     assert st["phase"] == "Failed", st
     assert st["trials"]["failed"] == 1, st
-    assert "replica 1 of 2 failed: fake trainer: rank 1 asked to fail" in st["message"], st
+    (logs,) = recording.logs.values()
+    failing = next(task for task, log in logs.items() if "rank 1 asked to fail" in log)
+    replica = failing.rpartition("-")[2]  # c10d may give rank 1 to either pod
+    reason = (
+        f"replica {replica} of 2 failed: fake trainer: rank 1 asked to fail (rank 1, exit code 3)"
+    )
+    assert reason in st["message"], (st["message"], logs)

@@ -16,6 +16,8 @@ def test_a_plain_log_gives_its_last_line():
         "nasop-trainer: error: bad"
     )
     assert torchrun_report.reason([]) == ""
+    stamped = ["2026-12-07T01:47:26.123456789Z fake trainer: asked to fail"]
+    assert torchrun_report.reason(stamped) == "fake trainer: asked to fail"
     assert not torchrun_report.has_report(["a"])
 
 
@@ -33,9 +35,11 @@ def test_a_real_torchrun_failure_names_the_program_line_rank_and_exit_code(tmp_p
         )
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--rdzv_backend", "c10d"]
-        + ["--rdzv_endpoint", "localhost:0", "--nnodes", "1", "--nproc_per_node", "2"]
-        + [str(script)],
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--rdzv_backend", "c10d"),
+            *("--rdzv_endpoint", "localhost:0", "--nnodes", "1", "--nproc_per_node", "2"),
+            str(script),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -44,3 +48,5 @@ def test_a_real_torchrun_failure_names_the_program_line_rank_and_exit_code(tmp_p
     lines = (proc.stdout + proc.stderr).splitlines()
     assert torchrun_report.has_report(lines)
     assert torchrun_report.reason(lines) == "program: rank 1 gives up (rank 1, exit code 3)"
+    stamped = [f"2026-12-07T01:47:26.000000001Z {line}" for line in lines]  # as TorchX reads a pod
+    assert torchrun_report.reason(stamped) == "program: rank 1 gives up (rank 1, exit code 3)"

@@ -6,7 +6,8 @@ failed rank and its exit code, so the log's last line is a row of `=`. The trial
 program's own last line before that report (torchrun's log lines skipped; with several ranks
 in one pod their lines interleave, so it is the pod's last program line), with the rank and
 exit code from the report; a replica that
-was stopped because another failed ends with a signal instead, and no report.
+was stopped because another failed ends with a signal instead, and no report. A pod log read
+through TorchX has a timestamp before each line; it is dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from collections.abc import Sequence
 
 CHILD_FAILED = "ChildFailedError"
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ")  # a pod log's timestamps
 _TORCH_LOG = re.compile(r"^[EWIDF]\d{4} \d\d:\d\d:\d\d")  # torchrun's own log lines
 _ROOT_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
 _ROOT_EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
@@ -28,7 +30,8 @@ def has_report(lines: Sequence[str]) -> bool:
 def reason(lines: Sequence[str]) -> str:
     """The failing program's last line, with torchrun's rank and exit code when it reported;
     the plain last line otherwise."""
-    lines = [ln.rstrip() for ln in lines if ln.strip()]
+    lines = [_STAMP.sub("", ln.rstrip(), count=1) for ln in lines if ln.strip()]
+    lines = [ln for ln in lines if ln.strip()]
     if not lines:
         return ""
     if not has_report(lines):
