@@ -50,3 +50,6 @@ def test_a_real_torchrun_failure_names_the_program_line_rank_and_exit_code(tmp_p
     assert torchrun_report.reason(lines) == "program: rank 1 gives up (rank 1, exit code 3)"
     stamped = [f"2026-12-07T01:47:26.000000001Z {line}" for line in lines]  # as TorchX reads a pod
     assert torchrun_report.reason(stamped) == "program: rank 1 gives up (rank 1, exit code 3)"
+    # the kubernetes client hands the whole log back as the repr of its bytes
+    as_read = torchrun_report.log_lines([repr("\n".join(stamped).encode())])
+    assert torchrun_report.reason(as_read) == "program: rank 1 gives up (rank 1, exit code 3)"

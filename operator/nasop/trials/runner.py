@@ -420,7 +420,7 @@ class TorchXTrialRunner(Runner):
                 lines = list(self.torchx.log_lines(handle, "trainer", k=k, streams=stream))
             except Exception:  # logs are best effort (kubernetes has only COMBINED)
                 continue
-            lines = [ln.rstrip() for ln in lines if ln.strip()]
+            lines = [ln.rstrip() for ln in torchrun_report.log_lines(lines) if ln.strip()]
             if lines:
                 return lines
         return []

@@ -12,6 +12,7 @@ through TorchX has a timestamp before each line; it is dropped.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Sequence
 
@@ -20,6 +21,20 @@ _STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z ")  # a pod log's
 _TORCH_LOG = re.compile(r"^[EWIDF]\d{4} \d\d:\d\d:\d\d")  # torchrun's own log lines
 _ROOT_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
 _ROOT_EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
+
+
+def log_lines(lines: Sequence[str]) -> list[str]:
+    """The lines of a log as TorchX read them. Its kubernetes scheduler can hand back the whole
+    log as one line, the ``repr`` of its bytes (``b'...\\n...'``: the kubernetes client's
+    ``read_namespaced_pod_log`` turns an undecoded body into text with ``str()``): undone here."""
+    if len(lines) == 1 and lines[0].startswith(("b'", 'b"')):
+        try:
+            raw = ast.literal_eval(lines[0].strip())
+        except (ValueError, SyntaxError):
+            return list(lines)
+        if isinstance(raw, bytes):
+            return raw.decode("utf-8", "replace").splitlines()
+    return list(lines)
 
 
 def has_report(lines: Sequence[str]) -> bool:
@@ -57,4 +72,4 @@ def reason(lines: Sequence[str]) -> str:
     return f"{text} ({where})" if where else text
 
 
-__all__ = ["has_report", "reason"]
+__all__ = ["has_report", "log_lines", "reason"]

@@ -13,7 +13,8 @@ It also sets ``minAvailable`` (every task must succeed: for a distributed trial 
 the gang of N pods that Volcano starts together or not at all), and for several replicas the
 policy ``PodFailed -> TerminateJob``, so one failed replica fails the trial at once. TorchX
 leaves ``minAvailable`` 0 for Volcano's admission webhook to default; a job that reaches the
-controller at 0 (webhook absent or failing open) counts 0 successes as enough and reports a failed trial pod as ``Completed``.
+controller at 0 (webhook absent or failing open) counts 0 successes as enough and reports a
+failed trial pod as ``Completed``.
 """
 
 from __future__ import annotations
