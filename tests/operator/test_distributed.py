@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import volcano
-from scenario import jobs_of
+from scenario import EXP, HANDLERS, jobs_of, trial_indexes, wait_for, wait_phase
 from scenario import resource as _resource
 from scenario import run_to as _run_to
 
@@ -116,3 +116,21 @@ async def test_a_failing_replica_fails_the_trial_and_is_named(
         f"replica {replica} of 2 failed: fake trainer: rank 1 asked to fail (rank 1, exit code 3)"
     )
     assert reason in st["message"], (st["message"], logs)
+
+
+@pytest.mark.asyncio
+async def test_an_operator_crash_during_a_multi_pod_trial_launches_nothing_twice(
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    gate = volcano.Gate(then=volcano.run_command(together=True, timeout=150))
+    with volcano.VolcanoPlayer(cluster, gate):
+        handle = await run_operator(modules=HANDLERS, watching=[EXP])
+        cluster.create_object(EXP, _distributed(tmp_path, "ddp-crash", 2))
+        await wait_for(lambda: jobs_of(cluster, "ddp-crash"), "the first trial's job", 60)
+        await handle.cancel()  # the operator dies while the gang's pods run
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        gate.open()
+        obj = await wait_phase(cluster, "ddp-crash", {"Succeeded", "Failed"}, timeout=200)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert trial_indexes(cluster, "ddp-crash") == [0, 1]  # re-attached, not launched again
+    assert all(j["spec"]["minAvailable"] == 2 for j in jobs_of(cluster, "ddp-crash"))
