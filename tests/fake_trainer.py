@@ -5,7 +5,10 @@ smooth functions of the parameters, printed as `NASOP1` lines with the final val
 termination message, and written as real TensorBoard event files (`--format=tensorboard`: only
 those, for the TensorBoard opt-in; `--format=katib`: Katib's `name=value` lines instead).
 `--fail` exits non-zero with one line on stderr; `--sleep` per epoch makes trials long enough to
-stop or interrupt. With `NASOP_PACK` it runs the members one after another, each into its own
+stop or interrupt. Under torchrun (`WORLD_SIZE` > 1, a distributed trial) every rank joins one
+gloo process group and all-reduces its rank + 1 (each logs the sum on stderr: the ranks met),
+`--fail-rank=R` makes rank R exit 3 after that, and only rank 0 reports.
+With `NASOP_PACK` it runs the members one after another, each into its own
 log dir, and records
 each one's end there (the packed-trial contract).
 """
@@ -33,6 +36,9 @@ def main(argv: list[str]) -> int:
             opts[k] = v
     sleep = float(opts.pop("sleep", "0"))
     fmt = opts.pop("format", "nasop")
+    fail_rank = opts.pop("fail-rank", None)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _rank_zero_after_meeting(fail_rank):
+        return 3 if fail_rank is not None and int(fail_rank) == _rank() else 0
     if opts.pop("fail", None) == "always":
         print("fake trainer: asked to fail", file=sys.stderr)
         return 3
@@ -60,6 +66,27 @@ def main(argv: list[str]) -> int:
     if fmt == "nasop":
         results.write_final(results.encode_final(finals))
     return 0
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _rank_zero_after_meeting(fail_rank: str | None) -> bool:
+    """Joins the trial's process group; True on the one rank that reports (and does not fail)."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    total = torch.tensor([float(dist.get_rank() + 1)])
+    dist.all_reduce(total)
+    world = dist.get_world_size()
+    print(f"fake trainer: rank {_rank()}/{world} allreduce={total.item():g}", file=sys.stderr)
+    dist.destroy_process_group()
+    if fail_rank is not None and int(fail_rank) == _rank():
+        print(f"fake trainer: rank {_rank()} asked to fail", file=sys.stderr, flush=True)
+        return False
+    return _rank() == 0
 
 
 def trial(

@@ -87,16 +87,68 @@ def tasks_of(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(job.get("spec", {}).get("tasks") or [])
 
 
+def _run_together(
+    job: Mapping[str, Any],
+    cancelled: threading.Event,
+    logs: Mapping[str, PodLog],
+    timeout: float,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+) -> JobOutcome:
+    tasks = tasks_of(job)
+    exits: dict[str, Any] = {}
+    policies = job["spec"].get("policies") or []
+    terminate = {"event": "PodFailed", "action": "TerminateJob"} in policies
+    stop = threading.Event()  # the job deleted, or (TerminateJob) a task failed
+    first_failed: list[str] = []
+
+    def run(task: dict[str, Any]) -> None:
+        container = task["template"]["spec"]["containers"][0]
+        exited = run_container(container, stop, timeout, logs.get(task["name"]), cwd=cwd, env=env)
+        exits[task["name"]] = exited
+        if exited.code != 0 and not exited.killed:
+            first_failed.append(task["name"])
+            if terminate:
+                stop.set()
+
+    threads = [threading.Thread(target=run, args=(t,), daemon=True) for t in tasks]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        if cancelled.is_set():
+            stop.set()
+        time.sleep(0.05)
+    result = JobOutcome("Completed")
+    for task in tasks:
+        exited = exits[task["name"]]
+        result.logs[task["name"]] = exited.log
+        result.messages[task["name"]] = exited.message
+        result.exit_codes[task["name"]] = exited.code
+    if cancelled.is_set():
+        result.phase = "Aborted"
+    elif first_failed:  # Volcano's TerminateJob ends the job Terminated, the others killed
+        result.phase = "Terminated" if terminate else "Failed"
+        result.message = f"task {first_failed[0]} exited with {exits[first_failed[0]].code}"
+    elif any(exits[t["name"]].killed for t in tasks):
+        result.phase = "Failed"
+    return result
+
+
 def run_command(
     cwd: str | None = None,
     timeout: float = 120.0,
     env: Mapping[str, str] | None = None,
     cluster: Any = None,
+    together: bool = False,
 ) -> Outcome:
     """Build an outcome that runs each task's first container (command + args + env) locally.
 
     The task's pod spec is TorchX's: ``template.spec.containers[0]`` with ``command``, ``args`` and
     ``env: [{name, value}]``. Tasks run one after another; the job fails if any exits non-zero.
+    With ``together`` they run at once, as Volcano starts a gang's pods (a data-parallel
+    trial's replicas wait for each other at their rendezvous); the job fails if any exits
+    non-zero, and the others run to their end, unless the job has Volcano's policy
+    ``PodFailed -> TerminateJob``: then they are killed and the job ends ``Terminated``.
     The process is killed if the job is deleted meanwhile (then the phase is ``Aborted``). Its
     output goes to the pod's live log (``logs``, by task) as a kubelet keeps it. With ``cluster``,
     the ConfigMaps the pod mounts are read from the API server and kept in step as a kubelet does.
@@ -107,6 +159,8 @@ def run_command(
         cancelled: threading.Event,
         logs: Mapping[str, PodLog] | None = None,
     ) -> JobOutcome:
+        if together:
+            return _run_together(job, cancelled, logs or {}, timeout, cwd, env)
         result = JobOutcome("Completed")
         for task in tasks_of(job):
             pod_spec = task["template"]["spec"]
@@ -191,6 +245,13 @@ def _as_outcome(value: Any) -> JobOutcome:
     if isinstance(value, str):
         return JobOutcome(value)
     raise TypeError(f"unsupported outcome: {value!r}")
+
+
+def _task_phase(result: JobOutcome, task: str, default: str) -> str:
+    """A task's pod phase: from its exit code when it ran, else the job's."""
+    if task not in result.exit_codes or result.phase == "Aborted":
+        return default
+    return "Succeeded" if result.exit_codes[task] == 0 else "Failed"
 
 
 def _now() -> str:
@@ -330,9 +391,10 @@ class VolcanoPlayer:
                 self._finish_pods(job, result, pod_phase)
             if self.completing and result.phase == "Completed":
                 self._set_status(job, "Completing", {t: {"Succeeded": n} for t, n in tasks})
-            self._set_status(
-                job, result.phase, {t: {pod_phase: n} for t, n in tasks}, result.message
-            )
+            ends = {  # a task that exited 0 succeeded even when the job failed
+                t: {_task_phase(result, t, pod_phase): n} for t, n in tasks
+            }
+            self._set_status(job, result.phase, ends, result.message)
             self.results[(ns, name)] = result.phase
         except ApiError as e:
             if (
@@ -490,6 +552,7 @@ class VolcanoPlayer:
         for task, pod_name, template in self._pod_names(job):
             containers = (template.get("spec") or {}).get("containers") or [{}]
             code = result.exit_codes.get(task, 0 if pod_phase == "Succeeded" else 1)
+            phase = _task_phase(result, task, pod_phase)
             self.cluster.set_pod_log(ns, pod_name, result.logs.get(task, ""))
             terminated = {
                 "exitCode": code,
@@ -498,7 +561,7 @@ class VolcanoPlayer:
                 **({"message": result.messages[task]} if result.messages.get(task) else {}),
             }
             status = {
-                "phase": pod_phase,
+                "phase": phase,
                 "containerStatuses": [
                     {
                         "name": containers[0].get("name", "main"),

@@ -139,3 +139,21 @@ def test_evaluation_order_is_the_split_order() -> None:
 def test_batches_per_chunk() -> None:
     assert batches.batches_per_chunk(32, 4096) == 128
     assert batches.batches_per_chunk(5000, 4096) == 1
+
+
+def test_ranks_split_each_epoch_into_equal_disjoint_shards() -> None:
+    """Data-parallel: each rank steps the same number of times over its share of the epoch's
+    permutation (the same on every rank), padded by wrapping as DistributedSampler does."""
+    whole = batches.Chunks(_split(103), 10, shuffle=True, seed=7)
+    shards = [
+        batches.Chunks(_split(103), 10, shuffle=True, seed=7, per_chunk=2, rank=r, world=3)
+        for r in range(3)
+    ]
+    assert [len(s) for s in shards] == [2, 2, 2] and [s.samples() for s in shards] == [35] * 3
+    order = torch.cat(_epoch(whole, 10))
+    seen = [torch.cat(_epoch(s, 10)) for s in shards]
+    padded = torch.cat([order, order[:2]])
+    for r, ys in enumerate(seen):
+        assert torch.equal(ys, padded[r::3])
+    assert sorted(set(torch.cat(seen).tolist())) == list(range(103))
+    assert batches.Chunks(_split(10), 4, shuffle=False, rank=1, world=2).samples() == 10

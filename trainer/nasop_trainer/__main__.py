@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.TrainerError as exc:
         print(f"nasop-trainer: error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    print(json.dumps(result), flush=True)
+    if os.environ.get("RANK", "0") == "0":  # a data-parallel trial's other ranks stay quiet
+        print(json.dumps(result), flush=True)
     return 0
 
 

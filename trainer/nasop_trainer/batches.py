@@ -44,6 +44,10 @@ class Chunks:
         shuffle: draw a new seeded permutation every epoch (training) or keep the order (eval).
         seed: the base seed of the permutations.
         per_chunk: mini-batches per chunk (1: every item is one mini-batch).
+        rank: this process's rank in a data-parallel trial (``ranks.Ranks``).
+        world: the number of ranks. Above 1 each rank takes every ``world``-th sample of the
+            epoch's permutation (the same on every rank), padded by wrapping around as
+            ``DistributedSampler`` does, so every rank steps the same number of times.
     """
 
     def __init__(
@@ -54,16 +58,24 @@ class Chunks:
         shuffle: bool,
         seed: int = 0,
         per_chunk: int = 1,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.split = split
+        self.rank = rank
+        self.world = world
         self.batch_size = batch_size
         self.chunk_size = batch_size * per_chunk
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
 
+    def samples(self) -> int:
+        """The samples this rank sees per epoch (evaluation, unshuffled, is never sharded)."""
+        return -(-len(self.split) // self.world) if self.shuffle else len(self.split)
+
     def __len__(self) -> int:
-        return -(-len(self.split) // self.chunk_size)
+        return -(-self.samples() // self.chunk_size)
 
     def permutation(self, epoch: int) -> torch.Tensor:
         """The sample order of ``epoch``; drawn on the CPU so every device sees the same one."""
@@ -78,7 +90,10 @@ class Chunks:
             return
         order = self.permutation(self.epoch)
         self.epoch += 1
-        for start in range(0, len(self.split), size):
+        if self.world > 1:
+            padded = self.samples() * self.world
+            order = torch.cat([order, order[: padded - len(order)]])[self.rank :: self.world]
+        for start in range(0, len(order), size):
             index = order[start : start + size]
             yield x.index_select(0, index), y.index_select(0, index)
 

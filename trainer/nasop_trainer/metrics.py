@@ -25,21 +25,32 @@ CURVES = ("val_acc", "val_loss", "train_loss")
 
 class Reporter:
     """One trial's (or pack member's) points: a ``NASOP1`` line each on ``out``, and the same
-    scalars in TensorBoard files under ``log_dir`` (when given)."""
+    scalars in TensorBoard files under ``log_dir`` (when given).
+
+    A ``silent`` reporter (every rank but global rank 0 of a data-parallel trial) keeps the
+    values but prints and writes nothing: the trial's metrics are rank 0's, reported once.
+    """
 
     def __init__(
-        self, log_dir: Path | None, member: int | None = None, out: TextIO | None = None
+        self,
+        log_dir: Path | None,
+        member: int | None = None,
+        out: TextIO | None = None,
+        silent: bool = False,
     ) -> None:
         self.member = member
         self.out = out
+        self.silent = silent
         self.seq = 0
         self.finals: dict[str, tuple[int, float]] = {}
         self.writer: SummaryWriter | None = None
-        if log_dir is not None:
+        if log_dir is not None and not silent:
             log_dir.mkdir(parents=True, exist_ok=True)
             self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def _print(self, line: str) -> None:
+        if self.silent:
+            return
         print(line, file=self.out or sys.stdout, flush=True)
         self.seq += 1
 

@@ -38,22 +38,24 @@ def dtype_of(config: cli.Config) -> torch.dtype:
     return torch.float64 if config.precision == 64 else torch.float32
 
 
-def resolve_device(accelerator: str) -> torch.device:
-    """``auto`` picks CUDA when visible; ``gpu`` without CUDA is a usage error, not a CPU run."""
+def resolve_device(accelerator: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` picks CUDA when visible; ``gpu`` without CUDA is a usage error, not a CPU run.
+    A rank of a data-parallel trial takes the GPU of its ``local_rank``, as Lightning does."""
     if accelerator == "gpu" and not torch.cuda.is_available():
         raise errors.UsageError(
             "--accelerator gpu: no CUDA device is visible", hint="use --accelerator cpu or auto"
         )
     if accelerator in ("gpu", "auto") and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
+        index = torch.cuda.current_device() if local_rank is None else local_rank
+        return torch.device("cuda", index)
     return torch.device("cpu")
 
 
-def prepare(config: cli.Config) -> tuple[torch.device, data.DataSet]:
+def prepare(config: cli.Config, local_rank: int | None = None) -> tuple[torch.device, data.DataSet]:
     """The run's torch threads, its device, and the data set on that device in its float type:
-    the same start for a lone trial and a pack."""
+    the same start for a lone trial, a rank of a data-parallel one, and a pack."""
     torch.set_num_threads(config.threads)
-    device = resolve_device(config.accelerator)
+    device = resolve_device(config.accelerator, local_rank)
     dataset = data.load(
         config.dataset,
         config.data_dir,

@@ -6,6 +6,13 @@ stdout carries only the contract's ``NASOP1`` lines and the final JSON line that
 prints. Training items are chunks of
 mini-batches (``batches.Chunks``), so Lightning's progress bar and ``batch_idx`` count chunks;
 ``global_step`` still counts optimizer steps.
+
+Launched by torchrun (``WORLD_SIZE`` > 1: ``trial.replicas`` x ``trial.procsPerReplica``), the
+same run trains one model with Lightning's DDP over every process (gloo on CPU, NCCL on GPU):
+each rank steps on its shard of the epoch (``batches.Chunks``), gradients are averaged, every
+rank validates the whole validation split with the same weights, and only global rank 0
+reports (``ranks.Ranks.reports``). Each rank ends with one stderr line holding a digest of its
+weights, so that a test (or a person) sees that the ranks trained together.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Sequence
 import lightning.pytorch as pl
 import torch
 
-from nasop_trainer import batches, cli, data, latency, metrics, model, network
+from nasop_trainer import batches, cli, data, latency, metrics, model, network, ranks
 from nasop_trainer.network import dtype_of, resolve_device  # kept importable from here
 
 VAL_BATCH_SIZE = 4096  # validation has no gradients: few large batches are fastest
@@ -57,18 +64,36 @@ class EpochScalars(pl.Callback):
         epoch = trainer.current_epoch
         # nasop's own module; Lightning types the hook's argument as the base class
         values = pl_module.epoch_metrics()  # type: ignore[operator]
+        if trainer.world_size > 1 and "train_loss" in values:  # each rank saw its own shard
+            mean = trainer.strategy.reduce(
+                torch.tensor(values["train_loss"], dtype=torch.float64), reduce_op="mean"
+            )
+            values["train_loss"] = float(mean)
         self.reporter.epoch(epoch, values)
         self.history.append(values)
-        metrics.progress(epoch, values, time.perf_counter() - self._started)
+        if not self.reporter.silent:
+            metrics.progress(epoch, values, time.perf_counter() - self._started)
 
 
 def build_trainer(
-    config: cli.Config, device: torch.device, callbacks: list[pl.Callback]
+    config: cli.Config,
+    device: torch.device,
+    callbacks: list[pl.Callback],
+    where: ranks.Ranks | None = None,
 ) -> pl.Trainer:
-    """A Lightning Trainer for one trial with everything the trial does not need switched off."""
+    """A Lightning Trainer for one trial with everything the trial does not need switched off;
+    DDP over torchrun's processes when ``where`` is a rank of a data-parallel trial."""
+    where = where or ranks.Ranks()
+    parallel: dict[str, object] = {"devices": 1}
+    if where.distributed:  # Lightning reads torchrun's environment and joins its processes
+        parallel = {
+            "devices": where.local_world_size,
+            "num_nodes": where.num_nodes,
+            "strategy": "ddp",
+        }
     return pl.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
+        **parallel,  # type: ignore[arg-type]
         max_epochs=config.params.epochs,
         logger=False,
         enable_checkpointing=config.checkpoint,
@@ -108,6 +133,16 @@ def _announce(
     )
 
 
+def _digest(where: ranks.Ranks, module: model.MLP) -> None:
+    """One stderr line per rank: the digest of its final weights (equal when in step)."""
+    digest = ranks.weights_digest(module.parameters())
+    print(
+        f"nasop-trainer: rank {where.rank}/{where.world_size} weights sha256={digest}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str, float | int]:
     """Trains one trial and reports its metrics (stdout, termination message, TensorBoard).
 
@@ -116,37 +151,48 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
         callbacks: extra Lightning callbacks (the benchmark's epoch timer).
 
     Returns:
-        The final ``val_acc``, ``num_params`` and ``latency_ms``.
+        The final ``val_acc``, ``num_params`` and ``latency_ms`` (NaN on a rank that does not
+        report: latency is measured by global rank 0 alone).
 
     Raises:
         errors.UsageError: the requested accelerator is not there.
         errors.DataMissingError: the data set is not there.
     """
-    device, dataset = network.prepare(config)
+    where = ranks.from_env()
+    device, dataset = network.prepare(config, where.local_rank if where.distributed else None)
     _quiet_lightning()
     pl.seed_everything(config.seed, verbose=False)
     p = config.params
     module = _model(config, dataset)
-    num_params = model.count_parameters(module)
-    _announce(config, dataset, device, num_params)
+    num_params = model.count_parameters(module)  # the one model's, whatever the world size
+    if where.reports:
+        _announce(config, dataset, device, num_params)
 
-    reporter = metrics.Reporter(config.log_dir)
+    reporter = metrics.Reporter(config.log_dir, silent=not where.reports)
     try:
         reporter.start(dataclasses.asdict(p), num_params)
         scalars = EpochScalars(reporter)
-        trainer = build_trainer(config, device, [scalars, *callbacks])
+        trainer = build_trainer(config, device, [scalars, *callbacks], where)
         train_batches = batches.Chunks(
             dataset.train,
             p.batch_size,
             shuffle=True,
             seed=config.seed,
             per_chunk=batches.batches_per_chunk(p.batch_size),
+            rank=where.rank,
+            world=where.world_size,
         )
         val_batches = batches.Chunks(dataset.val, VAL_BATCH_SIZE, shuffle=False)
         trainer.fit(module, train_dataloaders=train_batches, val_dataloaders=val_batches)
-        latency_ms = latency.measure_ms(module.model, dataset.input_dim, runs=config.latency_runs)
-        reporter.final("latency_ms", latency_ms)
-        metrics.write_termination(reporter.finals)
+        if where.distributed:
+            _digest(where, module)
+        latency_ms = float("nan")
+        if where.reports:
+            latency_ms = latency.measure_ms(
+                module.model, dataset.input_dim, runs=config.latency_runs
+            )
+            reporter.final("latency_ms", latency_ms)
+            metrics.write_termination(reporter.finals)
     finally:
         reporter.close()
     return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from nasop.spec.base import WireModel
 from nasop.spec.parsing import parse_duration
@@ -93,6 +93,51 @@ class TrialTemplate(WireModel):
         description="Train up to pack.maxTrials trials in one process (NASOP_PACK); "
         "budget.parallelism then counts packs.",
     )
+
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Pods per trial (data-parallel, docs/distributed.md). Above 1 the trial "
+        "runs as torchrun across all its pods (c10d rendezvous on the first pod's host), "
+        "gang-scheduled: a Volcano job whose minAvailable is replicas, so all its pods start "
+        "together or none does. resources are per pod. Needs scheduler: volcano.",
+    )
+    procs_per_replica: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        alias="procsPerReplica",
+        description="Processes per pod (e.g. one per GPU: resources.gpu). Above 1 (or with "
+        "replicas above 1) the trial runs under torchrun with replicas x procsPerReplica "
+        "ranks; only global rank 0 reports metrics.",
+    )
+
+    @property
+    def world_size(self) -> int:
+        """Ranks of one trial: replicas x procsPerReplica (1: a plain, single-process trial)."""
+        return self.replicas * self.procs_per_replica
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @model_validator(mode="after")
+    def _pack_is_single_process(self) -> TrialTemplate:
+        if self.pack is not None and self.distributed:
+            raise ValueError(
+                f"trial.pack cannot be combined with trial.replicas={self.replicas} / "
+                f"trial.procsPerReplica={self.procs_per_replica}: a pack trains several trials "
+                "in one process, a distributed trial trains one model over several; remove "
+                "trial.pack, or set trial.replicas and trial.procsPerReplica to 1"
+            )
+        if self.scheduler == "job" and self.replicas > 1:
+            raise ValueError(
+                f"trial.replicas={self.replicas} needs trial.scheduler: volcano (a gang-scheduled "
+                "Volcano job); scheduler: job runs one pod per trial (procsPerReplica may still "
+                "be above 1); set trial.scheduler: volcano, or trial.replicas: 1"
+            )
+        return self
 
     @property
     def volcano_queue(self) -> str:

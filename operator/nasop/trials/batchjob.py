@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 from torchx.schedulers import kubernetes_scheduler as ks
 from torchx.schedulers.api import DescribeAppResponse, ListAppResponse, Scheduler, Stream
 from torchx.schedulers.ids import make_unique
-from torchx.specs import AppDef, AppDryRunInfo, AppState, runopts
+from torchx.specs import AppDef, AppDryRunInfo, AppState, macros, runopts
 
 from nasop import spec
 from nasop.trials import stops, waiting
@@ -114,8 +114,10 @@ def app_to_job(
             f"{NAME} runs one role with one replica; {app.name} has "
             f"{[(r.name, r.num_replicas) for r in app.roles]}"
         )
-    role = app.roles[0]
     name = ks.normalize_str(make_unique(app.name))
+    # TorchX's macros (a distributed trial's `${app_id}`), as its kubernetes scheduler applies them
+    values = macros.Values(img_root="", app_id=name, replica_id="0", rank0_env="TORCHX_RANK0_HOST")
+    role = values.apply(app.roles[0])
     pod = ks.role_to_pod(ks.normalize_str(f"{role.name}-0"), role, service_account)
     pod.spec.automount_service_account_token = False  # a trial needs no API credentials
     if app.metadata.get(stops.APP_METADATA_KEY):  # a pack: its members' stop requests

@@ -30,7 +30,7 @@ from torchx.schedulers.api import Stream
 from nasop import spec
 from nasop.local import member_files
 from nasop.results import Collector
-from nasop.trials import appdef, local_markers, packs
+from nasop.trials import appdef, local_markers, packs, torchrun_report
 from nasop.trials.forkserver_process import ForkServer
 from nasop.trials.metric import RUN_METADATA_KEY
 from nasop.trials.output import LocalOutput
@@ -436,22 +436,39 @@ class TorchXTrialRunner(Runner):
         return TrialObservation(TrialStatus.FAILED, self._failure_reason(handle, status))
 
     def _failure_reason(self, handle: str, status: specs.AppStatus) -> str:
-        """The last stderr line of the trainer is usually the one clear error line."""
-        reason = ""
-        for stream in (Stream.STDERR, Stream.COMBINED):
-            try:
-                lines = list(self.torchx.log_lines(handle, "trainer", k=0, streams=stream))
-            except Exception:  # logs are best effort (kubernetes has only COMBINED)
-                continue
-            lines = [ln.rstrip() for ln in lines if ln.strip()]
-            if lines:
-                reason = lines[-1]
-                break
+        """The last stderr line of the trainer is usually the one clear error line; of a
+        distributed trial, that of the first replica that failed, named in the reason."""
+        failed = sorted(
+            r.id for role in status.roles for r in role.replicas if r.state == specs.AppState.FAILED
+        )
+        replicas = sum(len(role.replicas) for role in status.roles)
+        if replicas > 1 and failed:  # the replica torchrun reported a failed rank in
+            logs = {k: self._log_lines(handle, k) for k in failed[:8]}
+            k = next(
+                (k for k, lines in logs.items() if torchrun_report.has_report(lines)), failed[0]
+            )
+            reason = torchrun_report.reason(logs[k])
+        else:
+            k = 0
+            reason = torchrun_report.reason(self._log_lines(handle, 0))
         if not reason:
             reason = (status.structured_error_msg or status.msg or "").strip()
             if reason in ("", "<NONE>"):
                 reason = f"trial app {handle} failed"
+        if replicas > 1 and failed:
+            reason = f"replica {k} of {replicas} failed: {reason}"
         return reason[:500]
+
+    def _log_lines(self, handle: str, k: int) -> list[str]:
+        for stream in (Stream.STDERR, Stream.COMBINED):
+            try:
+                lines = list(self.torchx.log_lines(handle, "trainer", k=k, streams=stream))
+            except Exception:  # logs are best effort (kubernetes has only COMBINED)
+                continue
+            lines = [ln.rstrip() for ln in torchrun_report.log_lines(lines) if ln.strip()]
+            if lines:
+                return lines
+        return []
 
 
 class _PackApp:

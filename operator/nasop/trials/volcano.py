@@ -9,9 +9,12 @@ ownerReference to its NASExperiment, so that deleting the experiment garbage-col
 Trial pods get no service-account token (``automountServiceAccountToken: false``): a trial
 reports through its log and termination message and needs no access to the API server.
 
-It also sets ``minAvailable`` (every task must succeed). TorchX leaves it 0 for Volcano's admission
-webhook to default; a job that reaches the controller at 0 (webhook absent or failing open) counts
-0 successes as enough and reports a failed trial pod as ``Completed``.
+It also sets ``minAvailable`` (every task must succeed: for a distributed trial of N replicas,
+the gang of N pods that Volcano starts together or not at all), and for several replicas the
+policy ``PodFailed -> TerminateJob``, so one failed replica fails the trial at once. TorchX
+leaves ``minAvailable`` 0 for Volcano's admission webhook to default; a job that reaches the
+controller at 0 (webhook absent or failing open) counts 0 successes as enough and reports a
+failed trial pod as ``Completed``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from torchx.schedulers import kubernetes_scheduler as ks
 from torchx.schedulers.api import DescribeAppResponse
-from torchx.specs import AppDef, AppDryRunInfo, AppState
+from torchx.specs import AppDef, AppDryRunInfo, AppState, ReplicaStatus, RoleStatus
 
 from nasop import spec
 from nasop.trials import stops, waiting
@@ -41,6 +44,42 @@ VOLCANO_PHASES: dict[str, AppState] = {
     "Terminated": AppState.FAILED,
     "Failed": AppState.FAILED,
 }
+
+
+# Without it a replica whose rank failed leaves the others waiting (torchrun's exit barrier, 5
+# minutes) before the job fails; Kubeflow's PyTorchJob also fails at the first failed worker.
+TERMINATE_ON_FAILURE = {"event": "PodFailed", "action": "TerminateJob"}
+
+# Volcano's pod phases in status.taskStatusCount, as TorchX's describe maps them
+TASK_PHASES: dict[str, AppState] = {
+    "Pending": AppState.PENDING,
+    "Running": AppState.RUNNING,
+    "Succeeded": AppState.SUCCEEDED,
+    "Failed": AppState.FAILED,
+    "Unknown": AppState.UNKNOWN,
+}
+
+
+def replica_states(job: dict[str, Any]) -> list[RoleStatus]:
+    """Each task's (one per replica, `<role>-<index>`) state, from `status.taskStatusCount`:
+    a failed replica of a distributed trial is named in the trial's failure reason."""
+    roles: dict[str, RoleStatus] = {}
+    counts = (job.get("status") or {}).get("taskStatusCount") or {}
+    for task, count in sorted(counts.items()):
+        role, _, index = task.rpartition("-")
+        phases = count.get("phase") or {}
+        if not role or not index.isdigit() or not phases:
+            continue
+        # a task with a failed pod is failed, whatever its other pods did
+        state = (
+            AppState.FAILED
+            if phases.get("Failed")
+            else TASK_PHASES.get(next(iter(phases)), AppState.UNKNOWN)
+        )
+        roles.setdefault(role, RoleStatus(role, [])).replicas.append(
+            ReplicaStatus(id=int(index), role=role, state=state, hostname="")
+        )
+    return list(roles.values())
 
 
 def job_state(job: dict[str, Any]) -> AppState:
@@ -76,6 +115,8 @@ class VolcanoScheduler(ks.KubernetesScheduler):
             meta["ownerReferences"] = [copy.deepcopy(self.owner)]
         tasks = resource["spec"]["tasks"]
         resource["spec"].setdefault("minAvailable", sum(t["replicas"] for t in tasks))
+        if len(tasks) > 1:  # a distributed trial: one failed pod ends the whole gang at once
+            resource["spec"].setdefault("policies", [TERMINATE_ON_FAILURE])
         for task in tasks:
             pod_meta = task["template"].metadata  # a V1PodTemplateSpec, not a dict
             pod_meta.labels = {**(pod_meta.labels or {}), **labels}
@@ -106,7 +147,9 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         msg = ((job.get("status") or {}).get("state") or {}).get("message") or ""
         if state in (AppState.PENDING, AppState.UNKNOWN):  # say why, in Volcano's words
             msg = waiting.volcano_reason(self._api_client(), job) or msg
-        return DescribeAppResponse(app_id=app_id, state=state, msg=msg)
+        return DescribeAppResponse(
+            app_id=app_id, state=state, msg=msg, roles_statuses=replica_states(job)
+        )
 
     def _cancel_existing(self, app_id: str) -> None:
         from kubernetes.client.rest import ApiException
@@ -118,4 +161,4 @@ class VolcanoScheduler(ks.KubernetesScheduler):
                 raise
 
 
-__all__ = ["VolcanoScheduler", "job_state"]
+__all__ = ["VolcanoScheduler", "job_state", "replica_states"]
