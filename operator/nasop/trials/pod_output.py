@@ -42,7 +42,6 @@ class PodSeen:
     exit_code: int | None = None  # once its container has terminated
     final: bool = False  # its termination state (and message, if any) was read
     done: bool = False  # terminated, and its log read to the end after that
-    deleting: bool = False  # it has a deletionTimestamp
     error: str = ""  # why its last log read failed
 
 
@@ -54,7 +53,6 @@ class Harvest:
     lost: str = ""  # why part of it can never be read ("pod X was deleted before ...")
     final: bool = False  # the final values (termination messages) of every pod were read
     exit_codes: dict[str, int] = field(default_factory=dict)  # pod name -> exit code
-    deleted: bool = False  # a pod was deleted (by a person, its job's deletion, garbage collection)
 
 
 def _parse_time(stamp: str) -> _dt.datetime | None:
@@ -177,7 +175,6 @@ class PodOutput:
     def _read_pod(self, pod: Any) -> None:
         uid = pod.metadata.uid
         seen = self.pods.setdefault(uid, PodSeen(pod.metadata.name))
-        seen.deleting = pod.metadata.deletion_timestamp is not None
         if seen.done:
             return  # read to its end already
         statuses = pod.status.container_statuses or []
@@ -213,7 +210,6 @@ class PodOutput:
             if not waiting or any(p.error or p.exit_code is None for p in waiting):
                 break  # read to the end, or more reads now would not help
         codes = {p.name: p.exit_code for p in self.pods.values() if p.exit_code is not None}
-        deleted = any(p.deleting for p in self.pods.values())
         if self.job_uid is None:
             return Harvest(True, f"job {self.job_name} was deleted before its output was read")
         gone = [p for u, p in self.pods.items() if u not in self.present and not p.done]
@@ -222,7 +218,7 @@ class PodOutput:
         if gone:
             names = ", ".join(p.name for p in gone)
             return Harvest(
-                True, f"pod {names} was deleted before its output was read", final, codes, True
+                True, f"pod {names} was deleted before its output was read", final, codes
             )
         if self.listed and not self.pods:
             return Harvest(
@@ -236,7 +232,7 @@ class PodOutput:
                 final,
                 codes,
             )
-        return Harvest(True, "", final, codes, deleted)
+        return Harvest(True, "", final, codes)
 
     def _give_up_or_wait(
         self, why: str, final: bool = False, codes: dict[str, int] | None = None

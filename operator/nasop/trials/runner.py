@@ -405,18 +405,17 @@ class TorchXTrialRunner(Runner):
         exited_0 = bool(codes) and all(c == 0 for c in codes)
         if harvest.lost:
             reader.collector.rejected[harvest.lost] += 1  # said with the trial's refusals
-        if vanished and exited_0 and not harvest.lost:
-            return TrialObservation(TrialStatus.COMPLETED)  # job deleted; its pods were read
         if obs.status is TrialStatus.FAILED and not vanished:
             return obs  # the trainer failed: its own reason
         if exited_0 and harvest.final:
-            return TrialObservation(TrialStatus.COMPLETED)  # from the termination message
+            return TrialObservation(TrialStatus.COMPLETED)  # its final values were read
         if harvest.lost:
             return TrialObservation(TrialStatus.FAILED, harvest.lost, True, retry=False)
-        if vanished and codes and not harvest.deleted:
-            return TrialObservation(TrialStatus.FAILED, f"trainer exited with code {codes[0]}")
-        if vanished:
-            why = f"job {handle.rsplit(':', 1)[-1]} was deleted before the trial ended"
+        if vanished:  # a job deleted by someone else: whatever the exit code, not a verdict
+            job = handle.rsplit(":", 1)[-1]
+            why = f"job {job} was deleted before the trial ended" + (
+                f" (exit code {codes[0]})" if codes else ""
+            )
             return TrialObservation(TrialStatus.FAILED, why, True, retry=False)
         return obs
 
