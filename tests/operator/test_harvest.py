@@ -43,19 +43,21 @@ def _resource(tmp_path: Any, name: str, epochs: int, **spec: Any) -> dict[str, A
     return res
 
 
+def _by_trial(cluster: Any, resource: str, name: str) -> dict[int, dict[str, Any]]:
+    selector = f"nasop.dev/experiment={name}"
+    return {
+        int(o["metadata"]["labels"]["nasop.dev/trial"]): o
+        for o in cluster.list_objects(resource, "default", label_selector=selector)
+    }
+
+
 def _pods(cluster: Any, name: str) -> dict[int, dict[str, Any]]:
     """The experiment's pods by trial index (one pod per trial Job)."""
-    return {
-        int(p["metadata"]["labels"]["nasop.dev/trial"]): p
-        for p in cluster.list_objects(PODS, "default", label_selector=f"nasop.dev/experiment={name}")
-    }
+    return _by_trial(cluster, PODS, name)
 
 
 def _jobs(cluster: Any, name: str) -> dict[int, dict[str, Any]]:
-    return {
-        int(j["metadata"]["labels"]["nasop.dev/trial"]): j
-        for j in cluster.list_objects(JOBS, "default", label_selector=f"nasop.dev/experiment={name}")
-    }
+    return _by_trial(cluster, JOBS, name)
 
 
 def _complete(job: dict[str, Any]) -> bool:
@@ -194,7 +196,9 @@ async def test_pods_deleted_while_the_operator_is_down_are_harvested_or_named(
     message = interrupted[0]["message"]
     assert message.startswith("trial 2: the pods of job ") and "were deleted before" in message
     assert "not retried" in message
-    completed = sorted(int(e["message"].split()[1]) for e in events(cluster, "TrialCompleted", "reap"))
+    completed = sorted(
+        int(e["message"].split()[1]) for e in events(cluster, "TrialCompleted", "reap")
+    )
     assert completed == [0, 1, 3, 4], completed  # each once; 2 never
     assert not [m for m in events(cluster, "TrialLaunched", "reap") if "retry of" in m["message"]]
     assert sorted(_jobs(cluster, "reap")) == [0, 2, 3, 4]  # 1's Job deleted; each launched once
@@ -222,9 +226,11 @@ async def test_operator_cancelled_again_and_again_records_every_step_once(
         obj = await wait_phase(cluster, "relentless", {"Succeeded", "Failed"}, timeout=150)
         assert obj["status"]["phase"] == "Succeeded", obj["status"]
         await wait_for(
-            lambda: not any(
-                FINALIZER in (p["metadata"].get("finalizers") or [])
-                for p in _pods(cluster, "relentless").values()
+            lambda: (
+                not any(
+                    FINALIZER in (p["metadata"].get("finalizers") or [])
+                    for p in _pods(cluster, "relentless").values()
+                )
             ),
             "every pod released",
             30,
@@ -244,3 +250,39 @@ async def test_operator_cancelled_again_and_again_records_every_step_once(
         printed = _printed(cluster, pods[i]["metadata"]["name"])
         assert len([k for k in printed if k[0] == "val_acc"]) == 20
         assert {(m, s): v for m, s, v in rows} == pytest.approx(printed), i
+
+
+@pytest.mark.asyncio
+async def test_a_deleted_experiment_leaves_no_pod_terminating_operator_up_or_down(
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    """Experiments deleted while their trials run: with the operator up, it releases their
+    pods as it stops the search; with it down, the pods wait Terminating on nasop's finalizer
+    until the operator starts again and releases them at startup."""
+    gate = threading.Event()  # never opened: the trials run until their pods are deleted
+    with kubelet.KubeletPlayer(cluster, _gated(gate), namespace="default") as player:
+        handle = await run_operator(modules=HANDLERS, watching=[EXP])
+        for name in ("up", "down"):
+            cluster.create_object(
+                EXP, _resource(tmp_path, name, 3, budget={"maxTrials": 2, "parallelism": 2})
+            )
+        await wait_for(lambda: len(player.running) == 4, "4 trial pods running", 60)
+        cluster.delete_object(EXP, "default", "up")
+        await wait_for(lambda: not _pods(cluster, "up"), "up's pods released and gone", 30)
+
+        await handle.cancel()
+        cluster.delete_object(EXP, "default", "down")
+
+        def held() -> bool:
+            pods = _pods(cluster, "down").values()
+            return len(pods) == 2 and all(
+                p["metadata"].get("deletionTimestamp") and FINALIZER in p["metadata"]["finalizers"]
+                for p in pods
+            )
+
+        await wait_for(held, "down's pods Terminating, held by the finalizer", 30)
+        await asyncio.sleep(1.0)
+        assert held()
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        await wait_for(lambda: not _pods(cluster, "down"), "down's pods released at startup", 30)
+    assert not player.errors
