@@ -147,6 +147,17 @@ def test_pods_never_seen_and_a_job_gone_without_a_recorded_uid_are_named():
     assert got.lost == "the pods of job exp-t0 were deleted before their output was read"
     gone = _reader(logs, job={}, uid=None).harvest()
     assert gone.lost == "job exp-t0 was deleted before its output was read"
+    alien = {"metadata": {"uid": "other", "ownerReferences": [{"uid": "someone-else"}]}}
+    reader = pod_output.PodOutput(
+        logs,  # type: ignore[arg-type]
+        "ns",
+        "exp-t0",
+        lambda: alien,
+        "batch.kubernetes.io/job-name",
+        "exp-uid",
+        Collector(["val_acc"]),
+    )
+    assert reader.harvest().lost == "job exp-t0 is not owned by this experiment"
 
 
 def test_a_deleted_job_is_read_through_the_uid_recorded_at_launch():
@@ -157,12 +168,13 @@ def test_a_deleted_job_is_read_through_the_uid_recorded_at_launch():
     assert got.done and not got.lost and got.exit_codes == {"p": 0}
 
 
-def test_a_log_larger_than_one_read_is_read_to_its_end_within_one_harvest():
+def test_a_log_larger_than_one_read_is_read_to_its_end_within_one_harvest(monkeypatch):
+    monkeypatch.setattr(pod_output, "MAX_READ_BYTES", 100_000)  # limitBytes, smaller
     logs = FakeLogs()
     logs.pods = [_pod("p", "u1", exit_code=0, message=FINAL)]
-    filler = "x" * 60_000
+    filler = "x" * 10_000
     # 3 reads' worth, each line in its own second, the points at the end
-    logs.lines["p"] = [filler] * (3 * pod_output.MAX_READ_BYTES // 60_000) + _points(3)
+    logs.lines["p"] = [filler] * (3 * pod_output.MAX_READ_BYTES // 10_000) + _points(3)
     reader = _reader(logs)
     got = reader.harvest()
     assert got.done and not got.lost

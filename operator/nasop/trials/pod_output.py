@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_READ_BYTES = 4 * 1024 * 1024  # per pod per read (limitBytes)
 HARVEST_READS = 8  # reads per harvest call: a 32 MiB remainder is read in one tick
 HARVEST_SECONDS = 120.0  # a pod whose output cannot be read to its end by then is given up
+NOT_OURS = "job not owned by this experiment"
 
 
 @dataclass
@@ -146,7 +147,7 @@ class PodOutput:
         meta = job.get("metadata") or {}
         owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
         if self.owner_uid and self.owner_uid not in owners:
-            self.collector.rejected["job not owned by this experiment"] += 1
+            self.collector.rejected[NOT_OURS] += 1
             return None
         if self.job_uid is not None and meta.get("uid") != self.job_uid:
             # the job of that name was deleted and another created: not this trial's
@@ -210,6 +211,8 @@ class PodOutput:
             if not waiting or any(p.error or p.exit_code is None for p in waiting):
                 break  # read to the end, or more reads now would not help
         codes = {p.name: p.exit_code for p in self.pods.values() if p.exit_code is not None}
+        if self.job_uid is None and self.collector.rejected[NOT_OURS]:
+            return Harvest(True, f"job {self.job_name} is not owned by this experiment")
         if self.job_uid is None:
             return Harvest(True, f"job {self.job_name} was deleted before its output was read")
         gone = [p for u, p in self.pods.items() if u not in self.present and not p.done]
