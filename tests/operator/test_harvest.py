@@ -286,3 +286,42 @@ async def test_a_deleted_experiment_leaves_no_pod_terminating_operator_up_or_dow
         await run_operator(modules=HANDLERS, watching=[EXP])
         await wait_for(lambda: not _pods(cluster, "down"), "down's pods released at startup", 30)
     assert not player.errors
+
+
+@pytest.mark.asyncio
+async def test_a_pod_gone_after_its_termination_message_was_read_completes_from_it(
+    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    """The operator reads the finished pod's termination message, but the kubelet cannot serve
+    its log (500s from the proxy); then the pod goes for good (finalizer removed by hand). The
+    trial completes from its final values, and an Event names the pod whose output was lost."""
+    from nasop import results
+
+    log_fault = cluster.proxy.inject("GET", "/log", 500, times=10_000)
+    with kubelet.KubeletPlayer(cluster, namespace="default") as player:
+        await run_operator(modules=HANDLERS, watching=[EXP])
+        cluster.create_object(
+            EXP, _resource(tmp_path, "partial", 3, budget={"maxTrials": 1, "parallelism": 1})
+        )
+        await wait_for(lambda: log_fault.hits >= 2, "the operator trying to read the log", 60)
+        [pod] = _pods(cluster, "partial").values()
+        assert pod["status"]["phase"] == "Succeeded"
+        assert FINALIZER in pod["metadata"]["finalizers"]  # held while it cannot be read
+        message = pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+        left = [f for f in pod["metadata"]["finalizers"] if f != FINALIZER]
+        name = pod["metadata"]["name"]
+        cluster.patch_object(PODS, "default", name, {"metadata": {"finalizers": left}})
+        cluster.delete_object(PODS, "default", name)
+        obj = await wait_phase(cluster, "partial", {"Succeeded", "Failed"}, timeout=60)
+    assert not player.errors
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    assert obj["status"]["trials"]["completed"] == 1
+    [refused] = await wait_for(
+        lambda: events(cluster, "TrialOutputRefused", "partial"), "TrialOutputRefused", 10
+    )
+    assert f"pod {name} was deleted before its output was read" in refused["message"]
+    finals = results.decode_final(message)
+    assert isinstance(finals, dict)
+    expected = {(m, step): v for m, (step, v) in finals[None]["final"].items() if m in DECLARED}
+    rows = _recorded(cluster, "partial")[0]
+    assert {(m, s): v for m, s, v in rows} == pytest.approx(expected)
