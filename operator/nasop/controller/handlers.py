@@ -61,7 +61,10 @@ async def release_orphans(logger: kopf.Logger, **_: Any) -> None:
     current = SETTINGS.get("current") or Settings.load()
     try:
         api = await asyncio.to_thread(kube.api_client)
-        released = await asyncio.to_thread(harvest.release_orphans, api, current.namespaces)
+        try:
+            released = await asyncio.to_thread(harvest.release_orphans, api, current.namespaces)
+        finally:
+            api.close()
     except Exception as e:  # never keeps the operator from starting
         logger.warning("releasing the pods of deleted experiments failed: %s", e)
         return
