@@ -37,6 +37,7 @@ FINALIZER = "nasop.dev/harvest"
 def _resource(tmp_path: Any, name: str, epochs: int, **spec: Any) -> dict[str, Any]:
     res = resource(tmp_path, name, optimizer={"method": "sobol", "seed": 0}, **spec)
     res["spec"]["trial"]["scheduler"] = "job"
+    res["spec"]["trial"]["args"] = ["--tensorboard=off"]  # no torch import: trials start at once
     for p in res["spec"]["searchSpace"]:
         if p["name"] == "epochs":
             p["value"] = epochs
@@ -219,7 +220,7 @@ async def test_operator_cancelled_again_and_again_records_every_step_once(
     step) in Ax equals what the pods printed, once; no gap is reported (or left unreported);
     every trial launched and completed once, and every pod released."""
     res = _resource(tmp_path, "relentless", 20, budget={"maxTrials": 4, "parallelism": 2})
-    res["spec"]["trial"]["args"] = ["--sleep=0.1"]
+    res["spec"]["trial"]["args"].append("--sleep=0.3")  # 6 s a trial: crashes land mid-trial
     with kubelet.KubeletPlayer(cluster, namespace="default") as player:
         cluster.create_object(EXP, res)
         await crash_and_restart(run_operator, 5)
@@ -240,7 +241,10 @@ async def test_operator_cancelled_again_and_again_records_every_step_once(
     completed = sorted(
         int(e["message"].split()[1]) for e in events(cluster, "TrialCompleted", "relentless")
     )
-    assert completed == [0, 1, 2, 3], completed
+    # an Event queued by an operator cancelled just after may be lost; never one twice
+    assert len(completed) == len(set(completed)) and set(completed) <= {0, 1, 2, 3}, completed
+    trials = obj["status"]["trials"]
+    assert (trials["completed"], trials["total"]) == (4, 4), trials
     assert not events(cluster, "TrialOutputRefused", "relentless")  # no gap, nothing refused
     recorded = _recorded(cluster, "relentless")
     pods = _pods(cluster, "relentless")
