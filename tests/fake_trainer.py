@@ -4,7 +4,8 @@ It implements the trial contract (docs/contract.md) without training anything: m
 smooth functions of the parameters, printed as `NASOP1` lines with the final values in the
 termination message, and written as real TensorBoard event files (`--format=tensorboard`: only
 those, for the TensorBoard opt-in; `--format=katib`: Katib's `name=value` lines instead).
-`--fail` exits non-zero with one line on stderr; `--sleep` per epoch makes trials long enough to
+`--fail` exits non-zero with one line on stderr; `--tensorboard=off` writes no TensorBoard files
+(no torch import: a trial starts at once); `--sleep` per epoch makes trials long enough to
 stop or interrupt. Under torchrun (`WORLD_SIZE` > 1, a distributed trial) every rank joins one
 gloo process group and all-reduces its rank + 1 (each logs the sum on stderr: the ranks met),
 `--fail-rank=R` makes rank R exit 3 after that, and only rank 0 reports.
@@ -21,8 +22,11 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from nasop import results
+
+TENSORBOARD = True  # --tensorboard=off: the nasop contract only, no TensorBoard files
 
 
 def main(argv: list[str]) -> int:
@@ -36,6 +40,8 @@ def main(argv: list[str]) -> int:
             opts[k] = v
     sleep = float(opts.pop("sleep", "0"))
     fmt = opts.pop("format", "nasop")
+    global TENSORBOARD
+    TENSORBOARD = opts.pop("tensorboard", "on") != "off"
     fail_rank = opts.pop("fail-rank", None)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _rank_zero_after_meeting(fail_rank):
         return 3 if fail_rank is not None and int(fail_rank) == _rank() else 0
@@ -117,9 +123,12 @@ def trial(
     h2 = float(params.get("hidden_size_2", 32))
     lr = float(params.get("learning_rate", 1e-3))
     epochs = int(params.get("epochs", 3))
-    from torch.utils.tensorboard import SummaryWriter
+    if TENSORBOARD:
+        from torch.utils.tensorboard import SummaryWriter
 
-    w = SummaryWriter(log_dir)
+        w: Any = SummaryWriter(log_dir)
+    else:  # --tensorboard=off: no torch import, a trial starts in a fraction of a second
+        w = _NoWriter()
     num_params = 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10
     final = 1 - 0.6 / math.sqrt(1 + h1 * h2 / 64) - 0.05 * abs(math.log10(lr) + 2.5)
     report(0, "num_params", num_params)
@@ -133,6 +142,17 @@ def trial(
     w.close()
     print(json.dumps({"val_acc": final, "num_params": num_params}))
     return finals
+
+
+class _NoWriter:
+    def add_scalar(self, *_: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 if __name__ == "__main__":

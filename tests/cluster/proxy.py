@@ -217,7 +217,7 @@ class FaultProxy:
             if (
                 log
                 and request.method == "GET"
-                and upstream.status != 403
+                and upstream.status not in (403, 404)  # refused, or the pod is gone
                 and (log.group(1), log.group(2)) in self.pod_logs
             ):
                 await upstream.read()

@@ -13,8 +13,9 @@ per new pod, in a worker thread, does what a kubelet would report:
    (served through the fault proxy's ``pods/log``); or, for an eviction, ``Failed`` with reason
    ``Evicted`` and the ``DisruptionTarget`` condition a kubelet adds when it evicts a pod.
 
-A pod deleted meanwhile (its Job cancelled) has its process killed. The Job controller then
-judges the Job from these pod statuses, as on a real cluster.
+A pod deleted meanwhile (its Job cancelled) has its process killed and, while a finalizer still
+holds it, ends ``Failed`` with exit code 137, as a kubelet reports a container it killed. The Job
+controller then judges the Job from these pod statuses, as on a real cluster.
 
 ``waiting(pod)`` may keep a pod from starting: while it returns a status (as a scheduler or
 kubelet writes one for a pod that cannot start, e.g. :func:`unschedulable`, :func:`image_pull`),
@@ -272,8 +273,10 @@ class KubeletPlayer:
             finally:
                 with self._lock:
                     self.running.discard(key)
-            if cancelled.is_set():
-                return  # deleted: nothing to report
+            if cancelled.is_set():  # deleted: killed; a finalizer may still hold the pod
+                result = PodOutcome(137, result.log)
+                if self.cluster.get_object(PODS, *key) is None:
+                    return
             self.cluster.set_pod_log(*key, result.log)
             now = _now()
             terminated = {

@@ -42,10 +42,12 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 {{- end }}
 # A trial's pods have generated names: list finds them by their job-name label, to read a
 # trial's metrics (its pods' logs and termination messages), the log tail of a failed trial, and
-# the reason a pending trial's pods wait (scheduling, image pull).
+# the reason a pending trial's pods wait (scheduling, image pull). patch removes nasop's
+# nasop.dev/harvest finalizer from a trial pod once its output is read and recorded (only that:
+# a JSON patch that tests the finalizer's index).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "patch"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]

@@ -20,7 +20,7 @@ from nasop.controller.settings import Settings
 from nasop.engine import conditions
 from nasop.engine.search import Search, TickReport
 from nasop.state.configmap import ConfigMapStore
-from nasop.trials import cluster, registry
+from nasop.trials import cluster, harvest, registry
 from nasop.trials.runner import TorchXTrialRunner
 from nasop.trials.stops import StopRequests
 
@@ -46,12 +46,15 @@ def open_search(
         experiment_name=name,
         scheduler_cfg=cluster.scheduler_cfg(template, namespace),
     )
-    labels = {"app.kubernetes.io/managed-by": "nasop"}  # + experiment/trial from the AppDef
+    labels = {  # + experiment/trial from the AppDef
+        "app.kubernetes.io/managed-by": "nasop",
+        harvest.UID_LABEL: owner["uid"],  # its pods are found by it (harvest.py)
+    }
     runner.bind(
         lambda: cluster.runner_factory(api, owner=owner, labels=labels),
         finder=lambda index: cluster.find_job(api, kind, namespace, name, index),
         pack_finder=lambda index: cluster.find_pack(api, kind, namespace, name, index),
-        output=cluster.output_reader(api, kind, namespace, owner.get("uid")),
+        harvester=cluster.harvester(api, kind, namespace, owner["uid"]),
         stops=StopRequests(api, namespace, name, owner),
     )
     store = ConfigMapStore(api, namespace, registry=registry.bundle(), owner=owner)
@@ -286,10 +289,17 @@ async def _cancel_jobs(
     emit: EventSink,
     logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> None:
-    """Cancel the deleted experiment's jobs now (the garbage collector would, later).
+    """Cancel the deleted experiment's jobs now (the garbage collector would, later), and let
+    go of its pods (their output is no longer wanted), so that none stays Terminating.
 
     The state ConfigMap is left to the garbage collector: writing it now could only recreate it.
     """
+    try:
+        released = await asyncio.to_thread(harvest.release_experiment, api, namespace, uid)
+        if released:
+            logger.info("released the pods of deleted %s: %s", name, ", ".join(released))
+    except Exception as e:  # the next operator start releases them (handlers.release_orphans)
+        logger.warning("releasing the pods of deleted %s failed: %s", name, e)
     try:
         cancelled = await asyncio.to_thread(cluster.cancel_jobs, api, kinds, namespace, name, uid)
     except Exception as e:  # the garbage collector still removes them

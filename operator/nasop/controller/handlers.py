@@ -23,8 +23,9 @@ from typing import Any
 import kopf
 
 from nasop import spec
-from nasop.controller import driver, metrics
+from nasop.controller import driver, kube, metrics
 from nasop.controller.settings import Settings
+from nasop.trials import harvest
 
 SETTINGS: dict[str, Settings] = {}
 #: experiment uid -> set when its deletion was seen (by the watch-event handler)
@@ -51,6 +52,24 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = bool(current.namespaces)
     if current.peering_priority is not None:
         settings.peering.priority = current.peering_priority
+
+
+@kopf.on.startup()
+async def release_orphans(logger: kopf.Logger, **_: Any) -> None:
+    """Let go of trial pods whose experiment was deleted while no operator ran (they hold
+    nasop's harvest finalizer; nothing else would release them)."""
+    current = SETTINGS.get("current") or Settings.load()
+    try:
+        api = await asyncio.to_thread(kube.api_client)
+        try:
+            released = await asyncio.to_thread(harvest.release_orphans, api, current.namespaces)
+        finally:
+            api.close()
+    except Exception as e:  # never keeps the operator from starting
+        logger.warning("releasing the pods of deleted experiments failed: %s", e)
+        return
+    if released:
+        logger.info("released the pods of deleted experiments: %s", ", ".join(released))
 
 
 @kopf.daemon(spec.GROUP, spec.VERSION, spec.PLURAL, cancellation_timeout=10.0, backoff=5.0)

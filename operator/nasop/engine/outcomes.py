@@ -47,7 +47,7 @@ def poll(book: Ledger, runner: TorchXTrialRunner, report: TickReport, now: float
         elif obs.status is TrialStatus.ABANDONED:
             record_infra(book, trial, obs.reason or "cancelled", report, abandon=True)
         elif obs.infrastructure:
-            record_infra(book, trial, obs.reason, report)
+            record_infra(book, trial, obs.reason, report, retry=obs.retry)
         else:
             fail(book, trial, obs.reason, report)
         refused = runner.forget_output(trial)

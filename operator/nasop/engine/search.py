@@ -88,7 +88,9 @@ class Search:
             )
         strategy.use_warm_start_surrogate(snapshot.strategy)  # a strategy saved before
         strategy.model_last_values(snapshot.strategy)  # these settings gets them on resume
-        return cls(spec_, name, snapshot, runner, store, clock)
+        search = cls(spec_, name, snapshot, runner, store, clock)
+        runner.release_harvested(search._ended)  # pods held past the save that recorded them
+        return search
 
     def _warm_start(self) -> None:
         if self.spec.warm_start:
@@ -219,6 +221,13 @@ class Search:
         snapshot = self.snapshot()
         self.store.save(name=self.name, snapshot=snapshot)
         self.version = snapshot.version
+        # the ends are saved: the pods of those trials may go now (a cluster's harvest.py)
+        self.runner.release_harvested(self._ended)
+
+    def _ended(self, index: int) -> bool:
+        """The trial's end is recorded (in the state just saved or loaded)."""
+        trial = self.experiment.trials.get(index)
+        return trial is not None and trial.status.is_terminal
 
     def cancel_running(self, reason: str = "interrupted") -> list[int]:
         """Cancel every running trial (Ctrl-C, delete); they are retried on resume."""

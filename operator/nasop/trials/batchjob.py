@@ -2,11 +2,13 @@
 
 TorchX 0.7.0's `kubernetes` scheduler creates only Volcano jobs. Here the pod is built by TorchX's
 own `role_to_pod` (resources, mounts, environment) and wrapped in a Job that nasop can judge:
-`backoffLimit: 0` (nasop decides retries), a pod failure policy that fails the Job at once when
-its pod is evicted or preempted (so that is told apart from a trainer's non-zero exit), and, with
-a Kueue LocalQueue, the `kueue.x-k8s.io/queue-name` label and `suspend: true` (Kueue unsuspends
-the Job when it admits it). Registered as TorchX scheduler `kubernetes_job` (pyproject entry
-points); the operator builds it with its own API client, owner and labels.
+`backoffLimit: 0` (nasop decides retries), the pod finalizer `nasop.dev/harvest` (the pod
+stays until the operator has read its output: harvest.py), a pod failure policy that fails the
+Job at once when its pod is evicted or preempted (so that is told apart from a trainer's
+non-zero exit), and, with a Kueue LocalQueue, the `kueue.x-k8s.io/queue-name` label and
+`suspend: true` (Kueue unsuspends the Job when it admits it). Registered as TorchX scheduler
+`kubernetes_job` (pyproject entry points); the operator builds it with its own API client, owner
+and labels.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ NAME = "kubernetes_job"
 GROUP, VERSION, PLURAL = "batch", "v1", "jobs"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+HARVEST_FINALIZER = f"{spec.GROUP}/harvest"  # removed by harvest.py once the output is read
 
 #: Terminal Job conditions (status "True") by type, then by reason; the first match wins.
 #: FailureTarget/SuccessCriteriaMet come first on Kubernetes >= 1.31, while pods still terminate.
@@ -122,6 +125,8 @@ def app_to_job(
     pod.spec.automount_service_account_token = False  # a trial needs no API credentials
     if app.metadata.get(stops.APP_METADATA_KEY):  # a pack: its members' stop requests
         stops.mount(pod.spec, app.metadata[stops.APP_METADATA_KEY])
+    # the pod stays until the operator has read its output (harvest.py removes this)
+    pod.metadata.finalizers = [HARVEST_FINALIZER]
     job_labels = {
         **(labels or {}),
         **{k: v for k, v in app.metadata.items() if k.startswith(spec.GROUP)},

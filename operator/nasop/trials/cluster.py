@@ -17,9 +17,7 @@ from torchx import runner as torchx_runner
 from torchx.specs import AppState, is_terminal
 
 from nasop import errors, spec
-from nasop.results import Collector
-from nasop.trials import batchjob, volcano
-from nasop.trials.pod_output import PodLogs, PodOutput
+from nasop.trials import batchjob, harvest, volcano
 
 KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
 
@@ -34,6 +32,7 @@ class JobKind:
     plural: str
     state: Callable[[dict[str, Any]], AppState]
     pod_label: str  # the label its controller puts on the job's pods: the job's name
+    finalizer: bool  # its pods carry nasop's harvest finalizer (harvest.py)
 
 
 VOLCANO = JobKind(
@@ -43,6 +42,7 @@ VOLCANO = JobKind(
     "jobs",
     volcano.job_state,
     "volcano.sh/job-name",
+    False,  # Volcano keeps a finished job's pods until the job is deleted
 )
 BATCH = JobKind(
     batchjob.NAME,
@@ -51,6 +51,7 @@ BATCH = JobKind(
     batchjob.PLURAL,
     lambda job: batchjob.job_state(job)[0],
     batchjob.JOB_NAME_LABEL,
+    True,
 )
 KINDS = {"volcano": VOLCANO, "job": BATCH}
 
@@ -122,36 +123,16 @@ def check_metrics_source(template: spec.TrialTemplate) -> None:
         )
 
 
-def output_reader(
-    client: Any, kind: JobKind, namespace: str, owner_uid: str | None
-) -> Callable[[str, Collector], PodOutput]:
-    """Makes the reader of a trial's pod output from its app handle."""
-    logs = PodLogs(client)
-
-    def make(handle: str, collector: Collector) -> PodOutput:
-        job_name = handle.rsplit(":", 1)[-1]
-
-        def job() -> dict[str, Any] | None:
-            from kubernetes.client.rest import ApiException
-
-            try:
-                return dict(
-                    logs.custom.get_namespaced_custom_object(
-                        group=kind.group,
-                        version=kind.version,
-                        namespace=namespace,
-                        plural=kind.plural,
-                        name=job_name,
-                    )
-                )
-            except ApiException as e:
-                if e.status == 404:
-                    return None
-                raise
-
-        return PodOutput(logs, namespace, job_name, job, kind.pod_label, owner_uid, collector)
-
-    return make
+def harvester(client: Any, kind: JobKind, namespace: str, owner_uid: str) -> harvest.Harvester:
+    """The readers of this experiment's trial pods, and the release of their finalizers."""
+    return harvest.Harvester(
+        client,
+        (kind.group, kind.version, kind.plural),
+        kind.pod_label,
+        namespace,
+        owner_uid,
+        kind.finalizer,
+    )
 
 
 def _jobs(client: Any, kind: JobKind, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -241,8 +222,8 @@ __all__ = [
     "check_queue",
     "find_job",
     "find_pack",
+    "harvester",
     "kind_of",
-    "output_reader",
     "runner_factory",
     "scheduler_cfg",
 ]

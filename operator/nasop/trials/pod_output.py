@@ -6,13 +6,22 @@ is that job (by uid). Each read asks the API server for the log since the last l
 (`sinceTime`, with timestamps), at most `MAX_READ_BYTES`; lines are split with a length cap and
 fed to the trial's collector, whose keys make the overlap of two reads harmless. The final
 values come from the container's termination message once it has terminated.
+
+A trial is *harvested* once each of its pods has terminated, its termination message has been
+read and its log has been read to the end after that (`PodOutput.harvest`). Only then does the
+runner record how the trial ended and, once that is saved, let go of the pods (harvest.py removes
+their `nasop.dev/harvest` finalizer). A pod gone before that (deleted, its job deleted, garbage
+collected) is named in the harvest's `lost` reason; its final values count if its termination
+message was read before it went.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from nasop.results.collector import Collector, LineSplitter
@@ -20,7 +29,31 @@ from nasop.trials.output import add_termination, record_too_long
 
 log = logging.getLogger(__name__)
 
-MAX_READ_BYTES = 4 * 1024 * 1024  # per pod per tick (limitBytes)
+MAX_READ_BYTES = 4 * 1024 * 1024  # per pod per read (limitBytes)
+HARVEST_READS = 8  # reads per harvest call: a 32 MiB remainder is read in one tick
+HARVEST_SECONDS = 120.0  # a pod whose output cannot be read to its end by then is given up
+NOT_OURS = "job not owned by this experiment"
+
+
+@dataclass
+class PodSeen:
+    """What a reader knows of one pod of its job."""
+
+    name: str
+    exit_code: int | None = None  # once its container has terminated
+    final: bool = False  # its termination state (and message, if any) was read
+    done: bool = False  # terminated, and its log read to the end after that
+    error: str = ""  # why its last log read failed
+
+
+@dataclass(frozen=True)
+class Harvest:
+    """How far a trial's output has been read once its job ended."""
+
+    done: bool  # nothing more will be read: the output is whole, or what is left is lost
+    lost: str = ""  # why part of it can never be read ("pod X was deleted before ...")
+    final: bool = False  # the final values (termination messages) of every pod were read
+    exit_codes: dict[str, int] = field(default_factory=dict)  # pod name -> exit code
 
 
 def _parse_time(stamp: str) -> _dt.datetime | None:
@@ -82,6 +115,8 @@ class PodOutput:
         pod_label: str,
         owner_uid: str | None,
         collector: Collector,
+        job_uid: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.logs = logs
         self.namespace = namespace
@@ -90,22 +125,35 @@ class PodOutput:
         self.pod_label = pod_label
         self.owner_uid = owner_uid
         self.collector = collector
-        self.job_uid: str | None = None
+        #: the uid of the trial's job: recorded at launch (run metadata), else read from the job
+        self.job_uid = job_uid
+        self._verified = False  # the job was seen owned by this experiment (or is gone)
+        self.clock = clock
         self.cursor: dict[str, _dt.datetime] = {}  # pod uid -> time of the last line read
-        self.final_read: set[str] = set()
+        self.pods: dict[str, PodSeen] = {}  # pod uid -> what is known of it
+        self.present: set[str] = set()  # pod uids found by the last list
+        self.listed = False  # the job's pods were listed at least once
+        self._harvest_since: float | None = None
 
     def _resolve_job(self) -> str | None:
-        """The uid of the trial's job, once it is known to be this experiment's."""
-        if self.job_uid is None:
-            job = self._job()
-            if job is None:
-                return None
-            meta = job.get("metadata") or {}
-            owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
-            if self.owner_uid and self.owner_uid not in owners:
-                self.collector.rejected["job not owned by this experiment"] += 1
-                return None
-            self.job_uid = meta.get("uid")
+        """The uid of the trial's job, once it is known to be this experiment's. A job gone
+        since launch keeps the uid recorded then: its pods may still be there to read."""
+        if self._verified:
+            return self.job_uid
+        job = self._job()
+        if job is None:
+            self._verified = self.job_uid is not None
+            return self.job_uid
+        meta = job.get("metadata") or {}
+        owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
+        if self.owner_uid and self.owner_uid not in owners:
+            self.collector.rejected[NOT_OURS] += 1
+            return None
+        if self.job_uid is not None and meta.get("uid") != self.job_uid:
+            # the job of that name was deleted and another created: not this trial's
+            self._verified = True
+            return self.job_uid
+        self.job_uid, self._verified = meta.get("uid"), True
         return self.job_uid
 
     def read(self) -> Collector:
@@ -115,14 +163,21 @@ class PodOutput:
         pods = self.logs.core.list_namespaced_pod(
             self.namespace, label_selector=f"{self.pod_label}={self.job_name}"
         ).items
+        present = set()
         for pod in pods:
             controller = [r for r in pod.metadata.owner_references or [] if r.controller]
             if not controller or controller[0].uid != job_uid:
                 continue  # not a pod of the job this trial launched
+            present.add(pod.metadata.uid)
             self._read_pod(pod)
+        self.present, self.listed = present, True
         return self.collector
 
     def _read_pod(self, pod: Any) -> None:
+        uid = pod.metadata.uid
+        seen = self.pods.setdefault(uid, PodSeen(pod.metadata.name))
+        if seen.done:
+            return  # read to its end already
         statuses = pod.status.container_statuses or []
         if not statuses or not pod.spec.containers:
             return
@@ -130,15 +185,68 @@ class PodOutput:
         status = next((s for s in statuses if s.name == container), None)
         if status is None or (status.state.running is None and status.state.terminated is None):
             return  # not started: no log yet
-        uid = pod.metadata.uid
-        self._read_log(pod.metadata.name, uid, container)
+        # the state was listed before this read: once terminated, the read sees the whole log
         terminated = status.state.terminated
-        if terminated is not None and uid not in self.final_read:
-            self.final_read.add(uid)
-            if terminated.message:
-                add_termination(self.collector, terminated.message)
+        whole = self._read_log(pod.metadata.name, uid, container, seen)
+        if terminated is not None:
+            seen.exit_code = terminated.exit_code
+            if not seen.final:
+                seen.final = True
+                if terminated.message:
+                    add_termination(self.collector, terminated.message)
+            seen.done = whole
 
-    def _read_log(self, pod: str, uid: str, container: str) -> None:
+    def harvest(self, reads: int = HARVEST_READS) -> Harvest:
+        """Read the output of the ended job to its end (a few reads per call); say how far
+        that got. Called once the job has ended (or vanished): not done means "call again"."""
+        if self._harvest_since is None:
+            self._harvest_since = self.clock()
+        for _ in range(reads):
+            try:
+                self.read()
+            except Exception as e:  # the pods cannot be listed now: next tick
+                log.warning("pods of job %s/%s: %s", self.namespace, self.job_name, e)
+                return self._give_up_or_wait(f"its pods could not be listed: {e}")
+            waiting = [p for u, p in self.pods.items() if u in self.present and not p.done]
+            if not waiting or any(p.error or p.exit_code is None for p in waiting):
+                break  # read to the end, or more reads now would not help
+        codes = {p.name: p.exit_code for p in self.pods.values() if p.exit_code is not None}
+        if self.job_uid is None and self.collector.rejected[NOT_OURS]:
+            return Harvest(True, f"job {self.job_name} is not owned by this experiment")
+        if self.job_uid is None:
+            return Harvest(True, f"job {self.job_name} was deleted before its output was read")
+        gone = [p for u, p in self.pods.items() if u not in self.present and not p.done]
+        waiting = [p for u, p in self.pods.items() if u in self.present and not p.done]
+        final = bool(self.pods) and all(p.final for p in self.pods.values())
+        if gone:
+            names = ", ".join(p.name for p in gone)
+            return Harvest(
+                True, f"pod {names} was deleted before its output was read", final, codes
+            )
+        if self.listed and not self.pods:
+            return Harvest(
+                True, f"the pods of job {self.job_name} were deleted before their output was read"
+            )
+        if waiting:
+            names = ", ".join(p.name for p in waiting)
+            why = "; ".join(sorted({p.error for p in waiting if p.error}))
+            return self._give_up_or_wait(
+                f"pod {names} could not be read to its end" + (f": {why}" if why else ""),
+                final,
+                codes,
+            )
+        return Harvest(True, "", final, codes)
+
+    def _give_up_or_wait(
+        self, why: str, final: bool = False, codes: dict[str, int] | None = None
+    ) -> Harvest:
+        assert self._harvest_since is not None
+        if self.clock() - self._harvest_since < HARVEST_SECONDS:
+            return Harvest(False)
+        return Harvest(True, f"{why} within {HARVEST_SECONDS:.0f} s", final, codes or {})
+
+    def _read_log(self, pod: str, uid: str, container: str, seen: PodSeen) -> bool:
+        """Read what is new in the pod's log; True when that reached the end of the log."""
         last = self.cursor.get(uid)
         try:
             data = self.logs.log(
@@ -146,7 +254,9 @@ class PodOutput:
             )
         except Exception as e:  # a log the server cannot serve now is read at the next tick
             log.warning("log of pod %s/%s: %s", self.namespace, pod, e)
-            return
+            seen.error = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            return False
+        seen.error = ""
         splitter = LineSplitter()
         newest = last
         for line in splitter.feed(data):  # a cut last line stays unread: the next read has it
@@ -167,6 +277,7 @@ class PodOutput:
             self.collector.rejected["log lines skipped (over 4 MiB in one second)"] += 1
         if newest is not None:
             self.cursor[uid] = newest
+        return len(data) < MAX_READ_BYTES
 
 
-__all__ = ["MAX_READ_BYTES", "PodLogs", "PodOutput", "since_param"]
+__all__ = ["MAX_READ_BYTES", "Harvest", "PodLogs", "PodOutput", "PodSeen", "since_param"]

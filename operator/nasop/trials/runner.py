@@ -4,7 +4,10 @@ Ax's stock TorchXRunner stores a live runner object in `run_metadata`, so JSON/S
 nothing can be polled after a restart. Here `run_metadata` holds the app handle and the log
 directory (strings), and the TorchX session is rebuilt lazily, or injected by the operator with a
 Kubernetes client built from its own configuration. The runner also reads what each trial
-reported (`read_output`: a local stdout file, or the trial's pod), for the trial metric.
+reported (`read_output`: a local stdout file, or the trial's pod), for the trial metric. In a
+cluster a trial whose job ended is reported ended only once its pods' output has been read to its
+end (`observe`, harvest.py); its pods are let go of after the save that records it
+(`release_harvested`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from nasop.local import member_files
 from nasop.results import Collector
 from nasop.trials import appdef, local_markers, packs, torchrun_report
 from nasop.trials.forkserver_process import ForkServer
+from nasop.trials.harvest import Harvester
 from nasop.trials.metric import RUN_METADATA_KEY
 from nasop.trials.output import LocalOutput
 from nasop.trials.stops import StopRequests
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 
 APP_HANDLE = "app_handle"
 LOG_DIR = RUN_METADATA_KEY
+JOB_UID = "job_uid"  # a cluster trial's job uid: its pods are found by it even once it is gone
 
 #: launched, not started: its pods wait to be scheduled, admitted or pulled (the reason is in
 #: the app status's msg, see waiting.py)
@@ -61,10 +66,10 @@ class TrialObservation:
     infrastructure: bool = False  # vanished/evicted rather than a non-zero exit
     #: RUNNING only: launched but not started (its pods do not run yet); None: not known now
     pending: bool | None = False
+    retry: bool = True  # infrastructure only: run the arm again (False: its output was lost)
 
 
 TorchXFactory = Callable[[], torchx_runner.Runner]
-OutputFactory = Callable[[str, Collector], Any]  # (app handle, collector) -> a reader with read()
 
 
 def _keeping_signal_handlers(make: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,7 +125,7 @@ class TorchXTrialRunner(Runner):
         #: with the live one's by type.
         self.deadline = math.inf
         self._pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None
-        self._output: OutputFactory | None = None
+        self._harvester: Harvester | None = None
         self._outputs: dict[str, Any] = {}  # a trial's or pack's folder -> its output reader
         self._stops: StopRequests | None = None  # a cluster's stop requests to pack members
         self.preload = list(preload)  # modules the local fork server imports once for all trials
@@ -137,18 +142,18 @@ class TorchXTrialRunner(Runner):
         factory: TorchXFactory,
         finder: Callable[[int], str | None] | None = None,
         pack_finder: Callable[[int], tuple[str, list[int]] | None] | None = None,
-        output: OutputFactory | None = None,
+        harvester: Harvester | None = None,
         stops: StopRequests | None = None,
     ) -> None:
         """Use this TorchX runner factory (the operator passes one with its own API client),
         and `finder(trial_index)` to look up a job launched before a crash lost its record
-        (`pack_finder`: the pack job holding that trial, and its members); `output(handle,
-        collector)` makes the reader of a cluster trial's pod output; `stops` carries a stop
-        request to a pack member's pod (its ConfigMap, mounted read-only)."""
+        (`pack_finder`: the pack job holding that trial, and its members); `harvester` reads
+        cluster trials' pods and lets go of them once their trials are recorded; `stops`
+        carries a stop request to a pack member's pod (its ConfigMap, mounted read-only)."""
         self._factory = factory
         self._finder = finder
         self._pack_finder = pack_finder
-        self._output = output
+        self._harvester = harvester
         self._stops = stops
         self._torchx = None
         self._outputs.clear()
@@ -175,9 +180,17 @@ class TorchXTrialRunner(Runner):
                 dirs = [
                     appdef.trial_log_dir(self.log_root, self.experiment_name, i) for i in indices
                 ]
-                return {APP_HANDLE: handle, LOG_DIR: log_dir, **packs.member_metadata(folder, dirs)}
+                meta = {APP_HANDLE: handle, LOG_DIR: log_dir, **packs.member_metadata(folder, dirs)}
+                return {**meta, **self._job_uid(handle)}
         found_handle = self._finder(trial.index) if self._finder else None
-        return {APP_HANDLE: found_handle, LOG_DIR: log_dir} if found_handle else None
+        if not found_handle:
+            return None
+        return {APP_HANDLE: found_handle, LOG_DIR: log_dir, **self._job_uid(found_handle)}
+
+    def _job_uid(self, handle: str) -> dict[str, str]:
+        """The job uid to record beside a cluster trial's handle (nothing when not known)."""
+        uid = self._harvester.job_uid(handle) if self._harvester and not self.is_local else None
+        return {JOB_UID: uid} if uid else {}
 
     @property
     def torchx(self) -> torchx_runner.Runner:
@@ -218,7 +231,7 @@ class TorchXTrialRunner(Runner):
             cfg["active_deadline_seconds"] = max(1, math.ceil(self.deadline - time.time()))
         handle = self.torchx.run(app, scheduler=self.scheduler, cfg=cfg)
         log.info("trial %d launched as %s", trial.index, handle)
-        return {APP_HANDLE: str(handle), LOG_DIR: log_dir}
+        return {APP_HANDLE: str(handle), LOG_DIR: log_dir, **self._job_uid(str(handle))}
 
     def run_pack(self, trials: Sequence[BaseTrial]) -> dict[int, dict[str, Any]]:
         """Submit these trials as one pack (one app); each trial's run metadata."""
@@ -245,7 +258,10 @@ class TorchXTrialRunner(Runner):
         )
         handle = self.torchx.run(app, scheduler=self.scheduler, cfg=self.scheduler_cfg)
         log.info("trials %s launched as one pack %s", [m[0] for m in members], handle)
-        extra = packs.member_metadata(folder, [m[2] for m in members])
+        extra = {
+            **packs.member_metadata(folder, [m[2] for m in members]),
+            **self._job_uid(str(handle)),
+        }
         return {i: {APP_HANDLE: str(handle), LOG_DIR: d, **extra} for i, _, d in members}
 
     def poll_trial_status(self, trials: Iterable[BaseTrial]) -> dict[TrialStatus, set[int]]:
@@ -272,6 +288,9 @@ class TorchXTrialRunner(Runner):
                 self.torchx.cancel(handle)
             except Exception as e:  # cancel must not raise: the app may be gone already
                 log.warning("cancel of trial %s (%s) failed: %s", trial.index, handle, e)
+            if self._harvester is not None and not self.is_local:
+                self._harvester.queue(handle)  # its pods go once the stop is saved
+                self._outputs.pop(trial.run_metadata.get(LOG_DIR, ""), None)
         if self.is_local and trial.run_metadata.get(LOG_DIR):
             local_markers.terminate(trial.run_metadata[LOG_DIR])  # an orphan from an earlier run
             local_markers.record_cancelled(trial.run_metadata[LOG_DIR])
@@ -290,14 +309,13 @@ class TorchXTrialRunner(Runner):
     def _member_end(self, trial: BaseTrial, refresh: bool) -> dict[str, str] | None:
         """How a pack member said it ended: in its pack's output (read again when `refresh`),
         else (locally, or with TensorBoard metrics) in its end file; None while it has not."""
-        found = self._reader(trial)
-        if found is not None:
-            reader, member = found
+        reader = self._reader(trial)
+        if reader is not None:
             collector = reader.read() if refresh else reader.collector
-            if member in collector.ends:
-                state, reason = collector.ends[member]
+            if trial.index in collector.ends:
+                state, reason = collector.ends[trial.index]
                 return {"state": state, "reason": reason}
-        if self.is_local or found is None:
+        if self.is_local or reader is None:
             return member_files.read_end(trial.run_metadata[LOG_DIR])
         return None
 
@@ -306,33 +324,37 @@ class TorchXTrialRunner(Runner):
     def read_output(self, trial: BaseTrial) -> tuple[Collector, int | None] | None:
         """What the trial has reported so far and its member index in that output (None for a
         lone trial); None when its metrics come from TensorBoard files instead."""
-        found = self._reader(trial)
-        if found is None:
+        reader = self._reader(trial)
+        if reader is None:
             return None
-        reader, member = found
-        return reader.read(), member
+        collector = reader.read()
+        uid = getattr(reader, "job_uid", None)
+        if uid and not trial.run_metadata.get(JOB_UID):  # launched by a nasop that kept none
+            trial.update_run_metadata({JOB_UID: uid})
+        return collector, trial.index if trial.run_metadata.get(packs.PACK_DIR) else None
 
-    def _reader(self, trial: BaseTrial) -> tuple[Any, int | None] | None:
-        """The output reader of the trial (its pack's, for a member), made on first use."""
+    def _reader(self, trial: BaseTrial) -> Any:
+        """The trial's (or its pack's) output reader, made at first use; None when its metrics
+        come from TensorBoard files."""
         template = self.trial_template
         if template.metrics_format == "tensorboard":
             return None
         meta = trial.run_metadata
         folder = meta.get(packs.PACK_DIR) or meta.get(LOG_DIR, "")
-        member = trial.index if meta.get(packs.PACK_DIR) else None
         reader = self._outputs.get(folder)
         if reader is None:
             members = None
-            if member is not None:
+            if meta.get(packs.PACK_DIR):
                 siblings = json.loads(meta.get(packs.PACK_SIBLINGS) or "[]")
                 members = [appdef.trial_index_of(d) for d in siblings]
             collector = Collector(trial.experiment.metrics, template.metrics_format, members)
-            if self.is_local or self._output is None:
+            if self.is_local or self._harvester is None:
                 reader = LocalOutput(folder, collector)
             else:
-                reader = self._output(meta.get(APP_HANDLE, ""), collector)
+                handle = meta.get(APP_HANDLE, "")
+                reader = self._harvester.reader(handle, collector, meta.get(JOB_UID))
             self._outputs[folder] = reader
-        return reader, member
+        return reader
 
     def forget_output(self, trial: BaseTrial) -> str:
         """Drop the reader of an ended lone trial (a pack's stays while members run); returns
@@ -342,7 +364,15 @@ class TorchXTrialRunner(Runner):
             reader = self._outputs.get(meta[packs.PACK_DIR])
         else:
             reader = self._outputs.pop(meta.get(LOG_DIR, ""), None)
+        if self._harvester is not None and not self.is_local:
+            self._harvester.queue(meta.get(APP_HANDLE, ""))  # released once the end is saved
         return reader.collector.problems() if reader is not None else ""
+
+    def release_harvested(self, ended: Callable[[int], bool]) -> None:
+        """After a save: let go of the pods of trials whose end it recorded (`ended(index)`);
+        the first call also sweeps pods left held by an earlier operator. Never raises."""
+        if self._harvester is not None and not self.is_local:
+            self._harvester.release(ended)
 
     @property
     def run_metadata_report_keys(self) -> list[str]:
@@ -385,9 +415,45 @@ class TorchXTrialRunner(Runner):
                 continue
             if status is None and self.is_local:
                 out[trial.index] = self._classify_orphan(trial, handle)
-            else:
-                out[trial.index] = self._classify(trial, handle, status)
+                continue
+            obs = self._classify(trial, handle, status)
+            if obs.status is not TrialStatus.RUNNING and not self.is_local:
+                obs = self._harvested(trial, handle, obs, vanished=status is None)
+            out[trial.index] = obs
         return out
+
+    def _harvested(
+        self, trial: BaseTrial, handle: str, obs: TrialObservation, vanished: bool
+    ) -> TrialObservation:
+        """An ended cluster trial as its pods tell it, once their output is read to its end:
+        RUNNING ("reading its output") until then. A trial whose output was lost (its pods
+        deleted first) fails with that reason and is not run again, unless its pods had
+        exited 0 and their final values were read: then it completes from those."""
+        if self._harvester is None or isinstance(trial, _PackApp):
+            return obs  # a pack's members end through their markers (packs.py)
+        reader = self._reader(trial)
+        if reader is None or obs.status is TrialStatus.ABANDONED:
+            return obs  # TensorBoard files (on a volume), or cancelled/evicted: retried
+        harvest = reader.harvest()
+        if not harvest.done:
+            return TrialObservation(TrialStatus.RUNNING, "reading its output")
+        codes = list(harvest.exit_codes.values())
+        exited_0 = bool(codes) and all(c == 0 for c in codes)
+        if harvest.lost:
+            reader.collector.rejected[harvest.lost] += 1  # said with the trial's refusals
+        if obs.status is TrialStatus.FAILED and not vanished:
+            return obs  # the trainer failed: its own reason
+        if exited_0 and harvest.final:
+            return TrialObservation(TrialStatus.COMPLETED)  # its final values were read
+        if harvest.lost:
+            return TrialObservation(TrialStatus.FAILED, harvest.lost, True, retry=False)
+        if vanished:  # a job deleted by someone else: whatever the exit code, not a verdict
+            job = handle.rsplit(":", 1)[-1]
+            why = f"job {job} was deleted before the trial ended" + (
+                f" (exit code {codes[0]})" if codes else ""
+            )
+            return TrialObservation(TrialStatus.FAILED, why, True, retry=False)
+        return obs
 
     @property
     def is_local(self) -> bool:
@@ -484,6 +550,7 @@ class _PackApp:
 
 __all__ = [
     "APP_HANDLE",
+    "JOB_UID",
     "LOG_DIR",
     "TorchXTrialRunner",
     "TrialObservation",
