@@ -430,7 +430,7 @@ class TorchXTrialRunner(Runner):
         deleted first) fails with that reason and is not run again, unless its pods had
         exited 0 and their final values were read: then it completes from those."""
         if self._harvester is None or isinstance(trial, _PackApp):
-            return obs  # a pack's members end through their markers (packs.py)
+            return obs  # a pack's members end through their own end lines (packs.member_status)
         reader = self._reader(trial)
         if reader is None or obs.status is TrialStatus.ABANDONED:
             return obs  # TensorBoard files (on a volume), or cancelled/evicted: retried
