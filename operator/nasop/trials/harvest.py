@@ -30,6 +30,7 @@ from typing import Any
 from nasop import spec
 from nasop.results import Collector
 from nasop.trials import batchjob
+from nasop.trials.custom_objects import get_or_none
 from nasop.trials.pod_output import PodLogs, PodOutput
 
 log = logging.getLogger(__name__)
@@ -152,19 +153,8 @@ class Harvester:
         self._swept = False
 
     def get_job(self, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.rest import ApiException
-
         group, version, plural = self.job
-        try:
-            return dict(
-                self.logs.custom.get_namespaced_custom_object(
-                    group=group, version=version, namespace=self.namespace, plural=plural, name=name
-                )
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        return get_or_none(self.logs.custom, group, version, self.namespace, plural, name)
 
     def job_uid(self, handle: str) -> str | None:
         """The uid of the job behind an app handle, to find its pods even once it is gone."""

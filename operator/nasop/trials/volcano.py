@@ -28,6 +28,7 @@ from torchx.specs import AppDef, AppDryRunInfo, AppState, ReplicaStatus, RoleSta
 
 from nasop import spec
 from nasop.trials import stops, waiting
+from nasop.trials.custom_objects import get_or_none
 
 # Every Volcano job phase (volcano.sh/apis batch/v1alpha1 JobPhase): anything not finished is
 # running, so a queued or restarting job is never taken for a failed one.
@@ -128,21 +129,11 @@ class VolcanoScheduler(ks.KubernetesScheduler):
 
     def describe(self, app_id: str) -> DescribeAppResponse | None:
         """None when the job is gone; never raises on an unexpected phase."""
-        from kubernetes.client.rest import ApiException
-
         namespace, name = app_id.split(":")
-        try:
-            job = self._custom_objects_api().get_namespaced_custom_object(
-                group="batch.volcano.sh",
-                version="v1alpha1",
-                namespace=namespace,
-                plural="jobs",
-                name=name,
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        api = self._custom_objects_api()
+        job = get_or_none(api, "batch.volcano.sh", "v1alpha1", namespace, "jobs", name)
+        if job is None:
+            return None
         state = job_state(job)
         msg = ((job.get("status") or {}).get("state") or {}).get("message") or ""
         if state in (AppState.PENDING, AppState.UNKNOWN):  # say why, in Volcano's words

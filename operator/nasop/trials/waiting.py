@@ -16,6 +16,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from nasop.trials.custom_objects import get_or_none
+
 log = logging.getLogger(__name__)
 
 KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
@@ -162,22 +164,14 @@ def volcano_reason(client: Any, job: Mapping[str, Any]) -> str:
         if said and kind(said) not in BENIGN:
             return said
         from kubernetes import client as k8s
-        from kubernetes.client.rest import ApiException
 
         api = k8s.CustomObjectsApi(client)
         for pg_name in (f"{name}-{meta.get('uid', '')}", name):
-            try:
-                pg = api.get_namespaced_custom_object(
-                    group="scheduling.volcano.sh",
-                    version="v1beta1",
-                    namespace=namespace,
-                    plural="podgroups",
-                    name=pg_name,
-                )
-            except ApiException as e:
-                if e.status == 404:
-                    continue
-                raise
+            pg = get_or_none(
+                api, "scheduling.volcano.sh", "v1beta1", namespace, "podgroups", pg_name
+            )
+            if pg is None:
+                continue
             queue = (job.get("spec") or {}).get("queue") or ""
             return podgroup_reason(pg, queue) or said
         return said
