@@ -47,6 +47,11 @@ class PodLog:
         with self._lock:
             return "".join(line for _, line in self._lines)
 
+    def stamped(self) -> list[tuple[datetime.datetime, str]]:
+        """Each line with the time it was written (UTC), as ``kubectl logs --timestamps``."""
+        with self._lock:
+            return list(self._lines)
+
     def render(self, query: Mapping[str, str]) -> bytes:
         """The body of ``GET pods/{name}/log`` for this query, as the kubelet answers it."""
         since = query.get("sinceTime")

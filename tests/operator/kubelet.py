@@ -154,6 +154,8 @@ class KubeletPlayer:
         self.poll_interval = poll_interval
         #: pods started so far, in order: (namespace, name, job name)
         self.started: list[tuple[str, str, str]] = []
+        #: the labels of each pod started, by (namespace, name): which trial it ran
+        self.labels: dict[tuple[str, str], dict[str, str]] = {}
         #: pods running now (started, not finished): for "never more than N at once" checks
         self.running: set[tuple[str, str]] = set()
         self.max_running = 0
@@ -202,6 +204,8 @@ class KubeletPlayer:
                 if self._hold(pod):
                     continue
                 self._seen[uid] = threading.Event()
+                meta = pod["metadata"]
+                self.labels[(meta["namespace"], meta["name"])] = dict(meta.get("labels") or {})
                 worker = threading.Thread(
                     target=self._play,
                     args=(pod, self._seen[uid]),

@@ -4,6 +4,7 @@ the fake trainer, and pollers that wait for a state of the cluster with a deadli
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -166,3 +167,51 @@ def events(
         if e.get("reason") == reason
         and (name is None or (e.get("involvedObject") or {}).get("name") == name)
     ]
+
+
+DECLARED = ("val_acc", "num_params")  # the fake trainer's objectives: what Ax records
+
+
+def printed_points(log: str, member: int | None = None) -> dict[tuple[str, int], float]:
+    """The NASOP1 points of declared metrics a trial printed (of one pack member, if given):
+    (metric, step) -> value; a point printed twice fails."""
+    out: dict[tuple[str, int], float] = {}
+    for line in log.splitlines():
+        if not line.startswith("NASOP1 "):
+            continue
+        point = json.loads(line[len("NASOP1 ") :])
+        if point.get("m") != member:
+            continue
+        for metric, value in (point.get("v") or {}).items():
+            if metric not in DECLARED:
+                continue
+            key = (metric, int(point["step"]))
+            assert key not in out, f"printed {key} twice"
+            out[key] = value
+    return out
+
+
+def saved_experiment(cluster: Any, name: str, namespace: str = "default") -> Any:
+    """The Ax experiment as the operator saved it (its state ConfigMaps), read as the admin."""
+    import kubernetes.config
+
+    from nasop.state.configmap import ConfigMapStore
+    from nasop.trials import registry
+
+    api = kubernetes.config.new_client_from_config_dict(cluster.plane.admin_kubeconfig())
+    try:
+        snapshot = ConfigMapStore(api, namespace, registry=registry.bundle()).load(name=name)
+    finally:
+        api.close()
+    assert snapshot is not None, f"no saved state of {name}"
+    return snapshot.experiment
+
+
+def recorded_points(experiment: Any) -> dict[int, list[tuple[str, int, float]]]:
+    """Ax's data of each trial as (metric, step, value) rows, duplicates kept."""
+    out: dict[int, list[tuple[str, int, float]]] = {}
+    for row in experiment.lookup_data().full_df.itertuples():
+        out.setdefault(int(row.trial_index), []).append(
+            (row.metric_name, int(row.step), float(row.mean))
+        )
+    return out

@@ -13,13 +13,24 @@ equal to what the pods printed.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from typing import Any
 
 import kubelet
 import pytest
-from scenario import EXP, HANDLERS, crash_and_restart, events, resource, wait_for, wait_phase
+from scenario import (
+    DECLARED,
+    EXP,
+    HANDLERS,
+    crash_and_restart,
+    events,
+    printed_points,
+    recorded_points,
+    resource,
+    saved_experiment,
+    wait_for,
+    wait_phase,
+)
 
 pytestmark = [
     pytest.mark.operator,
@@ -68,44 +79,14 @@ def _complete(job: dict[str, Any]) -> bool:
     )
 
 
-DECLARED = ("val_acc", "num_params")  # the objectives: what Ax records
-
-
 def _printed(cluster: Any, pod: str) -> dict[tuple[str, int], float]:
     """The NASOP1 points of declared metrics a played pod printed: (metric, step) -> value."""
-    out: dict[tuple[str, int], float] = {}
-    for line in cluster.proxy.pod_logs[("default", pod)].text().splitlines():
-        if line.startswith("NASOP1 "):
-            point = json.loads(line[len("NASOP1 ") :])
-            for metric, value in point.get("v", {}).items():
-                if metric not in DECLARED:
-                    continue
-                key = (metric, int(point["step"]))
-                assert key not in out, f"{pod} printed {key} twice"
-                out[key] = value
-    return out
+    return printed_points(cluster.proxy.pod_logs[("default", pod)].text())
 
 
 def _recorded(cluster: Any, name: str) -> dict[int, list[tuple[str, int, float]]]:
     """Ax's data of each trial, as (metric, step, value) rows, from the state ConfigMaps."""
-    import kubernetes.config
-
-    from nasop.state.configmap import ConfigMapStore
-    from nasop.trials import registry
-
-    api = kubernetes.config.new_client_from_config_dict(cluster.plane.admin_kubeconfig())
-    try:
-        snapshot = ConfigMapStore(api, "default", registry=registry.bundle()).load(name=name)
-    finally:
-        api.close()
-    assert snapshot is not None
-    df = snapshot.experiment.lookup_data().full_df
-    out: dict[int, list[tuple[str, int, float]]] = {}
-    for row in df.itertuples():
-        out.setdefault(int(row.trial_index), []).append(
-            (row.metric_name, int(row.step), float(row.mean))
-        )
-    return out
+    return recorded_points(saved_experiment(cluster, name))
 
 
 def _gated(gate: threading.Event) -> kubelet.Outcome:
