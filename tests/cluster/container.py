@@ -136,7 +136,10 @@ class _ConfigMapVolumes:
 
     def _sync_forever(self) -> None:
         while not self.stop.wait(self.sync_seconds):
-            self.sync()
+            try:
+                self.sync()
+            except FileNotFoundError:  # the container ended and its folder is gone meanwhile
+                return
 
     def close(self) -> None:
         self.stop.set()

@@ -14,6 +14,7 @@ by the parent as they die.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -57,7 +58,8 @@ def _operator(log_path: str, namespace: str) -> None:
 
 
 def serve(namespace: str) -> None:
-
+    for module in ("nasop.cli", "nasop.controller.main"):  # once here, inherited by every fork
+        importlib.import_module(module)
     assert threading.active_count() == 1, threading.enumerate()  # fork only a one-thread process
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # dead children are reaped by the kernel
     print("ready", flush=True)
