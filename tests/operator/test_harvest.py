@@ -5,9 +5,9 @@ plays the kubelet: tests/operator/kubelet.py). Each pod carries nasop's `nasop.d
 finalizer; the scenarios check, on the pod objects, that it holds a finished pod until the
 operator has read and recorded its output and is gone after; that a pod or job deleted while the
 operator is down is still harvested, and a pod gone for good (its finalizer removed by hand)
-fails its trial with that reason, never completed and never run again; and that an operator
-cancelled abruptly again and again while trials log 20 epochs records every (trial, step) once,
-equal to what the pods printed.
+fails its trial with that reason, never completed and never run again. (An operator killed
+again and again while trials log: test_operator_killed.py; the pod garbage collector:
+test_pod_gc.py.)
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from scenario import (
     DECLARED,
     EXP,
     HANDLERS,
-    crash_and_restart,
     events,
     printed_points,
     recorded_points,
@@ -191,50 +190,6 @@ async def test_pods_deleted_while_the_operator_is_down_are_harvested_or_named(
         assert len(rows) == len({(m, s) for m, s, _ in rows}), rows  # each (metric, step) once
         assert {(m, s): v for m, s, v in rows} == pytest.approx(printed[i]), i
     assert not player.errors
-
-
-@pytest.mark.asyncio
-async def test_operator_cancelled_again_and_again_records_every_step_once(
-    cluster, kubeconfig, run_operator, fast_ticks, tmp_path
-):
-    """Trials log 20 epochs while the operator is cancelled abruptly 5 times: every (trial,
-    step) in Ax equals what the pods printed, once; no gap is reported (or left unreported);
-    every trial launched and completed once, and every pod released."""
-    res = _resource(tmp_path, "relentless", 20, budget={"maxTrials": 4, "parallelism": 2})
-    res["spec"]["trial"]["args"].append("--sleep=0.3")  # 6 s a trial: crashes land mid-trial
-    with kubelet.KubeletPlayer(cluster, namespace="default") as player:
-        cluster.create_object(EXP, res)
-        await crash_and_restart(run_operator, 5)
-        obj = await wait_phase(cluster, "relentless", {"Succeeded", "Failed"}, timeout=150)
-        assert obj["status"]["phase"] == "Succeeded", obj["status"]
-        await wait_for(
-            lambda: (
-                not any(
-                    FINALIZER in (p["metadata"].get("finalizers") or [])
-                    for p in _pods(cluster, "relentless").values()
-                )
-            ),
-            "every pod released",
-            30,
-        )
-    assert not player.errors
-    assert sorted(_jobs(cluster, "relentless")) == [0, 1, 2, 3]  # each launched once
-    completed = sorted(
-        int(e["message"].split()[1]) for e in events(cluster, "TrialCompleted", "relentless")
-    )
-    # an Event queued by an operator cancelled just after may be lost; never one twice
-    assert len(completed) == len(set(completed)) and set(completed) <= {0, 1, 2, 3}, completed
-    trials = obj["status"]["trials"]
-    assert (trials["completed"], trials["total"]) == (4, 4), trials
-    assert not events(cluster, "TrialOutputRefused", "relentless")  # no gap, nothing refused
-    recorded = _recorded(cluster, "relentless")
-    pods = _pods(cluster, "relentless")
-    for i in range(4):
-        rows = recorded[i]
-        assert len(rows) == len({(m, s) for m, s, _ in rows}), rows  # each (metric, step) once
-        printed = _printed(cluster, pods[i]["metadata"]["name"])
-        assert len([k for k in printed if k[0] == "val_acc"]) == 20
-        assert {(m, s): v for m, s, v in rows} == pytest.approx(printed), i
 
 
 @pytest.mark.asyncio
