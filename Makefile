@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/nasop run examples/quick.yaml --state-dir .nasop-demo --preload lightning.pytorch,torch.utils.tensorboard
 
 test: $(STAMP) test-deps lint
-	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning
+	$(BIN)/python -m pytest -q -W ignore::DeprecationWarning --durations=15
 
 # ruff (lint and format) and mypy, configured in pyproject.toml; `make test` runs them first
 lint: $(STAMP)
