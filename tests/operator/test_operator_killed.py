@@ -18,6 +18,7 @@ reaching its ConfigMap.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import json
 import threading
@@ -195,6 +196,13 @@ async def test_ten_sigkills_under_early_stopping_record_each_step_and_apply_each
         if i in completed:
             assert points == pytest.approx(printed), i  # all of it
             assert len(steps) == EPOCHS
+    deleted = collections.Counter(
+        c.name
+        for c in cluster.operator_calls()
+        if (c.verb, c.group, c.resource, c.code) == ("delete", "batch", "jobs", 200)
+    )
+    assert all(n == 1 for n in deleted.values()), deleted  # each stopped job deleted once
+    assert {int(n.split("-t")[1].split("-")[0]) for n in deleted} == stopped, deleted
     told = [
         int(e["message"].split()[1]) for e in events(cluster, "TrialEarlyStopped", "kills-jobs")
     ]
