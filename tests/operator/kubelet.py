@@ -66,6 +66,22 @@ def run_command(timeout: float = 120.0) -> Outcome:
     return outcome
 
 
+def gated(gate: threading.Event, then: Outcome | None = None) -> Outcome:
+    """Each pod waits for `gate`, then runs as `then` says (its command by default); a pod
+    deleted meanwhile ends with the kill's 137."""
+    run = then or run_command()
+
+    def outcome(
+        pod: Mapping[str, Any], cancelled: threading.Event, log: PodLog | None = None
+    ) -> PodOutcome:
+        while not gate.wait(0.05):
+            if cancelled.is_set():
+                return PodOutcome(137, "")
+        return run(pod, cancelled, log=log)
+
+    return outcome
+
+
 def evict(pod: Mapping[str, Any], cancelled: threading.Event) -> PodOutcome:
     return PodOutcome(137, "", evicted=True)
 

@@ -88,19 +88,6 @@ def _recorded(cluster: Any, name: str) -> dict[int, list[tuple[str, int, float]]
     return recorded_points(saved_experiment(cluster, name))
 
 
-def _gated(gate: threading.Event) -> kubelet.Outcome:
-    """Each pod waits for `gate`, then runs its command (killed if deleted meanwhile)."""
-    run = kubelet.run_command()
-
-    def outcome(pod: Any, cancelled: threading.Event, log: Any = None) -> kubelet.PodOutcome:
-        while not gate.wait(0.05):
-            if cancelled.is_set():
-                return kubelet.PodOutcome(137, "")
-        return run(pod, cancelled, log=log)
-
-    return outcome
-
-
 @pytest.mark.asyncio
 async def test_pods_deleted_while_the_operator_is_down_are_harvested_or_named(
     cluster, kubeconfig, run_operator, fast_ticks, tmp_path
@@ -111,7 +98,7 @@ async def test_pods_deleted_while_the_operator_is_down_are_harvested_or_named(
     and 3 complete with exactly what they printed and their pods go; 2 fails naming its deleted
     pods, is not run again (a new trial takes its place), and nothing completes twice."""
     gate = threading.Event()
-    with kubelet.KubeletPlayer(cluster, _gated(gate), namespace="default") as player:
+    with kubelet.KubeletPlayer(cluster, kubelet.gated(gate), namespace="default") as player:
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
         created = cluster.create_object(
             EXP, _resource(tmp_path, "reap", 3, budget={"maxTrials": 4, "parallelism": 4})
@@ -200,7 +187,7 @@ async def test_a_deleted_experiment_leaves_no_pod_terminating_operator_up_or_dow
     pods as it stops the search; with it down, the pods wait Terminating on nasop's finalizer
     until the operator starts again and releases them at startup."""
     gate = threading.Event()  # never opened: the trials run until their pods are deleted
-    with kubelet.KubeletPlayer(cluster, _gated(gate), namespace="default") as player:
+    with kubelet.KubeletPlayer(cluster, kubelet.gated(gate), namespace="default") as player:
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
         for name in ("up", "down"):
             cluster.create_object(

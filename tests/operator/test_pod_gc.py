@@ -75,18 +75,6 @@ def _pods(cluster: Any, name: str) -> dict[int, dict[str, Any]]:
     }
 
 
-def _gated(gate: threading.Event) -> kubelet.Outcome:
-    run = kubelet.run_command()
-
-    def outcome(pod: Any, cancelled: threading.Event, log: Any = None) -> kubelet.PodOutcome:
-        while not gate.wait(0.05):
-            if cancelled.is_set():
-                return kubelet.PodOutcome(137, "")
-        return run(pod, cancelled, log=log)
-
-    return outcome
-
-
 @pytest.mark.asyncio
 async def test_pods_collected_by_pod_gc_at_threshold_1_are_harvested_after_the_operator_returns(
     cluster, kubeconfig, run_operator, fast_ticks, pod_gc, tmp_path
@@ -104,7 +92,7 @@ async def test_pods_collected_by_pod_gc_at_threshold_1_are_harvested_after_the_o
     )
     res["spec"]["trial"]["scheduler"] = "job"
     res["spec"]["trial"]["args"] = ["--tensorboard=off"]
-    with kubelet.KubeletPlayer(cluster, _gated(gate), namespace="default") as player:
+    with kubelet.KubeletPlayer(cluster, kubelet.gated(gate), namespace="default") as player:
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
         cluster.create_object(EXP, res)
         await wait_for(lambda: len(player.running) == TRIALS, f"{TRIALS} trial pods running", 60)
