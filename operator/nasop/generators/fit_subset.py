@@ -13,10 +13,14 @@ every trial):
 
 1. the Pareto-relevant ones: non-dominated layers on the objectives (each trial's last
    observed mean, directions from the optimization config), layer by layer until a quarter of
-   `size` is filled; the first layer always whole, however large;
-2. the most recent ones by trial index (another quarter): where the search is now;
-3. a uniform sample of the rest, drawn with `numpy.random.default_rng(seed)` from the
-   remaining trials in index order, up to `size`: the space the model must still cover.
+   `size` is filled; the first layer always whole, however large (then the subset is larger than `size`);
+2. the `size // 4` most recent ones by trial index (where the search is now), whether or
+   not already taken;
+3. a uniform sample of the rest, up to `size`: the space the model must still cover. Each
+   trial gets a fixed pseudo-random key from (seed, trial index) (`sample_keys`, splitmix64)
+   and the sample is the rest's smallest keys, so one more trial changes the sample by at
+   most one trial: the warm-started fit (`nasop.generators.surrogate`) starts near its
+   optimum, where a fresh draw each step would move every point.
 
 The choice is a function of the data and the seed: the same history gives the same subset.
 At or below `threshold` trials the transform is the identity, so short searches are modelled
@@ -47,14 +51,38 @@ SIZE = 128
 
 def non_dominated(y: np.ndarray) -> np.ndarray:
     """Boolean mask of the rows of y (n x m, larger is better in every column) that no other
-    row dominates (at least as good everywhere, better somewhere). Ties are all kept."""
+    row dominates (at least as good everywhere, better somewhere). Ties are all kept.
+
+    Rows are visited in decreasing lexicographic order, so a row's dominators come before it;
+    a dominated row is dominated by a row of the front, so each row is compared with the front
+    found so far only: O(n x front), not O(n^2).
+    """
     n = y.shape[0]
-    keep = np.ones(n, dtype=bool)
-    for start in range(0, n, 256):  # chunked: 256 x n x m comparisons at a time
-        block = y[start : start + 256, None, :]
-        dominated = np.all(y[None] >= block, axis=2) & np.any(y[None] > block, axis=2)
-        keep[start : start + 256] = ~dominated.any(axis=1)
+    if y.shape[1] == 2:
+        return _non_dominated_2d(y)
+    keep = np.zeros(n, dtype=bool)
+    order = np.lexsort(-y.T[::-1])  # first column first, each decreasing
+    front = np.empty((0, y.shape[1]))
+    for i in order:
+        row = y[i]
+        if front.size and (np.all(front >= row, axis=1) & np.any(front > row, axis=1)).any():
+            continue
+        keep[i] = True
+        front = np.vstack([front, row])
     return keep
+
+
+def _non_dominated_2d(y: np.ndarray) -> np.ndarray:
+    """`non_dominated` for two columns, vectorised: a row is dominated when a row with a
+    larger first value has at least its second value, or a row with the same first value has
+    a larger second one."""
+    a, b = y[:, 0], y[:, 1]
+    values, group = np.unique(a, return_inverse=True)  # increasing first values
+    best_b = np.full(values.size, -np.inf)
+    np.maximum.at(best_b, group, b)
+    # the largest second value among rows with a strictly larger first value
+    above = np.concatenate([np.maximum.accumulate(best_b[::-1])[::-1][1:], [-np.inf]])
+    return ~((above[group] >= b) | (best_b[group] > b))
 
 
 def pareto_layers(y: np.ndarray, want: int) -> list[int]:
@@ -67,6 +95,16 @@ def pareto_layers(y: np.ndarray, want: int) -> list[int]:
         taken += rest[mask].tolist()
         rest = rest[~mask]
     return taken
+
+
+def sample_keys(trials: list[int], seed: int) -> np.ndarray:
+    """A pseudo-random key in [0, 2^64) per trial index, fixed by (seed, index): splitmix64."""
+    with np.errstate(over="ignore"):
+        x = np.asarray(trials, dtype=np.uint64) + np.uint64(seed % 2**32) * np.uint64(2**32)
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
 
 def choose(
@@ -86,16 +124,14 @@ def choose(
     if y is not None and y.size:
         for i in pareto_layers(y, size // 4):
             keep[i] = None
-    for i in range(len(trials) - 1, -1, -1):
-        if len(keep) >= size // 2:
-            break
+    for i in range(max(0, len(trials) - size // 4), len(trials)):  # the most recent
         keep.setdefault(i)
-    rest = [i for i in range(len(trials)) if i not in keep]
+    rest = np.array([i for i in range(len(trials)) if i not in keep], dtype=int)
     room = size - len(keep)
-    if room > 0 and rest:
-        picks = np.random.default_rng(seed).choice(len(rest), size=min(room, len(rest)), replace=False)
-        for j in sorted(picks.tolist()):
-            keep[rest[j]] = None
+    if room > 0 and rest.size:
+        keys = sample_keys([trials[i] for i in rest], seed)
+        for i in rest[np.argsort(keys, kind="stable")[:room]].tolist():
+            keep[i] = None
     return sorted(trials[i] for i in keep)
 
 
@@ -171,4 +207,5 @@ __all__ = [
     "non_dominated",
     "objective_directions",
     "pareto_layers",
+    "sample_keys",
 ]
