@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; subset threshold "
         f"{strategy.FIT_SUBSET_THRESHOLD}, size {strategy.FIT_SUBSET_SIZE}"
     )
-    print("| completed | baseline cold | baseline warm | nasop cold | nasop warm | ratio | target |")
+    print(
+        "| completed | baseline cold | baseline warm | nasop cold | nasop warm | ratio | target |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---|")
     for n in sizes:
         cells = []

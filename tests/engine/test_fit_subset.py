@@ -20,12 +20,7 @@ from synthetic_trials import SyntheticTrial, add_trial
 
 
 def _brute_non_dominated(y):
-    return np.array(
-        [
-            not any(np.all(o >= r) and np.any(o > r) for o in y)
-            for r in y
-        ]
-    )
+    return np.array([not any(np.all(o >= r) and np.any(o > r) for o in y) for r in y])
 
 
 @pytest.mark.parametrize("n, m", [(1, 2), (50, 2), (300, 3), (40, 1)])

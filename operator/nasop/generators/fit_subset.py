@@ -12,8 +12,9 @@ data of `size` of them and drops the rest from what the model sees (the experime
 every trial):
 
 1. the Pareto-relevant ones: non-dominated layers on the objectives (each trial's last
-   observed mean, directions from the optimization config), layer by layer until a quarter of
-   `size` is filled; the first layer always whole, however large (then the subset is larger than `size`);
+   observed mean, directions from the optimization config), layer by layer until a quarter
+   of `size` is filled; the first layer always whole, however large (then the subset is
+   larger than `size`);
 2. the `size // 4` most recent ones by trial index (where the search is now), whether or
    not already taken;
 3. a uniform sample of the rest, up to `size`: the space the model must still cover. Each
@@ -107,9 +108,7 @@ def sample_keys(trials: list[int], seed: int) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def choose(
-    trials: list[int], y: np.ndarray | None, size: int, seed: int
-) -> list[int]:
+def choose(trials: list[int], y: np.ndarray | None, size: int, seed: int) -> list[int]:
     """The trials to fit on: Pareto layers, the most recent, a seeded sample (module docstring).
 
     Args:
@@ -162,9 +161,11 @@ class FitSubset(Transform):
     no_op_for_experiment_data = False
 
     def transform_experiment_data(self, experiment_data: ExperimentData) -> ExperimentData:
-        threshold = int(self.config.get("threshold", THRESHOLD))
-        size = int(self.config.get("size", SIZE))
-        seed = int(self.config.get("seed", 0))
+        threshold, size, seed = (
+            self._option("threshold", THRESHOLD),
+            self._option("size", SIZE),
+            self._option("seed", 0),
+        )
         obs = experiment_data.observation_data
         trial_level = obs.index.get_level_values("trial_index")
         trials = sorted({int(t) for t in trial_level})
@@ -178,6 +179,15 @@ class FitSubset(Transform):
         # arms without data (running trials) stay: Ax takes pending points from elsewhere
         experiment_data.arm_data = arms[arm_trials.isin(kept) | ~arm_trials.isin(trials)]
         return experiment_data
+
+    def _option(self, key: str, default: int) -> int:
+        value = self.config.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(
+                f"transform_configs[{CONFIG_KEY!r}][{key!r}]: {value!r} is not a whole number "
+                f">= 0; set it with nasop.engine.strategy.fit_subset"
+            )
+        return value
 
     def _objective_values(
         self, experiment_data: ExperimentData, trials: list[int]
