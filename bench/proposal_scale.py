@@ -18,7 +18,7 @@ thread, as nasop's Search sets; no load beside it (the machine's own load is pri
 cumulative time (where the time goes: GP fit, acquisition optimisation, Ax's transforms).
 
 Usage (from the repo root): python bench/proposal_scale.py [--sizes 200,1000,5000] [--reps 2]
-[--baseline-up-to 1000] [--profile 1000]
+[--baseline-up-to 1000] [--profile 1000] [--check-identical 48]
 """
 
 from __future__ import annotations
@@ -122,6 +122,29 @@ def measure(loop: _problems.AxLoop, reps: int, rng: np.random.Generator) -> list
     return seconds
 
 
+def same_below_threshold(n: int, past: list[dict[str, Any]], reps: int) -> bool:
+    """Below the threshold the subset is the identity: with torch seeded alike, nasop's and the
+    baseline's proposals are the same parameters, step after step (48-trial quality unchanged
+    by construction, checked here rather than assumed)."""
+    import torch
+
+    from nasop.engine import strategy
+
+    assert n <= strategy.FIT_SUBSET_THRESHOLD, "only meaningful below the threshold"
+    loops = {c: make_loop(c, past[:n]) for c in ("baseline", "nasop")}
+    same = True
+    for step in range(reps):
+        arms = {}
+        for c, loop in loops.items():
+            torch.manual_seed(step)
+            (trial,) = loop.propose(1)
+            arms[c] = trial.arm.parameters
+            loop.complete(trial, _problems.tutorial_outcome(trial.arm.parameters))
+        same &= arms["baseline"] == arms["nasop"]
+        print(f"  [{n + step} completed] identical proposals: {arms['baseline'] == arms['nasop']}")
+    return same
+
+
 def profile(n: int, past: list[dict[str, Any]], top: int = 30) -> None:
     loop = make_loop("nasop", past[:n])
     measure(loop, 1, np.random.default_rng(n))  # the first (cold) fit, not profiled
@@ -145,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--profile", type=int, default=0, help="profile one proposal at this size")
     ap.add_argument("--configs", default="baseline,nasop")
+    ap.add_argument(
+        "--check-identical",
+        type=int,
+        default=0,
+        help="check that nasop proposes what the baseline does at this many trials (3 steps)",
+    )
     args = ap.parse_args(argv)
     logging.getLogger("ax").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -152,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
 
     search.configure_torch()  # one torch thread, as nasop's Search
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    past = history(max([*sizes, args.profile]))
+    past = history(max([*sizes, args.profile, args.check_identical]))
     if args.profile:
         profile(args.profile, past)
         return 0
+    if args.check_identical:
+        return 0 if same_below_threshold(args.check_identical, past, 3) else 1
     configs = args.configs.split(",")
     results: dict[tuple[str, int], tuple[float, list[float]]] = {}
     for n in sizes:
