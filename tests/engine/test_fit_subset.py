@@ -11,7 +11,7 @@ from ax.core.data_utils import DataLoaderConfig, extract_experiment_data
 
 from nasop import spec
 from nasop.engine import experiment, strategy
-from nasop.generators import fit_subset
+from nasop.generators import fit_subset, stopped_trials
 from nasop.state import codec
 from nasop.state.base import Snapshot
 from nasop.trials import registry
@@ -101,6 +101,12 @@ def test_strategy_fits_on_a_subset_past_the_threshold_only():
     strategy.fit_subset(gs, None)
     assert fit_subset.FitSubset not in _kwargs(gs)["transforms"]
     assert fit_subset.CONFIG_KEY not in _kwargs(gs)["transform_configs"]
+    rule = {"metric": "val_acc", "percentile": 50, "epochsParameter": "epochs"}
+    space = [p for p in manifest()["spec"]["searchSpace"] if p["name"] != "epochs"]
+    epochs = {"name": "epochs", "type": "int", "bounds": [1, 4]}
+    stopping = manifest(searchSpace=[*space, epochs], earlyStopping=rule)
+    kwargs = _kwargs(strategy.strategy_from_spec(spec.parse_manifest(stopping).spec))
+    assert kwargs["transforms"][:2] == [stopped_trials.StoppedAsShorter, fit_subset.FitSubset]
     sobol = spec.parse_manifest(manifest(optimizer={"method": "sobol"})).spec
     assert "MBM" not in strategy.strategy_from_spec(sobol).nodes_by_name
 

@@ -158,7 +158,8 @@ def model_stopped_as_shorter(gs: GenerationStrategy, parameter: str) -> None:
 
 def fit_subset(gs: GenerationStrategy, options: dict[str, int] | None) -> None:
     """Fit the model node's GP on a bounded subset of trials past a threshold
-    (`nasop.generators.fit_subset.FitSubset`, first among the node's transforms), or, with
+    (`nasop.generators.fit_subset.FitSubset`, first among the node's transforms but
+    `StoppedAsShorter`, which reads the parameters as the experiment has them), or, with
     `options=None`, on every trial (the transform removed).
 
     Args:
@@ -177,8 +178,9 @@ def fit_subset(gs: GenerationStrategy, options: dict[str, int] | None) -> None:
         ]
         configs = dict(kwargs.get("transform_configs") or {})
         configs.pop(subset.CONFIG_KEY, None)
-        if options is not None:
-            rest = [subset.FitSubset, *rest]
+        if options is not None:  # first, after StoppedAsShorter (it reads raw parameters)
+            at = 1 if rest and rest[0] is StoppedAsShorter else 0
+            rest = [*rest[:at], subset.FitSubset, *rest[at:]]
             configs[subset.CONFIG_KEY] = dict(options)
         kwargs["transforms"] = rest
         kwargs["transform_configs"] = configs

@@ -27,7 +27,8 @@ The choice is a function of the data and the seed: the same history gives the sa
 At or below `threshold` trials the transform is the identity, so short searches are modelled
 exactly as before. The options live in the strategy's `transform_configs` (`CONFIG_KEY`),
 saved and restored with it; the engine (`nasop.engine.strategy.fit_subset`) adds the
-transform first in the model node's list.
+transform first in the model node's list (after `StoppedAsShorter` where the manifest asks
+for it; neither changes what the other reads).
 
 Trials outside the subset are no longer in the model's training data, so nor in the
 acquisition's observed points: Ax's deduplication against the experiment's arms still keeps
