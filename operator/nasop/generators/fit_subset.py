@@ -32,7 +32,9 @@ for it; neither changes what the other reads).
 
 Trials outside the subset are no longer in the model's training data, so nor in the
 acquisition's observed points: Ax's deduplication against the experiment's arms still keeps
-them from being proposed again.
+them from being proposed again. `ExhaustiveAcquisition` avoids only the subset's points, so on
+a small discrete space it can pick a dropped configuration, which Ax then redraws until its
+retry limit and its fallback generator (a known gap, docs/benchmarks.md).
 """
 
 from __future__ import annotations
