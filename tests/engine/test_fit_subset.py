@@ -107,6 +107,15 @@ def test_strategy_fits_on_a_subset_past_the_threshold_only():
     stopping = manifest(searchSpace=[*space, epochs], earlyStopping=rule)
     kwargs = _kwargs(strategy.strategy_from_spec(spec.parse_manifest(stopping).spec))
     assert kwargs["transforms"][:2] == [stopped_trials.StoppedAsShorter, fit_subset.FitSubset]
+    # a small discrete space may be enumerated (which avoids only the model's points): whole GP
+    small = [
+        {"name": "hidden_size_1", "type": "choice", "values": [16, 32, 64]},
+        {"name": "epochs", "type": "int", "bounds": [1, 4]},
+    ]
+    enumerable = spec.parse_manifest(manifest(searchSpace=small)).spec
+    assert strategy.may_enumerate(enumerable) and not strategy.may_enumerate(s)
+    kwargs = _kwargs(strategy.strategy_from_spec(enumerable))
+    assert fit_subset.FitSubset not in kwargs["transforms"]
     sobol = spec.parse_manifest(manifest(optimizer={"method": "sobol"})).spec
     assert "MBM" not in strategy.strategy_from_spec(sobol).nodes_by_name
 

@@ -30,7 +30,7 @@ from ax.generation_strategy.generation_strategy import GenerationStrategy
 
 from nasop import errors, spec
 from nasop.generators import fit_subset as subset
-from nasop.generators.exhaustive import ExhaustiveAcquisition
+from nasop.generators.exhaustive import MAX_POINTS, ExhaustiveAcquisition
 from nasop.generators.stopped_trials import CONFIG_KEY, StoppedAsShorter
 from nasop.generators.surrogate import WarmStartSurrogate
 
@@ -186,6 +186,22 @@ def fit_subset(gs: GenerationStrategy, options: dict[str, int] | None) -> None:
         kwargs["transform_configs"] = configs
 
 
+def may_enumerate(s: spec.NASExperimentSpec) -> bool:
+    """Whether the acquisition may be enumerated on this space (no float parameter, at most
+    `exhaustive.MAX_POINTS` configurations counting every int in a range): then the GP is
+    fitted on every trial, since the enumeration avoids only the points the model saw and would
+    propose a configuration left out of the subset again (nasop.generators.fit_subset)."""
+    points = 1
+    for p in s.search_space:
+        if p.type is spec.ParameterType.FLOAT:
+            return False
+        if p.type is spec.ParameterType.CHOICE:
+            points *= len(p.values or ())
+        elif p.type is spec.ParameterType.INT and p.bounds is not None:
+            points *= int(p.bounds[1]) - int(p.bounds[0]) + 1
+    return points <= MAX_POINTS
+
+
 def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     """One GenerationStrategy per experiment; its state is saved with the experiment."""
     method = s.optimizer.method
@@ -214,7 +230,8 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     model_last_values(gs)
     if s.early_stopping is not None and s.early_stopping.epochs_parameter is not None:
         model_stopped_as_shorter(gs, s.early_stopping.epochs_parameter)
-    if method is not spec.Method.SAASBO:  # SAAS: a few dozen trials, fitted whole
+    # SAAS: a few dozen trials, fitted whole; enumerated spaces: see may_enumerate
+    if method is not spec.Method.SAASBO and not may_enumerate(s):
         fit_subset(
             gs,
             {"threshold": FIT_SUBSET_THRESHOLD, "size": FIT_SUBSET_SIZE, "seed": seed or 0},
@@ -230,6 +247,7 @@ __all__ = [
     "enumerate_small_spaces",
     "fit_subset",
     "initial_trials",
+    "may_enumerate",
     "model_last_values",
     "model_stopped_as_shorter",
     "strategy_from_spec",

@@ -33,8 +33,8 @@ for it; neither changes what the other reads).
 Trials outside the subset are no longer in the model's training data, so nor in the
 acquisition's observed points: Ax's deduplication against the experiment's arms still keeps
 them from being proposed again. `ExhaustiveAcquisition` avoids only the subset's points, so on
-a small discrete space it can pick a dropped configuration, which Ax then redraws until its
-retry limit and its fallback generator (a known gap, docs/benchmarks.md).
+a small discrete space it could pick a dropped configuration again: the engine does not add
+the transform where the acquisition may be enumerated (`strategy.may_enumerate`).
 """
 
 from __future__ import annotations
