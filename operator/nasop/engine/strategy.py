@@ -11,7 +11,10 @@ instead (`enumerate_small_spaces`). The options are plain dicts stored in the st
 `generator_gen_kwargs`, so they round-trip through the saved state with the rest of it. The GP
 models each trial's last logged value (`model_last_values`), not the learning curve by step,
 and, where the manifest names its epochs parameter (`earlyStopping.epochsParameter`), an
-early-stopped trial as the shorter trial it is (`model_stopped_as_shorter`).
+early-stopped trial as the shorter trial it is (`model_stopped_as_shorter`). Past
+`FIT_SUBSET_THRESHOLD` trials with data the GP is fitted on `FIT_SUBSET_SIZE` of them (the
+Pareto layers, the most recent, a seeded sample: `fit_subset`, `nasop.generators.fit_subset`),
+which bounds the seconds per proposal as the search grows (bench/proposal_scale.py).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from ax.api.utils.structs import GenerationStrategyDispatchStruct
 from ax.generation_strategy.generation_strategy import GenerationStrategy
 
 from nasop import errors, spec
-from nasop.generators.exhaustive import ExhaustiveAcquisition
+from nasop.generators import fit_subset as subset
+from nasop.generators.exhaustive import MAX_POINTS, ExhaustiveAcquisition
 from nasop.generators.stopped_trials import CONFIG_KEY, StoppedAsShorter
 from nasop.generators.surrogate import WarmStartSurrogate
 
@@ -40,6 +44,11 @@ MODEL_NODE = "MBM"
 GENERATION_OPTIONS: dict[str, dict[str, Any]] = {
     "optimizer_kwargs": {"raw_samples": 256, "num_restarts": 5},
 }
+
+#: fit the GP on every trial up to this many trials with data, on a subset past it
+FIT_SUBSET_THRESHOLD = subset.THRESHOLD
+#: trials in that subset (bench/proposal_scale.py: about 1 s per proposal on one core)
+FIT_SUBSET_SIZE = subset.SIZE
 
 
 def initial_trials(s: spec.NASExperimentSpec) -> int:
@@ -147,6 +156,52 @@ def model_stopped_as_shorter(gs: GenerationStrategy, parameter: str) -> None:
         kwargs["transform_configs"] = configs
 
 
+def fit_subset(gs: GenerationStrategy, options: dict[str, int] | None) -> None:
+    """Fit the model node's GP on a bounded subset of trials past a threshold
+    (`nasop.generators.fit_subset.FitSubset`, first among the node's transforms but
+    `StoppedAsShorter`, which reads the parameters as the experiment has them), or, with
+    `options=None`, on every trial (the transform removed).
+
+    Args:
+        gs: a strategy from `choose_generation_strategy`.
+        options: the transform's config: `threshold`, `size`, `seed`.
+    """
+    node = gs.nodes_by_name.get(MODEL_NODE)
+    if node is None:
+        return
+    for generator_spec in node.generator_specs:
+        kwargs = generator_spec.generator_kwargs
+        rest = [
+            t
+            for t in kwargs.get("transforms") or MBM_X_trans + Y_trans
+            if t is not subset.FitSubset
+        ]
+        configs = dict(kwargs.get("transform_configs") or {})
+        configs.pop(subset.CONFIG_KEY, None)
+        if options is not None:  # first, after StoppedAsShorter (it reads raw parameters)
+            at = 1 if rest and rest[0] is StoppedAsShorter else 0
+            rest = [*rest[:at], subset.FitSubset, *rest[at:]]
+            configs[subset.CONFIG_KEY] = dict(options)
+        kwargs["transforms"] = rest
+        kwargs["transform_configs"] = configs
+
+
+def may_enumerate(s: spec.NASExperimentSpec) -> bool:
+    """Whether the acquisition may be enumerated on this space (no float parameter, at most
+    `exhaustive.MAX_POINTS` configurations counting every int in a range): then the GP is
+    fitted on every trial, since the enumeration avoids only the points the model saw and would
+    propose a configuration left out of the subset again (nasop.generators.fit_subset)."""
+    points = 1
+    for p in s.search_space:
+        if p.type is spec.ParameterType.FLOAT:
+            return False
+        if p.type is spec.ParameterType.CHOICE:
+            points *= len(p.values or ())
+        elif p.type is spec.ParameterType.INT and p.bounds is not None:
+            points *= int(p.bounds[1]) - int(p.bounds[0]) + 1
+    return points <= MAX_POINTS
+
+
 def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     """One GenerationStrategy per experiment; its state is saved with the experiment."""
     method = s.optimizer.method
@@ -175,14 +230,24 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     model_last_values(gs)
     if s.early_stopping is not None and s.early_stopping.epochs_parameter is not None:
         model_stopped_as_shorter(gs, s.early_stopping.epochs_parameter)
+    # SAAS: a few dozen trials, fitted whole; enumerated spaces: see may_enumerate
+    if method is not spec.Method.SAASBO and not may_enumerate(s):
+        fit_subset(
+            gs,
+            {"threshold": FIT_SUBSET_THRESHOLD, "size": FIT_SUBSET_SIZE, "seed": seed or 0},
+        )
     return gs
 
 
 __all__ = [
+    "FIT_SUBSET_SIZE",
+    "FIT_SUBSET_THRESHOLD",
     "GENERATION_OPTIONS",
     "apply_generation_options",
     "enumerate_small_spaces",
+    "fit_subset",
     "initial_trials",
+    "may_enumerate",
     "model_last_values",
     "model_stopped_as_shorter",
     "strategy_from_spec",
