@@ -190,3 +190,17 @@ def test_a_megabyte_line_costs_a_bounded_buffer():
         s.feed(chunk[i : i + 65536])
         assert s.pending <= 64 * 1024
     assert s.feed(b"\n") == [] and s.too_long == 1
+
+
+def test_a_first_line_past_seq_0_follows_lost_lines_and_is_a_gap():
+    """Sequences start at 0: a log whose first lines were rotated away before any read (the
+    kubelet serves only the current file) starts later, and that is a gap, not a clean start."""
+    c = Collector(DECLARED)
+    for seq in (3, 4):
+        c.feed_line(results.format_point(seq, seq, {"val_acc": seq / 10}))
+    assert c.gaps == [(None, 0, 2)]
+    assert c.problems() == "3 lines missing (sequence gaps)"
+    packed = Collector(DECLARED, members=[3, 4])
+    packed.feed_line(results.format_point(0, 0, {"val_acc": 0.5}, member=3))
+    packed.feed_line(results.format_point(2, 1, {"val_acc": 0.6}, member=4))
+    assert packed.gaps == [(4, 0, 1)]  # each member's sequence starts at 0

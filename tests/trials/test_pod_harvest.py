@@ -215,3 +215,27 @@ def test_release_removes_only_nasops_finalizer_of_ended_trials_of_this_experimen
         )
     ]
     assert harvest.trials_of({"nasop.dev/trial": "4", "nasop.dev/member-5": "true"}) == {4, 5}
+
+
+def test_lines_rotated_away_between_reads_or_before_the_first_are_counted_as_gaps():
+    """The kubelet serves only the current file of a rotated log (cri-client's ReadLogs opens
+    one path). Lines rotated away before a read are gone: each loss is a counted gap, the final
+    values still come whole from the termination message."""
+    logs = FakeLogs()
+    logs.pods = [_pod("p", "u1", exit_code=None)]
+    logs.lines["p"] = _points(3)
+    reader = _reader(logs)
+    reader.read()
+    assert not reader.collector.gaps
+    # rotated: seq 3-5 went to a rotated file before the next read; the current file starts at 6
+    logs.lines["p"] = [""] * 6 + _points(8)[6:]
+    logs.pods = [_pod("p", "u1", exit_code=0, message=results.encode_final({"val_acc": (7, 0.7)}))]
+    got = reader.harvest()
+    assert got.done and got.final and not got.lost
+    assert reader.collector.gaps == [(None, 3, 5)]
+    assert reader.collector.finals[None] == {"val_acc": (7, 0.7)}
+    # a reader made after the rotation (an operator restart) never saw seq 0-5 either
+    late = _reader(logs)
+    late.harvest()
+    assert late.collector.gaps == [(None, 0, 5)]
+    assert late.collector.problems() == "6 lines missing (sequence gaps)"

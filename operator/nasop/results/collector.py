@@ -130,12 +130,15 @@ class Collector:
             self.ignored[name] += 1
 
     def _sequence(self, member: int | None, seq: int | None) -> None:
+        """Remember a gap in the member's sequence. Sequences start at 0 (the contract), so a
+        first line read past 0 follows lost ones too: the kubelet serves only the current file
+        of a rotated log, and the lines rotated away before a read are gone."""
         if seq is None:
             return
-        last = self._last_seq.get(member)
-        if last is not None and seq > last + 1:
+        last = self._last_seq.get(member, -1)
+        if seq > last + 1:
             self.gaps.append((member, last + 1, seq - 1))
-        if last is None or seq > last:
+        if seq > last:
             self._last_seq[member] = seq
 
     def _put(self, member: int | None, metric: str, step: int, value: float) -> None:
