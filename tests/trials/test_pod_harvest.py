@@ -239,3 +239,20 @@ def test_lines_rotated_away_between_reads_or_before_the_first_are_counted_as_gap
     late.harvest()
     assert late.collector.gaps == [(None, 0, 5)]
     assert late.collector.problems() == "6 lines missing (sequence gaps)"
+
+
+def test_lines_rotated_away_after_the_last_read_are_counted_from_the_termination_message():
+    """The trial's last lines went to a rotated file after the last read, and nothing after them
+    reached the current file: no later line shows the gap, the termination message's count does."""
+    logs = FakeLogs()
+    logs.pods = [_pod("p", "u1", exit_code=None)]
+    logs.lines["p"] = _points(3)
+    reader = _reader(logs)
+    reader.read()
+    logs.lines["p"] = [""] * 9  # seq 3-5 rotated away; the current file holds other output only
+    message = results.encode_final({"val_acc": (5, 0.5)}, lines=6)
+    logs.pods = [_pod("p", "u1", exit_code=0, message=message)]
+    got = reader.harvest()
+    assert got.done and got.final and not got.lost
+    assert reader.collector.problems() == "3 lines missing (sequence gaps)"
+    assert reader.collector.curve("val_acc") == [(0, 0.0), (1, 0.1), (2, 0.2), (5, 0.5)]
