@@ -419,7 +419,7 @@ for epoch in range(1, {EPOCHS} + 1):
     line(epoch, {{"val_acc": acc[epoch]}})
 final = {{"val_acc": [{EPOCHS}, acc[{EPOCHS}]], "num_params": [0, 1234]}}
 with open(os.environ["NASOP_TERMINATION_LOG"], "w") as fh:
-    fh.write("NASOP1 " + json.dumps({{"final": final}}))
+    fh.write("NASOP1 " + json.dumps({{"final": final, "lines": {EPOCHS} + 1}}))
 """
 
 
