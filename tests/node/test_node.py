@@ -427,6 +427,7 @@ def _recorded(plane: ControlPlane, name: str) -> dict[tuple[str, int], float]:
     """Ax's data of the experiment's trial 0, (metric, step) -> value, from its state ConfigMaps."""
     import kubernetes.config
 
+    import nasop.generators.exhaustive  # noqa: F401  # its acquisition, which the state holds
     from nasop.state.configmap import ConfigMapStore
     from nasop.trials import registry
 
