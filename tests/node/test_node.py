@@ -549,7 +549,8 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
     # one trial pod requests `each`; with the placeholder one fits and two do not, without it
     # both do (TorchX requests the pod's cpu less 100m)
     each = free * 9 // 20 // 100 * 100
-    hold = free - each - each // 2
+    hold = free - 2 * each + 200  # leaves 2 x each - 200: Volcano admits the job (overcommit
+    # 1.2), creates both pods, and its gang plugin must hold them
     placeholder = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -584,9 +585,9 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
         obj = plane.request("GET", f"{EXPERIMENTS}/gang")
         conds = (obj.get("status") or {}).get("conditions") or []
         said = next((c["message"] for c in conds if c["type"] == "Reconciling"), "")
-        return obj if "PodGroup" in said else None
+        return obj if "PodGroup" in said or "Unschedulable" in said else None
 
-    obj = poll(waiting, 180, "the Reconciling message never named the PodGroup", interval=1)
+    obj = poll(waiting, 180, "the Reconciling message never said why the trial waits", interval=1)
     held_since = time.monotonic()
     said = next(c["message"] for c in obj["status"]["conditions"] if c["type"] == "Reconciling")
     print(f"\nfree {free}m, placeholder {hold}m, trial pod {each}m x 2; Reconciling: {said}")
@@ -605,6 +606,7 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
     (group,) = [g for g in groups if g["metadata"]["name"].startswith(job["metadata"]["name"])]
     assert group["spec"]["minMember"] == 2, group["spec"]
     assert group["status"].get("phase") in ("Pending", "Inqueue"), group["status"]
+    print(f"PodGroup {group['status']}", flush=True)
     while time.monotonic() - held_since < 10:  # 50 of Volcano's scheduling periods
         assert not any(p["spec"].get("nodeName") for p in _trial_pods(plane, "gang"))
         obj = plane.request("GET", f"{EXPERIMENTS}/gang")
