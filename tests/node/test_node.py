@@ -547,7 +547,7 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
     allocatable = _millicpu(node_obj["status"]["allocatable"]["cpu"])
     free = allocatable - _cpu_requested(plane)
     # one trial pod requests `each`; with the placeholder one fits and two do not, without it
-    # both do (TorchX requests the pod's cpu less 100m)
+    # both do
     each = free * 9 // 20 // 100 * 100
     hold = free - 2 * each + 200  # leaves 2 x each - 200: Volcano admits the job (overcommit
     # 1.2), creates both pods, and its gang plugin must hold them
@@ -576,7 +576,7 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
     )
     exp = _experiment("gang", 1, ["--dataset", "digits"])
     exp["spec"]["trial"]["replicas"] = 2
-    exp["spec"]["trial"]["resources"] = {"cpu": (each + 100) / 1000, "memMB": 1024, "gpu": 0}
+    exp["spec"]["trial"]["resources"] = {"cpu": each / 1000, "memMB": 1024, "gpu": 0}
     exp["spec"]["budget"]["parallelism"] = 1
     plane.request("POST", EXPERIMENTS, exp)
 
