@@ -46,6 +46,7 @@ from controlplane import HERE, ControlPlane, free_port, poll, read_sysctls, stop
 NODE_NAME = "localhost"
 POD_RANGE = "100.64.0.0/24"
 PAUSE_IMAGE = "nasop-pause:3.10"
+CONTAINER_LOG_MAX_SIZE = "1Mi"  # the kubelet rotates a container log past this
 CACHE = pathlib.Path(
     os.environ.get("NASOP_NODE_CACHE", pathlib.Path.home() / ".cache" / "nasop" / "node")
 )
@@ -429,6 +430,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                     "authorization": {"mode": "Webhook"},
                     "serializeImagePulls": False,
                     "podLogsDir": str(w / "pod-logs"),
+                    # small and checked often, so that a trial printing megabytes has its log
+                    # rotated within seconds (tests/node: lines rotated away are reported)
+                    "containerLogMaxSize": CONTAINER_LOG_MAX_SIZE,
+                    "containerLogMaxFiles": 2,
+                    "containerLogMonitorInterval": "3s",  # the least the kubelet accepts
                     "registerNode": True,
                     "nodeStatusUpdateFrequency": "2s",
                     "syncFrequency": "5s",

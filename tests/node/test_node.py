@@ -396,3 +396,234 @@ def test_a_trial_whose_claim_does_not_exist_waits_stalls_and_starts_once_it_exis
         if e.get("reason") == "TrialWaiting" and e["involvedObject"]["name"] == "claimless"
     ]
     assert len(waiting) == 1 and "late-logs" in waiting[0], waiting
+
+
+#: A trial program (in the trainer image's Python) that prints `NOISE_MIB` MiB of other output
+#: before each epoch's line and waits past the kubelet's rotation check, so that its log is
+#: rotated under it; its final values go to the termination message. No `$` (TorchX macros).
+NOISE_MIB = 3
+EPOCHS = 3
+ACC = [0.1, 0.4123456789012345, 0.6987654321098765, 0.8123456789012345]  # val_acc by epoch
+ROTATING_TRIAL = f"""
+import json, os, sys, time
+junk = ("x" * 1023 + "\\n") * 1024
+acc = {ACC!r}
+def line(seq, values):
+    print("NASOP1 " + json.dumps({{"seq": seq, "step": seq, "v": values}}), flush=True)
+line(0, {{"num_params": 1234, "val_acc": acc[0]}})
+for epoch in range(1, {EPOCHS} + 1):
+    for _ in range({NOISE_MIB}):
+        sys.stdout.write(junk)
+    sys.stdout.flush()
+    time.sleep(4)
+    line(epoch, {{"val_acc": acc[epoch]}})
+final = {{"val_acc": [{EPOCHS}, acc[{EPOCHS}]], "num_params": [0, 1234]}}
+with open(os.environ["NASOP_TERMINATION_LOG"], "w") as fh:
+    fh.write("NASOP1 " + json.dumps({{"final": final, "lines": {EPOCHS} + 1}}))
+"""
+
+
+def _recorded(plane: ControlPlane, name: str) -> dict[tuple[str, int], float]:
+    """Ax's data of the experiment's trial 0, (metric, step) -> value, from its state ConfigMaps."""
+    import kubernetes.config
+
+    import nasop.generators.exhaustive  # noqa: F401  # its acquisition, which the state holds
+    from nasop.state.configmap import ConfigMapStore
+    from nasop.trials import registry
+
+    api = kubernetes.config.new_client_from_config_dict(plane.admin_kubeconfig())
+    try:
+        snapshot = ConfigMapStore(api, NS, registry=registry.bundle()).load(name=name)
+    finally:
+        api.close()
+    assert snapshot is not None
+    df = snapshot.experiment.lookup_data().full_df
+    return {
+        (row.metric_name, int(row.step)): float(row.mean)
+        for row in df.itertuples()
+        if int(row.trial_index) == 0
+    }
+
+
+def test_a_trial_whose_log_rotates_reports_its_gap_and_exact_final_values(
+    node_cluster: NodeCluster,
+) -> None:
+    """Issue 23, log rotation: the kubelet (containerLogMaxSize 1Mi, 2 files, checked every
+    3 s) rotates the log of a trial that prints megabytes between epochs, and serves only the
+    current file. The final values in Ax are the termination message's, exactly; every line the
+    operator did not read is counted in a TrialOutputRefused Event; none is lost silently."""
+    plane = node_cluster.plane
+    exp = _experiment("rotating", 1, [])
+    exp["spec"]["trial"]["command"] = ["python", "-c", ROTATING_TRIAL]
+    plane.request("POST", EXPERIMENTS, exp)
+    done = poll(
+        lambda: (
+            node_cluster.node.check_alive()
+            or _phase(plane, "rotating", {"Succeeded", "Failed", "Invalid"})
+        ),
+        300,
+        "the rotating search did not finish",
+        interval=1,
+    )
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    (pod,) = _trial_pods(plane, "rotating")
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0, terminated
+    final = results.decode_final(terminated["message"])
+    assert not isinstance(final, str), terminated["message"]
+
+    # the kubelet rotated: rotated files beside the current one, and it serves less than printed
+    meta = pod["metadata"]
+    folder = node_cluster.node.workdir / "pod-logs" / f"{NS}_{meta['name']}_{meta['uid']}"
+    rotated = sorted(p.name for p in folder.glob("*/*.log.*"))
+    assert rotated, sorted(p.name for p in folder.rglob("*"))
+    served = plane.request_text(f"{PODS}/{meta['name']}/log")
+    printed = EPOCHS * NOISE_MIB << 20
+    assert len(served) < printed // 2, (len(served), printed)
+
+    # the final values are exact; each printed line is recorded whole or counted as missing
+    recorded = _recorded(plane, "rotating")
+    (point,) = done["status"]["paretoFront"]
+    for name, (step, value) in final[None]["final"].items():
+        assert recorded[(name, step)] == value, (name, recorded)
+        assert point["metrics"][name] == value, point
+    printed_lines = {0: {("num_params", 0): 1234.0, ("val_acc", 0): ACC[0]}} | {
+        e: {("val_acc", e): ACC[e]} for e in range(1, EPOCHS + 1)
+    }
+    lost = [
+        s for s, pts in printed_lines.items() if any(recorded.get(k) != v for k, v in pts.items())
+    ]
+    events = plane.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+    refused = [
+        e["message"]
+        for e in events
+        if e.get("reason") == "TrialOutputRefused" and e["involvedObject"]["name"] == "rotating"
+    ]
+    print(
+        f"\nrotation: printed {printed >> 20} MiB, served {len(served)} bytes, rotated files "
+        f"{rotated}; lines lost {lost}; Events {refused}",
+        flush=True,
+    )
+    if lost:
+        assert len(refused) == 1, refused
+        assert f"{len(lost)} lines missing (sequence gaps)" in refused[0], (lost, refused)
+    else:
+        assert not refused, refused
+    plane.request("DELETE", f"{EXPERIMENTS}/rotating")
+
+
+def _millicpu(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def _cpu_requested(plane: ControlPlane) -> int:
+    """Millicores requested by the pods that hold the node's CPU now (not ended)."""
+    pods = plane.request("GET", "/api/v1/pods")["items"]
+    return sum(
+        _millicpu(c.get("resources", {}).get("requests", {}).get("cpu", "0"))
+        for p in pods
+        if p["spec"].get("nodeName") == node.NODE_NAME
+        and p["status"].get("phase") not in ("Succeeded", "Failed")
+        for c in p["spec"]["containers"]
+    )
+
+
+def _scheduled_at(pod: dict[str, Any]) -> float | None:
+    for cond in pod["status"].get("conditions") or []:
+        if cond["type"] == "PodScheduled" and cond["status"] == "True":
+            return _time(cond["lastTransitionTime"])
+    return None
+
+
+def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
+    node_cluster: NodeCluster,
+) -> None:
+    """Issue 26, gang scheduling on the real Volcano: a placeholder pod leaves room for one
+    trial pod of two; Volcano holds the trial's PodGroup (minMember 2) and binds neither pod,
+    the experiment says the trial waits (pending, not failed; the PodGroup named). Once the
+    placeholder goes, both pods are bound in the same scheduling session."""
+    plane = node_cluster.plane
+    node_obj = plane.request("GET", f"/api/v1/nodes/{node.NODE_NAME}")
+    allocatable = _millicpu(node_obj["status"]["allocatable"]["cpu"])
+    free = allocatable - _cpu_requested(plane)
+    # one trial pod requests `each`; with the placeholder one fits and two do not, without it
+    # both do
+    each = free * 9 // 20 // 100 * 100
+    hold = free - 2 * each + 200  # leaves 2 x each - 200: Volcano admits the job (overcommit
+    # 1.2), creates both pods, and its gang plugin must hold them
+    placeholder = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "placeholder", "namespace": NS},
+        "spec": {
+            "containers": [
+                {
+                    "name": "pause",
+                    "image": node.PAUSE_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "resources": {"requests": {"cpu": f"{hold}m"}},
+                }
+            ],
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+    plane.request("POST", PODS, placeholder)
+    poll(
+        lambda: plane.request("GET", f"{PODS}/placeholder")["status"].get("phase") == "Running",
+        120,
+        "the placeholder pod did not run",
+        interval=0.5,
+    )
+    exp = _experiment("gang", 1, ["--dataset", "digits"])
+    exp["spec"]["trial"]["replicas"] = 2
+    exp["spec"]["trial"]["resources"] = {"cpu": each / 1000, "memMB": 1024, "gpu": 0}
+    exp["spec"]["budget"]["parallelism"] = 1
+    plane.request("POST", EXPERIMENTS, exp)
+
+    def waiting() -> dict[str, Any] | None:
+        node_cluster.node.check_alive()
+        obj = plane.request("GET", f"{EXPERIMENTS}/gang")
+        conds = (obj.get("status") or {}).get("conditions") or []
+        said = next((c["message"] for c in conds if c["type"] == "Reconciling"), "")
+        return obj if "PodGroup" in said or "Unschedulable" in said else None
+
+    obj = poll(waiting, 180, "the Reconciling message never said why the trial waits", interval=1)
+    held_since = time.monotonic()
+    said = next(c["message"] for c in obj["status"]["conditions"] if c["type"] == "Reconciling")
+    print(f"\nfree {free}m, placeholder {hold}m, trial pod {each}m x 2; Reconciling: {said}")
+    (job,) = plane.request("GET", f"{JOBS}?labelSelector=nasop.dev/experiment%3Dgang")["items"]
+    assert (
+        job["spec"]["minAvailable"] == 2 and sum(t["replicas"] for t in job["spec"]["tasks"]) == 2
+    )
+    requests = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    asked = _millicpu(requests["cpu"])
+    assert abs(asked - each) <= 1, requests
+    room = allocatable - _cpu_requested(plane)  # beside the operator and the placeholder
+    assert asked <= room < 2 * asked, (asked, room)  # room for one trial pod of two
+    groups = plane.request("GET", f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{NS}/podgroups")[
+        "items"
+    ]
+    (group,) = [g for g in groups if g["metadata"]["name"].startswith(job["metadata"]["name"])]
+    assert group["spec"]["minMember"] == 2, group["spec"]
+    assert group["status"].get("phase") in ("Pending", "Inqueue"), group["status"]
+    print(f"PodGroup {group['status']}", flush=True)
+    while time.monotonic() - held_since < 10:  # 50 of Volcano's scheduling periods
+        assert not any(p["spec"].get("nodeName") for p in _trial_pods(plane, "gang"))
+        obj = plane.request("GET", f"{EXPERIMENTS}/gang")
+        trials = obj["status"]["trials"]
+        assert (trials["pending"], trials["running"], trials["failed"]) == (1, 0, 0), trials
+        time.sleep(1)
+
+    plane.request("DELETE", f"{PODS}/placeholder")
+
+    def both_bound() -> list[float] | None:
+        node_cluster.node.check_alive()
+        times = [_scheduled_at(p) for p in _trial_pods(plane, "gang")]
+        return [t for t in times if t is not None] if len(times) == 2 and all(times) else None
+
+    bound = poll(
+        both_bound, 120, "the trial's pods did not start once there was room", interval=0.5
+    )
+    print(f"both pods bound {abs(bound[0] - bound[1]):.0f} s apart", flush=True)
+    assert abs(bound[0] - bound[1]) <= 1, bound  # one scheduling session (whole seconds)
+    plane.request("DELETE", f"{EXPERIMENTS}/gang")

@@ -105,6 +105,8 @@ def test_a_pack_message_holds_each_members_end():
         ('NASOP1 {"final": {"val_acc": 0.9}}', "final val_acc is not [step, value]"),
         ('NASOP1 {"final": {"val_acc": [1, NaN]}}', "final val_acc is not finite"),
         ("NASOP1Z !!!", "compressed termination message is not valid"),
+        ('NASOP1 {"final": {}, "lines": -1}', "lines is not a non-negative integer"),
+        ('NASOP1 {"members": {"3": {"lines": "7"}}}', "lines is not a non-negative integer"),
     ],
 )
 def test_a_bad_termination_message_is_refused(message, reason):
@@ -190,3 +192,39 @@ def test_a_megabyte_line_costs_a_bounded_buffer():
         s.feed(chunk[i : i + 65536])
         assert s.pending <= 64 * 1024
     assert s.feed(b"\n") == [] and s.too_long == 1
+
+
+def test_a_first_line_past_seq_0_follows_lost_lines_and_is_a_gap():
+    """Sequences start at 0: a log whose first lines were rotated away before any read (the
+    kubelet serves only the current file) starts later, and that is a gap, not a clean start."""
+    c = Collector(DECLARED)
+    for seq in (3, 4):
+        c.feed_line(results.format_point(seq, seq, {"val_acc": seq / 10}))
+    assert c.gaps == [(None, 0, 2)]
+    assert c.problems() == "3 lines missing (sequence gaps)"
+    packed = Collector(DECLARED, members=[3, 4])
+    packed.feed_line(results.format_point(0, 0, {"val_acc": 0.5}, member=3))
+    packed.feed_line(results.format_point(2, 1, {"val_acc": 0.6}, member=4))
+    assert packed.gaps == [(4, 0, 1)]  # each member's sequence starts at 0
+
+
+def test_lines_lost_after_the_last_one_read_are_a_gap_from_the_termination_message():
+    """No later line shows lines lost at the end (a log rotated after the trial's last lines);
+    the termination message says how many were printed, so the reader knows."""
+    message = results.encode_final({"val_acc": (4, 0.9)}, lines=6)
+    decoded = results.decode_final(message)
+    assert decoded == {None: {"final": {"val_acc": (4, 0.9)}, "lines": 6}}
+    c = Collector(DECLARED)
+    for seq in range(3):
+        c.feed_line(results.format_point(seq, seq, {"val_acc": seq / 10}))
+    c.add_printed(None, 6)
+    assert c.gaps == [] and c.missing() == [(None, 3, 5)]
+    assert c.problems() == "3 lines missing (sequence gaps)"
+    for seq in range(3, 6):  # read after all (a later read of the same log): nothing missing
+        c.feed_line(results.format_point(seq, seq, {"val_acc": seq / 10}))
+    assert c.missing() == [] and c.problems() == ""
+    pack = results.encode_final({}, {3: {"state": "completed", "final": {}, "lines": 2}})
+    assert results.decode_final(pack)[3]["lines"] == 2  # type: ignore[index]
+    p = Collector(DECLARED, members=[3])
+    p.add_printed(3, 2)
+    assert p.missing() == [(3, 0, 1)]  # a member's lines, none read

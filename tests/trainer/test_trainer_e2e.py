@@ -120,6 +120,8 @@ def test_environment_contract(tmp_path: Path, trainer: Runner, scalars: Reader) 
     decoded = results.decode_final(termination.read_text())
     assert not isinstance(decoded, str), decoded
     final = decoded[None]["final"]  # the last value of each metric, at its step
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("NASOP1 ")]
+    assert decoded[None]["lines"] == len(printed)  # so a reader knows of lines lost at the end
     assert final["num_params"] == (0, expected_params(10, 9))
     assert final["val_acc"] == (1, pytest.approx(found["val_acc"][-1][1], rel=1e-6))
 

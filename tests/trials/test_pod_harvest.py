@@ -215,3 +215,44 @@ def test_release_removes_only_nasops_finalizer_of_ended_trials_of_this_experimen
         )
     ]
     assert harvest.trials_of({"nasop.dev/trial": "4", "nasop.dev/member-5": "true"}) == {4, 5}
+
+
+def test_lines_rotated_away_between_reads_or_before_the_first_are_counted_as_gaps():
+    """The kubelet serves only the current file of a rotated log (cri-client's ReadLogs opens
+    one path). Lines rotated away before a read are gone: each loss is a counted gap, the final
+    values still come whole from the termination message."""
+    logs = FakeLogs()
+    logs.pods = [_pod("p", "u1", exit_code=None)]
+    logs.lines["p"] = _points(3)
+    reader = _reader(logs)
+    reader.read()
+    assert not reader.collector.gaps
+    # rotated: seq 3-5 went to a rotated file before the next read; the current file starts at 6
+    logs.lines["p"] = [""] * 6 + _points(8)[6:]
+    logs.pods = [_pod("p", "u1", exit_code=0, message=results.encode_final({"val_acc": (7, 0.7)}))]
+    got = reader.harvest()
+    assert got.done and got.final and not got.lost
+    assert reader.collector.gaps == [(None, 3, 5)]
+    assert reader.collector.finals[None] == {"val_acc": (7, 0.7)}
+    # a reader made after the rotation (an operator restart) never saw seq 0-5 either
+    late = _reader(logs)
+    late.harvest()
+    assert late.collector.gaps == [(None, 0, 5)]
+    assert late.collector.problems() == "6 lines missing (sequence gaps)"
+
+
+def test_lines_rotated_away_after_the_last_read_are_counted_from_the_termination_message():
+    """The trial's last lines went to a rotated file after the last read, and nothing after them
+    reached the current file: no later line shows the gap, the termination message's count does."""
+    logs = FakeLogs()
+    logs.pods = [_pod("p", "u1", exit_code=None)]
+    logs.lines["p"] = _points(3)
+    reader = _reader(logs)
+    reader.read()
+    logs.lines["p"] = [""] * 9  # seq 3-5 rotated away; the current file holds other output only
+    message = results.encode_final({"val_acc": (5, 0.5)}, lines=6)
+    logs.pods = [_pod("p", "u1", exit_code=0, message=message)]
+    got = reader.harvest()
+    assert got.done and got.final and not got.lost
+    assert reader.collector.problems() == "3 lines missing (sequence gaps)"
+    assert reader.collector.curve("val_acc") == [(0, 0.0), (1, 0.1), (2, 0.2), (5, 0.5)]

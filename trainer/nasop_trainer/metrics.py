@@ -91,9 +91,10 @@ class Reporter:
             self.writer = None
 
 
-def write_termination(finals: dict[str, tuple[int, float]]) -> None:
-    """A lone trial's final values into its termination message (when it has one)."""
-    results.write_final(results.encode_final(finals))
+def write_termination(finals: dict[str, tuple[int, float]], lines: int | None = None) -> None:
+    """A lone trial's final values into its termination message (when it has one), with how
+    many lines it printed (the reader then knows of any lost after the last it read)."""
+    results.write_final(results.encode_final(finals, lines=lines))
 
 
 def write_pack_termination(members: dict[int, dict[str, Any]]) -> None:

@@ -169,6 +169,7 @@ class _Slot:
                 "state": state,
                 "reason": reason,
                 "final": self.reporter.finals,
+                "lines": self.reporter.seq,
             }
         member_files.write_end(str(self.member.log_dir), state, reason)
         return {"state": state, **({"reason": reason} if reason else {}), **result}

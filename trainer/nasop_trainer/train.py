@@ -192,7 +192,7 @@ def train(config: cli.Config, callbacks: Sequence[pl.Callback] = ()) -> dict[str
                 module.model, dataset.input_dim, runs=config.latency_runs
             )
             reporter.final("latency_ms", latency_ms)
-            metrics.write_termination(reporter.finals)
+            metrics.write_termination(reporter.finals, reporter.seq)
     finally:
         reporter.close()
     return {

@@ -6,6 +6,7 @@ that order, so the status, `nasop report` and the Kubernetes Events tell the sam
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ax.core.base_trial import BaseTrial, TrialStatus
@@ -19,6 +20,9 @@ from nasop.trials.metric import fetch_problem
 from nasop.trials.runner import TorchXTrialRunner
 
 MAX_INFRA_RETRIES = 2  # an arm interrupted more often than this is not run again
+FOLLOW_SECONDS = 10.0  # a running cluster trial's output is read this often (at least)
+
+log = logging.getLogger(__name__)
 
 
 def poll(book: Ledger, runner: TorchXTrialRunner, report: TickReport, now: float) -> None:
@@ -141,6 +145,26 @@ def attach(book: Ledger, results: dict[int, dict[str, Any]]) -> None:
         for res in per_metric.values():
             if isinstance(res, Ok):
                 book.experiment.attach_data(res.ok)
+
+
+def follow(book: Ledger, runner: TorchXTrialRunner, now: float, last: dict[int, float]) -> None:
+    """Read each running cluster trial's output every FOLLOW_SECONDS, when no early-stopping rule
+    reads it every tick. The kubelet serves only the current file of a rotated log: what was
+    not read before a rotation is gone (then counted as a gap), so reading as the trial runs
+    keeps its curve. The points wait in the trial's reader until it ends. Never raises."""
+    if runner.is_local or book.spec.early_stopping is not None:
+        return
+    running = {t.index: t for t in book.trials_in(TrialStatus.RUNNING)}
+    for index in [i for i in last if i not in running]:
+        del last[index]
+    for index, trial in running.items():
+        if now - last.get(index, float("-inf")) < FOLLOW_SECONDS:
+            continue
+        last[index] = now
+        try:
+            runner.read_output(trial)
+        except Exception as e:  # the API server or kubelet cannot answer now: next time
+            log.warning("reading the output of trial %d failed: %s", index, e)
 
 
 def early_stop(book: Ledger, runner: TorchXTrialRunner, report: TickReport) -> None:

@@ -60,6 +60,7 @@ class Search:
         self.last_generation_seconds: float | None = None
         self._pending_events: list[Event] = []
         self._unsaved = False  # changed while a generation ran; saved once it lands
+        self._followed: dict[int, float] = {}  # trial index -> when its output was last read
         configure_torch()
         self.runner.deadline = phases.deadline(self.state, self.spec)
 
@@ -150,6 +151,7 @@ class Search:
             launching.recover_candidates(book, runner, self.save, report)
         outcomes.poll(book, runner, report, self.clock())
         outcomes.fix_reference(book, report)
+        outcomes.follow(book, runner, self.clock(), self._followed)
         outcomes.early_stop(book, runner, report)
         outcomes.check_convergence(book, report)
         if not generating:

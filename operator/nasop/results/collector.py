@@ -85,6 +85,8 @@ class Collector:
         #: NaN or infinite values, kept apart: a curve that ends in them has no final value
         self.non_finite: dict[tuple[int | None, str, int], float] = {}
         self._last_seq: dict[int | None, int] = {}
+        #: lines printed, by member, as the termination message says (the trial's next seq)
+        self.printed: dict[int | None, int] = {}
         self._katib_steps: Counter[str] = Counter()
 
     # -- lines -------------------------------------------------------------------------
@@ -130,12 +132,15 @@ class Collector:
             self.ignored[name] += 1
 
     def _sequence(self, member: int | None, seq: int | None) -> None:
+        """Remember a gap in the member's sequence. Sequences start at 0 (the contract), so a
+        first line read past 0 follows lost ones too: the kubelet serves only the current file
+        of a rotated log, and the lines rotated away before a read are gone."""
         if seq is None:
             return
-        last = self._last_seq.get(member)
-        if last is not None and seq > last + 1:
+        last = self._last_seq.get(member, -1)
+        if seq > last + 1:
             self.gaps.append((member, last + 1, seq - 1))
-        if last is None or seq > last:
+        if seq > last:
             self._last_seq[member] = seq
 
     def _put(self, member: int | None, metric: str, step: int, value: float) -> None:
@@ -150,6 +155,21 @@ class Collector:
             self.rejected["conflicting value for a step already reported"] += 1
 
     # -- termination message ---------------------------------------------------------
+
+    def add_printed(self, member: int | None, lines: int) -> None:
+        """How many lines the member printed (its termination message says): the lines after
+        the last one read are missing too, which no later line would show."""
+        self.printed[member] = lines
+
+    def missing(self) -> list[tuple[int | None, int, int]]:
+        """Every known gap: between lines read, and after the last one read up to what the
+        termination message says was printed (lost when a log rotated near the end)."""
+        tail = [
+            (member, self._last_seq.get(member, -1) + 1, lines - 1)
+            for member, lines in self.printed.items()
+            if lines - 1 > self._last_seq.get(member, -1)
+        ]
+        return self.gaps + tail
 
     def add_final(self, member: int | None, final: dict[str, tuple[int, float]]) -> None:
         """Final values from the termination message: each is also the point at its step."""
@@ -177,8 +197,9 @@ class Collector:
     def problems(self) -> str:
         """Refused lines by reason and gaps, in one line ("" when there were none)."""
         parts = [f"{n} x {reason}" for reason, n in self.rejected.most_common()]
-        if self.gaps:
-            missing = sum(b - a + 1 for _, a, b in self.gaps)
+        gaps = self.missing()
+        if gaps:
+            missing = sum(b - a + 1 for _, a, b in gaps)
             parts.append(f"{missing} lines missing (sequence gaps)")
         return "; ".join(parts)
 

@@ -16,6 +16,7 @@ PREFIX = "NASOP1 "
 NASOP, KATIB = "nasop", "katib"  # the two line formats a manifest can choose
 MAX_STEP = 1_000_000  # an epoch or progression beyond this is not a sane step
 MAX_MEMBER = 1024  # the most members of a pack (spec.trial.pack.maxTrials)
+MAX_SEQ = 10**12  # the largest sequence number (and count of lines) taken as sane
 
 # Katib's StdOut collector: `name=value` pairs anywhere in a line (its default filter).
 _KATIB_PAIR = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)")
@@ -78,7 +79,7 @@ def parse_nasop(line: str) -> Record | str | None:
     if member is not None and _int(member, 0, MAX_MEMBER) is None:
         return "member index out of range"
     seq = body.get("seq")
-    if seq is not None and _int(seq, 0, 10**12) is None:
+    if seq is not None and _int(seq, 0, MAX_SEQ) is None:
         return "seq is not a non-negative integer"
     if "end" in body:
         if member is None or body["end"] not in ("completed", "failed", "stopped"):
@@ -113,6 +114,7 @@ def parse_katib(line: str, declared: frozenset[str]) -> dict[str, float]:
 
 __all__ = [
     "KATIB",
+    "MAX_SEQ",
     "MAX_STEP",
     "NASOP",
     "PREFIX",

@@ -16,7 +16,7 @@ import os
 import zlib
 from typing import Any
 
-from nasop.results.lines import MAX_MEMBER, MAX_STEP, PREFIX
+from nasop.results.lines import MAX_MEMBER, MAX_SEQ, MAX_STEP, PREFIX
 
 TERMINATION_ENV = "NASOP_TERMINATION_LOG"  # the file a trial writes its final values to
 MAX_MESSAGE_BYTES = 4096  # the kubelet's limit per container
@@ -26,13 +26,20 @@ ZPREFIX = "NASOP1Z "
 Final = dict[str, tuple[int, float]]  # metric -> (step, value)
 
 
-def encode_final(final: Final, members: dict[int, dict[str, Any]] | None = None) -> str:
+def encode_final(
+    final: Final, members: dict[int, dict[str, Any]] | None = None, lines: int | None = None
+) -> str:
     """The termination message for a trial's final values (or each pack member's).
 
-    ``members`` maps a member index to ``{"state", "reason", "final"}``. Raises ValueError when
-    even the compressed form is over 4 KiB (more metrics than a termination message holds).
+    ``members`` maps a member index to ``{"state", "reason", "final"}`` and, optionally,
+    ``"lines"``. ``lines``: how many ``NASOP1`` lines the trial printed (its next ``seq``), so that
+    the reader knows of lines lost after the last one it read (a log rotated at the end). Raises
+    ValueError when even the compressed form is over 4 KiB (more metrics than a termination
+    message holds).
     """
     body: dict[str, Any] = {"final": {k: [s, v] for k, (s, v) in final.items()}}
+    if lines is not None:
+        body["lines"] = lines
     if members is not None:
         body = {
             "members": {
@@ -40,6 +47,7 @@ def encode_final(final: Final, members: dict[int, dict[str, Any]] | None = None)
                     "state": m.get("state", ""),
                     "reason": " ".join(str(m.get("reason", "")).split())[:300],
                     "final": {k: [s, v] for k, (s, v) in m.get("final", {}).items()},
+                    **({"lines": m["lines"]} if m.get("lines") is not None else {}),
                 }
                 for i, m in members.items()
             }
@@ -112,15 +120,28 @@ def _final(raw: Any) -> Final | str:
     return out
 
 
+def _lines(entry: dict[str, Any]) -> dict[str, int] | str:
+    """``{"lines": n}`` when the entry says how many lines were printed, ``{}`` when it does not."""
+    if "lines" not in entry:
+        return {}
+    n = entry["lines"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_SEQ:
+        return "lines is not a non-negative integer"
+    return {"lines": n}
+
+
 def decode_final(message: str) -> dict[int | None, dict[str, Any]] | str:
-    """Final values by member (None: a lone trial), each ``{"final", "state", "reason"}``; or
-    the reason the message is refused."""
+    """Final values by member (None: a lone trial), each ``{"final", "state", "reason"}`` and
+    ``"lines"`` when the message says how many lines were printed; or the reason the message is
+    refused."""
     body = _body(message)
     if isinstance(body, str):
         return body
     if "members" not in body:
-        final = _final(body.get("final"))
-        return final if isinstance(final, str) else {None: {"final": final}}
+        final, lines = _final(body.get("final")), _lines(body)
+        if isinstance(final, str) or isinstance(lines, str):
+            return final if isinstance(final, str) else str(lines)
+        return {None: {"final": final, **lines}}
     members = body["members"]
     if not isinstance(members, dict):
         return "members is not an object"
@@ -128,13 +149,14 @@ def decode_final(message: str) -> dict[int | None, dict[str, Any]] | str:
     for key, member in members.items():
         if not key.isdigit() or int(key) > MAX_MEMBER or not isinstance(member, dict):
             return "member index out of range"
-        final = _final(member.get("final", {}))
-        if isinstance(final, str):
-            return final
+        final, lines = _final(member.get("final", {})), _lines(member)
+        if isinstance(final, str) or isinstance(lines, str):
+            return final if isinstance(final, str) else str(lines)
         out[int(key)] = {
             "final": final,
             "state": str(member.get("state", "")),
             "reason": str(member.get("reason", ""))[:300],
+            **lines,
         }
     return out
 

@@ -43,6 +43,8 @@ def add_termination(collector: Collector, message: str) -> None:
             collector.rejected["member index from a lone trial"] += 1
             continue
         collector.add_final(member, entry["final"])
+        if entry.get("lines") is not None:
+            collector.add_printed(member, entry["lines"])
         if member is not None and entry.get("state") in ("completed", "failed", "stopped"):
             collector.ends.setdefault(member, (entry["state"], entry.get("reason", "")))
 
