@@ -596,8 +596,7 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
         job["spec"]["minAvailable"] == 2 and sum(t["replicas"] for t in job["spec"]["tasks"]) == 2
     )
     requests = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["resources"]["requests"]
-    asked = _millicpu(requests["cpu"])
-    assert abs(asked - each) <= 1, requests
+    asked = _millicpu(requests["cpu"])  # what nasop asks of the node for resources.cpu
     room = allocatable - _cpu_requested(plane)  # beside the operator and the placeholder
     assert asked <= room < 2 * asked, (asked, room)  # room for one trial pod of two
     groups = plane.request("GET", f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{NS}/podgroups")[
