@@ -96,6 +96,14 @@ def test_job_carries_labels_owner_resources_and_log_volume() -> None:
     assert [(claims[n], mounts[n]) for n in claims] == [("nasop-logs", "/logs")]
 
 
+def test_a_fraction_of_a_core_is_requested_as_millicores_not_rounded_up() -> None:
+    """`cpu: 0.5` was once sent as a whole core (int, at least 1): a 1000m limit."""
+    job = _job(_template(resources={"cpu": 0.5, "memMB": 2048}))
+    resources = job["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["limits"]["cpu"] == "500m"
+    assert resources["requests"]["cpu"] == "400m"  # TorchX keeps 100m for the node
+
+
 def test_queued_job_is_suspended_with_kueue_label_and_deadline() -> None:
     job = _job(_template(queue="team-a"), queue="team-a", active_deadline_seconds=90)
     assert job["metadata"]["labels"][batchjob.QUEUE_LABEL] == "team-a"

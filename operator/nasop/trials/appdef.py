@@ -23,7 +23,7 @@ import os
 import re
 import shlex
 import sys
-from typing import Any
+from typing import Any, cast
 
 from torchx import specs
 
@@ -209,7 +209,9 @@ def trainer_role(
         args=args,
         env={**env, **((local_env or {}) if local else {})},
         num_replicas=replicas,
-        resource=specs.Resource(cpu=max(1, int(res.cpu)), gpu=res.gpu, memMB=res.mem_mb),
+        # TorchX types cpu as int but turns it into millicores (int(cpu * 1000)): a fraction of
+        # a core is kept, not rounded to a whole one (`cpu: 0.5` -> a 500m limit)
+        resource=specs.Resource(cpu=cast(int, res.cpu), gpu=res.gpu, memMB=res.mem_mb),
         port_map=ports,
         mounts=mounts,
         max_retries=0,
