@@ -18,6 +18,7 @@ from botorch.utils.multi_objective.box_decompositions.dominated import Dominated
 from botorch.utils.multi_objective.hypervolume import infer_reference_point
 
 from nasop import spec
+from nasop.generators.fit_subset import non_dominated  # one Pareto mask, O(n x front)
 
 
 @dataclass(frozen=True)
@@ -28,17 +29,6 @@ class Observation:
     parameters: dict[str, Any]
     metrics: dict[str, float]
     job: str | None = None
-
-
-def non_dominated(y: np.ndarray) -> np.ndarray:
-    """Mask of rows of `y` (maximisation) not dominated by any other row; duplicates are kept."""
-    n = len(y)
-    mask = np.ones(n, dtype=bool)
-    for i in range(n):
-        dominates_i = np.all(y >= y[i], axis=1) & np.any(y > y[i], axis=1)
-        if dominates_i.any():
-            mask[i] = False
-    return mask
 
 
 def hypervolume(y: np.ndarray, ref: np.ndarray) -> float:
