@@ -215,3 +215,14 @@ def recorded_points(experiment: Any) -> dict[int, list[tuple[str, int, float]]]:
             (row.metric_name, int(row.step), float(row.mean))
         )
     return out
+
+
+def by_trial(
+    cluster: Any, resource: str, name: str, namespace: str = "default"
+) -> dict[int, dict[str, Any]]:
+    """The experiment's objects of `resource` (its trials' pods or Jobs) by trial index."""
+    selector = f"nasop.dev/experiment={name}"
+    return {
+        int(o["metadata"]["labels"]["nasop.dev/trial"]): o
+        for o in cluster.list_objects(resource, namespace, label_selector=selector)
+    }

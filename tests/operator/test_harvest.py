@@ -22,6 +22,7 @@ from scenario import (
     DECLARED,
     EXP,
     HANDLERS,
+    by_trial,
     events,
     printed_points,
     recorded_points,
@@ -54,21 +55,13 @@ def _resource(tmp_path: Any, name: str, epochs: int, **spec: Any) -> dict[str, A
     return res
 
 
-def _by_trial(cluster: Any, resource: str, name: str) -> dict[int, dict[str, Any]]:
-    selector = f"nasop.dev/experiment={name}"
-    return {
-        int(o["metadata"]["labels"]["nasop.dev/trial"]): o
-        for o in cluster.list_objects(resource, "default", label_selector=selector)
-    }
-
-
 def _pods(cluster: Any, name: str) -> dict[int, dict[str, Any]]:
     """The experiment's pods by trial index (one pod per trial Job)."""
-    return _by_trial(cluster, PODS, name)
+    return by_trial(cluster, PODS, name)
 
 
 def _jobs(cluster: Any, name: str) -> dict[int, dict[str, Any]]:
-    return _by_trial(cluster, JOBS, name)
+    return by_trial(cluster, JOBS, name)
 
 
 def _complete(job: dict[str, Any]) -> bool:

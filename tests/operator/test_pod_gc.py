@@ -19,6 +19,7 @@ import pytest
 from scenario import (
     EXP,
     HANDLERS,
+    by_trial,
     events,
     printed_points,
     recorded_points,
@@ -67,12 +68,7 @@ def pod_gc(cluster: Any, tmp_path: Any) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def _pods(cluster: Any, name: str) -> dict[int, dict[str, Any]]:
-    return {
-        int(p["metadata"]["labels"]["nasop.dev/trial"]): p
-        for p in cluster.list_objects(
-            PODS, "default", label_selector=f"nasop.dev/experiment={name}"
-        )
-    }
+    return by_trial(cluster, PODS, name)
 
 
 @pytest.mark.asyncio
