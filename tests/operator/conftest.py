@@ -77,6 +77,14 @@ def fast_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
 # ------------------------------------------------------------------------------------ API calls
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`@pytest.mark.rbac_scopes("namespaced", ...)` (module or test; the closest wins) runs a
+    scenario once as each named release's ServiceAccount (the `rbac_scope` fixture)."""
+    marker = metafunc.definition.get_closest_marker("rbac_scopes")
+    if marker is not None:
+        metafunc.parametrize("rbac_scope", list(marker.args), indirect=True)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     """Keep each phase's report on the item: fixtures read whether the test passed."""

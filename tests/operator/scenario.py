@@ -17,6 +17,11 @@ EXP = "nasop.dev/v1alpha1/nasexperiments"
 JOBS = "batch.volcano.sh/v1alpha1/jobs"
 CONFIGMAPS = "v1/configmaps"
 HANDLERS = ["nasop.controller.handlers"]
+#: `@pytest.mark.rbac_scopes(*RBAC_BOTH)`: a scenario run as each release's ServiceAccount (the
+#: chart's cluster-wide RBAC, watching all namespaces, and its Role in `default` only). Most
+#: scenarios run namespaced only; the few that run both are together every call the operator
+#: makes (tests/packaging/test_rbac.py checks that the cluster-mode runs cover the namespaced ones)
+RBAC_BOTH = ("cluster", "namespaced")
 
 
 def resource(tmp_path: Any, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(240),
     pytest.mark.usefixtures("record_api_calls"),
-    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 
 #: status fields the controller adds to what the search computes

@@ -27,9 +27,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(300),
     pytest.mark.usefixtures("record_api_calls"),
-    # one RBAC mode (a minute a scenario): these make no call the other scenarios do not, and
-    # test_rbac checks the union against the chart
-    pytest.mark.parametrize("rbac_scope", ["namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 
 

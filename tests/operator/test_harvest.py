@@ -22,6 +22,7 @@ from scenario import (
     DECLARED,
     EXP,
     HANDLERS,
+    RBAC_BOTH,
     by_trial,
     events,
     printed_points,
@@ -37,7 +38,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(240),
     pytest.mark.usefixtures("record_api_calls"),
-    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 
 JOBS = "batch/v1/jobs"
@@ -173,6 +174,7 @@ async def test_pods_deleted_while_the_operator_is_down_are_harvested_or_named(
 
 
 @pytest.mark.asyncio
+@pytest.mark.rbac_scopes(*RBAC_BOTH)
 async def test_a_deleted_experiment_leaves_no_pod_terminating_operator_up_or_down(
     cluster, kubeconfig, run_operator, fast_ticks, tmp_path
 ):

@@ -28,8 +28,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(240),
     pytest.mark.usefixtures("record_api_calls"),
-    # one RBAC mode: this scenario makes no call the others do not (test_rbac checks the union)
-    pytest.mark.parametrize("rbac_scope", ["namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 
 

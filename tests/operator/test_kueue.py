@@ -19,14 +19,14 @@ from typing import Any
 import kubelet
 import kueue
 import pytest
-from scenario import EXP, HANDLERS, events, resource, wait_for, wait_phase
+from scenario import EXP, HANDLERS, RBAC_BOTH, events, resource, wait_for, wait_phase
 
 pytestmark = [
     pytest.mark.operator,
     pytest.mark.cluster,
     pytest.mark.timeout(600),
     pytest.mark.usefixtures("record_api_calls"),
-    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 
 KUEUE = "kueue.x-k8s.io/v1beta2"
@@ -149,6 +149,7 @@ async def test_kueue_admits_two_trials_at_a_time_and_the_search_finishes(
 
 
 @pytest.mark.asyncio
+@pytest.mark.rbac_scopes(*RBAC_BOTH)
 async def test_a_trial_larger_than_the_quota_says_kueues_reason_and_fails_to_start(
     kueue_running, cluster, kubeconfig, run_operator, fast_ticks, tmp_path
 ):

@@ -21,6 +21,7 @@ from scenario import (
     CONFIGMAPS,
     EXP,
     HANDLERS,
+    RBAC_BOTH,
     ConditionTrail,
     assert_kstatus,
     events,
@@ -37,9 +38,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(240),
     pytest.mark.usefixtures("record_api_calls"),
-    # as the chart's ServiceAccount with cluster-wide RBAC (watching all namespaces),
-    # and with a Role in `default` only (watching `default`)
-    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 FINALIZER = "nasop.dev/finalizer"
 
@@ -126,6 +125,7 @@ async def test_suspend_keeps_running_trials_and_resume_finishes_the_search(
 
 
 @pytest.mark.asyncio
+@pytest.mark.rbac_scopes(*RBAC_BOTH)
 async def test_delete_mid_search_cancels_running_jobs(
     cluster, kubeconfig, run_operator, fast_ticks, tmp_path
 ):
@@ -171,6 +171,7 @@ async def test_delete_mid_search_cancels_running_jobs(
 
 
 @pytest.mark.asyncio
+@pytest.mark.rbac_scopes(*RBAC_BOTH)
 async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
     cluster, kubeconfig, run_operator, fast_ticks, tmp_path
 ):
@@ -322,6 +323,7 @@ def _peers(cluster):
 
 
 @pytest.mark.asyncio
+@pytest.mark.rbac_scopes(*RBAC_BOTH)
 async def test_two_replicas_under_kopf_peering_drive_each_experiment_once(
     cluster, kubeconfig, fast_ticks, tmp_path
 ):

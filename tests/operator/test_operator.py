@@ -25,9 +25,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(240),
     pytest.mark.usefixtures("record_api_calls"),
-    # as the chart's ServiceAccount with cluster-wide RBAC (watching all namespaces),
-    # and with a Role in `default` only (watching `default`)
-    pytest.mark.parametrize("rbac_scope", ["cluster", "namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 
 

@@ -45,7 +45,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(300),
     pytest.mark.usefixtures("record_api_calls"),
-    pytest.mark.parametrize("rbac_scope", ["namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 
 KILLS = 10

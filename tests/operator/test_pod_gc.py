@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(240),
     pytest.mark.usefixtures("record_api_calls"),
-    pytest.mark.parametrize("rbac_scope", ["namespaced"], indirect=True),
+    pytest.mark.rbac_scopes("namespaced"),
 ]
 
 PODS = "v1/pods"

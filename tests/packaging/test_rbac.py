@@ -10,8 +10,8 @@ the calls the operator tests make against the API emulator) can reuse them.
 
 from __future__ import annotations
 
+import ast
 import pathlib
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -121,17 +121,70 @@ RECORDED_FILE = REQUIRED_FILE.with_name("recorded_api_calls.yaml")
 OPERATOR_TESTS = REQUIRED_FILE.parents[1] / "operator"
 
 
+def _rbac_scopes(decorators: Iterable[ast.expr]) -> list[str] | None:
+    """The arguments of a `pytest.mark.rbac_scopes(...)` among decorators or `pytestmark` items
+    (`*RBAC_BOTH` read as both scopes); None when there is none."""
+    for node in decorators:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "rbac_scopes"
+        ):
+            scopes: list[str] = []
+            for arg in node.args:
+                if isinstance(arg, ast.Starred):
+                    assert isinstance(arg.value, ast.Name) and arg.value.id == "RBAC_BOTH", arg
+                    scopes += list(SCOPES)
+                else:
+                    scopes.append(ast.literal_eval(arg))
+            return scopes
+    return None
+
+
 def _scenario_names() -> set[str]:
-    """The operator tests that record their API calls (modules using `record_api_calls`)."""
+    """The operator tests that record their API calls (modules using `record_api_calls`), one
+    name per RBAC scope each runs in (tests/operator/conftest.py's `rbac_scopes` marker)."""
     names: set[str] = set()
     for path in OPERATOR_TESTS.glob("test_*.py"):
         text = path.read_text()
-        if '"record_api_calls"' in text:
-            tests = set(re.findall(r"^(?:async )?def (test_\w+)\(", text, flags=re.MULTILINE))
-            scopes = re.search(r'parametrize\("rbac_scope", \[([^]]*)\]', text)
-            ids = re.findall(r'"(\w+)"', scopes.group(1)) if scopes else []
-            names |= {f"{t}[{i}]" for t in tests for i in ids} if ids else tests
+        if '"record_api_calls"' not in text:
+            continue
+        tree = ast.parse(text)
+        module_scopes: list[str] | None = None
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+            ):
+                items = node.value.elts if isinstance(node.value, ast.List) else [node.value]
+                module_scopes = _rbac_scopes(items)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
+                "test_"
+            ):
+                scopes = _rbac_scopes(node.decorator_list) or module_scopes
+                names |= {f"{node.name}[{s}]" for s in scopes} if scopes else {node.name}
     return names
+
+
+def _recorded_calls(scenarios: dict[str, Any], scope: str) -> set[Call]:
+    return {
+        (c["group"], c["resource"], v)
+        for name, calls in scenarios.items()
+        if name.endswith(f"[{scope}]")
+        for c in calls
+        for v in c["verbs"]
+    }
+
+
+def test_cluster_mode_scenarios_make_every_call_the_namespaced_ones_make() -> None:
+    """Most scenarios run namespaced only (a minute each); the few marked
+    `rbac_scopes(*RBAC_BOTH)` must still prove every call under the chart's ClusterRole too."""
+    scenarios = yaml.safe_load(RECORDED_FILE.read_text())["scenarios"]
+    missing = _recorded_calls(scenarios, "namespaced") - _recorded_calls(scenarios, "cluster")
+    assert not missing, (
+        f"calls made only by namespaced-only scenarios: {sorted(missing)}; mark one scenario "
+        "that makes them @pytest.mark.rbac_scopes(*RBAC_BOTH)"
+    )
 
 
 def test_required_calls_are_the_recorded_union_plus_justified_extras() -> None:
