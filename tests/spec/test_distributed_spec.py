@@ -40,10 +40,9 @@ def test_a_pack_cannot_be_distributed():
         assert fragment in text, text
 
 
-def test_job_trials_refuse_several_pods_and_name_volcano():
-    with pytest.raises(errors.SpecError) as ei:
-        spec.parse_manifest(_trial(scheduler="job", replicas=2))
-    assert "trial.scheduler: volcano" in str(ei.value)
-    # one pod with several processes is fine for a Job
+def test_job_trials_may_have_several_pods():
+    # an Indexed Job of two pods (Kueue admits it whole), and one pod with several processes
+    t = spec.parse_manifest(_trial(scheduler="job", replicas=2, queue="trials")).spec.trial
+    assert (t.scheduler, t.replicas, t.world_size) == ("job", 2, 2)
     t = spec.parse_manifest(_trial(scheduler="job", procsPerReplica=2)).spec.trial
     assert t.world_size == 2

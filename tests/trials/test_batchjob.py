@@ -118,18 +118,109 @@ def test_job_validates_against_the_kubernetes_schema() -> None:
     kubernetes_validate.validate(job, "1.32", strict=True)
 
 
-def test_more_than_one_replica_is_refused() -> None:
+def _dryrun(template: spec.TrialTemplate) -> batchjob.BatchJobRequest:
     app = appdef.trial_to_appdef(
-        _template(),
+        template,
         experiment="exp",
-        trial_index=0,
-        parameters={},
-        log_dir="/l",
+        trial_index=3,
+        parameters={"lr": 0.1},
+        log_dir="/logs/exp/trial-0003",
         scheduler=batchjob.NAME,
     )
-    app.roles[0].num_replicas = 2
-    with pytest.raises(ValueError, match="one role with one replica"):
-        batchjob.app_to_job(app, queue=None)
+    runner = cluster.runner_factory(None, owner=OWNER, labels={"nasop.dev/experiment-uid": "u-1"})
+    info = runner.dryrun(app, batchjob.NAME, cfg={"namespace": "ml", "queue": "q"})
+    return info.request
+
+
+def test_a_two_replica_trial_is_one_indexed_job_kueue_admits_whole() -> None:
+    request = _dryrun(_template(replicas=2, queue="q"))
+    job = batchjob.ks.sanitize_for_serialization(request.resource)
+    name = job["metadata"]["name"]
+    s = job["spec"]
+    # one workload of two pods for Kueue; the first failed pod fails the Job
+    assert (s["completionMode"], s["completions"], s["parallelism"]) == ("Indexed", 2, 2)
+    assert s["suspend"] is True and s["backoffLimit"] == 0
+    pod = s["template"]
+    assert pod["spec"]["subdomain"] == "nasop-exp-u-1"
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["TORCHX_RANK0_HOST"] == f"{name}-0.nasop-exp-u-1"
+    # each replica's torchrun meets rank 0 there: TorchX's dist.ddp form, one pod each
+    command = " ".join(pod["spec"]["containers"][0]["command"])
+    for fragment in ("--nnodes 2", "${TORCHX_RANK0_HOST:=localhost}:29500", f"--rdzv_id {name}"):
+        assert fragment in command, command
+    assert "torchx.pytorch.org/replica-id" not in pod["metadata"]["labels"]  # not one per pod
+    # the experiment's headless Service names the pods; it goes with the experiment
+    svc = request.service
+    assert svc is not None
+    assert svc["metadata"]["name"] == "nasop-exp-u-1"
+    assert svc["metadata"]["ownerReferences"] == [OWNER]
+    assert svc["spec"] == {
+        "clusterIP": "None",
+        "selector": {"nasop.dev/experiment-uid": "u-1"},
+        "publishNotReadyAddresses": True,
+    }
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for obj in (job, svc):
+        kubernetes_validate.validate(
+            {**obj, "metadata": {**obj["metadata"], "namespace": "ml"}}, "1.32", strict=True
+        )
+
+
+def test_a_one_pod_trial_has_no_service_and_no_index() -> None:
+    request = _dryrun(_template(procsPerReplica=2, queue="q"))
+    s = request.resource["spec"]
+    assert request.service is None and "completionMode" not in s
+    assert (s["completions"], s["parallelism"]) == (1, 1)
+
+
+def test_service_names_are_dns_labels_and_tell_experiments_apart() -> None:
+    long = {**OWNER, "name": "a" * 70 + ".x", "uid": "0123456789-abc"}
+    name = batchjob.service_name(long, "job-1")
+    assert len(name) <= 63 and name.startswith("nasop-aaa") and name.endswith("-01234567")
+    assert batchjob.service_name({**long, "uid": "fedcba98"}, "job-1") != name
+    assert batchjob.service_name(None, "job-1") == "job-1"  # TorchX used directly: per job
+
+
+def test_a_failed_replica_is_named_from_its_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+    class _Pods:
+        items = [
+            _pod("0", "Running"),
+            _pod("1", "Failed"),
+        ]
+
+    class _Core:
+        def __init__(self, *_: Any) -> None:
+            pass
+
+        def list_namespaced_pod(self, namespace: str, label_selector: str) -> Any:
+            assert (namespace, label_selector) == ("ml", "batch.kubernetes.io/job-name=j")
+            return _Pods()
+
+    import kubernetes.client
+
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", _Core)
+    sched = batchjob.BatchJobScheduler("s", client=object())
+    failed = {
+        "spec": {"completionMode": "Indexed"},
+        "status": {"conditions": [_cond("Failed", "BackoffLimitExceeded")]},
+    }
+    monkeypatch.setattr(sched, "_get", lambda app_id: failed)
+    described = sched.describe("ml:j")
+    assert described is not None and described.state is AppState.FAILED
+    [role] = described.roles_statuses
+    assert [(r.id, r.state) for r in role.replicas] == [
+        (0, AppState.RUNNING),
+        (1, AppState.FAILED),
+    ]
+
+
+def _pod(index: str, phase: str) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        metadata=SimpleNamespace(labels={batchjob.INDEX_LABEL: index}),
+        status=SimpleNamespace(phase=phase),
+    )
 
 
 def _cond(ctype: str, reason: str = "", status: str = "True", message: str = "") -> dict[str, Any]:

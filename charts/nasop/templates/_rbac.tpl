@@ -39,6 +39,11 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["workloads"]
   verbs: ["list"]
+# trial.replicas > 1: one headless Service per experiment names the trial pods in DNS for the
+# rendezvous; created once (owned by the experiment, removed by garbage collection).
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["create"]
 {{- end }}
 # A trial's pods have generated names: list finds them by their job-name label, to read a
 # trial's metrics (its pods' logs and termination messages), the log tail of a failed trial, and

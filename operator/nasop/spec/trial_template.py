@@ -100,8 +100,10 @@ class TrialTemplate(WireModel):
         le=1024,
         description="Pods per trial (data-parallel, docs/distributed.md). Above 1 the trial "
         "runs as torchrun across all its pods (c10d rendezvous on the first pod's host), "
-        "gang-scheduled: a Volcano job whose minAvailable is replicas, so all its pods start "
-        "together or none does. resources are per pod. Needs scheduler: volcano.",
+        "gang-scheduled: with scheduler: volcano one Volcano job whose minAvailable is "
+        "replicas, so all its pods start together or none does; with scheduler: job an "
+        "Indexed Job of replicas pods that Kueue (trial.queue) admits whole or not at all. "
+        "resources are per pod.",
     )
     procs_per_replica: int = Field(
         default=1,
@@ -130,12 +132,6 @@ class TrialTemplate(WireModel):
                 f"trial.procsPerReplica={self.procs_per_replica}: a pack trains several trials "
                 "in one process, a distributed trial trains one model over several; remove "
                 "trial.pack, or set trial.replicas and trial.procsPerReplica to 1"
-            )
-        if self.scheduler == "job" and self.replicas > 1:
-            raise ValueError(
-                f"trial.replicas={self.replicas} needs trial.scheduler: volcano (a gang-scheduled "
-                "Volcano job); scheduler: job runs one pod per trial (procsPerReplica may still "
-                "be above 1); set trial.scheduler: volcano, or trial.replicas: 1"
             )
         return self
 

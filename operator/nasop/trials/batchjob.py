@@ -6,7 +6,16 @@ own `role_to_pod` (resources, mounts, environment) and wrapped in a Job that nas
 stays until the operator has read its output: harvest.py), a pod failure policy that fails the
 Job at once when its pod is evicted or preempted (so that is told apart from a trainer's
 non-zero exit), and, with a Kueue LocalQueue, the `kueue.x-k8s.io/queue-name` label and
-`suspend: true` (Kueue unsuspends the Job when it admits it). Registered as TorchX scheduler
+`suspend: true` (Kueue unsuspends the Job when it admits it).
+
+A distributed trial (one role of R > 1 replicas: TorchX's `dist.ddp` form, trials/appdef.py) is
+one Indexed Job of R pods (`completions` = `parallelism` = R), as Kubeflow's JobSet builds each
+of its jobs: Kueue admits a Job as one workload of R pods, so it admits the whole trial or none
+of it; `backoffLimit: 0` fails the Job at the first failed pod, and the Job controller then
+stops the others. Pod `k` is named `<job>-k` (the Indexed Job's hostname) in the subdomain of one
+headless Service per experiment (selecting its pods by the experiment-uid label, owned by the
+NASExperiment), so every replica reaches the rank-0 pod at `<job>-0.<service>`: TorchX's rank-0
+variable `TORCHX_RANK0_HOST` holds that name. Registered as TorchX scheduler
 `kubernetes_job` (pyproject entry points); the operator builds it with its own API client, owner
 and labels.
 """
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +34,7 @@ from torchx.schedulers import kubernetes_scheduler as ks
 from torchx.schedulers.api import DescribeAppResponse, ListAppResponse, Scheduler, Stream
 from torchx.schedulers.ids import make_unique
 from torchx.specs import AppDef, AppDryRunInfo, AppState, macros, runopts
+from torchx.specs.api import ReplicaStatus, RoleStatus
 
 from nasop import spec
 from nasop.trials import stops, waiting
@@ -35,6 +46,9 @@ GROUP, VERSION, PLURAL = "batch", "v1", "jobs"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 HARVEST_FINALIZER = f"{spec.GROUP}/harvest"  # removed by harvest.py once the output is read
+INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's pod: its index
+RANK0_ENV = "TORCHX_RANK0_HOST"  # TorchX's rank0_env macro for this scheduler (trials/appdef.py)
+UID_LABEL = f"{spec.GROUP}/experiment-uid"  # on every trial pod (the operator's labels)
 
 #: Terminal Job conditions (status "True") by type, then by reason; the first match wins.
 #: FailureTarget/SuccessCriteriaMet come first on Kubernetes >= 1.31, while pods still terminate.
@@ -45,6 +59,14 @@ TERMINAL: dict[str, dict[str, AppState]] = {
     "SuccessCriteriaMet": {"*": AppState.SUCCEEDED},
     "Failed": {"PodFailurePolicy": AppState.CANCELLED, "*": AppState.FAILED},
     "FailureTarget": {"PodFailurePolicy": AppState.CANCELLED, "*": AppState.FAILED},
+}
+
+#: A pod's phase as the state of the replica it runs.
+POD_PHASES: dict[str, AppState] = {
+    "Pending": AppState.PENDING,
+    "Running": AppState.RUNNING,
+    "Succeeded": AppState.SUCCEEDED,
+    "Failed": AppState.FAILED,
 }
 
 #: Why a failed Job failed, in words a user can act on.
@@ -95,6 +117,7 @@ class JobOpts(TypedDict, total=False):
 @dataclass
 class BatchJobRequest:
     resource: dict[str, Any]
+    service: dict[str, Any] | None = None  # the headless Service a distributed trial needs
 
     def __str__(self) -> str:
         import yaml
@@ -105,24 +128,33 @@ class BatchJobRequest:
 def app_to_job(
     app: AppDef,
     *,
+    name: str | None = None,
     queue: str | None,
     service_account: str | None = None,
     active_deadline_seconds: int | None = None,
     labels: dict[str, str] | None = None,
     owner: dict[str, Any] | None = None,
+    service: str | None = None,
 ) -> dict[str, Any]:
-    """The Job of a one-role, one-replica app (a nasop trial); pure, for tests to assert on."""
-    if len(app.roles) != 1 or app.roles[0].num_replicas != 1:
+    """The Job of a one-role app (a nasop trial; R replicas: an Indexed Job of R pods whose
+    subdomain is `service`, required then); pure, for tests to assert on."""
+    if len(app.roles) != 1:
         raise ValueError(
-            f"{NAME} runs one role with one replica; {app.name} has "
-            f"{[(r.name, r.num_replicas) for r in app.roles]}"
+            f"{NAME} runs one role; {app.name} has {[(r.name, r.num_replicas) for r in app.roles]}"
         )
-    name = ks.normalize_str(make_unique(app.name))
+    replicas = app.roles[0].num_replicas
+    if replicas > 1 and not service:
+        raise ValueError(f"{app.name}: {replicas} replicas need the headless service's name")
+    name = name or ks.normalize_str(make_unique(app.name))
     # TorchX's macros (a distributed trial's `${app_id}`), as its kubernetes scheduler applies them
-    values = macros.Values(img_root="", app_id=name, replica_id="0", rank0_env="TORCHX_RANK0_HOST")
-    role = values.apply(app.roles[0])
+    values = macros.Values(img_root="", app_id=name, replica_id="0", rank0_env=RANK0_ENV)
+    role = values.apply(app.roles[0])  # a copy
+    if replicas > 1:  # every replica finds rank 0 by its Indexed Job hostname
+        role.env = {**role.env, RANK0_ENV: f"{name}-0.{service}"}
     pod = ks.role_to_pod(ks.normalize_str(f"{role.name}-0"), role, service_account)
     pod.spec.automount_service_account_token = False  # a trial needs no API credentials
+    if replicas > 1:
+        pod.spec.subdomain = service
     if app.metadata.get(stops.APP_METADATA_KEY):  # a pack: its members' stop requests
         stops.mount(pod.spec, app.metadata[stops.APP_METADATA_KEY])
     # the pod stays until the operator has read its output (harvest.py removes this)
@@ -135,6 +167,8 @@ def app_to_job(
         **ks.pod_labels(app=app, role_idx=0, role=role, replica_id=0, app_id=name),
         **job_labels,
     }
+    if replicas > 1:  # one template for every replica: its index is the Job's INDEX_LABEL
+        pod.metadata.labels.pop(ks.LABEL_REPLICA_ID, None)
     meta: dict[str, Any] = {"name": name, "labels": dict(job_labels)}
     if queue:
         meta["labels"][QUEUE_LABEL] = queue
@@ -142,8 +176,8 @@ def app_to_job(
         meta["ownerReferences"] = [copy.deepcopy(owner)]
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,  # nasop decides retries
-        "completions": 1,
-        "parallelism": 1,
+        "completions": replicas,
+        "parallelism": replicas,
         # an evicted or preempted pod fails the Job with reason PodFailurePolicy (retried)
         "podFailurePolicy": {
             "rules": [
@@ -155,11 +189,45 @@ def app_to_job(
         },
         "template": pod,
     }
+    if replicas > 1:
+        job_spec["completionMode"] = "Indexed"
     if queue:
         job_spec["suspend"] = True  # Kueue admits it by unsuspending
     if active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = max(1, int(active_deadline_seconds))
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def service_name(owner: dict[str, Any] | None, job_name: str) -> str:
+    """The headless Service of an experiment's distributed trials (a DNS-1035 label; the uid's
+    head tells apart an experiment deleted and created again under its name, whose old Service
+    may not be collected yet); without an owner (TorchX used directly) the job's own."""
+    if not owner:
+        return job_name
+    base = re.sub(r"[^a-z0-9-]", "-", f"nasop-{owner['name']}".lower())[:54].rstrip("-")
+    return f"{base}-{str(owner['uid'])[:8]}"
+
+
+def headless_service(
+    name: str,
+    *,
+    owner: dict[str, Any] | None,
+    job_name: str,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The headless Service whose subdomain names a distributed trial's pods: one per experiment
+    (its pods by experiment uid, owned by the NASExperiment, so it goes with it), or one per job
+    without an owner. Not-ready pods are published: the rendezvous comes before readiness."""
+    selector = {UID_LABEL: owner["uid"]} if owner else {JOB_NAME_LABEL: job_name}
+    meta: dict[str, Any] = {"name": name, "labels": dict(labels or {})}
+    if owner:
+        meta["ownerReferences"] = [copy.deepcopy(owner)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {"clusterIP": "None", "selector": selector, "publishNotReadyAddresses": True},
+    }
 
 
 class BatchJobScheduler(Scheduler[JobOpts]):
@@ -176,6 +244,7 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         self._client = client
         self.owner = owner
         self.labels = dict(labels or {})
+        self._services: set[tuple[str, str]] = set()  # (namespace, name) created or found
 
     def _api_client(self) -> Any:
         """The client given, or one from ~/.kube/config (as TorchX's own scheduler does)."""
@@ -211,15 +280,23 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         return opts
 
     def _submit_dryrun(self, app: AppDef, cfg: JobOpts) -> AppDryRunInfo[BatchJobRequest]:
+        name = ks.normalize_str(make_unique(app.name))
+        service = None
+        if len(app.roles) == 1 and app.roles[0].num_replicas > 1:
+            service = headless_service(
+                service_name(self.owner, name), owner=self.owner, job_name=name, labels=self.labels
+            )
         resource = app_to_job(
             app,
+            name=name,
             queue=cfg.get("queue"),
             service_account=cfg.get("service_account"),
             active_deadline_seconds=cfg.get("active_deadline_seconds"),
             labels=self.labels,
             owner=self.owner,
+            service=service["metadata"]["name"] if service else None,
         )
-        return AppDryRunInfo(BatchJobRequest(resource), str)
+        return AppDryRunInfo(BatchJobRequest(resource, service), str)
 
     def _validate(self, app: AppDef, scheduler: str) -> None:
         pass  # app_to_job checks the one thing it needs
@@ -229,6 +306,8 @@ class BatchJobScheduler(Scheduler[JobOpts]):
 
         cfg = dryrun_info._cfg or {}
         namespace = cfg.get("namespace") or "default"
+        if dryrun_info.request.service is not None:
+            self._ensure_service(namespace, dryrun_info.request.service)
         body = ks.sanitize_for_serialization(dryrun_info.request.resource)
         try:
             job = self._batch().create_namespaced_job(namespace=namespace, body=body)
@@ -240,6 +319,22 @@ class BatchJobScheduler(Scheduler[JobOpts]):
                 ) from e
             raise
         return f"{namespace}:{job.metadata.name}"
+
+    def _ensure_service(self, namespace: str, service: dict[str, Any]) -> None:
+        """Creates the experiment's headless Service once per process (409: it exists, e.g.
+        after a restart); before the Job, so its pods are named in DNS from their start."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        key = (namespace, service["metadata"]["name"])
+        if key in self._services:
+            return
+        try:
+            client.CoreV1Api(self._api_client()).create_namespaced_service(namespace, service)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        self._services.add(key)
 
     def _get(self, app_id: str) -> dict[str, Any] | None:
         from kubernetes.client.rest import ApiException
@@ -266,7 +361,34 @@ class BatchJobScheduler(Scheduler[JobOpts]):
             # only what Kueue or the kubelet says: "pod not ready" alone would be a reason
             # given for every pod that is about to run
             message = waiting.job_reason(self._api_client(), job, selector)
-        return DescribeAppResponse(app_id=app_id, state=state, msg=message)
+        roles: list[RoleStatus] = []
+        if state is AppState.FAILED and (job.get("spec") or {}).get("completionMode") == "Indexed":
+            roles = self._replica_states(app_id)  # names the replica that failed
+        return DescribeAppResponse(app_id=app_id, state=state, msg=message, roles_statuses=roles)
+
+    def _replica_states(self, app_id: str) -> list[RoleStatus]:
+        """Each replica's state from its pods (an Indexed Job's pod `k` is replica `k`); a
+        replica with a failed pod is failed, whatever its other pods did."""
+        from kubernetes import client
+
+        namespace, name = app_id.split(":")
+        pods = client.CoreV1Api(self._api_client()).list_namespaced_pod(
+            namespace, label_selector=f"{JOB_NAME_LABEL}={name}"
+        )
+        states: dict[int, AppState] = {}
+        for pod in pods.items:
+            index = (pod.metadata.labels or {}).get(INDEX_LABEL, "")
+            if not index.isdigit():
+                continue
+            state = POD_PHASES.get((pod.status and pod.status.phase) or "", AppState.UNKNOWN)
+            if states.get(int(index)) is not AppState.FAILED:
+                states[int(index)] = state
+        role = RoleStatus("trainer", [])
+        role.replicas = [
+            ReplicaStatus(id=k, role="trainer", state=s, hostname="")
+            for k, s in sorted(states.items())
+        ]
+        return [role] if role.replicas else []
 
     def _cancel_existing(self, app_id: str) -> None:
         """Deletes the Job and its pods; a Job already gone is not an error."""
@@ -310,7 +432,8 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         should_tail: bool = False,
         streams: Stream | None = None,
     ) -> Iterable[str]:
-        """The log of the Job's newest pod (COMBINED only, as the Kubernetes API gives it)."""
+        """The log of the Job's newest pod of replica `k` (COMBINED only, as the Kubernetes API
+        gives it); a one-pod Job's pods carry no index and are replica 0."""
         from kubernetes import client
 
         if streams not in (None, Stream.COMBINED):
@@ -318,6 +441,7 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         namespace, name = app_id.split(":")
         core = client.CoreV1Api(self._api_client())
         pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
+        pods = [p for p in pods if (p.metadata.labels or {}).get(INDEX_LABEL, "0") == str(k)]
         if not pods:
             return iter(())
         pod = max(pods, key=lambda p: p.metadata.creation_timestamp or datetime.min)
