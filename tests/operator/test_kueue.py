@@ -13,6 +13,7 @@ from __future__ import annotations
 import pathlib
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,3 +183,81 @@ async def test_a_trial_larger_than_the_quota_says_kueues_reason_and_fails_to_sta
     st = done["status"]
     assert st["phase"] == "Failed" and "no trial could start" in st["message"], st
     assert "WorkloadNotAdmitted" in st["message"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.rbac_scopes(*RBAC_BOTH)  # the only scenario that creates a Service
+async def test_a_two_replica_trial_is_admitted_whole_once_the_quota_has_room_for_both_pods(
+    kueue_running, cluster, kubeconfig, run_operator, fast_ticks, tmp_path
+):
+    """`replicas: 2` as a Job: one Indexed Job of two pods, one Kueue workload. With room in the
+    ClusterQueue for one of its pods only, Kueue admits none of them and the trial waits (not
+    failed); once the quota holds both, both pods start together, rendezvous (torchrun's c10d,
+    rank 0's host resolved to this host: the test's stand-in for cluster DNS) and finish."""
+    _local_queue(cluster)
+    res = resource(
+        tmp_path, "gang", budget={"maxTrials": 1, "parallelism": 1}, optimizer={"method": "sobol"}
+    )
+    # 1.5 CPU a pod (1400m requested after TorchX's 100m): one fits the quota of 2, two do not
+    res["spec"]["trial"].update({"scheduler": "job", "queue": QUEUE, "replicas": 2})
+    res["spec"]["trial"]["resources"] = {"cpu": 1.5, "memMB": 512}
+    started: dict[str, float] = {}
+    rank0_hosts: set[str] = set()
+    run = kubelet.run_command(timeout=150)
+
+    def outcome(pod: dict[str, Any], cancelled: threading.Event, log: Any = None) -> Any:
+        started[pod["metadata"]["name"]] = time.monotonic()
+        container = pod["spec"]["containers"][0]
+        for var in container["env"]:
+            if var["name"] == "TORCHX_RANK0_HOST":
+                rank0_hosts.add(f"{var['value']} subdomain={pod['spec'].get('subdomain')}")
+                var["value"] = "localhost"  # what cluster DNS would answer on one host
+        return run(pod, cancelled, log=log)
+
+    cq = f"{KUEUE}/clusterqueues"
+    try:
+        with kubelet.KubeletPlayer(cluster, namespace="default", outcome=outcome) as player:
+            await run_operator(modules=HANDLERS, watching=[EXP])
+            cluster.create_object(EXP, res)
+
+            def said() -> dict[str, Any] | None:
+                obj = cluster.get_object(EXP, "default", "gang") or {}
+                for c in (obj.get("status") or {}).get("conditions") or []:
+                    if c["type"] == "Reconciling" and "WorkloadNotAdmitted" in c["message"]:
+                        return obj
+                return None
+
+            held = await wait_for(said, "Kueue's reason in the Reconciling message", 60)
+            assert held["status"]["phase"] == "Running" and held["status"]["trials"]["pending"] == 1
+            [job] = cluster.list_objects(
+                "batch/v1/jobs", "default", label_selector="nasop.dev/experiment=gang"
+            )
+            assert job["spec"]["suspend"] is True and job["spec"]["parallelism"] == 2
+            [wl] = [
+                w
+                for w in cluster.list_objects(f"{KUEUE}/workloads", "default")
+                if w["metadata"]["ownerReferences"][0]["name"] == job["metadata"]["name"]
+            ]
+            assert [p["count"] for p in wl["spec"]["podSets"]] == [2]  # one workload, two pods
+            assert not player.started  # not one pod alone
+            # room for both: Kueue admits the workload whole
+            queue = cluster.get_object(cq, None, QUEUE)
+            queue["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] = "3"
+            cluster.replace_object(cq, None, QUEUE, queue)
+            done = await wait_phase(cluster, "gang", {"Succeeded", "Failed"}, timeout=180)
+    finally:
+        queue = cluster.get_object(cq, None, QUEUE)
+        queue["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] = "2"
+        cluster.replace_object(cq, None, QUEUE, queue)
+    assert not player.errors
+    st = done["status"]
+    assert st["phase"] == "Succeeded" and st["trials"]["completed"] == 1, st
+    assert len(started) == 2 and max(started.values()) - min(started.values()) < 5, started
+    # each pod sat in the experiment's headless Service's subdomain, told rank 0's name there
+    name = job["metadata"]["name"]
+    service = job["spec"]["template"]["spec"]["subdomain"]
+    svc = cluster.get_object("v1/services", "default", service)
+    assert svc is not None and svc["spec"]["clusterIP"] == "None", svc
+    assert svc["spec"]["selector"] == {"nasop.dev/experiment-uid": done["metadata"]["uid"]}
+    assert rank0_hosts == {f"{name}-0.{service} subdomain={service}"}, rank0_hosts
+    assert [e for e in events(cluster, "TrialWaiting", "gang") if "quota" in e["message"]]

@@ -8,6 +8,7 @@ import math
 import pathlib
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -182,19 +183,13 @@ def test_service_names_are_dns_labels_and_tell_experiments_apart() -> None:
 
 
 def test_a_failed_replica_is_named_from_its_pods(monkeypatch: pytest.MonkeyPatch) -> None:
-    class _Pods:
-        items = [
-            _pod("0", "Running"),
-            _pod("1", "Failed"),
-        ]
-
     class _Core:
         def __init__(self, *_: Any) -> None:
             pass
 
         def list_namespaced_pod(self, namespace: str, label_selector: str) -> Any:
             assert (namespace, label_selector) == ("ml", "batch.kubernetes.io/job-name=j")
-            return _Pods()
+            return SimpleNamespace(items=[_pod("0", "Running"), _pod("1", "Failed")])
 
     import kubernetes.client
 
@@ -215,8 +210,6 @@ def test_a_failed_replica_is_named_from_its_pods(monkeypatch: pytest.MonkeyPatch
 
 
 def _pod(index: str, phase: str) -> Any:
-    from types import SimpleNamespace
-
     return SimpleNamespace(
         metadata=SimpleNamespace(labels={batchjob.INDEX_LABEL: index}),
         status=SimpleNamespace(phase=phase),
