@@ -7,11 +7,13 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 from ax.core.data_utils import DataLoaderConfig, extract_experiment_data
 
 from nasop import spec
 from nasop.engine import experiment, strategy
 from nasop.generators import fit_subset, stopped_trials
+from nasop.generators.surrogate import StepPlan
 from nasop.state import codec
 from nasop.state.base import Snapshot
 from nasop.trials import registry
@@ -95,7 +97,10 @@ def test_strategy_fits_on_a_subset_past_the_threshold_only():
         "threshold": strategy.FIT_SUBSET_THRESHOLD,
         "size": strategy.FIT_SUBSET_SIZE,
         "seed": 0,
+        "refit_every": strategy.FIT_SUBSET_REFIT_EVERY,
+        **strategy.FIT_SUBSET_OPTIMIZER,
     }
+    assert strategy.FIT_SUBSET_REFIT_EVERY > 1 and strategy.FIT_SUBSET_OPTIMIZER
     assert strategy.FIT_SUBSET_THRESHOLD >= 100  # 48-trial searches are modelled whole
     assert kwargs["transform_configs"]["Derelativize"]  # Ax's own configs kept
     strategy.fit_subset(gs, None)
@@ -152,18 +157,95 @@ def test_subset_survives_saved_state_and_the_reloaded_strategy_fits_on_it():
     s = _spec()
     exp = _experiment(s, 24)
     gs = strategy.strategy_from_spec(s)
-    strategy.fit_subset(gs, {"threshold": 12, "size": 10, "seed": 0})
+    options = {"threshold": 12, "size": 10, "seed": 0, "refit_every": 3, "raw_samples": 64}
+    strategy.fit_subset(gs, options)
     snap = Snapshot(experiment.experiment_from_spec(s, "x", None), gs)
     back = codec.from_bytes(codec.to_bytes(snap, registry.bundle()), registry.bundle()).strategy
     kwargs = _kwargs(back)
     assert kwargs["transforms"][0] is fit_subset.FitSubset
-    assert kwargs["transform_configs"][fit_subset.CONFIG_KEY] == {
-        "threshold": 12,
-        "size": 10,
-        "seed": 0,
-    }
+    assert kwargs["transform_configs"][fit_subset.CONFIG_KEY] == options
     (grs,) = back.gen(experiment=exp, n=1, num_trials=1)
     assert grs[0]._generation_node_name == "MBM" and len(grs[0].arms) == 1
     # the GP saw 10 of the 24 trials; the experiment keeps all of them
     (xs,) = {x.shape[0] for x in back.adapter.generator.surrogate.Xs}
     assert xs == 10 and len(exp.trials) == 24
+    assert back.adapter.generator.surrogate.plan == StepPlan(24, 3, {"raw_samples": 64})
+
+
+def test_step_plan_refits_when_the_trial_count_crosses_a_multiple():
+    assert StepPlan(20, 3).refit_due(None)  # no fit yet past the threshold
+    assert StepPlan(21, 3).refit_due(20) and StepPlan(24, 3).refit_due(22)
+    assert not StepPlan(22, 3).refit_due(21) and not StepPlan(23, 3).refit_due(21)
+    assert StepPlan(26, 3).refit_due(23)  # a batch of trials jumped past 24
+    assert all(StepPlan(t, 1).refit_due(t) for t in (21, 22))  # 1: always, as before
+    assert StepPlan(21, 0).refit_due(21)
+
+
+def _add(exp, i):
+    """One more completed trial, off the grid of `_experiment`."""
+    params = {
+        "hidden_size_1": 100 + i,
+        "hidden_size_2": 16,
+        "learning_rate": 1e-3,
+        "dropout": 0.1,
+        "batch_size": 64,
+        "epochs": 2,
+    }
+    acc = 0.9 + 0.0005 * (100 + i)
+    add_trial(exp, SyntheticTrial(params, {"val_acc": [acc], "num_params": [784.0 * (100 + i)]}))
+
+
+@pytest.mark.parametrize(
+    "threshold, fitted",
+    [
+        # past the threshold from 20 trials: refit at 20 (the first) and 22 (a multiple of 2)
+        (12, [True, False, True]),
+        (30, [True] * 2),  # at or below the threshold: every step, the strategy's budget
+    ],
+)
+def test_past_the_threshold_hyperparameters_are_kept_between_refits(monkeypatch, threshold, fitted):
+    from ax.generators.torch.botorch_modular import acquisition
+    from ax.generators.torch.botorch_modular import surrogate as ax_surrogate
+
+    from nasop.generators import surrogate
+
+    s = _spec()
+    exp = _experiment(s, 20)
+    gs = strategy.strategy_from_spec(s)
+    strategy.apply_generation_options(
+        gs, {"optimizer_kwargs": {"raw_samples": 16, "num_restarts": 1}}
+    )
+    options = {"threshold": threshold, "size": 10, "seed": 0, "refit_every": 2, "raw_samples": 32}
+    strategy.fit_subset(gs, options)
+    fits: list[int] = []  # Ax's path fits a first model, nasop's the warm-started ones
+    for module in (ax_surrogate, surrogate):
+        monkeypatch.setattr(
+            module,
+            "fit_botorch_model",
+            lambda model, _fit=module.fit_botorch_model, **kw: fits.append(1) or _fit(model, **kw),
+        )
+    seen: list[dict] = []
+    optimize = acquisition.Acquisition.optimize
+
+    def record(self, *args, **kwargs):
+        seen.append(dict(kwargs.get("optimizer_options") or {}))
+        return optimize(self, *args, **kwargs)
+
+    monkeypatch.setattr(acquisition.Acquisition, "optimize", record)
+    steps, previous = [], None
+    for i in range(len(fitted)):
+        fits.clear()
+        (grs,) = gs.gen(experiment=exp, n=1, num_trials=1)
+        assert grs[0]._generation_node_name == "MBM" and len(grs[0].arms) == 1
+        model = gs.adapter.generator.surrogate.model
+        params = {k: v.detach().clone() for k, v in model.named_parameters()}
+        if previous is not None and not fits:  # kept: the last fit's values, on the new data
+            assert all(torch.equal(params[k], v) for k, v in previous[0].items())
+            assert not torch.equal(model.train_inputs[0], previous[1])
+        steps.append(bool(fits))
+        previous = params, model.train_inputs[0].clone()
+        _add(exp, i)
+    assert steps == fitted
+    past = threshold < 20
+    assert [o["raw_samples"] for o in seen] == [32 if past else 16] * len(fitted)
+    assert (gs.adapter.generator.surrogate.plan is not None) == past

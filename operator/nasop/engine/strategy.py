@@ -14,7 +14,10 @@ and, where the manifest names its epochs parameter (`earlyStopping.epochsParamet
 early-stopped trial as the shorter trial it is (`model_stopped_as_shorter`). Past
 `FIT_SUBSET_THRESHOLD` trials with data the GP is fitted on `FIT_SUBSET_SIZE` of them (the
 Pareto layers, the most recent, a seeded sample: `fit_subset`, `nasop.generators.fit_subset`),
-which bounds the seconds per proposal as the search grows (bench/proposal_scale.py).
+which bounds the seconds per proposal as the search grows (bench/proposal_scale.py); past it
+the GP's hyperparameters are re-optimised once every `FIT_SUBSET_REFIT_EVERY` trials and the
+acquisition is optimised with `FIT_SUBSET_OPTIMIZER`, the optimisers' fixed cost being what is
+left there.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ GENERATION_OPTIONS: dict[str, dict[str, Any]] = {
 FIT_SUBSET_THRESHOLD = subset.THRESHOLD
 #: trials in that subset (bench/proposal_scale.py: about 1 s per proposal on one core)
 FIT_SUBSET_SIZE = subset.SIZE
+#: past the threshold: re-optimise the GP's hyperparameters once every this many trials, and
+#: optimise the acquisition with this smaller budget (bench/proposal_scale.py, docs/benchmarks.md)
+FIT_SUBSET_REFIT_EVERY = 4
+FIT_SUBSET_OPTIMIZER = {"raw_samples": 128, "num_restarts": 2}
 
 
 def initial_trials(s: spec.NASExperimentSpec) -> int:
@@ -186,6 +193,17 @@ def fit_subset(gs: GenerationStrategy, options: dict[str, int] | None) -> None:
         kwargs["transform_configs"] = configs
 
 
+def fit_subset_options(seed: int) -> dict[str, int]:
+    """The `FitSubset` config of a new strategy: nasop's defaults and the search's seed."""
+    return {
+        "threshold": FIT_SUBSET_THRESHOLD,
+        "size": FIT_SUBSET_SIZE,
+        "seed": seed,
+        "refit_every": FIT_SUBSET_REFIT_EVERY,
+        **FIT_SUBSET_OPTIMIZER,
+    }
+
+
 def may_enumerate(s: spec.NASExperimentSpec) -> bool:
     """Whether the acquisition may be enumerated on this space (no float parameter, at most
     `exhaustive.MAX_POINTS` configurations counting every int in a range): then the GP is
@@ -232,20 +250,20 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
         model_stopped_as_shorter(gs, s.early_stopping.epochs_parameter)
     # SAAS: a few dozen trials, fitted whole; enumerated spaces: see may_enumerate
     if method is not spec.Method.SAASBO and not may_enumerate(s):
-        fit_subset(
-            gs,
-            {"threshold": FIT_SUBSET_THRESHOLD, "size": FIT_SUBSET_SIZE, "seed": seed or 0},
-        )
+        fit_subset(gs, fit_subset_options(seed or 0))
     return gs
 
 
 __all__ = [
+    "FIT_SUBSET_OPTIMIZER",
+    "FIT_SUBSET_REFIT_EVERY",
     "FIT_SUBSET_SIZE",
     "FIT_SUBSET_THRESHOLD",
     "GENERATION_OPTIONS",
     "apply_generation_options",
     "enumerate_small_spaces",
     "fit_subset",
+    "fit_subset_options",
     "initial_trials",
     "may_enumerate",
     "model_last_values",

@@ -13,7 +13,9 @@ when every model feature is discrete (a one-hot group of an unordered choice, or
 with a finite set of values: ordered choices, small int ranges) and there are at most
 `MAX_POINTS` configurations, and picks the best one not yet observed or pending (BoTorch's
 `optimize_acqf_discrete`; a batch is built greedily, each pick conditioned on the ones before).
-Otherwise, or with linear parameter constraints, it is Ax's `Acquisition` unchanged.
+Otherwise, or with linear parameter constraints, it is Ax's `Acquisition`, with the
+optimiser options of the surrogate's `StepPlan` where there is one (past `FitSubset`'s threshold:
+a smaller budget, `nasop.generators.fit_subset`), else unchanged.
 """
 
 from __future__ import annotations
@@ -133,6 +135,9 @@ class ExhaustiveAcquisition(Acquisition):
                 search_space_digest, fixed_features, dtype=self.dtype or torch.double
             )
         if points is None or sampling_strategy is not None:
+            plan = getattr(self.surrogate, "plan", None)
+            if plan is not None and plan.optimizer_kwargs:
+                optimizer_options = {**(optimizer_options or {}), **plan.optimizer_kwargs}
             return super().optimize(
                 n=n,
                 search_space_digest=search_space_digest,

@@ -30,6 +30,14 @@ saved and restored with it; the engine (`nasop.engine.strategy.fit_subset`) adds
 transform first in the model node's list (after `StoppedAsShorter` where the manifest asks
 for it; neither changes what the other reads).
 
+Past the threshold the fixed cost of the optimisers dominates a proposal, not the subset's size
+(a 64-point subset was no faster than 128: docs/benchmarks.md), so the transform also sets a
+`StepPlan` on the model's `WarmStartSurrogate` for the step (None at or below the threshold):
+re-optimise the GP's hyperparameters once every `refit_every` trials and keep them between
+(`nasop.generators.surrogate`), and optimise the acquisition with `raw_samples` starting points
+and `num_restarts` restarts (`nasop.generators.exhaustive`). A config without these keys (a
+strategy saved before they existed) keeps refitting every step with the strategy's budget.
+
 Trials outside the subset are no longer in the model's training data, so nor in the
 acquisition's observed points: Ax's deduplication against the experiment's arms still keeps
 them from being proposed again. `ExhaustiveAcquisition` avoids only the subset's points, so on
@@ -45,6 +53,8 @@ import numpy as np
 from ax.adapter.transforms.base import Transform
 from ax.core.data_utils import ExperimentData
 from ax.storage.transform_registry import register_transform
+
+from nasop.generators.surrogate import StepPlan, WarmStartSurrogate
 
 #: `transform_configs` key of the transform's options
 CONFIG_KEY = "FitSubset"
@@ -157,8 +167,10 @@ def objective_directions(adapter: Any) -> dict[str, float]:
 class FitSubset(Transform):
     """The model's training data cut to a bounded subset of trials (see the module docstring).
 
-    Config: `{"threshold": int, "size": int, "seed": int}`; each optional (module defaults,
-    seed 0). A size larger than the threshold is allowed (then nothing is cut between them).
+    Config: `{"threshold": int, "size": int, "seed": int, "refit_every": int, "raw_samples":
+    int, "num_restarts": int}`; each optional (module defaults, seed 0, refit every step, the
+    strategy's acquisition budget: 0 or absent keeps it). A size larger than the threshold is
+    allowed (then nothing is cut between them).
     """
 
     no_op_for_experiment_data = False
@@ -172,7 +184,9 @@ class FitSubset(Transform):
         obs = experiment_data.observation_data
         trial_level = obs.index.get_level_values("trial_index")
         trials = sorted({int(t) for t in trial_level})
-        if len(trials) <= threshold or len(trials) <= size:
+        active = len(trials) > threshold and len(trials) > size
+        self._set_plan(self._plan(len(trials)) if active else None)
+        if not active:
             return experiment_data
         y = self._objective_values(experiment_data, trials)
         kept = set(choose(trials, y, size, seed))
@@ -182,6 +196,22 @@ class FitSubset(Transform):
         # arms without data (running trials) stay: Ax takes pending points from elsewhere
         experiment_data.arm_data = arms[arm_trials.isin(kept) | ~arm_trials.isin(trials)]
         return experiment_data
+
+    def _plan(self, trials: int) -> StepPlan:
+        budget = {key: self._option(key, 0) for key in ("raw_samples", "num_restarts")}
+        return StepPlan(
+            trials=trials,
+            refit_every=self._option("refit_every", 1),
+            optimizer_kwargs={key: value for key, value in budget.items() if value},
+        )
+
+    def _set_plan(self, plan: StepPlan | None) -> None:
+        """Hand this step's plan to the model's surrogate, the one object that both the fit and
+        the acquisition read (Ax passes nothing else from a transform to them)."""
+        generator = getattr(self.adapter, "generator", None)
+        surrogate = getattr(generator, "_surrogate", None)
+        if isinstance(surrogate, WarmStartSurrogate):
+            surrogate.plan = plan
 
     def _option(self, key: str, default: int) -> int:
         value = self.config.get(key, default)
