@@ -16,7 +16,12 @@ Printed per recorded run and as means: trainer time saved, hypervolume change, t
 - `percentile`: below the median of the other trials' values at the same epoch (as the bench's
   default rule: minCurves 5);
 - `pareto need=N d=D`: N other trials at least as small and at least D more accurate at the same
-  epoch (nasop's `dominatedBy: N` is d=0).
+  epoch (nasop's `dominatedBy: N` is d=0);
+- `front P<L`: nasop's `frontProbability: L` (`nasop.engine.stopping.front_calls`, the function
+  the operator runs): the chance that the trial's final val_acc, predicted from the gains the
+  other curves made from its epoch to its last, beats the best completed trial at its size or
+  smaller (and the manifest's thresholds, the replay's reference point) is below L; minCurves 5,
+  from the first epoch, the final epoch known (as with `earlyStopping.epochsParameter`).
 
 Usage (repo root): python bench/stopping_replay.py DIR [DIR ...]  (each a run directory
     tutorial-none-sN made by tutorial_search.py, or a folder holding them)
@@ -32,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nasop.engine import pareto
+from nasop import spec
+from nasop.engine import pareto, stopping
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _problems
@@ -133,6 +139,27 @@ def dominated(need: int = 1, margin: float = 0.0, min_curves: int = 5) -> Rule:
     return rule
 
 
+def front(level: float, min_curves: int = 5) -> Rule:
+    rule_spec = spec.StoppingRule(
+        metric="val_acc", front_probability=level, min_progression=0, min_curves=min_curves
+    )
+
+    def rule(trials: list[Trial], seen: dict[int, list[float]], i: int, k: int) -> bool:
+        curves = {
+            j: stopping.Curve(
+                dict(enumerate(v)),
+                (-trials[j].num_params,),
+                len(trials[j].curve) - 1,
+                len(v) == len(trials[j].curve),
+            )
+            for j, v in seen.items()
+        }
+        floor, size_floor = REFERENCE
+        return i in stopping.front_calls(rule_spec, curves, [i], floor, (size_floor,))
+
+    return rule
+
+
 def oracle(trials: list[Trial]) -> dict[int, int]:
     """Greedy: the trial whose stop after epoch 1 costs least hypervolume per second saved,
     while the hypervolume stays within BUDGET of the full one."""
@@ -176,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             policies[f"pareto need={need} d={margin:g}"] = lambda ts, n=need, m=margin: replay(
                 ts, dominated(n, m)
             )
+    for level in (0.01, 0.02, 0.05, 0.1, 0.2):
+        policies[f"front P<{level:g}"] = lambda ts, lv=level: replay(ts, front(lv))
     print(f"replayed on {len(runs)} recorded run(s): {', '.join(runs)}")
     print(f"{'policy':<24} {'saved':>7} {'HV':>8} {'worst HV':>9} {'stopped':>8}")
     for name, policy in policies.items():
