@@ -287,22 +287,22 @@ def trials_to_stop(
     fired: dict[int, list[str]] = {}
     rules = es.all_rules
     for rule in rules:
+        reasons: dict[int, str] = {}
         try:
             if rule.dominated_by is not None:
                 dominated = dominated_trials(rule, s.objectives, experiment, candidates)
-                decisions = dict.fromkeys(dominated)
+                reasons = dict.fromkeys(dominated, rule.describe())
             elif rule.front_probability is not None:
-                decisions = front_trials(rule, s, experiment, candidates)
+                reasons = front_trials(rule, s, experiment, candidates)  # with its numbers
             else:
                 decisions = rule_strategy(rule).should_stop_trials_early(
                     trial_indices=candidates, experiment=experiment
                 )
+                reasons = dict.fromkeys(decisions, rule.describe())
         except Exception as e:  # too little data to align curves yet: judge on a later tick
             log.debug("early-stopping rule %s skipped: %s", rule.describe(), e)
-            decisions = {}
-        for index, why in decisions.items():
-            own = rule.front_probability is not None and isinstance(why, str)
-            fired.setdefault(index, []).append(why if own else rule.describe())
+        for index, why in reasons.items():
+            fired.setdefault(index, []).append(why)
     need = len(rules) if es.combine == "all" else 1
     joiner = " and " if es.combine == "all" else "; "
     return {i: joiner.join(why) for i, why in sorted(fired.items()) if len(why) >= need}
