@@ -226,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     for level in (0.05, 0.1, 0.2, 0.3, 0.4):
         policies[f"front P<{level:g}"] = lambda ts, lv=level: replay(ts, front(lv))
     print(f"replayed on {len(runs)} recorded run(s): {', '.join(runs)}")
-    print(f"{'policy':<24} {'saved':>7} {'HV':>8} {'worst HV':>9} {'stopped':>8}")
+    print(f"{'policy':<24} {'saved':>7} {'HV':>8} {'worst HV':>9} {'stopped':>8}  per run")
     for name, policy in policies.items():
         rows = [(*outcome(ts, stops := policy(ts), full[k]), len(stops)) for k, ts in runs.items()]
         saved, hv, n = (np.mean([r[c] for r in rows]) for c in range(3))
         worst = min(r[1] for r in rows)
-        print(f"{name:<24} {saved:7.1%} {hv:+8.2%} {worst:+9.2%} {n:8.1f}")
+        each = " ".join(f"{r[0]:.1%}/{r[1]:+.2%}" for r in rows)
+        print(f"{name:<24} {saved:7.1%} {hv:+8.2%} {worst:+9.2%} {n:8.1f}  {each}")
     print("target: saved >= 25% for HV >= -1% (bench/tutorial_search.py measures real runs)")
     return 0
 
