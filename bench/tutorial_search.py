@@ -59,7 +59,7 @@ EARLY_STOPPING_PARETO = {"metric": "val_acc", "dominatedBy": 1, "minProgression"
 #: last step is known, as in the replay)
 EARLY_STOPPING_FRONT = {
     "metric": "val_acc",
-    "frontProbability": 0.2,
+    "frontProbability": 0.3,
     "minProgression": 0,
     "minCurves": 5,
     "epochsParameter": "epochs",
