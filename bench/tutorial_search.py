@@ -55,6 +55,15 @@ EARLY_STOPPING_ANY = {
 
 #: the Pareto rule: stop a trial once another trial beats it on both objectives at the same epoch
 EARLY_STOPPING_PARETO = {"metric": "val_acc", "dominatedBy": 1, "minProgression": 0, "minCurves": 5}
+#: the front rule at the level bench/stopping_replay.py calibrated (epochsParameter: each trial's
+#: last step is known, as in the replay)
+EARLY_STOPPING_FRONT = {
+    "metric": "val_acc",
+    "frontProbability": 0.3,
+    "minProgression": 0,
+    "minCurves": 5,
+    "epochsParameter": "epochs",
+}
 
 
 #: mode `packed`: the same search with spec.trial.pack, this many packs at a time
@@ -250,8 +259,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--early-stopping",
         default="",
-        help="spec.earlyStopping as JSON, 'any' (EARLY_STOPPING_ANY) or 'pareto' "
-        "(EARLY_STOPPING_PARETO); default EARLY_STOPPING (percentile)",
+        help="spec.earlyStopping as JSON, 'any' (EARLY_STOPPING_ANY), 'pareto' "
+        "(EARLY_STOPPING_PARETO) or 'front' (EARLY_STOPPING_FRONT); default EARLY_STOPPING "
+        "(percentile)",
     )
     ap.add_argument("--out", default="", help="keep run directories here (default: temp)")
     ap.add_argument("--json", default="", help="also write the results to this file")
@@ -271,6 +281,8 @@ def early_stopping_rule(flag: str) -> dict[str, Any]:
         return EARLY_STOPPING_ANY
     if flag == "pareto":
         return EARLY_STOPPING_PARETO
+    if flag == "front":
+        return EARLY_STOPPING_FRONT
     return json.loads(flag) if flag else EARLY_STOPPING
 
 

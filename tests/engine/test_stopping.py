@@ -218,7 +218,7 @@ def test_pareto_rule_thresholds(overrides: dict[str, Any]) -> None:
         (
             {"metric": "val_acc", "dominatedBy": 1, "percentile": 50},
             "earlyStopping",
-            "one of percentile, threshold or dominatedBy",
+            "one of percentile, threshold, dominatedBy or frontProbability",
         ),
         (
             {"metric": "val_loss", "goal": "minimize", "dominatedBy": 1},
@@ -243,3 +243,97 @@ def test_pareto_rule_needs_two_objectives() -> None:
             )
         )
     assert "earlyStopping.dominatedBy" in str(e.value)
+
+
+def _front_population(experiment) -> dict[str, int]:
+    """Five completed 3-epoch curves at 10k-14k params ending at 0.75-0.95 (each gains 0.05 from
+    step 1 to 2); running at step 1: a small model on the front, a bigger one that cannot catch
+    the front at its size, one that will, and one past the num_params threshold (20000)."""
+    for k in range(5):
+        base = 0.6 + 0.05 * k
+        _add(experiment, 10 + k, [base, base + 0.1, base + 0.15], True)
+    return {
+        "small": _add(experiment, 5, [0.55, 0.6], False),
+        "poor": _add(experiment, 15, [0.5, 0.55], False),
+        "good": _add(experiment, 16, [0.8, 0.93], False),
+        "huge": _add(experiment, 25, [0.9, 0.99], False),
+    }
+
+
+FRONT = {"metric": "val_acc", "frontProbability": 0.05, "minProgression": 0, "minCurves": 5}
+
+
+def test_front_rule_stops_trials_that_cannot_reach_the_front_at_their_size() -> None:
+    s, experiment = _experiment(earlyStopping=FRONT)
+    t = _front_population(experiment)
+    decisions = stopping.trials_to_stop(s, experiment, list(t.values()))
+    # poor: 0.55 + 0.05 cannot beat 0.95, reached by the 14k trial; good: 0.93 + 0.05 can;
+    # small: above its bar (the 0.5 threshold; nothing smaller has completed), on the front
+    assert set(decisions) == {t["poor"], t["huge"]}
+    assert decisions[t["poor"]] == (
+        "P(final val_acc > 0.95 needed at num_params 15000) = 0.00 < 0.05 "
+        "(step 1 of 2, gains of 5 curves)"
+    )
+    assert "num_params 25000 is past its objective threshold" in decisions[t["huge"]]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"minCurves": 6},  # 5 curves have both step 1 and step 2
+        {"minProgression": 2},  # running trials are at step 1
+        {"maxProgression": 0.5},  # ... past the last step this rule judges
+        {"epochsParameter": "epochs"},  # epochs: 2, so step 1 is their last: nothing to save
+    ],
+)
+def test_front_rule_thresholds(overrides: dict[str, Any]) -> None:
+    space = [
+        {"name": "epochs", "type": "int", "bounds": [1, 4]} if p["name"] == "epochs" else p
+        for p in manifest()["spec"]["searchSpace"]
+    ]
+    s, experiment = _experiment(earlyStopping={**FRONT, **overrides}, searchSpace=space)
+    t = _front_population(experiment)
+    assert stopping.trials_to_stop(s, experiment, [t["poor"], t["huge"]]) == {}
+
+
+def test_front_rule_level_decides_on_spread_gains() -> None:
+    gains = [-0.01, 0.0, 0.01, 0.02, 0.03]
+    assert stopping.chance_above(0.9, [-0.01, 0.0, 0.01], 0.9) == pytest.approx(0.5)
+    p = [stopping.chance_above(0.9, gains, bar) for bar in (0.9, 0.92, 0.94, 0.96)]
+    assert p == sorted(p, reverse=True) and 0.6 < p[0] < 0.8 and 0.0 < p[-1] < 0.01
+    assert stopping.chance_above(0.9, [], 0.99) == 1.0  # no model: no stop
+
+
+def test_needed_to_add_is_the_front_staircase_at_the_trials_size() -> None:
+    finals = [(0.90, (-10.0,)), (0.95, (-20.0,)), (0.97, (-40.0,))]  # (acc, -size)
+    assert stopping.needed_to_add((-5.0,), finals, floor=0.5) == 0.5
+    assert stopping.needed_to_add((-10.0,), finals) == 0.90
+    assert stopping.needed_to_add((-30.0,), finals) == 0.95
+    assert stopping.needed_to_add((-50.0,), finals, known_floor=(-45.0,)) == float("inf")
+
+
+@pytest.mark.parametrize(
+    "rule, objectives, words",
+    [
+        ({**FRONT, "percentile": 50}, None, "one of percentile, threshold, dominatedBy or front"),
+        (
+            {**FRONT, "metric": "val_loss", "goal": "minimize"},
+            None,
+            "earlyStopping.frontProbability: the front rule",
+        ),
+        (FRONT, [{"metric": "val_acc", "goal": "maximize"}], "one of two or more objectives"),
+        (
+            {"rules": [FRONT, {"metric": "num_params", "percentile": 50}]},
+            None,
+            "earlyStopping.rules[0].frontProbability: ['num_params'] is watched",
+        ),
+        ({**FRONT, "frontProbability": 1.5}, None, "frontProbability"),
+    ],
+)
+def test_front_rule_errors_name_the_field(
+    rule: dict[str, Any], objectives: list[dict[str, Any]] | None, words: str
+) -> None:
+    extra = {"objectives": objectives} if objectives else {}
+    with pytest.raises(Exception) as e:
+        spec.parse_manifest(manifest("curves", earlyStopping=rule, **extra))
+    assert words in str(e.value), str(e.value)

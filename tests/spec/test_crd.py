@@ -118,6 +118,9 @@ def test_exclusive_bounds_are_openapi_v3_booleans():
     percentile = props["properties"]["earlyStopping"]["properties"]["percentile"]
     assert (percentile["minimum"], percentile["exclusiveMinimum"]) == (0, True)
     assert (percentile["maximum"], percentile["exclusiveMaximum"]) == (100, True)
+    front = props["properties"]["earlyStopping"]["properties"]["frontProbability"]
+    assert (front["minimum"], front["exclusiveMinimum"], front["maximum"]) == (0, True, 1)
+    assert "front" in front["description"] and "step 0" in front["description"]
     cpu = props["properties"]["trial"]["properties"]["resources"]["properties"]["cpu"]
     assert (cpu["minimum"], cpu["exclusiveMinimum"]) == (0, True)
     for path, node in _walk(crd.crd()):

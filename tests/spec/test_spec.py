@@ -127,3 +127,17 @@ def test_dump_round_trips_camel_case():
     d = m.spec.dump()
     assert "searchSpace" in d and "maxTrials" in d["budget"]
     assert spec.parse_spec(copy.deepcopy(d)) == m.spec
+
+
+def test_front_rule_needs_its_metric_among_two_objectives():
+    front = {"metric": "val_acc", "frontProbability": 0.05}
+    assert parse(manifest(earlyStopping=front)).spec.early_stopping.front_probability == 0.05
+    _bad(
+        lambda s: s.update(objectives=s["objectives"][:1], earlyStopping=front),
+        "earlyStopping.frontProbability",
+        "one of two or more objectives",
+    )
+    _bad(
+        lambda s: s.update(earlyStopping={**front, "frontProbability": 0}),
+        "spec.earlyStopping.frontProbability",
+    )

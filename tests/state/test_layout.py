@@ -189,3 +189,19 @@ class _Holder:
 def test_the_fixture_is_what_main_wrote():
     doc = json.loads(gzip.decompress(FIXTURE.read_bytes()))
     assert doc["format"] == codec.FORMAT and doc["strategy"]["experiment"] is not None
+
+
+def test_the_registry_alone_decodes_nasops_generator_classes() -> None:
+    """A process that only loads a saved state (a bench, `nasop report`) imports the registry,
+    not the engine: the registry must register the acquisition and transforms it saved."""
+    import subprocess
+    import sys
+
+    code = (
+        "from nasop.trials import registry; registry.bundle()\n"
+        "from ax.storage.botorch_modular_registry import REVERSE_ACQUISITION_REGISTRY as A\n"
+        "from ax.storage.transform_registry import REVERSE_TRANSFORM_REGISTRY as T\n"
+        "assert 'ExhaustiveAcquisition' in A, sorted(A)\n"
+        "assert {'FitSubset', 'StoppedAsShorter'} <= {c.__name__ for c in T.values()}\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,12 +8,25 @@ its learning curve at its latest epoch against theirs at the same epoch, the oth
 (e.g. num_params, logged once) at their latest values. Rules are evaluated one by one and
 combined here (`any` = union, `all` = intersection) so that the reason a user reads names
 exactly the rules that fired, not Ax's multi-line diagnostics.
+
+The front rule (`frontProbability`) is nasop's too, and model-based. A trial adds hypervolume
+only if its *final* value of the rule's metric beats the best final value of the completed
+trials that are at least as good on every other objective (sizes such as num_params, reported
+once at step 0 and known from then on): the front's staircase at the trial's cost, a
+one-dimensional bar known before it trains (`needed_to_add`). Its final value is predicted from
+its latest value plus the gains other trials made over the same steps (from its latest step to
+its last planned one), under a Gaussian kernel density of those gains (`chance_above`): an
+empirical model with no parameters to fit, calibrated by construction on this search's own
+curves. A trial is stopped when that probability is below the rule's level; a trial on the
+front (already above its bar) never is.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ax.core.experiment import Experiment
@@ -101,6 +114,167 @@ def dominated_trials(
     return stop
 
 
+@dataclass(frozen=True)
+class Curve:
+    """One trial as the front rule sees it, every value signed so that larger is better."""
+
+    values: Mapping[int, float]  # the rule's metric by step
+    known: tuple[float, ...] | None  # every other objective (None until all are logged)
+    final_step: int | None  # the last step it is planned to log (None: unknown)
+    completed: bool
+
+
+def needed_to_add(
+    known: Sequence[float],
+    finals: Iterable[tuple[float, Sequence[float]]],
+    floor: float = -math.inf,
+    known_floor: Sequence[float] | None = None,
+) -> float:
+    """The value a point with other objectives `known` must exceed to add hypervolume: the
+    best of `finals` (value, other objectives) at least as good on every other objective, and
+    `floor` (the metric's reference); +inf when `known` is not better than `known_floor` (the
+    other objectives' references) anywhere it must be. All signed: larger is better."""
+    if known_floor is not None and any(k <= f for k, f in zip(known, known_floor)):
+        return math.inf
+    bar = floor
+    for value, other in finals:
+        if value > bar and all(o >= k for o, k in zip(other, known)):
+            bar = value
+    return bar
+
+
+def chance_above(current: float, gains: Sequence[float], needed: float) -> float:
+    """P(current + gain > needed) for a gain drawn from a Gaussian kernel density of `gains`
+    (Silverman's bandwidth): smooth, so a handful of curves still gives probabilities below
+    1/n, and deterministic."""
+    if not gains:
+        return 1.0
+    if math.isinf(needed):
+        return 0.0 if needed > 0 else 1.0
+    n = len(gains)
+    mean = sum(gains) / n
+    sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / max(n - 1, 1))
+    h = max(1.06 * sd * n ** (-0.2), 1e-12)
+    return sum(0.5 * math.erfc((needed - current - g) / (h * math.sqrt(2))) for g in gains) / n
+
+
+@dataclass(frozen=True)
+class FrontCall:
+    """Why the front rule stops a trial: the numbers that decided it."""
+
+    probability: float
+    needed: float  # signed
+    step: int
+    final_step: int
+    curves: int
+
+
+def front_calls(
+    rule: spec.StoppingRule,
+    curves: Mapping[int, Curve],
+    running: Iterable[int],
+    floor: float = -math.inf,
+    known_floor: Sequence[float] | None = None,
+) -> dict[int, FrontCall]:
+    """Running trials the front rule stops: the chance that the final value beats the bar
+    (`needed_to_add` against the completed trials) is below `rule.front_probability`.
+
+    A trial is judged at its latest step k in [minProgression, maxProgression] with a final step
+    K > k, once `minCurves` other trials have logged both k and K (their gains K - k are the
+    model); never while its latest value is above its bar (it is on the front)."""
+    level = rule.front_probability or 0.0
+    finals: list[tuple[float, Sequence[float]]] = [
+        (c.values[max(c.values)], c.known)
+        for c in curves.values()
+        if c.completed and c.values and c.known is not None
+    ]
+    calls: dict[int, FrontCall] = {}
+    for t in running:
+        c = curves.get(t)
+        if c is None or not c.values or c.known is None or c.final_step is None:
+            continue
+        k, end = max(c.values), c.final_step
+        past_max = rule.max_progression is not None and k > rule.max_progression
+        if k < rule.min_progression or past_max or k >= end:
+            continue
+        gains = [
+            o.values[end] - o.values[k]
+            for j, o in sorted(curves.items())
+            if j != t and k in o.values and end in o.values
+        ]
+        if len(gains) < rule.min_curves:
+            continue
+        needed = needed_to_add(c.known, finals, floor, known_floor)
+        if c.values[k] > needed:
+            continue
+        p = chance_above(c.values[k], gains, needed)
+        if p < level:
+            calls[t] = FrontCall(p, needed, k, end, len(gains))
+    return calls
+
+
+def front_trials(
+    rule: spec.StoppingRule,
+    s: spec.NASExperimentSpec,
+    experiment: Experiment,
+    running: Iterable[int],
+) -> dict[int, str]:
+    """The front rule on an Ax experiment: running trials to stop, each with its numbers.
+
+    Every other objective is taken at its latest value (its final value when the trainer
+    reports it once, at step 0, as the contract asks of sizes). A trial's final step is its
+    `earlyStopping.epochsParameter` value minus 1 when that is set, else the last step the
+    completed trials logged."""
+    df = experiment.lookup_data().full_df
+    if df.empty or "step" not in df.columns:
+        return {}
+    objectives = s.objectives
+    sign = {o.metric: -1.0 if o.minimize else 1.0 for o in objectives}
+    others = [o for o in objectives if o.metric != rule.metric]
+    curve = df[df["metric_name"] == rule.metric]
+    values: dict[int, dict[int, float]] = {}
+    for i, k, v in zip(curve["trial_index"], curve["step"], curve["mean"]):
+        values.setdefault(int(i), {})[int(k)] = sign[rule.metric] * float(v)
+    latest = (
+        df[df["metric_name"].isin([o.metric for o in others])]
+        .sort_values("step")
+        .groupby(["trial_index", "metric_name"])["mean"]
+        .last()
+    )
+    rest: dict[int, dict[str, float]] = {}
+    for (i, m), v in latest.items():
+        rest.setdefault(int(i), {})[str(m)] = sign[str(m)] * float(v)
+    done = {i for i, t in experiment.trials.items() if t.status.is_completed}
+    epochs = s.early_stopping.epochs_parameter if s.early_stopping else None
+    common = max((max(values[i]) for i in done if values.get(i)), default=None)
+    curves: dict[int, Curve] = {}
+    for i, vs in values.items():
+        r = rest.get(i, {})
+        known = tuple(r[o.metric] for o in others) if len(r) == len(others) else None
+        end = common
+        arm = experiment.trials[i].arms[0] if experiment.trials[i].arms else None
+        if epochs is not None and arm is not None and epochs in arm.parameters:
+            end = int(arm.parameters[epochs]) - 1  # type: ignore[arg-type]
+        curves[i] = Curve(vs, known, end, i in done)
+    metric = next(o for o in objectives if o.metric == rule.metric)
+    floor = -math.inf if metric.threshold is None else sign[metric.metric] * metric.threshold
+    known_floor = tuple(
+        -math.inf if o.threshold is None else sign[o.metric] * o.threshold for o in others
+    )
+    calls = front_calls(rule, curves, running, floor, known_floor)
+    return {
+        t: rule.describe_call(
+            call.probability,
+            sign[rule.metric] * call.needed,
+            {o.metric: sign[o.metric] * k for o, k in zip(others, curves[t].known or ())},
+            call.step,
+            call.final_step,
+            call.curves,
+        )
+        for t, call in calls.items()
+    }
+
+
 def trials_to_stop(
     s: spec.NASExperimentSpec, experiment: Experiment, running: Iterable[int]
 ) -> dict[int, str]:
@@ -113,19 +287,22 @@ def trials_to_stop(
     fired: dict[int, list[str]] = {}
     rules = es.all_rules
     for rule in rules:
+        reasons: dict[int, str] = {}
         try:
             if rule.dominated_by is not None:
                 dominated = dominated_trials(rule, s.objectives, experiment, candidates)
-                decisions = dict.fromkeys(dominated)
+                reasons = dict.fromkeys(dominated, rule.describe())
+            elif rule.front_probability is not None:
+                reasons = front_trials(rule, s, experiment, candidates)  # with its numbers
             else:
                 decisions = rule_strategy(rule).should_stop_trials_early(
                     trial_indices=candidates, experiment=experiment
                 )
+                reasons = dict.fromkeys(decisions, rule.describe())
         except Exception as e:  # too little data to align curves yet: judge on a later tick
             log.debug("early-stopping rule %s skipped: %s", rule.describe(), e)
-            decisions = {}
-        for index in decisions:
-            fired.setdefault(index, []).append(rule.describe())
+        for index, why in reasons.items():
+            fired.setdefault(index, []).append(why)
     need = len(rules) if es.combine == "all" else 1
     joiner = " and " if es.combine == "all" else "; "
     return {i: joiner.join(why) for i, why in sorted(fired.items()) if len(why) >= need}
@@ -163,4 +340,15 @@ def improvement_stall(
     )
 
 
-__all__ = ["dominated_trials", "improvement_stall", "rule_strategy", "trials_to_stop"]
+__all__ = [
+    "Curve",
+    "FrontCall",
+    "chance_above",
+    "dominated_trials",
+    "front_calls",
+    "front_trials",
+    "improvement_stall",
+    "needed_to_add",
+    "rule_strategy",
+    "trials_to_stop",
+]

@@ -203,8 +203,9 @@ class Optimizer(WireModel):
 class StoppingRule(WireModel):
     """One rule on one learning curve: a percentile rule (below the given percentile of the
     other trials at the same epoch) or a threshold rule (worse than a fixed value once past
-    minProgression), both Ax's strategies; or nasop's Pareto rule (`dominatedBy`: stop a trial
-    that other trials already beat on every objective at the same epoch)."""
+    minProgression), both Ax's strategies; or nasop's Pareto rules: `dominatedBy` (stop a trial
+    that other trials already beat on every objective at the same epoch) and `frontProbability`
+    (stop a trial unlikely to finish on the front at its size)."""
 
     metric: str = Field(description="Learning-curve metric (logged every epoch), e.g. val_acc.")
     percentile: float | None = Field(
@@ -222,6 +223,19 @@ class StoppingRule(WireModel):
         description="Pareto rule: stop when at least this many other trials dominate the trial "
         "(this objective's curve at the trial's latest epoch against theirs at the same epoch; "
         "every other objective at its latest value). Needs two or more objectives.",
+    )
+    front_probability: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Front rule: stop a trial when the probability that its final value of this "
+        "objective beats the best final value of the completed trials at least as good on every "
+        "other objective (the front at its size: those objectives, e.g. num_params, reported "
+        "once at step 0, are known before training) is below this (e.g. 0.05). The final value "
+        "is predicted from the trial's latest value plus the gains other trials made from that "
+        "step to its last planned step (earlyStopping.epochsParameter minus 1 if set, else the "
+        "completed trials' last step). A trial on the front is never stopped. Needs two or more "
+        "objectives.",
     )
     goal: Goal | None = Field(
         default=None,
@@ -246,12 +260,14 @@ class StoppingRule(WireModel):
                 ("percentile", self.percentile),
                 ("threshold", self.threshold),
                 ("dominatedBy", self.dominated_by),
+                ("frontProbability", self.front_probability),
             )
             if v is not None
         ]
         if len(kinds) > 1:
             raise ValueError(
-                f"give one of percentile, threshold or dominatedBy, not {' and '.join(kinds)}; "
+                "give one of percentile, threshold, dominatedBy or frontProbability, not "
+                f"{' and '.join(kinds)}; "
                 "compose several rules with earlyStopping.rules to use more than one"
             )
         if self.max_progression is not None and self.max_progression <= self.min_progression:
@@ -270,7 +286,32 @@ class StoppingRule(WireModel):
                 f"dominated by {n} trial{'s' if n > 1 else ''} on every objective "
                 f"({self.metric} at the same epoch)"
             )
+        if self.front_probability is not None:
+            return f"P(final {self.metric} on the front) < {self.front_probability:g}"
         return f"{self.metric} below the {self.percentile or 50:g}th percentile"
+
+    def describe_call(
+        self,
+        probability: float,
+        needed: float,
+        known: dict[str, float],
+        step: int,
+        final_step: int,
+        curves: int,
+    ) -> str:
+        """The front rule's reason for one trial, with the numbers that decided it."""
+        at = ", ".join(f"{m} {v:g}" for m, v in known.items())
+        if math.isinf(needed):
+            return (
+                f"P(final {self.metric} on the front) = 0 < {self.front_probability:g}: "
+                f"{at} is past its objective threshold, it cannot add hypervolume (step {step} "
+                f"of {final_step})"
+            )
+        return (
+            f"P(final {self.metric} > {needed:.4g} needed at {at}) = {probability:.2f} "
+            f"< {self.front_probability:g} (step {step} of {final_step}, gains of {curves} "
+            "curves)"
+        )
 
 
 class EarlyStopping(StoppingRule):

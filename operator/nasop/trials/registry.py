@@ -1,5 +1,7 @@
 """Ax storage registries that know nasop's classes (for JSON and SQL): the trial metric and
-runner, and the warm-starting surrogate that the generation strategy holds."""
+runner, and the warm-starting surrogate that the generation strategy holds. Importing it also
+registers nasop's acquisition and transforms (their modules do so on import), so a process that
+only loads a saved state (a bench, `nasop report`) decodes a strategy that names them."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from ax.storage.metric_registry import CORE_METRIC_REGISTRY
 from ax.storage.registry_bundle import RegistryBundle
 from ax.storage.runner_registry import CORE_RUNNER_REGISTRY
 
+# imported to register ExhaustiveAcquisition, FitSubset and StoppedAsShorter with Ax's storage
+from nasop.generators import exhaustive, fit_subset, stopped_trials  # noqa: F401
 from nasop.generators.surrogate import WarmStartSurrogate
 from nasop.trials.metric import TrialMetric
 from nasop.trials.runner import TorchXTrialRunner
