@@ -612,54 +612,59 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
     exp["spec"]["trial"]["resources"] = {"cpu": each / 1000, "memMB": 1024, "gpu": 0}
     exp["spec"]["budget"]["parallelism"] = 1
     plane.request("POST", EXPERIMENTS, exp)
-
-    def waiting() -> dict[str, Any] | None:
-        node_cluster.node.check_alive()
-        obj = plane.request("GET", f"{EXPERIMENTS}/gang")
-        conds = (obj.get("status") or {}).get("conditions") or []
-        said = next((c["message"] for c in conds if c["type"] == "Reconciling"), "")
-        return obj if "PodGroup" in said or "Unschedulable" in said else None
-
     try:
-        obj = poll(waiting, 180, "the Reconciling message never said why", interval=1)
-    except TimeoutError:
+
+        def waiting() -> dict[str, Any] | None:
+            node_cluster.node.check_alive()
+            obj = plane.request("GET", f"{EXPERIMENTS}/gang")
+            conds = (obj.get("status") or {}).get("conditions") or []
+            said = next((c["message"] for c in conds if c["type"] == "Reconciling"), "")
+            return obj if "PodGroup" in said or "Unschedulable" in said else None
+
+        obj = poll(
+            waiting, 180, "the Reconciling message never said why the trial waits", interval=1
+        )
+        held_since = time.monotonic()
+        said = next(c["message"] for c in obj["status"]["conditions"] if c["type"] == "Reconciling")
+        print(f"\nfree {free}m, placeholder {hold}m, trial pod {each}m x 2; Reconciling: {said}")
+        (job,) = plane.request("GET", f"{JOBS}?labelSelector=nasop.dev/experiment%3Dgang")["items"]
+        assert (
+            job["spec"]["minAvailable"] == 2
+            and sum(t["replicas"] for t in job["spec"]["tasks"]) == 2
+        )
+        requests = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["resources"][
+            "requests"
+        ]
+        asked = _millicpu(requests["cpu"])  # what nasop asks of the node for resources.cpu
+        room = allocatable - _cpu_requested(plane)  # beside the operator and the placeholder
+        assert asked <= room < 2 * asked, (asked, room)  # room for one trial pod of two
+        groups = plane.request(
+            "GET", f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{NS}/podgroups"
+        )["items"]
+        (group,) = [g for g in groups if g["metadata"]["name"].startswith(job["metadata"]["name"])]
+        assert group["spec"]["minMember"] == 2, group["spec"]
+        assert group["status"].get("phase") in ("Pending", "Inqueue"), group["status"]
+        print(f"PodGroup {group['status']}", flush=True)
+        while time.monotonic() - held_since < 10:  # 50 of Volcano's scheduling periods
+            assert not any(p["spec"].get("nodeName") for p in _trial_pods(plane, "gang"))
+            obj = plane.request("GET", f"{EXPERIMENTS}/gang")
+            trials = obj["status"]["trials"]
+            assert (trials["pending"], trials["running"], trials["failed"]) == (1, 0, 0), trials
+            time.sleep(1)
+
+        plane.request("DELETE", f"{PODS}/placeholder")
+
+        def both_bound() -> list[float] | None:
+            node_cluster.node.check_alive()
+            times = [_scheduled_at(p) for p in _trial_pods(plane, "gang")]
+            return [t for t in times if t is not None] if len(times) == 2 and all(times) else None
+
+        bound = poll(
+            both_bound, 120, "the trial's pods did not start once there was room", interval=0.5
+        )
+        print(f"both pods bound {abs(bound[0] - bound[1]):.0f} s apart", flush=True)
+        assert abs(bound[0] - bound[1]) <= 1, bound  # one scheduling session (whole seconds)
+        plane.request("DELETE", f"{EXPERIMENTS}/gang")
+    except BaseException:
         print(_gang_state(plane, "gang"), flush=True)
         raise
-    held_since = time.monotonic()
-    said = next(c["message"] for c in obj["status"]["conditions"] if c["type"] == "Reconciling")
-    print(f"\nfree {free}m, placeholder {hold}m, trial pod {each}m x 2; Reconciling: {said}")
-    (job,) = plane.request("GET", f"{JOBS}?labelSelector=nasop.dev/experiment%3Dgang")["items"]
-    assert (
-        job["spec"]["minAvailable"] == 2 and sum(t["replicas"] for t in job["spec"]["tasks"]) == 2
-    )
-    requests = job["spec"]["tasks"][0]["template"]["spec"]["containers"][0]["resources"]["requests"]
-    asked = _millicpu(requests["cpu"])  # what nasop asks of the node for resources.cpu
-    room = allocatable - _cpu_requested(plane)  # beside the operator and the placeholder
-    assert asked <= room < 2 * asked, (asked, room)  # room for one trial pod of two
-    groups = plane.request("GET", f"/apis/scheduling.volcano.sh/v1beta1/namespaces/{NS}/podgroups")[
-        "items"
-    ]
-    (group,) = [g for g in groups if g["metadata"]["name"].startswith(job["metadata"]["name"])]
-    assert group["spec"]["minMember"] == 2, group["spec"]
-    assert group["status"].get("phase") in ("Pending", "Inqueue"), group["status"]
-    print(f"PodGroup {group['status']}", flush=True)
-    while time.monotonic() - held_since < 10:  # 50 of Volcano's scheduling periods
-        assert not any(p["spec"].get("nodeName") for p in _trial_pods(plane, "gang"))
-        obj = plane.request("GET", f"{EXPERIMENTS}/gang")
-        trials = obj["status"]["trials"]
-        assert (trials["pending"], trials["running"], trials["failed"]) == (1, 0, 0), trials
-        time.sleep(1)
-
-    plane.request("DELETE", f"{PODS}/placeholder")
-
-    def both_bound() -> list[float] | None:
-        node_cluster.node.check_alive()
-        times = [_scheduled_at(p) for p in _trial_pods(plane, "gang")]
-        return [t for t in times if t is not None] if len(times) == 2 and all(times) else None
-
-    bound = poll(
-        both_bound, 120, "the trial's pods did not start once there was room", interval=0.5
-    )
-    print(f"both pods bound {abs(bound[0] - bound[1]):.0f} s apart", flush=True)
-    assert abs(bound[0] - bound[1]) <= 1, bound  # one scheduling session (whole seconds)
-    plane.request("DELETE", f"{EXPERIMENTS}/gang")
