@@ -622,10 +622,11 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
             obj = plane.request("GET", f"{EXPERIMENTS}/gang")
             conds = (obj.get("status") or {}).get("conditions") or []
             said = next((c["message"] for c in conds if c["type"] == "Reconciling"), "")
-            return obj if "PodGroup" in said or "Unschedulable" in said else None
+            # the gang's reason, from its PodGroup (the pod that fits says only `Schedulable`)
+            return obj if "tasks in gang unschedulable" in said else None
 
         obj = poll(
-            waiting, 180, "the Reconciling message never said why the trial waits", interval=1
+            waiting, 120, "the Reconciling message never said why the gang waits", interval=1
         )
         held_since = time.monotonic()
         said = next(c["message"] for c in obj["status"]["conditions"] if c["type"] == "Reconciling")
