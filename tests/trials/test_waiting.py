@@ -245,3 +245,68 @@ def test_a_failed_read_leaves_the_reason_unknown(monkeypatch: Any) -> None:
     job = {"metadata": {"name": "j", "namespace": "ml", "uid": "u"}, "spec": {}}
     assert waiting.job_reason(_Client(), job, "x=y") == ""
     assert waiting.volcano_reason(_Client(), job) == ""
+
+
+#: a 2-replica trial on a node with room for one of its pods, as Volcano v1.14 writes it
+#: (scheduler/api/job_info.go TaskSchedulingReason and FitError, plugins/gang/gang.go): the pod
+#: that fits is `Schedulable`, the other `Unschedulable`, the PodGroup counts both
+GANG_POD = "exp-t0-trainer-{}-0"
+FITS = (
+    "Pod ml/exp-t0-trainer-0-0 can possibly be assigned to localhost, once minAvailable is "
+    "satisfied"
+)
+NO_ROOM = "0/1 nodes are unavailable: 1 Insufficient cpu."
+GANG = (
+    "1/2 tasks in gang unschedulable: pod group is not ready, 2 Pending, 2 minAvailable; "
+    f"Pending: 1 Schedulable, 1 Unschedulable. Origin reason is {GANG_POD.format(1)}: {NO_ROOM}"
+)
+
+
+def _gang(pg_conditions: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    fits = pod([{"type": "PodScheduled", "status": "False", "reason": "Schedulable",
+                 "message": FITS}])  # fmt: skip
+    no_room = pod([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": NO_ROOM}])  # fmt: skip
+    group = {
+        "metadata": {"name": "exp-t0-u1"},
+        "spec": {"minMember": 2, "queue": "default"},
+        "status": {"phase": "Inqueue", "conditions": pg_conditions},
+    }
+    return [fits, no_room], group
+
+
+def test_a_gang_member_that_fits_is_not_why_the_gang_waits() -> None:
+    (fits, no_room), _ = _gang([])
+    assert waiting.kind(waiting.pod_reason(fits)) == waiting.GANG_MEMBER_FITS
+    assert waiting.pods_reason([fits, no_room]) == f"Unschedulable: {NO_ROOM}"
+    assert waiting.pods_reason([fits]).startswith("Schedulable: Pod ml/exp-t0-trainer-0-0")
+
+
+def test_a_gang_that_cannot_be_placed_is_said_by_its_podgroup(monkeypatch: Any) -> None:
+    """Issue 26 (seen on the real node): room for one pod of two. The pod listed first is the
+    one that fits; the trial's reason must still say why it waits, and say it of the gang."""
+    unschedulable = {"type": "Unschedulable", "status": "True", "reason": "NotEnoughResources",
+                     "message": GANG, "lastTransitionTime": "2026-12-07T08:40:01Z"}  # fmt: skip
+    pods, group = _gang([unschedulable])
+    selector = "volcano.sh/job-name=exp-t0"
+    _fake(monkeypatch, {selector: pods}, {"exp-t0-u1": group})
+    job = {
+        "metadata": {"name": "exp-t0", "namespace": "ml", "uid": "u1"},
+        "spec": {"minAvailable": 2, "queue": "default"},
+    }
+    said = waiting.volcano_reason(_Client(), job)
+    assert said == f"PodGroupUnschedulable: Volcano PodGroup exp-t0-u1: {GANG}", said
+    assert waiting.kind(said) == "Unschedulable"  # the pods' own kind: one Event, not two
+    # a single-pod job keeps its pod's words
+    single = {**job, "spec": {"minAvailable": 1}}
+    assert waiting.volcano_reason(_Client(), single) == f"Unschedulable: {NO_ROOM}"
+    # the PodGroup not yet marked: the pod that does not fit, whichever is listed first
+    group["status"]["conditions"] = []
+    assert waiting.volcano_reason(_Client(), job) == f"Unschedulable: {NO_ROOM}"
+    # once the gang is placed (Scheduled after Unschedulable) the old condition is history
+    scheduled = {"type": "Scheduled", "status": "True", "reason": "tasks in gang are ready to be "
+                 "scheduled", "lastTransitionTime": "2026-12-07T08:40:12Z"}  # fmt: skip
+    group["status"]["conditions"] = [unschedulable, scheduled]
+    creating = pod(reason="ContainerCreating")
+    _fake(monkeypatch, {selector: [creating, creating]}, {"exp-t0-u1": group})
+    assert waiting.volcano_reason(_Client(), job) == "ContainerCreating"

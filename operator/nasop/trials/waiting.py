@@ -24,8 +24,12 @@ KUEUE_GROUP, KUEUE_VERSION = "kueue.x-k8s.io", "v1beta2"
 KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 VOLCANO_JOB_LABEL = "volcano.sh/job-name"
 
-#: container waiting reasons that are only a step on the way (said only when nothing else is)
-BENIGN = {"ContainerCreating", "PodInitializing"}
+#: Volcano's PodScheduled reason for a pod that fits a node but waits for the rest of its gang
+#: (`Pod ns/p can possibly be assigned to n, once minAvailable is satisfied`): not the problem
+GANG_MEMBER_FITS = "Schedulable"
+#: reasons that are only a step on the way (said only when nothing else is): a container being
+#: created, a gang member that would fit
+BENIGN = {"ContainerCreating", "PodInitializing", GANG_MEMBER_FITS}
 #: reasons that are one problem under two names: one Event, not one per flip between them (a
 #: Volcano pod that cannot be placed says so on the pod, then, once Volcano's scheduler moves on,
 #: on its PodGroup: seen on a real node with a missing claim)
@@ -99,8 +103,18 @@ def podgroup_reason(podgroup: Mapping[str, Any], queue: str = "") -> str:
     status = podgroup.get("status") or {}
     name = (podgroup.get("metadata") or {}).get("name", "")
     queue = queue or (podgroup.get("spec") or {}).get("queue") or ""
-    for cond in reversed(status.get("conditions") or []):
+    conditions = status.get("conditions") or []
+    # Volcano keeps one condition per type: a gang placed after it could not be has both, and
+    # the later one (RFC 3339 times compare as strings) is what holds now
+    placed = max(
+        (c.get("lastTransitionTime") or "" for c in conditions
+         if c.get("type") == "Scheduled" and c.get("status") == "True"),
+        default=None,
+    )  # fmt: skip
+    for cond in reversed(conditions):
         if cond.get("type") == "Unschedulable" and cond.get("status") == "True":
+            if placed is not None and placed >= (cond.get("lastTransitionTime") or ""):
+                break
             why = cond.get("message") or cond.get("reason") or ""
             return _line("PodGroupUnschedulable", f"Volcano PodGroup {name}: {why}")
     if status.get("phase") in (None, "", "Pending"):
@@ -155,13 +169,20 @@ def job_reason(client: Any, job: Mapping[str, Any], pod_selector: str) -> str:
 def volcano_reason(client: Any, job: Mapping[str, Any]) -> str:
     """Why a pending Volcano job waits: its pods once created, else its PodGroup.
 
-    Volcano names the PodGroup `<job>-<job uid>` (older releases: `<job>`). Never raises.
+    A gang (`minAvailable` > 1) that cannot be placed is said by its PodGroup, whose
+    Unschedulable condition counts the members that fit and names the one that does not
+    (`1/2 tasks in gang unschedulable: ... Origin reason is <pod>: 0/1 nodes are unavailable:
+    1 Insufficient cpu.`); its pods alone would say only that one of them fits or that the other
+    finds no node. Volcano names the PodGroup `<job>-<job uid>` (older releases: `<job>`).
+    Never raises.
     """
     meta = job.get("metadata") or {}
     namespace, name = meta.get("namespace", "default"), meta.get("name", "")
     try:
         said = pods_reason(_pods(client, namespace, f"{VOLCANO_JOB_LABEL}={name}"))
-        if said and kind(said) not in BENIGN:
+        gang = int((job.get("spec") or {}).get("minAvailable") or 1) > 1
+        placing = kind(said) in ("Unschedulable", GANG_MEMBER_FITS)
+        if said and kind(said) not in BENIGN and not (gang and placing):
             return said
         from kubernetes import client as k8s
 
@@ -182,6 +203,7 @@ def volcano_reason(client: Any, job: Mapping[str, Any]) -> str:
 
 __all__ = [
     "BENIGN",
+    "GANG_MEMBER_FITS",
     "job_reason",
     "kind",
     "pod_reason",
