@@ -23,6 +23,11 @@ With `--sql-up-to N`, Ax's own SQL store (state/sql.py, SQLite) is timed too, up
 
 Run: `.venv/bin/python bench/scale.py [--sizes 100 1000 10000] [--saves 10] [--no-cluster]
 [--sql-up-to 1000] [--no-today]`.
+
+`--all` prints the whole of issue 24's table in one command, each part against its baseline from
+the same run: this state table, then bench/proposal_scale.py (seconds per proposal at 48 / 200 /
+1,000 / 5,000 completed trials: the whole GP up to 1,000, the subset as it was, nasop now) and
+bench/operator_scale.py (50 / 200 / 500 experiments against 1). It takes hours on 2 cores.
 """
 
 from __future__ import annotations
@@ -345,7 +350,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sql-up-to", type=int, default=0, help="also time Ax's SQL store up to this many trials"
     )
+    ap.add_argument(
+        "--all", action="store_true", help="then proposals and the operator (bench's other two)"
+    )
     args = ap.parse_args(argv)
+    state_table(args)
+    if args.all:
+        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+        import operator_scale
+        import proposal_scale
+
+        print("\n## Seconds per proposal\n", flush=True)
+        proposal_scale.main(
+            ["--sizes", "48,200,1000,5000", "--configs", "baseline,subset,nasop", "--reps", "4"]
+        )
+        print("\n## The operator\n", flush=True)
+        operator_scale.main(["--sizes", "1", "50", "200", "500"])
+    return 0
+
+
+def state_table(args: argparse.Namespace) -> None:
+    """The state part: today's single document against the split layout, per store."""
     from nasop.cli import quiet_libraries
 
     quiet_libraries()
@@ -377,7 +402,6 @@ def main(argv: list[str] | None = None) -> int:
             s.close()
     print()
     print(table(rows))
-    return 0
 
 
 if __name__ == "__main__":
