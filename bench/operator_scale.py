@@ -4,8 +4,8 @@ One real control plane (tests/cluster: etcd, kube-apiserver, kube-controller-man
 Go modules, with the chart installed) serves every size. For each N (default 1, 10, 50; N=1 is the
 baseline measured in the same run) this starts a real `nasop operator` in a subprocess, as the
 chart's ServiceAccount and watching a fresh namespace, and a Volcano player whose trials complete
-instantly (the player writes the trial's TensorBoard scalars itself, then marks the job
-Completed). It creates N experiments of `--trials` Sobol trials each and waits until all are
+instantly (the player writes the trial's ``NASOP1`` lines as its pod's log itself, then marks
+the job Completed). It creates N experiments of `--trials` Sobol trials each and waits until all are
 Succeeded. It prints:
 
 - start latency: experiment created -> first status written by the operator (p50/p99);
@@ -51,23 +51,28 @@ from scenario import EXP, resource
 
 
 def write_scalars(job: dict[str, Any]) -> volcano.JobOutcome:
-    """An instantly completing trial: the contract's TensorBoard scalars, written in-process."""
-    from torch.utils.tensorboard import SummaryWriter
+    """An instantly completing trial: the contract's ``NASOP1`` lines (docs/contract.md) as its
+    pod's log, written in-process (no trainer process)."""
+    from nasop import results
 
+    task = job["spec"]["tasks"][0]
     env = {
         e["name"]: e.get("value", "")
-        for e in job["spec"]["tasks"][0]["template"]["spec"]["containers"][0].get("env") or []
+        for e in task["template"]["spec"]["containers"][0].get("env") or []
     }
     p = json.loads(env.get("NASOP_PARAMS") or "{}")
     h1, h2 = float(p.get("hidden_size_1", 32)), float(p.get("hidden_size_2", 32))
     lr = float(p.get("learning_rate", 1e-3))
-    w = SummaryWriter(env["NASOP_LOG_DIR"])
-    w.add_scalar("num_params", 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10, 0)
+    points = [(0, {"num_params": 64 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10})]
     acc = 1 - 0.6 / math.sqrt(1 + h1 * h2 / 64) - 0.05 * abs(math.log10(lr) + 2.5)
-    for epoch in range(int(p.get("epochs", 2))):
-        w.add_scalar("val_acc", acc * (1 - 0.5 ** (epoch + 1)), epoch)
-    w.close()
-    return volcano.JobOutcome("Completed")
+    points += [
+        (epoch, {"val_acc": acc * (1 - 0.5 ** (epoch + 1))})
+        for epoch in range(int(p.get("epochs", 2)))
+    ]
+    text = "".join(
+        results.format_point(seq, step, v) + "\n" for seq, (step, v) in enumerate(points)
+    )
+    return volcano.JobOutcome("Completed", exit_codes={task["name"]: 0}, logs={task["name"]: text})
 
 
 class TimedPlayer(volcano.VolcanoPlayer):
