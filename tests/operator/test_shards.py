@@ -28,7 +28,7 @@ from nasop import results
 pytestmark = [
     pytest.mark.operator,
     pytest.mark.cluster,
-    pytest.mark.timeout(150),
+    pytest.mark.timeout(300),
     pytest.mark.usefixtures("record_api_calls"),
     pytest.mark.parametrize("rbac_scope", ["namespaced"], indirect=True),
 ]
