@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.sizes:
             row = run_size(plane, token, n, args.trials, args.tick, pathlib.Path(tmp))
             rows.append(row)
-            print(f"N={n}: done in {row['total']:.1f}s", flush=True)
+            print(f"N={n}: done in {row['total']:.1f}s; {json.dumps(row)}", flush=True)
     print_rows(rows, args.trials, args.tick)
     return 0
 

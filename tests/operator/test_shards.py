@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import json
 import random
 import threading
@@ -42,6 +43,9 @@ TRIALS = 4  # per experiment, two at a time
 TRIAL_SECONDS = 0.8
 KILL_EVERY = (1.0, 3.0)  # seconds between kills, drawn at random
 KILLS = 6
+#: the longest a shard may go unrenewed: its lease, one renewal period (a third of it) until a
+#: live replica looks again, and 2 s for a loaded machine
+ORPHANED_AT_MOST = LEASE_SECONDS + LEASE_SECONDS / 3 + 2.0
 
 
 def _trial(job: dict[str, Any], cancelled: threading.Event) -> volcano.JobOutcome:
@@ -68,6 +72,41 @@ def _holders(cluster: Any) -> dict[str, str]:
     return out
 
 
+class Renewals:
+    """Each shard lease's renewTimes as seen by polling (every 0.1 s, in a thread)."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.cluster = cluster
+        self.seen: dict[str, set[datetime.datetime]] = collections.defaultdict(set)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Renewals:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+    def _poll(self) -> None:
+        while not self.done.wait(0.1):
+            for lease in self.cluster.list_objects(LEASES, "default", "nasop.dev/lease=shard"):
+                renew = (lease.get("spec") or {}).get("renewTime")
+                if renew:
+                    at = datetime.datetime.fromisoformat(renew.replace("Z", "+00:00"))
+                    self.seen[lease["metadata"]["name"]].add(at)
+
+    def longest_gap(self) -> float:
+        """The longest time any shard went without a renewal (by whichever replica)."""
+        gaps = [
+            (b - a).total_seconds()
+            for times in self.seen.values()
+            for a, b in zip(sorted(times), sorted(times)[1:])
+        ]
+        return max(gaps, default=float("inf"))
+
+
 def _creates(cluster: Any) -> collections.Counter[str]:
     """Volcano jobs created (201), by name."""
     return collections.Counter(
@@ -89,6 +128,7 @@ async def test_three_replicas_share_the_experiments_and_survive_random_kills(
     with (
         volcano.VolcanoPlayer(cluster, _trial, namespace="default", poll_interval=0.05) as player,
         Zygote() as zygote,
+        Renewals(cluster) as renewals,
     ):
         alive = [zygote.fork(tmp_path / f"replica-{k}.log") for k in range(REPLICAS)]
         split = await wait_for(
@@ -122,6 +162,9 @@ async def test_three_replicas_share_the_experiments_and_survive_random_kills(
         mine = {n: c for n, c in created.items() if n.startswith(f"{name}-")}
         assert len(mine) == TRIALS and set(mine.values()) == {1}, (name, mine)
     assert not events(cluster, "TrialInterrupted")  # no trial given up for a kill
+    # none orphaned for longer than a lease (and the round that notices it lapsed)
+    assert len(renewals.seen) == SHARDS
+    assert renewals.longest_gap() <= ORPHANED_AT_MOST, renewals.longest_gap()
     print(
         f"{EXPERIMENTS} experiments x {TRIALS} trials, {KILLS} kills: all Succeeded in {took:.1f}s"
     )
