@@ -199,7 +199,10 @@ def poll_until_done(
     path = collection_path(EXP, ns)
 
     def follow() -> None:
-        version = plane.request("GET", path)["metadata"]["resourceVersion"]
+        listed = plane.request("GET", path)  # what happened before the watch starts
+        for obj in listed["items"]:
+            seen.record(obj["metadata"]["name"], obj.get("status") or {}, time.monotonic())
+        version = listed["metadata"]["resourceVersion"]
         while len(seen.done) < len(names) and time.monotonic() < deadline:
             url = f"{plane.url}{path}?watch=1&resourceVersion={version}&timeoutSeconds=60"
             req = urllib.request.Request(url, headers={"Authorization": f"Bearer {plane.token}"})
