@@ -113,6 +113,7 @@ LEFTOVERS = (
     "v1/configmaps",
     "v1/events",
     "kopf.dev/v1/kopfpeerings",
+    "coordination.k8s.io/v1/leases",
 )
 
 

@@ -84,7 +84,8 @@ operators can run at once: replicaCount > 1, or a RollingUpdate (old and new pod
 */}}
 {{- define "nasop.peeringEnabled" -}}
 {{- $enabled := toString .Values.peering.enabled -}}
-{{- if eq $enabled "auto" -}}
+{{- if gt (int .Values.sharding.shards) 0 -}}
+{{- else if eq $enabled "auto" -}}
 {{- if or (gt (int .Values.replicaCount) 1) (eq .Values.updateStrategy.type "RollingUpdate") -}}true{{- end -}}
 {{- else if eq $enabled "true" -}}true{{- end -}}
 {{- end -}}
@@ -138,7 +139,11 @@ Two operators at once without peering would both drive every experiment (double 
 racing status writes): replicaCount > 1 or a RollingUpdate needs peering.enabled auto or true.
 */}}
 {{- define "nasop.validateValues.peering" -}}
-{{- if not (include "nasop.peeringEnabled" .) -}}
+{{- if gt (int .Values.sharding.shards) 0 -}}
+{{- if eq (toString .Values.peering.enabled) "true" -}}
+nasop: sharding.shards={{ .Values.sharding.shards }} and peering.enabled=true exclude each other (with shards every replica drives its own share); set peering.enabled=auto, or sharding.shards=0
+{{- end -}}
+{{- else if not (include "nasop.peeringEnabled" .) -}}
 {{- if gt (int .Values.replicaCount) 1 -}}
 nasop: replicaCount={{ .Values.replicaCount }} needs kopf peering, else every replica drives every experiment; set peering.enabled=auto (or true), or replicaCount=1
 {{- else if eq .Values.updateStrategy.type "RollingUpdate" -}}

@@ -66,6 +66,12 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Shard leases (sharding.shards > 0: replicas split the experiments, nasop/controller/shards.py),
+# in the first watched namespace (or the release namespace when all are watched): list reads them
+# all at once, create/update take and renew them with resourceVersion.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["list", "create", "update"]
 # kopf peering in the watched namespaces (NASOP_PEERING with watched namespaces).
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]

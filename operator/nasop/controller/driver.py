@@ -84,8 +84,14 @@ async def drive(
     emit: EventSink,
     api: Any | None = None,
     deleted: asyncio.Event | None = None,
+    owns: Callable[[], bool] | None = None,
 ) -> None:
     """Run until the experiment is deleted or the daemon is stopped; state survives a stop.
+
+    With `owns` (replicas sharing the experiments by shard leases, shards.py) the experiment is
+    driven only while `owns()` is True: checked before every tick; when it turns False the
+    search is closed at once (the replica that takes the shard over loads the saved state), and
+    opened again from the saved state when it turns True.
 
     A finished search stays watched (raising budget.maxTrials resumes it). On deletion (the
     `deleted` event, kopf's stop reason, or the object found gone after a failed write) the
@@ -101,8 +107,14 @@ async def drive(
         deleted or asyncio.Event(),
         api or await asyncio.to_thread(kube.api_client),
     )
+    loop.drove = owns is None
     try:
         while not stopped and not loop.deleted.is_set():
+            if owns is not None and not owns():
+                await loop.let_go()
+                await _sleep(stopped, settings.tick_seconds, loop.deleted)
+                continue
+            loop.drove = True
             change = await loop.read_spec()
             if change == "invalid" or loop.search is None:  # wait for the next spec change
                 await _sleep(stopped, settings.tick_seconds, loop.deleted)
@@ -143,6 +155,19 @@ class _Loop:
         self.stale = True  # the written status may lag the search (first tick, failed write)
         self.ticking: asyncio.Future[Any] | None = None
         self.kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
+        self.drove = False  # this replica drove the experiment (its jobs are its to cancel)
+
+    async def let_go(self) -> None:
+        """Another replica drives the experiment now: close the search (its next owner loads
+        the saved state; this replica reads it again if the shard comes back)."""
+        if self.ticking is not None:
+            await asyncio.wait([self.ticking])
+            self.ticking = None
+        if self.search is not None:
+            search, self.search = self.search, None
+            await asyncio.to_thread(search.close)
+        self.seen_generation, self.stale = None, True
+        self.writer.last = _plain(self.body.get("status")) or {}
 
     async def read_spec(self) -> str:
         """What the spec did: "unchanged", "changed" (the status must show the new
@@ -270,7 +295,7 @@ class _Loop:
                 self.logger.debug("the last tick failed: %s", self.ticking.exception())
         if self.search is not None:
             await asyncio.to_thread(self.search.close)  # waits for a generation step
-        if self.deleted.is_set() or stopped_by_deletion:
+        if self.drove and (self.deleted.is_set() or stopped_by_deletion):
             await _cancel_jobs(
                 self.api, self.kinds, self.namespace, self.name, self.uid, self.emit, self.logger
             )

@@ -16,6 +16,7 @@ stops, cancels the experiment's running jobs at once, and exits.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 from typing import Any
@@ -23,13 +24,15 @@ from typing import Any
 import kopf
 
 from nasop import spec
-from nasop.controller import driver, kube, metrics
+from nasop.controller import driver, kube, metrics, shards
 from nasop.controller.settings import Settings
 from nasop.trials import harvest
 
 SETTINGS: dict[str, Settings] = {}
 #: experiment uid -> set when its deletion was seen (by the watch-event handler)
 DELETIONS: dict[str, asyncio.Event] = {}
+#: the shard leases of this replica, when the replicas share the experiments (NASOP_SHARDS)
+KEEPER: dict[str, shards.Keeper] = {}
 FINALIZER = "nasop.dev/finalizer"
 
 
@@ -52,6 +55,17 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = bool(current.namespaces)
     if current.peering_priority is not None:
         settings.peering.priority = current.peering_priority
+
+
+@kopf.on.startup()
+async def io_threads(**_: Any) -> None:
+    """Threads for the drivers' blocking calls (the Kubernetes client, each tick): asyncio's
+    default of cpu_count + 4 would queue hundreds of experiments' ticks behind six threads
+    waiting on the API server (measured: bench/operator_scale.py, docs/benchmarks.md)."""
+    current = SETTINGS.get("current") or Settings.load()
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(current.io_threads, thread_name_prefix="nasop-io")
+    )
 
 
 @kopf.on.startup()
@@ -81,11 +95,18 @@ async def drive_experiment(
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
 
-    uid = body["metadata"]["uid"]
+    uid, ns, name = body["metadata"]["uid"], body["metadata"]["namespace"], body["metadata"]["name"]
     deleted = DELETIONS.setdefault(uid, asyncio.Event())
+    keeper = KEEPER.get("current")
     try:
         await driver.drive(
-            body, SETTINGS.get("current") or Settings.load(), stopped, logger, emit, deleted=deleted
+            body,
+            SETTINGS.get("current") or Settings.load(),
+            stopped,
+            logger,
+            emit,
+            deleted=deleted,
+            owns=(lambda: keeper.holds(ns, name)) if keeper is not None else None,
         )
     finally:
         if deleted.is_set():

@@ -8,7 +8,7 @@ import logging
 
 import kopf
 
-from nasop.controller import handlers, kube, metrics
+from nasop.controller import handlers, kube, metrics, shards
 from nasop.controller.settings import Settings
 
 
@@ -25,6 +25,14 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kube.api_client()  # fail fast with a clear error when no cluster configuration exists
     metrics.serve(settings.metrics_port)
+    if settings.shards:  # every replica drives the experiments of the shards it holds
+        handlers.KEEPER["current"] = shards.Keeper(
+            kube.api_client(),
+            settings.lease_namespace,
+            shards.holder_identity(),
+            settings.shards,
+            settings.lease_seconds,
+        ).start()
     asyncio.run(
         kopf.operator(
             # namespaces/clusterwide, typed as one dict of both

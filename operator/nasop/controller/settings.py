@@ -23,6 +23,15 @@ class Settings:
     #: this replica's kopf peering priority. kopf pauses *every* operator that sees a live peer
     #: of equal priority, so replicas must differ: NASOP_PEERING_PRIORITY, else a random one
     peering_priority: int | None = None
+    #: threads for blocking calls (API requests in each experiment's tick), all experiments
+    io_threads: int = 64
+    #: shards the experiments are split into across replicas (0: no sharding; shards.py)
+    shards: int = 0
+    #: seconds a shard lease lasts unrenewed before another replica may take it
+    lease_seconds: int = 15
+    #: where the shard leases live: the first watched namespace (the chart's Role there grants
+    #: leases), else the operator's own (POD_NAMESPACE; its ClusterRole grants them everywhere)
+    lease_namespace: str = "default"
 
     def kopf_scope(self) -> dict[str, object]:
         """kopf.operator's scope arguments: the named namespaces, or cluster-wide with none
@@ -47,6 +56,10 @@ class Settings:
             metrics_port=int(getattr(args, "metrics_port", 9090) or 9090),
             peering=env.get("NASOP_PEERING") or None,
             peering_priority=_priority(env) if env.get("NASOP_PEERING") else None,
+            io_threads=max(1, int(env.get("NASOP_IO_THREADS", "64"))),
+            shards=_shards(env),
+            lease_seconds=int(env.get("NASOP_LEASE_SECONDS", "15")),
+            lease_namespace=ns[0] if ns else env.get("POD_NAMESPACE") or "default",
         )
 
 
@@ -54,3 +67,15 @@ def _priority(env: Mapping[str, str]) -> int:
     if env.get("NASOP_PEERING_PRIORITY"):
         return int(env["NASOP_PEERING_PRIORITY"])
     return random.SystemRandom().randint(1, 2**31 - 1)
+
+
+def _shards(env: Mapping[str, str]) -> int:
+    shards = int(env.get("NASOP_SHARDS") or 0)
+    if shards < 0:
+        raise ValueError("NASOP_SHARDS must be >= 0 (0: one operator drives every experiment)")
+    if shards and env.get("NASOP_PEERING"):
+        raise ValueError(
+            "NASOP_SHARDS and NASOP_PEERING exclude each other: with shards every replica "
+            "drives its own share; unset one of them"
+        )
+    return shards

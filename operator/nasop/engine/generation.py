@@ -13,6 +13,8 @@ import concurrent.futures
 import copy
 import enum
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -51,14 +53,43 @@ class Outcome:
     seconds: float = 0.0
 
 
+_POOL: list[concurrent.futures.ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def workers() -> int:
+    """Generation steps that run at once in this process, for all its searches together:
+    NASOP_GENERATION_WORKERS, else one per core (at most 4; each step is CPU work under one
+    torch thread)."""
+    n = int(os.environ.get("NASOP_GENERATION_WORKERS") or min(4, os.cpu_count() or 1))
+    if n < 1:
+        raise ValueError("NASOP_GENERATION_WORKERS must be >= 1")
+    return n
+
+
+def pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The one bounded pool every search's generation runs in (an operator drives hundreds).
+
+    Fair across experiments: each search has at most one step queued or running, and the pool
+    takes steps first in, first out, so a step waits behind at most one step of each other
+    search, however long any search's steps are.
+    """
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(
+                concurrent.futures.ThreadPoolExecutor(workers(), thread_name_prefix="nasop-gen")
+            )
+        return _POOL[0]
+
+
 class Generation:
     """At most one step at a time; `take()` binds the strategy to the live experiment again."""
 
     def __init__(self, strategy: GenerationStrategy) -> None:
         self.strategy = strategy
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nasop-gen")
         self._future: concurrent.futures.Future[list[list[GeneratorRun]]] | None = None
         self._started = 0.0
+        self._ran = 0.0  # seconds the last step ran (not counting its wait in the pool)
 
     @property
     def running(self) -> bool:
@@ -75,16 +106,19 @@ class Generation:
     def start(self, experiment: Experiment, n: int, seed: int | None) -> None:
         """`seed` (optimizer.seed) seeds Sobol in the strategy; here, BoTorch's raw samples
         and MC draws, which come from torch's global generator."""
-        self._started = time.perf_counter()
-        self._future = self._pool.submit(self._generate, n, generation_copy(experiment), seed)
+        self._future = pool().submit(self._generate, n, generation_copy(experiment), seed)
 
     def _generate(
         self, n: int, experiment: Experiment, seed: int | None
     ) -> list[list[GeneratorRun]]:
-        configure_torch()
-        if seed is not None:
-            torch.manual_seed(seed + len(experiment.trials))
-        return self.strategy.gen(experiment=experiment, n=1, num_trials=n)
+        self._started = time.perf_counter()
+        try:
+            configure_torch()
+            if seed is not None:
+                torch.manual_seed(seed + len(experiment.trials))
+            return self.strategy.gen(experiment=experiment, n=1, num_trials=n)
+        finally:
+            self._ran = time.perf_counter() - self._started
 
     def take(self, experiment: Experiment) -> Outcome:
         """Wait for the step and say how it went."""
@@ -93,7 +127,9 @@ class Generation:
             raise RuntimeError("no generation step is running")
         concurrent.futures.wait([future])  # at once, or when a search is stopped mid-step
         self.strategy.experiment = experiment  # the copy had the same name: allowed
-        seconds = time.perf_counter() - self._started
+        seconds = self._ran
+        if future.cancelled():
+            return Outcome(Result.WAITING)
         try:
             return Outcome(Result.PROPOSED, future.result(), seconds=seconds)
         except _WAIT_FOR_DATA as e:
@@ -107,7 +143,9 @@ class Generation:
             return Outcome(Result.FAILED, error=str(e), seconds=seconds)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Drop a step still queued; wait for one that runs (it uses the strategy)."""
+        if self._future is not None and not self._future.cancel():
+            concurrent.futures.wait([self._future])
 
 
 def land(

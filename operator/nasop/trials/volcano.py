@@ -20,6 +20,7 @@ failed trial pod as ``Completed``.
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 from torchx.schedulers import kubernetes_scheduler as ks
@@ -91,6 +92,9 @@ def job_state(job: dict[str, Any]) -> AppState:
     return VOLCANO_PHASES.get(phase, AppState.RUNNING)
 
 
+REASON_SECONDS = 5.0
+
+
 class VolcanoScheduler(ks.KubernetesScheduler):
     """One per experiment: knows the owner to stamp on every job it creates."""
 
@@ -104,6 +108,10 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         super().__init__(session_name, client=client)
         self.owner = owner
         self.labels = dict(labels or {})
+        #: app_id -> (when asked, the reason): why a job waits, asked at most every
+        #: REASON_SECONDS (two more API calls per pending trial per tick, hundreds of
+        #: experiments: the API server's load, measured by bench/operator_scale.py)
+        self._reasons: dict[str, tuple[float, str]] = {}
 
     def _submit_dryrun(self, app: AppDef, cfg: Any) -> AppDryRunInfo[ks.KubernetesJob]:
         info = super()._submit_dryrun(app, cfg)
@@ -137,10 +145,19 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         state = job_state(job)
         msg = ((job.get("status") or {}).get("state") or {}).get("message") or ""
         if state in (AppState.PENDING, AppState.UNKNOWN):  # say why, in Volcano's words
-            msg = waiting.volcano_reason(self._api_client(), job) or msg
+            msg = self._reason(app_id, job) or msg
+        else:
+            self._reasons.pop(app_id, None)
         return DescribeAppResponse(
             app_id=app_id, state=state, msg=msg, roles_statuses=replica_states(job)
         )
+
+    def _reason(self, app_id: str, job: dict[str, Any]) -> str:
+        now = time.monotonic()
+        asked = self._reasons.get(app_id)
+        if asked is None or now - asked[0] >= REASON_SECONDS:
+            asked = self._reasons[app_id] = (now, waiting.volcano_reason(self._api_client(), job))
+        return asked[1]
 
     def _cancel_existing(self, app_id: str) -> None:
         from kubernetes.client.rest import ApiException

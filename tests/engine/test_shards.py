@@ -1,0 +1,69 @@
+"""Shard leases as plain functions (no API server): which shard an experiment is in, and what
+one replica's round renews, claims and releases. The leases on the real server:
+tests/operator/test_shards.py."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+
+from nasop.controller import shards
+from nasop.controller.shards import Held, plan, replica_lease, shard_lease
+
+NOW = datetime.datetime(2026, 12, 7, 8, 0, tzinfo=datetime.timezone.utc)
+LATER = NOW + datetime.timedelta(seconds=10)
+EARLIER = NOW - datetime.timedelta(seconds=1)
+
+
+def _lease(name: str, holder: str | None, expires: datetime.datetime = LATER) -> Held:
+    return Held(name, holder, expires, "1")
+
+
+def _leases(*held: Held) -> dict[str, Held]:
+    return {h.name: h for h in held}
+
+
+def test_shard_of_is_stable_and_spreads_experiments():
+    assert shards.shard_of("default", "exp-1", 8) == 0
+    assert shards.shard_of("other", "exp-1", 8) == 3  # the namespace counts
+    counts = collections.Counter(shards.shard_of("ns", f"exp-{i}", 8) for i in range(800))
+    assert set(counts) == set(range(8))
+    assert max(counts.values()) < 2 * min(counts.values()), counts  # roughly even
+    # a fixed value: the hash must not change between releases (replicas of two versions)
+    assert shards.shard_of("default", "exp-1", 1000) == 128
+
+
+def test_a_lone_replica_claims_every_free_shard():
+    todo = plan({}, "a", 4, NOW)
+    assert (todo.renew, todo.claim, todo.release, todo.replicas) == ([], [0, 1, 2, 3], [], 1)
+
+
+def test_a_new_replica_makes_the_holder_release_down_to_its_fair_share():
+    held = [_lease(shard_lease(i), "a") for i in range(4)]
+    alive = [_lease(replica_lease("a"), "a"), _lease(replica_lease("b"), "b")]
+    todo = plan(_leases(*held, *alive), "a", 4, NOW)
+    assert (todo.renew, todo.claim, todo.release, todo.replicas) == ([0, 1], [], [2, 3], 2)
+    # b sees no free shard until a releases, then claims them
+    assert plan(_leases(*held, *alive), "b", 4, NOW).claim == []
+    released = [_lease(shard_lease(i), None) for i in (2, 3)]
+    assert plan(_leases(*held[:2], *released, *alive), "b", 4, NOW).claim == [2, 3]
+
+
+def test_expired_leases_are_free_and_dead_replicas_do_not_count():
+    held = [_lease(shard_lease(0), "a"), _lease(shard_lease(1), "dead", EARLIER)]
+    alive = [_lease(replica_lease("a"), "a"), _lease(replica_lease("dead"), "dead", EARLIER)]
+    todo = plan(_leases(*held, *alive), "b", 3, NOW)
+    assert todo.replicas == 2  # a and b: the dead replica's lease lapsed
+    assert todo.claim == [1, 2]  # the dead replica's shard and the unclaimed one
+    assert plan(_leases(*held, *alive), "a", 3, NOW).renew == [0]
+
+
+def test_keeper_holds_a_shard_only_until_its_local_deadline():
+    keeper = shards.Keeper(api=None, namespace="ns", holder="a", count=4, seconds=3)
+    now = [100.0]
+    keeper.clock = lambda: now[0]
+    i = shards.shard_of("ns", "exp", 4)
+    keeper._until[i] = 102.0  # renewed at 100 with a 3 s lease: held until 100 + 3 - 1
+    assert keeper.holds("ns", "exp") and keeper.held() == [i]
+    now[0] = 102.0
+    assert not keeper.holds("ns", "exp")  # a second before any other replica may take it
