@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import volcano
 from operator_zygote import Zygote, kill
-from scenario import EXP, events, resource, wait_for, wait_phase
+from scenario import EXP, RBAC_BOTH, events, resource, wait_for, wait_phase
 
 from nasop import results
 
@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(300),
     pytest.mark.usefixtures("record_api_calls"),
-    pytest.mark.parametrize("rbac_scope", ["namespaced"], indirect=True),
+    pytest.mark.rbac_scopes(*RBAC_BOTH),  # the only scenario that takes Leases
 ]
 
 LEASES = "coordination.k8s.io/v1/leases"
