@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -231,3 +232,29 @@ def by_trial(
         int(o["metadata"]["labels"]["nasop.dev/trial"]): o
         for o in cluster.list_objects(resource, namespace, label_selector=selector)
     }
+
+
+class Poller:
+    """Calls `sample()` every `interval` seconds in a thread while used as ``with``: for what a
+    test must see while it happens (a ConfigMap key's first appearance, a lease's renewals)."""
+
+    interval = 0.1
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Poller:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+    def _poll(self) -> None:
+        while not self.done.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError

@@ -21,7 +21,6 @@ import asyncio
 import collections
 import datetime
 import json
-import threading
 from typing import Any
 
 import kubelet
@@ -31,6 +30,7 @@ from operator_zygote import Zygote, kill
 from scenario import (
     CONFIGMAPS,
     EXP,
+    Poller,
     events,
     printed_points,
     recorded_points,
@@ -92,29 +92,21 @@ def _pack_search(tmp_path: Any) -> dict[str, Any]:
     return res
 
 
-class StopRequests:
+class StopRequests(Poller):
     """When each key of the pack's stops ConfigMap first appeared, polled in a thread."""
 
+    interval = 0.05
+
     def __init__(self, cluster: Any, name: str) -> None:
+        super().__init__()
         self.cluster, self.name = cluster, name
         self.seen: dict[str, datetime.datetime] = {}
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._poll, daemon=True)
 
-    def __enter__(self) -> StopRequests:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.done.set()
-        self.thread.join(5)
-
-    def _poll(self) -> None:
-        while not self.done.wait(0.05):
-            cm = self.cluster.get_object(CONFIGMAPS, "default", f"{self.name}-nasop-stops")
-            now = datetime.datetime.now(datetime.timezone.utc)
-            for key in (cm or {}).get("data") or {}:
-                self.seen.setdefault(key, now)
+    def sample(self) -> None:
+        cm = self.cluster.get_object(CONFIGMAPS, "default", f"{self.name}-nasop-stops")
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for key in (cm or {}).get("data") or {}:
+            self.seen.setdefault(key, now)
 
 
 def _started(cluster: Any) -> int:

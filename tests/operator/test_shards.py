@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import volcano
 from operator_zygote import Zygote, kill
-from scenario import EXP, RBAC_BOTH, events, resource, wait_for, wait_phase
+from scenario import EXP, RBAC_BOTH, Poller, events, resource, wait_for, wait_phase
 
 from nasop import results
 
@@ -72,30 +72,20 @@ def _holders(cluster: Any) -> dict[str, str]:
     return out
 
 
-class Renewals:
+class Renewals(Poller):
     """Each shard lease's renewTimes as seen by polling (every 0.1 s, in a thread)."""
 
     def __init__(self, cluster: Any) -> None:
+        super().__init__()
         self.cluster = cluster
         self.seen: dict[str, set[datetime.datetime]] = collections.defaultdict(set)
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._poll, daemon=True)
 
-    def __enter__(self) -> Renewals:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.done.set()
-        self.thread.join(5)
-
-    def _poll(self) -> None:
-        while not self.done.wait(0.1):
-            for lease in self.cluster.list_objects(LEASES, "default", "nasop.dev/lease=shard"):
-                renew = (lease.get("spec") or {}).get("renewTime")
-                if renew:
-                    at = datetime.datetime.fromisoformat(renew.replace("Z", "+00:00"))
-                    self.seen[lease["metadata"]["name"]].add(at)
+    def sample(self) -> None:
+        for lease in self.cluster.list_objects(LEASES, "default", "nasop.dev/lease=shard"):
+            renew = (lease.get("spec") or {}).get("renewTime")
+            if renew:
+                at = datetime.datetime.fromisoformat(renew.replace("Z", "+00:00"))
+                self.seen[lease["metadata"]["name"]].add(at)
 
     def longest_gap(self) -> float:
         """The longest time any shard went without a renewal (by whichever replica)."""
