@@ -67,3 +67,30 @@ def test_keeper_holds_a_shard_only_until_its_local_deadline():
     assert keeper.holds("ns", "exp") and keeper.held() == [i]
     now[0] = 102.0
     assert not keeper.holds("ns", "exp")  # a second before any other replica may take it
+
+
+def test_a_lease_lapses_by_what_this_replica_saw_not_by_the_holders_clock():
+    """client-go's rule: a lease renewed by a host whose clock is 60 s behind carries a renewTime
+    long past, yet while its resourceVersion keeps changing it is held; it lapses only after
+    one whole duration (here 3 s) of this replica's own clock without a new version."""
+    now = [0.0]
+    seen = shards.Observed(3, lambda: now[0])
+    skewed = NOW - datetime.timedelta(seconds=60)  # what the holder wrote, by its clock
+    for step, version in enumerate(["1", "2", "3"]):
+        now[0] = float(step)
+        lease = Held(shard_lease(0), "a", skewed, version)
+        seen.see({lease.name: lease})
+        assert lease.free(NOW)  # the wall-clock test would take it
+        assert not seen.lapsed(lease)
+        assert plan({lease.name: lease}, "b", 1, NOW, seen.lapsed).claim == []
+    now[0] = 2.0 + 2.9
+    assert not seen.lapsed(lease)
+    now[0] = 2.0 + 3.0  # no renewal seen for a whole duration: now it may be taken
+    assert seen.lapsed(lease)
+    assert plan({lease.name: lease}, "b", 1, NOW, seen.lapsed).claim == [0]
+    # a released lease is free at once; a lease never seen before counts as just renewed
+    assert seen.lapsed(Held(shard_lease(1), None, None, "9"))
+    assert not seen.lapsed(Held(shard_lease(2), "c", skewed, "1"))
+    # its own shard stays this replica's to renew, whatever the clocks say
+    mine = Held(shard_lease(0), "b", skewed, "3")
+    assert plan({mine.name: mine}, "b", 1, NOW, seen.lapsed).renew == [0]

@@ -9,12 +9,16 @@ ceil(count / live replicas), and gives up the rest (a replica that starts takes 
 the others release theirs).
 
 Safety, as client-go's leader election: a lease is taken over only once it has gone unrenewed
-for its whole duration (its renewTime + leaseDurationSeconds is past), and every write names the
-resourceVersion it read, so of two replicas racing for a shard one gets a conflict. The holder
+for its whole duration, and every write names the resourceVersion it read, so of two replicas
+racing for a shard one gets a conflict. "Unrenewed" is judged as client-go judges it, on this
+replica's own monotonic clock: since this replica first saw the lease's current
+resourceVersion (:class:`Observed`), never by comparing the renewTime another host wrote with
+this host's wall clock, so clocks that disagree across nodes cannot let two replicas drive one
+experiment. The holder
 counts a shard as its own only until ``duration - margin`` after the start of its last
 successful renewal: it stops driving the shard's experiments (``Keeper.holds`` turns False) before
 any other replica may take the lease. A killed replica's shards are taken over after at most one
-lease duration plus one renewal period.
+lease duration plus two renewal periods (one to see its last renewal, one to claim).
 
 Plain functions over a kubernetes ApiClient; :class:`Keeper` runs them in a thread.
 """
@@ -155,17 +159,33 @@ class Plan:
     replicas: int
 
 
-def plan(leases: dict[str, Held], holder: str, count: int, now: datetime.datetime) -> Plan:
+def plan(
+    leases: dict[str, Held],
+    holder: str,
+    count: int,
+    now: datetime.datetime,
+    lapsed: Callable[[Held], bool] | None = None,
+) -> Plan:
     """This replica's round: keep up to its fair share of the shards it holds, claim free ones
-    up to that share, release the rest. Replicas alive: unexpired replica leases, itself too."""
+    up to that share, release the rest. Replicas alive: unexpired replica leases, itself too.
+    `lapsed` says whether a lease held by another replica may be taken (default: its renewTime
+    plus its duration is past `now`; the Keeper passes its own observation, `Observed.lapsed`)."""
+    free_now = lapsed or (lambda h: h.free(now))
     alive = {
         h.holder
         for n, h in leases.items()
         if n.startswith(REPLICA_PREFIX) and not h.free(now) and h.holder
     } | {holder}
     share = fair_share(count, len(alive))
-    mine = [i for i in range(count) if _holder(leases, i, now) == holder]
-    free = [i for i in range(count) if _holder(leases, i, now) is None]
+
+    def held_by(i: int) -> str | None:
+        h = leases.get(shard_lease(i))
+        if h is None or not h.holder:
+            return None
+        return h.holder if h.holder == holder or not free_now(h) else None
+
+    mine = [i for i in range(count) if held_by(i) == holder]
+    free = [i for i in range(count) if held_by(i) is None]
     keep = mine[:share]
     return Plan(
         renew=keep,
@@ -175,9 +195,27 @@ def plan(leases: dict[str, Held], holder: str, count: int, now: datetime.datetim
     )
 
 
-def _holder(leases: dict[str, Held], i: int, now: datetime.datetime) -> str | None:
-    h = leases.get(shard_lease(i))
-    return None if h is None or h.free(now) else h.holder
+class Observed:
+    """When this replica first saw each lease's current resourceVersion, on its monotonic clock
+    (client-go's observedTime): a lease another replica holds lapses `seconds` after that, if
+    no renewal (a new version) has been seen since. A replica that starts sees every held lease
+    as just renewed, so it waits one whole duration before taking any."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.seconds, self.clock = seconds, clock
+        self._seen: dict[str, tuple[str | None, float]] = {}
+
+    def see(self, leases: dict[str, Held]) -> None:
+        now = self.clock()
+        for name, h in leases.items():
+            if name not in self._seen or self._seen[name][0] != h.version:
+                self._seen[name] = (h.version, now)
+
+    def lapsed(self, h: Held) -> bool:
+        if not h.holder:
+            return True
+        version, since = self._seen.get(h.name, (h.version, self.clock()))
+        return version == h.version and self.clock() - since >= self.seconds
 
 
 class Keeper:
@@ -209,6 +247,7 @@ class Keeper:
         self.period = seconds / 3  # renewals per lease duration: two may fail before it lapses
         self.margin = seconds / 3  # the holder stops this long before others may take over
         self._until: dict[int, float] = {}  # shard -> local monotonic deadline
+        self._observed = Observed(seconds, lambda: self.clock())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -223,6 +262,7 @@ class Keeper:
         """One round: renew this replica's own lease, then renew, claim and release shards."""
         started, now = self.clock(), self.wall()
         leases = read_all(self.api, self.namespace)
+        self._observed.see(leases)
         me = leases.get(replica_lease(self.holder))
         write(
             self.api,
@@ -235,7 +275,7 @@ class Keeper:
             me.version if me else None,
             me is not None,
         )
-        todo = plan(leases, self.holder, self.count, now)
+        todo = plan(leases, self.holder, self.count, now, self._observed.lapsed)
         for i in todo.release:
             self._until.pop(i, None)  # stop driving before the lease is let go
             gone = leases[shard_lease(i)]
