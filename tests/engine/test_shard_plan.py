@@ -70,27 +70,44 @@ def test_keeper_holds_a_shard_only_until_its_local_deadline():
 
 
 def test_a_lease_lapses_by_what_this_replica_saw_not_by_the_holders_clock():
-    """client-go's rule: a lease renewed by a host whose clock is 60 s behind carries a renewTime
-    long past, yet while its resourceVersion keeps changing it is held; it lapses only after
-    one whole duration (here 3 s) of this replica's own clock without a new version."""
+    """client-go's rule: a lease renewed by a host whose clock is behind carries a renewTime
+    already past its duration, yet while its resourceVersion keeps changing it is held; it
+    lapses after one whole duration (here 3 s) of this replica's own clock without a new
+    version, or once its renewTime is two durations old (a holder long dead, clocks agreeing
+    within one duration)."""
     now = [0.0]
     seen = shards.Observed(3, lambda: now[0])
-    skewed = NOW - datetime.timedelta(seconds=60)  # what the holder wrote, by its clock
+
+    def lapsed(h: Held) -> bool:
+        return seen.lapsed(h, NOW)  # this node's wall clock: NOW
+
+    # renewed just now by a holder whose clock is 5.5 s behind: its renewTime + 3 s is 2.5 s
+    # before NOW (free by the wall clock alone), but not yet two durations old
+    skewed = NOW - datetime.timedelta(seconds=2.5)
     for step, version in enumerate(["1", "2", "3"]):
         now[0] = float(step)
         lease = Held(shard_lease(0), "a", skewed, version)
         seen.see({lease.name: lease})
         assert lease.free(NOW)  # the wall-clock test would take it
-        assert not seen.lapsed(lease)
-        assert plan({lease.name: lease}, "b", 1, NOW, seen.lapsed).claim == []
+        assert not lapsed(lease)
+        assert plan({lease.name: lease}, "b", 1, NOW, lapsed).claim == []
     now[0] = 2.0 + 2.9
-    assert not seen.lapsed(lease)
+    assert not lapsed(lease)
     now[0] = 2.0 + 3.0  # no renewal seen for a whole duration: now it may be taken
-    assert seen.lapsed(lease)
-    assert plan({lease.name: lease}, "b", 1, NOW, seen.lapsed).claim == [0]
+    assert lapsed(lease)
+    assert plan({lease.name: lease}, "b", 1, NOW, lapsed).claim == [0]
     # a released lease is free at once; a lease never seen before counts as just renewed
-    assert seen.lapsed(Held(shard_lease(1), None, None, "9"))
-    assert not seen.lapsed(Held(shard_lease(2), "c", skewed, "1"))
+    assert lapsed(Held(shard_lease(1), None, None, "9"))
+    assert not lapsed(Held(shard_lease(2), "c", skewed, "1"))
     # its own shard stays this replica's to renew, whatever the clocks say
     mine = Held(shard_lease(0), "b", skewed, "3")
-    assert plan({mine.name: mine}, "b", 1, NOW, seen.lapsed).renew == [0]
+    assert plan({mine.name: mine}, "b", 1, NOW, lapsed).renew == [0]
+
+
+def test_a_fresh_replica_takes_a_dead_holders_lease_two_durations_after_its_renewal():
+    now = [0.0]
+    seen = shards.Observed(3, lambda: now[0])
+    dead = Held(shard_lease(0), "a", NOW + datetime.timedelta(seconds=3), "7")  # renewed at NOW
+    seen.see({dead.name: dead})  # just started: this version is news
+    assert not seen.lapsed(dead, NOW + datetime.timedelta(seconds=5.9))
+    assert seen.lapsed(dead, NOW + datetime.timedelta(seconds=6))

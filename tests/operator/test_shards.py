@@ -43,9 +43,12 @@ TRIALS = 4  # per experiment, two at a time
 TRIAL_SECONDS = 0.8
 KILL_EVERY = (1.0, 3.0)  # seconds between kills, drawn at random
 KILLS = 6
-#: the longest a shard may go unrenewed: its lease, one renewal period (a third of it) until a
-#: live replica looks again, and 2 s for a loaded machine
-ORPHANED_AT_MOST = LEASE_SECONDS + LEASE_SECONDS / 3 + 2.0
+#: the longest a shard may go unrenewed: with kills this close together the replicas alive may
+#: all have started after its holder's last renewal; such a replica takes a lease two durations
+#: after its renewTime (controller/shards.py: lapse by observation, client-go's rule, or by a
+#: renewTime two durations old), then one renewal period (a third of it) until it looks again,
+#: and 2 s for a loaded machine
+ORPHANED_AT_MOST = 2 * LEASE_SECONDS + LEASE_SECONDS / 3 + 2.0
 
 
 def _trial(job: dict[str, Any], cancelled: threading.Event) -> volcano.JobOutcome:

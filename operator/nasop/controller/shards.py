@@ -12,13 +12,16 @@ Safety, as client-go's leader election: a lease is taken over only once it has g
 for its whole duration, and every write names the resourceVersion it read, so of two replicas
 racing for a shard one gets a conflict. "Unrenewed" is judged as client-go judges it, on this
 replica's own monotonic clock: since this replica first saw the lease's current
-resourceVersion (:class:`Observed`), never by comparing the renewTime another host wrote with
-this host's wall clock, so clocks that disagree across nodes cannot let two replicas drive one
-experiment. The holder
+resourceVersion (:class:`Observed`). A replica that has just started has seen nothing yet; it
+also takes a lease whose renewTime is a whole duration older than the lease itself allows
+(renewTime + 2 x duration, by its wall clock), so a shard whose holder died is not left
+waiting for a fresh replica's observation. Two replicas can then drive one experiment only if
+their nodes' clocks disagree by more than one lease duration. The holder
 counts a shard as its own only until ``duration - margin`` after the start of its last
 successful renewal: it stops driving the shard's experiments (``Keeper.holds`` turns False) before
 any other replica may take the lease. A killed replica's shards are taken over after at most one
-lease duration plus two renewal periods (one to see its last renewal, one to claim).
+lease duration plus two renewal periods (one to see its last renewal, one to claim) by a replica
+that saw it renewed, two durations plus a period by one that started after.
 
 Plain functions over a kubernetes ApiClient; :class:`Keeper` runs them in a thread.
 """
@@ -211,8 +214,12 @@ class Observed:
             if name not in self._seen or self._seen[name][0] != h.version:
                 self._seen[name] = (h.version, now)
 
-    def lapsed(self, h: Held) -> bool:
+    def lapsed(self, h: Held, now: datetime.datetime) -> bool:
+        """Released, unrenewed for a duration as seen here, or a whole duration past its
+        expiry by `now` (this node's wall clock: a fresh replica's way to a dead holder's)."""
         if not h.holder:
+            return True
+        if h.expires is not None and h.expires + datetime.timedelta(seconds=self.seconds) <= now:
             return True
         version, since = self._seen.get(h.name, (h.version, self.clock()))
         return version == h.version and self.clock() - since >= self.seconds
@@ -275,7 +282,7 @@ class Keeper:
             me.version if me else None,
             me is not None,
         )
-        todo = plan(leases, self.holder, self.count, now, self._observed.lapsed)
+        todo = plan(leases, self.holder, self.count, now, lambda h: self._observed.lapsed(h, now))
         for i in todo.release:
             self._until.pop(i, None)  # stop driving before the lease is let go
             gone = leases[shard_lease(i)]
