@@ -420,6 +420,7 @@ class ControlPlane:
                 "node-lifecycle-controller",
                 "persistentvolume-binder-controller",
                 "pod-garbage-collector-controller",
+                "endpointslice-controller",  # the cluster DNS answers from EndpointSlices
             ]
         return names
 

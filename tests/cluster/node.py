@@ -16,6 +16,8 @@
 - pods get their network from Debian's CNI plugins: ``macvlan`` on the host's default interface with
   addresses from 100.64.0.0/24 (RFC 6598, not a private range) and no route out; no bridge, no
   forwarding, no NAT. Trial pods need no network; the operator runs with ``hostNetwork``.
+- the cluster's DNS is CoreDNS, in a network namespace of its own on one more macvlan child
+  (dns.py); the kubelet's ``clusterDNS`` points every pod at it.
 - the node is named ``localhost`` and the kubelet listens on 127.0.0.1, so that the API server
   reaches
   it (``pods/log``) through the node's Hostname address on the loopback.
@@ -42,9 +44,12 @@ from typing import Any
 
 import yaml
 from controlplane import HERE, ControlPlane, free_port, poll, read_sysctls, stop_process
+from dns import CLUSTER_DOMAIN, DNS_ADDRESS, ClusterDNS
+from dns import build as dns_build
 
 NODE_NAME = "localhost"
 POD_RANGE = "100.64.0.0/24"
+POD_RANGE_END = "100.64.0.250"  # the pods' addresses end here; dns.DNS_ADDRESS lies above
 PAUSE_IMAGE = "nasop-pause:3.10"
 CONTAINER_LOG_MAX_SIZE = "1Mi"  # the kubelet rotates a container log past this
 CACHE = pathlib.Path(
@@ -215,6 +220,7 @@ class Node:
         self.socket = workdir / "containerd.sock"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ready_in: float | None = None
+        self.dns: ClusterDNS | None = None
 
     # ------------------------------------------------------------------ images
 
@@ -255,10 +261,14 @@ class Node:
     ) -> Node:
         """containerd first; then the sandbox image and ``before_kubelet(self)`` (import images
         there: a kubelet started earlier would run pods from an older image of the same tag);
-        then the kubelet, the schedulers, Volcano; returns once the node is Ready."""
+        then the kubelet, the schedulers, Volcano; returns once the node is Ready. The cluster
+        DNS (dns.py) starts first: the kubelet points every pod at it."""
         begin = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.containerd_root.mkdir(parents=True, exist_ok=True)
+        self.dns = ClusterDNS(
+            self.plane, dns_build(), self.workdir / "dns", default_interface()
+        ).start()
         self._write_configs()
         self._spawn(
             "node",
@@ -325,6 +335,8 @@ class Node:
         for name in ("vc-controller-manager", "vc-scheduler", "kube-scheduler"):
             if name in self.procs:
                 stop_process(self.procs.pop(name), 10)
+        if self.dns is not None:
+            self.dns.stop()
         node = self.procs.pop("node", None)
         if node is not None:
             stop_process(node, 15)  # the kubelet (the namespace's first process)
@@ -364,7 +376,7 @@ class Node:
                             "mode": "bridge",
                             "ipam": {
                                 "type": "host-local",
-                                "ranges": [[{"subnet": POD_RANGE}]],
+                                "ranges": [[{"subnet": POD_RANGE, "rangeEnd": POD_RANGE_END}]],
                                 "dataDir": str(w / "cni-ipam"),
                             },
                         }
@@ -439,6 +451,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                     "nodeStatusUpdateFrequency": "2s",
                     "syncFrequency": "5s",
                     "fileCheckFrequency": "5s",
+                    "clusterDNS": [DNS_ADDRESS],
+                    "clusterDomain": CLUSTER_DOMAIN,
                 }
             )
         )

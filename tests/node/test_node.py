@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import pathlib
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -536,6 +537,39 @@ def _scheduled_at(pod: dict[str, Any]) -> float | None:
     return None
 
 
+DIGEST = re.compile(r"nasop-trainer: rank (\d+)/(\d+) weights sha256=([0-9a-f]{64})")
+
+
+def _assert_trained_together(
+    plane: ControlPlane, status: dict[str, Any], pods: list[dict[str, Any]]
+) -> None:
+    """A two-replica trial succeeded on two pods whose ranks ended with the same weights (each
+    rank logs a digest of its final weights: the ranks exchanged gradients over the pods'
+    network), and the trial's metrics are those one rank (rank 0) wrote to its termination
+    message, the other pod reporting none."""
+    assert status["phase"] == "Succeeded", status
+    assert status["trials"]["completed"] == 1, status["trials"]
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    digests: dict[int, str] = {}
+    finals = []
+    for pod in pods:
+        state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert state["exitCode"] == 0, state
+        log = plane.request_text(f"{PODS}/{pod['metadata']['name']}/log")
+        for rank, world, digest in DIGEST.findall(log):
+            assert world == "2", log[-2000:]
+            digests[int(rank)] = digest
+        final = results.decode_final(state.get("message") or "")
+        if final and not isinstance(final, str):
+            finals.append(final[None]["final"])
+    assert sorted(digests) == [0, 1] and len(set(digests.values())) == 1, digests
+    assert len(finals) == 1, f"{len(finals)} pods reported final values"
+    (point,) = status["paretoFront"]
+    for name in ("val_acc", "num_params"):
+        assert point["metrics"][name] == pytest.approx(finals[0][name][1], rel=1e-9)
+    print(f"ranks 0 and 1 ended with weights {digests[0][:12]}...; {point['metrics']}", flush=True)
+
+
 def _gang_state(plane: ControlPlane, experiment: str) -> str:
     """What the cluster says of a waiting trial (printed when the gang test fails): the
     experiment's status, its Volcano job's status, the PodGroups, the trial pods' status, the
@@ -575,7 +609,9 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
     """Issue 26, gang scheduling on the real Volcano: a placeholder pod leaves room for one
     trial pod of two; Volcano holds the trial's PodGroup (minMember 2) and binds neither pod,
     the experiment says the trial waits (pending, not failed; the PodGroup named). Once the
-    placeholder goes, both pods are bound in the same scheduling session."""
+    placeholder goes, both pods are bound in the same scheduling session, find rank 0 by the
+    name Volcano gives it (``VC_TRAINER_0_HOSTS``, answered by the cluster DNS), train together
+    and the search succeeds with rank 0's metrics."""
     plane = node_cluster.plane
     node_obj = plane.request("GET", f"/api/v1/nodes/{node.NODE_NAME}")
     allocatable = _millicpu(node_obj["status"]["allocatable"]["cpu"])
@@ -671,7 +707,100 @@ def test_a_two_replica_trial_is_held_whole_by_volcanos_gang_until_both_pods_fit(
         )
         print(f"both pods bound {abs(bound[0] - bound[1]):.0f} s apart", flush=True)
         assert abs(bound[0] - bound[1]) <= 1, bound  # one scheduling session (whole seconds)
+        done = poll(
+            lambda: _phase(plane, "gang", {"Succeeded", "Failed", "Invalid"}),
+            600,
+            "the two-replica search did not finish",
+            interval=2,
+        )
+        _assert_trained_together(plane, done["status"], _trial_pods(plane, "gang"))
         plane.request("DELETE", f"{EXPERIMENTS}/gang")
     except BaseException:
         print(_gang_state(plane, "gang"), flush=True)
+        raise
+
+
+def _running_trial_pods(plane: ControlPlane, experiment: str, trial: int) -> list[dict[str, Any]]:
+    pods = [
+        p
+        for p in _trial_pods(plane, experiment)
+        if p["metadata"]["labels"].get("nasop.dev/trial") == str(trial)
+    ]
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    return running if len(running) == 2 else []
+
+
+def _container_id(pod: dict[str, Any]) -> str:
+    return pod["status"]["containerStatuses"][0]["containerID"].partition("://")[2]
+
+
+def test_a_sigkilled_operator_reattaches_to_a_two_replica_trial_and_a_killed_replica_is_named(
+    node_cluster: NodeCluster,
+) -> None:
+    """Issue 26, ends and failures on the real node: while trial 0's two pods run, the operator's
+    container is SIGKILLed (``ctr tasks kill``, as the OOM killer would); the kubelet restarts it,
+    it re-attaches to the running trial and launches nothing twice. While trial 1's two pods run,
+    one replica's container is SIGKILLed: Volcano ends the job (``PodFailed -> TerminateJob``)
+    and the trial fails with a reason naming that replica."""
+    plane, kubelet = node_cluster.plane, node_cluster.node
+    exp = _experiment("gang-kill", 2, ["--dataset", "digits"])
+    spec = exp["spec"]
+    spec["trial"]["replicas"] = 2
+    spec["budget"]["parallelism"] = 1
+    # long enough (tens of seconds) that the kills land while the ranks train
+    spec["searchSpace"] = [
+        p if p["name"] != "epochs" else {**p, "bounds": [20, 25]} for p in spec["searchSpace"]
+    ]
+    plane.request("POST", EXPERIMENTS, exp)
+    try:
+        poll(
+            lambda: kubelet.check_alive() or _running_trial_pods(plane, "gang-kill", 0),
+            300,
+            "trial 0's two pods did not run",
+            interval=0.5,
+        )
+        (operator,) = plane.request(
+            "GET", f"{PODS}?labelSelector=app.kubernetes.io/component%3Doperator"
+        )["items"]
+        restarts = operator["status"]["containerStatuses"][0]["restartCount"]
+        kubelet.ctr("tasks", "kill", "--signal", "SIGKILL", _container_id(operator))
+
+        def restarted() -> bool:
+            pod = plane.request("GET", f"{PODS}/{operator['metadata']['name']}")
+            status = pod["status"]["containerStatuses"][0]
+            return status["restartCount"] > restarts and "running" in status["state"]
+
+        poll(restarted, 120, "the operator's container was not restarted", interval=0.5)
+
+        pods = poll(
+            lambda: kubelet.check_alive() or _running_trial_pods(plane, "gang-kill", 1),
+            300,
+            "trial 1's two pods did not run",
+            interval=0.5,
+        )
+        victim = max(pods, key=lambda p: p["metadata"]["name"])  # <job>-trainer-1
+        replica = victim["metadata"]["name"].rpartition("-")[2]
+        kubelet.ctr("tasks", "kill", "--signal", "SIGKILL", _container_id(victim))
+        done = poll(
+            lambda: _phase(plane, "gang-kill", {"Succeeded", "Failed", "Invalid"}),
+            600,
+            "the search did not end",
+            interval=1,
+        )
+        trials = done["status"]["trials"]
+        assert (trials["completed"], trials["failed"]) == (1, 1), done["status"]
+        jobs = plane.request("GET", f"{JOBS}?labelSelector=nasop.dev/experiment%3Dgang-kill")
+        # one Volcano job per trial: the restarted operator launched nothing again
+        assert len(jobs["items"]) == 2, [j["metadata"]["name"] for j in jobs["items"]]
+        events = plane.request("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+        failed = [
+            e["message"]
+            for e in events
+            if e.get("reason") == "TrialFailed" and e["involvedObject"]["name"] == "gang-kill"
+        ]
+        assert len(failed) == 1 and f"replica {replica} of 2 failed" in failed[0], failed
+        print(f"\nkilled replica {replica}: {failed[0][:300]}", flush=True)
+        plane.request("DELETE", f"{EXPERIMENTS}/gang-kill")
+    except BaseException:
+        print(_gang_state(plane, "gang-kill"), flush=True)
         raise
