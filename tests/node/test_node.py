@@ -778,8 +778,8 @@ def test_a_sigkilled_operator_reattaches_to_a_two_replica_trial_and_a_killed_rep
             "trial 1's two pods did not run",
             interval=0.5,
         )
-        victim = max(pods, key=lambda p: p["metadata"]["name"])  # <job>-trainer-1
-        replica = victim["metadata"]["name"].rpartition("-")[2]
+        victim = pods[1]
+        replica = victim["metadata"]["labels"]["torchx.pytorch.org/replica-id"]
         kubelet.ctr("tasks", "kill", "--signal", "SIGKILL", _container_id(victim))
         done = poll(
             lambda: _phase(plane, "gang-kill", {"Succeeded", "Failed", "Invalid"}),
@@ -798,7 +798,11 @@ def test_a_sigkilled_operator_reattaches_to_a_two_replica_trial_and_a_killed_rep
             for e in events
             if e.get("reason") == "TrialFailed" and e["involvedObject"]["name"] == "gang-kill"
         ]
-        assert len(failed) == 1 and f"replica {replica} of 2 failed" in failed[0], failed
+        assert len(failed) == 1, failed
+        said = (
+            f"replica {replica} of 2 failed: pod {victim['metadata']['name']} exited with code 137"
+        )
+        assert f"{said} (SIGKILL" in failed[0], failed
         print(f"\nkilled replica {replica}: {failed[0][:300]}", flush=True)
         plane.request("DELETE", f"{EXPERIMENTS}/gang-kill")
     except BaseException:

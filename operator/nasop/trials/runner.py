@@ -514,6 +514,19 @@ class TorchXTrialRunner(Runner):
                 (k for k, lines in logs.items() if torchrun_report.has_report(lines)), failed[0]
             )
             reason = torchrun_report.reason(logs[k])
+            exit_ = next(
+                (
+                    r.structured_error_msg
+                    for role in status.roles
+                    for r in role.replicas
+                    if r.id == k
+                ),
+                specs.NONE,
+            )
+            if exit_ != specs.NONE and not torchrun_report.has_report(logs[k]):
+                # killed, not failed by itself (no torchrun report): its end says more than
+                # whatever line it printed last
+                reason = f"{exit_}; its last line: {reason}" if reason else exit_
         else:
             k = 0
             reason = torchrun_report.reason(self._log_lines(handle, 0))

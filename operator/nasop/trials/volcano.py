@@ -84,6 +84,45 @@ def replica_states(job: dict[str, Any]) -> list[RoleStatus]:
     return list(roles.values())
 
 
+def failed_pod_replicas(pods: list[Any]) -> list[RoleStatus]:
+    """The failed replicas of a terminated job, from its pods (``V1Pod``s): when one replica
+    fails, ``TerminateJob`` deletes the others and keeps the failed pod, and the terminated job
+    keeps no ``taskStatusCount``. Each pod is TorchX's replica (its ``replica-id`` label); its
+    container's exit is the replica's error (``exit code 137 (SIGKILL)``)."""
+    roles: dict[str, RoleStatus] = {}
+    for pod in pods:
+        labels = pod.metadata.labels or {}
+        role, index = labels.get(ks.LABEL_ROLE_NAME), labels.get(ks.LABEL_REPLICA_ID, "")
+        if not role or not index.isdigit() or (pod.status and pod.status.phase) != "Failed":
+            continue
+        roles.setdefault(role, RoleStatus(role, [])).replicas.append(
+            ReplicaStatus(
+                id=int(index),
+                role=role,
+                state=AppState.FAILED,
+                hostname="",
+                structured_error_msg=_container_exit(pod),
+            )
+        )
+    for status in roles.values():
+        status.replicas.sort(key=lambda r: r.id)
+    return list(roles.values())
+
+
+def _container_exit(pod: Any) -> str:
+    for container in pod.status.container_statuses or []:
+        ended = container.state and container.state.terminated
+        if ended:
+            code = ended.exit_code
+            signal = f"signal {code - 128}" if code > 128 else ""
+            signal = {"signal 9": "SIGKILL", "signal 15": "SIGTERM"}.get(signal, signal)
+            words = ", ".join(w for w in (signal, ended.reason or "") if w)
+            return f"pod {pod.metadata.name} exited with code {code}" + (
+                f" ({words})" if words else ""
+            )
+    return f"pod {pod.metadata.name} failed"
+
+
 def job_state(job: dict[str, Any]) -> AppState:
     """A job with no status yet is UNKNOWN (not failed); an unknown phase is RUNNING."""
     phase = ((job.get("status") or {}).get("state") or {}).get("phase")
@@ -148,9 +187,20 @@ class VolcanoScheduler(ks.KubernetesScheduler):
             msg = self._reason(app_id, job) or msg
         else:
             self._reasons.pop(app_id, None)
-        return DescribeAppResponse(
-            app_id=app_id, state=state, msg=msg, roles_statuses=replica_states(job)
+        roles = replica_states(job)
+        if state == AppState.FAILED and len(job["spec"].get("tasks") or []) > 1:
+            failed = [r for role in roles for r in role.replicas if r.state == AppState.FAILED]
+            if not failed:  # a terminated gang keeps only its failed pod: ask the pods
+                roles = self._failed_pods(namespace, name) or roles
+        return DescribeAppResponse(app_id=app_id, state=state, msg=msg, roles_statuses=roles)
+
+    def _failed_pods(self, namespace: str, name: str) -> list[RoleStatus]:
+        from kubernetes import client as k8s
+
+        pods = k8s.CoreV1Api(self._api_client()).list_namespaced_pod(
+            namespace, label_selector=f"volcano.sh/job-name={name}"
         )
+        return failed_pod_replicas(pods.items)
 
     def _reason(self, app_id: str, job: dict[str, Any]) -> str:
         now = time.monotonic()
@@ -169,4 +219,4 @@ class VolcanoScheduler(ks.KubernetesScheduler):
                 raise
 
 
-__all__ = ["VolcanoScheduler", "job_state", "replica_states"]
+__all__ = ["VolcanoScheduler", "failed_pod_replicas", "job_state", "replica_states"]
