@@ -6,7 +6,7 @@ from typing import Any
 
 from torchx import specs
 
-from nasop.trials.volcano import VolcanoScheduler, failed_pod_replicas
+from nasop.trials.volcano import VolcanoScheduler, gang_replica_states
 
 
 def test_every_task_must_succeed_without_relying_on_volcanos_webhook() -> None:
@@ -75,13 +75,20 @@ def test_a_terminated_gang_names_its_failed_replica_from_the_pod_volcano_kept() 
     """What the real node showed (tests/node): replica 1 SIGKILLed, Volcano's TerminateJob
     deleted replica 0's pod and kept the failed one, and the job's status had no
     taskStatusCount left."""
+    job = {"spec": {"tasks": [{"name": "trainer-0"}, {"name": "trainer-1"}]}}
     pods = [
         _pod("j-trainer-0-0", "0", "Running"),  # being deleted
         _pod("j-trainer-1-0", "1", "Failed", exit_code=137),
         _pod("other", "x", "Failed", exit_code=1),  # not a replica
     ]
-    (role,) = failed_pod_replicas(pods)
-    (replica,) = role.replicas
-    assert (role.role, replica.id, replica.state) == ("trainer", 1, specs.AppState.FAILED)
-    assert replica.structured_error_msg == "pod j-trainer-1-0 exited with code 137 (SIGKILL, Error)"
-    assert failed_pod_replicas([_pod("j-trainer-0-0", "0", "Succeeded", exit_code=0)]) == []
+    (role,) = gang_replica_states(job, pods)
+    assert role.role == "trainer"
+    assert [(r.id, r.state) for r in role.replicas] == [
+        (0, specs.AppState.CANCELLED),
+        (1, specs.AppState.FAILED),
+    ]
+    assert role.replicas[1].structured_error_msg == (
+        "pod j-trainer-1-0 exited with code 137 (SIGKILL, Error)"
+    )
+    # no failed pod (all deleted): nothing to say, the job's own counts stand
+    assert gang_replica_states(job, [_pod("j-trainer-0-0", "0", "Succeeded", exit_code=0)]) == []

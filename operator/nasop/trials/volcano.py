@@ -25,7 +25,7 @@ from typing import Any
 
 from torchx.schedulers import kubernetes_scheduler as ks
 from torchx.schedulers.api import DescribeAppResponse
-from torchx.specs import AppDef, AppDryRunInfo, AppState, ReplicaStatus, RoleStatus
+from torchx.specs import NONE, AppDef, AppDryRunInfo, AppState, ReplicaStatus, RoleStatus
 
 from nasop import spec
 from nasop.trials import stops, waiting
@@ -84,29 +84,34 @@ def replica_states(job: dict[str, Any]) -> list[RoleStatus]:
     return list(roles.values())
 
 
-def failed_pod_replicas(pods: list[Any]) -> list[RoleStatus]:
-    """The failed replicas of a terminated job, from its pods (``V1Pod``s): when one replica
-    fails, ``TerminateJob`` deletes the others and keeps the failed pod, and the terminated job
-    keeps no ``taskStatusCount``. Each pod is TorchX's replica (its ``replica-id`` label); its
-    container's exit is the replica's error (``exit code 137 (SIGKILL)``)."""
-    roles: dict[str, RoleStatus] = {}
+def gang_replica_states(job: dict[str, Any], pods: list[Any]) -> list[RoleStatus]:
+    """Every replica of a terminated gang, the failed ones from its pods (``V1Pod``s): when one
+    replica fails, ``TerminateJob`` deletes the others and keeps the failed pod, and the
+    terminated job keeps no ``taskStatusCount``. A replica is a task ``<role>-<index>`` and its
+    pod carries TorchX's ``replica-id`` label; a failed pod's container end is its replica's
+    error (``exit code 137 (SIGKILL)``); the others were ended by the gang (cancelled)."""
+    failed: dict[tuple[str, int], str] = {}
     for pod in pods:
         labels = pod.metadata.labels or {}
         role, index = labels.get(ks.LABEL_ROLE_NAME), labels.get(ks.LABEL_REPLICA_ID, "")
-        if not role or not index.isdigit() or (pod.status and pod.status.phase) != "Failed":
+        if role and index.isdigit() and (pod.status and pod.status.phase) == "Failed":
+            failed[(role, int(index))] = _container_exit(pod)
+    roles: dict[str, RoleStatus] = {}
+    for task in (job.get("spec") or {}).get("tasks") or []:
+        role, _, index = str(task.get("name", "")).rpartition("-")
+        if not role or not index.isdigit():
             continue
+        error = failed.get((role, int(index)))
         roles.setdefault(role, RoleStatus(role, [])).replicas.append(
             ReplicaStatus(
                 id=int(index),
                 role=role,
-                state=AppState.FAILED,
+                state=AppState.CANCELLED if error is None else AppState.FAILED,
                 hostname="",
-                structured_error_msg=_container_exit(pod),
+                structured_error_msg=error or NONE,
             )
         )
-    for status in roles.values():
-        status.replicas.sort(key=lambda r: r.id)
-    return list(roles.values())
+    return list(roles.values()) if failed else []
 
 
 def _container_exit(pod: Any) -> str:
@@ -191,16 +196,16 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         if state == AppState.FAILED and len(job["spec"].get("tasks") or []) > 1:
             failed = [r for role in roles for r in role.replicas if r.state == AppState.FAILED]
             if not failed:  # a terminated gang keeps only its failed pod: ask the pods
-                roles = self._failed_pods(namespace, name) or roles
+                roles = gang_replica_states(job, self._pods(namespace, name)) or roles
         return DescribeAppResponse(app_id=app_id, state=state, msg=msg, roles_statuses=roles)
 
-    def _failed_pods(self, namespace: str, name: str) -> list[RoleStatus]:
+    def _pods(self, namespace: str, name: str) -> list[Any]:
         from kubernetes import client as k8s
 
         pods = k8s.CoreV1Api(self._api_client()).list_namespaced_pod(
             namespace, label_selector=f"volcano.sh/job-name={name}"
         )
-        return failed_pod_replicas(pods.items)
+        return list(pods.items)
 
     def _reason(self, app_id: str, job: dict[str, Any]) -> str:
         now = time.monotonic()
@@ -219,4 +224,4 @@ class VolcanoScheduler(ks.KubernetesScheduler):
                 raise
 
 
-__all__ = ["VolcanoScheduler", "failed_pod_replicas", "job_state", "replica_states"]
+__all__ = ["VolcanoScheduler", "gang_replica_states", "job_state", "replica_states"]
