@@ -81,6 +81,7 @@ TOOLS = (
     "/usr/lib/cni/macvlan",
     "/usr/lib/cni/host-local",
     "/usr/lib/cni/loopback",
+    "/usr/lib/cni/static",  # the cluster DNS's fixed address (dns.py)
     "gcc",
 )
 
