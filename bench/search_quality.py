@@ -61,6 +61,7 @@ LABELS = {
     "tpe": "TPE",
     "nasop_ax_opt": "nasop, Ax optim.",
     "nasop_continuous": "nasop, continuous",
+    "nasop_known": "nasop, known size",
 }
 
 
@@ -86,6 +87,8 @@ def run_ax(
         gs = strategy.strategy_from_spec(s)
         if method == "nasop_ax_opt":
             strategy.apply_generation_options(gs, {})
+        if method == "nasop_known":
+            strategy.use_known_objectives(gs, functions=problem.known)
         if method == "nasop_continuous":
             for g in gs.nodes_by_name[strategy.MODEL_NODE].generator_specs:
                 g.generator_kwargs.pop("acquisition_class")
@@ -152,6 +155,7 @@ RUNNERS: dict[str, Callable[..., list[dict[str, float]]]] = {
     "tpe": run_optuna,
     "nasop_ax_opt": run_ax,
     "nasop_continuous": run_ax,
+    "nasop_known": run_ax,
 }
 
 
@@ -193,7 +197,7 @@ def run_all(args: argparse.Namespace) -> Runs:
     tasks.sort(
         key=lambda t: (
             t[2],
-            t[1] not in ("nasop", "ax_default", "nasop_ax_opt", "nasop_continuous"),
+            t[1] not in ("nasop", "ax_default", "nasop_ax_opt", "nasop_continuous", "nasop_known"),
         )
     )
     done: Runs = {}
@@ -252,7 +256,7 @@ def check_targets(key: str, methods: list[str], frac: dict[str, dict[int, list[f
         others = {
             m: float(np.mean(frac[m][b]))
             for m in methods
-            if m not in ("nasop", "nasop_ax_opt", "nasop_continuous")
+            if m not in ("nasop", "nasop_ax_opt", "nasop_continuous", "nasop_known")
         }
         mine = float(np.mean(frac["nasop"][b]))
         behind = [LABELS[m] for m, v in others.items() if v > mine]
