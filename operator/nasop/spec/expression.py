@@ -123,6 +123,8 @@ def _check(node: ast.AST, names: dict[str, None]) -> None:
 
 def _eval(node: ast.expr, values: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.Constant):  # a float: 10**10**10 overflows, never a huge int
+        if not isinstance(node.value, (int, float)):  # parse() let no other constant in
+            raise ValueError(f"{ast.unparse(node)} is not a number")
         return float(node.value)
     if isinstance(node, ast.Name):
         return values[node.id]
