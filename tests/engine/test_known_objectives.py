@@ -124,20 +124,37 @@ def test_expression_from_the_manifest_proposes_valid_new_points():
     assert gr._generation_node_name == "MBM"
 
 
-def test_continuous_space_with_a_known_size():
-    """The tutorial's space (floats, log-scale ints): Ax's optimiser on the exact size."""
+def test_continuous_space_with_a_known_size(monkeypatch):
+    """The tutorial's space (floats, log-scale ints): Ax's optimiser on the exact size, which
+    the deterministic model computes from log10 features at the observed points."""
     m = manifest(optimizer={"initialTrials": 4, "seed": 0})
     m["spec"]["objectives"][1]["expression"] = "784*hidden_size_1 + hidden_size_1*hidden_size_2"
     s = spec.parse_manifest(m).spec
     exp = experiment.experiment_from_spec(s, "x", None)
-    for h1, h2, acc in [(16, 16, 0.8), (32, 64, 0.9), (64, 16, 0.93), (128, 128, 0.95)]:
+    cells = [(16, 16, 0.8), (32, 64, 0.9), (64, 16, 0.93), (128, 128, 0.95)]
+    for h1, h2, acc in cells:
         params = {"hidden_size_1": h1, "hidden_size_2": h2, "learning_rate": 1e-3}
         params |= {"dropout": 0.1, "batch_size": 64, "epochs": 2}
-        add_trial(exp, SyntheticTrial(params, {"val_acc": acc, "num_params": 784.0 * h1}))
+        size = 784.0 * h1 + h1 * h2
+        add_trial(exp, SyntheticTrial(params, {"val_acc": acc, "num_params": size}))
     gs = strategy.strategy_from_spec(s)
+    seen = {}
+    original = exhaustive.ExhaustiveAcquisition._construct_botorch_acquisition
+
+    def spy(self, botorch_acqf_class, botorch_acqf_options, model):
+        seen["acqf"] = original(self, botorch_acqf_class, botorch_acqf_options, model)
+        seen["X"] = self.X_observed
+        return seen["acqf"]
+
+    monkeypatch.setattr(exhaustive.ExhaustiveAcquisition, "_construct_botorch_acquisition", spy)
     (grs,) = gs.gen(experiment=exp, n=1, num_trials=1)
     p = grs[0].arms[0].parameters
     assert 16 <= p["hidden_size_1"] <= 128 and 1e-4 <= p["learning_rate"] <= 1e-2
+    sizes = torch.tensor([784.0 * h1 + h1 * h2 for h1, h2, _ in cells], dtype=torch.double)
+    (exact,) = [m for m in seen["acqf"].model.models if isinstance(m, GenericDeterministicModel)]
+    got = exact.posterior(seen["X"]).mean.reshape(-1)
+    got = got * sizes.std() + sizes.mean()  # undo Ax's standardisation
+    assert sorted(got.tolist()) == pytest.approx(sorted(sizes.tolist()), rel=1e-9)
 
 
 def test_no_known_objective_leaves_the_strategy_as_it_was():
