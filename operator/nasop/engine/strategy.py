@@ -17,7 +17,9 @@ Pareto layers, the most recent, a seeded sample: `fit_subset`, `nasop.generators
 which bounds the seconds per proposal as the search grows (bench/proposal_scale.py); past it
 the GP's hyperparameters are re-optimised once every `FIT_SUBSET_REFIT_EVERY` trials and the
 acquisition is optimised with `FIT_SUBSET_OPTIMIZER`, the optimisers' fixed cost being what is
-left there.
+left there. An objective the manifest states as an expression of the parameters (or that a
+program hands over as a function: `use_known_objectives`) enters the acquisition exactly
+instead of through its GP (`nasop.generators.known`); without one the strategy is unchanged.
 """
 
 from __future__ import annotations
