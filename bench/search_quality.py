@@ -17,6 +17,11 @@ Columns (all run here, same problems, same seeds, same batch loop):
   acquisition optimiser (a continuous relaxation, rounded) instead of enumerating the
   acquisition over every configuration of a small discrete space (`nasop.generators.exhaustive`);
   the same on BraninCurrin, whose space is continuous.
+- nasop, known size (only with --methods ...,nasop_known): nasop's strategy with the problem's
+  size objective as a known function of the parameters (`strategy.use_known_objectives`: the
+  acquisition takes it exactly instead of from a GP; NAS-Bench-201's size is a lookup in the
+  table, so the engine's function form, not a manifest expression). BraninCurrin has no known
+  objective: there it is nasop's strategy unchanged.
 - NSGA-II, TPE: Optuna's multi-objective samplers through ask/tell in batches of 4 (seeded;
   NSGA-II with population_size 16, since Optuna's default of 50 would never leave its random
   first generation within 48 trials; TPE with its defaults).
@@ -87,7 +92,7 @@ def run_ax(
         gs = strategy.strategy_from_spec(s)
         if method == "nasop_ax_opt":
             strategy.apply_generation_options(gs, {})
-        if method == "nasop_known":
+        if method == "nasop_known" and problem.known:
             strategy.use_known_objectives(gs, functions=problem.known)
         if method == "nasop_continuous":
             for g in gs.nodes_by_name[strategy.MODEL_NODE].generator_specs:
