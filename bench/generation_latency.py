@@ -5,6 +5,9 @@ Two configurations, measured in the same run, interleaved point by point:
   `GenerationStrategyDispatchStruct`) in a process with torch's default thread count.
 - nasop: the strategy `nasop run` builds from examples/mnist-tutorial.yaml
   (`nasop.engine.strategy.strategy_from_spec`) with one torch thread, as nasop's Search sets.
+- nasop, known size (only with --configs ...,nasop_known): the same manifest with num_params
+  stated as its expression (`KNOWN_SIZE`, the MLP's exact count), so the acquisition computes
+  it instead of modelling it (`nasop.generators.known`).
 
 At each point (10, 30, 48, 60, 100 completed trials) both start from the same history: Sobol
 points of the tutorial's space scored by a smooth stand-in for the MLP (`tutorial_outcome`:
@@ -40,6 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _problems
 
 POINTS = (10, 30, 48, 60, 100)
+CONFIGS = ("ax_default", "nasop")
+#: the tutorial MLP's parameter count (`_problems.tutorial_outcome`) as a manifest expression
+KNOWN_SIZE = (
+    "784*hidden_size_1 + hidden_size_1 + hidden_size_1*hidden_size_2 + hidden_size_2"
+    " + hidden_size_2*10 + 10"
+)
 TARGET_AT, TARGET_S = 48, 1.0
 DEFAULT_THREADS = torch.get_num_threads()
 LOAD = (
@@ -82,6 +91,12 @@ def make_loop(config: str, past: list[tuple[dict[str, Any], dict[str, float]]]) 
     from nasop.engine.experiment import experiment_from_spec
 
     s = _problems.tutorial_spec()
+    if config == "nasop_known":
+        objectives = [
+            o.model_copy(update={"expression": KNOWN_SIZE}) if o.metric == "num_params" else o
+            for o in s.objectives
+        ]
+        s = s.model_copy(update={"objectives": objectives})
     exp = experiment_from_spec(s, f"latency-{config}", None)
     if config == "ax_default":
         torch.set_num_threads(DEFAULT_THREADS)
@@ -123,13 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", default=",".join(map(str, POINTS)))
     ap.add_argument("--no-load", action="store_true", help="no CPU-bound process beside it")
     ap.add_argument("--quick", action="store_true", help="points 10,48, 3 reps")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="ax_default,nasop,nasop_known")
     args = ap.parse_args(argv)
     if args.quick:
         args.points, args.reps = "10,48", 3
     points = [int(p) for p in args.points.split(",")]
     logging.getLogger("ax").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
-    configs = ("ax_default", "nasop")
+    configs = tuple(c for c in args.configs.split(",") if c)
     past = history(max(points))
     measure("nasop", past[:10], 1, np.random.default_rng(1))  # warm-up: imports, first-call costs
 
@@ -155,12 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         f"generation latency: seconds per generated trial (p50 of {args.reps}), tutorial search "
         f"space, load beside: {beside}, {DEFAULT_THREADS} default torch threads"
     )
-    print("| completed trials | Ax default p50 (s) | nasop p50 (s) | Ax default / nasop |")
-    print("|-----------------:|-------------------:|--------------:|-------------------:|")
+    print("| completed trials | " + " | ".join(f"{c} p50 (s)" for c in configs) + " |")
+    print("|-----------------:|" + "|".join("-" * (len(c) + 10) + ":" for c in configs) + "|")
     for n in points:
-        a, b = (statistics.median(results[c, n]) for c in configs)
-        print(f"| {n:>16} | {a:>18.2f} | {b:>13.2f} | {a / b:>17.1f}x |")
-    if TARGET_AT in points:
+        cells = [f"{statistics.median(results[c, n]):>{len(c) + 8}.2f}" for c in configs]
+        print(f"| {n:>16} | " + " | ".join(cells) + " |")
+    if TARGET_AT in points and "nasop" in configs:
         p50 = statistics.median(results["nasop", TARGET_AT])
         print(
             f"target nasop p50 <= {TARGET_S:.1f} s at {TARGET_AT} trials: {p50:.2f} s "

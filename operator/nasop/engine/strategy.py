@@ -17,12 +17,15 @@ Pareto layers, the most recent, a seeded sample: `fit_subset`, `nasop.generators
 which bounds the seconds per proposal as the search grows (bench/proposal_scale.py); past it
 the GP's hyperparameters are re-optimised once every `FIT_SUBSET_REFIT_EVERY` trials and the
 acquisition is optimised with `FIT_SUBSET_OPTIMIZER`, the optimisers' fixed cost being what is
-left there.
+left there. An objective the manifest states as an expression of the parameters (or that a
+program hands over as a function: `use_known_objectives`) enters the acquisition exactly
+instead of through its GP (`nasop.generators.known`); without one the strategy is unchanged.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ax.adapter.registry import MBM_X_trans, Y_trans
@@ -33,6 +36,7 @@ from ax.generation_strategy.generation_strategy import GenerationStrategy
 
 from nasop import errors, spec
 from nasop.generators import fit_subset as subset
+from nasop.generators import known
 from nasop.generators.exhaustive import MAX_POINTS, ExhaustiveAcquisition
 from nasop.generators.stopped_trials import CONFIG_KEY, StoppedAsShorter
 from nasop.generators.surrogate import WarmStartSurrogate
@@ -204,6 +208,46 @@ def fit_subset_options(seed: int) -> dict[str, int]:
     }
 
 
+def use_known_objectives(
+    gs: GenerationStrategy,
+    expressions: Mapping[str, str] | None = None,
+    functions: Mapping[str, known.KnownFunction] | None = None,
+) -> None:
+    """Let the acquisition compute these objectives exactly instead of modelling them
+    (`nasop.generators.known`): the `KnownObjectives` transform last in the model node's list,
+    or removed when both mappings are empty.
+
+    Args:
+        gs: a strategy from `choose_generation_strategy`.
+        expressions: metric -> arithmetic over parameter names (`nasop.spec.expression`);
+            saved with the strategy.
+        functions: metric -> callable from parameter tensors to a tensor; not saved (for
+            programs that drive the strategy themselves, e.g. a table lookup in a benchmark).
+    """
+    node = gs.nodes_by_name.get(MODEL_NODE)
+    if node is None:
+        return
+    config: dict[str, Any] = {}
+    if expressions:
+        config["expressions"] = dict(expressions)
+    if functions:
+        config["functions"] = dict(functions)
+    for generator_spec in node.generator_specs:
+        kwargs = generator_spec.generator_kwargs
+        rest = [
+            t
+            for t in kwargs.get("transforms") or MBM_X_trans + Y_trans
+            if t is not known.KnownObjectives
+        ]
+        configs = dict(kwargs.get("transform_configs") or {})
+        configs.pop(known.CONFIG_KEY, None)
+        if config:  # last: it reads the transforms before it (StandardizeY among them)
+            rest.append(known.KnownObjectives)
+            configs[known.CONFIG_KEY] = config
+        kwargs["transforms"] = rest
+        kwargs["transform_configs"] = configs
+
+
 def may_enumerate(s: spec.NASExperimentSpec) -> bool:
     """Whether the acquisition may be enumerated on this space (no float parameter, at most
     `exhaustive.MAX_POINTS` configurations counting every int in a range): then the GP is
@@ -251,6 +295,9 @@ def strategy_from_spec(s: spec.NASExperimentSpec) -> GenerationStrategy:
     # SAAS: a few dozen trials, fitted whole; enumerated spaces: see may_enumerate
     if method is not spec.Method.SAASBO and not may_enumerate(s):
         fit_subset(gs, fit_subset_options(seed or 0))
+    expressions = {o.metric: o.expression for o in s.objectives if o.expression is not None}
+    if expressions:
+        use_known_objectives(gs, expressions)
     return gs
 
 
@@ -269,5 +316,6 @@ __all__ = [
     "model_last_values",
     "model_stopped_as_shorter",
     "strategy_from_spec",
+    "use_known_objectives",
     "use_warm_start_surrogate",
 ]

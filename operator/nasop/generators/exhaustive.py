@@ -31,7 +31,9 @@ from ax.core.search_space import SearchSpaceDigest
 from ax.exceptions.core import SearchSpaceExhausted
 from ax.generators.torch.botorch_modular.acquisition import Acquisition
 from ax.storage.botorch_modular_registry import register_acquisition
+from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.exceptions.errors import InputDataError
+from botorch.models.model import Model
 from botorch.optim.optimize import optimize_acqf_discrete
 from torch import Tensor
 
@@ -115,7 +117,26 @@ def enumerate_points(
 
 
 class ExhaustiveAcquisition(Acquisition):
-    """Ax's Acquisition that enumerates small discrete spaces (see the module docstring)."""
+    """Ax's Acquisition that enumerates small discrete spaces (see the module docstring), on
+    a model whose known outcomes are exact (`nasop.generators.known`)."""
+
+    def _construct_botorch_acquisition(
+        self,
+        botorch_acqf_class: type[AcquisitionFunction],
+        botorch_acqf_options: dict[str, Any],
+        model: Model,
+    ) -> AcquisitionFunction:
+        known = getattr(self.surrogate, "known", None)
+        if known is not None:
+            outcomes = list(self.surrogate.outcomes)
+            if self._subset_idcs is not None:
+                outcomes = [outcomes[i] for i in self._subset_idcs.tolist()]
+            model = known.replace(model, outcomes, self.search_space_digest.feature_names)
+        return super()._construct_botorch_acquisition(
+            botorch_acqf_class=botorch_acqf_class,
+            botorch_acqf_options=botorch_acqf_options,
+            model=model,
+        )
 
     def optimize(
         self,

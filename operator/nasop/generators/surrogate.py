@@ -88,6 +88,8 @@ class WarmStartSurrogate(Surrogate):
         super().__init__(*args, **kwargs)
         #: this step's plan (set by `FitSubset` before each fit; None: refit every step)
         self.plan: StepPlan | None = None
+        #: this step's known outcomes (set by `KnownObjectives` before each fit; None: none)
+        self.known: Any = None
         #: trials with data at each outcome group's last re-optimisation past the threshold
         self._refitted_at: dict[tuple[str, ...], int] = {}
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from nasop.spec import expression
 from nasop.spec.base import ANY_VALUE, NAME_RE, WireModel
 from nasop.spec.parsing import parse_duration
 
@@ -131,12 +132,29 @@ class Objective(WireModel):
         default=None,
         description="Worst acceptable value: the hypervolume reference point for this metric.",
     )
+    expression: str | None = Field(
+        default=None,
+        description="A known objective: its value as arithmetic over numeric parameter names "
+        "(numbers, + - * / // % **, parentheses, min, max, abs), e.g. "
+        "'784*hidden_size_1 + hidden_size_1*hidden_size_2'. The model then uses it exactly "
+        "instead of learning the metric; trials still report the metric.",
+    )
 
     @field_validator("metric")
     @classmethod
     def _metric_is_identifier(cls, v: str) -> str:
         if not NAME_RE.match(v):
             raise ValueError(f"{v!r} is not a valid metric name (letters, digits, '_')")
+        return v
+
+    @field_validator("expression")
+    @classmethod
+    def _expression_parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                expression.parse(v)
+            except ValueError as e:
+                raise ValueError(f"expression {v!r}: {e}") from None
         return v
 
     @property

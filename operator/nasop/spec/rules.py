@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from nasop.spec.models import ParameterType
+from nasop.spec import expression
+from nasop.spec.models import Parameter, ParameterType
 from nasop.spec.parsing import parameter_constraint_names, parse_outcome_constraint
 
 if TYPE_CHECKING:
@@ -147,6 +148,52 @@ def epochs_parameter_is_searched_int(spec: NASExperimentSpec) -> None:
         raise ValueError(f"{where}: {name!r} counts epochs, so its lower bound must be >= 1")
 
 
+def _check_values(p: Parameter) -> list[float] | None:
+    """Values of a numeric parameter to check an expression at: its bounds and a few between
+    (every value of a small int range), every choice; None for a non-numeric parameter."""
+    if p.type is ParameterType.FIXED:
+        ok = isinstance(p.value, (int, float)) and not isinstance(p.value, bool)
+        return [float(p.value)] if ok else None
+    if p.type is ParameterType.CHOICE:
+        values = p.values or []
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        return [float(v) for v in values] if numeric else None
+    low, high = p.bounds or (0.0, 0.0)
+    if p.type is ParameterType.INT and high - low <= 16:
+        return [float(v) for v in range(int(low), int(high) + 1)]
+    if p.log:
+        return [low * (high / low) ** (i / 8) for i in range(9)]
+    return [low + (high - low) * i / 8 for i in range(9)]
+
+
+def known_objectives_are_safe(spec: NASExperimentSpec) -> None:
+    """Each objective's expression names numeric parameters only, and is a finite real number
+    at the bounds of the space (and on a grid between them)."""
+    params = {p.name: p for p in spec.search_space}
+    for i, o in enumerate(spec.objectives):
+        if o.expression is None:
+            continue
+        where = f"objectives[{i}].expression"
+        expr = expression.parse(o.expression)  # the field validator has parsed it already
+        unknown = [n for n in expr.names if n not in params]
+        if unknown:
+            raise ValueError(
+                f"{where}: {o.expression!r} names unknown parameter(s) {unknown}; "
+                f"known: {sorted(params)}"
+            )
+        candidates = {n: _check_values(params[n]) for n in expr.names}
+        text = [n for n, v in candidates.items() if v is None]
+        if text:
+            raise ValueError(
+                f"{where}: {o.expression!r} uses non-numeric parameter(s) {text}; an expression "
+                "computes with numbers: give those choices numeric values or drop them from it"
+            )
+        try:
+            expression.check_on_space(expr, {n: v or [] for n, v in candidates.items()})
+        except ValueError as e:
+            raise ValueError(f"{where}: {o.expression!r} {e}") from None
+
+
 def pack_groups_by_known_parameters(spec: NASExperimentSpec) -> None:
     if spec.trial.pack is not None:
         names = [p.name for p in spec.search_space]
@@ -171,6 +218,7 @@ CROSS_FIELD_RULES: tuple[Callable[[NASExperimentSpec], None], ...] = (
     outcome_constraints_on_other_metrics,
     stopping_rules_know_their_direction,
     epochs_parameter_is_searched_int,
+    known_objectives_are_safe,
     pack_groups_by_known_parameters,
     initial_trials_within_budget,
 )
