@@ -13,8 +13,9 @@ from ax.storage.metric_registry import CORE_METRIC_REGISTRY
 from ax.storage.registry_bundle import RegistryBundle
 from ax.storage.runner_registry import CORE_RUNNER_REGISTRY
 
-# imported to register ExhaustiveAcquisition, FitSubset and StoppedAsShorter with Ax's storage
-from nasop.generators import exhaustive, fit_subset, stopped_trials  # noqa: F401
+# imported to register ExhaustiveAcquisition, FitSubset, StoppedAsShorter and KnownObjectives
+# with Ax's storage
+from nasop.generators import exhaustive, fit_subset, known, stopped_trials  # noqa: F401
 from nasop.generators.surrogate import WarmStartSurrogate
 from nasop.trials.metric import TrialMetric
 from nasop.trials.runner import TorchXTrialRunner
