@@ -30,6 +30,7 @@ from torchx.specs import AppDef, AppDryRunInfo, AppState, ReplicaStatus, RoleSta
 from nasop import spec
 from nasop.trials import stops, waiting
 from nasop.trials.custom_objects import get_or_none
+from nasop.trials.watched import cached_job
 
 # Every Volcano job phase (volcano.sh/apis batch/v1alpha1 JobPhase): anything not finished is
 # running, so a queued or restarting job is never taken for a failed one.
@@ -104,10 +105,12 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         client: Any,
         owner: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
+        watched: Any = None,
     ) -> None:
         super().__init__(session_name, client=client)
         self.owner = owner
         self.labels = dict(labels or {})
+        self.watched = watched  # the operator's watch of the trial jobs and pods (watched.py)
         #: app_id -> (when asked, the reason): why a job waits, asked at most every
         #: REASON_SECONDS (two more API calls per pending trial per tick, hundreds of
         #: experiments: the API server's load, measured by bench/operator_scale.py)
@@ -138,8 +141,10 @@ class VolcanoScheduler(ks.KubernetesScheduler):
     def describe(self, app_id: str) -> DescribeAppResponse | None:
         """None when the job is gone; never raises on an unexpected phase."""
         namespace, name = app_id.split(":")
-        api = self._custom_objects_api()
-        job = get_or_none(api, "batch.volcano.sh", "v1alpha1", namespace, "jobs", name)
+        job = cached_job(self.watched, namespace, name)
+        if job is None:  # no watch, or not seen by it (yet): ask the API server
+            api = self._custom_objects_api()
+            job = get_or_none(api, "batch.volcano.sh", "v1alpha1", namespace, "jobs", name)
         if job is None:
             return None
         state = job_state(job)
@@ -156,7 +161,8 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         now = time.monotonic()
         asked = self._reasons.get(app_id)
         if asked is None or now - asked[0] >= REASON_SECONDS:
-            asked = self._reasons[app_id] = (now, waiting.volcano_reason(self._api_client(), job))
+            why = waiting.volcano_reason(self._api_client(), job, self.watched)
+            asked = self._reasons[app_id] = (now, why)
         return asked[1]
 
     def _cancel_existing(self, app_id: str) -> None:

@@ -1,0 +1,95 @@
+"""What every experiment of one operator process shares: one API client, and one watch on the
+trial jobs and one on the trial pods per watched namespace (or cluster-wide), which wake the
+experiment whose job or pod changed.
+
+Measured (bench/operator_scale.py, docs/benchmarks.md): with one client and a GET per trial per
+tick each, the API server's load grew with experiments x running trials, and every experiment
+loaded the kubeconfig and opened its own connections. Here an experiment's tick reads its
+trials' jobs and pods from memory (trials/watched.py) and runs as soon as one of them changes,
+not only at its next tick; the watches start with the first experiment that launches that kind
+of job (`spec.trial.scheduler`), so a cluster without Volcano is never asked for its jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from nasop.trials import cluster, harvest
+from nasop.trials.informer import Informer, Obj
+from nasop.trials.watched import Watched, trim_job, trim_pod
+
+log = logging.getLogger(__name__)
+
+SELECTOR = "app.kubernetes.io/managed-by=nasop"  # on every trial job and pod (driver.open_search)
+POD_LABELS = (cluster.VOLCANO.pod_label, cluster.BATCH.pod_label)  # a job's pods, by its name
+
+
+def collection(group: str, version: str, plural: str, namespace: str) -> str:
+    """The API path of a collection, in a namespace or ("") in all of them."""
+    base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+
+
+class Watches:
+    """The shared client and watches of one operator; `close()` stops the watches."""
+
+    def __init__(self, api: Any, namespaces: list[str], loop: asyncio.AbstractEventLoop) -> None:
+        self.api = api
+        self.namespaces = list(namespaces)
+        self.loop = loop
+        self._informers: dict[str, Informer] = {}  # collection path -> its informer
+        self._wakers: dict[str, asyncio.Event] = {}  # experiment uid -> its wake-up
+        self._lock = threading.Lock()
+
+    def scope(self, namespace: str) -> str:
+        """The namespace a watch covers: the experiment's, or all ("") when all are watched."""
+        return namespace if self.namespaces else ""
+
+    def watched(self, kind: cluster.JobKind, namespace: str) -> Watched:
+        """The watched jobs of this kind and the trial pods for an experiment in `namespace`;
+        starts the watches the first time (thread-safe: searches open in threads)."""
+        scope = self.scope(namespace)
+        jobs = self._informer(collection(kind.group, kind.version, kind.plural, scope), ())
+        pods = self._informer(collection("", "v1", "pods", scope), POD_LABELS)
+        return Watched(jobs, pods)
+
+    def _informer(self, path: str, index: tuple[str, ...]) -> Informer:
+        with self._lock:
+            found = self._informers.get(path)
+            if found is None:
+                trim = trim_pod if path.endswith("/pods") else trim_job
+                found = Informer(
+                    self.api, path, SELECTOR, index=index, trim=trim, on_change=self._changed
+                ).start()
+                self._informers[path] = found
+                log.info("watching %s (%s)", path, SELECTOR)
+            return found
+
+    def waker(self, uid: str) -> asyncio.Event:
+        """Set whenever a job or pod of the experiment with this uid changes."""
+        return self._wakers.setdefault(uid, asyncio.Event())
+
+    def forget(self, uid: str) -> None:
+        self._wakers.pop(uid, None)
+
+    def _changed(self, obj: Obj) -> None:
+        """From an informer's thread: wake the experiment the object belongs to."""
+        uid = ((obj.get("metadata") or {}).get("labels") or {}).get(harvest.UID_LABEL)
+        event = self._wakers.get(uid) if uid else None
+        if event is not None:
+            try:
+                self.loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop is closed: the operator has stopped
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            informers, self._informers = list(self._informers.values()), {}
+        for informer in informers:
+            informer.stop()
+
+
+__all__ = ["SELECTOR", "Watches", "collection"]
