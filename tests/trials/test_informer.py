@@ -105,9 +105,11 @@ def test_list_watch_resume_and_list_again_after_gone() -> None:
     ).start()
     try:
         _wait(api.idle.is_set)
+        assert informer.synced.is_set()
     finally:
         informer.stop()
-    assert informer.synced.is_set() and informer.lists == 2
+    assert not informer.synced.is_set()  # stopped: readers ask the server
+    assert informer.lists == 2
     assert [c.get("continue") for c in api.calls[:2]] == [None, "c1"]
     versions = [c.get("resourceVersion") for c in api.calls if c.get("watch")]
     assert versions[:3] == ["5", "9", "30"]  # resumed after the bookmark; after Gone, the list's

@@ -35,6 +35,7 @@ DELETIONS: dict[str, asyncio.Event] = {}
 KEEPER: dict[str, shards.Keeper] = {}
 #: the API client and trial watches all experiments share (watches.py), from startup to cleanup
 WATCHES: dict[str, watches.Watches] = {}
+CLOSING: set[asyncio.Task[None]] = set()  # the task that closes them if kopf is cancelled
 FINALIZER = "nasop.dev/finalizer"
 
 
@@ -76,14 +77,19 @@ async def shared_watches(**_: Any) -> None:
     not a client, a kubeconfig read and GETs per trial per tick for each (watches.py)."""
     current = SETTINGS.get("current") or Settings.load()
     api = await asyncio.to_thread(kube.api_client, current.io_threads)
-    WATCHES["current"] = watches.Watches(api, current.namespaces, asyncio.get_running_loop())
+    shared = WATCHES["current"] = watches.Watches(
+        api, current.namespaces, asyncio.get_running_loop()
+    )
+    closing = asyncio.create_task(watches.close_on_exit(shared), name="nasop-watches")
+    CLOSING.add(closing)
+    closing.add_done_callback(CLOSING.discard)
 
 
 @kopf.on.cleanup()
-async def stop_watches(**_: Any) -> None:
+def stop_watches(**_: Any) -> None:
     shared = WATCHES.pop("current", None)
     if shared is not None:
-        await asyncio.to_thread(shared.close)
+        shared.close()
 
 
 @kopf.on.startup()

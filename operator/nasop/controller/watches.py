@@ -43,6 +43,7 @@ class Watches:
         self._informers: dict[str, Informer] = {}  # collection path -> its informer
         self._wakers: dict[str, asyncio.Event] = {}  # experiment uid -> its wake-up
         self._lock = threading.Lock()
+        self.closed = asyncio.Event()  # set by close(), in the loop's thread
 
     def scope(self, namespace: str) -> str:
         """The namespace a watch covers: the experiment's, or all ("") when all are watched."""
@@ -86,10 +87,27 @@ class Watches:
                 pass
 
     def close(self) -> None:
+        """Stop the watches (not waiting for their threads: a watch read that does not notice
+        its closed connection ends with the watch, at most WATCH_SECONDS later); idempotent.
+        Call it in the loop's thread."""
+        self.closed.set()
         with self._lock:
             informers, self._informers = list(self._informers.values()), {}
         for informer in informers:
-            informer.stop()
+            informer.stop(timeout=0.0)
+        try:
+            self.api.close()
+        except Exception as e:  # closing connections of a client that is going anyway
+            log.debug("closing the shared API client: %s", e)
 
 
-__all__ = ["SELECTOR", "Watches", "collection"]
+async def close_on_exit(shared: Watches) -> None:
+    """A task that closes `shared` when the operator stops: kopf cancels every task started
+    after its startup when it is cancelled, and runs no cleanup handler then."""
+    try:
+        await shared.closed.wait()
+    finally:
+        shared.close()
+
+
+__all__ = ["SELECTOR", "Watches", "close_on_exit", "collection"]

@@ -113,14 +113,17 @@ class Informer:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop following; wait up to `timeout` for the thread (0: do not wait). Readers ask
+        the API server from now on (what it holds would only grow stale)."""
         self._stop.set()
+        self.synced.clear()
         response = self._response
         if response is not None:
             try:
                 response.close()
             except Exception:  # closing an ended response
                 pass
-        if self._thread is not None:
+        if self._thread is not None and timeout > 0:
             self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -178,6 +181,8 @@ class Informer:
             for key, obj in objects.items():
                 self._add_index(key, obj)
         self.lists += 1
+        if self._stop.is_set():
+            return version
         self.synced.set()
         for key, obj in objects.items():
             if _version(old.get(key)) != _version(obj):
