@@ -111,9 +111,10 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         self.owner = owner
         self.labels = dict(labels or {})
         self.watched = watched  # the operator's watch of the trial jobs and pods (watched.py)
-        #: app_id -> (when asked, the reason): why a job waits, asked at most every
-        #: REASON_SECONDS (two more API calls per pending trial per tick, hundreds of
-        #: experiments: the API server's load, measured by bench/operator_scale.py)
+        #: app_id -> (when asked, the reason): why a job waits, asked once it has waited
+        #: REASON_SECONDS, then at most every REASON_SECONDS (its PodGroup: one or two GETs
+        #: per pending trial, hundreds of experiments: the API server's load, measured by
+        #: bench/operator_scale.py; a job pending for a moment after its creation is normal)
         self._reasons: dict[str, tuple[float, str]] = {}
 
     def _submit_dryrun(self, app: AppDef, cfg: Any) -> AppDryRunInfo[ks.KubernetesJob]:
@@ -160,7 +161,9 @@ class VolcanoScheduler(ks.KubernetesScheduler):
     def _reason(self, app_id: str, job: dict[str, Any]) -> str:
         now = time.monotonic()
         asked = self._reasons.get(app_id)
-        if asked is None or now - asked[0] >= REASON_SECONDS:
+        if asked is None:  # a job that has just been created waits for nothing in particular:
+            asked = self._reasons[app_id] = (now, "")  # asked once it has waited REASON_SECONDS
+        if now - asked[0] >= REASON_SECONDS:
             why = waiting.volcano_reason(self._api_client(), job, self.watched)
             asked = self._reasons[app_id] = (now, why)
         return asked[1]
