@@ -147,3 +147,22 @@ def test_a_watched_lookup_says_ask_the_server_until_synced_or_when_absent() -> N
     assert seen.job("ns", "j") is None  # not seen: the caller asks the server
     assert seen.pods("ns", "volcano.sh/job-name", "j") == []
     assert seen.pods("ns", "other-label", "j") is None  # not indexed
+
+
+def test_a_created_object_is_kept_until_the_watch_brings_it_unless_it_is_gone() -> None:
+    pods = Informer(None, "/api/v1/namespaces/ns/pods", "x=y", index=["volcano.sh/job-name"])
+    seen = watched.Watched(None, pods)
+    seen.created(_pod("early", "1"))  # not synced: nothing kept
+    assert pods.get("ns", "early") is None
+    pods.synced.set()
+    created = _pod("a", "3")
+    created["metadata"]["uid"] = "ua"
+    pods.add(created)
+    assert pods.get("ns", "a") is not None
+    assert [p["metadata"]["name"] for p in pods.select("ns", "volcano.sh/job-name", "j1")] == ["a"]
+    pods._apply({"type": "MODIFIED", "object": {**created, "status": {"phase": "Succeeded"}}}, "3")
+    pods.add(created)  # the watch's newer version stays
+    assert (pods.get("ns", "a") or {})["status"] == {"phase": "Succeeded"}
+    pods._apply({"type": "DELETED", "object": created}, "4")
+    pods.add(created)  # the create's answer came after the watch said it was deleted
+    assert pods.get("ns", "a") is None

@@ -321,6 +321,8 @@ class BatchJobScheduler(Scheduler[JobOpts]):
                     "resubmit to get a new name"
                 ) from e
             raise
+        if self.watched is not None:  # read from memory at once (watched.py)
+            self.watched.created(self._api_client().sanitize_for_serialization(job))
         return f"{namespace}:{job.metadata.name}"
 
     def _ensure_service(self, namespace: str, service: dict[str, Any]) -> None:

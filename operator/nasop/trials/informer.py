@@ -16,6 +16,7 @@ cannot tell "absent" from "not seen yet" and asks the API server itself.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import threading
@@ -31,6 +32,7 @@ Key = tuple[str, str]  # (namespace, name)
 WATCH_SECONDS = 240  # the server ends each watch after this (a new one resumes from there)
 PAGE = 500  # objects per list page
 BACKOFF = (0.5, 1.0, 2.0, 5.0)  # seconds before listing again after consecutive failures
+DELETED_KEPT = 10_000  # uids of deleted objects remembered (see add)
 
 
 class Gone(Exception):
@@ -83,6 +85,7 @@ class Informer:
         self.lists = 0  # how many times the collection was listed (1 + re-lists)
         self._objects: dict[Key, Obj] = {}
         self._index: dict[tuple[str, str, str], set[Key]] = {}  # (ns, label, value) -> keys
+        self._deleted: collections.OrderedDict[str, None] = collections.OrderedDict()  # uids
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._response: Any = None  # the open watch, closed by stop()
@@ -99,6 +102,17 @@ class Informer:
         with self._lock:
             keys = self._index.get((namespace, label, value), ())
             return [self._objects[k] for k in sorted(keys)]
+
+    def add(self, obj: Obj) -> None:
+        """An object this process has just created (the API server's answer), kept until the
+        watch brings it or a newer version: a read right after the create finds it."""
+        obj = self.trim(obj)
+        key = _key(obj)
+        with self._lock:
+            uid = (obj.get("metadata") or {}).get("uid")
+            if key not in self._objects and uid not in self._deleted:  # not gone already
+                self._objects[key] = obj
+                self._add_index(key, obj)
 
     def __len__(self) -> int:
         with self._lock:
@@ -231,6 +245,10 @@ class Informer:
             if kind != "DELETED":
                 self._objects[key] = obj
                 self._add_index(key, obj)
+            else:  # remembered, so that a late add() of it is not kept
+                self._deleted[(obj.get("metadata") or {}).get("uid", "")] = None
+                while len(self._deleted) > DELETED_KEPT:
+                    self._deleted.popitem(last=False)
         self._tell(obj)
         return new_version
 

@@ -139,6 +139,23 @@ class VolcanoScheduler(ks.KubernetesScheduler):
                 stops.mount(task["template"].spec, app.metadata[stops.APP_METADATA_KEY])
         return info
 
+    def _custom_objects_api(self) -> Any:
+        """TorchX's client for the job it creates; the job created is also told to the
+        operator's watch, so that the reads right after the launch need no GET."""
+        api = super()._custom_objects_api()
+        if self.watched is None:
+            return api
+        create, watched = api.create_namespaced_custom_object, self.watched
+
+        def create_and_tell(*args: Any, **kwargs: Any) -> Any:
+            created = create(*args, **kwargs)
+            if isinstance(created, dict):
+                watched.created(created)
+            return created
+
+        api.create_namespaced_custom_object = create_and_tell
+        return api
+
     def describe(self, app_id: str) -> DescribeAppResponse | None:
         """None when the job is gone; never raises on an unexpected phase."""
         namespace, name = app_id.split(":")

@@ -43,6 +43,12 @@ class Watched:
             return None
         return self.jobs.get(namespace, name)
 
+    def created(self, job: Obj) -> None:
+        """A job this operator has just created (the API server's answer): read from memory
+        at once, not asked for again until the watch brings it."""
+        if self.jobs is not None and self.jobs.synced.is_set():
+            self.jobs.add(job)
+
     def pods(self, namespace: str, label: str, value: str) -> list[Obj] | None:
         """The pods with ``label=value`` as watched; None when the watch is not synced."""
         informer = self.pods_informer
