@@ -197,10 +197,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def start_operator(
-    kubeconfig: pathlib.Path, ns: str, tick: float, log: IO[str]
+    kubeconfig: pathlib.Path, ns: str, tick: float, log: IO[str], source: str | None = None
 ) -> subprocess.Popen[bytes]:
-    """`nasop operator` in a subprocess, watching `ns` through `kubeconfig`."""
+    """`nasop operator` in a subprocess, watching `ns` through `kubeconfig` (the nasop package
+    under `source`, e.g. another checkout's `operator/`, when given)."""
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NASOP_TICK_SECONDS": str(tick)}
+    if source:
+        env["PYTHONPATH"] = os.pathsep.join([source, env.get("PYTHONPATH", "")])
     env.pop("NASOP_PEERING", None)
     return subprocess.Popen(
         [
@@ -338,15 +341,16 @@ def run_size(
     trials: int,
     tick: float,
     workdir: pathlib.Path,
-) -> dict[str, float]:
-    ns = f"scale-{n}"
+    source: str | None = None,
+) -> dict[str, Any]:
+    ns = f"scale-{n}" + ("-base" if source else "")
     install.apply(plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     proxy = FaultProxy(plane.url, plane.ssl_context())
-    with proxy.running(), open(workdir / f"operator-{n}.log", "w") as log:
+    with proxy.running(), open(workdir / f"operator-{ns}.log", "w") as log:
         cluster = Cluster(plane, proxy)
-        kubeconfig = workdir / f"kubeconfig-{n}"
+        kubeconfig = workdir / f"kubeconfig-{ns}"
         kubeconfig.write_text(yaml.safe_dump(controlplane.kubeconfig(proxy.url, token, None, ns)))
-        proc = start_operator(kubeconfig, ns, tick, log)
+        proc = start_operator(kubeconfig, ns, tick, log, source)
         player = TimedPlayer(cluster, write_scalars, namespace=ns, poll_interval=0.05).start()
         try:
             wait_until_watching(proxy, proc, log)
@@ -422,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
     ap.add_argument("--trials", type=int, default=2, help="trials per experiment")
     ap.add_argument("--tick", type=float, default=0.5, help="NASOP_TICK_SECONDS")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run, before each N, the operator of another checkout's operator/ folder "
+        "(e.g. main's) on the same control plane: its row is printed as N-base",
+    )
     args = ap.parse_args(argv)
     rows = []
     with (
@@ -430,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         token = plane.installed["cluster"]
         for n in args.sizes:
+            if args.baseline:
+                base = run_size(
+                    plane, token, n, args.trials, args.tick, pathlib.Path(tmp), args.baseline
+                )
+                print(f"N={n}-base: done in {base['total']:.1f}s; {json.dumps(base)}", flush=True)
             row = run_size(plane, token, n, args.trials, args.tick, pathlib.Path(tmp))
             rows.append(row)
             print(f"N={n}: done in {row['total']:.1f}s; {json.dumps(row)}", flush=True)
