@@ -187,8 +187,8 @@ class PodOutput:
         pods = (
             None if fresh else self.logs.cached_pods(self.namespace, self.pod_label, self.job_name)
         )
-        if pods is not None and (not pods or not self.present <= {_uid(p) for p in pods}):
-            pods = None  # not created yet, or not all of them seen by the watch yet
+        if pods is not None and not self.present <= {_uid(p) for p in pods}:
+            pods = None  # the watch lost sight of a pod: is it gone? (none seen yet: no output)
         if pods is None:
             pods = self.logs.list_pods(self.namespace, self.pod_label, self.job_name)
         present = set()
