@@ -101,7 +101,7 @@ def test_list_watch_resume_and_list_again_after_gone() -> None:
         "app.kubernetes.io/managed-by=nasop",
         index=["volcano.sh/job-name"],
         trim=watched.trim_pod,
-        on_change=lambda obj: told.append(obj["metadata"]["name"]),
+        on_change=lambda obj, gone: told.append(obj["metadata"]["name"] + "-" * gone),
     ).start()
     try:
         _wait(api.idle.is_set)
@@ -121,7 +121,7 @@ def test_list_watch_resume_and_list_again_after_gone() -> None:
     ]
     assert informer.select("ns", "volcano.sh/job-name", "j2") == []  # b went with the re-list
     assert informer.get("ns", "d") is None
-    assert told == ["a", "b", "a", "d", "d", "c", "b"]  # the re-list tells c (new), b (gone)
+    assert told == ["a", "b", "a", "d", "d-", "c", "b-"]  # the re-list tells c (new), b (gone)
     kept = informer.get("ns", "a")
     assert kept is not None and "managedFields" not in kept["metadata"]
     assert kept["spec"] == {"containers": [{"name": "trainer"}]}

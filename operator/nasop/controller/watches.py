@@ -1,13 +1,16 @@
 """What every experiment of one operator process shares: one API client, and one watch on the
 trial jobs and one on the trial pods per watched namespace (or cluster-wide), which wake the
-experiment whose job or pod changed.
+experiment whose job or pod ended.
 
 Measured (bench/operator_scale.py, docs/benchmarks.md): with one client and a GET per trial per
 tick each, the API server's load grew with experiments x running trials, and every experiment
 loaded the kubeconfig and opened its own connections. Here an experiment's tick reads its
-trials' jobs and pods from memory (trials/watched.py) and runs as soon as one of them changes,
-not only at its next tick; the watches start with the first experiment that launches that kind
-of job (`spec.trial.scheduler`), so a cluster without Volcano is never asked for its jobs.
+trials' jobs and pods from memory (trials/watched.py) and runs as soon as one of them ends
+(a job finished or gone, a pod's container terminated), not only at its next tick: waking it
+for every change (created, pending, running) made more ticks, each saving the state and
+writing the status, and at 200 experiments the operator's CPU, not the API server, was the
+limit. The watches start with the first experiment that launches that kind of job
+(`spec.trial.scheduler`), so a cluster without Volcano is never asked for its jobs.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
+
+from torchx.specs import is_terminal
 
 from nasop.trials import cluster, harvest
 from nasop.trials.informer import Informer, Obj
@@ -25,6 +31,15 @@ log = logging.getLogger(__name__)
 
 SELECTOR = "app.kubernetes.io/managed-by=nasop"  # on every trial job and pod (driver.open_search)
 POD_LABELS = (cluster.VOLCANO.pod_label, cluster.BATCH.pod_label)  # a job's pods, by its name
+
+
+def pod_ended(pod: Obj, deleted: bool) -> bool:
+    """A trial pod whose output can now be read to its end (or never will be)."""
+    status = pod.get("status") or {}
+    if deleted or status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    states = [s.get("state") or {} for s in status.get("containerStatuses") or []]
+    return any(s.get("terminated") is not None for s in states)
 
 
 def collection(group: str, version: str, plural: str, namespace: str) -> str:
@@ -53,30 +68,45 @@ class Watches:
         """The watched jobs of this kind and the trial pods for an experiment in `namespace`;
         starts the watches the first time (thread-safe: searches open in threads)."""
         scope = self.scope(namespace)
-        jobs = self._informer(collection(kind.group, kind.version, kind.plural, scope), ())
-        pods = self._informer(collection("", "v1", "pods", scope), POD_LABELS)
+
+        def job_ended(job: Obj, deleted: bool) -> bool:
+            return deleted or is_terminal(kind.state(job))
+
+        jobs_path = collection(kind.group, kind.version, kind.plural, scope)
+        jobs = self._informer(jobs_path, (), trim_job, job_ended)
+        pods_path = collection("", "v1", "pods", scope)
+        pods = self._informer(pods_path, POD_LABELS, trim_pod, pod_ended)
         return Watched(jobs, pods)
 
-    def _informer(self, path: str, index: tuple[str, ...]) -> Informer:
+    def _informer(
+        self,
+        path: str,
+        index: tuple[str, ...],
+        trim: Callable[[Obj], Obj],
+        ended: Callable[[Obj, bool], bool],
+    ) -> Informer:
+        def changed(obj: Obj, deleted: bool) -> None:
+            if ended(obj, deleted):
+                self._wake(obj)
+
         with self._lock:
             found = self._informers.get(path)
             if found is None:
-                trim = trim_pod if path.endswith("/pods") else trim_job
                 found = Informer(
-                    self.api, path, SELECTOR, index=index, trim=trim, on_change=self._changed
+                    self.api, path, SELECTOR, index=index, trim=trim, on_change=changed
                 ).start()
                 self._informers[path] = found
                 log.info("watching %s (%s)", path, SELECTOR)
             return found
 
     def waker(self, uid: str) -> asyncio.Event:
-        """Set whenever a job or pod of the experiment with this uid changes."""
+        """Set whenever a job or pod of the experiment with this uid ends."""
         return self._wakers.setdefault(uid, asyncio.Event())
 
     def forget(self, uid: str) -> None:
         self._wakers.pop(uid, None)
 
-    def _changed(self, obj: Obj) -> None:
+    def _wake(self, obj: Obj) -> None:
         """From an informer's thread: wake the experiment the object belongs to."""
         uid = ((obj.get("metadata") or {}).get("labels") or {}).get(harvest.UID_LABEL)
         event = self._wakers.get(uid) if uid else None

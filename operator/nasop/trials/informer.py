@@ -7,8 +7,8 @@ selector, in pages), then follows one watch from that list's resourceVersion; a 
 ends is resumed from the last version seen (bookmarks keep it fresh), and a version the server
 has compacted away (410 Gone) or any failure leads to a new list. Readers get the objects as
 the server sent them (plain dicts, trimmed by ``trim``) and must not change them; each change
-is told to ``on_change`` (from the informer's thread), which the operator uses to wake the
-experiment the object belongs to.
+is told to ``on_change(obj, deleted)`` (from the informer's thread), which the operator uses
+to wake the experiment the object belongs to.
 
 While not :attr:`synced` (before the first list, after a failure until the next list) a reader
 cannot tell "absent" from "not seen yet" and asks the API server itself.
@@ -73,7 +73,7 @@ class Informer:
         *,
         index: Iterable[str] = (),
         trim: Callable[[Obj], Obj] = trim,
-        on_change: Callable[[Obj], None] | None = None,
+        on_change: Callable[[Obj, bool], None] | None = None,
     ) -> None:
         self.api = api
         self.path = path
@@ -200,10 +200,10 @@ class Informer:
         self.synced.set()
         for key, obj in objects.items():
             if _version(old.get(key)) != _version(obj):
-                self._tell(obj)
+                self._tell(obj, False)
         for key, obj in old.items():
             if key not in objects:
-                self._tell(obj)
+                self._tell(obj, True)
         return version
 
     def _watch(self, version: str) -> str:
@@ -249,14 +249,14 @@ class Informer:
                 self._deleted[(obj.get("metadata") or {}).get("uid", "")] = None
                 while len(self._deleted) > DELETED_KEPT:
                     self._deleted.popitem(last=False)
-        self._tell(obj)
+        self._tell(obj, kind == "DELETED")
         return new_version
 
-    def _tell(self, obj: Obj) -> None:
+    def _tell(self, obj: Obj, deleted: bool) -> None:
         if self.on_change is None:
             return
         try:
-            self.on_change(obj)
+            self.on_change(obj, deleted)
         except Exception as e:  # a listener's failure must not stop the watch
             log.warning("watch listener of %s: %s", self.path, e)
 
