@@ -76,6 +76,8 @@ async def shared_watches(**_: Any) -> None:
     """One API client (a connection per I/O thread) and the trial watches for all experiments:
     not a client, a kubeconfig read and GETs per trial per tick for each (watches.py)."""
     current = SETTINGS.get("current") or Settings.load()
+    if not current.watch:
+        return
     api = await asyncio.to_thread(kube.api_client, current.io_threads)
     shared = WATCHES["current"] = watches.Watches(
         api, current.namespaces, asyncio.get_running_loop()
