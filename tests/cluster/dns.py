@@ -71,7 +71,9 @@ class ClusterDNS:
                 f"exec {shlex.quote(str(self.binary))} -conf {shlex.quote(str(w / 'Corefile'))}",
             ],
         )
-        poll(lambda: self._alive() or os.path.exists(self.netns), 10, "no namespace for CoreDNS")
+        # until `unshare` has made the namespace, its pid's is still this machine's: never
+        # touch the network before it is a different one
+        poll(lambda: self._alive() or self._own_namespace(), 10, "no namespace for CoreDNS")
         self._cni("loopback", {"cniVersion": "0.4.0", "name": "lo", "type": "loopback"}, "lo")
         self._cni(
             "macvlan",
@@ -107,6 +109,12 @@ class ClusterDNS:
         for name in ("coredns", "relay"):
             if name in self.procs:
                 stop_process(self.procs.pop(name), 10)
+
+    def _own_namespace(self) -> bool:
+        try:
+            return os.stat(self.netns).st_ino != os.stat("/proc/self/ns/net").st_ino
+        except FileNotFoundError:
+            return False
 
     def _alive(self) -> bool:
         for name, proc in self.procs.items():

@@ -77,6 +77,8 @@ def _address(text: str) -> tuple[str, int]:
 
 def main(argv: list[str]) -> None:
     netns, listen, connect = argv
+    if os.stat(netns).st_ino == os.stat("/proc/self/ns/net").st_ino:
+        raise SystemExit(f"{netns} is this process's own network namespace")
     server = listen_in(netns, *_address(listen))
     print(f"relaying {listen} in {netns} to {connect}", flush=True)
     serve(server, _address(connect))
