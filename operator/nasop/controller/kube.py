@@ -6,21 +6,15 @@ import os
 from typing import Any
 
 
-def api_client(connections: int | None = None) -> Any:
-    """TorchX alone reads only ~/.kube/config; the operator hands this client to it instead.
-
-    `connections`: how many connections it keeps open to the API server (one per thread that
-    may use it at once; the client's default is five per core)."""
+def api_client() -> Any:
+    """TorchX alone reads only ~/.kube/config; the operator hands this client to it instead."""
     from kubernetes import client, config
 
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config()  # also the default configuration, as before
-        cfg = client.Configuration.get_default_copy()
-    else:
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
-    if connections:
-        cfg.connection_pool_maxsize = connections
+        config.load_incluster_config()
+        return client.ApiClient()
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
     return client.ApiClient(cfg)
 
 

@@ -68,23 +68,15 @@ def scheduler_cfg(template: spec.TrialTemplate, namespace: str) -> dict[str, Any
 
 
 def runner_factory(
-    client: Any,
-    owner: dict[str, Any] | None = None,
-    labels: dict[str, str] | None = None,
-    watched: Any = None,
+    client: Any, owner: dict[str, Any] | None = None, labels: dict[str, str] | None = None
 ) -> torchx_runner.Runner:
-    """A TorchX Runner whose two cluster schedulers use this client, owner and labels (and the
-    operator's watch of the trial jobs and pods, `watched`: trials/watched.py)."""
+    """A TorchX Runner whose two cluster schedulers use this client, owner and labels."""
 
     def make_volcano(session_name: str, **_: Any) -> volcano.VolcanoScheduler:
-        return volcano.VolcanoScheduler(
-            session_name, client=client, owner=owner, labels=labels, watched=watched
-        )
+        return volcano.VolcanoScheduler(session_name, client=client, owner=owner, labels=labels)
 
     def make_job(session_name: str, **_: Any) -> batchjob.BatchJobScheduler:
-        return batchjob.BatchJobScheduler(
-            session_name, client=client, owner=owner, labels=labels, watched=watched
-        )
+        return batchjob.BatchJobScheduler(session_name, client=client, owner=owner, labels=labels)
 
     return torchx_runner.Runner(
         "nasop", scheduler_factories={VOLCANO.scheduler: make_volcano, BATCH.scheduler: make_job}
@@ -131,9 +123,7 @@ def check_metrics_source(template: spec.TrialTemplate) -> None:
         )
 
 
-def harvester(
-    client: Any, kind: JobKind, namespace: str, owner_uid: str, watched: Any = None
-) -> harvest.Harvester:
+def harvester(client: Any, kind: JobKind, namespace: str, owner_uid: str) -> harvest.Harvester:
     """The readers of this experiment's trial pods, and the release of their finalizers."""
     return harvest.Harvester(
         client,
@@ -142,7 +132,6 @@ def harvester(
         namespace,
         owner_uid,
         kind.finalizer,
-        watched,
     )
 
 
