@@ -25,7 +25,7 @@ instead of through its GP (`nasop.generators.known`); without one the strategy i
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ax.adapter.registry import MBM_X_trans, Y_trans
@@ -177,22 +177,37 @@ def fit_subset(gs: GenerationStrategy, options: dict[str, int] | None) -> None:
         gs: a strategy from `choose_generation_strategy`.
         options: the transform's config: `threshold`, `size`, `seed`.
     """
+    # first, after StoppedAsShorter (it reads raw parameters)
+    _place_transform(
+        gs,
+        subset.FitSubset,
+        subset.CONFIG_KEY,
+        dict(options) if options is not None else None,
+        lambda rest: 1 if rest and rest[0] is StoppedAsShorter else 0,
+    )
+
+
+def _place_transform(
+    gs: GenerationStrategy,
+    transform: type,
+    key: str,
+    config: dict[str, Any] | None,
+    position: Callable[[list[type]], int],
+) -> None:
+    """Remove `transform` and its config from the model node's generators, then, unless
+    `config` is None, put it back at `position(the other transforms)` with that config."""
     node = gs.nodes_by_name.get(MODEL_NODE)
     if node is None:
         return
     for generator_spec in node.generator_specs:
         kwargs = generator_spec.generator_kwargs
-        rest = [
-            t
-            for t in kwargs.get("transforms") or MBM_X_trans + Y_trans
-            if t is not subset.FitSubset
-        ]
+        rest = [t for t in kwargs.get("transforms") or MBM_X_trans + Y_trans if t is not transform]
         configs = dict(kwargs.get("transform_configs") or {})
-        configs.pop(subset.CONFIG_KEY, None)
-        if options is not None:  # first, after StoppedAsShorter (it reads raw parameters)
-            at = 1 if rest and rest[0] is StoppedAsShorter else 0
-            rest = [*rest[:at], subset.FitSubset, *rest[at:]]
-            configs[subset.CONFIG_KEY] = dict(options)
+        configs.pop(key, None)
+        if config is not None:
+            at = position(rest)
+            rest = [*rest[:at], transform, *rest[at:]]
+            configs[key] = config
         kwargs["transforms"] = rest
         kwargs["transform_configs"] = configs
 
@@ -224,28 +239,13 @@ def use_known_objectives(
         functions: metric -> callable from parameter tensors to a tensor; not saved (for
             programs that drive the strategy themselves, e.g. a table lookup in a benchmark).
     """
-    node = gs.nodes_by_name.get(MODEL_NODE)
-    if node is None:
-        return
     config: dict[str, Any] = {}
     if expressions:
         config["expressions"] = dict(expressions)
     if functions:
         config["functions"] = dict(functions)
-    for generator_spec in node.generator_specs:
-        kwargs = generator_spec.generator_kwargs
-        rest = [
-            t
-            for t in kwargs.get("transforms") or MBM_X_trans + Y_trans
-            if t is not known.KnownObjectives
-        ]
-        configs = dict(kwargs.get("transform_configs") or {})
-        configs.pop(known.CONFIG_KEY, None)
-        if config:  # last: it reads the transforms before it (StandardizeY among them)
-            rest.append(known.KnownObjectives)
-            configs[known.CONFIG_KEY] = config
-        kwargs["transforms"] = rest
-        kwargs["transform_configs"] = configs
+    # last: it reads the transforms before it (StandardizeY among them)
+    _place_transform(gs, known.KnownObjectives, known.CONFIG_KEY, config or None, len)
 
 
 def may_enumerate(s: spec.NASExperimentSpec) -> bool:
