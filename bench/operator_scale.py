@@ -15,6 +15,7 @@ Succeeded. It prints:
 - operator RSS per experiment: (RSS with N finished experiments - RSS of the idle operator) / N,
   read from /proc of the operator process (finished experiments stay watched, so this is what
   each one keeps);
+- the operator's API requests (through the bench's proxy) per second of the run, by kind;
 - each number's ratio to the N=1 baseline.
 
 Run: `.venv/bin/python bench/operator_scale.py [--sizes 1 10 50] [--trials 2] [--tick 0.5]`.
@@ -78,11 +79,70 @@ def write_scalars(job: dict[str, Any]) -> volcano.JobOutcome:
 
 
 class TimedPlayer(volcano.VolcanoPlayer):
-    """Records when each job's final status was written: {(experiment, trial): monotonic s}."""
+    """Records when each job's final status was written: {(experiment, trial): monotonic s}.
+
+    It finds new jobs through one watch, not by listing every job every `poll_interval` as the
+    tests' player does: at 200 experiments x 2 jobs that list loaded the API server in
+    proportion to N, and one list that timed out ended the player's scan for good (the run
+    stalled with 64 jobs never played). A failed list or watch is retried here.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.finished: dict[tuple[str, int], float] = {}
+        self.scan_errors = 0
+
+    def _scan_forever(self) -> None:
+        plane = self.cluster.plane
+        path = collection_path(volcano.JOBS, self.namespace)
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    listed = plane.request("GET", path)
+                    version = listed["metadata"]["resourceVersion"]
+                    live = {job["metadata"]["uid"] for job in listed["items"]}
+                    for uid, cancelled in self._seen.items():
+                        if uid not in live:
+                            cancelled.set()
+                    for job in listed["items"]:
+                        self._consider(job)
+                url = (
+                    f"{plane.url}{path}?watch=1&resourceVersion={version}"
+                    "&allowWatchBookmarks=true&timeoutSeconds=5"
+                )
+                headers = {"Authorization": f"Bearer {plane.token}"}
+                req = urllib.request.Request(url, headers=headers)
+                with urllib.request.urlopen(req, context=plane.ssl_context(), timeout=30) as resp:
+                    for line in resp:
+                        event = json.loads(line)
+                        obj = event["object"]
+                        if event["type"] == "ERROR":  # 410 Gone: list again
+                            version = None
+                            break
+                        version = obj["metadata"]["resourceVersion"]
+                        if event["type"] == "ADDED":
+                            self._consider(obj)
+                        elif event["type"] == "DELETED" and obj["metadata"]["uid"] in self._seen:
+                            self._seen[obj["metadata"]["uid"]].set()
+                        if self._stop.is_set():
+                            return
+            except Exception:  # the server is busy: list again
+                self.scan_errors += 1
+                version = None
+                self._stop.wait(0.5)
+
+    def _consider(self, job: dict[str, Any]) -> None:
+        uid = job["metadata"]["uid"]
+        phase = ((job.get("status") or {}).get("state") or {}).get("phase")
+        if uid in self._seen or phase in volcano.TERMINAL:
+            return
+        self._seen[uid] = threading.Event()
+        worker = threading.Thread(
+            target=self._play, args=(job, self._seen[uid]), name="volcano-play", daemon=True
+        )
+        self._workers.append(worker)
+        worker.start()
 
     def _set_status(self, job: Any, phase: str, counts: Any, message: str = "") -> None:
         super()._set_status(job, phase, counts, message)
@@ -90,6 +150,30 @@ class TimedPlayer(volcano.VolcanoPlayer):
             labels = job["metadata"]["labels"]
             key = (labels["nasop.dev/experiment"], int(labels["nasop.dev/trial"]))
             self.finished[key] = time.monotonic()
+
+
+def call_kind(method: str, path_qs: str) -> str:
+    """An operator request as `VERB resource[/sub] [list|watch]`, e.g. `GET pods list`."""
+    path, _, query = path_qs.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        rest = parts[parts.index("namespaces") + 2 :]
+    else:  # cluster-wide: /api/v1/pods, /apis/g/v/plural[/name]
+        rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if not rest:
+        return f"{method} {path}"
+    kind = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
+    if len(rest) == 1:
+        kind += " watch" if "watch=" in query else " list"
+    return f"{method} {kind}"
+
+
+def call_counts(calls: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in calls:
+        key = call_kind(call.method, call.path)
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def rss_mib(pid: int) -> float:
@@ -113,10 +197,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def start_operator(
-    kubeconfig: pathlib.Path, ns: str, tick: float, log: IO[str]
+    kubeconfig: pathlib.Path, ns: str, tick: float, log: IO[str], source: str | None = None
 ) -> subprocess.Popen[bytes]:
-    """`nasop operator` in a subprocess, watching `ns` through `kubeconfig`."""
+    """`nasop operator` in a subprocess, watching `ns` through `kubeconfig` (the nasop package
+    under `source`, e.g. another checkout's `operator/`, when given)."""
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NASOP_TICK_SECONDS": str(tick)}
+    if source:
+        env["PYTHONPATH"] = os.pathsep.join([source, env.get("PYTHONPATH", "")])
     env.pop("NASOP_PEERING", None)
     return subprocess.Popen(
         [
@@ -254,24 +341,33 @@ def run_size(
     trials: int,
     tick: float,
     workdir: pathlib.Path,
-) -> dict[str, float]:
-    ns = f"scale-{n}"
+    source: str | None = None,
+) -> dict[str, Any]:
+    ns = f"scale-{n}" + ("-base" if source else "")
     install.apply(plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     proxy = FaultProxy(plane.url, plane.ssl_context())
-    with proxy.running(), open(workdir / f"operator-{n}.log", "w") as log:
+    with proxy.running(), open(workdir / f"operator-{ns}.log", "w") as log:
         cluster = Cluster(plane, proxy)
-        kubeconfig = workdir / f"kubeconfig-{n}"
+        kubeconfig = workdir / f"kubeconfig-{ns}"
         kubeconfig.write_text(yaml.safe_dump(controlplane.kubeconfig(proxy.url, token, None, ns)))
-        proc = start_operator(kubeconfig, ns, tick, log)
+        proc = start_operator(kubeconfig, ns, tick, log, source)
         player = TimedPlayer(cluster, write_scalars, namespace=ns, poll_interval=0.05).start()
         try:
             wait_until_watching(proxy, proc, log)
             rss_idle = rss_mib(proc.pid)
             names = [f"exp-{i:03d}" for i in range(n)]
+            calls0 = len(proxy.calls)
             t0 = time.monotonic()
             created = create_experiments(cluster, workdir, ns, names, trials)
-            seen = poll_until_done(plane, ns, names, t0 + 120 + 10 * n, proc, log)
+            try:
+                seen = poll_until_done(plane, ns, names, t0 + 120 + 10 * n, proc, log)
+            except RuntimeError as e:
+                raise RuntimeError(
+                    f"{e}; player: {len(player.results)} jobs played, scan errors "
+                    f"{player.scan_errors}, errors {player.errors[:3]}"
+                ) from e
             total = max(seen.done.values()) - t0
+            calls = call_counts(proxy.calls[calls0:])
             rss_full = rss_mib(proc.pid)
             reconcile = reconcile_latencies(names, player.finished, seen)
             start = [seen.first_status[name] - created[name] for name in names]
@@ -289,6 +385,10 @@ def run_size(
         "rss_full": rss_full,
         "rss_per_exp": (rss_full - rss_idle) / n,
         "trials": len(reconcile),
+        "requests": sum(calls.values()),
+        "requests_per_s": sum(calls.values()) / total,
+        "load": os.getloadavg()[0],
+        "calls": calls,
     }
 
 
@@ -300,14 +400,16 @@ def print_rows(rows: list[dict[str, float]], trials: int, tick: float) -> None:
     )
     head = (
         f"{'N':>4} {'start p50':>10} {'start p99':>10} {'reconcile p50':>14} "
-        f"{'reconcile p99':>14} {'total s':>8} {'RSS idle MiB':>13} {'RSS/exp MiB':>12}"
+        f"{'reconcile p99':>14} {'total s':>8} {'RSS idle MiB':>13} {'RSS/exp MiB':>12} "
+        f"{'requests/s':>11} {'load':>5}"
     )
     print(head)
     for r in rows:
         print(
             f"{r['n']:>4} {r['start_p50']:>9.2f}s {r['start_p99']:>9.2f}s "
             f"{r['reconcile_p50']:>13.2f}s {r['reconcile_p99']:>13.2f}s {r['total']:>8.1f} "
-            f"{r['rss_idle']:>13.0f} {r['rss_per_exp']:>12.1f}"
+            f"{r['rss_idle']:>13.0f} {r['rss_per_exp']:>12.1f} "
+            f"{r['requests_per_s']:>11.1f} {r['load']:>5.1f}"
         )
     for r in rows[1:]:
         print(
@@ -324,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
     ap.add_argument("--trials", type=int, default=2, help="trials per experiment")
     ap.add_argument("--tick", type=float, default=0.5, help="NASOP_TICK_SECONDS")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run, before each N, the operator of another checkout's operator/ folder "
+        "(e.g. main's) on the same control plane: its row is printed as N-base",
+    )
     args = ap.parse_args(argv)
     rows = []
     with (
@@ -332,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         token = plane.installed["cluster"]
         for n in args.sizes:
+            if args.baseline:
+                base = run_size(
+                    plane, token, n, args.trials, args.tick, pathlib.Path(tmp), args.baseline
+                )
+                print(f"N={n}-base: done in {base['total']:.1f}s; {json.dumps(base)}", flush=True)
             row = run_size(plane, token, n, args.trials, args.tick, pathlib.Path(tmp))
             rows.append(row)
             print(f"N={n}: done in {row['total']:.1f}s; {json.dumps(row)}", flush=True)

@@ -41,17 +41,51 @@ def _pod(name: str, uid: str, *, exit_code: int | None, message: str = "", **met
     )
 
 
+def _as_dict(pod: Any) -> dict[str, Any]:
+    """A pod as the API server sends it (a plain dict: PodOutput reads those)."""
+    meta, state = pod.metadata, pod.status.container_statuses[0].state
+    term = state.terminated
+    return {
+        "metadata": {
+            "name": meta.name,
+            "uid": meta.uid,
+            "namespace": meta.namespace,
+            "ownerReferences": [
+                {"controller": r.controller, "uid": r.uid} for r in meta.owner_references
+            ],
+        },
+        "spec": {"containers": [{"name": "trainer"}]},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "state": {"running": {"startedAt": "t"}}
+                    if term is None
+                    else {"terminated": {"exitCode": term.exit_code, "message": term.message}},
+                }
+            ]
+        },
+    }
+
+
 class FakeLogs:
-    """PodLogs' two calls: the pods of a job, and a pod's log from a time on."""
+    """PodLogs' calls: the pods of a job (listed; as watched: `watched`, None when there is no
+    watch), and a pod's log from a time on."""
 
     def __init__(self) -> None:
         self.pods: list[Any] = []
+        self.watched: list[Any] | None = None
         self.lines: dict[str, list[str]] = {}  # pod name -> lines, one second apart
         self.failing: set[str] = set()
         self.reads = 0
-        self.core = SimpleNamespace(
-            list_namespaced_pod=lambda ns, label_selector: SimpleNamespace(items=list(self.pods))
-        )
+        self.lists = 0
+
+    def list_pods(self, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
+        self.lists += 1
+        return [_as_dict(p) for p in self.pods]
+
+    def cached_pods(self, namespace: str, label: str, value: str) -> list[dict[str, Any]] | None:
+        return None if self.watched is None else [_as_dict(p) for p in self.watched]
 
     def log(self, namespace: str, pod: str, container: str, since: str | None) -> bytes:
         self.reads += 1
@@ -256,3 +290,29 @@ def test_lines_rotated_away_after_the_last_read_are_counted_from_the_termination
     assert got.done and got.final and not got.lost
     assert reader.collector.problems() == "3 lines missing (sequence gaps)"
     assert reader.collector.curve("val_acc") == [(0, 0.0), (1, 0.1), (2, 0.2), (5, 0.5)]
+
+
+def test_pods_are_read_from_the_watch_and_listed_only_when_it_cannot_tell():
+    """The operator's watch serves a running trial's pods; the job's end lists them once from
+    the server; a pod the watch lost sight of is listed again before it counts as gone."""
+    logs = FakeLogs()
+    running = _pod("p", "u1", exit_code=None)
+    logs.pods, logs.watched = [running], []
+    logs.lines["p"] = _points(2)
+    reader = _reader(logs)
+    reader.read()  # the watch shows no pod yet: nothing to read, nothing listed
+    assert logs.lists == 0 and not reader.collector.curve("val_acc", None)
+    logs.watched = [running]
+    reader.read()
+    reader.read()
+    assert logs.lists == 0 and len(reader.collector.curve("val_acc", None)) == 2
+    ended = _pod("p", "u1", exit_code=0, message=FINAL)
+    logs.pods, logs.lines["p"] = [ended], _points(3)
+    got = reader.harvest()  # the job ended: its pods as the server has them, though the
+    assert logs.lists == 1  # watch still shows the pod running
+    assert got.done and got.final and not got.lost
+    logs.watched = []  # the watch lost the pod: listed, not taken as deleted
+    late = _reader(logs)
+    late.read(fresh=True)
+    late.read()
+    assert logs.lists == 3 and late.present == {"u1"}

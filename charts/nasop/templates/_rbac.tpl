@@ -16,11 +16,13 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
   resources: ["nasexperiments/status"]
   verbs: ["patch"]
 {{- if has "volcano" .Values.rbac.trialSchedulers }}
-# Trials as Volcano jobs (spec.trial.scheduler: volcano): TorchX submits and polls them; list
-# finds a trial's job by label (adoption, cancellation on delete); delete cancels.
+# Trials as Volcano jobs (spec.trial.scheduler: volcano): TorchX submits them; list finds a
+# trial's job by label (adoption, cancellation on delete); list + watch keep the operator's one
+# shared view of the trial jobs (each tick reads its trials' jobs from it); get asks for a job
+# that view has not seen yet; delete cancels.
 - apiGroups: ["batch.volcano.sh"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list", "delete"]
+  verbs: ["create", "get", "list", "watch", "delete"]
 # A pending trial's PodGroup (named after its job): why Volcano does not admit or place it.
 - apiGroups: ["scheduling.volcano.sh"]
   resources: ["podgroups"]
@@ -30,7 +32,7 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 # Trials as batch/v1 Jobs (spec.trial.scheduler: job): the same calls as for Volcano jobs.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list", "delete"]
+  verbs: ["create", "get", "list", "watch", "delete"]
 # spec.trial.queue: the named Kueue LocalQueue must exist (checked when a search opens).
 - apiGroups: ["kueue.x-k8s.io"]
   resources: ["localqueues"]
@@ -47,12 +49,13 @@ tests record; tests/packaging/test_rbac.py fails when they drift in either direc
 {{- end }}
 # A trial's pods have generated names: list finds them by their job-name label, to read a
 # trial's metrics (its pods' logs and termination messages), the log tail of a failed trial, and
-# the reason a pending trial's pods wait (scheduling, image pull). patch removes nasop's
+# the reason a pending trial's pods wait (scheduling, image pull); list + watch keep the
+# operator's one shared view of the trial pods, read by every tick. patch removes nasop's
 # nasop.dev/harvest finalizer from a trial pod once its output is read and recorded (only that:
 # a JSON patch that tests the finalizer's index).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]

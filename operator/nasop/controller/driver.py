@@ -17,6 +17,7 @@ import kopf
 from nasop import errors, spec
 from nasop.controller import kube, metrics, status_writer
 from nasop.controller.settings import Settings
+from nasop.controller.watches import Watches
 from nasop.engine import conditions
 from nasop.engine.search import Search, TickReport
 from nasop.state.configmap import ConfigMapStore
@@ -26,18 +27,27 @@ from nasop.trials.stops import StopRequests
 
 EventSink = Callable[[str, str, str], None]  # (type, reason, message)
 EPHEMERAL_LOG_ROOT = "/tmp/nasop-logs"  # a trial's NASOP_LOG_DIR when no volume is mounted
+#: after a watched job or pod of the experiment changed: wait this long for the changes that
+#: come with it (a job's status and its pods'), then tick once for all of them
+WAKE_DELAY = 0.05
 
 
 def open_search(
-    body: Mapping[str, Any], manifest: spec.NASExperiment, settings: Settings, api: Any
+    body: Mapping[str, Any],
+    manifest: spec.NASExperiment,
+    settings: Settings,
+    api: Any,
+    watches: Watches | None = None,
 ) -> Search:
-    """The search of this resource: state in its ConfigMap, trials as its Volcano jobs or Jobs."""
+    """The search of this resource: state in its ConfigMap, trials as its Volcano jobs or Jobs
+    (read from the operator's `watches` of them when given)."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     owner = kube.owner_reference(body)
     template = manifest.spec.trial
     cluster.check_queue(api, template, namespace)
     cluster.check_metrics_source(template)
     kind = cluster.kind_of(template)
+    watched = watches.watched(kind, namespace) if watches is not None else None
     runner = TorchXTrialRunner(
         scheduler=kind.scheduler,
         template=template.dump(),
@@ -51,10 +61,10 @@ def open_search(
         harvest.UID_LABEL: owner["uid"],  # its pods are found by it (harvest.py)
     }
     runner.bind(
-        lambda: cluster.runner_factory(api, owner=owner, labels=labels),
+        lambda: cluster.runner_factory(api, owner=owner, labels=labels, watched=watched),
         finder=lambda index: cluster.find_job(api, kind, namespace, name, index),
         pack_finder=lambda index: cluster.find_pack(api, kind, namespace, name, index),
-        harvester=cluster.harvester(api, kind, namespace, owner["uid"]),
+        harvester=cluster.harvester(api, kind, namespace, owner["uid"], watched),
         stops=StopRequests(api, namespace, name, owner),
     )
     store = ConfigMapStore(api, namespace, registry=registry.bundle(), owner=owner)
@@ -85,8 +95,13 @@ async def drive(
     api: Any | None = None,
     deleted: asyncio.Event | None = None,
     owns: Callable[[], bool] | None = None,
+    watches: Watches | None = None,
 ) -> None:
     """Run until the experiment is deleted or the daemon is stopped; state survives a stop.
+
+    With `watches` (the operator's shared client and watches, watches.py) the trials' jobs and
+    pods are read from the watches, and a change to one of them starts the next tick at once
+    (after WAKE_DELAY, which gathers the changes of one moment into one tick).
 
     With `owns` (replicas sharing the experiments by shard leases, shards.py) the experiment is
     driven only while `owns()` is True: checked before every tick; when it turns False the
@@ -99,14 +114,11 @@ async def drive(
     saved state cannot be trusted (a conflicting write, a failed read or write) the daemon
     raises kopf.TemporaryError: kopf runs it again, and it reloads the state.
     """
-    loop = _Loop(
-        body,
-        settings,
-        logger,
-        emit,
-        deleted or asyncio.Event(),
-        api or await asyncio.to_thread(kube.api_client),
-    )
+    if api is None:
+        api = watches.api if watches is not None else await asyncio.to_thread(kube.api_client)
+    loop = _Loop(body, settings, logger, emit, deleted or asyncio.Event(), api)
+    loop.watches = watches
+    wake = watches.waker(loop.uid) if watches is not None else None
     loop.drove = owns is None
     try:
         while not stopped and not loop.deleted.is_set():
@@ -119,13 +131,18 @@ async def drive(
             if change == "invalid" or loop.search is None:  # wait for the next spec change
                 await _sleep(stopped, settings.tick_seconds, loop.deleted)
                 continue
+            if wake is not None:
+                wake.clear()  # what changes from now on is seen by this tick or wakes the next
             report = await loop.tick()
             if report is None or not await loop.publish(report, written=change == "changed"):
                 break  # the experiment is gone
             # A finished search stays watched: raising budget.maxTrials resumes it.
             pause = 0.2 if report.generating else settings.tick_seconds
-            await _sleep(stopped, pause, loop.deleted)
+            if await _sleep(stopped, pause, loop.deleted, wake):
+                await _sleep(stopped, WAKE_DELAY, loop.deleted)
     finally:
+        if watches is not None:
+            watches.forget(loop.uid)
         # kopf cancels the daemon to stop it (and may cancel again): finish the cleanup anyway.
         await asyncio.shield(asyncio.ensure_future(loop.finish(_deleted(stopped))))
 
@@ -156,6 +173,7 @@ class _Loop:
         self.ticking: asyncio.Future[Any] | None = None
         self.kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
         self.drove = False  # this replica drove the experiment (its jobs are its to cancel)
+        self.watches: Watches | None = None  # the operator's shared watches (watches.py)
 
     async def let_go(self) -> None:
         """Another replica drives the experiment now: close the search (its next owner loads
@@ -191,7 +209,7 @@ class _Loop:
     async def open(self, manifest: spec.NASExperiment) -> None:
         try:
             self.search = await asyncio.to_thread(
-                open_search, self.body, manifest, self.settings, self.api
+                open_search, self.body, manifest, self.settings, self.api, self.watches
             )
         except errors.SpecError as e:  # e.g. search space changed vs stored state
             await self.mark_invalid(e.message)
@@ -349,20 +367,30 @@ async def _write(writer: status_writer.StatusWriter, status: dict[str, Any]) -> 
     return True
 
 
-async def _sleep(stopped: Any, seconds: float, deleted: asyncio.Event | None = None) -> None:
-    """Sleep `seconds`, waking early when the daemon is stopped or the experiment deleted."""
+async def _sleep(
+    stopped: Any,
+    seconds: float,
+    deleted: asyncio.Event | None = None,
+    wake: asyncio.Event | None = None,
+) -> bool:
+    """Sleep `seconds`, waking early when the daemon is stopped, the experiment deleted or
+    `wake` set; True when it was `wake` (and nothing else) that ended the sleep."""
     waits: list[asyncio.Future[Any]] = []
     if deleted is not None:
         waits.append(asyncio.ensure_future(deleted.wait()))
+    woken = asyncio.ensure_future(wake.wait()) if wake is not None else None
+    if woken is not None:
+        waits.append(woken)
     if hasattr(stopped, "wait"):
         waits.append(asyncio.ensure_future(stopped.wait(seconds)))
     else:
         waits.append(asyncio.ensure_future(asyncio.sleep(seconds)))
     try:
-        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waits:
             w.cancel()
+    return woken is not None and done == {woken}
 
 
 __all__ = ["drive", "open_search", "parse"]

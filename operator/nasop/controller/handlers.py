@@ -24,7 +24,7 @@ from typing import Any
 import kopf
 
 from nasop import spec
-from nasop.controller import driver, kube, metrics, shards
+from nasop.controller import driver, kube, metrics, shards, watches
 from nasop.controller.settings import Settings
 from nasop.trials import harvest
 
@@ -33,6 +33,9 @@ SETTINGS: dict[str, Settings] = {}
 DELETIONS: dict[str, asyncio.Event] = {}
 #: the shard leases of this replica, when the replicas share the experiments (NASOP_SHARDS)
 KEEPER: dict[str, shards.Keeper] = {}
+#: the API client and trial watches all experiments share (watches.py), from startup to cleanup
+WATCHES: dict[str, watches.Watches] = {}
+CLOSING: set[asyncio.Task[None]] = set()  # the task that closes them if kopf is cancelled
 FINALIZER = "nasop.dev/finalizer"
 
 
@@ -66,6 +69,29 @@ async def io_threads(**_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(current.io_threads, thread_name_prefix="nasop-io")
     )
+
+
+@kopf.on.startup()
+async def shared_watches(**_: Any) -> None:
+    """One API client (a connection per I/O thread) and the trial watches for all experiments:
+    not a client, a kubeconfig read and GETs per trial per tick for each (watches.py)."""
+    current = SETTINGS.get("current") or Settings.load()
+    if not current.watch:
+        return
+    api = await asyncio.to_thread(kube.api_client, current.io_threads)
+    shared = WATCHES["current"] = watches.Watches(
+        api, current.namespaces, asyncio.get_running_loop()
+    )
+    closing = asyncio.create_task(watches.close_on_exit(shared), name="nasop-watches")
+    CLOSING.add(closing)
+    closing.add_done_callback(CLOSING.discard)
+
+
+@kopf.on.cleanup()
+def stop_watches(**_: Any) -> None:
+    shared = WATCHES.pop("current", None)
+    if shared is not None:
+        shared.close()
 
 
 @kopf.on.startup()
@@ -107,6 +133,7 @@ async def drive_experiment(
             emit,
             deleted=deleted,
             owns=(lambda: keeper.holds(ns, name)) if keeper is not None else None,
+            watches=WATCHES.get("current"),
         )
     finally:
         if deleted.is_set():

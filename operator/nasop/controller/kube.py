@@ -6,15 +6,21 @@ import os
 from typing import Any
 
 
-def api_client() -> Any:
-    """TorchX alone reads only ~/.kube/config; the operator hands this client to it instead."""
+def api_client(connections: int | None = None) -> Any:
+    """TorchX alone reads only ~/.kube/config; the operator hands this client to it instead.
+
+    `connections`: how many connections it keeps open to the API server (one per thread that
+    may use it at once; the client's default is five per core)."""
     from kubernetes import client, config
 
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config()
-        return client.ApiClient()
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
+        config.load_incluster_config()  # also the default configuration, as before
+        cfg = client.Configuration.get_default_copy()
+    else:
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
+    if connections:
+        cfg.connection_pool_maxsize = connections
     return client.ApiClient(cfg)
 
 

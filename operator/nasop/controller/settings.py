@@ -25,6 +25,9 @@ class Settings:
     peering_priority: int | None = None
     #: threads for blocking calls (API requests in each experiment's tick), all experiments
     io_threads: int = 64
+    #: read the trial jobs and pods from shared watches (NASOP_WATCH=0: a GET per trial per
+    #: tick, as before them; controller/watches.py)
+    watch: bool = True
     #: shards the experiments are split into across replicas (0: no sharding; shards.py)
     shards: int = 0
     #: seconds a shard lease lasts unrenewed before another replica may take it
@@ -57,6 +60,7 @@ class Settings:
             peering=env.get("NASOP_PEERING") or None,
             peering_priority=_priority(env) if env.get("NASOP_PEERING") else None,
             io_threads=max(1, int(env.get("NASOP_IO_THREADS", "64"))),
+            watch=env.get("NASOP_WATCH", "1") != "0",
             shards=_shards(env),
             lease_seconds=int(env.get("NASOP_LEASE_SECONDS", "15")),
             lease_namespace=ns[0] if ns else env.get("POD_NAMESPACE") or "default",

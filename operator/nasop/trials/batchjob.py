@@ -38,6 +38,7 @@ from torchx.specs.api import ReplicaStatus, RoleStatus
 
 from nasop import spec
 from nasop.trials import stops, waiting
+from nasop.trials.watched import cached_job
 
 log = logging.getLogger(__name__)
 
@@ -239,11 +240,13 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         client: Any = None,
         owner: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
+        watched: Any = None,
     ) -> None:
         super().__init__(NAME, session_name)
         self._client = client
         self.owner = owner
         self.labels = dict(labels or {})
+        self.watched = watched  # the operator's watch of the trial jobs and pods (watched.py)
         self._services: set[tuple[str, str]] = set()  # (namespace, name) created or found
 
     def _api_client(self) -> Any:
@@ -318,6 +321,8 @@ class BatchJobScheduler(Scheduler[JobOpts]):
                     "resubmit to get a new name"
                 ) from e
             raise
+        if self.watched is not None:  # read from memory at once (watched.py)
+            self.watched.created(self._api_client().sanitize_for_serialization(job))
         return f"{namespace}:{job.metadata.name}"
 
     def _ensure_service(self, namespace: str, service: dict[str, Any]) -> None:
@@ -340,6 +345,9 @@ class BatchJobScheduler(Scheduler[JobOpts]):
         from kubernetes.client.rest import ApiException
 
         namespace, name = app_id.split(":")
+        cached = cached_job(self.watched, namespace, name)
+        if cached is not None:
+            return cached
         try:
             job = self._batch().read_namespaced_job(name=name, namespace=namespace)
         except ApiException as e:
@@ -360,7 +368,7 @@ class BatchJobScheduler(Scheduler[JobOpts]):
             selector = f"{JOB_NAME_LABEL}={name}"
             # only what Kueue or the kubelet says: "pod not ready" alone would be a reason
             # given for every pod that is about to run
-            message = waiting.job_reason(self._api_client(), job, selector)
+            message = waiting.job_reason(self._api_client(), job, selector, self.watched)
         roles: list[RoleStatus] = []
         if state is AppState.FAILED and (job.get("spec") or {}).get("completionMode") == "Indexed":
             roles = self._replica_states(app_id)  # names the replica that failed

@@ -68,15 +68,23 @@ def scheduler_cfg(template: spec.TrialTemplate, namespace: str) -> dict[str, Any
 
 
 def runner_factory(
-    client: Any, owner: dict[str, Any] | None = None, labels: dict[str, str] | None = None
+    client: Any,
+    owner: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+    watched: Any = None,
 ) -> torchx_runner.Runner:
-    """A TorchX Runner whose two cluster schedulers use this client, owner and labels."""
+    """A TorchX Runner whose two cluster schedulers use this client, owner and labels (and the
+    operator's watch of the trial jobs and pods, `watched`: trials/watched.py)."""
 
     def make_volcano(session_name: str, **_: Any) -> volcano.VolcanoScheduler:
-        return volcano.VolcanoScheduler(session_name, client=client, owner=owner, labels=labels)
+        return volcano.VolcanoScheduler(
+            session_name, client=client, owner=owner, labels=labels, watched=watched
+        )
 
     def make_job(session_name: str, **_: Any) -> batchjob.BatchJobScheduler:
-        return batchjob.BatchJobScheduler(session_name, client=client, owner=owner, labels=labels)
+        return batchjob.BatchJobScheduler(
+            session_name, client=client, owner=owner, labels=labels, watched=watched
+        )
 
     return torchx_runner.Runner(
         "nasop", scheduler_factories={VOLCANO.scheduler: make_volcano, BATCH.scheduler: make_job}
@@ -123,7 +131,9 @@ def check_metrics_source(template: spec.TrialTemplate) -> None:
         )
 
 
-def harvester(client: Any, kind: JobKind, namespace: str, owner_uid: str) -> harvest.Harvester:
+def harvester(
+    client: Any, kind: JobKind, namespace: str, owner_uid: str, watched: Any = None
+) -> harvest.Harvester:
     """The readers of this experiment's trial pods, and the release of their finalizers."""
     return harvest.Harvester(
         client,
@@ -132,6 +142,7 @@ def harvester(client: Any, kind: JobKind, namespace: str, owner_uid: str) -> har
         namespace,
         owner_uid,
         kind.finalizer,
+        watched,
     )
 
 

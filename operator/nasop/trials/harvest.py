@@ -32,6 +32,7 @@ from nasop.results import Collector
 from nasop.trials import batchjob
 from nasop.trials.custom_objects import get_or_none
 from nasop.trials.pod_output import PodLogs, PodOutput
+from nasop.trials.watched import cached_job
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class Harvester:
             puts on their pods (the job's name).
         namespace, owner_uid: the experiment's namespace and uid.
         finalizer: whether the pods of these jobs carry nasop's finalizer (batch/v1 Jobs).
+        watched: the operator's watch of the trial jobs and pods (watched.py), if any.
     """
 
     def __init__(
@@ -142,8 +144,10 @@ class Harvester:
         namespace: str,
         owner_uid: str,
         finalizer: bool,
+        watched: Any = None,
     ) -> None:
-        self.logs = PodLogs(api)
+        self.logs = PodLogs(api, watched)
+        self.watched = watched
         self.job = job
         self.pod_label = pod_label
         self.namespace = namespace
@@ -153,6 +157,9 @@ class Harvester:
         self._swept = False
 
     def get_job(self, name: str) -> dict[str, Any] | None:
+        cached = cached_job(self.watched, self.namespace, name)
+        if cached is not None:
+            return cached
         group, version, plural = self.job
         return get_or_none(self.logs.custom, group, version, self.namespace, plural, name)
 

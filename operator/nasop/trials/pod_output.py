@@ -18,6 +18,7 @@ message was read before it went.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -66,20 +67,40 @@ def _parse_time(stamp: str) -> _dt.datetime | None:
         return None
 
 
+def _uid(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("uid", ""))
+
+
 def since_param(when: _dt.datetime) -> str:
     """`sinceTime` holds whole seconds: the read starts at the second of the last line seen."""
     return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class PodLogs:
-    """The API calls a reader makes (one client; tests call the real server through it)."""
+    """The API calls a reader makes (one client; tests call the real server through it), and
+    the operator's watch of the trial pods when it has one (`watched`, trials/watched.py)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, watched: Any = None) -> None:
         from kubernetes import client as k8s
 
         self.client = client
+        self.watched = watched
         self.core = k8s.CoreV1Api(client)
         self.custom = k8s.CustomObjectsApi(client)
+
+    def list_pods(self, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
+        """The pods with ``label=value``, from the API server (as plain dicts)."""
+        response = self.core.list_namespaced_pod(
+            namespace, label_selector=f"{label}={value}", _preload_content=False
+        )
+        return list(json.loads(response.data).get("items") or [])
+
+    def cached_pods(self, namespace: str, label: str, value: str) -> list[dict[str, Any]] | None:
+        """The same pods as the operator's watch has them; None when it cannot tell."""
+        if self.watched is None:
+            return None
+        pods: list[dict[str, Any]] | None = self.watched.pods(namespace, label, value)
+        return pods
 
     def log(self, namespace: str, pod: str, container: str, since: str | None) -> bytes:
         """The pod's log with timestamps, from `since`, at most MAX_READ_BYTES."""
@@ -156,54 +177,69 @@ class PodOutput:
         self.job_uid, self._verified = meta.get("uid"), True
         return self.job_uid
 
-    def read(self) -> Collector:
+    def read(self, fresh: bool = False) -> Collector:
+        """Read what is new in the output of the job's pods. The pods come from the operator's
+        watch unless ``fresh`` or the watch cannot show every pod seen so far (then from the
+        API server: a pod is counted gone only when the server says so)."""
         job_uid = self._resolve_job()
         if job_uid is None:
             return self.collector
-        pods = self.logs.core.list_namespaced_pod(
-            self.namespace, label_selector=f"{self.pod_label}={self.job_name}"
-        ).items
+        pods = (
+            None if fresh else self.logs.cached_pods(self.namespace, self.pod_label, self.job_name)
+        )
+        if pods is not None and not self.present <= {_uid(p) for p in pods}:
+            pods = None  # the watch lost sight of a pod: is it gone? (none seen yet: no output)
+        if pods is None:
+            pods = self.logs.list_pods(self.namespace, self.pod_label, self.job_name)
         present = set()
         for pod in pods:
-            controller = [r for r in pod.metadata.owner_references or [] if r.controller]
-            if not controller or controller[0].uid != job_uid:
+            meta = pod.get("metadata") or {}
+            controller = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
+            if not controller or controller[0].get("uid") != job_uid:
                 continue  # not a pod of the job this trial launched
-            present.add(pod.metadata.uid)
+            present.add(meta.get("uid", ""))
             self._read_pod(pod)
         self.present, self.listed = present, True
         return self.collector
 
-    def _read_pod(self, pod: Any) -> None:
-        uid = pod.metadata.uid
-        seen = self.pods.setdefault(uid, PodSeen(pod.metadata.name))
+    def _read_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod.get("metadata") or {}
+        uid = meta.get("uid", "")
+        seen = self.pods.setdefault(uid, PodSeen(meta.get("name", "")))
         if seen.done:
             return  # read to its end already
-        statuses = pod.status.container_statuses or []
-        if not statuses or not pod.spec.containers:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        containers = (pod.get("spec") or {}).get("containers") or []
+        if not statuses or not containers:
             return
-        container = pod.spec.containers[0].name
-        status = next((s for s in statuses if s.name == container), None)
-        if status is None or (status.state.running is None and status.state.terminated is None):
+        container = containers[0].get("name", "")
+        status = next((s for s in statuses if s.get("name") == container), None)
+        state = (status or {}).get("state") or {}
+        terminated = state.get("terminated")
+        if state.get("running") is None and terminated is None and seen.exit_code is None:
             return  # not started: no log yet
         # the state was listed before this read: once terminated, the read sees the whole log
-        terminated = status.state.terminated
-        whole = self._read_log(pod.metadata.name, uid, container, seen)
+        # (a watch that lags behind an earlier list does not make it run again)
+        whole = self._read_log(seen.name, uid, container, seen)
         if terminated is not None:
-            seen.exit_code = terminated.exit_code
+            seen.exit_code = terminated.get("exitCode")
             if not seen.final:
                 seen.final = True
-                if terminated.message:
-                    add_termination(self.collector, terminated.message)
+                if terminated.get("message"):
+                    add_termination(self.collector, terminated["message"])
+        if seen.exit_code is not None:
             seen.done = whole
 
     def harvest(self, reads: int = HARVEST_READS) -> Harvest:
         """Read the output of the ended job to its end (a few reads per call); say how far
         that got. Called once the job has ended (or vanished): not done means "call again"."""
-        if self._harvest_since is None:
+        fresh = self._harvest_since is None  # the job ended: its pods as the server has them
+        if fresh:
             self._harvest_since = self.clock()
         for _ in range(reads):
             try:
-                self.read()
+                self.read(fresh=fresh)
+                fresh = False
             except Exception as e:  # the pods cannot be listed now: next tick
                 log.warning("pods of job %s/%s: %s", self.namespace, self.job_name, e)
                 return self._give_up_or_wait(f"its pods could not be listed: {e}")

@@ -30,6 +30,7 @@ from torchx.specs import NONE, AppDef, AppDryRunInfo, AppState, ReplicaStatus, R
 from nasop import spec
 from nasop.trials import stops, waiting
 from nasop.trials.custom_objects import get_or_none
+from nasop.trials.watched import cached_job
 
 # Every Volcano job phase (volcano.sh/apis batch/v1alpha1 JobPhase): anything not finished is
 # running, so a queued or restarting job is never taken for a failed one.
@@ -148,13 +149,16 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         client: Any,
         owner: dict[str, Any] | None = None,
         labels: dict[str, str] | None = None,
+        watched: Any = None,
     ) -> None:
         super().__init__(session_name, client=client)
         self.owner = owner
         self.labels = dict(labels or {})
-        #: app_id -> (when asked, the reason): why a job waits, asked at most every
-        #: REASON_SECONDS (two more API calls per pending trial per tick, hundreds of
-        #: experiments: the API server's load, measured by bench/operator_scale.py)
+        self.watched = watched  # the operator's watch of the trial jobs and pods (watched.py)
+        #: app_id -> (when asked, the reason): why a job waits, asked once it has waited
+        #: REASON_SECONDS, then at most every REASON_SECONDS (its PodGroup: one or two GETs
+        #: per pending trial, hundreds of experiments: the API server's load, measured by
+        #: bench/operator_scale.py; a job pending for a moment after its creation is normal)
         self._reasons: dict[str, tuple[float, str]] = {}
 
     def _submit_dryrun(self, app: AppDef, cfg: Any) -> AppDryRunInfo[ks.KubernetesJob]:
@@ -179,11 +183,30 @@ class VolcanoScheduler(ks.KubernetesScheduler):
                 stops.mount(task["template"].spec, app.metadata[stops.APP_METADATA_KEY])
         return info
 
+    def _custom_objects_api(self) -> Any:
+        """TorchX's client for the job it creates; the job created is also told to the
+        operator's watch, so that the reads right after the launch need no GET."""
+        api = super()._custom_objects_api()
+        if self.watched is None:
+            return api
+        create, watched = api.create_namespaced_custom_object, self.watched
+
+        def create_and_tell(*args: Any, **kwargs: Any) -> Any:
+            created = create(*args, **kwargs)
+            if isinstance(created, dict):
+                watched.created(created)
+            return created
+
+        api.create_namespaced_custom_object = create_and_tell
+        return api
+
     def describe(self, app_id: str) -> DescribeAppResponse | None:
         """None when the job is gone; never raises on an unexpected phase."""
         namespace, name = app_id.split(":")
-        api = self._custom_objects_api()
-        job = get_or_none(api, "batch.volcano.sh", "v1alpha1", namespace, "jobs", name)
+        job = cached_job(self.watched, namespace, name)
+        if job is None:  # no watch, or not seen by it (yet): ask the API server
+            api = self._custom_objects_api()
+            job = get_or_none(api, "batch.volcano.sh", "v1alpha1", namespace, "jobs", name)
         if job is None:
             return None
         state = job_state(job)
@@ -210,8 +233,11 @@ class VolcanoScheduler(ks.KubernetesScheduler):
     def _reason(self, app_id: str, job: dict[str, Any]) -> str:
         now = time.monotonic()
         asked = self._reasons.get(app_id)
-        if asked is None or now - asked[0] >= REASON_SECONDS:
-            asked = self._reasons[app_id] = (now, waiting.volcano_reason(self._api_client(), job))
+        if asked is None:  # a job that has just been created waits for nothing in particular:
+            asked = self._reasons[app_id] = (now, "")  # asked once it has waited REASON_SECONDS
+        if now - asked[0] >= REASON_SECONDS:
+            why = waiting.volcano_reason(self._api_client(), job, self.watched)
+            asked = self._reasons[app_id] = (now, why)
         return asked[1]
 
     def _cancel_existing(self, app_id: str) -> None:

@@ -135,12 +135,18 @@ def _core(client: Any) -> Any:
     return k8s.CoreV1Api(client)
 
 
-def _pods(client: Any, namespace: str, selector: str) -> list[dict[str, Any]]:
+def _pods(client: Any, namespace: str, selector: str, watched: Any = None) -> list[dict[str, Any]]:
+    """A job's pods (``selector``: ``label=value``): as the operator's watch has them, else
+    from the API server."""
+    label, _, value = selector.partition("=")
+    cached = watched.pods(namespace, label, value) if watched is not None else None
+    if cached is not None:
+        return list(cached[:20])
     pods = _core(client).list_namespaced_pod(namespace, label_selector=selector, limit=20)
     return [client.sanitize_for_serialization(p) for p in pods.items]
 
 
-def job_reason(client: Any, job: Mapping[str, Any], pod_selector: str) -> str:
+def job_reason(client: Any, job: Mapping[str, Any], pod_selector: str, watched: Any = None) -> str:
     """Why a pending batch/v1 Job waits: its Kueue Workload while suspended, else its pods.
 
     Never raises: a failed read leaves the reason unknown ("") until the next look.
@@ -160,13 +166,13 @@ def job_reason(client: Any, job: Mapping[str, Any], pod_selector: str) -> str:
             )
             items = found.get("items") or []
             return workload_reason(items[0]) if items else ""
-        return pods_reason(_pods(client, namespace, pod_selector))
+        return pods_reason(_pods(client, namespace, pod_selector, watched))
     except Exception as e:  # best effort: the reason stays unknown until the next look
         log.debug("reading why job %s waits failed: %s", meta.get("name"), e)
         return ""
 
 
-def volcano_reason(client: Any, job: Mapping[str, Any]) -> str:
+def volcano_reason(client: Any, job: Mapping[str, Any], watched: Any = None) -> str:
     """Why a pending Volcano job waits: its pods once created, else its PodGroup.
 
     A gang (`minAvailable` > 1) that cannot be placed is said by its PodGroup, whose
@@ -179,7 +185,7 @@ def volcano_reason(client: Any, job: Mapping[str, Any]) -> str:
     meta = job.get("metadata") or {}
     namespace, name = meta.get("namespace", "default"), meta.get("name", "")
     try:
-        said = pods_reason(_pods(client, namespace, f"{VOLCANO_JOB_LABEL}={name}"))
+        said = pods_reason(_pods(client, namespace, f"{VOLCANO_JOB_LABEL}={name}", watched))
         gang = int((job.get("spec") or {}).get("minAvailable") or 1) > 1
         placing = kind(said) in ("Unschedulable", GANG_MEMBER_FITS)
         if said and kind(said) not in BENIGN and not (gang and placing):

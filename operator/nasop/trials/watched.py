@@ -1,0 +1,65 @@
+"""The trial jobs and pods as the operator's watches see them (informer.py), for the schedulers
+and the pod readers of every experiment in one process.
+
+A lookup answers from memory while its informer is synced; it answers None ("ask the API
+server") when the informer is not synced, or when a job is not there: a job created a moment
+ago may not have come through the watch yet, so absence is confirmed by a GET (one for a job
+that is gone, once). A label index finds a job's pods by its job-name label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nasop.trials.informer import Informer, Obj, trim
+
+#: what a reader of a job never looks at: its pod templates (the bulk of a Volcano job)
+JOB_DROP = ("spec.tasks", "spec.template")
+
+
+def trim_job(obj: Obj) -> Obj:
+    return trim(obj, JOB_DROP)
+
+
+def trim_pod(obj: Obj) -> Obj:
+    """A pod as the readers use it: metadata, status and its containers' names."""
+    out = trim(obj, ("spec",))
+    containers = ((obj.get("spec") or {}).get("containers")) or []
+    out["spec"] = {"containers": [{"name": c.get("name", "")} for c in containers]}
+    return out
+
+
+class Watched:
+    """The informers of one kind of trial job and of the trial pods, for one namespace (or all:
+    the namespace is then part of each lookup anyway)."""
+
+    def __init__(self, jobs: Informer | None, pods: Informer | None) -> None:
+        self.jobs = jobs
+        self.pods_informer = pods
+
+    def job(self, namespace: str, name: str) -> Obj | None:
+        """The job as watched, or None: ask the API server (not synced, or not seen yet)."""
+        if self.jobs is None or not self.jobs.synced.is_set():
+            return None
+        return self.jobs.get(namespace, name)
+
+    def created(self, job: Obj) -> None:
+        """A job this operator has just created (the API server's answer): read from memory
+        at once, not asked for again until the watch brings it."""
+        if self.jobs is not None and self.jobs.synced.is_set():
+            self.jobs.add(job)
+
+    def pods(self, namespace: str, label: str, value: str) -> list[Obj] | None:
+        """The pods with ``label=value`` as watched; None when the watch is not synced."""
+        informer = self.pods_informer
+        if informer is None or not informer.synced.is_set() or label not in informer.index_labels:
+            return None
+        return informer.select(namespace, label, value)
+
+
+def cached_job(watched: Any, namespace: str, name: str) -> Obj | None:
+    """``watched.job(...)`` when there is a watch, else None."""
+    return watched.job(namespace, name) if watched is not None else None
+
+
+__all__ = ["JOB_DROP", "Watched", "cached_job", "trim_job", "trim_pod"]
