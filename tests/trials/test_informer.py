@@ -166,3 +166,27 @@ def test_a_created_object_is_kept_until_the_watch_brings_it_unless_it_is_gone() 
     pods._apply({"type": "DELETED", "object": created}, "4")
     pods.add(created)  # the create's answer came after the watch said it was deleted
     assert pods.get("ns", "a") is None
+
+
+def test_a_trimmed_volcano_job_keeps_its_task_names_not_their_templates() -> None:
+    """A terminated gang's replicas are named from the job's tasks (volcano.gang_replica_states),
+    so the cache keeps each task's name and drops its pod template."""
+    from nasop.trials.watched import trim_job
+
+    job = {
+        "metadata": {"name": "j"},
+        "spec": {
+            "minAvailable": 2,
+            "tasks": [
+                {"name": "trainer-0", "replicas": 1, "template": {"spec": {"containers": []}}},
+                {"name": "trainer-1", "replicas": 1, "template": {"spec": {"containers": []}}},
+            ],
+        },
+        "status": {"state": {"phase": "Terminated"}},
+    }
+    out = trim_job(job)
+    assert out["spec"] == {
+        "minAvailable": 2,
+        "tasks": [{"name": "trainer-0"}, {"name": "trainer-1"}],
+    }
+    assert out["status"] == job["status"]

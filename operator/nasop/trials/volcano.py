@@ -216,7 +216,7 @@ class VolcanoScheduler(ks.KubernetesScheduler):
         else:
             self._reasons.pop(app_id, None)
         roles = replica_states(job)
-        if state == AppState.FAILED and len(job["spec"].get("tasks") or []) > 1:
+        if state == AppState.FAILED and len((job.get("spec") or {}).get("tasks") or []) > 1:
             failed = [r for role in roles for r in role.replicas if r.state == AppState.FAILED]
             if not failed:  # a terminated gang keeps only its failed pod: ask the pods
                 roles = gang_replica_states(job, self._pods(namespace, name)) or roles

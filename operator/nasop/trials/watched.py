@@ -18,7 +18,13 @@ JOB_DROP = ("spec.tasks", "spec.template")
 
 
 def trim_job(obj: Obj) -> Obj:
-    return trim(obj, JOB_DROP)
+    """A job without its pod templates; a Volcano job keeps its tasks' names (a terminated
+    gang's replicas are named from them: volcano.gang_replica_states)."""
+    out = trim(obj, JOB_DROP)
+    tasks = (obj.get("spec") or {}).get("tasks")
+    if tasks:
+        out.setdefault("spec", {})["tasks"] = [{"name": t.get("name", "")} for t in tasks]
+    return out
 
 
 def trim_pod(obj: Obj) -> Obj:
