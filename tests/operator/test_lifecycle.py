@@ -14,6 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import urllib.parse
 
 import pytest
 import volcano
@@ -21,6 +23,7 @@ from scenario import (
     CONFIGMAPS,
     EXP,
     HANDLERS,
+    JOBS,
     RBAC_BOTH,
     ConditionTrail,
     assert_kstatus,
@@ -33,6 +36,9 @@ from scenario import (
     wait_phase,
 )
 
+from nasop.controller.watches import SELECTOR
+from nasop.trials.volcano import REASON_SECONDS
+
 pytestmark = [
     pytest.mark.operator,
     pytest.mark.cluster,
@@ -41,6 +47,7 @@ pytestmark = [
     pytest.mark.rbac_scopes("namespaced"),
 ]
 FINALIZER = "nasop.dev/finalizer"
+SELECTED = urllib.parse.urlencode({"labelSelector": SELECTOR})  # the trial watches' query
 
 
 def _running_jobs(cluster, name, n):
@@ -235,12 +242,19 @@ async def test_no_finalizer_so_delete_works_with_the_operator_up_or_down(
 
 
 @pytest.mark.asyncio
+@pytest.mark.rbac_scopes(*RBAC_BOTH)
 async def test_api_server_faults_and_dropped_watches_are_survived(
     cluster, kubeconfig, run_operator, fast_ticks, tmp_path
 ):
     """409 and 500 on state writes, 500 on a job launch and a status patch, slow answers (3 s on
-    a state write and a job poll), a watch cut with 410 Gone and a 500 on re-watch: the search
-    still ends Succeeded, no trial index launched twice."""
+    a state write and on the first list of the trial jobs' watch), a failed list of the trial
+    pods, a watch cut with 410 Gone and a 500 on re-watch: the search still ends Succeeded, no
+    trial index launched twice.
+
+    It also makes, on purpose, the calls that only trouble makes (run in both RBAC scopes, so
+    test_rbac sees them under the ClusterRole too): a job read while its watch is still listing
+    (GET job), the experiment read after a failed status write (GET nasexperiment), and the
+    PodGroup of a job that waited 5 s (GET podgroup)."""
     cm_path = "/api/v1/namespaces/default/configmaps/pit-nasop-state"
     faults = [
         cluster.proxy.inject("PUT", cm_path, 409),  # a stale write: reload the state
@@ -248,9 +262,10 @@ async def test_api_server_faults_and_dropped_watches_are_survived(
         cluster.proxy.inject("POST", "/namespaces/default/jobs", 500),  # a launch failed: retried
         cluster.proxy.inject("PATCH", "/nasexperiments/pit/status", 500),  # rewritten next tick
         cluster.proxy.delay("PUT", cm_path, 3.0, times=2),  # a slow API server
-        cluster.proxy.delay("GET", "/namespaces/default/jobs/", 3.0),
+        cluster.proxy.inject("GET", f"/pods?{SELECTED}&limit", 500),  # the pods: listed again
     ]
-    with volcano.VolcanoPlayer(cluster, volcano.run_command()):
+    admitted = threading.Event()  # the queue holds the jobs until set
+    with volcano.VolcanoPlayer(cluster, volcano.run_command(), admitted=admitted):
         handle = await run_operator(modules=HANDLERS, watching=[EXP])
         cluster.create_object(
             EXP,
@@ -262,6 +277,13 @@ async def test_api_server_faults_and_dropped_watches_are_survived(
             ),
         )
         await wait_for(lambda: len(jobs_of(cluster, "pit")) >= 2, "two launches")
+        # the first two jobs wait 6 s for their queue: their reason is asked (their PodGroup)
+        threading.Timer(REASON_SECONDS + 1.0, admitted.set).start()
+        # the jobs' watch ends; resuming it fails; the list after that takes 3 s: meanwhile
+        # ticks read their jobs from the API server
+        faults.append(cluster.proxy.inject("GET", f"/jobs?{SELECTED}&watch=true", 500))
+        faults.append(cluster.proxy.delay("GET", f"/jobs?{SELECTED}&limit", 3.0))
+        assert cluster.proxy.drop_watches(JOBS) >= 1
         watch_fault = cluster.proxy.inject("GET", "nasexperiments?", 500)
         # the open watch ends with the 410 Gone an API server sends for a compacted version
         assert cluster.proxy.drop_watches(EXP, gone=True) >= 1

@@ -137,16 +137,30 @@ def test_trim_drops_nested_paths_without_touching_the_original() -> None:
     assert job["spec"]["tasks"] == [1] and job["metadata"]["annotations"] == {"a": "b"}
 
 
-def test_a_watched_lookup_says_ask_the_server_until_synced_or_when_absent() -> None:
+def test_a_watched_lookup_says_ask_the_server_until_synced_or_when_absent(monkeypatch) -> None:
+    monkeypatch.setattr(watched, "SYNC_WAIT", 0.2)
     jobs = Informer(None, "/apis/batch/v1/namespaces/ns/jobs", "x=y")
     pods = Informer(None, "/api/v1/namespaces/ns/pods", "x=y", index=["volcano.sh/job-name"])
     seen = watched.Watched(jobs, pods)
-    assert seen.job("ns", "j") is None and seen.pods("ns", "volcano.sh/job-name", "j") is None
+    start = time.monotonic()
+    assert seen.job("ns", "j") is None  # waited SYNC_WAIT for the list, then: ask the server
+    waited = time.monotonic() - start
+    assert seen.pods("ns", "volcano.sh/job-name", "j") is None  # at once: the wait timed out
+    assert waited >= 0.2 and time.monotonic() - start < waited + 0.1
     jobs.synced.set()
     pods.synced.set()
     assert seen.job("ns", "j") is None  # not seen: the caller asks the server
     assert seen.pods("ns", "volcano.sh/job-name", "j") == []
     assert seen.pods("ns", "other-label", "j") is None  # not indexed
+
+
+def test_a_lookup_during_the_first_list_waits_for_it_instead_of_asking() -> None:
+    jobs = Informer(None, "/apis/batch/v1/namespaces/ns/jobs", "x=y")
+    jobs._objects[("ns", "j")] = {"metadata": {"name": "j", "namespace": "ns"}}
+    threading.Timer(0.1, jobs.synced.set).start()  # the list answers 0.1 s later
+    assert watched.Watched(jobs, None).job("ns", "j") == {
+        "metadata": {"name": "j", "namespace": "ns"}
+    }
 
 
 def test_a_created_object_is_kept_until_the_watch_brings_it_unless_it_is_gone() -> None:

@@ -5,16 +5,29 @@ A lookup answers from memory while its informer is synced; it answers None ("ask
 server") when the informer is not synced, or when a job is not there: a job created a moment
 ago may not have come through the watch yet, so absence is confirmed by a GET (one for a job
 that is gone, once). A label index finds a job's pods by its job-name label.
+
+A lookup made while the informer is listing (the first list, which starts with the first
+launch, or a list after a failure) waits up to `SYNC_WAIT` seconds for it instead of asking at
+once: a list answers in milliseconds, and asking meanwhile made every tick of every experiment
+that just started its first trial a GET, a race that decided whether a run made any GET at all
+(tests/packaging/test_rbac.py compares the calls of runs). A list slower than that (an API
+server in trouble) is bypassed: the tick asks for what it needs, and no lookup waits again
+for `BYPASS_SECONDS` (a tick that reads ten jobs waits once, not ten times).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from nasop.trials.informer import Informer, Obj, trim
 
 #: what a reader of a job never looks at: its pod templates (the bulk of a Volcano job)
 JOB_DROP = ("spec.tasks", "spec.template")
+#: seconds a lookup waits for an informer that is listing before it asks the API server
+SYNC_WAIT = 1.0
+#: after a wait that timed out, lookups ask the API server at once for this long
+BYPASS_SECONDS = 10.0
 
 
 def trim_job(obj: Obj) -> Obj:
@@ -42,10 +55,22 @@ class Watched:
     def __init__(self, jobs: Informer | None, pods: Informer | None) -> None:
         self.jobs = jobs
         self.pods_informer = pods
+        self._bypass_until = 0.0  # monotonic time until which lookups do not wait
+
+    def _ready(self, informer: Informer) -> bool:
+        """Synced, or synced within `SYNC_WAIT` (unless a recent wait timed out)."""
+        if informer.synced.is_set():
+            return True
+        if time.monotonic() < self._bypass_until:
+            return False
+        if informer.synced.wait(SYNC_WAIT):
+            return True
+        self._bypass_until = time.monotonic() + BYPASS_SECONDS
+        return False
 
     def job(self, namespace: str, name: str) -> Obj | None:
         """The job as watched, or None: ask the API server (not synced, or not seen yet)."""
-        if self.jobs is None or not self.jobs.synced.is_set():
+        if self.jobs is None or not self._ready(self.jobs):
             return None
         return self.jobs.get(namespace, name)
 
@@ -58,7 +83,9 @@ class Watched:
     def pods(self, namespace: str, label: str, value: str) -> list[Obj] | None:
         """The pods with ``label=value`` as watched; None when the watch is not synced."""
         informer = self.pods_informer
-        if informer is None or not informer.synced.is_set() or label not in informer.index_labels:
+        if informer is None or label not in informer.index_labels:
+            return None
+        if not self._ready(informer):
             return None
         return informer.select(namespace, label, value)
 
@@ -68,4 +95,12 @@ def cached_job(watched: Any, namespace: str, name: str) -> Obj | None:
     return watched.job(namespace, name) if watched is not None else None
 
 
-__all__ = ["JOB_DROP", "Watched", "cached_job", "trim_job", "trim_pod"]
+__all__ = [
+    "BYPASS_SECONDS",
+    "JOB_DROP",
+    "SYNC_WAIT",
+    "Watched",
+    "cached_job",
+    "trim_job",
+    "trim_pod",
+]
