@@ -8,6 +8,7 @@ generation in its own worker thread on top of that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -96,8 +97,13 @@ async def drive(
     deleted: asyncio.Event | None = None,
     owns: Callable[[], bool] | None = None,
     watches: Watches | None = None,
+    opening: asyncio.Semaphore | None = None,
 ) -> None:
     """Run until the experiment is deleted or the daemon is stopped; state survives a stop.
+
+    With `opening` (the operator's bound on searches opening at once) the search waits its turn
+    to open: building or loading an Ax experiment is CPU work under the process's one GIL, and
+    hundreds created at once would otherwise slow every running experiment's tick.
 
     With `watches` (the operator's shared client and watches, watches.py) the trials' jobs and
     pods are read from the watches, and a change to one of them starts the next tick at once
@@ -118,6 +124,7 @@ async def drive(
         api = watches.api if watches is not None else await asyncio.to_thread(kube.api_client)
     loop = _Loop(body, settings, logger, emit, deleted or asyncio.Event(), api)
     loop.watches = watches
+    loop.opening = opening
     wake = watches.waker(loop.uid) if watches is not None else None
     loop.drove = owns is None
     try:
@@ -174,6 +181,7 @@ class _Loop:
         self.kinds: list[cluster.JobKind] = []  # the kind of job the last valid spec launches
         self.drove = False  # this replica drove the experiment (its jobs are its to cancel)
         self.watches: Watches | None = None  # the operator's shared watches (watches.py)
+        self.opening: asyncio.Semaphore | None = None  # the bound on searches opening at once
 
     async def let_go(self) -> None:
         """Another replica drives the experiment now: close the search (its next owner loads
@@ -208,9 +216,10 @@ class _Loop:
 
     async def open(self, manifest: spec.NASExperiment) -> None:
         try:
-            self.search = await asyncio.to_thread(
-                open_search, self.body, manifest, self.settings, self.api, self.watches
-            )
+            async with self.opening or contextlib.nullcontext():
+                self.search = await asyncio.to_thread(
+                    open_search, self.body, manifest, self.settings, self.api, self.watches
+                )
         except errors.SpecError as e:  # e.g. search space changed vs stored state
             await self.mark_invalid(e.message)
             return

@@ -36,6 +36,8 @@ KEEPER: dict[str, shards.Keeper] = {}
 #: the API client and trial watches all experiments share (watches.py), from startup to cleanup
 WATCHES: dict[str, watches.Watches] = {}
 CLOSING: set[asyncio.Task[None]] = set()  # the task that closes them if kopf is cancelled
+#: how many searches open at once (NASOP_OPEN_WORKERS), from startup; absent: no bound
+OPENING: dict[str, asyncio.Semaphore] = {}
 FINALIZER = "nasop.dev/finalizer"
 
 
@@ -69,6 +71,8 @@ async def io_threads(**_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(current.io_threads, thread_name_prefix="nasop-io")
     )
+    if current.open_workers > 0:  # made in the loop that uses it
+        OPENING["current"] = asyncio.Semaphore(current.open_workers)
 
 
 @kopf.on.startup()
@@ -134,6 +138,7 @@ async def drive_experiment(
             deleted=deleted,
             owns=(lambda: keeper.holds(ns, name)) if keeper is not None else None,
             watches=WATCHES.get("current"),
+            opening=OPENING.get("current"),
         )
     finally:
         if deleted.is_set():
