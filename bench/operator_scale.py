@@ -197,11 +197,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 def start_operator(
-    kubeconfig: pathlib.Path, ns: str, tick: float, log: IO[str], source: str | None = None
+    kubeconfig: pathlib.Path,
+    ns: str,
+    tick: float,
+    log: IO[str],
+    source: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`nasop operator` in a subprocess, watching `ns` through `kubeconfig` (the nasop package
-    under `source`, e.g. another checkout's `operator/`, when given)."""
+    under `source`, e.g. another checkout's `operator/`, when given; `extra_env` on top)."""
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NASOP_TICK_SECONDS": str(tick)}
+    env.update(extra_env or {})
     if source:
         env["PYTHONPATH"] = os.pathsep.join([source, env.get("PYTHONPATH", "")])
     env.pop("NASOP_PEERING", None)
@@ -342,15 +348,16 @@ def run_size(
     tick: float,
     workdir: pathlib.Path,
     source: str | None = None,
+    variant: tuple[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    ns = f"scale-{n}" + ("-base" if source else "")
+    ns = f"scale-{n}" + ("-base" if source else "") + (f"-{variant[0]}" if variant else "")
     install.apply(plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     proxy = FaultProxy(plane.url, plane.ssl_context())
     with proxy.running(), open(workdir / f"operator-{ns}.log", "w") as log:
         cluster = Cluster(plane, proxy)
         kubeconfig = workdir / f"kubeconfig-{ns}"
         kubeconfig.write_text(yaml.safe_dump(controlplane.kubeconfig(proxy.url, token, None, ns)))
-        proc = start_operator(kubeconfig, ns, tick, log, source)
+        proc = start_operator(kubeconfig, ns, tick, log, source, variant[1] if variant else None)
         player = TimedPlayer(cluster, write_scalars, namespace=ns, poll_interval=0.05).start()
         try:
             wait_until_watching(proxy, proc, log)
@@ -388,6 +395,9 @@ def run_size(
         "requests": sum(calls.values()),
         "requests_per_s": sum(calls.values()) / total,
         "load": os.getloadavg()[0],
+        # writes per experiment: its state (ConfigMap PUTs) and its status (PATCHes)
+        "state_writes": sum(v for k, v in calls.items() if k.startswith("PUT configmaps")) / n,
+        "status_writes": sum(v for k, v in calls.items() if k.startswith("PATCH")) / n,
         "calls": calls,
     }
 
@@ -401,7 +411,7 @@ def print_rows(rows: list[dict[str, float]], trials: int, tick: float) -> None:
     head = (
         f"{'N':>4} {'start p50':>10} {'start p99':>10} {'reconcile p50':>14} "
         f"{'reconcile p99':>14} {'total s':>8} {'RSS idle MiB':>13} {'RSS/exp MiB':>12} "
-        f"{'requests/s':>11} {'load':>5}"
+        f"{'requests/s':>11} {'state w/exp':>12} {'status w/exp':>13} {'load':>5}"
     )
     print(head)
     for r in rows:
@@ -409,7 +419,8 @@ def print_rows(rows: list[dict[str, float]], trials: int, tick: float) -> None:
             f"{r['n']:>4} {r['start_p50']:>9.2f}s {r['start_p99']:>9.2f}s "
             f"{r['reconcile_p50']:>13.2f}s {r['reconcile_p99']:>13.2f}s {r['total']:>8.1f} "
             f"{r['rss_idle']:>13.0f} {r['rss_per_exp']:>12.1f} "
-            f"{r['requests_per_s']:>11.1f} {r['load']:>5.1f}"
+            f"{r['requests_per_s']:>11.1f} {r.get('state_writes', math.nan):>12.1f} "
+            f"{r.get('status_writes', math.nan):>13.1f} {r['load']:>5.1f}"
         )
     for r in rows[1:]:
         print(
@@ -419,6 +430,15 @@ def print_rows(rows: list[dict[str, float]], trials: int, tick: float) -> None:
             f"start p50 x{r['start_p50'] / base['start_p50']:.2f}, "
             f"RSS/exp x{r['rss_per_exp'] / base['rss_per_exp']:.2f}"
         )
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """``LABEL:K=V,K=V`` -> (label, environment)."""
+    label, _, pairs = text.partition(":")
+    env = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+    if not label or not env:
+        raise SystemExit(f"--variant {text!r}: expected LABEL:K=V[,K=V]")
+    return label, env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,7 +452,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also run, before each N, the operator of another checkout's operator/ folder "
         "(e.g. main's) on the same control plane: its row is printed as N-base",
     )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:K=V[,K=V]",
+        help="also run, before each N, this checkout's operator with these environment "
+        "variables (e.g. unbounded:NASOP_OPEN_WORKERS=0): its row is printed as N-LABEL",
+    )
     args = ap.parse_args(argv)
+    variants = [_variant(v) for v in args.variant]
     rows = []
     with (
         tempfile.TemporaryDirectory(prefix="nasop-scale-") as tmp,
@@ -445,6 +474,14 @@ def main(argv: list[str] | None = None) -> int:
                     plane, token, n, args.trials, args.tick, pathlib.Path(tmp), args.baseline
                 )
                 print(f"N={n}-base: done in {base['total']:.1f}s; {json.dumps(base)}", flush=True)
+            for variant in variants:
+                other = run_size(
+                    plane, token, n, args.trials, args.tick, pathlib.Path(tmp), None, variant
+                )
+                print(
+                    f"N={n}-{variant[0]}: done in {other['total']:.1f}s; {json.dumps(other)}",
+                    flush=True,
+                )
             row = run_size(plane, token, n, args.trials, args.tick, pathlib.Path(tmp))
             rows.append(row)
             print(f"N={n}: done in {row['total']:.1f}s; {json.dumps(row)}", flush=True)
