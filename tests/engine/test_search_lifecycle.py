@@ -90,3 +90,40 @@ def test_the_search_owns_its_runner_close_stops_the_fork_server(tmp_path: Any) -
     assert process is not None and process.poll() is None
     search.close()
     assert process.wait(timeout=10) is not None and runner.fork_server._proc is None
+
+
+def test_a_batch_is_saved_once_as_candidates_before_any_of_it_is_submitted(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One state write records every trial of a batch (a crash before, between or after the
+    submits leaves CANDIDATEs to adopt or submit), not one write per trial."""
+    from ax.core.base_trial import TrialStatus
+
+    search = _search(tmp_path, budget={"maxTrials": 3, "parallelism": 3})
+    saved: list[dict[int, TrialStatus]] = []
+    submitted: list[dict[int, TrialStatus]] = []
+    save, run = search.save, search.runner.run
+
+    def counting_save() -> None:
+        saved.append({i: t.status for i, t in search.experiment.trials.items()})
+        save()
+
+    def recording_run(trial: Any) -> Any:
+        submitted.append({i: t.status for i, t in search.experiment.trials.items()})
+        return run(trial)
+
+    monkeypatch.setattr(search, "save", counting_save)
+    monkeypatch.setattr(search.runner, "run", recording_run)
+    try:
+        assert search.tick().generating
+        _generation_lands(search)
+        saved.clear()
+        report = search.tick()  # lands three proposals and submits them (fake trainers)
+        assert [e.trial for e in report.events if e.reason == "TrialLaunched"] == [0, 1, 2]
+        assert saved[0] == dict.fromkeys(range(3), TrialStatus.CANDIDATE)
+        assert submitted[0] == saved[0]  # nothing was submitted before that write
+        assert len(saved) == 2, saved  # the batch, then the launched trials: not 1 per trial
+    finally:
+        for t in search.experiment.trials.values():
+            search.runner.stop(t)
+        search.close()

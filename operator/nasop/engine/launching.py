@@ -1,7 +1,8 @@
 """Starting trials exactly once: one by one, as packs, retried, or adopted after a crash.
 
-A trial is saved as a CANDIDATE before its job is submitted; after a crash the next tick finds
-the candidate and adopts the job if it was submitted, or submits it now.
+A trial is saved as a CANDIDATE before its job is submitted (the trials of one batch in one
+write, then submitted one by one); after a crash the next tick finds each candidate and adopts
+its job if it was submitted, or submits it now.
 """
 
 from __future__ import annotations
@@ -75,14 +76,16 @@ def launch_all(
     """Launch new trials: one by one, or with `trial.pack` as packs (saved first, as one)."""
     notes = notes or {}
     if book.spec.trial.pack is None:
+        if trials:  # record them all first, in one write: a crash now leaves CANDIDATEs
+            save()
         for trial in trials:
-            _launch(book, save, trial, report, note=notes.get(trial.index, ""))
+            _launch(book, trial, report, note=notes.get(trial.index, ""))
     else:
         _launch_packs(book, runner, save, trials, report, notes)
 
 
-def _launch(book: Ledger, save: Save, trial: Trial, report: TickReport, note: str) -> None:
-    save()  # record the trial first: a crash now leaves a CANDIDATE
+def _launch(book: Ledger, trial: Trial, report: TickReport, note: str) -> None:
+    """Submit one trial saved as a CANDIDATE (by launch_all)."""
     try:
         trial.run()
     except Exception as e:  # e.g. the API server said 500: not the trainer's fault

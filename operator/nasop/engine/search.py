@@ -59,7 +59,7 @@ class Search:
         self.generation = Generation(self.strategy)
         self.last_generation_seconds: float | None = None
         self._pending_events: list[Event] = []
-        self._unsaved = False  # changed while a generation ran; saved once it lands
+        self._unsaved = False  # changed but not saved yet (while a generation ran, or launched)
         self._followed: dict[int, float] = {}  # trial index -> when its output was last read
         configure_torch()
         self.runner.deadline = phases.deadline(self.state, self.spec)
@@ -144,6 +144,7 @@ class Search:
         if self.generation.done():
             self._land_generation(report)
         if self.finished:
+            self._save_unsaved()
             return report
         generating = self.generation.running
         book, runner = self.ledger, self.runner
@@ -161,10 +162,12 @@ class Search:
             self._unsaved |= report.changed
             if self.finished:  # no tick follows: let the step land (its proposals are dropped)
                 self._land_generation(report)
+                self._save_unsaved()
             else:
                 report.generating = True
             return report
         if report.changed or self._unsaved:
+            self._unsaved = False
             self.save()  # before the worker starts changing the strategy
         if self.phase is spec.Phase.RUNNING:
             self._start_generation(report)
@@ -207,7 +210,12 @@ class Search:
         if trials:
             self.state.generator, report.changed = node, True
         launching.launch_all(self.ledger, self.runner, self.save, trials, report)
-        if report.changed:
+        # the launched trials are saved once, by the tick (with what it polls) or right after
+        self._unsaved |= report.changed
+
+    def _save_unsaved(self) -> None:
+        if self._unsaved:
+            self._unsaved = False
             self.save()
 
     # -- lifecycle ------------------------------------------------------------------------
