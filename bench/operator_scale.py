@@ -329,15 +329,23 @@ def poll_until_done(
     return seen
 
 
-def reconcile_latencies(
+def reconcile_times(
     names: list[str], finished: dict[tuple[str, int], float], seen: Observed
-) -> list[float]:
-    """The k-th finished job of an experiment against the k-th completion its status counted."""
-    out: list[float] = []
+) -> list[tuple[float, float]]:
+    """(when the job finished, its reconcile latency) for every trial."""
+    out: list[tuple[float, float]] = []
     for name in names:
         ends = sorted(t for (exp, _), t in finished.items() if exp == name)
-        out += [seen.counted[(name, k + 1)] - t for k, t in enumerate(ends)]
+        out += [(t, seen.counted[(name, k + 1)] - t) for k, t in enumerate(ends)]
     return out
+
+
+def split_at(times: list[tuple[float, float]], moment: float) -> tuple[list[float], list[float]]:
+    """The latencies of trials that finished before `moment` (while experiments were still
+    starting) and after it."""
+    before = [latency for t, latency in times if t <= moment]
+    after = [latency for t, latency in times if t > moment]
+    return before, after
 
 
 def run_size(
@@ -376,8 +384,11 @@ def run_size(
             total = max(seen.done.values()) - t0
             calls = call_counts(proxy.calls[calls0:])
             rss_full = rss_mib(proc.pid)
-            reconcile = reconcile_latencies(names, player.finished, seen)
+            times = reconcile_times(names, player.finished, seen)
+            reconcile = [latency for _, latency in times]
             start = [seen.first_status[name] - created[name] for name in names]
+            # trials that finished while experiments were still starting, and the others
+            starting, started = split_at(times, max(seen.first_status.values()))
         finally:
             player.stop()
             controlplane.stop_process(proc, 30)
@@ -387,6 +398,8 @@ def run_size(
         "start_p99": pct(start, 99),
         "reconcile_p50": pct(reconcile, 50),
         "reconcile_p99": pct(reconcile, 99),
+        "while_starting": [len(starting), pct(starting, 50), pct(starting, 99)],
+        "all_started": [len(started), pct(started, 50), pct(started, 99)],
         "total": total,
         "rss_idle": rss_idle,
         "rss_full": rss_full,
