@@ -16,7 +16,7 @@ from nasop.controller.settings import Settings
 
 def test_open_workers_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NASOP_OPEN_WORKERS", raising=False)
-    assert Settings.load().open_workers == 2
+    assert Settings.load().open_workers == 1
     monkeypatch.setenv("NASOP_OPEN_WORKERS", "0")
     assert Settings.load().open_workers == 0  # no bound
 
@@ -26,7 +26,7 @@ def _loop(name: str) -> Any:
     return driver._Loop(body, Settings(), None, lambda *a: None, asyncio.Event(), None)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("bound", "expected"), [(2, 2), (None, 6)])
+@pytest.mark.parametrize(("bound", "expected"), [(1, 1), (2, 2), (None, 6)])
 def test_no_more_searches_open_at_once_than_the_bound(
     monkeypatch: pytest.MonkeyPatch, bound: int | None, expected: int
 ) -> None:

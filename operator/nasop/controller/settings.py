@@ -31,7 +31,7 @@ class Settings:
     #: searches of this process that open (build or load their Ax experiment) at once; the
     #: others wait their turn, so opening hundreds does not starve the running ones' ticks
     #: (NASOP_OPEN_WORKERS; 0: no bound)
-    open_workers: int = 2
+    open_workers: int = 1
     #: shards the experiments are split into across replicas (0: no sharding; shards.py)
     shards: int = 0
     #: seconds a shard lease lasts unrenewed before another replica may take it
@@ -65,7 +65,7 @@ class Settings:
             peering_priority=_priority(env) if env.get("NASOP_PEERING") else None,
             io_threads=max(1, int(env.get("NASOP_IO_THREADS", "64"))),
             watch=env.get("NASOP_WATCH", "1") != "0",
-            open_workers=max(0, int(env.get("NASOP_OPEN_WORKERS", "2"))),
+            open_workers=max(0, int(env.get("NASOP_OPEN_WORKERS", "1"))),
             shards=_shards(env),
             lease_seconds=int(env.get("NASOP_LEASE_SECONDS", "15")),
             lease_namespace=ns[0] if ns else env.get("POD_NAMESPACE") or "default",
