@@ -181,7 +181,10 @@ def test_screen_keeps_the_acquisitions_argmax(monkeypatch):
         acqf, points, X = _two_objective_acqf(seed)
         unseen = exhaustive._unseen(points, X)
         assert unseen.shape[0] == 125 - 12
+        state = torch.get_rng_state()
         kept = exhaustive.screen(acqf, unseen)
+        assert torch.equal(torch.get_rng_state(), state)  # the global generator untouched
+        assert torch.equal(exhaustive.screen(acqf, unseen), kept)  # reproducible
         assert kept.shape == (25, 15) and len({tuple(r) for r in kept.tolist()}) == 25
         assert exhaustive._unseen(kept, unseen).shape[0] == 0  # a subset of the points
         with torch.no_grad():

@@ -215,7 +215,8 @@ def _unseen(points: Tensor, avoid: Tensor | None) -> Tensor:
 
 def screen(acqf: AcquisitionFunction, points: Tensor) -> Tensor:
     """The points the acquisition is evaluated on: all of them up to SCREEN_TOP + SCREEN_RANDOM,
-    else the SCREEN_TOP best by `expected_improvement` and SCREEN_RANDOM of the rest at random."""
+    else the SCREEN_TOP best by `expected_improvement` and SCREEN_RANDOM of the rest at random
+    (the same ones for the same points and scores)."""
     if points.shape[0] <= SCREEN_TOP + SCREEN_RANDOM:
         return points
     score = expected_improvement(acqf, points)
@@ -223,7 +224,10 @@ def screen(acqf: AcquisitionFunction, points: Tensor) -> Tensor:
         return points
     order = torch.argsort(score, descending=True, stable=True)
     rest = order[SCREEN_TOP:]
-    drawn = rest[torch.randperm(rest.shape[0], device=rest.device)[:SCREEN_RANDOM]]
+    # a generator of its own, seeded by the count: reproducible, and torch's global one (the
+    # acquisition's MC samples, the fits' restarts) left as the full enumeration leaves it
+    generator = torch.Generator().manual_seed(points.shape[0])
+    drawn = rest[torch.randperm(rest.shape[0], generator=generator).to(rest.device)[:SCREEN_RANDOM]]
     return points[torch.cat([order[:SCREEN_TOP], drawn])]
 
 
