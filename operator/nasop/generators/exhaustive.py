@@ -27,7 +27,9 @@ measures how often the pick changes). Without a reference point (one objective, 
 feasibility-only acquisition while no trial meets every threshold) every configuration is
 evaluated. The acquisition option `screen: False` (`acquisition_options` of the generator)
 turns the screen off.
-Otherwise, or with linear parameter constraints, it is Ax's `Acquisition`, with the
+
+On a space that does not enumerate, or with linear parameter constraints, it is Ax's
+`Acquisition`, with the
 optimiser options of the surrogate's `StepPlan` where there is one (past `FitSubset`'s threshold:
 a smaller budget, `nasop.generators.fit_subset`), else unchanged.
 """
