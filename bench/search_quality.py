@@ -17,6 +17,17 @@ Columns (all run here, same problems, same seeds, same batch loop):
   acquisition optimiser (a continuous relaxation, rounded) instead of enumerating the
   acquisition over every configuration of a small discrete space (`nasop.generators.exhaustive`);
   the same on BraninCurrin, whose space is continuous.
+- nasop, every cell (only with --methods ...,nasop_full): nasop's strategy with the acquisition
+  evaluated on every configuration of a small discrete space, without the screen that keeps
+  the best by an optimistic bound and a random sample (`exhaustive.screen`, acquisition option
+  `screen: False`); the same on BraninCurrin, which never enumerates.
+- nasop, categorical kernel (only with --methods ...,nasop_categorical): nasop's strategy with
+  unordered choices left as categories (Ax's OneHot transform removed from the model node), so
+  that Ax fits BoTorch's MixedSingleTaskGP (a categorical kernel on them) instead of a
+  SingleTaskGP on one-hot features; the same on BraninCurrin, which has no choice.
+- nasop, d Sobol (only with --methods ...,nasop_init_d): nasop's strategy with one Sobol
+  initial trial per searched parameter (`optimizer.initialTrials`: 6 on NAS-Bench-201, 2 on
+  BraninCurrin) instead of nasop's default of two per parameter (at least 5).
 - nasop, known size (only with --methods ...,nasop_known): nasop's strategy with the problem's
   size objective as a known function of the parameters (`strategy.use_known_objectives`: the
   acquisition takes it exactly instead of from a GP; NAS-Bench-201's size is a lookup in the
@@ -67,13 +78,26 @@ LABELS = {
     "nasop_ax_opt": "nasop, Ax optim.",
     "nasop_continuous": "nasop, continuous",
     "nasop_known": "nasop, known size",
+    "nasop_full": "nasop, every cell",
+    "nasop_categorical": "nasop, categorical",
+    "nasop_init_d": "nasop, d Sobol",
 }
+#: the columns that are nasop's strategy with one change (not compared against in check_targets)
+VARIANTS = (
+    "nasop_ax_opt",
+    "nasop_continuous",
+    "nasop_known",
+    "nasop_full",
+    "nasop_categorical",
+    "nasop_init_d",
+)
 
 
 def run_ax(
     problem: _problems.Problem, method: str, seed: int, budget: int
 ) -> list[dict[str, float]]:
     import torch
+    from ax.adapter.transforms.one_hot import OneHot
     from ax.api.utils.generation_strategy_dispatch import choose_generation_strategy
     from ax.api.utils.structs import GenerationStrategyDispatchStruct
 
@@ -81,6 +105,8 @@ def run_ax(
     from nasop.engine.experiment import experiment_from_spec
 
     s = problem.spec(seed=seed, method="sobol" if method == "sobol" else "auto")
+    if method == "nasop_init_d":
+        s = problem.spec(seed=seed, method="auto", initialTrials=len(s.search_space))
     exp = experiment_from_spec(s, f"{problem.name}-{method}-{seed}", None)
     search.configure_torch()
     torch.manual_seed(seed)  # BoTorch's raw samples and MC draws: reproducible runs
@@ -97,6 +123,14 @@ def run_ax(
         if method == "nasop_continuous":
             for g in gs.nodes_by_name[strategy.MODEL_NODE].generator_specs:
                 g.generator_kwargs.pop("acquisition_class")
+        if method == "nasop_full":
+            for g in gs.nodes_by_name[strategy.MODEL_NODE].generator_specs:
+                options = g.generator_kwargs.get("acquisition_options") or {}
+                g.generator_kwargs["acquisition_options"] = {**options, "screen": False}
+        if method == "nasop_categorical":
+            for g in gs.nodes_by_name[strategy.MODEL_NODE].generator_specs:
+                kept = [t for t in g.generator_kwargs["transforms"] if t is not OneHot]
+                g.generator_kwargs["transforms"] = kept
     loop = _problems.AxLoop(exp, gs)
     results: list[dict[str, float]] = []
     while len(results) < budget:
@@ -161,6 +195,9 @@ RUNNERS: dict[str, Callable[..., list[dict[str, float]]]] = {
     "nasop_ax_opt": run_ax,
     "nasop_continuous": run_ax,
     "nasop_known": run_ax,
+    "nasop_full": run_ax,
+    "nasop_categorical": run_ax,
+    "nasop_init_d": run_ax,
 }
 
 
@@ -170,6 +207,9 @@ Runs = dict[tuple[str, str, int], tuple[list[dict[str, float]], float]]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument(
+        "--seed-list", default="", help="comma-separated seeds to run instead of 0..seeds-1"
+    )
     ap.add_argument("--trials", type=int, default=BUDGETS[-1])
     ap.add_argument("--problems", default=",".join(_problems.PROBLEMS))
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -183,6 +223,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.trials = 1, 24
+    args.seed_list = [int(v) for v in args.seed_list.split(",") if v] or list(range(args.seeds))
     args.methods = [m for m in args.methods.split(",") if m]
     args.problems = args.problems.split(",")
     args.budgets = [b for b in BUDGETS if b <= args.trials] or [args.trials]
@@ -195,14 +236,14 @@ def run_all(args: argparse.Namespace) -> Runs:
     tasks = [
         (k, m, seed, max(budgets))
         for k in args.problems
-        for seed in range(args.seeds)
+        for seed in args.seed_list
         for m in args.methods
     ]
     # seed by seed (a stopped run still has whole seeds), model-based runs first within a seed
     tasks.sort(
         key=lambda t: (
             t[2],
-            t[1] not in ("nasop", "ax_default", "nasop_ax_opt", "nasop_continuous", "nasop_known"),
+            t[1] not in ("nasop", "ax_default", *VARIANTS),
         )
     )
     done: Runs = {}
@@ -231,10 +272,10 @@ def fractions(
         m: {b: [] for b in args.budgets} for m in args.methods
     }
     secs: dict[str, float] = {m: 0.0 for m in args.methods}
-    for seed in range(args.seeds):
+    for seed in args.seed_list:
         for m in args.methods:
             res, dt = done[key, m, seed]
-            secs[m] += dt / args.seeds
+            secs[m] += dt / len(args.seed_list)
             for b in args.budgets:
                 frac[m][b].append(problem.hv_fraction(res[:b]))
     return frac, secs
@@ -258,11 +299,7 @@ def check_targets(key: str, methods: list[str], frac: dict[str, dict[int, list[f
     """nasop ahead of every other column at each budget, and the NAS-Bench-201 target."""
     ok = True
     for b in frac["nasop"]:
-        others = {
-            m: float(np.mean(frac[m][b]))
-            for m in methods
-            if m not in ("nasop", "nasop_ax_opt", "nasop_continuous", "nasop_known")
-        }
+        others = {m: float(np.mean(frac[m][b])) for m in methods if m not in ("nasop", *VARIANTS)}
         mine = float(np.mean(frac["nasop"][b]))
         behind = [LABELS[m] for m, v in others.items() if v > mine]
         verdict = "yes" if not behind else "NO, behind " + ", ".join(behind)
@@ -285,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     print(
         f"search quality: hypervolume / max after N trials, batches of {BATCH}, "
-        f"seeds 0..{args.seeds - 1}, mean ± std"
+        f"seeds {','.join(map(str, args.seed_list))}, mean ± std"
     )
     done = run_all(args)
     ok = True

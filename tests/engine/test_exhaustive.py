@@ -126,3 +126,105 @@ def test_tutorial_space_keeps_axs_optimiser(monkeypatch):
     assert grs[0].arms and not called
     kwargs = gs.nodes_by_name["MBM"].generator_specs[0].generator_kwargs
     assert kwargs["acquisition_class"] is exhaustive.ExhaustiveAcquisition
+
+
+def _two_objective_acqf(seed=0):
+    """qLogNEHVI on two GPs over 3 one-hot choices of 5 values (125 points), 12 observed."""
+    from botorch.acquisition.multi_objective.logei import (
+        qLogNoisyExpectedHypervolumeImprovement,
+    )
+    from botorch.models import ModelListGP, SingleTaskGP
+
+    names = [f"p{i}_OH_PARAM_{j}" for i in range(3) for j in range(5)]
+    points = exhaustive.enumerate_points(_digest(names))
+    assert points is not None
+    g = torch.Generator().manual_seed(seed)
+    X = points[torch.randperm(points.shape[0], generator=g)[:12]]
+    w = torch.linspace(-1.0, 1.0, 15, dtype=torch.double)
+    acc = (X * w).sum(-1, keepdim=True) + 0.1 * torch.randn(12, 1, generator=g, dtype=X.dtype)
+    size = (X * w.flip(0)).sum(-1, keepdim=True)
+    model = ModelListGP(SingleTaskGP(X, acc), SingleTaskGP(X, -size))
+    ref = torch.tensor([-3.0, -3.0], dtype=torch.double)
+    acqf = qLogNoisyExpectedHypervolumeImprovement(model=model, ref_point=ref, X_baseline=X)
+    return acqf, points, X
+
+
+def test_expected_improvement_is_botorchs_analytic_ehvi():
+    """Checked against BoTorch's analytic ExpectedHypervolumeImprovement on the same GPs, whose
+    outputs are the objectives (maximised), against the front of the means at the baseline."""
+    from botorch.acquisition.multi_objective.analytic import ExpectedHypervolumeImprovement
+    from botorch.utils.multi_objective.box_decompositions.non_dominated import (
+        FastNondominatedPartitioning,
+    )
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    acqf, points, X = _two_objective_acqf()
+    score = exhaustive.expected_improvement(acqf, points)
+    assert score is not None and score.shape == (125,)
+    with torch.no_grad():
+        front = acqf.model.posterior(X).mean
+    front = front[is_non_dominated(front)]
+    partitioning = FastNondominatedPartitioning(ref_point=acqf.ref_point, Y=front)
+    ehvi = ExpectedHypervolumeImprovement(acqf.model, acqf.ref_point.tolist(), partitioning)
+    with torch.no_grad():
+        expected = ehvi(points.unsqueeze(-2))
+    assert torch.allclose(score, expected, rtol=1e-6, atol=1e-9)
+    assert (score >= 0).all() and score.max() > 10 * score.min()
+
+
+def test_screen_keeps_the_acquisitions_argmax(monkeypatch):
+    """The best points by the bound, a random sample of the rest, the acquisition's argmax
+    among them; small spaces and single-objective acquisitions are left whole."""
+    monkeypatch.setattr(exhaustive, "SCREEN_TOP", 20)
+    monkeypatch.setattr(exhaustive, "SCREEN_RANDOM", 5)
+    for seed in range(3):
+        acqf, points, X = _two_objective_acqf(seed)
+        unseen = exhaustive._unseen(points, X)
+        assert unseen.shape[0] == 125 - 12
+        state = torch.get_rng_state()
+        kept = exhaustive.screen(acqf, unseen)
+        assert torch.equal(torch.get_rng_state(), state)  # the global generator untouched
+        assert torch.equal(exhaustive.screen(acqf, unseen), kept)  # reproducible
+        assert kept.shape == (25, 15) and len({tuple(r) for r in kept.tolist()}) == 25
+        assert exhaustive._unseen(kept, unseen).shape[0] == 0  # a subset of the points
+        with torch.no_grad():
+            best = unseen[acqf(unseen.unsqueeze(-2)).argmax()]
+        assert (kept == best).all(-1).any()
+    assert exhaustive.screen(acqf, unseen[:25]).shape[0] == 25
+
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+
+    single = qLogNoisyExpectedImprovement(acqf.model.models[0], X_baseline=X)
+    assert exhaustive.expected_improvement(single, unseen) is None
+    assert exhaustive.screen(single, unseen).shape[0] == unseen.shape[0]
+
+
+@pytest.mark.parametrize("screened", [True, False])
+def test_model_node_evaluates_the_screened_points(monkeypatch, screened):
+    """Past the screen's size the acquisition sees SCREEN_TOP + SCREEN_RANDOM unseen points;
+    with the acquisition option `screen: False` every one."""
+    from botorch.optim import optimize as botorch_optimize
+
+    monkeypatch.setattr(exhaustive, "SCREEN_TOP", 4)
+    monkeypatch.setattr(exhaustive, "SCREEN_RANDOM", 2)
+    sizes = []
+    original = botorch_optimize.optimize_acqf_discrete
+
+    def counted(**kwargs):
+        sizes.append(kwargs["choices"].shape[0])
+        return original(**kwargs)
+
+    monkeypatch.setattr(exhaustive, "optimize_acqf_discrete", counted)
+    s = _choice_spec()
+    exp = experiment.experiment_from_spec(s, "x", None)
+    for cell in [("a", "b", "c"), ("b", "c", "a"), ("c", "a", "b"), ("a", "a", "a")]:
+        params = {f"op{j}": v for j, v in enumerate(cell)}
+        add_trial(exp, SyntheticTrial(params, _score(params)))
+    gs = strategy.strategy_from_spec(s)
+    if not screened:
+        for g in gs.nodes_by_name[strategy.MODEL_NODE].generator_specs:
+            g.generator_kwargs["acquisition_options"] = {"screen": False}
+    ((gr,),) = gs.gen(experiment=exp, n=1, num_trials=1)
+    observed = {tuple(t.arms[0].parameters.values()) for t in exp.trials.values()}
+    assert tuple(gr.arms[0].parameters.values()) not in observed
+    assert sizes == ([6] if screened else [27])

@@ -13,7 +13,23 @@ when every model feature is discrete (a one-hot group of an unordered choice, or
 with a finite set of values: ordered choices, small int ranges) and there are at most
 `MAX_POINTS` configurations, and picks the best one not yet observed or pending (BoTorch's
 `optimize_acqf_discrete`; a batch is built greedily, each pick conditioned on the ones before).
-Otherwise, or with linear parameter constraints, it is Ax's `Acquisition`, with the
+On a space larger than `SCREEN_TOP + SCREEN_RANDOM` configurations the acquisition is not
+evaluated on every one: qLogNEHVI's cost is its joint sampling of each candidate with the
+baseline, and on NAS-Bench-201 that took most of a proposal's seconds. The analytic expected
+hypervolume improvement screens them first (`expected_improvement`: the same expectation in
+closed form, each objective an independent normal with the posterior's marginal mean and
+standard deviation, against the front of the posterior means at the baseline), and qLogNEHVI is
+evaluated on the `SCREEN_TOP` best of that plus `SCREEN_RANDOM` others drawn at random (so a
+configuration that the marginals rank low can still be picked). What the closed form leaves
+out (the correlation with the baseline and between objectives, the baseline's noise) rarely
+moves a configuration from outside the top `SCREEN_TOP` to the top (docs/benchmarks.md
+measures how often the pick changes). Without a reference point (one objective, or Ax's
+feasibility-only acquisition while no trial meets every threshold) every configuration is
+evaluated. The acquisition option `screen: False` (`acquisition_options` of the generator)
+turns the screen off.
+
+On a space that does not enumerate, or with linear parameter constraints, it is Ax's
+`Acquisition`, with the
 optimiser options of the surrogate's `StepPlan` where there is one (past `FitSubset`'s threshold:
 a smaller budget, `nasop.generators.fit_subset`), else unchanged.
 """
@@ -35,12 +51,21 @@ from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.exceptions.errors import InputDataError
 from botorch.models.model import Model
 from botorch.optim.optimize import optimize_acqf_discrete
+from botorch.utils.multi_objective.box_decompositions.non_dominated import (
+    FastNondominatedPartitioning,
+)
+from botorch.utils.multi_objective.pareto import is_non_dominated
 from torch import Tensor
 
 #: enumerate the acquisition over at most this many configurations (NAS-Bench-201 has 15,625)
 MAX_POINTS = 20_000
 #: candidates per acquisition evaluation (BoTorch's default for optimize_acqf_discrete)
 BATCH = 2048
+#: past SCREEN_TOP + SCREEN_RANDOM configurations the acquisition is evaluated only on the
+#: SCREEN_TOP best by `expected_improvement` and SCREEN_RANDOM others drawn at random: a
+#: tenth of NAS-Bench-201's 15,625 cells, enough to hold the acquisition's argmax (module docstring)
+SCREEN_TOP = 1024
+SCREEN_RANDOM = 512
 
 
 def _one_hot_group(name: str) -> str | None:
@@ -116,6 +141,98 @@ def enumerate_points(
     return torch.tensor(rows, dtype=dtype)
 
 
+def _posterior_moments(model: Model, points: Tensor) -> tuple[Tensor, Tensor]:
+    """Each point's marginal posterior mean and standard deviation (n x m), in batches."""
+    means, stds = [], []
+    with torch.no_grad():
+        for chunk in points.split(BATCH):
+            post = model.posterior(chunk.unsqueeze(-2))  # one point per batch: no joint covariance
+            means.append(post.mean.squeeze(-2))
+            stds.append(post.variance.clamp_min(0.0).sqrt().squeeze(-2))
+    return torch.cat(means), torch.cat(stds)
+
+
+def _expected_improvement(mu: Tensor, sigma: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """Expected hypervolume improvement of independent normals (n x m) over the boxes
+    lower..upper (cells x m): Yang et al. 2019, as BoTorch's analytic
+    `ExpectedHypervolumeImprovement` computes it, on given moments instead of a model's."""
+    normal = torch.distributions.Normal(torch.zeros_like(mu[:1]), torch.ones_like(mu[:1]))
+    mu, sigma = mu.unsqueeze(-2), sigma.clamp_min(1e-9).unsqueeze(-2)  # n x 1 x m
+    upper = upper.clamp_max(1e10)  # the outer boxes are unbounded
+
+    def psi(a: Tensor, b: Tensor) -> Tensor:
+        u = (b - mu) / sigma
+        return sigma * normal.log_prob(u).exp() + (mu - a) * (1 - normal.cdf(u))
+
+    nu = (upper - lower) * (1 - normal.cdf((upper - mu) / sigma))
+    factors = torch.stack([psi(lower, lower) - psi(lower, upper), nu], dim=-2)  # n x c x 2 x m
+    m = mu.shape[-1]
+    pick = torch.tensor(list(itertools.product((0, 1), repeat=m)), device=mu.device)
+    terms = factors.gather(-2, pick.expand(factors.shape[:-2] + pick.shape))  # n x c x 2^m x m
+    return terms.prod(dim=-1).sum(dim=(-1, -2))
+
+
+def expected_improvement(acqf: AcquisitionFunction, points: Tensor) -> Tensor | None:
+    """Per point, its expected hypervolume improvement under the posterior's marginals, or
+    None where the acquisition has no reference point to measure it from.
+
+    In the acquisition's objective space (its `objective`, maximised), each objective taken as
+    an independent normal with the posterior's mean and standard deviation; the front is the
+    non-dominated set of the posterior means at the acquisition's baseline (the observed and
+    pending points). qLogNEHVI estimates the same expectation by sampling the joint posterior
+    of the point and the baseline, which is what makes it expensive.
+    """
+    ref_point = getattr(acqf, "ref_point", None)
+    baseline = getattr(acqf, "X_baseline", None)
+    objective = getattr(acqf, "objective", None)
+    if ref_point is None or baseline is None or objective is None:
+        return None
+    model: Model = acqf.model
+    mean, std = _posterior_moments(model, points)
+    obj_mean = objective(mean.unsqueeze(-2)).squeeze(-2)
+    # |objective(mean + std) - objective(mean)|: the std of a linear (weighted) objective
+    obj_std = (objective((mean + std).unsqueeze(-2)).squeeze(-2) - obj_mean).abs()
+    base_mean, _ = _posterior_moments(model, baseline)
+    front = objective(base_mean.unsqueeze(-2)).squeeze(-2)
+    front = front[is_non_dominated(front)]
+    partitioning = FastNondominatedPartitioning(ref_point=ref_point.to(front), Y=front)
+    lower, upper = partitioning.get_hypercell_bounds()  # boxes not dominated by the front
+    return torch.cat(
+        [
+            _expected_improvement(mu, sd, lower, upper)
+            for mu, sd in zip(obj_mean.split(BATCH), obj_std.split(BATCH), strict=True)
+        ]
+    )
+
+
+def _unseen(points: Tensor, avoid: Tensor | None) -> Tensor:
+    """The points that are not rows of avoid."""
+    if avoid is None or avoid.shape[0] == 0:
+        return points
+    seen = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    for chunk in avoid.split(64):
+        seen |= (points.unsqueeze(1) == chunk.unsqueeze(0)).all(dim=-1).any(dim=-1)
+    return points[~seen]
+
+
+def screen(acqf: AcquisitionFunction, points: Tensor) -> Tensor:
+    """The points the acquisition is evaluated on: all of them up to SCREEN_TOP + SCREEN_RANDOM,
+    else the SCREEN_TOP best by `expected_improvement` and SCREEN_RANDOM of the rest at random
+    (the same ones for the same points and scores)."""
+    if points.shape[0] <= SCREEN_TOP + SCREEN_RANDOM:
+        return points
+    score = expected_improvement(acqf, points)
+    if score is None:
+        return points
+    order = torch.argsort(score, descending=True, stable=True)
+    rest = order[SCREEN_TOP:]
+    # a generator of its own, seeded by the count: reproducible, and torch's global one (the
+    # acquisition's MC samples, the fits' restarts) left as the full enumeration leaves it
+    generator = torch.Generator().manual_seed(points.shape[0])
+    drawn = rest[torch.randperm(rest.shape[0], generator=generator).to(rest.device)[:SCREEN_RANDOM]]
+    return points[torch.cat([order[:SCREEN_TOP], drawn])]
+
+
 class ExhaustiveAcquisition(Acquisition):
     """Ax's Acquisition that enumerates small discrete spaces (see the module docstring), on
     a model whose known outcomes are exact (`nasop.generators.known`)."""
@@ -173,15 +290,21 @@ class ExhaustiveAcquisition(Acquisition):
         return self._best_of(n, points.to(device=self.device))
 
     def _best_of(self, n: int, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The best n points not observed or pending, picked one after another."""
+        """The best n points not observed or pending, picked one after another (among the
+        points that pass the `screen`, unless the acquisition option `screen` is False)."""
         avoid: Sequence[Tensor] = [x for x in (self.X_observed, self.X_pending) if x is not None]
+        X_avoid = torch.cat(list(avoid)) if avoid else None
+        if self.options.get("screen", True):
+            unseen = _unseen(points, X_avoid)
+            if unseen.shape[0] > 0:
+                points = screen(self.acqf, unseen)
         try:
             candidates, values = optimize_acqf_discrete(
                 acq_function=self.acqf,
                 q=n,
                 choices=points,
                 max_batch_size=BATCH,
-                X_avoid=torch.cat(list(avoid)) if avoid else None,
+                X_avoid=X_avoid,
             )
         except InputDataError:  # BoTorch: every point is already observed
             raise SearchSpaceExhausted(
@@ -193,4 +316,13 @@ class ExhaustiveAcquisition(Acquisition):
 
 register_acquisition(ExhaustiveAcquisition)  # strategies that use it are saved and restored
 
-__all__ = ["MAX_POINTS", "ExhaustiveAcquisition", "enumerate_choices", "enumerate_points"]
+__all__ = [
+    "MAX_POINTS",
+    "SCREEN_RANDOM",
+    "SCREEN_TOP",
+    "ExhaustiveAcquisition",
+    "enumerate_choices",
+    "enumerate_points",
+    "expected_improvement",
+    "screen",
+]
