@@ -146,7 +146,10 @@ def _posterior_moments(model: Model, points: Tensor) -> tuple[Tensor, Tensor]:
     means, stds = [], []
     with torch.no_grad():
         for chunk in points.split(BATCH):
-            post = model.posterior(chunk.unsqueeze(-2))  # one point per batch: no joint covariance
+            # one point per batch: no joint covariance. Every posterior a model here returns
+            # (GPyTorch's, a PosteriorList, a deterministic one) has a mean and a variance; the
+            # base class Posterior declares neither
+            post: Any = model.posterior(chunk.unsqueeze(-2))
             means.append(post.mean.squeeze(-2))
             stds.append(post.variance.clamp_min(0.0).sqrt().squeeze(-2))
     return torch.cat(means), torch.cat(stds)
