@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ sys.path.insert(
 
 import _problems
 import search_quality
+import tutorial_search
 
 
 def _problem(cost: bool = True) -> _problems.Problem:
@@ -97,3 +99,48 @@ def test_anytime_table(monkeypatch: pytest.MonkeyPatch) -> None:
     assert hv["dear"][151.5] == [(pytest.approx(0.2), 1)]
     monkeypatch.setattr(search_quality, "_problem", lambda key: _problem(cost=False))
     assert search_quality.anytime("toy", args, done) is None
+
+
+# bench/tutorial_search.py: the tutorial's thresholds are val_acc 0.94 (max), num_params 80000 (min)
+P = {"val_acc": 0.95, "num_params": 70000.0}  # hypervolume 0.01 * 10000 = 100
+Q = {"val_acc": 0.96, "num_params": 60000.0}  # dominates P: 0.02 * 20000 = 400
+
+
+def test_tutorial_trial_times_in_end_order(tmp_path: Path) -> None:
+    for idx, start, end in [(0, 100.0, 160.0), (1, 100.0, 130.0), (2, 110.0, 150.0)]:
+        marks = tmp_path / f"trial-{idx}" / ".nasop"
+        marks.mkdir(parents=True)
+        for name, t in (("pid", start), ("exit", end)):
+            (marks / name).write_text("")
+            os.utime(marks / name, (t, t))
+    (tmp_path / "trial-3" / ".nasop").mkdir(parents=True)  # still running: no exit marker
+    times = tutorial_search.trial_times(tmp_path)
+    assert times == {0: (60.0, 160.0), 1: (30.0, 130.0), 2: (40.0, 150.0)}
+    outcomes = {0: Q, 1: None, 2: P}  # trial 1 stopped early
+    assert tutorial_search.anytime_trials(times, outcomes) == [(30.0, None), (40.0, P), (60.0, Q)]
+
+
+def test_tutorial_anytime_hv() -> None:
+    trials = [(30.0, None), (40.0, P), (60.0, Q)]
+    assert tutorial_search.anytime_hv(trials, 29.0) == (0.0, 0)
+    assert tutorial_search.anytime_hv(trials, 30.0) == (0.0, 1)  # a stopped trial: seconds only
+    hv, n = tutorial_search.anytime_hv(trials, 70.0)
+    assert (hv, n) == (pytest.approx(100.0), 2)
+    hv, n = tutorial_search.anytime_hv(trials, 1e9)
+    assert (hv, n) == (pytest.approx(400.0), 3)
+
+
+def test_tutorial_anytime_table() -> None:
+    rows = [
+        {"mode": "none", "trainer_s": 100.0, "anytime": [(50.0, P), (50.0, Q)]},
+        {"mode": "none", "trainer_s": 300.0, "anytime": [(300.0, Q)]},
+        {"mode": "es", "trainer_s": 60.0, "anytime": [(10.0, None), (50.0, Q)]},
+        {"mode": "packed", "trainer_s": 10.0, "anytime": []},  # no per-trial records: left out
+    ]
+    budgets, hv = tutorial_search.anytime_table(rows, fractions=(0.25, 1.0))
+    assert budgets == [50.0, 200.0]  # fractions of mode none's mean trainer seconds (200)
+    assert set(hv) == {"none", "es"}
+    assert hv["none"][50.0] == [(pytest.approx(100.0), 1), (0.0, 0)]
+    assert hv["none"][200.0] == [(pytest.approx(400.0), 2), (0.0, 0)]
+    assert hv["es"][50.0] == [(0.0, 1)]
+    assert hv["es"][200.0] == [(pytest.approx(400.0), 2)]
