@@ -174,7 +174,7 @@ def anytime_hv(
 ) -> tuple[float, int]:
     """The hypervolume of a run's trials finished within `seconds` trainer seconds (summed in the
     order they ended), and how many trials ended by then."""
-    return _bench().hv_at_seconds(trials, seconds, hypervolume)  # type: ignore[arg-type]
+    return _bench().hv_at_seconds(trials, seconds, hypervolume)
 
 
 def anytime_table(
