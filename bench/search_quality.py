@@ -41,6 +41,14 @@ Each batch is 4 proposals, evaluated, then all 4 results told/attached before th
 The score is the hypervolume above the manifest's thresholds as a fraction of the maximum (the
 exact front of the whole NAS-Bench-201 table; BoTorch's max_hv for BraninCurrin).
 
+Anytime table (problems with a cost: NAS-Bench-201's `train_time`, the trainer seconds of a cell;
+BraninCurrin has none and is left out): the hypervolume fraction of the trials a run finished
+within a trainer-second budget, its trials' seconds summed in trial order (trainer time, not wall
+time: a method that picks cheaper cells gets more trials in the same seconds). The budgets are
+the median, over every run of the table (all methods and seeds), of the trainer seconds of its
+first 12, 24, 36 and 48 trials; a run whose 48 trials took fewer seconds than a budget counts all
+48. Each cell also gives the mean number of trials done within the budget.
+
 Usage (from the repo root, needs `pip install -e '.[engine,bench]'`):
     python bench/search_quality.py                 # 5 seeds, both problems (3 jobs)
     python bench/search_quality.py --quick         # 1 seed, 24 trials: a smoke run
@@ -67,6 +75,8 @@ import _problems
 
 BATCH = 4
 BUDGETS = (24, 48)
+#: the anytime budgets: the median run's trainer seconds at these trial counts
+ANYTIME_TRIALS = (12, 24, 36, 48)
 TARGET_FRACTION = 0.97
 METHODS = ("nasop", "ax_default", "sobol", "nsga2", "tpe")
 LABELS = {
@@ -137,8 +147,18 @@ def run_ax(
         for t in loop.propose(min(BATCH, budget - len(results))):
             metrics = problem.evaluate(t.arm.parameters)
             loop.complete(t, metrics)
-            results.append(metrics)
+            results.append(_with_cost(problem, t.arm.parameters, metrics))
     return results
+
+
+def _with_cost(
+    problem: _problems.Problem, params: dict[str, Any], metrics: dict[str, float]
+) -> dict[str, float]:
+    """The metrics as the run keeps them: with the trial's trainer seconds if the problem has a
+    cost (after the optimiser was told, so never an objective)."""
+    if problem.cost is None:
+        return metrics
+    return {**metrics, _problems.COST: problem.cost(params)}
 
 
 def _suggest(trial: Any, p: Any) -> Any:
@@ -166,8 +186,9 @@ def run_optuna(
     while len(results) < budget:
         batch = [study.ask() for _ in range(min(BATCH, budget - len(results)))]
         for trial in batch:
-            metrics = problem.evaluate({p.name: _suggest(trial, p) for p in s.search_space})
-            results.append(metrics)
+            params = {p.name: _suggest(trial, p) for p in s.search_space}
+            metrics = problem.evaluate(params)
+            results.append(_with_cost(problem, params, metrics))
             study.tell(trial, [metrics[o.metric] for o in s.objectives])
     return results
 
@@ -295,6 +316,66 @@ def print_table(
     print(f"| {'s/run':>6} | " + " | ".join(f"{secs[m]:>16.1f}" for m in methods) + " |")
 
 
+def anytime_trials(res: list[dict[str, float]]) -> list[tuple[float, dict[str, float]]]:
+    """A run's results as (trainer seconds, metrics) pairs in trial order."""
+    return [(r[_problems.COST], r) for r in res]
+
+
+def anytime_budgets(runs: list[list[tuple[float, Any]]], counts: list[int]) -> list[float]:
+    """The trainer-second budgets: per trial count, the median over runs of the seconds of their
+    first that many trials."""
+    return [float(np.median([_problems.seconds_at(t, n) for t in runs])) for n in counts]
+
+
+def anytime(
+    key: str, args: argparse.Namespace, done: Runs
+) -> tuple[list[tuple[int, float]], dict[str, dict[float, list[tuple[float, int]]]]] | None:
+    """Per method and trainer-second budget: (hypervolume fraction, trials done) of each seed;
+    None for a problem without a cost."""
+    problem = _problem(key)
+    if problem.cost is None:
+        return None
+    runs = {
+        (m, seed): anytime_trials(done[key, m, seed][0])
+        for m in args.methods
+        for seed in args.seed_list
+    }
+    counts = [n for n in ANYTIME_TRIALS if n <= args.trials] or [args.trials]
+    budgets = anytime_budgets(list(runs.values()), counts)
+    out: dict[str, dict[float, list[tuple[float, int]]]] = {
+        m: {b: [] for b in budgets} for m in args.methods
+    }
+    for (m, _), trials in runs.items():
+        for b in budgets:
+            out[m][b].append(_problems.hv_at_seconds(trials, b, problem.hv_fraction))
+    return list(zip(counts, budgets, strict=True)), out
+
+
+def print_anytime(
+    key: str,
+    methods: list[str],
+    budgets: list[tuple[int, float]],
+    hv: dict[str, dict[float, list[tuple[float, int]]]],
+) -> None:
+    problem = _problem(key)
+    print(
+        f"\n{problem.name}, anytime: hypervolume fraction (mean trials done) within a budget of "
+        "trainer seconds summed in trial order; budget = median run's seconds at N trials"
+    )
+    header = (
+        f"| {'trainer s':>9} | {'N':>3} | " + " | ".join(f"{LABELS[m]:>20}" for m in methods) + " |"
+    )
+    print(header)
+    print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
+    for n, b in budgets:
+        cells = []
+        for m in methods:
+            fr = [f for f, _ in hv[m][b]]
+            k = np.mean([c for _, c in hv[m][b]])
+            cells.append(f"{np.mean(fr):.3f} ± {np.std(fr):.3f} ({k:.1f})")
+        print(f"| {b:>9.0f} | {n:>3} | " + " | ".join(f"{c:>20}" for c in cells) + " |")
+
+
 def check_targets(key: str, methods: list[str], frac: dict[str, dict[int, list[float]]]) -> bool:
     """nasop ahead of every other column at each budget, and the NAS-Bench-201 target."""
     ok = True
@@ -329,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.problems:
         frac, secs = fractions(key, args, done)
         print_table(key, args.methods, frac, secs)
+        at = anytime(key, args, done)
+        if at is None:
+            print(f"  ({_problem(key).name} has no trainer cost: no anytime table)")
+        else:
+            print_anytime(key, args.methods, *at)
         if "nasop" in args.methods:
             ok &= check_targets(key, args.methods, frac)
     print(f"\nall targets met: {'yes' if ok else 'no'}")

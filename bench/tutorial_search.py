@@ -19,6 +19,14 @@ default, the cores of the machines this project targets). On a machine with many
 `--parallel` runs the searches side by side, each on its own cores; otherwise one after another.
 Hypervolumes differ between runs of the same configuration (which trials have finished when
 BoTorch proposes depends on timing), so use several seeds to compare the two modes.
+
+Anytime table: per mode, the hypervolume of the trials finished within a budget of trainer
+seconds. A run's trials are taken in the order they ended (their exit markers), their trainer
+seconds summed in that order; the hypervolume is that of the completed ones among them (as the
+status counts: early-stopped and failed trials spend seconds but are not on the front), with
+each trial's last logged values from the saved Ax experiment. The budgets are 25, 50, 75 and
+100% of mode `none`'s mean trainer seconds (of all runs' mean without a `none` run). Packed runs
+(one process for several trials) are left out.
 """
 
 from __future__ import annotations
@@ -92,6 +100,119 @@ def manifest(
         m["spec"]["trial"]["pack"] = copy.deepcopy(PACK)
         m["spec"]["budget"]["parallelism"] = PACK_PARALLELISM
     return m
+
+
+#: the anytime budgets, as fractions of the no-early-stopping runs' mean trainer seconds
+ANYTIME_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def trial_times(log_root: Path) -> dict[int, tuple[float, float]]:
+    """Per trial index: (trainer seconds, end time), from the wrapper's pid and exit markers."""
+    out = {}
+    for trial in log_root.glob("trial-*"):
+        pid, end = trial / ".nasop" / "pid", trial / ".nasop" / "exit"
+        if pid.exists() and end.exists():
+            stop = end.stat().st_mtime
+            out[int(trial.name.split("-")[1])] = (stop - pid.stat().st_mtime, stop)
+    return out
+
+
+def trial_outcomes(state_file: Path) -> dict[int, dict[str, float] | None]:
+    """Per trial index: the last logged value of each metric of a completed trial (as the ledger
+    reads them), None for a trial that did not complete (early-stopped, failed)."""
+    from ax.core.base_trial import TrialStatus
+
+    from nasop.state.files import FileStore
+    from nasop.trials import registry
+
+    store = FileStore(str(state_file.parent), registry=registry.bundle())
+    snapshot = store.load(name=state_file.stem)
+    if snapshot is None:
+        return {}
+    exp = snapshot.experiment
+    df = exp.lookup_data().full_df
+    values: dict[int, dict[str, float]] = {}
+    if not df.empty:
+        df = df.sort_values("step") if "step" in df.columns else df
+        for (idx, metric), v in df.groupby(["trial_index", "metric_name"])["mean"].last().items():
+            values.setdefault(int(idx), {})[str(metric)] = float(v)
+    return {
+        t.index: values.get(t.index) if t.status is TrialStatus.COMPLETED else None
+        for t in exp.trials.values()
+    }
+
+
+def anytime_trials(
+    times: dict[int, tuple[float, float]], outcomes: dict[int, dict[str, float] | None]
+) -> list[tuple[float, dict[str, float] | None]]:
+    """(trainer seconds, final metrics or None) per trial that ran, in the order they ended."""
+    order = sorted(times, key=lambda i: (times[i][1], i))
+    return [(times[i][0], outcomes.get(i)) for i in order]
+
+
+def _bench() -> Any:
+    """bench/_problems.py, imported on first use (it imports torch and Ax)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _problems
+
+    return _problems
+
+
+def hypervolume(metrics: list[dict[str, float] | None]) -> float:
+    """The tutorial's hypervolume (its thresholds, its outcome constraints) of the completed
+    trials among `metrics` (None: a trial that did not complete)."""
+    from nasop.engine import pareto
+
+    s = _bench().tutorial_spec()
+    obs = [pareto.Observation(i, {}, m) for i, m in enumerate(metrics) if m is not None]
+    ref = {o.metric: float(o.threshold) for o in s.objectives if o.threshold is not None}
+    return pareto.front(s.objectives, s.parsed_outcome_constraints, obs, reference=ref).hypervolume
+
+
+def anytime_hv(
+    trials: list[tuple[float, dict[str, float] | None]], seconds: float
+) -> tuple[float, int]:
+    """The hypervolume of a run's trials finished within `seconds` trainer seconds (summed in the
+    order they ended), and how many trials ended by then."""
+    return _bench().hv_at_seconds(trials, seconds, hypervolume)
+
+
+def anytime_table(
+    rows: list[dict[str, Any]], fractions: tuple[float, ...] = ANYTIME_FRACTIONS
+) -> tuple[list[float], dict[str, dict[float, list[tuple[float, int]]]]]:
+    """The budgets (fractions of mode none's mean trainer seconds) and, per mode and budget,
+    (hypervolume, trials ended) of each run that has per-trial records."""
+    rows = [r for r in rows if r.get("anytime")]
+    base = [r["trainer_s"] for r in rows if r["mode"] == "none"] or [r["trainer_s"] for r in rows]
+    budgets = [f * statistics.mean(base) for f in fractions] if base else []
+    out: dict[str, dict[float, list[tuple[float, int]]]] = {}
+    for r in rows:
+        trials = [(float(sec), m) for sec, m in r["anytime"]]
+        for b in budgets:
+            out.setdefault(r["mode"], {}).setdefault(b, []).append(anytime_hv(trials, b))
+    return budgets, out
+
+
+def print_anytime(rows: list[dict[str, Any]]) -> None:
+    budgets, hv = anytime_table(rows)
+    if not budgets:
+        return
+    print(
+        "anytime: hypervolume (mean trials ended) within a budget of trainer seconds, summed "
+        "in the order trials ended; budgets = 25/50/75/100% of mode none's mean trainer seconds"
+    )
+    modes = list(hv)
+    header = f"| {'trainer s':>9} | " + " | ".join(f"{m:>18}" for m in modes) + " |"
+    print(header)
+    print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
+    for b in budgets:
+        cells = []
+        for m in modes:
+            vals = hv[m][b]
+            mean_hv = statistics.mean(v for v, _ in vals)
+            mean_n = statistics.mean(n for _, n in vals)
+            cells.append(f"{mean_hv:.1f} ({mean_n:.1f})")
+        print(f"| {b:>9.0f} | " + " | ".join(f"{c:>18}" for c in cells) + " |")
 
 
 def trainer_seconds(log_root: Path) -> list[float]:
@@ -215,6 +336,9 @@ def run_one(
     per_trial = trainer_seconds(work / "state" / "logs" / name)
     planned = stopped_plans(work / "state" / "state" / f"{name}.json")
     startup, epochs, unrun = curve_stats(work / "state" / "logs" / name, planned)
+    packed = any((work / "state" / "logs" / name).glob("pack-*"))
+    times = trial_times(work / "state" / "logs" / name)
+    outcomes = trial_outcomes(work / "state" / "state" / f"{name}.json")
     return {
         "name": name,
         "wall_s": wall,
@@ -232,6 +356,8 @@ def run_one(
         "mode": mode,
         "seed": seed,
         "timed_out": timed_out,
+        # (trainer seconds, final metrics or None) per trial in the order they ended
+        "anytime": [] if packed else anytime_trials(times, outcomes),
     }
 
 
@@ -421,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_all(args, out)
     print_rows(rows)
     print_comparisons(rows, args.preload)
+    print_anytime(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
