@@ -70,14 +70,20 @@ def _score(params):
     return {"acc": float(sum(k) + 0.3 * k[0]), "size": float(1 + k[1] + 2 * k[2])}
 
 
-def test_model_node_picks_the_best_unobserved_configuration(monkeypatch):
-    """Every proposal is the acquisition's argmax over all 27 configurations not yet observed
-    or pending: checked against a brute-force evaluation of the same acquisition function."""
+def _four_observed():
+    """The 27-configuration choice space with four configurations observed."""
     s = _choice_spec()
     exp = experiment.experiment_from_spec(s, "x", None)
     for cell in [("a", "b", "c"), ("b", "c", "a"), ("c", "a", "b"), ("a", "a", "a")]:
         params = {f"op{j}": v for j, v in enumerate(cell)}
         add_trial(exp, SyntheticTrial(params, _score(params)))
+    return s, exp
+
+
+def test_model_node_picks_the_best_unobserved_configuration(monkeypatch):
+    """Every proposal is the acquisition's argmax over all 27 configurations not yet observed
+    or pending: checked against a brute-force evaluation of the same acquisition function."""
+    s, exp = _four_observed()
     gs = strategy.strategy_from_spec(s)
     snap = Snapshot(experiment.experiment_from_spec(s, "x", None), gs)  # survives saved state
     gs = codec.from_bytes(codec.to_bytes(snap, registry.bundle()), registry.bundle()).strategy
@@ -215,11 +221,7 @@ def test_model_node_evaluates_the_screened_points(monkeypatch, screened):
         return original(**kwargs)
 
     monkeypatch.setattr(exhaustive, "optimize_acqf_discrete", counted)
-    s = _choice_spec()
-    exp = experiment.experiment_from_spec(s, "x", None)
-    for cell in [("a", "b", "c"), ("b", "c", "a"), ("c", "a", "b"), ("a", "a", "a")]:
-        params = {f"op{j}": v for j, v in enumerate(cell)}
-        add_trial(exp, SyntheticTrial(params, _score(params)))
+    s, exp = _four_observed()
     gs = strategy.strategy_from_spec(s)
     if not screened:
         for g in gs.nodes_by_name[strategy.MODEL_NODE].generator_specs:
