@@ -83,6 +83,7 @@ def _recorded(cluster: Any, name: str) -> dict[int, list[tuple[str, int, float]]
 
 
 @pytest.mark.asyncio
+@pytest.mark.rbac_scopes(*RBAC_BOTH)  # a Job gone while the operator was down: GET confirms it
 async def test_pods_deleted_while_the_operator_is_down_are_harvested_or_named(
     cluster, kubeconfig, run_operator, fast_ticks, tmp_path
 ):
