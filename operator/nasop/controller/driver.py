@@ -102,8 +102,8 @@ async def drive(
     """Run until the experiment is deleted or the daemon is stopped; state survives a stop.
 
     With `opening` (the operator's bound on searches opening at once) the search waits its turn
-    to open: building or loading an Ax experiment is CPU work under the process's one GIL, and
-    hundreds created at once would otherwise slow every running experiment's tick.
+    to open: hundreds opened at once (their state reads and writes, then their first ticks, all
+    under the process's one GIL) slowed every running experiment's tick (docs/benchmarks.md).
 
     With `watches` (the operator's shared client and watches, watches.py) the trials' jobs and
     pods are read from the watches, and a change to one of them starts the next tick at once

@@ -28,8 +28,8 @@ class Settings:
     #: read the trial jobs and pods from shared watches (NASOP_WATCH=0: a GET per trial per
     #: tick, as before them; controller/watches.py)
     watch: bool = True
-    #: searches of this process that open (build or load their Ax experiment) at once; the
-    #: others wait their turn, so opening hundreds does not starve the running ones' ticks
+    #: searches of this process that open (read or create their state) at once; the others
+    #: wait their turn, so a burst of hundreds does not starve the running ones' ticks
     #: (NASOP_OPEN_WORKERS; 0: no bound)
     open_workers: int = 1
     #: shards the experiments are split into across replicas (0: no sharding; shards.py)

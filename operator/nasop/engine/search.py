@@ -166,9 +166,8 @@ class Search:
             else:
                 report.generating = True
             return report
-        if report.changed or self._unsaved:
-            self._unsaved = False
-            self.save()  # before the worker starts changing the strategy
+        self._unsaved |= report.changed
+        self._save_unsaved()  # before the worker starts changing the strategy
         if self.phase is spec.Phase.RUNNING:
             self._start_generation(report)
         return report
