@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from nasop import errors, spec
+from nasop.controller import gate as gates
 from nasop.controller import kube, metrics, status_writer
 from nasop.controller.settings import Settings
 from nasop.controller.watches import Watches
@@ -98,12 +99,17 @@ async def drive(
     owns: Callable[[], bool] | None = None,
     watches: Watches | None = None,
     opening: asyncio.Semaphore | None = None,
+    gate: gates.PriorityGate | None = None,
 ) -> None:
     """Run until the experiment is deleted or the daemon is stopped; state survives a stop.
 
     With `opening` (the operator's bound on searches opening at once) the search waits its turn
     to open: hundreds opened at once (their state reads and writes, then their first ticks, all
     under the process's one GIL) slowed every running experiment's tick (docs/benchmarks.md).
+
+    With `gate` (the operator's bound on ticks at once, gate.py) each tick and the status
+    write after it wait for a slot: a tick woken by a trial's change before a periodic one, both
+    before a search opening.
 
     With `watches` (the operator's shared client and watches, watches.py) the trials' jobs and
     pods are read from the watches, and a change to one of them starts the next tick at once
@@ -124,9 +130,10 @@ async def drive(
         api = watches.api if watches is not None else await asyncio.to_thread(kube.api_client)
     loop = _Loop(body, settings, logger, emit, deleted or asyncio.Event(), api)
     loop.watches = watches
-    loop.opening = opening
+    loop.opening, loop.gate = opening, gate
     wake = watches.waker(loop.uid) if watches is not None else None
     loop.drove = owns is None
+    priority = gates.TICK
     try:
         while not stopped and not loop.deleted.is_set():
             if owns is not None and not owns():
@@ -140,13 +147,19 @@ async def drive(
                 continue
             if wake is not None:
                 wake.clear()  # what changes from now on is seen by this tick or wakes the next
-            report = await loop.tick()
-            if report is None or not await loop.publish(report, written=change == "changed"):
+            async with gates.held(gate, priority):
+                report = await loop.tick()
+                published = report is not None and await loop.publish(
+                    report, written=change == "changed"
+                )
+            if report is None or not published:
                 break  # the experiment is gone
             # A finished search stays watched: raising budget.maxTrials resumes it.
             pause = 0.2 if report.generating else settings.tick_seconds
-            if await _sleep(stopped, pause, loop.deleted, wake):
+            woken = await _sleep(stopped, pause, loop.deleted, wake)
+            if woken:
                 await _sleep(stopped, WAKE_DELAY, loop.deleted)
+            priority = gates.RECONCILE if woken else gates.TICK
     finally:
         if watches is not None:
             watches.forget(loop.uid)
@@ -182,6 +195,7 @@ class _Loop:
         self.drove = False  # this replica drove the experiment (its jobs are its to cancel)
         self.watches: Watches | None = None  # the operator's shared watches (watches.py)
         self.opening: asyncio.Semaphore | None = None  # the bound on searches opening at once
+        self.gate: gates.PriorityGate | None = None  # the bound on ticks at once
 
     async def let_go(self) -> None:
         """Another replica drives the experiment now: close the search (its next owner loads
@@ -216,7 +230,7 @@ class _Loop:
 
     async def open(self, manifest: spec.NASExperiment) -> None:
         try:
-            async with self.opening or contextlib.nullcontext():
+            async with self.opening or contextlib.nullcontext(), gates.held(self.gate, gates.OPEN):
                 self.search = await asyncio.to_thread(
                     open_search, self.body, manifest, self.settings, self.api, self.watches
                 )

@@ -24,7 +24,7 @@ from typing import Any
 import kopf
 
 from nasop import spec
-from nasop.controller import driver, kube, metrics, shards, watches
+from nasop.controller import driver, gate, kube, metrics, shards, watches
 from nasop.controller.settings import Settings
 from nasop.trials import harvest
 
@@ -38,6 +38,8 @@ WATCHES: dict[str, watches.Watches] = {}
 CLOSING: set[asyncio.Task[None]] = set()  # the task that closes them if kopf is cancelled
 #: how many searches open at once (NASOP_OPEN_WORKERS), from startup; absent: no bound
 OPENING: dict[str, asyncio.Semaphore] = {}
+#: how many ticks run at once, woken ones first (NASOP_TICK_SLOTS), from startup; absent: no bound
+GATE: dict[str, gate.PriorityGate] = {}
 FINALIZER = "nasop.dev/finalizer"
 
 
@@ -73,6 +75,8 @@ async def io_threads(**_: Any) -> None:
     )
     if current.open_workers > 0:  # made in the loop that uses it
         OPENING["current"] = asyncio.Semaphore(current.open_workers)
+    if current.tick_slots > 0:
+        GATE["current"] = gate.PriorityGate(current.tick_slots)
 
 
 @kopf.on.startup()
@@ -139,6 +143,7 @@ async def drive_experiment(
             owns=(lambda: keeper.holds(ns, name)) if keeper is not None else None,
             watches=WATCHES.get("current"),
             opening=OPENING.get("current"),
+            gate=GATE.get("current"),
         )
     finally:
         if deleted.is_set():
