@@ -32,6 +32,9 @@ EPHEMERAL_LOG_ROOT = "/tmp/nasop-logs"  # a trial's NASOP_LOG_DIR when no volume
 #: after a watched job or pod of the experiment changed: wait this long for the changes that
 #: come with it (a job's status and its pods'), then tick once for all of them
 WAKE_DELAY = 0.05
+#: a finished search is ticked again when its spec changes (`respec`), else after this long:
+#: hundreds of finished experiments ticking every few seconds took a core's share for nothing
+IDLE_SECONDS = 60.0
 
 
 def open_search(
@@ -100,6 +103,7 @@ async def drive(
     watches: Watches | None = None,
     opening: asyncio.Semaphore | None = None,
     gate: gates.PriorityGate | None = None,
+    respec: asyncio.Event | None = None,
 ) -> None:
     """Run until the experiment is deleted or the daemon is stopped; state survives a stop.
 
@@ -119,6 +123,9 @@ async def drive(
     driven only while `owns()` is True: checked before every tick; when it turns False the
     search is closed at once (the replica that takes the shard over loads the saved state), and
     opened again from the saved state when it turns True.
+
+    With `respec` (set by the operator when the spec's generation changed) a finished search
+    sleeps until its spec changes (or IDLE_SECONDS): nothing else can change it.
 
     A finished search stays watched (raising budget.maxTrials resumes it). On deletion (the
     `deleted` event, kopf's stop reason, or the object found gone after a failed write) the
@@ -141,6 +148,8 @@ async def drive(
                 await _sleep(stopped, settings.tick_seconds, loop.deleted)
                 continue
             loop.drove = True
+            if respec is not None:
+                respec.clear()  # a spec change from now on is read by this pass or wakes the next
             change = await loop.read_spec()
             if change == "invalid" or loop.search is None:  # wait for the next spec change
                 await _sleep(stopped, settings.tick_seconds, loop.deleted)
@@ -155,6 +164,10 @@ async def drive(
             if report is None or not published:
                 break  # the experiment is gone
             # A finished search stays watched: raising budget.maxTrials resumes it.
+            if respec is not None and loop.search.finished and not loop.stale:
+                await _sleep(stopped, IDLE_SECONDS, loop.deleted, respec)
+                priority = gates.TICK
+                continue
             pause = 0.2 if report.generating else settings.tick_seconds
             woken = await _sleep(stopped, pause, loop.deleted, wake)
             if woken:

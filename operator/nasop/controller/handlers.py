@@ -31,6 +31,9 @@ from nasop.trials import harvest
 SETTINGS: dict[str, Settings] = {}
 #: experiment uid -> set when its deletion was seen (by the watch-event handler)
 DELETIONS: dict[str, asyncio.Event] = {}
+#: experiment uid -> set when its spec's generation changed (a finished search sleeps until then)
+RESPECS: dict[str, asyncio.Event] = {}
+_GENERATIONS: dict[str, int | None] = {}  # the generation each experiment's RESPECS was set for
 #: the shard leases of this replica, when the replicas share the experiments (NASOP_SHARDS)
 KEEPER: dict[str, shards.Keeper] = {}
 #: the API client and trial watches all experiments share (watches.py), from startup to cleanup
@@ -131,6 +134,7 @@ async def drive_experiment(
 
     uid, ns, name = body["metadata"]["uid"], body["metadata"]["namespace"], body["metadata"]["name"]
     deleted = DELETIONS.setdefault(uid, asyncio.Event())
+    respec = RESPECS.setdefault(uid, asyncio.Event())
     keeper = KEEPER.get("current")
     try:
         await driver.drive(
@@ -144,10 +148,13 @@ async def drive_experiment(
             watches=WATCHES.get("current"),
             opening=OPENING.get("current"),
             gate=GATE.get("current"),
+            respec=respec,
         )
     finally:
         if deleted.is_set():
             DELETIONS.pop(uid, None)
+            RESPECS.pop(uid, None)
+            _GENERATIONS.pop(uid, None)
 
 
 def _is_deletion(type: str, **_: Any) -> bool:
@@ -155,10 +162,24 @@ def _is_deletion(type: str, **_: Any) -> bool:
 
 
 @kopf.on.event(spec.GROUP, spec.VERSION, spec.PLURAL, when=_is_deletion)
-def notice_deletion(name: str, namespace: str | None, uid: str, **_: Any) -> None:
+async def notice_deletion(name: str, namespace: str | None, uid: str, **_: Any) -> None:
     """The object is gone (no finalizer held it): tell its daemon, forget its metrics."""
     DELETIONS.setdefault(uid, asyncio.Event()).set()
     metrics.set_phase(namespace or "", name, None)  # always set: the resource is namespaced
+
+
+def _spec_changed(type: str, body: kopf.Body, uid: str, **_: Any) -> bool:
+    return type != "DELETED" and _GENERATIONS.get(uid) != body["metadata"].get("generation")
+
+
+@kopf.on.event(spec.GROUP, spec.VERSION, spec.PLURAL, when=_spec_changed)
+async def notice_spec_change(body: kopf.Body, uid: str, **_: Any) -> None:
+    """The spec changed (or is seen for the first time): wake a finished search, which
+    sleeps until then (raising budget.maxTrials resumes it). Filtered by `when`, so the status
+    writes of hundreds of experiments call no handler. Async, so it runs in the loop whose
+    tasks wait for the event (an asyncio.Event is not set from another thread)."""
+    _GENERATIONS[uid] = body["metadata"].get("generation")
+    RESPECS.setdefault(uid, asyncio.Event()).set()
 
 
 def _without_finalizer(fn: Any) -> None:
