@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from ax.core.arm import Arm
+from ax.core.data import Data
 from ax.core.experiment import Experiment
 from ax.core.parameter import ParameterType, RangeParameter
 from ax.core.search_space import SearchSpace
@@ -62,3 +63,38 @@ def test_a_missing_metric_is_named(tmp_path):
     result = _fetch(tmp_path, [])
     assert not isinstance(result, Ok)
     assert metric.fetch_problem("val_acc", result) == "no val_acc in its TensorBoard logs"
+
+
+@pytest.mark.parametrize(
+    "curve",
+    [
+        [(0, 0.5), (1, 0.7), (2, 0.75)],
+        [(2, 0.75), (0, 0.5), (1, 0.7)],  # out of order
+        [(0, 0.5), (1, NAN), (2, 0.75)],  # a NaN inside is dropped
+        [(0, INF), (1, 0.6)],  # so is an inf
+        [(0, 0.5), (1, 0.6), (1, 0.7), (2, 0.8)],  # one step twice: averaged
+        [(0, 0.5), (1, NAN), (1, 0.7), (2, 0.8)],  # NaN skipped in the average
+        [(0.5, 0.1), (1.5, 0.2)],  # steps need not be whole
+    ],
+)
+def test_curve_rows_are_what_axs_tensorboard_metric_makes_of_the_same_records(curve):
+    m = metric.TrialMetric("val_acc")
+    records = [
+        {
+            "trial_index": 3,
+            "arm_name": "3_0",
+            "metric_signature": m.signature,
+            "step": float(step),
+            "mean": value,
+            "sem": NAN,
+        }
+        for step, value in curve
+    ]
+    df = super(metric.TrialMetric, m)._process_records_to_df(m, records, "3_0")
+    df["metric_name"] = m.name
+    assert Data(data_rows=metric.curve_rows(m, 3, "3_0", curve)) == Data(df=df)
+
+
+def test_curve_rows_refuse_a_curve_ending_in_nan():
+    with pytest.raises(metric.NonFiniteMetricError, match="val_acc is NaN at step 2"):
+        metric.curve_rows(metric.TrialMetric("val_acc"), 0, "0_0", [(0, 0.5), (1, 0.6), (2, NAN)])

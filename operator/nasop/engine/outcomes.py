@@ -87,11 +87,24 @@ def complete(book: Ledger, trial: BaseTrial, report: TickReport) -> None:
         return
     attach(book, results)
     trial.mark_completed()
-    values = book.final_values([trial.index]).get(trial.index, {})
+    values = _last_values(per_metric)
     shown = ", ".join(f"{k}={formatting.number(v)}" for k, v in values.items())
     report.events.append(
         Event("TrialCompleted", f"trial {trial.index} completed: {shown}", trial.index)
     )
+
+
+def _last_values(per_metric: dict[str, Any]) -> dict[str, float]:
+    """The value at the highest step of each fetched metric, by name: what the Event shows,
+    taken from the fetch itself (a lookup in the experiment's data cost as much as the fetch)."""
+    values: dict[str, float] = {}
+    for res in per_metric.values():
+        if not isinstance(res, Ok) or res.ok.empty:
+            continue
+        df = res.ok.full_df
+        last = int(df["step"].to_numpy().argmax()) if "step" in df.columns else len(df) - 1
+        values[str(df["metric_name"].iloc[last])] = float(df["mean"].iloc[last])
+    return dict(sorted(values.items()))
 
 
 def fail(book: Ledger, trial: BaseTrial, reason: str, report: TickReport, detail: str = "") -> None:
