@@ -65,6 +65,25 @@ def test_a_freed_slot_goes_to_the_most_urgent_waiter_first_come_first_served() -
     assert asyncio.run(main()) == ["reconcile", "tick-1", "tick-2", "open"]
 
 
+def test_a_waiter_waiting_past_max_wait_goes_first_whatever_its_priority() -> None:
+    async def main() -> list[str]:
+        g, order = gate.PriorityGate(1, max_wait=0.2), []
+
+        async def wait(name: str, priority: int) -> None:
+            async with g.held(priority):
+                order.append(name)
+
+        async with g.held(gate.TICK):
+            opening = asyncio.create_task(wait("open", gate.OPEN))
+            await asyncio.sleep(0.3)  # the opening search has waited past max_wait
+            ticking = asyncio.create_task(wait("tick", gate.TICK))
+            await asyncio.sleep(0)
+        await asyncio.gather(opening, ticking)
+        return order
+
+    assert asyncio.run(main()) == ["open", "tick"]
+
+
 def test_a_cancelled_waiter_loses_no_slot() -> None:
     async def main() -> bool:
         g = gate.PriorityGate(1)

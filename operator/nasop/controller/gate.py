@@ -7,7 +7,9 @@ them: a trial that finished during a burst of new experiments waited up to 47 s 
 experiment's status (bench/operator_scale.py, 500 experiments, docs/benchmarks.md). The gate lets
 a few ticks run at once and hands a free slot to the most urgent waiter: a tick woken by a trial's
 change (RECONCILE) before a periodic one (TICK), and both before a search opening (OPEN), so a
-burst of new experiments waits for the running ones instead of slowing them.
+burst of new experiments waits for the running ones instead of slowing them. A waiter that has
+waited `max_wait` seconds goes first whatever its priority, so ticks that keep the slots busy
+cannot keep a search from opening for ever.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import time
 from collections.abc import AsyncIterator
 
 RECONCILE = 0  #: a tick woken by a change of the experiment's trial jobs or pods
@@ -25,19 +28,21 @@ OPEN = 2  #: reading (or creating) a search's state before its first tick
 
 class PriorityGate:
     """At most `slots` holders at once; a freed slot goes to the waiter with the lowest
-    priority number, first come first served within one priority."""
+    priority number, first come first served within one priority, unless the longest waiter
+    has waited `max_wait` seconds: then to it."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, max_wait: float = 10.0) -> None:
         if slots < 1:
             raise ValueError("a gate needs at least one slot")
-        self.slots = slots
+        self.slots, self.max_wait = slots, max_wait
         self._free = slots
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        # (priority, order, since, future); an entry whose future is done is skipped
+        self._waiters: list[tuple[int, int, float, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
     @property
     def waiting(self) -> int:
-        return sum(1 for _, _, f in self._waiters if not f.done())
+        return sum(1 for *_, f in self._waiters if not f.done())
 
     @contextlib.asynccontextmanager
     async def held(self, priority: int) -> AsyncIterator[None]:
@@ -52,7 +57,7 @@ class PriorityGate:
             self._free -= 1
             return
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (priority, next(self._order), handed))
+        heapq.heappush(self._waiters, (priority, next(self._order), time.monotonic(), handed))
         try:
             await handed
         except asyncio.CancelledError:
@@ -63,8 +68,14 @@ class PriorityGate:
             raise
 
     def _release(self) -> None:
+        live = [w for w in self._waiters if not w[3].done()]
+        if live:
+            oldest = min(live, key=lambda w: w[1])
+            if time.monotonic() - oldest[2] >= self.max_wait:
+                oldest[3].set_result(None)  # its entry is skipped when reached
+                return
         while self._waiters:
-            _, _, handed = heapq.heappop(self._waiters)
+            *_, handed = heapq.heappop(self._waiters)
             if not handed.done():
                 handed.set_result(None)  # the slot passes to it without being freed
                 return
