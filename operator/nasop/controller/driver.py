@@ -317,7 +317,8 @@ class _Loop:
         self.stale = self.stale or report.changed or written
         if not self.stale:
             return True
-        status = self.search.status().dump()
+        search = self.search
+        status = await asyncio.to_thread(lambda: search.status().dump())  # off the event loop
         status["observedGeneration"] = self.seen_generation
         if self.refused is not None:
             status = status_writer.with_condition(status, self.refused)
