@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import IO, Any
 
 import yaml
@@ -284,18 +285,25 @@ def poll_until_done(
     deadline: float,
     proc: subprocess.Popen[bytes],
     log: IO[str],
+    create: Callable[[], None],
 ) -> Observed:
     """Follow the experiments through one watch (as the admin, straight to the server): a list
-    of every experiment every few ms would itself load the API server in proportion to N."""
+    of every experiment every few ms would itself load the API server in proportion to N.
+
+    `create` (the experiments' creation) is called once the watch's list is done: a watch
+    started after the creates (runs 1-11 in docs/benchmarks.md) dated every status written
+    during them at the moment of its first list, 19 s into a run of 500 on a quiet machine."""
     seen = Observed()
     errors: list[BaseException] = []
     path = collection_path(EXP, ns)
+    listed_once = threading.Event()
 
     def follow() -> None:
         listed = plane.request("GET", path)  # what happened before the watch starts
         for obj in listed["items"]:
             seen.record(obj["metadata"]["name"], obj.get("status") or {}, time.monotonic())
         version = listed["metadata"]["resourceVersion"]
+        listed_once.set()
         while len(seen.done) < len(names) and time.monotonic() < deadline:
             url = f"{plane.url}{path}?watch=1&resourceVersion={version}&timeoutSeconds=60"
             req = urllib.request.Request(url, headers={"Authorization": f"Bearer {plane.token}"})
@@ -318,6 +326,10 @@ def poll_until_done(
 
     watcher = threading.Thread(target=run, daemon=True)
     watcher.start()
+    while not listed_once.wait(0.1):
+        if not watcher.is_alive():
+            raise errors[0] if errors else RuntimeError("the experiments' watch ended")
+    create()
     while watcher.is_alive():
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError(
@@ -337,6 +349,18 @@ def reconcile_times(
     for name in names:
         ends = sorted(t for (exp, _), t in finished.items() if exp == name)
         out += [(t, seen.counted[(name, k + 1)] - t) for k, t in enumerate(ends)]
+    return out
+
+
+def _ends(
+    names: list[str], finished: dict[tuple[str, int], float]
+) -> list[tuple[tuple[str, int], float]]:
+    """((experiment, k), when its k-th trial to finish did), k from 1: as reconcile_times pairs
+    them with the status counting k completed trials."""
+    out = []
+    for name in names:
+        ends = sorted(t for (exp, _), t in finished.items() if exp == name)
+        out += [((name, k + 1), t) for k, t in enumerate(ends)]
     return out
 
 
@@ -373,9 +397,17 @@ def run_size(
             names = [f"exp-{i:03d}" for i in range(n)]
             calls0 = len(proxy.calls)
             t0 = time.monotonic()
-            created = create_experiments(cluster, workdir, ns, names, trials)
+            created: dict[str, float] = {}
             try:
-                seen = poll_until_done(plane, ns, names, t0 + 120 + 10 * n, proc, log)
+                seen = poll_until_done(
+                    plane,
+                    ns,
+                    names,
+                    t0 + 120 + 10 * n,
+                    proc,
+                    log,
+                    lambda: created.update(create_experiments(cluster, workdir, ns, names, trials)),
+                )
             except RuntimeError as e:
                 raise RuntimeError(
                     f"{e}; player: {len(player.results)} jobs played, scan errors "
@@ -389,6 +421,19 @@ def run_size(
             start = [seen.first_status[name] - created[name] for name in names]
             # trials that finished while experiments were still starting, and the others
             starting, started = split_at(times, max(seen.first_status.values()))
+            if os.environ.get("NASOP_SCALE_DUMP"):  # raw times, for finding where a tail is
+                pathlib.Path(os.environ["NASOP_SCALE_DUMP"], f"{ns}.json").write_text(
+                    json.dumps(
+                        {
+                            "trials": [
+                                [exp, k, t - t0, seen.counted[(exp, k)] - t0]
+                                for (exp, k), t in _ends(names, player.finished)
+                            ],
+                            "created": {e: created[e] - t0 for e in names},
+                            "first_status": {e: seen.first_status[e] - t0 for e in names},
+                        }
+                    )
+                )
         finally:
             player.stop()
             controlplane.stop_process(proc, 30)
