@@ -16,7 +16,7 @@ from nasop.engine.search import TickReport
 
 def test_tick_slots_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NASOP_TICK_SLOTS", raising=False)
-    assert Settings.load().tick_slots == 4
+    assert Settings.load().tick_slots == 2
     monkeypatch.setenv("NASOP_TICK_SLOTS", "0")
     assert Settings.load().tick_slots == 0  # no bound
     with pytest.raises(ValueError, match="at least one slot"):

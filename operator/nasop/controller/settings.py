@@ -34,7 +34,7 @@ class Settings:
     open_workers: int = 1
     #: experiments' ticks (with their status writes) that run at once, woken ones first
     #: (NASOP_TICK_SLOTS; 0: no bound; gate.py)
-    tick_slots: int = 4
+    tick_slots: int = 2
     #: shards the experiments are split into across replicas (0: no sharding; shards.py)
     shards: int = 0
     #: seconds a shard lease lasts unrenewed before another replica may take it
@@ -69,7 +69,7 @@ class Settings:
             io_threads=max(1, int(env.get("NASOP_IO_THREADS", "64"))),
             watch=env.get("NASOP_WATCH", "1") != "0",
             open_workers=max(0, int(env.get("NASOP_OPEN_WORKERS", "1"))),
-            tick_slots=max(0, int(env.get("NASOP_TICK_SLOTS", "4"))),
+            tick_slots=max(0, int(env.get("NASOP_TICK_SLOTS", "2"))),
             shards=_shards(env),
             lease_seconds=int(env.get("NASOP_LEASE_SECONDS", "15")),
             lease_namespace=ns[0] if ns else env.get("POD_NAMESPACE") or "default",
