@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from types import SimpleNamespace
 from typing import Any
 
+import loop_stubs
 import pytest
 
-from nasop.controller import driver, gate
+from nasop.controller import gate
 from nasop.controller.settings import Settings
 from nasop.engine.search import TickReport
 
@@ -100,11 +100,6 @@ def test_a_cancelled_waiter_loses_no_slot() -> None:
     assert asyncio.run(main())
 
 
-class _NeverStopped:
-    def __bool__(self) -> bool:
-        return False
-
-
 class _RecordingGate(gate.PriorityGate):
     def __init__(self) -> None:
         super().__init__(1)
@@ -124,11 +119,7 @@ def test_a_tick_woken_by_a_trial_change_enters_as_reconcile(
     async def main() -> list[int]:
         woken, deleted, ticks = asyncio.Event(), asyncio.Event(), [0]
 
-        async def read_spec(self: Any) -> str:
-            self.search = SimpleNamespace()
-            return "unchanged"
-
-        async def tick(self: Any) -> TickReport:
+        async def tick() -> TickReport:
             ticks[0] += 1
             if ticks[0] == 1:
                 woken.set()  # a trial's job changed during the first tick
@@ -136,29 +127,10 @@ def test_a_tick_woken_by_a_trial_change_enters_as_reconcile(
                 deleted.set()
             return TickReport(events=[])
 
-        async def publish(self: Any, report: TickReport, written: bool) -> bool:
-            return True
-
-        async def finish(self: Any, stopped_by_deletion: bool) -> None:
-            return None
-
-        monkeypatch.setattr(driver._Loop, "read_spec", read_spec)
-        monkeypatch.setattr(driver._Loop, "tick", tick)
-        monkeypatch.setattr(driver._Loop, "publish", publish)
-        monkeypatch.setattr(driver._Loop, "finish", finish)
+        loop_stubs.stub_loop(monkeypatch, SimpleNamespace(finished=False), tick)
         watches = SimpleNamespace(waker=lambda uid: woken, forget=lambda uid: None, api=object())
         g = _RecordingGate()
-        body = {"metadata": {"name": "e", "namespace": "ns", "uid": "u"}, "spec": {}}
-        await driver.drive(
-            body,
-            Settings(tick_seconds=0.05),
-            _NeverStopped(),
-            logging.getLogger("test"),
-            lambda *a: None,
-            deleted=deleted,
-            watches=watches,  # type: ignore[arg-type]
-            gate=g,
-        )
+        await loop_stubs.drive(deleted=deleted, watches=watches, gate=g)
         return g.priorities
 
     assert asyncio.run(main()) == [gate.TICK, gate.RECONCILE, gate.TICK]

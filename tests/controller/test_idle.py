@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from types import SimpleNamespace
 from typing import Any
 
+import loop_stubs
 import pytest
 
-from nasop.controller import driver, handlers
-from nasop.controller.settings import Settings
+from nasop.controller import handlers
 from nasop.engine.search import TickReport
-
-
-class _NeverStopped:
-    def __bool__(self) -> bool:
-        return False
 
 
 def _drive(monkeypatch: pytest.MonkeyPatch, finished: bool) -> list[float]:
@@ -28,44 +22,20 @@ def _drive(monkeypatch: pytest.MonkeyPatch, finished: bool) -> list[float]:
         respec, deleted, ticks = asyncio.Event(), asyncio.Event(), []
         changed: list[float] = []
 
-        async def read_spec(self: Any) -> str:
-            self.search = SimpleNamespace(finished=finished)
-            return "unchanged"
-
-        async def tick(self: Any) -> TickReport:
+        async def tick() -> TickReport:
             ticks.append(time.monotonic())
             if changed:
                 deleted.set()
             return TickReport(events=[])
-
-        async def publish(self: Any, report: TickReport, written: bool) -> bool:
-            self.stale = False
-            return True
-
-        async def finish(self: Any, stopped_by_deletion: bool) -> None:
-            return None
 
         async def change_spec() -> None:
             await asyncio.sleep(0.4)
             changed.append(time.monotonic())
             respec.set()
 
-        for name, fn in [("read_spec", read_spec), ("tick", tick)]:
-            monkeypatch.setattr(driver._Loop, name, fn)
-        monkeypatch.setattr(driver._Loop, "publish", publish)
-        monkeypatch.setattr(driver._Loop, "finish", finish)
-        body = {"metadata": {"name": "e", "namespace": "ns", "uid": "u"}, "spec": {}}
+        loop_stubs.stub_loop(monkeypatch, SimpleNamespace(finished=finished), tick)
         changing = asyncio.create_task(change_spec())
-        await driver.drive(
-            body,
-            Settings(tick_seconds=0.05),
-            _NeverStopped(),
-            logging.getLogger("test"),
-            lambda *a: None,
-            api=object(),
-            deleted=deleted,
-            respec=respec,
-        )
+        await loop_stubs.drive(api=object(), deleted=deleted, respec=respec)
         await changing
         return [t - changed[0] for t in ticks]
 
