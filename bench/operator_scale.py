@@ -345,11 +345,7 @@ def reconcile_times(
     names: list[str], finished: dict[tuple[str, int], float], seen: Observed
 ) -> list[tuple[float, float]]:
     """(when the job finished, its reconcile latency) for every trial."""
-    out: list[tuple[float, float]] = []
-    for name in names:
-        ends = sorted(t for (exp, _), t in finished.items() if exp == name)
-        out += [(t, seen.counted[(name, k + 1)] - t) for k, t in enumerate(ends)]
-    return out
+    return [(t, seen.counted[key] - t) for key, t in _ends(names, finished)]
 
 
 def _ends(
