@@ -53,7 +53,7 @@ class PriorityGate:
             self._release()
 
     async def _acquire(self, priority: int) -> None:
-        if self._free > 0 and not self.waiting:
+        if self._free > 0:  # then nobody waits: a freed slot goes to a waiter before it is free
             self._free -= 1
             return
         handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
