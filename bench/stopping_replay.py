@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,7 @@ class Trial:
     curve: list[float]  # val_acc per epoch
     logged: list[float]  # wall time of each epoch's val_acc
     seconds: float  # process start to exit
+    started: float  # process start (wall time)
     per_epoch: float  # seconds per epoch, first event to last val_acc over epochs run
 
 
@@ -83,6 +84,7 @@ def load_run(log_root: Path) -> list[Trial]:
                 curve=[e.value for _, e in events],
                 logged=[e.wall_time for _, e in events],
                 seconds=end.stat().st_mtime - pid.stat().st_mtime,
+                started=pid.stat().st_mtime,
                 per_epoch=(events[-1][1].wall_time - first.wall_time) / len(events),
             )
         )
@@ -111,17 +113,32 @@ def outcome(trials: list[Trial], stopped: dict[int, int], full: float) -> tuple[
 Rule = Callable[[list[Trial], dict[int, list[float]], int, int], bool]
 
 
+@dataclass
+class Clock:
+    """The replay's time: the wall time of the epoch event being replayed, and when the trials
+    stopped so far stopped (a stop ends the trial at that event)."""
+
+    now: float = 0.0
+    stopped_at: dict[int, float] = field(default_factory=dict)
+
+
+CLOCK = Clock()
+
+
 def replay(trials: list[Trial], rule: Rule) -> dict[int, int]:
     """Epoch events in logged order; `rule(trials, seen, i, k)` sees the values logged so far."""
     events = sorted((t.logged[k], i, k) for i, t in enumerate(trials) for k in range(len(t.curve)))
     seen: dict[int, list[float]] = {}
     stopped: dict[int, int] = {}
-    for _, i, k in events:
+    CLOCK.stopped_at = {}
+    for when, i, k in events:
         if i in stopped:
             continue
+        CLOCK.now = when
         seen.setdefault(i, []).append(trials[i].curve[k])
         if k < len(trials[i].curve) - 1 and rule(trials, seen, i, k):
             stopped[i] = k
+            CLOCK.stopped_at[i] = when
     return stopped
 
 
@@ -161,6 +178,41 @@ def front(level: float, min_curves: int = 5) -> Rule:
         }
         floor, size_floor = REFERENCE
         return i in stopping.front_calls(rule_spec, curves, [i], floor, (size_floor,))
+
+    return rule
+
+
+def gain(ratio: float, min_curves: int = 5) -> Rule:
+    """nasop's `gainRatio` rule (`nasop.engine.stopping.gain_calls`), with the live engine's
+    inputs: seconds run since process start, and the recent rate from trials ended by now."""
+    rule_spec = spec.StoppingRule(
+        metric="val_acc", gain_ratio=ratio, min_progression=0, min_curves=min_curves
+    )
+    reference = (REFERENCE[0], REFERENCE[1])
+
+    def rule(trials: list[Trial], seen: dict[int, list[float]], i: int, k: int) -> bool:
+        now = CLOCK.now
+        curves, ended = {}, []
+        for j, v in seen.items():
+            t = trials[j]
+            done = len(v) == len(t.curve) and t.started + t.seconds <= now
+            curves[j] = stopping.Curve(
+                dict(enumerate(v)),
+                (-t.num_params,),
+                len(t.curve) - 1,
+                done,
+                now - t.started,
+            )
+            if done:
+                ended.append(
+                    stopping.Ended(t.started + t.seconds, t.seconds, (v[-1], -t.num_params))
+                )
+            elif j in CLOCK.stopped_at:
+                ended.append(
+                    stopping.Ended(CLOCK.stopped_at[j], CLOCK.stopped_at[j] - t.started, None)
+                )
+        rate = stopping.recent_rate(ended, reference, stopping.RATE_WINDOW)
+        return i in stopping.gain_calls(rule_spec, curves, [i], reference, rate)
 
     return rule
 
@@ -225,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     for level in (0.05, 0.1, 0.2, 0.3, 0.4):
         policies[f"front P<{level:g}"] = lambda ts, lv=level: replay(ts, front(lv))
+    for ratio in (0.25, 0.5, 1.0, 2.0, 4.0):
+        policies[f"gain < {ratio:g}x rate"] = lambda ts, r=ratio: replay(ts, gain(r))
     print(f"replayed on {len(runs)} recorded run(s): {', '.join(runs)}")
     print(f"{'policy':<24} {'saved':>7} {'HV':>8} {'worst HV':>9} {'stopped':>8}  per run")
     for name, policy in policies.items():

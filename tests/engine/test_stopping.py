@@ -218,7 +218,7 @@ def test_pareto_rule_thresholds(overrides: dict[str, Any]) -> None:
         (
             {"metric": "val_acc", "dominatedBy": 1, "percentile": 50},
             "earlyStopping",
-            "one of percentile, threshold, dominatedBy or frontProbability",
+            "one of percentile, threshold, dominatedBy, frontProbability or gainRatio",
         ),
         (
             {"metric": "val_loss", "goal": "minimize", "dominatedBy": 1},
@@ -315,11 +315,15 @@ def test_needed_to_add_is_the_front_staircase_at_the_trials_size() -> None:
 @pytest.mark.parametrize(
     "rule, objectives, words",
     [
-        ({**FRONT, "percentile": 50}, None, "one of percentile, threshold, dominatedBy or front"),
+        (
+            {**FRONT, "percentile": 50},
+            None,
+            "one of percentile, threshold, dominatedBy, frontProbability",
+        ),
         (
             {**FRONT, "metric": "val_loss", "goal": "minimize"},
             None,
-            "earlyStopping.frontProbability: the front rule",
+            "earlyStopping.frontProbability: the rule predicts",
         ),
         (FRONT, [{"metric": "val_acc", "goal": "maximize"}], "one of two or more objectives"),
         (

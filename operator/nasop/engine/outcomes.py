@@ -180,14 +180,18 @@ def follow(book: Ledger, runner: TorchXTrialRunner, now: float, last: dict[int, 
             log.warning("reading the output of trial %d failed: %s", index, e)
 
 
-def early_stop(book: Ledger, runner: TorchXTrialRunner, report: TickReport) -> None:
+def early_stop(book: Ledger, runner: TorchXTrialRunner, report: TickReport, now: float) -> None:
     """Fetch the running trials' curves and stop those spec.earlyStopping judges weak."""
     running = book.trials_in(TrialStatus.RUNNING)
     if book.spec.early_stopping is None or not running:
         return
     indices = [t.index for t in running]
     attach(book, book.experiment.fetch_trials_data_results(trial_indices=indices))
-    for index, why in stopping.trials_to_stop(book.spec, book.experiment, indices).items():
+    ran = {i: r for i, (_, r) in book.timings(now).items()}
+    decisions = stopping.trials_to_stop(
+        book.spec, book.experiment, indices, reference=book.state.reference, ran=ran
+    )
+    for index, why in decisions.items():
         trial = book.experiment.trials[index]
         runner.stop(trial, reason=f"stopped early: {why}")
         trial.mark_early_stopped(unsafe=True)

@@ -153,7 +153,7 @@ class Search:
         outcomes.poll(book, runner, report, self.clock())
         outcomes.fix_reference(book, report)
         outcomes.follow(book, runner, self.clock(), self._followed)
-        outcomes.early_stop(book, runner, report)
+        outcomes.early_stop(book, runner, report, self.clock())
         outcomes.check_convergence(book, report)
         if not generating:
             launching.relaunch_requeued(book, runner, self.save, report)

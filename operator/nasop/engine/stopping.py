@@ -19,6 +19,17 @@ its last planned one), under a Gaussian kernel density of those gains (`chance_a
 empirical model with no parameters to fit, calibrated by construction on this search's own
 curves. A trial is stopped when that probability is below the rule's level; a trial on the
 front (already above its bar) never is.
+
+The gain rule (`gainRatio`) prices that prediction. The hypervolume a trial would add is a
+function of its final value: zero up to its bar, then growing at the staircase's width at each
+level (wide where the front is sparse: above the most accurate trial, a whole box). Its
+expectation under the same kernel density is exact and cheap (`expected_gain`: piecewise-linear
+gains against a Gaussian mixture's tail). The trial is stopped when that gain per second of its
+remaining training is below `gainRatio` times what the search has lately bought per trainer
+second (`recent_rate`: the hypervolume its last completed trials added over the seconds every
+trial ended in that time ran): continuing it buys less than the average trial. So a trial with
+a small chance of a large gain (the accurate end of the front) runs on, where the front rule
+would stop it, and one that can only add a sliver of a crowded front stops, whatever its chance.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from ax.core.experiment import Experiment
 from ax.early_stopping.strategies.base import BaseEarlyStoppingStrategy
 from ax.early_stopping.strategies.percentile import PercentileEarlyStoppingStrategy
@@ -122,6 +134,7 @@ class Curve:
     known: tuple[float, ...] | None  # every other objective (None until all are logged)
     final_step: int | None  # the last step it is planned to log (None: unknown)
     completed: bool
+    ran: float | None = None  # seconds it has run (None: unknown)
 
 
 def needed_to_add(
@@ -152,9 +165,7 @@ def chance_above(current: float, gains: Sequence[float], needed: float) -> float
     if math.isinf(needed):
         return 0.0 if needed > 0 else 1.0
     n = len(gains)
-    mean = sum(gains) / n
-    sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / max(n - 1, 1))
-    h = max(1.06 * sd * n ** (-0.2), 1e-12)
+    h = bandwidth(gains)
     return sum(0.5 * math.erfc((needed - current - g) / (h * math.sqrt(2))) for g in gains) / n
 
 
@@ -213,21 +224,28 @@ def front_calls(
     return calls
 
 
-def front_trials(
+@dataclass(frozen=True)
+class _Judged:
+    """An Ax experiment's curves as the model-based rules judge them, signed larger-is-better."""
+
+    curves: dict[int, Curve]
+    others: list[spec.Objective]  # every objective but the rule's, in `Curve.known`'s order
+    sign: dict[str, float]
+
+
+def _judged(
     rule: spec.StoppingRule,
     s: spec.NASExperimentSpec,
     experiment: Experiment,
-    running: Iterable[int],
-) -> dict[int, str]:
-    """The front rule on an Ax experiment: running trials to stop, each with its numbers.
-
-    Every other objective is taken at its latest value (its final value when the trainer
+    ran: Mapping[int, float | None] | None = None,
+) -> _Judged | None:
+    """Every other objective is taken at its latest value (its final value when the trainer
     reports it once, at step 0, as the contract asks of sizes). A trial's final step is its
     `earlyStopping.epochsParameter` value minus 1 when that is set, else the last step the
     completed trials logged."""
     df = experiment.lookup_data().full_df
     if df.empty or "step" not in df.columns:
-        return {}
+        return None
     objectives = s.objectives
     sign = {o.metric: -1.0 if o.minimize else 1.0 for o in objectives}
     others = [o for o in objectives if o.metric != rule.metric]
@@ -255,8 +273,22 @@ def front_trials(
         arm = experiment.trials[i].arms[0] if experiment.trials[i].arms else None
         if epochs is not None and arm is not None and epochs in arm.parameters:
             end = int(arm.parameters[epochs]) - 1  # type: ignore[arg-type]
-        curves[i] = Curve(vs, known, end, i in done)
-    metric = next(o for o in objectives if o.metric == rule.metric)
+        curves[i] = Curve(vs, known, end, i in done, (ran or {}).get(i))
+    return _Judged(curves, others, sign)
+
+
+def front_trials(
+    rule: spec.StoppingRule,
+    s: spec.NASExperimentSpec,
+    experiment: Experiment,
+    running: Iterable[int],
+) -> dict[int, str]:
+    """The front rule on an Ax experiment: running trials to stop, each with its numbers."""
+    judged = _judged(rule, s, experiment)
+    if judged is None:
+        return {}
+    curves, others, sign = judged.curves, judged.others, judged.sign
+    metric = next(o for o in s.objectives if o.metric == rule.metric)
     floor = -math.inf if metric.threshold is None else sign[metric.metric] * metric.threshold
     known_floor = tuple(
         -math.inf if o.threshold is None else sign[o.metric] * o.threshold for o in others
@@ -275,11 +307,221 @@ def front_trials(
     }
 
 
+def gain_trials(
+    rule: spec.StoppingRule,
+    s: spec.NASExperimentSpec,
+    experiment: Experiment,
+    running: Iterable[int],
+    reference: Mapping[str, float] | None,
+    ran: Mapping[int, float | None],
+) -> dict[int, str]:
+    """The gain rule on an Ax experiment: running trials to stop, each with its numbers.
+    `reference` is the hypervolume's reference point by metric (the objectives' thresholds
+    where the spec has them, else the search's fixed one: nothing is judged before there is
+    one); `ran` the seconds each trial has run (while running: so far)."""
+    ref = {o.metric: o.threshold for o in s.objectives if o.threshold is not None}
+    ref = {**(reference or {}), **ref}
+    if any(o.metric not in ref for o in s.objectives):
+        return {}
+    judged = _judged(rule, s, experiment, ran)
+    if judged is None:
+        return {}
+    curves, others, sign = judged.curves, judged.others, judged.sign
+    point_ref = (
+        sign[rule.metric] * ref[rule.metric],
+        *(sign[o.metric] * ref[o.metric] for o in others),
+    )
+    ended = []
+    for i, trial in experiment.trials.items():
+        c, seconds = curves.get(i), ran.get(i)
+        if trial.time_completed is None or seconds is None or c is None:
+            continue
+        completed = c.completed and c.values and c.known is not None
+        point = (c.values[max(c.values)], *c.known) if completed and c.known else None
+        if completed or trial.status.is_early_stopped:
+            ended.append(Ended(trial.time_completed.timestamp(), seconds, point))
+    rate = recent_rate(ended, point_ref, RATE_WINDOW)
+    calls = gain_calls(rule, curves, running, point_ref, rate)
+    return {
+        t: rule.describe_gain(
+            call.gain,
+            call.seconds,
+            call.rate,
+            RATE_WINDOW,
+            call.probability,
+            sign[rule.metric] * call.needed,
+            {o.metric: sign[o.metric] * k for o, k in zip(others, curves[t].known or ())},
+            call.step,
+            call.final_step,
+        )
+        for t, call in calls.items()
+    }
+
+
+#: completed trials whose added hypervolume prices a trainer second (`recent_rate`)
+RATE_WINDOW = 8
+
+
+def _tail_integral(a: float, b: float, centers: Sequence[float], h: float) -> float:
+    """The integral over [a, b] of P(V > y) for V a mixture of equal Gaussians N(c, h²), c in
+    `centers` (b may be +inf): h·(F((b - c)/h) - F((a - c)/h)) with F(z) = z·Q(z) - φ(z)."""
+
+    def f(z: float) -> float:
+        if math.isinf(z):
+            return 0.0 if z > 0 else -math.inf
+        q = 0.5 * math.erfc(z / math.sqrt(2))
+        return z * q - math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    return sum(h * (f((b - c) / h) - f((a - c) / h)) for c in centers) / len(centers)
+
+
+def bandwidth(gains: Sequence[float]) -> float:
+    """Silverman's bandwidth of `gains` (the kernel density `chance_above` uses)."""
+    n = len(gains)
+    mean = sum(gains) / n
+    sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / max(n - 1, 1))
+    return max(1.06 * sd * n ** (-0.2), 1e-12)
+
+
+def expected_gain(
+    current: float,
+    gains: Sequence[float],
+    known: Sequence[float],
+    finals: Sequence[tuple[float, Sequence[float]]],
+    reference: Sequence[float],
+) -> float:
+    """E[hypervolume a point (V, *known) adds to `finals`], V = current + a gain drawn from the
+    kernel density of `gains`. The added hypervolume is piecewise linear in V, with breaks at
+    the finals' values: it is computed exactly at each break (and one unit above the last),
+    and each linear piece is integrated against the mixture's tail in closed form. All signed,
+    larger is better; `reference` is (metric, *known) of the hypervolume's reference point."""
+    if not gains:
+        return 0.0
+    ref = np.asarray(reference, dtype=float)
+    base_points = [[v, *o] for v, o in finals]
+    base = pareto.hypervolume(np.array(base_points, dtype=float).reshape(-1, len(ref)), ref)
+
+    def added(v: float) -> float:
+        pts = np.array([*base_points, [v, *known]], dtype=float)
+        return pareto.hypervolume(pts, ref) - base
+
+    breaks = sorted({float(ref[0]), *(v for v, _ in finals if v > ref[0])})
+    values = [added(y) for y in breaks]
+    top = added(breaks[-1] + 1.0) - values[-1]  # the slope past every final: a whole box
+    h = bandwidth(gains)
+    centers = [current + g for g in gains]
+    total = 0.0
+    for (a, da), (b, db) in zip(zip(breaks, values), zip(breaks[1:], values[1:])):
+        if db > da:
+            total += (db - da) / (b - a) * _tail_integral(a, b, centers, h)
+    if top > 0:
+        total += top * _tail_integral(breaks[-1], math.inf, centers, h)
+    return total
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A trial that ended, as `recent_rate` prices a trainer second."""
+
+    end: float  # when it ended (any one clock)
+    seconds: float  # how long it ran
+    point: tuple[float, ...] | None  # (metric, *known), signed; None for a stopped trial
+
+
+def recent_rate(ended: Sequence[Ended], reference: Sequence[float], window: int) -> float | None:
+    """Hypervolume per trainer second the search bought lately: what its last `window` completed
+    trials added to the front of those before them, over the seconds every trial that ended
+    after those (completed or stopped) ran. None until `window` + 1 trials have completed."""
+    done = sorted((e for e in ended if e.point is not None), key=lambda e: e.end)
+    if len(done) <= window:
+        return None
+    since = done[-window - 1].end
+    seconds = sum(e.seconds for e in ended if e.end > since)
+    if seconds <= 0:
+        return None
+    ref = np.asarray(reference, dtype=float)
+    before = np.array([e.point for e in done if e.end <= since], dtype=float)
+    now = np.array([e.point for e in done], dtype=float)
+    return (pareto.hypervolume(now, ref) - pareto.hypervolume(before, ref)) / seconds
+
+
+@dataclass(frozen=True)
+class GainCall:
+    """Why the gain rule stops a trial: the numbers that decided it."""
+
+    gain: float  # expected hypervolume added by finishing
+    seconds: float  # its remaining training, estimated
+    rate: float  # hypervolume per trainer second the search bought lately
+    probability: float  # P(final > needed)
+    needed: float  # signed
+    step: int
+    final_step: int
+    curves: int
+
+
+def gain_calls(
+    rule: spec.StoppingRule,
+    curves: Mapping[int, Curve],
+    running: Iterable[int],
+    reference: Sequence[float],
+    rate: float | None,
+) -> dict[int, GainCall]:
+    """Running trials the gain rule stops: expected hypervolume gain per remaining second below
+    `rule.gain_ratio` times `rate`. Judged as the front rule judges (latest step k in
+    [minProgression, maxProgression], `minCurves` other curves with steps k and K); a trial on
+    the front, or whose seconds so far are unknown, is never stopped. The remaining seconds are
+    (K - k) times its seconds per step so far (process start included, so an over-estimate
+    at the first step)."""
+    if rate is None:
+        return {}
+    ratio = rule.gain_ratio or 0.0
+    finals: list[tuple[float, Sequence[float]]] = [
+        (c.values[max(c.values)], c.known)
+        for c in curves.values()
+        if c.completed and c.values and c.known is not None
+    ]
+    floor, known_floor = reference[0], tuple(reference[1:])
+    calls: dict[int, GainCall] = {}
+    for t in running:
+        c = curves.get(t)
+        if c is None or not c.values or c.known is None or c.final_step is None or not c.ran:
+            continue
+        k, end = max(c.values), c.final_step
+        past_max = rule.max_progression is not None and k > rule.max_progression
+        if k < rule.min_progression or past_max or k >= end:
+            continue
+        gains = [
+            o.values[end] - o.values[k]
+            for j, o in sorted(curves.items())
+            if j != t and k in o.values and end in o.values
+        ]
+        if len(gains) < rule.min_curves:
+            continue
+        needed = needed_to_add(c.known, finals, floor, known_floor)
+        if c.values[k] > needed:
+            continue
+        seconds = (end - k) * c.ran / (k + 1)
+        gain = (
+            0.0
+            if math.isinf(needed)
+            else expected_gain(c.values[k], gains, c.known, finals, reference)
+        )
+        if gain < ratio * rate * seconds:
+            p = chance_above(c.values[k], gains, needed)
+            calls[t] = GainCall(gain, seconds, rate, p, needed, k, end, len(gains))
+    return calls
+
+
 def trials_to_stop(
-    s: spec.NASExperimentSpec, experiment: Experiment, running: Iterable[int]
+    s: spec.NASExperimentSpec,
+    experiment: Experiment,
+    running: Iterable[int],
+    reference: Mapping[str, float] | None = None,
+    ran: Mapping[int, float | None] | None = None,
 ) -> dict[int, str]:
     """Running trials `s.earlyStopping`'s rules say to stop, each with the rules that fired
-    (the Pareto rule also needs `s.objectives`)."""
+    (the Pareto rules also need `s.objectives`; the gain rule a hypervolume `reference` by
+    metric where the objectives have no thresholds, and the seconds each trial `ran`)."""
     es = s.early_stopping
     candidates = set(running)
     if es is None or not candidates:
@@ -294,6 +536,8 @@ def trials_to_stop(
                 reasons = dict.fromkeys(dominated, rule.describe())
             elif rule.front_probability is not None:
                 reasons = front_trials(rule, s, experiment, candidates)  # with its numbers
+            elif rule.gain_ratio is not None:
+                reasons = gain_trials(rule, s, experiment, candidates, reference, ran or {})
             else:
                 decisions = rule_strategy(rule).should_stop_trials_early(
                     trial_indices=candidates, experiment=experiment
@@ -342,13 +586,19 @@ def improvement_stall(
 
 __all__ = [
     "Curve",
+    "Ended",
     "FrontCall",
+    "GainCall",
     "chance_above",
     "dominated_trials",
+    "expected_gain",
     "front_calls",
     "front_trials",
+    "gain_calls",
+    "gain_trials",
     "improvement_stall",
     "needed_to_add",
+    "recent_rate",
     "rule_strategy",
     "trials_to_stop",
 ]

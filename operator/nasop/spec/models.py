@@ -255,6 +255,19 @@ class StoppingRule(WireModel):
         "completed trials' last step). A trial on the front is never stopped. Needs two or more "
         "objectives.",
     )
+    gain_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        description="Gain rule: stop a trial when the hypervolume it is expected to add by "
+        "finishing (its final value of this objective predicted as for frontProbability, "
+        "against the front at its other objectives, which are known from step 0), per second of "
+        "its remaining training, is below this times the hypervolume per trainer second the "
+        "search's last 8 completed trials bought (e.g. 1: stop when continuing buys less than "
+        "the average recent trial; lower stops less). Keeps a trial with a small chance of a "
+        "large gain (the accurate end of the front); stops one that can add only a sliver. A "
+        "trial on the front is never stopped. Needs two or more objectives and a reference point "
+        "(every objective's threshold, or the one nasop fixes after the initial trials).",
+    )
     goal: Goal | None = Field(
         default=None,
         description="Direction of a metric that is neither objective nor constraint "
@@ -279,12 +292,14 @@ class StoppingRule(WireModel):
                 ("threshold", self.threshold),
                 ("dominatedBy", self.dominated_by),
                 ("frontProbability", self.front_probability),
+                ("gainRatio", self.gain_ratio),
             )
             if v is not None
         ]
         if len(kinds) > 1:
             raise ValueError(
-                "give one of percentile, threshold, dominatedBy or frontProbability, not "
+                "give one of percentile, threshold, dominatedBy, frontProbability or gainRatio, "
+                "not "
                 f"{' and '.join(kinds)}; "
                 "compose several rules with earlyStopping.rules to use more than one"
             )
@@ -306,6 +321,8 @@ class StoppingRule(WireModel):
             )
         if self.front_probability is not None:
             return f"P(final {self.metric} on the front) < {self.front_probability:g}"
+        if self.gain_ratio is not None:
+            return f"expected hypervolume gain per second < {self.gain_ratio:g}x the search's"
         return f"{self.metric} below the {self.percentile or 50:g}th percentile"
 
     def describe_call(
@@ -329,6 +346,32 @@ class StoppingRule(WireModel):
             f"P(final {self.metric} > {needed:.4g} needed at {at}) = {probability:.2f} "
             f"< {self.front_probability:g} (step {step} of {final_step}, gains of {curves} "
             "curves)"
+        )
+
+    def describe_gain(
+        self,
+        gain: float,
+        seconds: float,
+        rate: float,
+        window: int,
+        probability: float,
+        needed: float,
+        known: dict[str, float],
+        step: int,
+        final_step: int,
+    ) -> str:
+        """The gain rule's reason for one trial, with the numbers that decided it."""
+        at = ", ".join(f"{m} {v:g}" for m, v in known.items())
+        if math.isinf(needed):
+            return (
+                f"expected hypervolume gain 0: {at} is past its objective threshold, it cannot "
+                f"add hypervolume (step {step} of {final_step})"
+            )
+        return (
+            f"expected hypervolume gain {gain:.3g} over {seconds:.0f} s left = {gain / seconds:.3g}"
+            f"/s < {self.gain_ratio:g} x {rate:.3g}/s (the last {window} completed trials' "
+            f"gain per trainer second); P(final {self.metric} > {needed:.4g} needed at {at}) = "
+            f"{probability:.2f} (step {step} of {final_step})"
         )
 
 

@@ -101,21 +101,26 @@ def stopping_rules_know_their_direction(spec: NASExperimentSpec) -> None:
                 f" so {rule.metric!r} must be one of two or more objectives "
                 f"({sorted(metrics)}); use percentile for one objective or another curve"
             )
-        if rule.front_probability is not None and (
-            rule.metric not in metrics or len(spec.objectives) < 2
-        ):
+        model_based = (
+            "frontProbability"
+            if rule.front_probability is not None
+            else "gainRatio"
+            if rule.gain_ratio is not None
+            else None
+        )
+        if model_based and (rule.metric not in metrics or len(spec.objectives) < 2):
             raise ValueError(
-                f"{where}.frontProbability: the front rule predicts one objective's final value "
+                f"{where}.{model_based}: the rule predicts one objective's final value "
                 f"against the front at the trial's other objectives, so {rule.metric!r} must be "
                 f"one of two or more objectives ({sorted(metrics)}), the others reported once "
                 "at step 0 (e.g. num_params: minimize); use percentile for one objective"
             )
         curves = {r.metric for r in spec.early_stopping.all_rules}
         moving = sorted(m for m in metrics if m != rule.metric and m in curves)
-        if rule.front_probability is not None and moving:
+        if model_based and moving:
             raise ValueError(
-                f"{where}.frontProbability: {moving} is watched as a learning curve by another "
-                "rule, so it is not known before training; the front rule needs the other "
+                f"{where}.{model_based}: {moving} is watched as a learning curve by another "
+                "rule, so it is not known before training; the rule needs the other "
                 "objectives reported once, at step 0 (drop that rule or this one)"
             )
         direction = spec.declared_goal(rule.metric)
