@@ -69,15 +69,23 @@ def _val_acc_steps(log_dir: str) -> list[int]:
 
 
 def _stopping_search(
-    tmp_path: Any, name: str, rule: dict[str, Any], *, parallelism: int, seed: int, sleep: float
+    tmp_path: Any,
+    name: str,
+    rule: dict[str, Any],
+    *,
+    parallelism: int,
+    seed: int,
+    sleep: float,
+    trials: int = 8,
 ) -> Search:
-    """8 Sobol trials of 8 epochs (`sleep` s each) under one val_acc rule judged from epoch 1."""
+    """`trials` Sobol trials of 8 epochs (`sleep` s each) under one val_acc rule judged from
+    epoch 1."""
     return _open(
         tmp_path,
         manifest(
             name,
             searchSpace=_space(8),
-            budget={"maxTrials": 8, "parallelism": parallelism, "maxFailedTrials": 0},
+            budget={"maxTrials": trials, "parallelism": parallelism, "maxFailedTrials": 0},
             optimizer={"method": "sobol", "seed": seed},
             earlyStopping={"metric": "val_acc", "minProgression": 1, "minCurves": 1, **rule},
             trial={"command": manifest()["spec"]["trial"]["command"], "args": [f"--sleep={sleep}"]},
@@ -225,6 +233,31 @@ def test_pareto_rule_stops_only_dominated_trials(tmp_path: Any) -> None:
         assert "dominated by 1 trial on every objective" in search.state.reasons[i]
         _assert_killed(search.experiment.trials[i].run_metadata["tb_log_dir"])
     assert min(num_params, key=num_params.get) not in stopped
+
+
+def test_gain_rule_stops_trials_once_the_search_has_a_price(tmp_path: Any) -> None:
+    """The gain rule judges nothing before 9 trials have completed (the price of a trainer
+    second is what the last 8 added); from then on it stops trials whose expected hypervolume
+    per remaining second is below the ratio times that price, kills their processes, and says
+    why with its numbers. The seconds come from the search's own start times."""
+    search = _stopping_search(
+        tmp_path, "gain", {"gainRatio": 4}, parallelism=2, seed=1, sleep=0.3, trials=16
+    )
+    events = _run(search)
+    stopped = {t.index for t in search.trials_in(TrialStatus.EARLY_STOPPED)}
+    assert stopped and search.phase is spec.Phase.SUCCEEDED
+    completed = 0
+    for e in events:
+        completed += e.reason == "TrialCompleted"
+        if e.reason == "TrialEarlyStopped":
+            assert completed >= 9, f"trial {e.trial} stopped after {completed} completions"
+    front = {p.trial for p in search.status().pareto_front}
+    for i in stopped:
+        why = search.state.reasons[i]
+        assert why.startswith("expected hypervolume gain"), why
+        assert "the last 8 completed trials' gain per trainer second" in why
+        assert i not in front
+        _assert_killed(search.experiment.trials[i].run_metadata["tb_log_dir"])
 
 
 def test_outcome_constraint_keeps_violating_trials_off_the_front(tmp_path: Any) -> None:
