@@ -22,6 +22,12 @@ Printed per recorded run and as means: trainer time saved, hypervolume change, t
   other curves made from its epoch to its last, beats the best completed trial at its size or
   smaller (and the manifest's thresholds, the replay's reference point) is below L; minCurves 5,
   from the first epoch, the final epoch known (as with `earlyStopping.epochsParameter`);
+- `gain < Rx rate`: nasop's `gainRatio: R` (`nasop.engine.stopping.gain_calls`): the trial's
+  expected hypervolume gain (the same prediction, integrated against the front's staircase at
+  its size) per second of its remaining training, below R times the hypervolume per trainer
+  second the last 8 completed trials bought; with the engine's inputs (seconds since the
+  trial's process started, the trials ended by the replayed moment, a stopped trial's seconds
+  up to its stop);
 - `oracle at the bar`: the front rule's bound: after epoch 1 it stops exactly the trials whose
   final val_acc does not beat the bar the front rule uses (the completed trials at their size or
   smaller, and the thresholds), knowing every final value but only the trials completed so far.
@@ -260,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     dirs = []
     for arg in map(Path, args.runs):
         dirs += [arg] if (arg / "state").is_dir() else sorted(arg.glob("tutorial-none-s*"))
-    runs = {d.name: load_run(d / "state" / "logs" / d.name) for d in dirs}
+    # keyed by folder and name: two folders may each hold a tutorial-none-s0
+    runs = {f"{d.parent.name}/{d.name}": load_run(d / "state" / "logs" / d.name) for d in dirs}
     runs = {k: v for k, v in runs.items() if v}
     full = {k: full_hypervolume(v) for k, v in runs.items()}
     if not runs:

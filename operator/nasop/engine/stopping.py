@@ -383,6 +383,16 @@ def bandwidth(gains: Sequence[float]) -> float:
     return max(1.06 * sd * n ** (-0.2), 1e-12)
 
 
+def _front_of(points: list[list[float]]) -> list[list[float]]:
+    """The non-dominated points (larger is better everywhere): a dominated final changes
+    neither the front's hypervolume nor where its staircase breaks."""
+    return [
+        p
+        for p in points
+        if not any(all(a >= b for a, b in zip(q, p)) and q != p for q in points)
+    ]
+
+
 def expected_gain(
     current: float,
     gains: Sequence[float],
@@ -398,14 +408,14 @@ def expected_gain(
     if not gains:
         return 0.0
     ref = np.asarray(reference, dtype=float)
-    base_points = [[v, *o] for v, o in finals]
+    base_points = _front_of([[v, *o] for v, o in finals])
     base = pareto.hypervolume(np.array(base_points, dtype=float).reshape(-1, len(ref)), ref)
 
     def added(v: float) -> float:
         pts = np.array([*base_points, [v, *known]], dtype=float)
         return pareto.hypervolume(pts, ref) - base
 
-    breaks = sorted({float(ref[0]), *(v for v, _ in finals if v > ref[0])})
+    breaks = sorted({float(ref[0]), *(p[0] for p in base_points if p[0] > ref[0])})
     values = [added(y) for y in breaks]
     top = added(breaks[-1] + 1.0) - values[-1]  # the slope past every final: a whole box
     h = bandwidth(gains)
