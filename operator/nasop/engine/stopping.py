@@ -387,9 +387,7 @@ def _front_of(points: list[list[float]]) -> list[list[float]]:
     """The non-dominated points (larger is better everywhere): a dominated final changes
     neither the front's hypervolume nor where its staircase breaks."""
     return [
-        p
-        for p in points
-        if not any(all(a >= b for a, b in zip(q, p)) and q != p for q in points)
+        p for p in points if not any(all(a >= b for a, b in zip(q, p)) and q != p for q in points)
     ]
 
 
