@@ -41,10 +41,12 @@ Usage (repo root): python bench/stopping_replay.py DIR [DIR ...]  (each a run di
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,12 +70,27 @@ class Trial:
     seconds: float  # process start to exit
     started: float  # process start (wall time)
     per_epoch: float  # seconds per epoch, first event to last val_acc over epochs run
+    features: tuple[float, ...] | None = None  # its parameters in the unit cube
 
 
-def load_run(log_root: Path) -> list[Trial]:
-    """The trials of one recorded search from their TensorBoard files and wrapper markers."""
+def _parameters(state_file: Path) -> dict[int, dict[str, Any]]:
+    """Each trial's parameters, by index, from the search's state file (`nasop run`'s)."""
+    if not state_file.exists():
+        return {}
+    saved = json.loads(state_file.read_text())
+    return {
+        int(e["index"]): e["trial"]["generator_run"]["arms"][0]["parameters"]
+        for e in saved.get("tail", [])
+    }
+
+
+def load_run(log_root: Path, state_file: Path | None = None) -> list[Trial]:
+    """The trials of one recorded search from their TensorBoard files and wrapper markers, with
+    their parameters from `state_file` when given."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    params = _parameters(state_file) if state_file else {}
+    space = _problems.tutorial_spec().search_space
     trials = []
     for d in sorted(log_root.glob("trial-*")):
         pid, end = d / ".nasop" / "pid", d / ".nasop" / "exit"
@@ -92,6 +109,9 @@ def load_run(log_root: Path) -> list[Trial]:
                 seconds=end.stat().st_mtime - pid.stat().st_mtime,
                 started=pid.stat().st_mtime,
                 per_epoch=(events[-1][1].wall_time - first.wall_time) / len(events),
+                features=stopping.unit_features(p, space, "epochs")
+                if (p := params.get(int(d.name.split("-")[-1])))
+                else None,
             )
         )
     return trials
@@ -208,6 +228,7 @@ def gain(ratio: float, min_curves: int = 5) -> Rule:
                 len(t.curve) - 1,
                 done,
                 now - t.started,
+                t.features,
             )
             if done:
                 ended.append(
@@ -267,7 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     for arg in map(Path, args.runs):
         dirs += [arg] if (arg / "state").is_dir() else sorted(arg.glob("tutorial-none-s*"))
     # keyed by folder and name: two folders may each hold a tutorial-none-s0
-    runs = {f"{d.parent.name}/{d.name}": load_run(d / "state" / "logs" / d.name) for d in dirs}
+    runs = {
+        f"{d.parent.name}/{d.name}": load_run(
+            d / "state" / "logs" / d.name, d / "state" / "state" / f"{d.name}.json"
+        )
+        for d in dirs
+    }
     runs = {k: v for k, v in runs.items() if v}
     full = {k: full_hypervolume(v) for k, v in runs.items()}
     if not runs:
@@ -284,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     for level in (0.05, 0.1, 0.2, 0.3, 0.4):
         policies[f"front P<{level:g}"] = lambda ts, lv=level: replay(ts, front(lv))
-    for ratio in (0.25, 0.5, 1.0, 2.0, 4.0):
+    for ratio in (0.25, 0.35, 0.5, 1.0, 2.0):
         policies[f"gain < {ratio:g}x rate"] = lambda ts, r=ratio: replay(ts, gain(r))
     print(f"replayed on {len(runs)} recorded run(s): {', '.join(runs)}")
     print(f"{'policy':<24} {'saved':>7} {'HV':>8} {'worst HV':>9} {'stopped':>8}  per run")

@@ -220,3 +220,88 @@ def test_bandwidth_is_silverman() -> None:
     sd = float(np.std(gains, ddof=1))
     assert stopping.bandwidth(gains) == pytest.approx(1.06 * sd * len(gains) ** -0.2)
     assert math.isfinite(stopping.bandwidth([0.01]))
+
+
+def test_unit_features_put_each_parameter_on_its_own_scale() -> None:
+    s = spec.parse_manifest(manifest("curves")).spec
+    names = [p.name for p in s.search_space]
+    params = {
+        "hidden_size_1": 16,
+        "hidden_size_2": 128,
+        "learning_rate": 1e-3,
+        "dropout": 0.25,
+        "batch_size": 64,
+        "epochs": 2,
+    }
+    assert set(params) == set(names), names  # the stub's space, as the test reads it
+    features = stopping.unit_features(params, s.search_space, skip="epochs")
+    by_name = dict(zip([n for n in names if n != "epochs"], features))
+    space = {p.name: p for p in s.search_space}
+    lr = space["learning_rate"]
+    assert lr.log and lr.bounds is not None
+    low, high = (math.log(b) for b in lr.bounds)
+    assert by_name["learning_rate"] == pytest.approx((math.log(1e-3) - low) / (high - low))
+    assert min(features) >= 0.0 and max(features) <= 1.0
+    assert len(features) == len(names) - 1  # epochs left out: the final step already says it
+
+
+def test_unordered_choices_are_one_coordinate_per_value() -> None:
+    colour = spec.Parameter(name="colour", type="choice", values=["red", "blue"], ordered=False)
+    size = spec.Parameter(name="size", type="choice", values=[1, 2, 4])
+    width = spec.Parameter(name="width", type="int", bounds=[0, 10])
+    space = [colour, size, width]
+    assert stopping.unit_features({"colour": "blue", "size": 4, "width": 5}, space) == (
+        0.0,
+        1.0,
+        1.0,
+        0.5,
+    )
+
+
+def test_similar_parameters_weigh_more() -> None:
+    w = stopping.similarity_weights((0.5, 0.5), [(0.5, 0.55), (0.9, 0.1), (0.45, 0.5)])
+    assert sum(w) == pytest.approx(1.0)
+    assert w[0] == pytest.approx(w[2]) and w[1] < w[0] / 5  # 0.46, 0.08, 0.46
+    assert stopping.similarity_weights(None, [(0.1,), (0.2,)]) == [0.5, 0.5]
+
+
+def test_weighted_expected_gain_matches_monte_carlo() -> None:
+    reference = (0.5, -60.0)
+    weights = [0.5, 0.2, 0.1, 0.1, 0.05, 0.05]
+    exact = stopping.expected_gain(0.955, GAINS, (-30.0,), FINALS_2D, reference, weights)
+    rng = np.random.default_rng(1)
+    h = stopping.bandwidth(GAINS, weights)
+    v = 0.955 + rng.choice(GAINS, 40_000, p=weights) + h * rng.standard_normal(40_000)
+    ref = np.asarray(reference)
+    base_pts = np.array([[f, *o] for f, o in FINALS_2D])
+    base = pareto.hypervolume(base_pts, ref)
+    grid = np.linspace(v.min(), v.max(), 2001)
+    added = [pareto.hypervolume(np.vstack([base_pts, [g, -30.0]]), ref) - base for g in grid]
+    assert exact == pytest.approx(float(np.interp(v, grid, added).mean()), rel=0.02)
+    assert exact != pytest.approx(
+        stopping.expected_gain(0.955, GAINS, (-30.0,), FINALS_2D, reference), rel=0.02
+    )
+
+
+def test_the_gains_of_similar_trials_decide() -> None:
+    """Curves trained with a low learning rate (feature 0.1) still gain 0.05 after the first
+    epoch, those with a high one (0.9) 0.005. A low-rate trial 0.03 under its bar is likely to
+    pass it: kept when the gains are weighed by similarity, stopped when every curve counts
+    the same (most of them barely move)."""
+    finals: dict[int, stopping.Curve] = {}
+    for i in range(8):
+        lr, gain = (0.1, 0.05) if i < 2 else (0.9, 0.005)
+        v = 0.90 + 0.005 * i
+        finals[i] = stopping.Curve(
+            {0: v - gain, 1: v}, (-(10.0 + i),), 1, True, 2.0, (lr + 0.01 * i,)
+        )
+    mine = stopping.Curve({0: 0.90}, (-30.0,), 1, False, 2.0, (0.1,))
+    blind = stopping.Curve({0: 0.90}, (-30.0,), 1, False, 2.0, None)
+    rule = spec.StoppingRule(metric="val_acc", gain_ratio=1.0, min_progression=0, min_curves=5)
+    reference = (0.5, -60.0)
+    rate = 0.12  # x 2 s left: stop below 0.24 of expected hypervolume
+    assert stopping.gain_calls(rule, {**finals, 9: mine}, [9], reference, rate) == {}  # 0.44
+    call = stopping.gain_calls(rule, {**finals, 9: blind}, [9], reference, rate)[9]
+    assert call.gain == pytest.approx(0.123, abs=0.005)
+    assert call.probability == pytest.approx(0.23, abs=0.01)  # 0.84 weighed by similarity
+    assert call.needed == pytest.approx(0.935)

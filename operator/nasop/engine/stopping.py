@@ -135,6 +135,7 @@ class Curve:
     final_step: int | None  # the last step it is planned to log (None: unknown)
     completed: bool
     ran: float | None = None  # seconds it has run (None: unknown)
+    features: tuple[float, ...] | None = None  # its parameters in the unit cube (`unit_features`)
 
 
 def needed_to_add(
@@ -156,17 +157,21 @@ def needed_to_add(
     return bar
 
 
-def chance_above(current: float, gains: Sequence[float], needed: float) -> float:
+def chance_above(
+    current: float, gains: Sequence[float], needed: float, weights: Sequence[float] | None = None
+) -> float:
     """P(current + gain > needed) for a gain drawn from a Gaussian kernel density of `gains`
-    (Silverman's bandwidth): smooth, so a handful of curves still gives probabilities below
-    1/n, and deterministic."""
+    (Silverman's bandwidth; weighted by `weights`, summing to 1, when given): smooth, so a
+    handful of curves still gives probabilities below 1/n, and deterministic."""
     if not gains:
         return 1.0
     if math.isinf(needed):
         return 0.0 if needed > 0 else 1.0
-    n = len(gains)
-    h = bandwidth(gains)
-    return sum(0.5 * math.erfc((needed - current - g) / (h * math.sqrt(2))) for g in gains) / n
+    w = list(weights) if weights is not None else [1.0 / len(gains)] * len(gains)
+    h = bandwidth(gains, w if weights is not None else None)
+    return sum(
+        wi * 0.5 * math.erfc((needed - current - g) / (h * math.sqrt(2))) for g, wi in zip(gains, w)
+    )
 
 
 @dataclass(frozen=True)
@@ -273,7 +278,8 @@ def _judged(
         arm = experiment.trials[i].arms[0] if experiment.trials[i].arms else None
         if epochs is not None and arm is not None and epochs in arm.parameters:
             end = int(arm.parameters[epochs]) - 1  # type: ignore[arg-type]
-        curves[i] = Curve(vs, known, end, i in done, (ran or {}).get(i))
+        features = unit_features(arm.parameters, s.search_space, epochs) if arm else None
+        curves[i] = Curve(vs, known, end, i in done, (ran or {}).get(i), features)
     return _Judged(curves, others, sign)
 
 
@@ -362,9 +368,12 @@ def gain_trials(
 RATE_WINDOW = 8
 
 
-def _tail_integral(a: float, b: float, centers: Sequence[float], h: float) -> float:
-    """The integral over [a, b] of P(V > y) for V a mixture of equal Gaussians N(c, h²), c in
-    `centers` (b may be +inf): h·(F((b - c)/h) - F((a - c)/h)) with F(z) = z·Q(z) - φ(z)."""
+def _tail_integral(
+    a: float, b: float, centers: Sequence[float], h: float, weights: Sequence[float]
+) -> float:
+    """The integral over [a, b] of P(V > y) for V a mixture of Gaussians N(c, h²), c in
+    `centers` with `weights` (b may be +inf): h·(F((b - c)/h) - F((a - c)/h)) with
+    F(z) = z·Q(z) - φ(z)."""
 
     def f(z: float) -> float:
         if math.isinf(z):
@@ -372,15 +381,73 @@ def _tail_integral(a: float, b: float, centers: Sequence[float], h: float) -> fl
         q = 0.5 * math.erfc(z / math.sqrt(2))
         return z * q - math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
 
-    return sum(h * (f((b - c) / h) - f((a - c) / h)) for c in centers) / len(centers)
+    return sum(w * h * (f((b - c) / h) - f((a - c) / h)) for c, w in zip(centers, weights))
 
 
-def bandwidth(gains: Sequence[float]) -> float:
-    """Silverman's bandwidth of `gains` (the kernel density `chance_above` uses)."""
-    n = len(gains)
-    mean = sum(gains) / n
-    sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / max(n - 1, 1))
-    return max(1.06 * sd * n ** (-0.2), 1e-12)
+def bandwidth(gains: Sequence[float], weights: Sequence[float] | None = None) -> float:
+    """Silverman's bandwidth of `gains` (the kernel density `chance_above` uses); with
+    `weights` (summing to 1), the weighted spread and Kish's effective number of curves."""
+    if weights is None:
+        n = len(gains)
+        mean = sum(gains) / n
+        sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / max(n - 1, 1))
+        return max(1.06 * sd * n ** (-0.2), 1e-12)
+    n_eff = 1.0 / sum(w * w for w in weights)
+    mean = sum(w * g for w, g in zip(weights, gains))
+    var = sum(w * (g - mean) ** 2 for w, g in zip(weights, gains))
+    sd = math.sqrt(var * n_eff / max(n_eff - 1.0, 1.0))
+    return max(1.06 * sd * n_eff ** (-0.2), 1e-12)
+
+
+#: the kernel's length in the unit cube of the parameters for `similarity_weights`
+SIMILARITY = 0.3
+
+
+def unit_features(
+    parameters: Mapping[str, Any], space: Sequence[spec.Parameter], skip: str | None = None
+) -> tuple[float, ...]:
+    """A trial's parameters in the unit cube: a range on its own scale (log where `log`), an
+    ordered choice by its position; an unordered choice one coordinate per value (1 where
+    chosen). Fixed parameters and `skip` (the epochs parameter: the final step already
+    says how long a trial trains) are left out."""
+    out: list[float] = []
+    for p in space:
+        if p.name == skip or p.type is spec.ParameterType.FIXED or p.name not in parameters:
+            continue
+        x = parameters[p.name]
+        if p.type is spec.ParameterType.CHOICE:
+            values = p.values or []
+            if p.ordered or (p.ordered is None and _numeric(values)):
+                out.append(values.index(x) / max(len(values) - 1, 1) if x in values else 0.0)
+            else:
+                out += [float(x == v) for v in values]
+            continue
+        low, high = p.bounds or (0.0, 1.0)
+        if p.log and low > 0:
+            low, high, x = math.log(low), math.log(high), math.log(float(x))  # type: ignore[arg-type]
+        out.append((float(x) - low) / (high - low) if high > low else 0.0)  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def similarity_weights(
+    mine: tuple[float, ...] | None, others: Sequence[tuple[float, ...] | None]
+) -> list[float]:
+    """How much each other curve's gain says about this trial's: a Gaussian kernel of length
+    `SIMILARITY` on the distance of their parameters in the unit cube, normalised. A curve
+    trained with a similar learning rate and batch size rises as this one will; equal weights
+    when the parameters are unknown."""
+    if mine is None or any(o is None or len(o) != len(mine) for o in others):
+        return [1.0 / len(others)] * len(others)
+    raw = [
+        math.exp(-0.5 * sum(((a - b) / SIMILARITY) ** 2 for a, b in zip(o, mine))) + 1e-12
+        for o in others  # type: ignore[union-attr]
+    ]
+    total = sum(raw)
+    return [r / total for r in raw]
 
 
 def _front_of(points: list[list[float]]) -> list[list[float]]:
@@ -397,12 +464,14 @@ def expected_gain(
     known: Sequence[float],
     finals: Sequence[tuple[float, Sequence[float]]],
     reference: Sequence[float],
+    weights: Sequence[float] | None = None,
 ) -> float:
     """E[hypervolume a point (V, *known) adds to `finals`], V = current + a gain drawn from the
-    kernel density of `gains`. The added hypervolume is piecewise linear in V, with breaks at
-    the finals' values: it is computed exactly at each break (and one unit above the last),
-    and each linear piece is integrated against the mixture's tail in closed form. All signed,
-    larger is better; `reference` is (metric, *known) of the hypervolume's reference point."""
+    kernel density of `gains` (weighted by `weights`, summing to 1; equal by default). The
+    added hypervolume is piecewise linear in V, with breaks at the finals' values: it is
+    computed exactly at each break (and one unit above the last), and each linear piece is
+    integrated against the mixture's tail in closed form. All signed, larger is better;
+    `reference` is (metric, *known) of the hypervolume's reference point."""
     if not gains:
         return 0.0
     ref = np.asarray(reference, dtype=float)
@@ -416,14 +485,15 @@ def expected_gain(
     breaks = sorted({float(ref[0]), *(p[0] for p in base_points if p[0] > ref[0])})
     values = [added(y) for y in breaks]
     top = added(breaks[-1] + 1.0) - values[-1]  # the slope past every final: a whole box
-    h = bandwidth(gains)
+    w = list(weights) if weights is not None else [1.0 / len(gains)] * len(gains)
+    h = bandwidth(gains, w if weights is not None else None)
     centers = [current + g for g in gains]
     total = 0.0
     for (a, da), (b, db) in zip(zip(breaks, values), zip(breaks[1:], values[1:])):
         if db > da:
-            total += (db - da) / (b - a) * _tail_integral(a, b, centers, h)
+            total += (db - da) / (b - a) * _tail_integral(a, b, centers, h, w)
     if top > 0:
-        total += top * _tail_integral(breaks[-1], math.inf, centers, h)
+        total += top * _tail_integral(breaks[-1], math.inf, centers, h, w)
     return total
 
 
@@ -498,24 +568,24 @@ def gain_calls(
         past_max = rule.max_progression is not None and k > rule.max_progression
         if k < rule.min_progression or past_max or k >= end:
             continue
-        gains = [
-            o.values[end] - o.values[k]
-            for j, o in sorted(curves.items())
-            if j != t and k in o.values and end in o.values
+        rivals = [
+            o for j, o in sorted(curves.items()) if j != t and k in o.values and end in o.values
         ]
-        if len(gains) < rule.min_curves:
+        if len(rivals) < rule.min_curves:
             continue
         needed = needed_to_add(c.known, finals, floor, known_floor)
         if c.values[k] > needed:
             continue
+        gains = [o.values[end] - o.values[k] for o in rivals]
+        weights = similarity_weights(c.features, [o.features for o in rivals])
         seconds = (end - k) * c.ran / (k + 1)
         gain = (
             0.0
             if math.isinf(needed)
-            else expected_gain(c.values[k], gains, c.known, finals, reference)
+            else expected_gain(c.values[k], gains, c.known, finals, reference, weights)
         )
         if gain < ratio * rate * seconds:
-            p = chance_above(c.values[k], gains, needed)
+            p = chance_above(c.values[k], gains, needed, weights)
             calls[t] = GainCall(gain, seconds, rate, p, needed, k, end, len(gains))
     return calls
 
@@ -608,5 +678,7 @@ __all__ = [
     "needed_to_add",
     "recent_rate",
     "rule_strategy",
+    "similarity_weights",
     "trials_to_stop",
+    "unit_features",
 ]

@@ -259,8 +259,9 @@ class StoppingRule(WireModel):
         default=None,
         gt=0,
         description="Gain rule: stop a trial when the hypervolume it is expected to add by "
-        "finishing (its final value of this objective predicted as for frontProbability, "
-        "against the front at its other objectives, which are known from step 0), per second of "
+        "finishing (its final value of this objective predicted as for frontProbability, the "
+        "other curves' gains weighed by how close their parameters are to the trial's, against "
+        "the front at its other objectives, which are known from step 0), per second of "
         "its remaining training, is below this times the hypervolume per trainer second the "
         "search's last 8 completed trials bought (e.g. 1: stop when continuing buys less than "
         "the average recent trial; lower stops less). Keeps a trial with a small chance of a "
