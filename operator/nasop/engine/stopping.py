@@ -424,8 +424,8 @@ def unit_features(
             continue
         low, high = p.bounds or (0.0, 1.0)
         if p.log and low > 0:
-            low, high, x = math.log(low), math.log(high), math.log(float(x))  # type: ignore[arg-type]
-        out.append((float(x) - low) / (high - low) if high > low else 0.0)  # type: ignore[arg-type]
+            low, high, x = math.log(low), math.log(high), math.log(float(x))
+        out.append((float(x) - low) / (high - low) if high > low else 0.0)
     return tuple(out)
 
 
@@ -440,11 +440,13 @@ def similarity_weights(
     `SIMILARITY` on the distance of their parameters in the unit cube, normalised. A curve
     trained with a similar learning rate and batch size rises as this one will; equal weights
     when the parameters are unknown."""
-    if mine is None or any(o is None or len(o) != len(mine) for o in others):
+    known = [o for o in others if o is not None and mine is not None and len(o) == len(mine)]
+    if mine is None or len(known) != len(others):
         return [1.0 / len(others)] * len(others)
     raw = [
-        math.exp(-0.5 * sum(((a - b) / SIMILARITY) ** 2 for a, b in zip(o, mine))) + 1e-12
-        for o in others  # type: ignore[union-attr]
+        math.exp(-0.5 * sum(((a - b) / SIMILARITY) ** 2 for a, b in zip(o, mine, strict=True)))
+        + 1e-12
+        for o in known
     ]
     total = sum(raw)
     return [r / total for r in raw]
