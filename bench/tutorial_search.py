@@ -207,9 +207,10 @@ def print_anytime(rows: list[dict[str, Any]]) -> None:
     budgets, hv = anytime_table(rows)
     if not budgets:
         return
+    base = "mode none's" if any(r["mode"] == "none" for r in rows) else "these runs' (no mode none)"
     print(
         "anytime: hypervolume (mean trials ended) within a budget of trainer seconds, summed "
-        "in the order trials ended; budgets = 25/50/75/100% of mode none's mean trainer seconds"
+        f"in the order trials ended; budgets = 25/50/75/100% of {base} mean trainer seconds"
     )
     modes = list(hv)
     header = f"| {'trainer s':>9} | " + " | ".join(f"{m:>18}" for m in modes) + " |"
