@@ -185,6 +185,25 @@ class FrontCall:
     curves: int
 
 
+def _judgeable(
+    rule: spec.StoppingRule, curves: Mapping[int, Curve], t: int
+) -> tuple[Curve, int, int, list[Curve]] | None:
+    """A running trial a model-based rule may judge now: its curve, its latest step k (within
+    [minProgression, maxProgression]) and final step K > k, and the other curves that logged
+    both (at least `minCurves`, in trial order); None when it may not."""
+    c = curves.get(t)
+    if c is None or not c.values or c.known is None or c.final_step is None:
+        return None
+    k, end = max(c.values), c.final_step
+    past_max = rule.max_progression is not None and k > rule.max_progression
+    if k < rule.min_progression or past_max or k >= end:
+        return None
+    rivals = [o for j, o in sorted(curves.items()) if j != t and k in o.values and end in o.values]
+    if len(rivals) < rule.min_curves:
+        return None
+    return c, k, end, rivals
+
+
 def front_calls(
     rule: spec.StoppingRule,
     curves: Mapping[int, Curve],
@@ -206,20 +225,12 @@ def front_calls(
     ]
     calls: dict[int, FrontCall] = {}
     for t in running:
-        c = curves.get(t)
-        if c is None or not c.values or c.known is None or c.final_step is None:
+        judged = _judgeable(rule, curves, t)
+        if judged is None:
             continue
-        k, end = max(c.values), c.final_step
-        past_max = rule.max_progression is not None and k > rule.max_progression
-        if k < rule.min_progression or past_max or k >= end:
-            continue
-        gains = [
-            o.values[end] - o.values[k]
-            for j, o in sorted(curves.items())
-            if j != t and k in o.values and end in o.values
-        ]
-        if len(gains) < rule.min_curves:
-            continue
+        c, k, end, rivals = judged
+        assert c.known is not None  # _judgeable checked it
+        gains = [o.values[end] - o.values[k] for o in rivals]
         needed = needed_to_add(c.known, finals, floor, known_floor)
         if c.values[k] > needed:
             continue
@@ -563,18 +574,11 @@ def gain_calls(
     floor, known_floor = reference[0], tuple(reference[1:])
     calls: dict[int, GainCall] = {}
     for t in running:
-        c = curves.get(t)
-        if c is None or not c.values or c.known is None or c.final_step is None or not c.ran:
+        judged = _judgeable(rule, curves, t)
+        if judged is None or not judged[0].ran:
             continue
-        k, end = max(c.values), c.final_step
-        past_max = rule.max_progression is not None and k > rule.max_progression
-        if k < rule.min_progression or past_max or k >= end:
-            continue
-        rivals = [
-            o for j, o in sorted(curves.items()) if j != t and k in o.values and end in o.values
-        ]
-        if len(rivals) < rule.min_curves:
-            continue
+        c, k, end, rivals = judged
+        assert c.known is not None and c.ran  # _judgeable checked the one, the line above the other
         needed = needed_to_add(c.known, finals, floor, known_floor)
         if c.values[k] > needed:
             continue
