@@ -187,7 +187,8 @@ def early_stop(book: Ledger, runner: TorchXTrialRunner, report: TickReport, now:
         return
     indices = [t.index for t in running]
     attach(book, book.experiment.fetch_trials_data_results(trial_indices=indices))
-    ran = {i: r for i, (_, r) in book.timings(now).items()}
+    priced = any(r.gain_ratio is not None for r in book.spec.early_stopping.all_rules)
+    ran = {i: r for i, (_, r) in book.timings(now).items()} if priced else None
     decisions = stopping.trials_to_stop(
         book.spec, book.experiment, indices, reference=book.state.reference, ran=ran
     )

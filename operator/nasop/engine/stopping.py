@@ -167,8 +167,7 @@ def chance_above(
         return 1.0
     if math.isinf(needed):
         return 0.0 if needed > 0 else 1.0
-    w = list(weights) if weights is not None else [1.0 / len(gains)] * len(gains)
-    h = bandwidth(gains, w if weights is not None else None)
+    w, h = _kernel(gains, weights)
     return sum(
         wi * 0.5 * math.erfc((needed - current - g) / (h * math.sqrt(2))) for g, wi in zip(gains, w)
     )
@@ -353,9 +352,12 @@ def gain_trials(
         c, seconds = curves.get(i), ran.get(i)
         if trial.time_completed is None or seconds is None or c is None:
             continue
-        completed = c.completed and c.values and c.known is not None
-        point = (c.values[max(c.values)], *c.known) if completed and c.known else None
-        if completed or trial.status.is_early_stopped:
+        point = (
+            (c.values[max(c.values)], *c.known)
+            if c.completed and c.values and c.known is not None
+            else None
+        )
+        if point is not None or trial.status.is_early_stopped:
             ended.append(Ended(trial.time_completed.timestamp(), seconds, point))
     rate = recent_rate(ended, point_ref, RATE_WINDOW)
     calls = gain_calls(rule, curves, running, point_ref, rate)
@@ -396,8 +398,9 @@ def _tail_integral(
 
 
 def bandwidth(gains: Sequence[float], weights: Sequence[float] | None = None) -> float:
-    """Silverman's bandwidth of `gains` (the kernel density `chance_above` uses); with
-    `weights` (summing to 1), the weighted spread and Kish's effective number of curves."""
+    """Silverman's bandwidth of `gains` (the kernel density `chance_above` uses): the weighted
+    spread and Kish's effective number of curves; with equal weights (the default) the sample
+    standard deviation and the number of curves."""
     if weights is None:
         n = len(gains)
         mean = sum(gains) / n
@@ -408,6 +411,13 @@ def bandwidth(gains: Sequence[float], weights: Sequence[float] | None = None) ->
     var = sum(w * (g - mean) ** 2 for w, g in zip(weights, gains))
     sd = math.sqrt(var * n_eff / max(n_eff - 1.0, 1.0))
     return max(1.06 * sd * n_eff ** (-0.2), 1e-12)
+
+
+def _kernel(gains: Sequence[float], weights: Sequence[float] | None) -> tuple[list[float], float]:
+    """The kernel density's weights (equal unless given) and bandwidth."""
+    if weights is None:
+        return [1.0 / len(gains)] * len(gains), bandwidth(gains)
+    return list(weights), bandwidth(gains, weights)
 
 
 #: the kernel's length in the unit cube of the parameters for `similarity_weights`
@@ -498,8 +508,7 @@ def expected_gain(
     breaks = sorted({float(ref[0]), *(p[0] for p in base_points if p[0] > ref[0])})
     values = [added(y) for y in breaks]
     top = added(breaks[-1] + 1.0) - values[-1]  # the slope past every final: a whole box
-    w = list(weights) if weights is not None else [1.0 / len(gains)] * len(gains)
-    h = bandwidth(gains, w if weights is not None else None)
+    w, h = _kernel(gains, weights)
     centers = [current + g for g in gains]
     total = 0.0
     for (a, da), (b, db) in zip(zip(breaks, values), zip(breaks[1:], values[1:])):
