@@ -144,3 +144,40 @@ def test_tutorial_anytime_table() -> None:
     assert hv["none"][200.0] == [(pytest.approx(400.0), 2), (0.0, 0)]
     assert hv["es"][50.0] == [(0.0, 1)]
     assert hv["es"][200.0] == [(pytest.approx(400.0), 2)]
+
+
+def test_tutorial_seconds_to_reach() -> None:
+    trials = [(30.0, None), (40.0, P), (60.0, Q)]
+    assert tutorial_search.seconds_to_reach(trials, 50.0) == 70.0  # P alone: 100
+    assert tutorial_search.seconds_to_reach(trials, 400.0) == 130.0  # Q: 400
+    assert tutorial_search.seconds_to_reach(trials, 401.0) is None
+
+
+def test_tutorial_first_trials_counts_the_first_n_by_index() -> None:
+    # trials 0..2 ended in the order 1, 2, 0, 3; trial 3 (index >= n) is left out
+    row = {
+        "mode": "es",
+        "trainer_s": 160.0,
+        "hypervolume": 400.0,
+        "trials": 4,
+        "early_stopped": 2,
+        "stopped": [1, 3],
+        "order": [1, 2, 0, 3],
+        "anytime": [(30.0, None), (40.0, P), (60.0, Q), (30.0, None)],
+        "per_trial": {
+            "0": [1.0, 3, 0.0],
+            "1": [1.0, 1, 20.0],
+            "2": [1.0, 3, 0.0],
+            "3": [1.0, 1, 9.0],
+        },
+    }
+    first = tutorial_search.first_trials(row, 3)
+    assert first["trainer_s"] == 130.0
+    assert first["hypervolume"] == pytest.approx(400.0)
+    assert (first["trials"], first["early_stopped"]) == (3, 1)
+    assert (first["startup_s"], first["epochs"], first["unrun_s"]) == (3.0, 7, 20.0)
+    assert first["order"] == [1, 2, 0]
+    assert tutorial_search.first_trials(row, 4) is row  # nothing to cut
+    two = tutorial_search.first_trials(row, 2)  # trials 1 (stopped) and 0 (Q)
+    assert (two["order"], two["trainer_s"]) == ([1, 0], 90.0)
+    assert two["hypervolume"] == pytest.approx(400.0)
