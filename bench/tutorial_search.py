@@ -619,6 +619,40 @@ def print_time_to_quality(rows: list[dict[str, Any]], share: float = 0.99) -> No
     )
 
 
+#: two-sided 95% Student t quantiles by degrees of freedom (1..10; past 10 the normal's 1.96 is
+#: within 12%, and the interval is then labelled approximate)
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def paired_hv(rows: list[dict[str, Any]], mode: str) -> tuple[list[float], float, float] | None:
+    """Per seed run in both modes: the hypervolume change of `mode` against `none` as a
+    fraction of the mean `none` hypervolume, and the 95% t interval of the mean change (the
+    spread between seeds is what decides whether a mean change of a few percent means
+    anything)."""
+    none = {r["seed"]: r["hypervolume"] for r in rows if r["mode"] == "none"}
+    other = {r["seed"]: r["hypervolume"] for r in rows if r["mode"] == mode}
+    seeds = sorted(set(none) & set(other))
+    if len(seeds) < 2:
+        return None
+    base = statistics.mean(none[s] for s in seeds)
+    diffs = [(other[s] - none[s]) / base for s in seeds]
+    half = T95[min(len(seeds) - 1, len(T95)) - 1] * statistics.stdev(diffs) / len(seeds) ** 0.5
+    mean = statistics.mean(diffs)
+    return diffs, mean - half, mean + half
+
+
+def print_paired(rows: list[dict[str, Any]], mode: str) -> None:
+    paired = paired_hv(rows, mode)
+    if paired is None:
+        return
+    diffs, low, high = paired
+    print(
+        f"hypervolume change per seed ({mode} vs none, of none's mean): "
+        + " ".join(f"{d:+.1%}" for d in diffs)
+        + f"; 95% t interval of the mean {low:+.1%} to {high:+.1%}"
+    )
+
+
 def print_comparisons(rows: list[dict[str, Any]], preload: str, trials: int = 0) -> None:
     """Each mode that ran against mode `none` of the same seeds, as ratios of the means; modes
     es/honest given more trials (--es-trials) count their first `trials` trials here."""
@@ -632,9 +666,11 @@ def print_comparisons(rows: list[dict[str, Any]], preload: str, trials: int = 0)
         print_packing(mean["none"], mean["packed"], none_hvs)
     if "none" in mean and "es" in mean:
         print_early_stopping(mean["none"], mean["es"], len(none_hvs))
+        print_paired(rows, "es")
     if "none" in mean and "honest" in mean:
         label = "early stopping, epochsParameter"
         print_early_stopping(mean["none"], mean["honest"], len(none_hvs), label)
+        print_paired(rows, "honest")
     if "none" in mean and "es" in mean and "honest" in mean and mean["none"]["hypervolume"]:
         lost = {
             m: 1 - mean[m]["hypervolume"] / mean["none"]["hypervolume"] for m in ("es", "honest")

@@ -181,3 +181,18 @@ def test_tutorial_first_trials_counts_the_first_n_by_index() -> None:
     two = tutorial_search.first_trials(row, 2)  # trials 1 (stopped) and 0 (Q)
     assert (two["order"], two["trainer_s"]) == ([1, 0], 90.0)
     assert two["hypervolume"] == pytest.approx(400.0)
+
+
+def test_tutorial_paired_hv_interval() -> None:
+    rows = [
+        {"mode": "none", "seed": 0, "hypervolume": 100.0},
+        {"mode": "none", "seed": 1, "hypervolume": 300.0},
+        {"mode": "es", "seed": 0, "hypervolume": 90.0},
+        {"mode": "es", "seed": 1, "hypervolume": 330.0},
+        {"mode": "es", "seed": 2, "hypervolume": 1.0},  # no pair: left out
+    ]
+    diffs, low, high = tutorial_search.paired_hv(rows, "es")
+    assert diffs == [pytest.approx(-0.05), pytest.approx(0.15)]  # of none's mean, 200
+    # mean 0.05, sd 0.1414, 1 degree of freedom: 12.706 * 0.1414 / sqrt(2) = 1.2706
+    assert (low, high) == (pytest.approx(0.05 - 1.2706, abs=1e-4), pytest.approx(1.3206, abs=1e-4))
+    assert tutorial_search.paired_hv(rows[:3], "es") is None  # one pair: no interval
