@@ -79,8 +79,8 @@ EARLY_STOPPING_FRONT = {
     "epochsParameter": "epochs",
 }
 
-#: the gain rule at 0.25: replayed on 10 recorded runs 10.5% saved for -0.61% (0.35, the largest
-#: ratio within 1% there, lost 3.7% live on 5 seeds; 0.25 gained 3.2%)
+#: the gain rule at 0.25: replayed on 15 recorded runs 12.0% saved for -0.70%; live over 10 runs
+#: per mode 14.0% for -2.0% (+3.2% in one set of 5, -7.2% in another: docs/benchmarks.md)
 EARLY_STOPPING_GAIN = {
     "metric": "val_acc",
     "gainRatio": 0.25,
