@@ -28,24 +28,6 @@ import tutorial_search
 OBJECTIVES = ("val_acc", "num_params", "latency_ms")
 
 
-def stopped_trials(run: Path, trials: int) -> list[tuple[int, dict[str, Any]]]:
-    """(index, parameters) of each early-stopped trial among a run's first `trials`."""
-    from ax.core.base_trial import TrialStatus
-
-    from nasop.state.files import FileStore
-    from nasop.trials import registry
-
-    state = run / "state" / "state"
-    snapshot = FileStore(str(state), registry=registry.bundle()).load(name=run.name)
-    if snapshot is None:
-        return []
-    return [
-        (t.index, dict(t.arms[0].parameters))
-        for t in snapshot.experiment.trials.values()
-        if t.index < trials and t.status is TrialStatus.EARLY_STOPPED
-    ]
-
-
 def finish(params: dict[str, Any], data: str) -> dict[str, float]:
     """The trainer's final result for `params`, trained to their own epochs."""
     with tempfile.TemporaryDirectory() as logs:
@@ -70,10 +52,12 @@ def rescore(
     out = []
     for es in (r for r in rows if r["mode"] == "es"):
         none = next(r for r in rows if r["mode"] == "none" and r["seed"] == es["seed"])
-        kept = [m for i, (_, m) in zip(es["order"], es["anytime"]) if i < trials and m is not None]
-        stopped = stopped_trials(folder / es["name"], trials)
+        first = tutorial_search.first_trials(es, trials)["anytime"]
+        kept = [m for _, m in first if m is not None]
+        state = folder / es["name"] / "state" / "state" / f"{es['name']}.json"
+        stopped = [p for i, p in tutorial_search.stopped_params(state).items() if i < trials]
         with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-            finals = list(pool.map(lambda job: finish(job[1], data), stopped))
+            finals = list(pool.map(lambda params: finish(params, data), stopped))
         hv_es = tutorial_search.hypervolume(kept)
         hv_all = tutorial_search.hypervolume(kept + finals)
         adds = sum(tutorial_search.hypervolume([*kept, m]) > hv_es + 1e-9 for m in finals)

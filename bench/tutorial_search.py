@@ -133,19 +133,24 @@ def trial_times(log_root: Path) -> dict[int, tuple[float, float]]:
     return out
 
 
-def trial_outcomes(state_file: Path) -> dict[int, dict[str, float] | None]:
-    """Per trial index: the last logged value of each metric of a completed trial (as the ledger
-    reads them), None for a trial that did not complete (early-stopped, failed)."""
-    from ax.core.base_trial import TrialStatus
-
+def saved_experiment(state_file: Path) -> Any:
+    """The Ax experiment `nasop run` saved in `state_file`, None if there is none."""
     from nasop.state.files import FileStore
     from nasop.trials import registry
 
     store = FileStore(str(state_file.parent), registry=registry.bundle())
     snapshot = store.load(name=state_file.stem)
-    if snapshot is None:
+    return snapshot.experiment if snapshot else None
+
+
+def trial_outcomes(state_file: Path) -> dict[int, dict[str, float] | None]:
+    """Per trial index: the last logged value of each metric of a completed trial (as the ledger
+    reads them), None for a trial that did not complete (early-stopped, failed)."""
+    from ax.core.base_trial import TrialStatus
+
+    exp = saved_experiment(state_file)
+    if exp is None:
         return {}
-    exp = snapshot.experiment
     df = exp.lookup_data().full_df
     values: dict[int, dict[str, float]] = {}
     if not df.empty:
@@ -162,8 +167,12 @@ def anytime_trials(
     times: dict[int, tuple[float, float]], outcomes: dict[int, dict[str, float] | None]
 ) -> list[tuple[float, dict[str, float] | None]]:
     """(trainer seconds, final metrics or None) per trial that ran, in the order they ended."""
-    order = sorted(times, key=lambda i: (times[i][1], i))
-    return [(times[i][0], outcomes.get(i)) for i in order]
+    return [(times[i][0], outcomes.get(i)) for i in end_order(times)]
+
+
+def end_order(times: dict[int, tuple[float, float]]) -> list[int]:
+    """The trial indices of `trial_times` in the order the trials ended."""
+    return sorted(times, key=lambda i: (times[i][1], i))
 
 
 def seconds_to_reach(
@@ -278,21 +287,22 @@ def trainer_seconds(log_root: Path) -> list[float]:
     return out
 
 
-def stopped_plans(state_file: Path) -> dict[int, int]:
-    """The `epochs` parameter of each early-stopped trial, from the saved Ax experiment."""
+def stopped_params(state_file: Path) -> dict[int, dict[str, Any]]:
+    """The parameters of each early-stopped trial, from the saved Ax experiment."""
     from ax.core.base_trial import TrialStatus
 
-    from nasop.state.files import FileStore
-    from nasop.trials import registry
-
-    store = FileStore(str(state_file.parent), registry=registry.bundle())
-    snapshot = store.load(name=state_file.stem)
-    trials = snapshot.experiment.trials.values() if snapshot else []
+    exp = saved_experiment(state_file)
+    trials = exp.trials.values() if exp is not None else []
     return {
-        t.index: int(t.arms[0].parameters["epochs"])  # type: ignore[arg-type]
+        t.index: dict(t.arms[0].parameters)
         for t in trials
         if t.arms and t.status is TrialStatus.EARLY_STOPPED
     }
+
+
+def stopped_plans(state_file: Path) -> dict[int, int]:
+    """The `epochs` parameter of each early-stopped trial."""
+    return {i: int(p["epochs"]) for i, p in stopped_params(state_file).items()}
 
 
 def curve_stats(
@@ -416,7 +426,7 @@ def run_one(
         "timed_out": timed_out,
         # (trainer seconds, final metrics or None) per trial in the order they ended
         "anytime": [] if packed else anytime_trials(times, outcomes),
-        "order": [] if packed else sorted(times, key=lambda i: (times[i][1], i)),
+        "order": [] if packed else end_order(times),
         "stopped": sorted(planned),
     }
 
@@ -619,11 +629,6 @@ def print_time_to_quality(rows: list[dict[str, Any]], share: float = 0.99) -> No
     )
 
 
-#: two-sided 95% Student t quantiles by degrees of freedom (1..10; past 10 the normal's 1.96 is
-#: within 12%, and the interval is then labelled approximate)
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
-
-
 def paired_hv(rows: list[dict[str, Any]], mode: str) -> tuple[list[float], float, float] | None:
     """Per seed run in both modes: the hypervolume change of `mode` against `none` as a
     fraction of the mean `none` hypervolume, and the 95% t interval of the mean change (the
@@ -636,7 +641,10 @@ def paired_hv(rows: list[dict[str, Any]], mode: str) -> tuple[list[float], float
         return None
     base = statistics.mean(none[s] for s in seeds)
     diffs = [(other[s] - none[s]) / base for s in seeds]
-    half = T95[min(len(seeds) - 1, len(T95)) - 1] * statistics.stdev(diffs) / len(seeds) ** 0.5
+    from scipy.stats import t as student_t  # Ax's dependency
+
+    t95 = float(student_t.ppf(0.975, len(seeds) - 1))
+    half = t95 * statistics.stdev(diffs) / len(seeds) ** 0.5
     mean = statistics.mean(diffs)
     return diffs, mean - half, mean + half
 
